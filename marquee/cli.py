@@ -1,0 +1,79 @@
+"""The ``marquee`` command line.
+
+Each sub-command lives in the package that owns it and is imported only when it is used,
+so ``marquee --help`` stays fast and the platform core never imports the layers above it
+at import time. A sub-command target is ``module:attr`` naming a Typer app or a Click command.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+import typer
+
+__all__ = ["main", "COMMANDS"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (target, one-line help)
+    "data": ("marquee.commands.data:app", "Fetch, synthesise and validate datasets."),
+    "registry": ("marquee.commands.registry:app", "List and alias registered model versions."),
+    "pipeline": ("pipelines.cli:app", "Compile, run locally or submit the training pipeline."),
+    "serve": ("serving.cli:serve", "Serve a model version with KServe or BentoML."),
+    "router": ("serving.router.cli:app", "Run the rollout router in front of model servers."),
+    "rollout": ("serving.rollout.cli:app", "Start, watch, promote and abort rollouts."),
+    "traffic": ("serving.replay.cli:app", "Replay held-out interactions as live traffic."),
+    "drift": ("monitoring.drift.cli:app", "Check payload logs for data and prediction drift."),
+    "skew": ("monitoring.skew.cli:app", "Check served features against offline features."),
+    "retrain": ("monitoring.retrain.cli:retrain", "Start a retraining run (on-call)."),
+    "incidents": ("monitoring.retrain.cli:incidents", "List firing alerts and recent retraining."),
+    "trigger": ("monitoring.retrain.cli:trigger", "Run the Alertmanager retrain webhook."),
+    "demo": ("marquee.commands.demo:demo", "Run the whole loop on the embedded default."),
+}
+
+
+def _load(target: str) -> click.Command:
+    module_name, _, attr = target.partition(":")
+    obj = getattr(importlib.import_module(module_name), attr)
+    if isinstance(obj, typer.Typer):
+        return typer.main.get_command(obj)
+    if isinstance(obj, click.Command):
+        return obj
+    if callable(obj):  # a plain function: wrap it as a single Typer command
+        app = typer.Typer(add_completion=False)
+        app.command()(obj)
+        return typer.main.get_command(app)
+    raise TypeError(f"{target} is not a command")
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        cmd = _load(COMMANDS[cmd_name][0])
+        cmd.name = cmd_name
+        if not cmd.help:
+            cmd.help = COMMANDS[cmd_name][1]
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="marquee-mlops")
+def cli() -> None:
+    """Marquee: train, register, serve, roll out and monitor a movie recommender."""
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

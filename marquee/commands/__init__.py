@@ -1,0 +1,1 @@
+"""Sub-commands owned by the platform core (data, registry, demo)."""

@@ -1,0 +1,72 @@
+"""Typed settings for every Marquee deployable.
+
+Built once in ``main()`` (never at import time) and passed down. Every field reads from an
+environment variable with the ``MARQUEE_`` prefix (``MARQUEE_HOME``, ``MARQUEE_STORE_URI`` …)
+and is mirrored one to one by a documented Helm value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "MODEL_NAME"]
+
+MODEL_NAME = "movie-recommender"
+
+
+class Settings(BaseSettings):
+    """Where Marquee keeps its state and which services it talks to."""
+
+    model_config = SettingsConfigDict(env_prefix="MARQUEE_", extra="ignore")
+
+    home: Path = Field(Path(".marquee"), description="Local state: caches, SQLite registry, runs.")
+    store_uri: str | None = Field(
+        None,
+        description="Object store: a local directory or s3://bucket/prefix. Default: <home>/store.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint (MinIO, moto, …).")
+    registry_uri: str | None = Field(
+        None, description="MLflow tracking/registry URI. Default: sqlite under <home>."
+    )
+    model_name: str = Field(MODEL_NAME, description="Registered model name.")
+    kubeflow_host: str | None = Field(None, description="Kubeflow Pipelines API endpoint.")
+    pipeline_image: str = Field(
+        "ghcr.io/marquee-mlops/marquee-pipeline:0.1.0",
+        description="Base image that pipeline components run on in a cluster.",
+    )
+    prometheus_url: str | None = Field(None, description="Prometheus HTTP API for analysis.")
+    alertmanager_url: str | None = Field(None, description="Alertmanager API for incidents.")
+    bind_host: str = Field("127.0.0.1", description="Address servers bind to.")
+    gate_tolerance: float = Field(
+        0.02, ge=0.0, le=1.0, description="Relative NDCG@10 drop still accepted by the gate."
+    )
+    seed: int = Field(42, description="Global random seed for training.")
+
+    @field_validator("store_uri")
+    @classmethod
+    def _check_store_uri(cls, v: str | None) -> str | None:
+        if v is not None and "://" in v and not v.startswith(("s3://", "file://")):
+            raise ValueError(f"store_uri must be a directory or s3://bucket/prefix, got {v!r}")
+        return v
+
+    # Derived locations -------------------------------------------------------------
+    @property
+    def resolved_store_uri(self) -> str:
+        return self.store_uri or str((self.home / "store").resolve())
+
+    @property
+    def resolved_registry_uri(self) -> str:
+        if self.registry_uri:
+            return self.registry_uri
+        return f"sqlite:///{(self.home / 'registry.db').resolve()}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"

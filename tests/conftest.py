@@ -1,0 +1,89 @@
+"""Shared fixtures: free ports, readiness polling, real servers on 127.0.0.1.
+
+Servers started here listen on 127.0.0.1 only, are polled until ready (never a fixed sleep)
+and are stopped by their process id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60.0, interval: float = 0.1,
+               what: str = "condition") -> None:
+    """Poll ``check`` until it returns True; fail the test with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - polling a server that is not up yet
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last error: {last!r})")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+
+def require_binary(name: str) -> str:
+    """Path of a system binary; skipped locally, a failure in CI (CI must install it)."""
+    path = shutil.which(name)
+    if path is None:
+        msg = f"{name} is not installed (run scripts/install-sysdeps.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-protocol endpoint: moto in server mode on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def s3_env(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Dummy credentials for the local S3 endpoint, set for boto3 and MLflow."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", s3_server)
+    return s3_server
+
+
+@pytest.fixture()
+def python_exe() -> str:
+    return sys.executable
