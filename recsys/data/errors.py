@@ -7,7 +7,7 @@ Hierarchy::
     │   └── DataFetchError         downloading a source failed (pip download of the wheel)
     └── DataValidationError        data breaks the schema; ``.report`` lists the findings
 
-``DataValidationError.report`` is a list of :class:`recsys.data.validate.Finding`; each names
+``DataValidationError.report`` is a list of :class:`recsys.data.findings.Finding`; each names
 the table, column, rule, how many rows break it and up to five example values.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from recsys.data.validate import Finding
+    from recsys.data.findings import Finding
 
 __all__ = ["DataError", "DataSourceError", "DataFetchError", "DataValidationError"]
 

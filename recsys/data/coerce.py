@@ -1,0 +1,163 @@
+"""Untrusted files → contract dtypes, reporting instead of crashing.
+
+External CSV or Parquet files carry ids as text, timestamps as ISO strings or float seconds,
+empty cells, and worse. :func:`coerce_raw_frame` casts one table to the contract dtypes and
+raises :class:`DataValidationError` naming every value it could not cast (``integer``,
+``numeric``, ``parseable timestamp``, ``missing column``). :func:`read_dataset_files` reads a
+directory of ``{interactions,users,items}.{parquet,csv,tsv}`` and returns what it could build plus
+the findings, so the caller can report everything at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.errors import DataValidationError
+from recsys.data.findings import Finding, examples_of
+from recsys.data.schema import TABLES, TableSpec
+
+__all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "read_table_file",
+           "read_dataset_files"]
+
+FILE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".tsv")
+
+
+def _bad(spec: TableSpec, column: str, rule: str, mask: pd.Series, raw: pd.Series,
+         detail: str) -> Finding:
+    return Finding(table=spec.name, column=column, rule=rule, bad_count=int(mask.sum()),
+                   examples=examples_of(raw[mask]), detail=detail)
+
+
+def _to_seconds(raw: pd.Series) -> pd.Series:
+    """Unix seconds (float, NaN where unparseable) from numbers, numeric text, ISO text or
+    datetimes."""
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        stamps = pd.to_datetime(raw, utc=True)
+        return pd.Series(stamps.astype("int64") // 10**9, index=raw.index, dtype="float64").where(
+            stamps.notna())
+    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw):
+        return raw.astype("float64")
+    numeric = pd.to_numeric(raw, errors="coerce")
+    text = raw[numeric.isna() & raw.notna()].astype(str).str.strip()
+    if len(text):
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+        seconds = pd.Series(np.nan, index=text.index)
+        ok = parsed.notna()
+        seconds[ok] = parsed[ok].astype("int64") // 10**9
+        numeric = numeric.astype("float64")
+        numeric[text.index] = seconds
+    return numeric.astype("float64")
+
+
+def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | None,
+                                                                 list[Finding]]:
+    """(frame cast as far as possible, findings). Values that could not be cast become missing
+    and their column keeps a nullable dtype; ``None`` when a required column is absent."""
+    findings: list[Finding] = []
+    missing = [c for c in spec.names if c not in frame.columns]
+    for column in missing:
+        findings.append(Finding(
+            table=spec.name, column=column, rule="missing column", bad_count=len(frame),
+            detail=f"expected columns {spec.names}, found {list(map(str, frame.columns))}"))
+    if missing:
+        return None, findings
+    out: dict[str, object] = {}
+    for col in spec.columns:
+        raw = frame[col.name]
+        if col.dtype == "string":
+            out[col.name] = raw.astype("string")
+            continue
+        if col.name == "timestamp":
+            values = _to_seconds(raw)
+            junk = values.isna() & raw.notna()
+            if junk.any():
+                findings.append(_bad(spec, col.name, "parseable timestamp", junk, raw,
+                                     "unix seconds or an ISO-8601 date-time"))
+            values = np.floor(values)
+        else:
+            values = pd.to_numeric(raw, errors="coerce").astype("float64")
+            junk = values.isna() & raw.notna()
+            if col.dtype == "int64":
+                junk = junk | (values.notna() & (values % 1 != 0))
+                rule, detail = "integer", "ids and counts must be whole numbers"
+            else:
+                rule, detail = "numeric", "must be a number"
+            if junk.any():
+                findings.append(_bad(spec, col.name, rule, junk, raw, detail))
+            values = values.where(~junk)
+        if values.isna().any() or junk.any():
+            out[col.name] = values.astype("Int64" if col.dtype == "int64" else "Float32")
+        else:
+            out[col.name] = values.to_numpy(dtype=col.dtype)
+    return pd.DataFrame(out, index=frame.index).reset_index(drop=True), findings
+
+
+def coerce_raw_frame(frame: pd.DataFrame, table: str | TableSpec) -> pd.DataFrame:
+    """``frame`` cast to the contract dtypes of ``table``; raises :class:`DataValidationError`
+    naming each column, rule and example value that could not be cast (or any null value)."""
+    spec = TABLES[table] if isinstance(table, str) else table
+    coerced, findings = coerce_frame(frame, spec)
+    if coerced is not None:
+        for column in coerced.columns:
+            nulls = coerced[column].isna()
+            if nulls.any() and not any(f.column == column for f in findings):
+                findings.append(_bad(spec, column, "not null", nulls, frame[column].reset_index(
+                    drop=True), "a value is required"))
+    if findings or coerced is None:
+        raise DataValidationError(findings, title=f"{spec.name}: cannot coerce to the contract")
+    return coerced.astype(spec.dtypes)
+
+
+def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[Finding]]:
+    """Read one CSV/TSV/Parquet file as text-or-native columns; empty or unreadable files
+    become findings rather than exceptions."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return None, [Finding(table=spec.name, column="*", rule="empty file", bad_count=0,
+                              detail=f"{path.name} is empty (0 bytes)")]
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str)
+    except pd.errors.EmptyDataError:
+        return None, [Finding(table=spec.name, column="*", rule="empty file", bad_count=0,
+                              detail=f"{path.name} has no header and no rows")]
+    except Exception as exc:  # noqa: BLE001 - any reader error is a finding about the file
+        return None, [Finding(table=spec.name, column="*", rule="readable file", bad_count=0,
+                              detail=f"{path.name}: {type(exc).__name__}: {exc}"[:300])]
+    return frame, []
+
+
+def _find_file(directory: Path, name: str) -> Path | None:
+    for suffix in FILE_SUFFIXES:
+        candidate = directory / f"{name}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_dataset_files(directory: Path) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
+    """({table: coerced frame} for every table that could be read, coercion findings)."""
+    directory = Path(directory)
+    tables: dict[str, pd.DataFrame] = {}
+    findings: list[Finding] = []
+    for name, spec in TABLES.items():
+        path = _find_file(directory, name)
+        if path is None:
+            findings.append(Finding(
+                table=name, column="*", rule="missing file", bad_count=0,
+                detail=f"no {name}{{{','.join(FILE_SUFFIXES)}}} in {directory}"))
+            continue
+        frame, problems = read_table_file(path, spec)
+        findings += problems
+        if frame is None:
+            continue
+        coerced, problems = coerce_frame(frame, spec)
+        findings += problems
+        if coerced is not None:
+            tables[name] = coerced
+    return tables, findings
