@@ -1,0 +1,155 @@
+"""The one exception hierarchy of the ``marquee`` package.
+
+Every error carries an HTTP-ish ``status_code`` on its class, so a network boundary maps any
+``MarqueeError`` to a response in one place (``exc.status_code``, ``str(exc)``) and a CLI maps
+it to a message and a non-zero exit code.
+
+    MarqueeError                       500  base: something Marquee itself refused or could not do
+    ├── InvalidArgumentError           400  a value names what is wrong with it (field and value)
+    ├── StoreError                     502  the object store backend failed (network, bucket, auth)
+    │   ├── InvalidKeyError            400  key empty, absolute, with '..' or a reserved segment
+    │   ├── ObjectNotFoundError        404  nothing stored under the key / prefix
+    │   ├── DestinationExistsError     409  refusing to overwrite a non-empty destination
+    │   └── ChecksumError              500  stored bytes differ from (or lack) the recorded sha256
+    ├── BundleError                    400  not a valid model bundle (manifest, name, layout)
+    │   ├── BundleNotFoundError        404  no bundle.json where a bundle was expected
+    │   ├── BundleExistsError          409  bundles are immutable: that name/version is taken
+    │   └── BundleIntegrityError       500  a file changed, is missing or is not listed (named)
+    └── RegistryError                  502  the model registry (MLflow) failed
+        ├── InvalidReferenceError      400  not an alias, a version number or a bundle URI
+        ├── VersionNotFoundError       404  no such model version
+        └── AliasNotFoundError         404  no version carries that alias
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "MarqueeError",
+    "InvalidArgumentError",
+    "StoreError",
+    "InvalidKeyError",
+    "ObjectNotFoundError",
+    "DestinationExistsError",
+    "ChecksumError",
+    "BundleError",
+    "BundleNotFoundError",
+    "BundleExistsError",
+    "BundleIntegrityError",
+    "RegistryError",
+    "InvalidReferenceError",
+    "VersionNotFoundError",
+    "AliasNotFoundError",
+]
+
+
+class MarqueeError(Exception):
+    """Base of every error raised on purpose by ``marquee``."""
+
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, object]:
+        """The body a network boundary answers with."""
+        return {"error": type(self).__name__, "status": self.status_code, "message": self.message}
+
+
+class InvalidArgumentError(MarqueeError):
+    status_code = 400
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        super().__init__(f"{field}={value!r}: {reason}")
+        self.field = field
+        self.value = value
+
+
+# Object store ---------------------------------------------------------------------------
+class StoreError(MarqueeError):
+    status_code = 502
+
+
+class InvalidKeyError(StoreError):
+    status_code = 400
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"invalid object key {key!r}: {reason}")
+        self.key = key
+
+
+class ObjectNotFoundError(StoreError):
+    status_code = 404
+
+    def __init__(self, key: str, where: str) -> None:
+        super().__init__(f"no object under key {key!r} in {where}")
+        self.key = key
+
+
+class DestinationExistsError(StoreError):
+    status_code = 409
+
+
+class ChecksumError(StoreError):
+    status_code = 500
+
+    def __init__(self, key: str, expected: str | None, actual: str) -> None:
+        if expected is None:
+            detail = "no sha256 was recorded when it was stored"
+        else:
+            detail = f"recorded sha256 {expected}, got {actual}"
+        super().__init__(f"integrity check failed for key {key!r}: {detail}")
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+# Model bundle ---------------------------------------------------------------------------
+class BundleError(MarqueeError):
+    status_code = 400
+
+
+class BundleNotFoundError(BundleError):
+    status_code = 404
+
+
+class BundleExistsError(BundleError):
+    status_code = 409
+
+
+class BundleIntegrityError(BundleError):
+    status_code = 500
+
+    def __init__(self, file: str, problem: str) -> None:
+        super().__init__(f"bundle file {file!r} {problem}")
+        self.file = file
+        self.problem = problem
+
+
+# Registry -------------------------------------------------------------------------------
+class RegistryError(MarqueeError):
+    status_code = 502
+
+
+class InvalidReferenceError(RegistryError):
+    status_code = 400
+
+
+class VersionNotFoundError(RegistryError):
+    status_code = 404
+
+    def __init__(self, model_name: str, version: int | str) -> None:
+        super().__init__(f"model {model_name!r} has no version {version}")
+        self.model_name = model_name
+        self.version = version
+
+
+class AliasNotFoundError(RegistryError):
+    status_code = 404
+
+    def __init__(self, model_name: str, alias: str) -> None:
+        super().__init__(f"model {model_name!r} has no version with alias {alias!r}")
+        self.model_name = model_name
+        self.alias = alias

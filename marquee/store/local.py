@@ -1,0 +1,165 @@
+"""``LocalStore``: the object store as a plain directory (the embedded default).
+
+Objects are ordinary files at ``<root>/<key>``, so a bundle directory inside the store is a
+bundle as-is. The sha256 of each object is recorded when it is stored, in a mirror tree
+``<root>/.marquee-store/sha256/<key>`` that keeps data directories clean; it is checked on
+every read. Writes go through a temporary file under ``<root>/.marquee-store/tmp`` and an
+atomic rename, so a reader never sees half an object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from marquee.errors import ChecksumError, ObjectNotFoundError, StoreError
+from marquee.store.base import (
+    RESERVED_SEGMENT,
+    StoreBase,
+    check_key,
+    sha256_bytes,
+    temp_path_beside,
+)
+
+__all__ = ["LocalStore", "find_local_store_root"]
+
+_CHUNK = 1024 * 1024
+
+
+def find_local_store_root(path: Path | str) -> Path | None:
+    """The nearest directory at or above ``path`` that is the root of a LocalStore, if any."""
+    here = Path(path).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / RESERVED_SEGMENT).is_dir():
+            return candidate
+    return None
+
+
+def _copy_hashing(src: Path, dst: Path) -> str:
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        for chunk in iter(lambda: fin.read(_CHUNK), b""):
+            digest.update(chunk)
+            fout.write(chunk)
+    return digest.hexdigest()
+
+
+class LocalStore(StoreBase):
+    """Objects under a local directory ``root`` (created on first write)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    # Paths ------------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _sum_path(self, key: str) -> Path:
+        return self.root / RESERVED_SEGMENT / "sha256" / check_key(key)
+
+    def _tmp(self) -> Path:
+        tmp_dir = self.root / RESERVED_SEGMENT / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(suffix=".part", dir=tmp_dir)
+        os.close(fd)
+        return Path(name)
+
+    def _recorded(self, key: str) -> str | None:
+        try:
+            return self._sum_path(key).read_text().strip() or None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _commit(self, key: str, tmp: Path, digest: str) -> None:
+        """Record the checksum, then move the data into place (both atomic renames)."""
+        target, sum_path = self._path(key), self._sum_path(key)
+        sum_tmp = self._tmp()
+        try:
+            sum_tmp.write_text(digest + "\n")
+            sum_path.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(sum_tmp, sum_path)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise StoreError(f"cannot store key {key!r} under {self.root}: {exc}") from exc
+        finally:
+            sum_tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+
+    # Objects ----------------------------------------------------------------------------
+    def put_file(self, key: str, path: Path | str) -> str:
+        check_key(key)
+        tmp = self._tmp()
+        try:
+            digest = _copy_hashing(Path(path), tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._commit(key, tmp, digest)
+        return digest
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        check_key(key)
+        tmp = self._tmp()
+        tmp.write_bytes(data)
+        digest = sha256_bytes(data)
+        self._commit(key, tmp, digest)
+        return digest
+
+    def get_file(self, key: str, path: Path | str) -> str:
+        src = self._path(key)
+        if not src.is_file():
+            raise ObjectNotFoundError(key, self.uri())
+        dest = Path(path)
+        tmp = temp_path_beside(dest)
+        try:
+            actual = _copy_hashing(src, tmp)
+            expected = self._recorded(key)
+            if expected != actual:
+                raise ChecksumError(key, expected, actual)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return actual
+
+    def get_bytes(self, key: str) -> bytes:
+        src = self._path(key)
+        if not src.is_file():
+            raise ObjectNotFoundError(key, self.uri())
+        data = src.read_bytes()
+        expected, actual = self._recorded(key), sha256_bytes(data)
+        if expected != actual:
+            raise ChecksumError(key, expected, actual)
+        return data
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_key(prefix, allow_empty=True)
+        # Walk only the deepest directory the prefix names completely.
+        base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        if not base.is_dir():
+            return []
+        keys = []
+        for path in base.rglob("*"):
+            rel = path.relative_to(self.root).as_posix()
+            if rel.split("/", 1)[0] == RESERVED_SEGMENT or not rel.startswith(prefix):
+                continue
+            if path.is_file():
+                keys.append(rel)
+        return sorted(keys)
+
+    def uri(self, key: str = "") -> str:
+        key = check_key(key, allow_empty=True)
+        return (self.root / key).as_uri() if key else self.root.as_uri()
+
+    def delete(self, key: str) -> None:
+        """Remove the object and its recorded checksum; a missing key is not an error."""
+        self._path(key).unlink(missing_ok=True)
+        self._sum_path(key).unlink(missing_ok=True)

@@ -1,0 +1,245 @@
+"""``S3Store``: objects in an S3 bucket (AWS, MinIO, moto …) through boto3.
+
+* Credentials come only from boto3's default chain (environment, profile, instance role),
+  never from arguments or files in the repository.
+* Large files go up and down in parallel parts (``TransferConfig``); every request is retried
+  with exponential backoff by botocore (``standard`` or ``adaptive`` retry mode).
+* The sha256 of every object is recorded as the user metadata ``sha256`` when it is stored
+  and checked on every read: a mismatch raises ChecksumError naming the key, and a file that
+  fails the check never appears at the destination path.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+from marquee.errors import ChecksumError, ObjectNotFoundError, StoreError
+from marquee.store.base import (
+    StoreBase,
+    check_key,
+    join_key,
+    sha256_bytes,
+    sha256_file,
+    temp_path_beside,
+)
+
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
+
+__all__ = ["S3Store"]
+
+MiB = 1024 * 1024
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+class S3Store(StoreBase):
+    """Objects under ``s3://<bucket>/<prefix>/``.
+
+    ``endpoint_url`` selects a non-AWS endpoint (path-style addressing is used then).
+    ``create_bucket=True`` creates the bucket if it does not exist yet; otherwise a missing
+    bucket is an error.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        *,
+        create_bucket: bool = False,
+        retry_mode: Literal["standard", "adaptive"] = "standard",
+        max_attempts: int = 8,
+        multipart_threshold: int = 16 * MiB,
+        multipart_chunksize: int = 16 * MiB,
+        max_concurrency: int = 4,
+    ) -> None:
+        if not bucket or "/" in bucket:
+            raise StoreError(f"invalid bucket name {bucket!r}")
+        self.bucket = bucket
+        self.prefix = check_key(prefix, allow_empty=True)
+        self.endpoint_url = endpoint_url
+        self.retry_mode = retry_mode
+        self.max_attempts = max_attempts
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        self.max_concurrency = max_concurrency
+        if create_bucket:
+            self.ensure_bucket()
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.uri()!r}, endpoint_url={self.endpoint_url!r})"
+
+    # boto3 ------------------------------------------------------------------------------
+    @cached_property
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": self.retry_mode, "max_attempts": self.max_attempts},
+            connect_timeout=10,
+            read_timeout=60,
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+        )
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
+
+    @cached_property
+    def transfer_config(self) -> TransferConfig:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=self.multipart_chunksize,
+            max_concurrency=self.max_concurrency,
+            use_threads=self.max_concurrency > 1,
+        )
+
+    def _raise(self, exc: Exception, key: str) -> NoReturn:
+        """Translate a boto3/botocore failure into the Marquee hierarchy."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            raise StoreError(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE or use an instance/pod role"
+            ) from exc
+        code = ""
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+        elif isinstance(exc, S3UploadFailedError) and "NoSuchBucket" in str(exc):
+            code = "NoSuchBucket"
+        if code == "NoSuchBucket":
+            raise StoreError(
+                f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS'} "
+                "(open the store with create_bucket=True to create it)"
+            ) from exc
+        if code in _NOT_FOUND:
+            raise ObjectNotFoundError(key, self.uri()) from exc
+        if isinstance(exc, (ClientError, BotoCoreError, S3UploadFailedError)):
+            raise StoreError(f"S3 request for key {key!r} in {self.uri()} failed: {exc}") from exc
+        raise exc
+
+    def _full(self, key: str) -> str:
+        return join_key(self.prefix, check_key(key))
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in _NOT_FOUND | {"NoSuchBucket"}:
+                self._raise(exc, "")
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise(exc, "")
+        region = self.client.meta.region_name
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self.client.create_bucket(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                self._raise(exc, "")
+
+    # Objects ----------------------------------------------------------------------------
+    def put_file(self, key: str, path: Path | str) -> str:
+        full = self._full(key)
+        digest = sha256_file(path)
+        try:
+            self.client.upload_file(
+                os.fspath(path), self.bucket, full,
+                ExtraArgs={"Metadata": {"sha256": digest}}, Config=self.transfer_config,
+            )
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise(exc, key)
+        return digest
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        full = self._full(key)
+        digest = sha256_bytes(data)
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=data,
+                                   Metadata={"sha256": digest})
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise(exc, key)
+        return digest
+
+    def get_file(self, key: str, path: Path | str) -> str:
+        full = self._full(key)
+        dest = Path(path)
+        try:
+            expected = self.client.head_object(Bucket=self.bucket, Key=full)["Metadata"].get(
+                "sha256")
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise(exc, key)
+        tmp = temp_path_beside(dest)
+        try:
+            try:
+                self.client.download_file(self.bucket, full, os.fspath(tmp),
+                                          Config=self.transfer_config)
+            except Exception as exc:  # noqa: BLE001 - translated
+                self._raise(exc, key)
+            actual = sha256_file(tmp)
+            if expected != actual:
+                raise ChecksumError(key, expected, actual)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return actual
+
+    def get_bytes(self, key: str) -> bytes:
+        full = self._full(key)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=full)
+            data: bytes = response["Body"].read()
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise(exc, key)
+        expected, actual = response["Metadata"].get("sha256"), sha256_bytes(data)
+        if expected != actual:
+            raise ChecksumError(key, expected, actual)
+        return data
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._full(key))
+            return True
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _NOT_FOUND:
+                return False
+            self._raise(exc, key)
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise(exc, key)
+
+    def list(self, prefix: str = "") -> list[str]:
+        check_key(prefix, allow_empty=True)
+        base = f"{self.prefix}/" if self.prefix else ""
+        keys: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base + prefix)
+            for page in pages:
+                keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise(exc, prefix)
+        return sorted(keys)
+
+    def uri(self, key: str = "") -> str:
+        key = check_key(key, allow_empty=True)
+        path = join_key(self.prefix, key)
+        return f"s3://{self.bucket}/{path}" if path else f"s3://{self.bucket}"
+
+    def delete(self, key: str) -> None:
+        """Remove the object; a missing key is not an error (S3 semantics)."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise(exc, key)
