@@ -51,7 +51,7 @@ class S3Store(StoreBase):
         *,
         create_bucket: bool = False,
         retry_mode: Literal["standard", "adaptive"] = "standard",
-        max_attempts: int = 8,
+        max_attempts: int = 8,  # in all, the first try included
         multipart_threshold: int = 16 * MiB,
         multipart_chunksize: int = 16 * MiB,
         max_concurrency: int = 4,
@@ -79,7 +79,7 @@ class S3Store(StoreBase):
         from botocore.config import Config
 
         config = Config(
-            retries={"mode": self.retry_mode, "max_attempts": self.max_attempts},
+            retries={"mode": self.retry_mode, "total_max_attempts": self.max_attempts},
             connect_timeout=10,
             read_timeout=60,
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
