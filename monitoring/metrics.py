@@ -1,0 +1,209 @@
+"""The catalogue of Prometheus metrics that alerts, dashboards and monitoring jobs rely on.
+
+Every metric an alert rule (``monitoring/prometheus/alerts.yaml``) or the Grafana dashboard
+(``monitoring/grafana/marquee.json``) reads is declared here once: name, type, labels, unit
+and who emits it. A test checks that the rules and the dashboard name nothing else.
+
+The monitoring jobs build their own Prometheus objects from these specs, each on its own
+registry (``monitoring/drift/metrics.py``, ``monitoring/skew/metrics.py``,
+``monitoring/retrain/metrics.py``). Metrics owned by ``serving`` are declared here for the
+alerts' sake; the router and the rollout controller create them with these names and labels.
+
+Naming: ``marquee_<subsystem>_<thing>_<unit>``; labels only from the small fixed set in
+``docs/CONTRACTS.md`` § Metrics (plus ``event`` on feedback, see ``EXTRA_LABELS``).
+
+Gauges that carry a verdict come with a ``*_threshold`` twin holding the threshold the job
+used, so an alert compares ``score >= threshold`` and the threshold lives in one place: the
+job's configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = [
+    "MetricSpec",
+    "CATALOGUE",
+    "ALLOWED_LABELS",
+    "EXTRA_LABELS",
+    "spec",
+    "build",
+    "metric_names",
+]
+
+Kind = Literal["gauge", "counter", "histogram"]
+
+#: Labels allowed by docs/CONTRACTS.md § Metrics.
+ALLOWED_LABELS = frozenset(
+    {"model_version", "variant", "route", "code", "stage", "feature", "strategy", "reason",
+     "alertname"}
+)
+#: Labels used here beyond the contract's list (to be added to CONTRACTS.md).
+EXTRA_LABELS = frozenset({"event"})
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+RUN_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: what it measures, its labels and which part of Marquee emits it."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+    owner: str = "monitoring"
+    buckets: tuple[float, ...] | None = None
+
+    @property
+    def series_names(self) -> tuple[str, ...]:
+        """Names of the time series Prometheus stores for this metric."""
+        if self.kind == "histogram":
+            return tuple(f"{self.name}{s}" for s in ("_bucket", "_sum", "_count"))
+        return (self.name,)
+
+
+_DRIFT = "monitoring.drift"
+_SKEW = "monitoring.skew"
+_RETRAIN = "monitoring.retrain"
+_ROUTER = "serving.router"
+_ROLLOUT = "serving.rollout"
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    # --- drift job (marquee drift check) ------------------------------------------------
+    MetricSpec("marquee_drift_share", "gauge",
+               "Share (0-1) of monitored features whose drift score reached its threshold in "
+               "the last drift check.", ("model_version",), _DRIFT),
+    MetricSpec("marquee_drift_share_threshold", "gauge",
+               "Share of drifted features at which the drift check calls the dataset drifted "
+               "(drift_share in monitoring/drift/config.yaml).", ("model_version",), _DRIFT),
+    MetricSpec("marquee_drift_feature_score", "gauge",
+               "Drift score of one feature in the last drift check (normed Wasserstein, "
+               "Jensen-Shannon distance, ... as configured per feature).",
+               ("model_version", "feature"), _DRIFT),
+    MetricSpec("marquee_drift_feature_threshold", "gauge",
+               "Threshold the feature's drift score is compared with.",
+               ("model_version", "feature"), _DRIFT),
+    MetricSpec("marquee_drift_feature_drifted", "gauge",
+               "1 when the feature's drift score reached its threshold, else 0.",
+               ("model_version", "feature"), _DRIFT),
+    MetricSpec("marquee_prediction_drift_score", "gauge",
+               "Drift of what the model returns: feature=score (score distribution), "
+               "item_popularity (log popularity of recommended items), genre_mix (genres of "
+               "recommended items).", ("model_version", "feature"), _DRIFT),
+    MetricSpec("marquee_prediction_drift_threshold", "gauge",
+               "Threshold of each prediction drift score.", ("model_version", "feature"),
+               _DRIFT),
+    MetricSpec("marquee_embedding_drift_score", "gauge",
+               "Drift score of user embeddings (Evidently embedding drift method).",
+               ("model_version",), _DRIFT),
+    MetricSpec("marquee_embedding_drift_threshold", "gauge",
+               "Threshold of the user-embedding drift score.", ("model_version",), _DRIFT),
+    MetricSpec("marquee_drift_window_rows", "gauge",
+               "Payload-log rows in the window the last drift check compared.",
+               ("model_version",), _DRIFT),
+    MetricSpec("marquee_drift_last_run_timestamp_seconds", "gauge",
+               "Unix time at which the last drift check completed (whatever its verdict).",
+               (), _DRIFT),
+    MetricSpec("marquee_drift_last_run_duration_seconds", "gauge",
+               "Wall time of the last completed drift check.", (), _DRIFT),
+    # --- skew job (marquee skew check) --------------------------------------------------
+    MetricSpec("marquee_skew_mismatch_rate", "gauge",
+               "Share (0-1) of joined requests whose served feature value differs from the "
+               "offline recomputation.", ("model_version", "feature"), _SKEW),
+    MetricSpec("marquee_skew_mismatch_threshold", "gauge",
+               "Mismatch rate above which a feature is reported as skewed.",
+               ("model_version", "feature"), _SKEW),
+    MetricSpec("marquee_skew_distance", "gauge",
+               "Distribution distance between served and recomputed values of a feature.",
+               ("model_version", "feature"), _SKEW),
+    MetricSpec("marquee_skew_joined_rows", "gauge",
+               "Requests joined by request_id in the last skew check.", ("model_version",),
+               _SKEW),
+    MetricSpec("marquee_skew_last_run_timestamp_seconds", "gauge",
+               "Unix time at which the last skew check completed.", (), _SKEW),
+    # --- router (serving/router) ---------------------------------------------------------
+    MetricSpec("marquee_router_requests_total", "counter",
+               "Requests answered by the router, by variant and HTTP status code.",
+               ("variant", "code"), _ROUTER),
+    MetricSpec("marquee_router_request_duration_seconds", "histogram",
+               "End-to-end latency of /recommend at the router, by variant.", ("variant",),
+               _ROUTER, LATENCY_BUCKETS),
+    MetricSpec("marquee_router_feedback_total", "counter",
+               "Feedback events received, by variant and event (impression, click, watch).",
+               ("variant", "event"), _ROUTER),
+    MetricSpec("marquee_router_variant_info", "gauge",
+               "1 for each variant the router serves, labelled with the model version behind "
+               "it (join on variant to show a variant's series per model version).",
+               ("variant", "model_version"), _ROUTER),
+    # --- rollout controller (serving/rollout) --------------------------------------------
+    MetricSpec("marquee_rollout_phase", "gauge",
+               "1 for the rollout's current phase (stage=Pending, Shadowing, Progressing, "
+               "Paused, Promoting, Succeeded, RolledBack, Failed), 0 for the others.",
+               ("model_version", "strategy", "stage"), _ROLLOUT),
+    MetricSpec("marquee_rollout_failed_checks", "gauge",
+               "Failed analysis checks of the rollout of candidate model_version so far.",
+               ("model_version", "strategy"), _ROLLOUT),
+    MetricSpec("marquee_rollout_failure_limit", "gauge",
+               "Failed checks at which the controller rolls the candidate back "
+               "(spec.analysis.failureLimit).", ("model_version", "strategy"), _ROLLOUT),
+    MetricSpec("marquee_rollout_step", "gauge",
+               "Index of the rollout's current step.", ("model_version", "strategy"),
+               _ROLLOUT),
+    MetricSpec("marquee_rollout_candidate_weight_ratio", "gauge",
+               "Share (0-1) of traffic routed to the candidate.",
+               ("model_version", "strategy"), _ROLLOUT),
+    # --- retrain trigger (monitoring/retrain) --------------------------------------------
+    MetricSpec("marquee_retrain_decisions_total", "counter",
+               "Decisions of the retrain trigger, by reason (started, duplicate, cooldown, "
+               "busy, resolved-ignored, unauthorized).", ("reason",), _RETRAIN),
+    MetricSpec("marquee_retrain_webhook_requests_total", "counter",
+               "HTTP requests to the retrain webhook, by status code.", ("code",), _RETRAIN),
+    MetricSpec("marquee_retrain_runs_total", "counter",
+               "Retraining runs that ended, by reason (succeeded, failed).", ("reason",),
+               _RETRAIN),
+    MetricSpec("marquee_retrain_runs_in_flight", "gauge",
+               "Retraining runs in flight (0 or 1).", (), _RETRAIN),
+    MetricSpec("marquee_retrain_run_duration_seconds", "histogram",
+               "Wall time of retraining runs started by the trigger.", (), _RETRAIN,
+               RUN_BUCKETS),
+    MetricSpec("marquee_retrain_last_started_timestamp_seconds", "gauge",
+               "Unix time at which the trigger last started a retraining run.", (), _RETRAIN),
+)
+
+_BY_NAME = {m.name: m for m in CATALOGUE}
+
+
+def spec(name: str) -> MetricSpec:
+    """The spec of ``name``; KeyError names the metric when it is not in the catalogue."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name} is not in monitoring.metrics.CATALOGUE") from None
+
+
+def metric_names(owner: str | None = None) -> set[str]:
+    """Every series name Prometheus stores for the catalogue (``_bucket`` etc. included)."""
+    return {s for m in CATALOGUE if owner is None or m.owner == owner for s in m.series_names}
+
+
+def build(names: Iterable[str], registry: CollectorRegistry) -> dict[str, Gauge | Counter | Histogram]:
+    """Prometheus objects for ``names`` on ``registry``, created from their specs."""
+    out: dict[str, Gauge | Counter | Histogram] = {}
+    for name in names:
+        m = spec(name)
+        if m.kind == "gauge":
+            out[name] = Gauge(m.name, m.help, m.labels, registry=registry)
+        elif m.kind == "counter":
+            # prometheus_client appends _total itself
+            out[name] = Counter(m.name.removesuffix("_total"), m.help, m.labels,
+                                registry=registry)
+        else:
+            out[name] = Histogram(m.name, m.help, m.labels, registry=registry,
+                                  buckets=m.buckets or Histogram.DEFAULT_BUCKETS)
+    return out
