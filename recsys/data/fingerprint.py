@@ -28,12 +28,29 @@ def _sort_key(series: pd.Series) -> np.ndarray:
     return codes
 
 
-def canonical_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
-    """Row positions that sort ``frame`` by ``keys`` (first key most significant), stably."""
+def _is_sorted(keys: list[np.ndarray]) -> bool:
+    """Whether rows are already in lexicographic order of ``keys`` (most significant first)."""
+    if len(keys[0]) < 2:
+        return True
+    bad = np.zeros(len(keys[0]) - 1, dtype=bool)
+    decided = np.zeros(len(keys[0]) - 1, dtype=bool)
+    for key in keys:
+        a, b = key[:-1], key[1:]
+        bad |= ~decided & (a > b)
+        decided |= a != b
+    return not bad.any()
+
+
+def canonical_order(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray | None:
+    """Row positions that sort ``frame`` by ``keys`` (first key most significant), stably;
+    ``None`` when the rows are already in that order."""
     if len(frame) == 0 or not keys:
-        return np.arange(len(frame))
+        return None
+    sort_keys = [_sort_key(frame[key]) for key in keys]
+    if _is_sorted(sort_keys):
+        return None
     # np.lexsort sorts by the last key first.
-    return np.lexsort([_sort_key(frame[key]) for key in reversed(keys)])
+    return np.lexsort(sort_keys[::-1])
 
 
 def _column_bytes(series: pd.Series) -> list[bytes | memoryview]:
@@ -54,11 +71,10 @@ def update_digest(digest: "hashlib._Hash", name: str, frame: pd.DataFrame,
                   columns: Sequence[str], sort_keys: Sequence[str]) -> None:
     """Feed one table's canonical bytes into ``digest``."""
     order = canonical_order(frame, sort_keys)
-    is_sorted = bool(len(order) == 0 or np.all(order[1:] > order[:-1]))
     digest.update(f"table:{name}:rows={len(frame)}\n".encode())
     for column in columns:
         series = frame[column]
-        if not is_sorted:
+        if order is not None:
             series = series.take(order)
         digest.update(f"column:{column}:{series.dtype}\n".encode())
         for chunk in _column_bytes(series):
