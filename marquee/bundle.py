@@ -31,6 +31,7 @@ from marquee.errors import (
     BundleIntegrityError,
     BundleNotFoundError,
     DestinationExistsError,
+    InvalidKeyError,
     ObjectNotFoundError,
 )
 from marquee.store import (
@@ -123,7 +124,11 @@ class BundleManifest(BaseModel):
     @classmethod
     def _files(cls, v: dict[str, str]) -> dict[str, str]:
         for rel, digest in v.items():
-            if check_key(rel) != rel or rel == MANIFEST_NAME:
+            try:
+                inside = check_key(rel) == rel and rel != MANIFEST_NAME
+            except InvalidKeyError:
+                inside = False
+            if not inside:
                 raise ValueError(f"files[{rel!r}] is not a relative file path inside the bundle")
             if not _SHA256.fullmatch(digest):
                 raise ValueError(f"files[{rel!r}]={digest!r} is not a sha256 hex digest")
