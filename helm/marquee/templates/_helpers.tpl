@@ -1,0 +1,210 @@
+{{/*
+Names. Every object name is cut to 63 characters (DNS label), with any trailing "-" removed.
+*/}}
+{{- define "marquee.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "marquee.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of one component's objects: "<fullname>-<component>", cut to 63 characters.
+     The fullname is cut first so that the component suffix always survives. */}}
+{{- define "marquee.componentName" -}}
+{{- $ctx := .ctx -}}
+{{- $suffix := printf "-%s" .component -}}
+{{- $max := sub 63 (len $suffix) | int -}}
+{{- printf "%s%s" (include "marquee.fullname" $ctx | trunc $max | trimSuffix "-") $suffix -}}
+{{- end -}}
+
+{{/* Name of the InferenceService of one model version: "<fullname>-v<version>", at most
+     45 characters so that KServe's derived names (<name>-predictor-<namespace>…) stay
+     within DNS limits. */}}
+{{- define "marquee.inferenceServiceName" -}}
+{{- $ctx := .ctx -}}
+{{- $suffix := printf "-v%s" (toString .version) -}}
+{{- $max := sub 45 (len $suffix) | int -}}
+{{- printf "%s%s" (include "marquee.fullname" $ctx | trunc $max | trimSuffix "-") $suffix -}}
+{{- end -}}
+
+{{- define "marquee.namespace" -}}
+{{- .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "marquee.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Labels. Call with (dict "ctx" $ "component" "router").
+*/}}
+{{- define "marquee.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "marquee.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "marquee.labels" -}}
+helm.sh/chart: {{ include "marquee.chart" .ctx }}
+{{ include "marquee.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: marquee
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selects every pod of this release (for NetworkPolicy peers). */}}
+{{- define "marquee.releasePodSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: {{ include "marquee.name" . }}
+  app.kubernetes.io/instance: {{ .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/*
+Images. Call with (dict "ctx" $ "repository" .Values.image.routerRepository).
+*/}}
+{{- define "marquee.image" -}}
+{{- $img := .ctx.Values.image -}}
+{{- $tag := default .ctx.Chart.AppVersion $img.tag | toString -}}
+{{- if $img.digest -}}
+{{- printf "%s/%s@%s" $img.registry .repository $img.digest -}}
+{{- else -}}
+{{- printf "%s/%s:%s" $img.registry .repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "marquee.imagePullSecrets" -}}
+{{- with .Values.image.pullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Security contexts: the same secure defaults on every pod and container.
+*/}}
+{{- define "marquee.podSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{- define "marquee.containerSecurityContext" -}}
+securityContext:
+  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+{{- end -}}
+
+{{/* Writable scratch space for a read-only root filesystem. */}}
+{{- define "marquee.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end -}}
+
+{{- define "marquee.tmpVolumeMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{- define "marquee.scheduling" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Settings. The URI of the model registry: the value, else the in-chart MLflow Service.
+*/}}
+{{- define "marquee.registryUri" -}}
+{{- if .Values.settings.registryUri -}}
+{{- .Values.settings.registryUri -}}
+{{- else if .Values.mlflow.enabled -}}
+{{- printf "http://%s.%s.svc.cluster.local:%d" (include "marquee.componentName" (dict "ctx" . "component" "mlflow")) (include "marquee.namespace" .) (.Values.mlflow.service.port | int) -}}
+{{- else -}}
+{{- required "settings.registryUri is required when mlflow.enabled is false: the MLflow tracking/registry URI, e.g. http://mlflow.mlflow.svc.cluster.local:5000" .Values.settings.registryUri -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "marquee.storeUri" -}}
+{{- required "settings.storeUri is required: the S3 bucket/prefix holding datasets and model bundles, e.g. s3://my-bucket/marquee" .Values.settings.storeUri | trimSuffix "/" -}}
+{{- end -}}
+
+{{- define "marquee.pipelineImage" -}}
+{{- default (include "marquee.image" (dict "ctx" . "repository" .Values.image.pipelineRepository)) .Values.settings.pipelineImage -}}
+{{- end -}}
+
+{{/* Environment of every Marquee container: the settings ConfigMap, S3 credentials from an
+     existing Secret, the pod's namespace, and extraEnv. */}}
+{{- define "marquee.env" -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "marquee.componentName" (dict "ctx" . "component" "settings") }}
+env:
+  - name: AWS_ACCESS_KEY_ID
+    valueFrom:
+      secretKeyRef:
+        name: {{ required "s3.existingSecret is required: a Secret holding the S3 access key id and secret access key" .Values.s3.existingSecret }}
+        key: {{ .Values.s3.accessKeyIdKey }}
+  - name: AWS_SECRET_ACCESS_KEY
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.s3.existingSecret }}
+        key: {{ .Values.s3.secretAccessKeyKey }}
+  - name: POD_NAMESPACE
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.namespace
+{{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* HTTP probes of a Marquee service. Call with (dict "ctx" $ "port" "http"). */}}
+{{- define "marquee.probes" -}}
+livenessProbe:
+  httpGet:
+    path: {{ .ctx.Values.probes.livenessPath }}
+    port: {{ .port }}
+  initialDelaySeconds: {{ .ctx.Values.probes.initialDelaySeconds }}
+  periodSeconds: {{ .ctx.Values.probes.periodSeconds }}
+  timeoutSeconds: {{ .ctx.Values.probes.timeoutSeconds }}
+  failureThreshold: {{ .ctx.Values.probes.failureThreshold }}
+readinessProbe:
+  httpGet:
+    path: {{ .ctx.Values.probes.readinessPath }}
+    port: {{ .port }}
+  periodSeconds: {{ .ctx.Values.probes.periodSeconds }}
+  timeoutSeconds: {{ .ctx.Values.probes.timeoutSeconds }}
+  failureThreshold: {{ .ctx.Values.probes.failureThreshold }}
+{{- end -}}
+
+{{/* URL of the payload-log sink, or empty when there is none. */}}
+{{- define "marquee.loggerUrl" -}}
+{{- if .Values.models.logger.url -}}
+{{- .Values.models.logger.url -}}
+{{- else if .Values.sink.enabled -}}
+{{- printf "http://%s.%s.svc.cluster.local:%d%s" (include "marquee.componentName" (dict "ctx" . "component" "sink")) (include "marquee.namespace" .) (.Values.sink.service.port | int) .Values.sink.loggerPath -}}
+{{- end -}}
+{{- end -}}
