@@ -1,0 +1,1 @@
+"""Traffic replay: held-out interactions as users against the router (``marquee traffic``)."""

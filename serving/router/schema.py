@@ -1,0 +1,153 @@
+"""Bodies of the router's HTTP API: the product API and the admin API the controller uses.
+
+Product API (clients): ``POST /recommend``, ``POST /feedback``.
+Admin API (the rollout controller): ``GET/PUT /admin/routing``, ``GET /admin/stats``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "RecommendRequest", "RecommendResponse", "FeedbackRequest", "FeedbackResponse",
+    "Upstream", "RoutingConfig", "RoutingState", "VariantWindow", "ShadowWindow",
+    "InterleaveWindow", "WindowStats", "RoutingStrategy", "Variant", "FeedbackEvent",
+]
+
+RoutingStrategy = Literal["single", "shadow", "canary", "ab", "interleave"]
+Variant = Literal["baseline", "candidate", "interleaved"]
+FeedbackEvent = Literal["impression", "click", "watch"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- product API ---------------------------------------------------------------------------
+class RecommendRequest(_Strict):
+    user_id: int = Field(ge=1, le=2**62)
+    k: int = Field(10, ge=1, le=500)
+    context: dict[str, Any] | None = None
+    history: list[int] | None = Field(None, max_length=10_000)
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    user_id: int
+    items: list[int]
+    scores: list[float]
+    variant: Variant
+    model_version: str
+    cold_start: bool = False
+    fallback: bool = False
+
+
+class FeedbackRequest(_Strict):
+    request_id: str = Field(min_length=1, max_length=128)
+    item_id: int = Field(ge=1)
+    event: FeedbackEvent
+
+
+class FeedbackResponse(BaseModel):
+    request_id: str
+    accepted: bool
+    credited: Literal["baseline", "candidate"] | None = None
+
+
+# --- admin API -----------------------------------------------------------------------------
+class Upstream(_Strict):
+    """A model server: a version, and its URL unless the router knows it."""
+
+    version: str = Field(min_length=1)
+    url: str | None = None
+
+
+class RoutingConfig(_Strict):
+    """What the controller asks the router to do (``PUT /admin/routing``)."""
+
+    strategy: RoutingStrategy = "single"
+    baseline: Upstream
+    candidate: Upstream | None = None
+    candidate_weight: int = Field(0, ge=0, le=100)
+    shadow_sample_rate: float = Field(0.0, ge=0.0, le=1.0)
+    salt: str = "marquee"
+    rollout: str | None = None
+
+    @model_validator(mode="after")
+    def _candidate_needed(self) -> RoutingConfig:
+        if self.strategy != "single" and self.candidate is None:
+            raise ValueError(f"strategy {self.strategy} needs a candidate")
+        return self
+
+
+class RoutingState(RoutingConfig):
+    """The routing in force, with resolved URLs and the id of this assignment epoch."""
+
+    epoch: str
+    baseline_url: str
+    candidate_url: str | None = None
+    applied_at: float
+
+
+class VariantWindow(BaseModel):
+    requests: int = 0
+    errors: int = 0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    exposures: int = 0           # recommendation lists served and logged
+    clicked_exposures: int = 0   # of those, lists with at least one click
+    impressions: int = 0         # feedback events
+    clicks: int = 0
+    watches: int = 0
+    users: int = 0               # users assigned for the first time in the epoch (SRM)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def click_through_rate(self) -> float | None:
+        return self.clicked_exposures / self.exposures if self.exposures else None
+
+
+class ShadowWindow(BaseModel):
+    mirrored: int = 0
+    errors: int = 0
+    dropped: int = 0             # mirrors skipped because too many were in flight
+    latency_p99_ms: float | None = None
+    baseline_latency_p99_ms: float | None = None
+    latency_delta_ms_mean: float | None = None
+    topk_overlap_mean: float | None = None
+    rbo_mean: float | None = None
+    kendall_tau_mean: float | None = None
+    coverage_baseline: float | None = None
+    coverage_candidate: float | None = None
+    gini_baseline: float | None = None
+    gini_candidate: float | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.mirrored if self.mirrored else None
+
+
+class InterleaveWindow(BaseModel):
+    impressions: int = 0         # interleaved lists served
+    baseline_wins: int = 0
+    candidate_wins: int = 0
+    ties: int = 0
+
+
+class WindowStats(BaseModel):
+    """Everything the router saw between ``since`` and ``until`` (unix seconds)."""
+
+    since: float
+    until: float
+    epoch: str | None = None
+    variants: dict[str, VariantWindow] = Field(default_factory=dict)
+    shadow: ShadowWindow = ShadowWindow()
+    interleave: InterleaveWindow = InterleaveWindow()
+
+    def variant(self, name: str) -> VariantWindow:
+        return self.variants.get(name) or VariantWindow()
