@@ -155,30 +155,44 @@ Settings. The URI of the model registry: the value, else the in-chart MLflow Ser
 {{- default (include "marquee.image" (dict "ctx" . "repository" .Values.image.pipelineRepository)) .Values.settings.pipelineImage -}}
 {{- end -}}
 
-{{/* Environment of every Marquee container: the settings ConfigMap, S3 credentials from an
-     existing Secret, the pod's namespace, and extraEnv. */}}
-{{- define "marquee.env" -}}
+{{/* Environment of every Marquee container: the settings ConfigMap (plus the model-server
+     ConfigMap when serving is true), S3 credentials from an existing Secret, the pod's
+     namespace, and extraEnv. Call with (dict "ctx" $ "serving" true|false). */}}
+{{- define "marquee.envWith" -}}
+{{- $ctx := .ctx -}}
 envFrom:
   - configMapRef:
-      name: {{ include "marquee.componentName" (dict "ctx" . "component" "settings") }}
+      name: {{ include "marquee.componentName" (dict "ctx" $ctx "component" "settings") }}
+  {{- if .serving }}
+  - configMapRef:
+      name: {{ include "marquee.componentName" (dict "ctx" $ctx "component" "model-server") }}
+  {{- end }}
 env:
   - name: AWS_ACCESS_KEY_ID
     valueFrom:
       secretKeyRef:
-        name: {{ required "s3.existingSecret is required: a Secret holding the S3 access key id and secret access key" .Values.s3.existingSecret }}
-        key: {{ .Values.s3.accessKeyIdKey }}
+        name: {{ required "s3.existingSecret is required: a Secret holding the S3 access key id and secret access key" $ctx.Values.s3.existingSecret }}
+        key: {{ $ctx.Values.s3.accessKeyIdKey }}
   - name: AWS_SECRET_ACCESS_KEY
     valueFrom:
       secretKeyRef:
-        name: {{ .Values.s3.existingSecret }}
-        key: {{ .Values.s3.secretAccessKeyKey }}
+        name: {{ $ctx.Values.s3.existingSecret }}
+        key: {{ $ctx.Values.s3.secretAccessKeyKey }}
   - name: POD_NAMESPACE
     valueFrom:
       fieldRef:
         fieldPath: metadata.namespace
-{{- with .Values.extraEnv }}
+{{- with $ctx.Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+{{- define "marquee.env" -}}
+{{- include "marquee.envWith" (dict "ctx" . "serving" false) -}}
+{{- end -}}
+
+{{- define "marquee.servingEnv" -}}
+{{- include "marquee.envWith" (dict "ctx" . "serving" true) -}}
 {{- end -}}
 
 {{/* HTTP probes of a Marquee service. Call with (dict "ctx" $ "port" "http"). */}}
