@@ -33,6 +33,9 @@ from marquee.errors import (
 from marquee.settings import MODEL_NAME
 
 __all__ = [
+    "PRODUCTION",
+    "CANDIDATE",
+    "PREVIOUS",
     "ALIASES",
     "GATE_DECISIONS",
     "ModelVersionInfo",
