@@ -1,0 +1,243 @@
+"""Where rollouts and their status live: a local directory, or the Kubernetes API.
+
+``StatusStore`` is the narrow interface the controller and the CLI use. Two backends:
+
+* :class:`FileStatusStore` — ``<root>/<name>/rollout.yaml`` (the spec as applied),
+  ``status.json`` (written atomically: temp file, fsync, rename) and ``command`` (a pending
+  ``promote``/``abort`` from the CLI). A controller holds ``controller.lock`` (flock), which
+  the kernel releases when the process dies, so a restarted controller can take over.
+* :class:`KubernetesStatusStore` — the ``ModelRollout`` custom resource: the spec is the
+  object's ``spec``, the status is written through the status subresource
+  (``patch_namespaced_custom_object_status``), and commands are the annotation
+  ``marquee.dev/command`` (what ``kubectl annotate`` would set).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import yaml
+
+from serving.rollout.analysis import Command
+from serving.rollout.spec import ModelRollout, parse_rollout
+from serving.rollout.status import RolloutStatus
+
+__all__ = ["StoredRollout", "StatusStore", "FileStatusStore", "KubernetesStatusStore",
+           "RolloutNotFound", "RolloutExists", "ControllerBusy", "COMMAND_ANNOTATION",
+           "GROUP", "VERSION", "PLURAL"]
+
+GROUP, VERSION, PLURAL = "marquee.dev", "v1alpha1", "modelrollouts"
+COMMAND_ANNOTATION = "marquee.dev/command"
+_COMMANDS = ("promote", "abort")
+
+
+class RolloutNotFound(KeyError):
+    pass
+
+
+class RolloutExists(ValueError):
+    pass
+
+
+class ControllerBusy(RuntimeError):
+    """Another live controller holds this rollout."""
+
+
+@dataclass(frozen=True)
+class StoredRollout:
+    rollout: ModelRollout
+    status: RolloutStatus
+
+    @property
+    def name(self) -> str:
+        return self.rollout.name
+
+
+@runtime_checkable
+class StatusStore(Protocol):
+    def create(self, rollout: ModelRollout) -> None: ...
+    def get(self, name: str) -> StoredRollout: ...
+    def list(self) -> list[str]: ...
+    def save_status(self, name: str, status: RolloutStatus) -> None: ...
+    def request(self, name: str, command: Command) -> None: ...
+    def pending_command(self, name: str) -> Command | None: ...
+    def clear_command(self, name: str, command: Command) -> None: ...
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class FileStatusStore:
+    """Rollouts under a local directory (the embedded default: ``<MARQUEE_HOME>/rollouts``)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, name: str) -> Path:
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"invalid rollout name {name!r}")
+        return self.root / name
+
+    def create(self, rollout: ModelRollout) -> None:
+        d = self._dir(rollout.name)
+        if (d / "rollout.yaml").exists():
+            raise RolloutExists(f"rollout {rollout.name} exists in {d}")
+        _atomic_write(d / "rollout.yaml", rollout.to_yaml())
+        _atomic_write(d / "status.json", json.dumps(RolloutStatus().to_dict(), indent=2))
+
+    def get(self, name: str) -> StoredRollout:
+        d = self._dir(name)
+        try:
+            doc = yaml.safe_load((d / "rollout.yaml").read_text())
+        except FileNotFoundError:
+            raise RolloutNotFound(name) from None
+        rollout = parse_rollout(doc, str(d / "rollout.yaml"))
+        try:
+            status = RolloutStatus.from_dict(json.loads((d / "status.json").read_text()))
+        except FileNotFoundError:
+            status = RolloutStatus()
+        return StoredRollout(rollout, status)
+
+    def list(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "rollout.yaml").is_file())
+
+    def save_status(self, name: str, status: RolloutStatus) -> None:
+        d = self._dir(name)
+        if not (d / "rollout.yaml").exists():
+            raise RolloutNotFound(name)
+        _atomic_write(d / "status.json", json.dumps(status.to_dict(), indent=2))
+
+    def request(self, name: str, command: Command) -> None:
+        if command not in _COMMANDS:
+            raise ValueError(f"command must be one of {_COMMANDS}, got {command!r}")
+        self.get(name)
+        _atomic_write(self._dir(name) / "command", command)
+
+    def pending_command(self, name: str) -> Command | None:
+        try:
+            text = (self._dir(name) / "command").read_text().strip()
+        except FileNotFoundError:
+            return None
+        return text if text in _COMMANDS else None  # type: ignore[return-value]
+
+    def clear_command(self, name: str, command: Command) -> None:
+        path = self._dir(name) / "command"
+        if self.pending_command(name) == command:
+            path.unlink(missing_ok=True)
+
+    def lock(self, name: str) -> ControllerLock:
+        return ControllerLock(self._dir(name) / "controller.lock")
+
+
+class ControllerLock:
+    """An exclusive flock on a file; released by the kernel if the holder dies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> ControllerLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ControllerBusy(f"another controller holds {self.path}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class KubernetesStatusStore:
+    """``ModelRollout`` objects in one namespace, through the official Python client.
+
+    ``api`` is a ``kubernetes.client.CustomObjectsApi``; build it from the in-cluster service
+    account (``kubernetes.config.load_incluster_config()``) or a kubeconfig.
+    """
+
+    def __init__(self, api: Any, namespace: str = "default") -> None:
+        self.api = api
+        self.namespace = namespace
+
+    def _call(self, fn: Any, *args: Any, name: str | None = None, **kw: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn(GROUP, VERSION, self.namespace, PLURAL, *args, **kw)
+        except ApiException as exc:
+            if exc.status == 404 and name is not None:
+                raise RolloutNotFound(name) from None
+            if exc.status == 409:
+                raise RolloutExists(str(name)) from None
+            raise
+
+    def create(self, rollout: ModelRollout) -> None:
+        body = rollout.model_dump(by_alias=True, exclude_none=True, mode="json")
+        body.pop("status", None)
+        body["metadata"]["namespace"] = self.namespace
+        self._call(self.api.create_namespaced_custom_object, body, name=rollout.name)
+
+    def _object(self, name: str) -> dict[str, Any]:
+        return self._call(self.api.get_namespaced_custom_object, name, name=name)
+
+    def get(self, name: str) -> StoredRollout:
+        obj = self._object(name)
+        status = RolloutStatus.from_dict(obj.get("status"))
+        doc = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
+        return StoredRollout(parse_rollout(doc, f"{self.namespace}/{name}"), status)
+
+    def list(self) -> list[str]:
+        objs = self._call(self.api.list_namespaced_custom_object)
+        return sorted(o["metadata"]["name"] for o in objs.get("items", []))
+
+    def save_status(self, name: str, status: RolloutStatus) -> None:
+        self._call(self.api.patch_namespaced_custom_object_status, name,
+                   {"status": status.to_dict()}, name=name)
+
+    def request(self, name: str, command: Command) -> None:
+        if command not in _COMMANDS:
+            raise ValueError(f"command must be one of {_COMMANDS}, got {command!r}")
+        self._call(self.api.patch_namespaced_custom_object, name,
+                   {"metadata": {"annotations": {COMMAND_ANNOTATION: command}}}, name=name)
+
+    def pending_command(self, name: str) -> Command | None:
+        annotations = self._object(name).get("metadata", {}).get("annotations") or {}
+        cmd = annotations.get(COMMAND_ANNOTATION)
+        return cmd if cmd in _COMMANDS else None
+
+    def clear_command(self, name: str, command: Command) -> None:
+        if self.pending_command(name) == command:
+            self._call(self.api.patch_namespaced_custom_object, name,
+                       {"metadata": {"annotations": {COMMAND_ANNOTATION: None}}}, name=name)
