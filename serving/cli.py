@@ -1,0 +1,77 @@
+"""``marquee serve``: run one model version with KServe or BentoML.
+
+    marquee serve --runtime kserve --model-version 3 --port 8080
+    marquee serve --runtime kserve --alias production
+    marquee serve --runtime kserve --bundle-uri s3://bucket/models/movie-recommender/3
+    marquee serve --runtime bentoml --alias candidate --port 3000
+
+Flags override ``MARQUEE_SERVING_*`` environment variables (see ``serving.settings``); the
+bind address defaults to ``MARQUEE_BIND_HOST`` (127.0.0.1). This is also the container
+command of an InferenceService whose ``storageUri`` points at the bundle (``--bundle-uri``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["serve", "bento_command"]
+
+
+def _env_of(serving: object) -> dict[str, str]:
+    """The serving settings as ``MARQUEE_SERVING_*`` variables (for BentoML's workers)."""
+    env: dict[str, str] = {}
+    for name, value in serving.model_dump().items():  # type: ignore[attr-defined]
+        if value is None:
+            continue
+        env[f"MARQUEE_SERVING_{name.upper()}"] = (
+            ("true" if value else "false") if isinstance(value, bool) else str(value))
+    return env
+
+
+def bento_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "bentoml", "serve", "serving.bento.service:MovieRecommender",
+            "--host", host, "--port", str(port),
+            "--working-dir", str(Path(__file__).resolve().parents[1])]
+
+
+def serve(
+    runtime: Annotated[str, typer.Option(help="kserve or bentoml.")] = "kserve",
+    model_version: Annotated[str | None, typer.Option(help="Registry version.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Registry alias, e.g. production.")] = None,
+    bundle_uri: Annotated[str | None, typer.Option(help="Bundle directory or s3:// URI.")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
+    enable_grpc: Annotated[bool, typer.Option(help="Also start KServe's gRPC server.")] = False,
+    variant: Annotated[str | None, typer.Option(help="Variant label for logs/metrics.")] = None,
+) -> None:
+    """Serve a model version with KServe or BentoML."""
+    from marquee.settings import Settings
+    from serving.settings import ServingSettings
+
+    settings = Settings()
+    given = {"runtime": runtime, "model_version": model_version, "alias": alias,
+             "bundle_uri": bundle_uri, "host": host, "port": port, "variant": variant}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if enable_grpc:
+        overrides["enable_grpc"] = True
+    if overrides.keys() & {"model_version", "alias", "bundle_uri"}:  # a flag beats the env
+        for key in ("model_version", "alias", "bundle_uri"):
+            overrides.setdefault(key, None)
+    serving = ServingSettings(**overrides)
+    bind = serving.host or settings.bind_host
+    if serving.runtime == "kserve":
+        argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when imported
+        try:
+            from serving.kserve import run
+        finally:
+            sys.argv = argv
+        run(settings, serving)
+        return
+    env = {**os.environ, **_env_of(serving), "BENTOML_DO_NOT_TRACK": "true"}
+    cmd = bento_command(bind, serving.port)
+    os.execvpe(cmd[0], cmd, env)  # keep the pid: the caller stops the server by it

@@ -1,0 +1,234 @@
+"""``kserve.ModelServer`` bound to the configured address, with Marquee's HTTP extras.
+
+KServe 0.21 hard-codes ``host="0.0.0.0"`` in its REST server and starts gRPC on ``[::]``.
+:class:`MarqueeModelServer` keeps KServe's data plane, V1/V2 endpoints and exception handlers
+but runs uvicorn with :class:`BoundConfig` (a ``uvicorn.Config`` that binds the configured
+host), leaves gRPC off unless asked, and adds:
+
+* a body-size limit (413) and per-route request/error counters (``marquee_serving_*``);
+* handlers that turn every validation failure into a 4xx naming the field;
+* ``POST /payload-sink`` (KServe's CloudEvents payload logger) and ``GET /marquee/model``
+  (loaded version, bundle and the index report with its measured recall).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kserve
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, ORJSONResponse
+from kserve.errors import InvalidInput
+from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+
+from serving import metrics
+from serving.errors import PayloadTooLarge, ServingError, error_body
+from serving.kserve.model import RecommenderModel
+from serving.payload.sink import CloudEventPairer, sink_router
+
+__all__ = ["BoundConfig", "MarqueeModelServer", "ServingMiddleware"]
+
+log = logging.getLogger(__name__)
+
+
+class BoundConfig(uvicorn.Config):
+    """A ``uvicorn.Config`` that always binds ``bind_host`` (KServe passes ``0.0.0.0``)."""
+
+    def __init__(self, app: Any, *, bind_host: str, **kwargs: Any) -> None:
+        kwargs.pop("host", None)
+        super().__init__(app, host=bind_host, **kwargs)
+
+
+def _route(path: str) -> str:
+    if path.startswith("/v1/models/") and path.endswith(":predict"):
+        return "v1_predict"
+    if path.startswith("/v2/models/") and path.endswith("/infer"):
+        return "v2_infer"
+    if path == "/payload-sink":
+        return "payload_sink"
+    if path == "/metrics":
+        return "metrics"
+    if path in ("/", "/v2/health/live", "/v2/health/ready", "/marquee/model") or \
+            path.startswith(("/v1/models", "/v2/models")):
+        return "health"
+    return "other"
+
+
+class ServingMiddleware:
+    """ASGI middleware: body-size limit and request/error counters by route and status."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int, version: Callable[[], str],
+                 variant: str = "") -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.version = version
+        self.variant = variant
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = _route(scope.get("path", ""))
+        status = {"code": 500}
+        length = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body_bytes
+            except ValueError:
+                too_big = False
+            if too_big:
+                exc = PayloadTooLarge(f"body: {int(length)} bytes is more than the limit of "
+                                      f"{self.max_body_bytes}", field="body")
+                await JSONResponse(error_body(exc), status_code=413)(scope, receive, send)
+                self._count(route, 413)
+                return
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"body: more than the limit of {limit} bytes",
+                                          field="body")
+            return message
+
+        async def send_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_status)
+        finally:
+            self._count(route, status["code"])
+
+    def _count(self, route: str, code: int) -> None:
+        if route in ("metrics", "health"):
+            return
+        version = self.version()
+        metrics.REQUESTS.labels(version, self.variant, route, str(code)).inc()
+        if code >= 400:
+            metrics.ERRORS.labels(version, self.variant, route, str(code)).inc()
+
+
+async def _serving_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServingError)
+    return JSONResponse(error_body(exc), status_code=exc.status_code)
+
+
+async def _invalid_input(_: Request, exc: Exception) -> JSONResponse:
+    msg = str(exc)
+    field = "body"
+    return JSONResponse({"error": f"{field}: {msg}", "code": "bad_request", "field": field},
+                        status_code=400)
+
+
+async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ())
+           if p not in ("body", "InferenceRequest", "bytes")] or ["body"]
+    field = ".".join(loc)
+    return JSONResponse({"error": f"{field}: {first.get('msg')}", "code": "bad_request",
+                         "field": field}, status_code=422)
+
+
+class _BoundRESTServer(RESTServer):
+    """KServe's REST server on a prepared app, bound to the configured host."""
+
+    def __init__(self, app: FastAPI, server: kserve.ModelServer, *, host: str, port: int,
+                 grace_period: int, timeout_keep_alive: int) -> None:
+        self.app = app
+        self.dataplane = server.dataplane
+        self.model_repository_extension = server.model_repository_extension
+        self.access_log_format = None
+        self.config = BoundConfig(app, bind_host=host, port=port, workers=1, log_config=None,
+                                  access_log=False, timeout_graceful_shutdown=grace_period,
+                                  timeout_keep_alive=timeout_keep_alive, loop="auto")
+        self._server = _RefreshingServer(self.config)
+
+    def create_application(self) -> None:  # the app is built before the server is
+        return None
+
+
+class MarqueeModelServer(kserve.ModelServer):
+    def __init__(self, *, host: str, http_port: int, enable_grpc: bool = False,
+                 grpc_port: int = 8081, grace_period: int = 20, max_body_bytes: int = 65536,
+                 variant: str = "", pairer: CloudEventPairer | None = None) -> None:
+        super().__init__(http_port=http_port, grpc_port=grpc_port, workers=1,
+                         enable_grpc=enable_grpc, enable_docs_url=False,
+                         enable_latency_logging=False, grace_period=grace_period)
+        self.host = host
+        self.max_body_bytes = max_body_bytes
+        self.variant = variant
+        self.pairer = pairer
+
+    def _model(self) -> RecommenderModel | None:
+        for model in self.registered_models.get_models().values():
+            if isinstance(model, RecommenderModel):
+                return model
+        return None
+
+    def _version(self) -> str:
+        model = self._model()
+        return model.service.version if model is not None and model.service else ""
+
+    def create_application(self) -> FastAPI:
+        """KServe's routes and handlers on a fresh app, plus Marquee's (no server started)."""
+        app = FastAPI(title="marquee model server", docs_url=None, redoc_url=None,
+                      default_response_class=ORJSONResponse)
+        helper = _BoundRESTServer(app, self, host=self.host, port=self.http_port,
+                                  grace_period=self.grace_period,
+                                  timeout_keep_alive=self.timeout_keep_alive)
+        helper._register_endpoints(app)
+        helper._add_exception_handlers(app)
+        app.add_exception_handler(ServingError, _serving_error)
+        app.add_exception_handler(InvalidInput, _invalid_input)
+        app.add_exception_handler(RequestValidationError, _request_validation)
+        if self.pairer is not None:
+            app.include_router(sink_router(self.pairer))
+
+        @app.get("/marquee/model")
+        async def model_info() -> dict[str, Any]:
+            model = self._model()
+            if model is None or model.service is None:
+                return {"ready": False}
+            rt = model.service.runtime
+            return {"ready": model.ready, "name": model.name, "model_version": rt.version,
+                    "bundle_uri": rt.bundle_uri, "n_items": rt.n_items,
+                    "candidates": rt.candidates, "index": rt.index_report.as_dict()}
+
+        app.add_middleware(ServingMiddleware, max_body_bytes=self.max_body_bytes,
+                           version=self._version, variant=self.variant)
+        return app
+
+    def start(self, models: list[kserve.Model]) -> None:
+        """Like ``kserve.ModelServer.start`` with one REST server bound to ``self.host``."""
+        self._register_and_check_atleast_one_model_is_ready(models)
+        app = self.create_application()
+        self._rest_server = _BoundRESTServer(app, self, host=self.host, port=self.http_port,
+                                             grace_period=self.grace_period,
+                                             timeout_keep_alive=self.timeout_keep_alive)
+        self.servers.append(self._rest_server.start())
+        if self.enable_grpc:
+            from kserve.model_server import args as kserve_args
+            from kserve.protocol.grpc.server import GRPCServer
+
+            self._grpc_server = GRPCServer(self.grpc_port, self.dataplane,
+                                           self.model_repository_extension,
+                                           kwargs=vars(kserve_args),
+                                           grace_period=self.grace_period)
+            self.servers.append(self._grpc_server.start(self.max_threads))
+        self.setup_event_loop()
+        self.register_signal_handler()
+        log.info("serving on http://%s:%d", self.host, self.http_port)
+        asyncio.run(self._serve())

@@ -1,0 +1,167 @@
+"""Batched payload logging: a bounded queue in front of a background Parquet writer.
+
+``log(row)`` never blocks and never raises: when the queue is full the row is dropped and
+``marquee_serving_payload_log_dropped_total{reason="queue_full"}`` counts it. A background
+thread drains the queue, groups rows by partition (date, hour, model version) and writes one
+Parquet file per partition and batch through the object store's ``put_bytes``; a failed write
+is retried with backoff, then dropped and counted (``reason="write_failed"``). ``close()``
+drains everything that is queued and writes it: call it on graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import pyarrow.parquet as pq
+
+from serving import metrics
+from serving.payload.schema import partition_key, rows_to_table
+
+__all__ = ["BlobWriter", "PayloadLogger"]
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class BlobWriter(Protocol):
+    """The part of ``marquee.store.ObjectStore`` the logger uses."""
+
+    def put_bytes(self, key: str, data: bytes) -> str: ...
+
+
+class PayloadLogger:
+    def __init__(self, store: BlobWriter, *, queue_size: int = 50_000, batch_rows: int = 2_000,
+                 flush_seconds: float = 5.0, retries: int = 3) -> None:
+        self._store = store
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._batch_rows = batch_rows
+        self._flush_seconds = flush_seconds
+        self._retries = retries
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self.files_written: list[str] = []
+
+    # Producer side (request path) ----------------------------------------------------------------
+    def log(self, row: Mapping[str, Any]) -> bool:
+        """Queue one row; False (and a counted drop) when the queue is full or closed."""
+        if self._closed.is_set():
+            self._drop("closed")
+            return False
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            self._drop("queue_full")
+            return False
+        return True
+
+    def _drop(self, reason: str, n: int = 1) -> None:
+        self.rows_dropped += n
+        metrics.PAYLOG_DROPPED.labels(reason).inc(n)
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    # Consumer side ------------------------------------------------------------------------------
+    def start(self) -> PayloadLogger:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="payload-logger",
+                                                daemon=True)
+                self._thread.start()
+        return self
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting rows, write every queued row, and stop the thread (idempotent)."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(_STOP)  # the writer drains everything queued before it
+            thread.join(timeout)
+        else:
+            self._write(self._drain_nowait())
+
+    def flush(self) -> None:
+        """Write what is queued now, from the calling thread (tests and shutdown hooks)."""
+        self._write(self._drain_nowait())
+
+    def _drain_nowait(self) -> list[Mapping[str, Any]]:
+        rows = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return rows
+            if item is not _STOP:
+                rows.append(item)
+
+    def _run(self) -> None:
+        batch: list[Mapping[str, Any]] = []
+        deadline = time.monotonic() + self._flush_seconds
+        while True:
+            timeout = max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                batch.extend(self._drain_nowait())
+                self._write(batch)
+                return
+            if item is not None:
+                batch.append(item)
+            if len(batch) >= self._batch_rows or time.monotonic() >= deadline:
+                self._write(batch)
+                batch = []
+                deadline = time.monotonic() + self._flush_seconds
+
+    def _write(self, rows: list[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        parts: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+        for row in rows:
+            parts[(partition_key(row["ts"], row["model_version"]), str(row["model_version"]))
+                  ].append(row)
+        for (prefix, version), part in parts.items():
+            for start in range(0, len(part), self._batch_rows):
+                self._write_file(prefix, version, part[start:start + self._batch_rows])
+
+    def _write_file(self, prefix: str, version: str, rows: list[Mapping[str, Any]]) -> None:
+        key = f"{prefix}/part-{uuid.uuid4().hex}.parquet"
+        try:
+            buf = io.BytesIO()
+            pq.write_table(rows_to_table(rows), buf, compression="zstd")
+            data = buf.getvalue()
+        except Exception:  # noqa: BLE001 - a bad row must not kill the writer thread
+            log.exception("payload rows could not be encoded; %d dropped", len(rows))
+            self._drop("encode_failed", len(rows))
+            return
+        for attempt in range(self._retries + 1):
+            try:
+                self._store.put_bytes(key, data)
+            except Exception as exc:  # noqa: BLE001 - retried, then counted as dropped
+                metrics.PAYLOG_FLUSH_ERRORS.inc()
+                log.warning("payload log write %s failed (attempt %d): %s", key, attempt + 1, exc)
+                if attempt < self._retries:
+                    time.sleep(min(2.0, 0.1 * 2**attempt))
+                continue
+            self.rows_written += len(rows)
+            self.files_written.append(key)
+            metrics.PAYLOG_ROWS.labels(version).inc(len(rows))
+            return
+        self._drop("write_failed", len(rows))

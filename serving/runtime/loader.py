@@ -1,0 +1,107 @@
+"""Load a model version for serving: registry reference → bundle URI → verified bundle → Runtime.
+
+A reference is a registry alias (``production``), a version number, or a bundle URI (a local
+directory, ``file://``, ``s3://…/models/<name>/<version>/``, or a key in the object store).
+Every file of the bundle is checked against ``bundle.json`` (``marquee.bundle``) before the
+recommender reads it; a changed, missing or unlisted file raises ``BundleIntegrityError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+
+from marquee.settings import Settings
+from serving.runtime.online import history_source
+from serving.runtime.runtime import Runtime
+from serving.settings import ServingSettings
+
+__all__ = ["resolve_bundle_uri", "fetch_verified", "load_recommender", "load_runtime",
+           "open_payload_logger", "build_service"]
+
+log = logging.getLogger(__name__)
+
+
+def _looks_like_uri(ref: str) -> bool:
+    return "://" in ref or ref.startswith(("/", "./", "../", "~")) or Path(ref).is_dir()
+
+
+def resolve_bundle_uri(ref: str, settings: Settings) -> str:
+    """An alias, a version number or a URI → the bundle URI (the registry is asked if needed)."""
+    if _looks_like_uri(ref) or ref.startswith("models/"):
+        return ref
+    from marquee.registry import Registry
+
+    return Registry(settings.resolved_registry_uri, settings.model_name).resolve(ref)
+
+
+def fetch_verified(uri: str, settings: Settings, cache_dir: Path) -> Path:
+    """A local, verified copy of the bundle at ``uri`` (a local bundle is verified in place)."""
+    from marquee.bundle import fetch_bundle, verify_bundle
+    from marquee.store import local_path_of, open_store
+
+    local = local_path_of(uri) if not uri.startswith("models/") else None
+    if local is not None and (local / "bundle.json").is_file():
+        verify_bundle(local)
+        return local.resolve()
+    dest = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (dest / "bundle.json").is_file():
+        try:
+            verify_bundle(dest)  # bundles are immutable: a verified cached copy is the bundle
+            return dest
+        except Exception as exc:  # noqa: BLE001 - a damaged cache is fetched again
+            log.warning("cached bundle %s failed verification (%s); fetching again", dest, exc)
+            shutil.rmtree(dest, ignore_errors=True)
+    elif dest.exists():
+        shutil.rmtree(dest, ignore_errors=True)
+    store = open_store(settings.resolved_store_uri, settings.s3_endpoint_url)
+    path, _ = fetch_bundle(uri, dest, store=store, s3_endpoint_url=settings.s3_endpoint_url)
+    return path
+
+
+def load_recommender(bundle_dir: Path):  # -> recsys.Recommender
+    """Read the recommender from a verified bundle and stamp it with the bundle's version."""
+    from marquee.bundle import read_manifest
+    from recsys import Recommender
+
+    manifest = read_manifest(bundle_dir)
+    rec = Recommender.load(bundle_dir)
+    rec.version = str(manifest.version)
+    return rec
+
+
+def load_runtime(settings: Settings, serving: ServingSettings) -> Runtime:
+    """Everything ``marquee serve`` does before it is ready."""
+    ref = serving.model_ref or "production"
+    uri = resolve_bundle_uri(ref, settings)
+    cache = Path(serving.cache_dir) if serving.cache_dir else settings.home / "bundles"
+    bundle_dir = fetch_verified(uri, settings, cache)
+    rec = load_recommender(bundle_dir)
+    history = history_source(serving.redis_url, serving.redis_key_prefix,
+                             serving.redis_timeout_ms)
+    runtime = Runtime.build(rec, serving, history=history, bundle_uri=uri,
+                            bundle_dir=str(bundle_dir))
+    log.info("loaded %s version %s from %s", settings.model_name, runtime.version, uri)
+    return runtime
+
+
+def open_payload_logger(settings: Settings, serving: ServingSettings):  # -> PayloadLogger | None
+    """The started payload logger writing to the object store, or None when disabled."""
+    if not serving.payload_log_enabled:
+        return None
+    from marquee.store import open_store
+    from serving.payload.logger import PayloadLogger
+
+    store = open_store(settings.resolved_store_uri, settings.s3_endpoint_url)
+    return PayloadLogger(store, queue_size=serving.payload_log_queue_size,
+                         batch_rows=serving.payload_log_batch_rows,
+                         flush_seconds=serving.payload_log_flush_seconds).start()
+
+
+def build_service(settings: Settings, serving: ServingSettings, payload=None):
+    """Load the runtime and wrap it in the request handler both model servers share."""
+    from serving.runtime.service import RecommendService
+
+    return RecommendService.from_settings(load_runtime(settings, serving), serving, payload)

@@ -1,0 +1,112 @@
+"""Typed settings of the model server (one object, built in ``main()`` and passed down).
+
+Every field reads ``MARQUEE_SERVING_<FIELD>`` from the environment (for example
+``MARQUEE_SERVING_FAULT_ERROR_RATE``) and is mirrored one to one by a Helm value under
+``modelServer``. Nothing here touches disk or the network.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServingSettings", "Runtime"]
+
+Runtime = Literal["kserve", "bentoml"]
+
+
+class ServingSettings(BaseSettings):
+    """What one model server loads, how it answers and where it logs."""
+
+    model_config = SettingsConfigDict(env_prefix="MARQUEE_SERVING_", extra="ignore")
+
+    # What to load: exactly one of these (the CLI flags set them) ------------------------------
+    model_version: str | None = Field(None, description="Registry version number to serve.")
+    alias: str | None = Field(None, description="Registry alias to serve (production, candidate…).")
+    bundle_uri: str | None = Field(
+        None, description="Bundle directory or s3://…/models/<name>/<version>/ (KServe storageUri)."
+    )
+    cache_dir: str | None = Field(
+        None, description="Where fetched bundles are kept. Default: <MARQUEE_HOME>/bundles."
+    )
+
+    # Network -----------------------------------------------------------------------------------
+    runtime: Runtime = Field("kserve", description="Model server runtime.")
+    host: str | None = Field(None, description="Bind address. Default: MARQUEE_BIND_HOST.")
+    port: int = Field(8080, ge=1, le=65535, description="HTTP port.")
+    enable_grpc: bool = Field(False, description="Also start KServe's gRPC server.")
+    grpc_port: int = Field(8081, ge=1, le=65535, description="gRPC port when enabled.")
+    grace_period_seconds: int = Field(20, ge=0, description="Graceful shutdown timeout.")
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
+    )
+    max_instances: int = Field(64, ge=1, description="Most instances in one request.")
+
+    # Retrieval index ---------------------------------------------------------------------------
+    candidates: int = Field(200, ge=1, description="Candidates retrieved before ranking.")
+    exact_index_max_items: int = Field(
+        20_000, ge=0, description="Catalogues up to this size use exact inner-product search."
+    )
+    index_kind: Literal["auto", "flat", "hnsw", "ivf"] = Field(
+        "auto", description="auto: flat up to exact_index_max_items, then ivf."
+    )
+    hnsw_m: int = Field(32, ge=4, description="HNSW graph degree.")
+    hnsw_ef_construction: int = Field(80, ge=8, description="HNSW build beam width.")
+    hnsw_ef_search: int = Field(256, ge=8, description="HNSW search beam width (start value).")
+    ivf_lists: int = Field(0, ge=0, description="IVF lists; 0 = 4·sqrt(n_items).")
+    ivf_nprobe: int = Field(16, ge=1, description="IVF lists probed (start value).")
+    target_recall: float = Field(
+        0.95, gt=0.0, le=1.0,
+        description="At load the search width is raised until recall@candidates vs exact "
+        "search on a sample reaches this (or the width limit).",
+    )
+    recall_sample: int = Field(200, ge=10, description="Queries used to measure recall at load.")
+    index_threads: int = Field(1, ge=1, description="FAISS threads per search (1 = no contention).")
+
+    # Per-stage time budgets (ms); a stage that fails or overruns → popularity fallback ----------
+    budget_retrieve_ms: float = Field(50.0, gt=0)
+    budget_rank_ms: float = Field(50.0, gt=0)
+    budget_rerank_ms: float = Field(20.0, gt=0)
+
+    cold_start_strategy: Literal["model", "popular"] = Field(
+        "model",
+        description="Cold users without history: 'model' runs the towers on demographics, "
+        "'popular' answers from segment popularity.",
+    )
+
+    # Online features ---------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        None, description="redis://… for online user history; default: the bundle's table in memory."
+    )
+    redis_key_prefix: str = Field("marquee:history:", description="Key = prefix + user_id.")
+    redis_timeout_ms: float = Field(5.0, gt=0, description="Redis lookup timeout.")
+
+    # Payload logging ---------------------------------------------------------------------------
+    payload_log_enabled: bool = Field(True, description="Write payload logs to the object store.")
+    payload_log_queue_size: int = Field(50_000, ge=1, description="Rows buffered before drops.")
+    payload_log_batch_rows: int = Field(2_000, ge=1, description="Rows per Parquet file at most.")
+    payload_log_flush_seconds: float = Field(5.0, gt=0, description="Flush at least this often.")
+    variant: str = Field("", description="Variant label written to payload logs and metrics.")
+
+    # Fault injection for rollout tests (default off) -------------------------------------------
+    fault_error_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of requests answered with an injected 500."
+    )
+    fault_extra_latency_ms: float = Field(
+        0.0, ge=0.0, description="Delay added to every request (ms)."
+    )
+    fault_seed: int | None = Field(None, description="Seed of the fault injector's RNG.")
+
+    @model_validator(mode="after")
+    def _one_model_reference(self) -> ServingSettings:
+        given = [x for x in (self.model_version, self.alias, self.bundle_uri) if x]
+        if len(given) > 1:
+            raise ValueError("set only one of model_version, alias, bundle_uri")
+        return self
+
+    @property
+    def model_ref(self) -> str | None:
+        """The reference the registry resolves: a version, an alias or a bundle URI."""
+        return self.bundle_uri or self.model_version or self.alias
