@@ -1,0 +1,54 @@
+"""The exception hierarchy of the ``monitoring`` package.
+
+Each error carries an HTTP status on its class and a CLI exit code, mapped once at the
+boundary (the retrain webhook's exception handler, the commands' ``main`` functions).
+
+    MonitoringError (marquee.errors.MarqueeError)  500  base
+    ├── MonitoringInputError                       400  exit 2: bad configuration or arguments
+    │   └── NoDataError                            404  exit 2: nothing to check (empty window,
+    │                                                   missing reference)
+    ├── UnauthorizedError                          401  missing or wrong bearer token
+    ├── MalformedAlertError                        400  body is not JSON or not a v4 message
+    └── LaunchError                                502  the pipeline launcher failed to start a run
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from marquee.errors import MarqueeError
+
+__all__ = [
+    "MonitoringError",
+    "MonitoringInputError",
+    "NoDataError",
+    "UnauthorizedError",
+    "MalformedAlertError",
+    "LaunchError",
+]
+
+
+class MonitoringError(MarqueeError):
+    status_code: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+
+class MonitoringInputError(MonitoringError):
+    status_code = 400
+    exit_code = 2
+
+
+class NoDataError(MonitoringInputError):
+    status_code = 404
+
+
+class UnauthorizedError(MonitoringError):
+    status_code = 401
+
+
+class MalformedAlertError(MonitoringError):
+    status_code = 400
+
+
+class LaunchError(MonitoringError):
+    status_code = 502

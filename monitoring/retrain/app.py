@@ -1,0 +1,116 @@
+"""The retrain trigger's HTTP surface: Alertmanager's webhook, on-call requests, /metrics.
+
+    POST /webhook    Alertmanager webhook (v4), bearer token  -> 200 {"decisions": [...]}
+    POST /retrain    ManualRequest, bearer token              -> 202 started | 409 refused
+    GET  /runs       recent runs and decisions, bearer token
+    GET  /healthz    liveness;  GET /readyz  the worker is running
+    GET  /metrics    Prometheus
+
+Handlers decode, call the trigger, encode. Errors are MonitoringError subclasses mapped to a
+response in one place; 401 and 400 name what was wrong.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from marquee.errors import MarqueeError
+from monitoring.errors import MalformedAlertError, UnauthorizedError
+from monitoring.retrain import metrics
+from monitoring.retrain.models import ManualRequest, WebhookMessage
+from monitoring.retrain.trigger import RetrainTrigger
+
+__all__ = ["create_app"]
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _parse(body: bytes, model: type):
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedAlertError(f"body is not JSON: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise MalformedAlertError(f"not a valid {model.__name__}: "
+                                  f"{_validation_message(exc)}") from exc
+
+
+def create_app(trigger: RetrainTrigger, token: str) -> FastAPI:
+    """The ASGI app around ``trigger``; every mutating route needs ``Bearer <token>``."""
+    if not token:
+        raise ValueError("the retrain trigger needs a non-empty bearer token")
+    expected = f"Bearer {token}".encode()
+    app = FastAPI(title="Marquee retrain trigger", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+
+    def check_auth(request: Request) -> None:
+        header = request.headers.get("authorization")
+        if header is None:
+            raise UnauthorizedError("missing Authorization: Bearer <token> header")
+        if not hmac.compare_digest(header.encode(), expected):
+            raise UnauthorizedError("wrong bearer token")
+
+    @app.exception_handler(MarqueeError)
+    async def _error(request: Request, exc: MarqueeError) -> JSONResponse:
+        if isinstance(exc, UnauthorizedError):
+            await run_in_threadpool(trigger.record_unauthorized,
+                                    f"{request.method} {request.url.path}: {exc.message}")
+        if request.url.path == "/webhook":
+            metrics.WEBHOOK_REQUESTS.labels(code=str(exc.status_code)).inc()
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
+
+    @app.post("/webhook")
+    async def webhook(request: Request) -> JSONResponse:
+        check_auth(request)
+        message = _parse(await request.body(), WebhookMessage)
+        decisions = await run_in_threadpool(trigger.handle_webhook, message)
+        metrics.WEBHOOK_REQUESTS.labels(code="200").inc()
+        return JSONResponse({"decisions": [d.model_dump(mode="json") for d in decisions]})
+
+    @app.post("/retrain")
+    async def retrain(request: Request) -> JSONResponse:
+        check_auth(request)
+        req = _parse(await request.body(), ManualRequest)
+        decision = await run_in_threadpool(trigger.handle_manual, req)
+        return JSONResponse(decision.model_dump(mode="json"),
+                            status_code=202 if decision.started else 409)
+
+    @app.get("/runs")
+    async def runs(request: Request, limit: int = 20) -> JSONResponse:
+        check_auth(request)
+        limit = max(1, min(limit, 500))
+        return JSONResponse({
+            "runs": [r.model_dump(mode="json") for r in trigger.store.runs(limit)],
+            "decisions": [d.model_dump(mode="json") for d in trigger.store.decisions(limit)],
+        })
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ok = trigger.worker_alive
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app

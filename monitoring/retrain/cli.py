@@ -1,0 +1,203 @@
+"""``marquee trigger`` (the webhook service), ``marquee retrain`` and ``marquee incidents``.
+
+``marquee retrain --reason TEXT`` asks the running trigger (``MARQUEE_RETRAIN_URL``) so that
+on-call requests and alerts share one decision path; when no trigger answers there, it takes
+the same decision in this process against the same state under ``<home>/retrain`` and runs
+the pipeline in the foreground.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional
+
+import httpx
+import typer
+from rich.console import Console
+
+from marquee.errors import MarqueeError
+from marquee.settings import Settings
+from monitoring.errors import MonitoringError, MonitoringInputError
+from monitoring.retrain.config import TriggerSettings, make_trigger, state_dir
+from monitoring.retrain.models import Decision, ManualRequest, RunRecord, RunStatus
+from monitoring.retrain.state import StateStore
+
+__all__ = ["trigger", "retrain", "incidents"]
+
+EXIT_REFUSED = 1
+
+
+def _fail(console: Console, exc: MarqueeError) -> None:
+    """Print the error and exit: 2 for bad input (MonitoringInputError), else 1."""
+    console.print(f"[red]error:[/red] {exc.message}")
+    raise SystemExit(getattr(exc, "exit_code", 1))
+
+
+def trigger(
+    port: Optional[int] = typer.Option(None, help="Port (default MARQUEE_RETRAIN_PORT, 8095)."),
+    launcher: Optional[str] = typer.Option(
+        None, help="kfp-local | kubeflow | command (default MARQUEE_RETRAIN_LAUNCHER, auto)."),
+    log_level: str = typer.Option("info", help="Log level."),
+) -> None:
+    """Run the Alertmanager retrain webhook on settings.bind_host."""
+    import uvicorn
+
+    from monitoring.retrain.app import create_app
+
+    console = Console(stderr=True)
+    settings = Settings()
+    overrides = {k: v for k, v in {"port": port, "launcher": launcher}.items() if v is not None}
+    try:
+        ts = TriggerSettings(**overrides)
+        token = ts.read_token()
+        trig = make_trigger(settings, ts).start()
+    except MarqueeError as exc:
+        _fail(console, exc)
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    console.print(f"retrain trigger on http://{settings.bind_host}:{ts.port} "
+                  f"(launcher {trig.launcher.name}, cooldown {ts.cooldown_seconds:.0f}s, "
+                  f"state {state_dir(settings)})")
+    try:
+        uvicorn.run(create_app(trig, token), host=settings.bind_host, port=ts.port,
+                    log_level=log_level.lower(), access_log=False)
+    finally:
+        trig.close(timeout=5)
+
+
+def _print_decision(console: Console, d: Decision) -> None:
+    colour = "green" if d.started else "yellow"
+    console.print(f"[{colour}]{d.decision.value}[/{colour}]: {d.detail}")
+
+
+def retrain(
+    reason: str = typer.Option(..., "--reason", "-r", help="Why (recorded with the run)."),
+    model: Optional[str] = typer.Option(None, help="Registered model (default settings)."),
+    force: bool = typer.Option(False, help="Skip the cooldown (never the one-run limit)."),
+    url: Optional[str] = typer.Option(None, help="Trigger URL (default MARQUEE_RETRAIN_URL)."),
+) -> None:
+    """Start a retraining run through the trigger's decision path."""
+    console = Console()
+    settings = Settings()
+    try:
+        ts = TriggerSettings(**({"url": url} if url else {}))
+        req = ManualRequest(reason=reason, model=model, force=force,
+                            requested_by=_whoami())
+    except (MarqueeError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from None
+
+    decision = None
+    try:
+        token = ts.read_token()
+    except MonitoringInputError:
+        console.print("[yellow]no trigger token configured (MARQUEE_RETRAIN_TOKEN_FILE); "
+                      f"deciding in this process (state {state_dir(settings)})[/yellow]")
+    else:
+        try:
+            decision = _ask_service(ts.url, token, req)
+        except httpx.ConnectError:
+            console.print(f"[yellow]no trigger answers at {ts.url}; deciding in this process "
+                          f"(state {state_dir(settings)})[/yellow]")
+        except MarqueeError as exc:
+            _fail(console, exc)
+
+    if decision is not None:
+        _print_decision(console, decision)
+        if not decision.started:
+            raise SystemExit(EXIT_REFUSED)
+        console.print(f"follow it with `marquee incidents` (run {decision.run_id})")
+        return
+
+    try:
+        trig = make_trigger(settings, ts).start()
+    except MarqueeError as exc:
+        _fail(console, exc)
+    try:
+        decision = trig.handle_manual(req)
+        _print_decision(console, decision)
+        if not decision.started:
+            raise SystemExit(EXIT_REFUSED)
+        with console.status(f"run {decision.run_id}: training ({trig.launcher.name})…"):
+            trig.wait_idle()
+        run = trig.store.load_run(decision.run_id or "")
+    finally:
+        trig.close(timeout=5)
+    _print_run(console, run)
+    if run.status is not RunStatus.SUCCEEDED:
+        raise SystemExit(1)
+
+
+def _whoami() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def _ask_service(url: str, token: str, req: ManualRequest) -> Decision:
+    resp = httpx.post(url.rstrip("/") + "/retrain", json=req.model_dump(mode="json"),
+                      headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+    if resp.status_code in (202, 409):
+        return Decision.model_validate(resp.json())
+    try:
+        message = resp.json().get("message", resp.text)
+    except ValueError:
+        message = resp.text
+    raise MonitoringError(f"trigger at {url} answered {resp.status_code}: {message}")
+
+
+def _print_run(console: Console, run: RunRecord) -> None:
+    colour = "green" if run.status is RunStatus.SUCCEEDED else "red"
+    console.print(f"run {run.run_id}: [{colour}]{run.status.value}[/{colour}]"
+                  + (f", version {run.model_version}" if run.model_version else "")
+                  + (f", gate {run.gate_decision}" if run.gate_decision else "")
+                  + (f" — {run.error}" if run.error else ""))
+
+
+def incidents(
+    alertmanager_url: Optional[str] = typer.Option(
+        None, help="Alertmanager (default settings.alertmanager_url)."),
+    limit: int = typer.Option(10, min=1, max=200, help="Recent runs and decisions to show."),
+    all_alerts: bool = typer.Option(False, "--all", help="Include silenced and inhibited."),
+) -> None:
+    """List firing alerts (with runbook links) and recent retraining runs."""
+    from monitoring.retrain.incidents import fetch_alerts, render_incidents
+
+    console = Console()
+    settings = Settings()
+    am = alertmanager_url or settings.alertmanager_url
+    alerts = None
+    if am:
+        try:
+            alerts = fetch_alerts(am, include_suppressed=all_alerts)
+            source = am
+        except MarqueeError as exc:
+            source = f"unavailable: {exc.message}"
+    else:
+        source = "no Alertmanager configured (MARQUEE_ALERTMANAGER_URL)"
+
+    runs, decisions = _recent(settings, limit)
+    render_incidents(console, alerts, runs, decisions, source)
+    if am and alerts is None:
+        raise SystemExit(1)
+
+
+def _recent(settings: Settings, limit: int) -> tuple[list[RunRecord], list[Decision]]:
+    """From the running trigger when it answers, else from the local state."""
+    ts = TriggerSettings()
+    try:
+        token = ts.read_token()
+        resp = httpx.get(ts.url.rstrip("/") + "/runs", params={"limit": limit},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=5.0)
+        if resp.status_code == 200:
+            body = resp.json()
+            return ([RunRecord.model_validate(r) for r in body["runs"]],
+                    [Decision.model_validate(d) for d in body["decisions"]])
+    except (MarqueeError, httpx.HTTPError, ValueError, KeyError):
+        pass
+    store = StateStore(state_dir(settings))
+    return store.runs(limit), store.decisions(limit)

@@ -1,0 +1,145 @@
+"""The trigger's persisted state and records, shared by every process under one home.
+
+``<home>/retrain/``
+    state.json        dedup keys, last start per model, the run in flight (read-modify-write
+                      under an exclusive lock, so the webhook service and an on-call
+                      ``marquee retrain`` in another process take the same decisions)
+    decisions.jsonl   one line per decision, appended, never rewritten
+    runs/<id>.json    one record per retraining run, updated as it progresses
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from monitoring.retrain.models import Decision, RunRecord
+
+__all__ = ["InFlight", "TriggerState", "StateStore"]
+
+
+class InFlight(BaseModel):
+    run_id: str
+    model: str
+    since: datetime
+    pid: int
+    host: str
+
+    def owner_alive(self) -> bool:
+        """False when the process that owns the run is gone (same host only)."""
+        if self.host != socket.gethostname():
+            return True  # cannot tell from here; trust the record
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+class TriggerState(BaseModel):
+    covered: dict[str, tuple[str, datetime]] = Field(
+        default_factory=dict, description="dedup key -> (run id, time first seen)")
+    last_started: dict[str, datetime] = Field(default_factory=dict)
+    in_flight: InFlight | None = None
+
+    def prune(self, now: datetime, ttl: timedelta) -> None:
+        self.covered = {k: v for k, v in self.covered.items() if now - v[1] < ttl}
+
+
+class StateStore:
+    """Files under ``root``; every write is atomic, every read-modify-write is locked."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._thread_lock = threading.RLock()
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def decisions_path(self) -> Path:
+        return self.root / "decisions.jsonl"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def _ensure(self) -> None:
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def _flock(self, name: str) -> Iterator[None]:
+        self._ensure()
+        with self._thread_lock, open(self.root / name, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _write_atomic(self, path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    @contextmanager
+    def transaction(self) -> Iterator[TriggerState]:
+        """Yield the state; it is written back when the block ends without an exception."""
+        with self._flock("state.lock"):
+            state = self.read()
+            yield state
+            self._write_atomic(self.state_path, state.model_dump_json(indent=1))
+
+    def read(self) -> TriggerState:
+        if not self.state_path.is_file():
+            return TriggerState()
+        return TriggerState.model_validate_json(self.state_path.read_bytes())
+
+    # decisions ------------------------------------------------------------------------
+    def append_decisions(self, decisions: list[Decision]) -> None:
+        if not decisions:
+            return
+        lines = "".join(d.model_dump_json() + "\n" for d in decisions)
+        with self._flock("decisions.lock"), open(self.decisions_path, "a") as fh:
+            fh.write(lines)
+
+    def decisions(self, limit: int | None = None) -> list[Decision]:
+        if not self.decisions_path.is_file():
+            return []
+        lines = self.decisions_path.read_text().splitlines()
+        if limit is not None:
+            lines = lines[-limit:]
+        return [Decision.model_validate_json(line) for line in lines if line.strip()]
+
+    # runs -----------------------------------------------------------------------------
+    def save_run(self, run: RunRecord) -> None:
+        self._ensure()
+        self._write_atomic(self.runs_dir / f"{run.run_id}.json", run.model_dump_json(indent=1))
+
+    def load_run(self, run_id: str) -> RunRecord:
+        return RunRecord.model_validate_json((self.runs_dir / f"{run_id}.json").read_bytes())
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first."""
+        if not self.runs_dir.is_dir():
+            return []
+        records = []
+        for path in self.runs_dir.glob("*.json"):
+            try:
+                records.append(RunRecord.model_validate(json.loads(path.read_text())))
+            except (OSError, ValueError):
+                continue  # a record being replaced right now; the next listing has it
+        records.sort(key=lambda r: r.requested_at, reverse=True)
+        return records[:limit] if limit is not None else records

@@ -1,0 +1,278 @@
+"""The retrain trigger's decisions: dedup, cooldown, one run at a time, every decision logged.
+
+For each alert of a notification (and for each on-call request) ``RetrainTrigger`` decides:
+
+    resolved alert                                    -> resolved-ignored
+    (fingerprint, startsAt) already covered by a run  -> duplicate
+    another alert of the same notification and model
+      already started a run                           -> duplicate (covered by that run)
+    a run is in flight (any model)                    -> busy
+    the model started a run less than cooldown ago    -> cooldown
+    otherwise                                         -> started: a run is queued
+
+A started run is executed by one background worker thread through a ``PipelineLauncher``.
+State lives in a ``StateStore`` under ``<home>/retrain`` and is read and written under a lock,
+so concurrent requests, and several processes sharing the home, take consistent decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from monitoring.retrain import metrics
+from monitoring.retrain.launcher import LaunchRequest, PipelineLauncher
+from monitoring.retrain.models import (
+    Decision,
+    DecisionKind,
+    ManualRequest,
+    RunRecord,
+    RunStatus,
+    WebhookMessage,
+)
+from monitoring.retrain.state import InFlight, StateStore, TriggerState
+
+__all__ = ["RetrainTrigger", "new_run_id"]
+
+log = logging.getLogger("marquee.retrain")
+
+
+def new_run_id(now: datetime) -> str:
+    return f"rt-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+
+
+class RetrainTrigger:
+    def __init__(
+        self,
+        store: StateStore,
+        launcher: PipelineLauncher,
+        *,
+        default_model: str,
+        cooldown_seconds: float = 6 * 3600,
+        dedup_ttl_seconds: float = 7 * 86400,
+        pipeline_params: dict | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.launcher = launcher
+        self.default_model = default_model
+        self.cooldown = timedelta(seconds=cooldown_seconds)
+        self.dedup_ttl = timedelta(seconds=dedup_ttl_seconds)
+        self.pipeline_params = dict(pipeline_params or {})
+        self._clock = clock
+        self._queue: queue.Queue[RunRecord | None] = queue.Queue()
+        self._pending = 0  # runs queued or running in this process
+        self._cond = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    # lifecycle ------------------------------------------------------------------------
+    def start(self) -> RetrainTrigger:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="retrain-worker",
+                                            daemon=True)
+            self._worker.start()
+        return self
+
+    def close(self, timeout: float | None = None) -> None:
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout)
+            self._worker = None
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no run is queued or running in this process."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+
+    # decisions ------------------------------------------------------------------------
+    def _clear_stale(self, state: TriggerState) -> None:
+        flight = state.in_flight
+        if flight is not None and not flight.owner_alive():
+            log.warning("run %s: owner process %s is gone; no longer in flight",
+                        flight.run_id, flight.pid)
+            try:
+                run = self.store.load_run(flight.run_id)
+                if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+                    run.status, run.finished_at = RunStatus.FAILED, self._now()
+                    run.error = f"owner process {flight.pid} exited during the run"
+                    self.store.save_run(run)
+            except OSError:
+                pass
+            state.in_flight = None
+
+    def _refusal(self, state: TriggerState, model: str, now: datetime,
+                 force: bool = False) -> tuple[DecisionKind, str] | None:
+        if state.in_flight is not None:
+            f = state.in_flight
+            return DecisionKind.BUSY, (f"run {f.run_id} for {f.model} is in flight since "
+                                       f"{f.since.isoformat()}")
+        last = state.last_started.get(model)
+        if not force and last is not None and now - last < self.cooldown:
+            until = last + self.cooldown
+            return DecisionKind.COOLDOWN, (f"{model} started a run at {last.isoformat()}; "
+                                           f"cooldown until {until.isoformat()}")
+        return None
+
+    def _start(self, state: TriggerState, model: str, now: datetime, reason: str,
+               source: str, alerts: list[str]) -> RunRecord:
+        run = RunRecord(run_id=new_run_id(now), model=model, reason=reason, source=source,
+                        alerts=alerts, launcher=getattr(self.launcher, "name", ""),
+                        requested_at=now)
+        state.in_flight = InFlight(run_id=run.run_id, model=model, since=now, pid=os.getpid(),
+                                   host=socket.gethostname())
+        state.last_started[model] = now
+        self.store.save_run(run)
+        return run
+
+    def handle_webhook(self, message: WebhookMessage) -> list[Decision]:
+        """Decide on every alert of ``message``; queue at most one run per model."""
+        decisions: list[Decision] = []
+        runs: list[RunRecord] = []
+        with self.store.transaction() as state:
+            now = self._now()
+            state.prune(now, self.dedup_ttl)
+            self._clear_stale(state)
+            started_here: dict[str, RunRecord] = {}
+            firing = [a for a in message.alerts if a.status == "firing"]
+            for alert in message.alerts:
+                model = alert.labels.get("model") or self.default_model
+                base = dict(time=now, source="webhook", model=model,
+                            alertname=alert.alertname, fingerprint=alert.fingerprint,
+                            starts_at=alert.startsAt, group_key=message.groupKey)
+                if alert.status == "resolved":
+                    decisions.append(Decision(decision=DecisionKind.RESOLVED_IGNORED,
+                                              detail="resolved alerts start nothing", **base))
+                    continue
+                key = alert.dedup_key
+                if key in state.covered:
+                    run_id = state.covered[key][0]
+                    decisions.append(Decision(decision=DecisionKind.DUPLICATE, run_id=run_id,
+                                              detail=f"already covered by run {run_id}",
+                                              **base))
+                    continue
+                if model in started_here:
+                    run = started_here[model]
+                    state.covered[key] = (run.run_id, now)
+                    decisions.append(Decision(decision=DecisionKind.DUPLICATE,
+                                              run_id=run.run_id,
+                                              detail=f"covered by run {run.run_id} started for "
+                                                     "this notification", **base))
+                    continue
+                refusal = self._refusal(state, model, now)
+                if refusal is not None:
+                    decisions.append(Decision(decision=refusal[0], detail=refusal[1], **base))
+                    continue
+                names = sorted({a.alertname for a in firing
+                                if (a.labels.get("model") or self.default_model) == model})
+                summary = alert.annotations.get("summary", "")
+                run = self._start(state, model, now,
+                                  f"{', '.join(names)}: {summary}".strip(": "), "webhook",
+                                  names)
+                started_here[model] = run
+                runs.append(run)
+                state.covered[key] = (run.run_id, now)
+                decisions.append(Decision(decision=DecisionKind.STARTED, run_id=run.run_id,
+                                          detail=f"run {run.run_id} queued", **base))
+        self._record(decisions, runs)
+        return decisions
+
+    def handle_manual(self, request: ManualRequest) -> Decision:
+        """An on-call request: the same busy and cooldown rules (``force`` skips cooldown)."""
+        model = request.model or self.default_model
+        runs: list[RunRecord] = []
+        with self.store.transaction() as state:
+            now = self._now()
+            self._clear_stale(state)
+            who = f" by {request.requested_by}" if request.requested_by else ""
+            base = dict(time=now, source="manual", model=model)
+            refusal = self._refusal(state, model, now, force=request.force)
+            if refusal is not None:
+                decision = Decision(decision=refusal[0], detail=refusal[1], **base)
+            else:
+                run = self._start(state, model, now, f"manual{who}: {request.reason}",
+                                  "manual", [])
+                runs.append(run)
+                decision = Decision(decision=DecisionKind.STARTED, run_id=run.run_id,
+                                    detail=f"run {run.run_id} queued"
+                                           + (" (cooldown skipped)" if request.force else ""),
+                                    **base)
+        self._record([decision], runs)
+        return decision
+
+    def record_unauthorized(self, detail: str) -> Decision:
+        decision = Decision(time=self._now(), decision=DecisionKind.UNAUTHORIZED,
+                            source="webhook", detail=detail)
+        self._record([decision], [])
+        return decision
+
+    def _record(self, decisions: list[Decision], runs: list[RunRecord]) -> None:
+        self.store.append_decisions(decisions)
+        for d in decisions:
+            metrics.DECISIONS.labels(reason=d.decision.value).inc()
+            log.info("decision=%s model=%s alert=%s run=%s %s", d.decision.value, d.model,
+                     d.alertname, d.run_id, d.detail)
+        for run in runs:
+            metrics.LAST_STARTED.set(run.requested_at.timestamp())
+            with self._cond:
+                self._pending += 1
+            self._queue.put(run)
+        if runs and self._worker is None:
+            log.warning("run queued but the worker is not started (call start())")
+
+    # the worker -------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            run = self._queue.get()
+            if run is None:
+                return
+            try:
+                self._execute(run)
+            finally:
+                with self._cond:
+                    self._pending -= 1
+                    self._cond.notify_all()
+
+    def _execute(self, run: RunRecord) -> None:
+        run.status, run.started_at = RunStatus.RUNNING, self._now()
+        self.store.save_run(run)
+        metrics.RUNS_IN_FLIGHT.set(1)
+        t0 = time.monotonic()
+        log.info("run %s: launching (%s) for %s: %s", run.run_id, run.launcher, run.model,
+                 run.reason)
+        try:
+            result = self.launcher.launch(LaunchRequest(
+                run_id=run.run_id, model=run.model, reason=run.reason,
+                alerts=tuple(run.alerts), params=self.pipeline_params))
+        except Exception as exc:  # noqa: BLE001 - any launcher failure ends the run as failed
+            run.status, run.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            log.error("run %s failed: %s", run.run_id, run.error)
+        else:
+            run.status = RunStatus.SUCCEEDED
+            run.pipeline_run_id = result.pipeline_run_id
+            run.model_version = result.model_version
+            run.gate_decision = result.gate_decision
+            log.info("run %s succeeded: pipeline run %s, version %s, gate %s", run.run_id,
+                     result.pipeline_run_id, result.model_version, result.gate_decision)
+        finally:
+            run.finished_at = self._now()
+            self.store.save_run(run)
+            with self.store.transaction() as state:
+                if state.in_flight is not None and state.in_flight.run_id == run.run_id:
+                    state.in_flight = None
+            metrics.RUNS_IN_FLIGHT.set(0)
+            metrics.RUNS.labels(reason=run.status.value).inc()
+            metrics.RUN_DURATION.observe(time.monotonic() - t0)

@@ -1,0 +1,222 @@
+"""Decisions of the retrain trigger, in process: dedup, cooldown, one run in flight, records.
+
+The launchers here are small real implementations of ``PipelineLauncher`` (one blocks until
+released, so a run is reliably in flight); the HTTP service with a real child process is in
+test_retrain_webhook.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from monitoring.retrain.launcher import LaunchRequest, LaunchResult
+from monitoring.retrain.models import DecisionKind, ManualRequest, RunStatus, WebhookMessage
+from monitoring.retrain.state import StateStore
+from monitoring.retrain.trigger import RetrainTrigger
+
+T0 = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)
+
+
+def message(*alerts: dict, status: str = "firing") -> WebhookMessage:
+    return WebhookMessage.model_validate({
+        "version": "4", "groupKey": '{}/{retrain="true"}:{model="movie-recommender"}',
+        "truncatedAlerts": 0, "status": status, "receiver": "retrain-trigger",
+        "groupLabels": {"model": "movie-recommender"}, "commonLabels": {},
+        "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093",
+        "alerts": list(alerts)})
+
+
+def alert(fp: str = "a1", name: str = "ModelDataDrift", status: str = "firing",
+          starts: datetime = T0, model: str = "movie-recommender") -> dict:
+    return {"status": status,
+            "labels": {"alertname": name, "model": model, "retrain": "true",
+                       "severity": "warning", "model_version": "3"},
+            "annotations": {"summary": f"{name} summary"},
+            "startsAt": starts.isoformat(), "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://127.0.0.1:9090/graph", "fingerprint": fp}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class GateLauncher:
+    """Holds every run open until ``release()``; records what it was asked to run."""
+
+    name = "gate"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.requests: list[LaunchRequest] = []
+        self.entered = threading.Event()
+        self._go = threading.Event()
+        self.fail = fail
+
+    def release(self) -> None:
+        self._go.set()
+
+    def launch(self, request: LaunchRequest) -> LaunchResult:
+        self.requests.append(request)
+        self.entered.set()
+        assert self._go.wait(10), "test never released the run"
+        if self.fail:
+            raise RuntimeError("planted pipeline failure")
+        return LaunchResult(pipeline_run_id="p-1", model_version="8", gate_decision="candidate")
+
+
+@pytest.fixture()
+def clock() -> Clock:
+    return Clock()
+
+
+def make(tmp_path: Path, launcher, clock: Clock, cooldown: float = 3600) -> RetrainTrigger:
+    return RetrainTrigger(StateStore(tmp_path / "retrain"), launcher,
+                          default_model="movie-recommender", cooldown_seconds=cooldown,
+                          clock=clock).start()
+
+
+def kinds(decisions) -> list[str]:
+    return [d.decision.value for d in decisions]
+
+
+def test_one_notification_with_several_alerts_starts_one_run(tmp_path: Path, clock: Clock) -> None:
+    launcher = GateLauncher()
+    trig = make(tmp_path, launcher, clock)
+    launcher.release()
+    got = trig.handle_webhook(message(alert("a1"), alert("b2", "PredictionDrift"),
+                                      alert("c3", "ClickThroughDrop", status="resolved")))
+    assert kinds(got) == ["started", "duplicate", "resolved-ignored"]
+    assert got[1].run_id == got[0].run_id
+    assert trig.wait_idle(10)
+    run = trig.store.load_run(got[0].run_id)
+    assert run.status is RunStatus.SUCCEEDED and run.model_version == "8"
+    assert run.alerts == ["ModelDataDrift", "PredictionDrift"]
+    assert len(launcher.requests) == 1
+    # a re-send of either alert (Alertmanager repeat_interval) is a duplicate of that run
+    again = trig.handle_webhook(message(alert("b2", "PredictionDrift")))
+    assert kinds(again) == ["duplicate"] and again[0].run_id == got[0].run_id
+    trig.close()
+
+
+def test_busy_while_a_run_is_in_flight_then_cooldown(tmp_path: Path, clock: Clock) -> None:
+    launcher = GateLauncher()
+    trig = make(tmp_path, launcher, clock, cooldown=600)
+    first = trig.handle_webhook(message(alert("a1")))
+    assert kinds(first) == ["started"]
+    assert launcher.entered.wait(5)
+    # another model's alert while the run is in flight: busy (one run at a time overall)
+    assert kinds(trig.handle_webhook(message(alert("x9", model="other-model")))) == ["busy"]
+    assert trig.handle_manual(ManualRequest(reason="on-call asks")).decision is DecisionKind.BUSY
+    launcher.release()
+    assert trig.wait_idle(10)
+    # finished, but the same model is in cooldown for 600 s
+    clock.advance(300)
+    cool = trig.handle_webhook(message(alert("a2", starts=T0 + timedelta(minutes=5))))
+    assert kinds(cool) == ["cooldown"] and "cooldown until" in cool[0].detail
+    # the other model is not in cooldown
+    assert kinds(trig.handle_webhook(message(alert("x9", model="other-model")))) == ["started"]
+    assert trig.wait_idle(10)
+    # after the cooldown the drifting model may retrain again
+    clock.advance(301)
+    assert kinds(trig.handle_webhook(message(alert("a2", starts=T0 + timedelta(minutes=5))))) \
+        == ["started"]
+    assert trig.wait_idle(10)
+    assert len(launcher.requests) == 3
+    trig.close()
+
+
+def test_manual_request_shares_the_rules_and_force_skips_only_cooldown(tmp_path: Path,
+                                                                       clock: Clock) -> None:
+    launcher = GateLauncher()
+    launcher.release()
+    trig = make(tmp_path, launcher, clock)
+    assert kinds(trig.handle_webhook(message(alert("a1")))) == ["started"]
+    assert trig.wait_idle(10)
+    refused = trig.handle_manual(ManualRequest(reason="new data arrived"))
+    assert refused.decision is DecisionKind.COOLDOWN
+    forced = trig.handle_manual(ManualRequest(reason="new data arrived", force=True,
+                                              requested_by="oncall"))
+    assert forced.decision is DecisionKind.STARTED and "cooldown skipped" in forced.detail
+    assert trig.wait_idle(10)
+    run = trig.store.load_run(forced.run_id)
+    assert run.source == "manual" and run.reason == "manual by oncall: new data arrived"
+    trig.close()
+
+
+def test_dedup_and_cooldown_survive_a_restart(tmp_path: Path, clock: Clock) -> None:
+    launcher = GateLauncher()
+    launcher.release()
+    trig = make(tmp_path, launcher, clock)
+    assert kinds(trig.handle_webhook(message(alert("a1")))) == ["started"]
+    assert trig.wait_idle(10)
+    trig.close()
+    clock.advance(7200)  # past the cooldown: only dedup can refuse now
+    restarted = make(tmp_path, launcher, clock)
+    assert kinds(restarted.handle_webhook(message(alert("a1")))) == ["duplicate"]
+    # the same fingerprint with a new startsAt is a new firing of the alert
+    assert kinds(restarted.handle_webhook(
+        message(alert("a1", starts=T0 + timedelta(hours=2))))) == ["started"]
+    assert restarted.wait_idle(10)
+    restarted.close()
+
+
+def test_failed_run_is_recorded_and_frees_the_slot(tmp_path: Path, clock: Clock) -> None:
+    launcher = GateLauncher(fail=True)
+    launcher.release()
+    trig = make(tmp_path, launcher, clock, cooldown=0)
+    first = trig.handle_webhook(message(alert("a1")))
+    assert trig.wait_idle(10)
+    run = trig.store.load_run(first[0].run_id)
+    assert run.status is RunStatus.FAILED and "planted pipeline failure" in run.error
+    assert trig.store.read().in_flight is None
+    assert kinds(trig.handle_webhook(message(alert("a2")))) == ["started"]
+    assert trig.wait_idle(10)
+    trig.close()
+
+
+def test_run_left_in_flight_by_a_dead_process_is_released(tmp_path: Path, clock: Clock) -> None:
+    import subprocess
+    import sys
+
+    launcher = GateLauncher()
+    launcher.release()
+    store = StateStore(tmp_path / "retrain")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    with store.transaction() as state:
+        import socket
+
+        from monitoring.retrain.state import InFlight
+        state.in_flight = InFlight(run_id="rt-dead", model="movie-recommender", since=T0,
+                                   pid=int(dead.stdout), host=socket.gethostname())
+    trig = make(tmp_path, launcher, clock)
+    assert kinds(trig.handle_webhook(message(alert("a1")))) == ["started"]
+    assert trig.wait_idle(10)
+    trig.close()
+
+
+def test_every_decision_is_persisted_as_json_lines(tmp_path: Path, clock: Clock) -> None:
+    launcher = GateLauncher()
+    launcher.release()
+    trig = make(tmp_path, launcher, clock)
+    trig.handle_webhook(message(alert("a1")))
+    trig.wait_idle(10)
+    trig.handle_webhook(message(alert("a1")))
+    trig.handle_webhook(message(alert("b1", status="resolved"), status="resolved"))
+    trig.handle_manual(ManualRequest(reason="again please"))
+    trig.record_unauthorized("POST /webhook: wrong bearer token")
+    lines = (tmp_path / "retrain" / "decisions.jsonl").read_text().splitlines()
+    assert [d.decision.value for d in trig.store.decisions()] == [
+        "started", "duplicate", "resolved-ignored", "cooldown", "unauthorized"]
+    assert len(lines) == 5
+    trig.close()
