@@ -281,10 +281,12 @@ def _sample(rng: np.random.Generator, cdf: np.ndarray, size: int) -> np.ndarray:
 
 def _sort_and_dedupe(user: np.ndarray, item: np.ndarray, ts: np.ndarray, event: np.ndarray,
                      rating: np.ndarray) -> None:
-    """Order rows by (user, ts, item, event) in place; exact duplicates of (user, item, ts,
-    event) are moved one second later until none is left."""
+    """Order rows by (user, ts, item, event name) in place, the canonical order of
+    ``INTERACTIONS.sort_keys``; exact duplicates of (user, item, ts, event) are moved one second
+    later until none is left."""
+    by_name = np.argsort(np.argsort(np.asarray(EVENTS))).astype(np.int8)  # code -> name rank
     for _ in range(100):
-        order = np.lexsort((event, item, ts, user))
+        order = np.lexsort((by_name[event], item, ts, user))
         for column in (user, item, ts, event, rating):
             column[:] = column[order]
         same = ((user[1:] == user[:-1]) & (ts[1:] == ts[:-1]) & (item[1:] == item[:-1])

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.data import AGE_BUCKETS, Dataset
+from recsys.data import AGE_BUCKETS, INTERACTIONS, Dataset
+from recsys.data.fingerprint import canonical_order
 from recsys.data.synth import Drift, PlantedStructure, generate, generate_with_truth
 from recsys.data.validate import check_dataset
 
@@ -50,6 +51,13 @@ def test_chunked_generation_is_valid_and_exact(synth: tuple[Dataset, PlantedStru
     small_chunks = generate(400, 100, 6_000, seed=9, chunk_events=500)
     assert len(small_chunks.interactions) == 6_000
     assert check_dataset(small_chunks) == []
+
+
+def test_dense_data_has_no_duplicates_and_comes_in_canonical_order() -> None:
+    # one week, few items: same-second repeats are likely and must be nudged apart
+    dense = generate(50, 5, 60_000, seed=2, days=7)
+    assert check_dataset(dense) == []
+    assert canonical_order(dense.interactions, INTERACTIONS.sort_keys) is None
 
 
 def test_users_concentrate_on_their_groups_genres(synth: tuple[Dataset, PlantedStructure]
