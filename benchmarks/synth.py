@@ -104,7 +104,8 @@ def markdown(args: argparse.Namespace, stages: list[Stage]) -> str:
         f"- command: `.venv/bin/python benchmarks/synth.py --users {args.users} "
         f"--items {args.items} --events {args.events} --seed {args.seed}`",
         f"- date: {date}; code revision: {_revision()}",
-        f"- machine: {_machine()} (2 cores shared with other jobs)",
+        f"- machine: {_machine()}; shared with other jobs, load average at start "
+        f"{args.load_at_start:.1f}",
         "",
         "| stage | wall time (s) | peak RSS so far (GiB) |",
         "|---|---:|---:|",
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--record", action="store_true", help=f"append to {RESULTS}")
     args = parser.parse_args(argv)
+    args.load_at_start = __import__("os").getloadavg()[0]
     sys.path.insert(0, str(HERE.parent))
     stages = run(args.users, args.items, args.events, args.seed, args.groups)
     text = markdown(args, stages)
