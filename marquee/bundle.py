@@ -137,7 +137,10 @@ class BundleManifest(BaseModel):
 
 def bundle_key(name: str, version: str) -> str:
     """Where a bundle lives in the object store: ``models/<name>/<version>``."""
-    return join_key("models", _check_segment("name", name), _check_segment("version", version))
+    try:
+        return join_key("models", _check_segment("name", name), _check_segment("version", version))
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def new_bundle_version() -> str:

@@ -21,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 def _registry(settings: Settings) -> Registry:
     if settings.registry_uri is None:  # the embedded default: SQLite under MARQUEE_HOME
         settings.home.mkdir(parents=True, exist_ok=True)
+    import mlflow  # noqa: F401 - configures its loggers on import; quieten them afterwards
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     return Registry(settings.resolved_registry_uri, settings.model_name)
@@ -32,7 +34,7 @@ def _errors_to_exit() -> Iterator[None]:
         yield
     except MarqueeError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise SystemExit(1) from exc  # SystemExit: typer.Exit is unknown to a plain click group
 
 
 def _created(info: ModelVersionInfo) -> str:
@@ -98,7 +100,7 @@ def alias(
     if name == PRODUCTION and not force:
         typer.echo("error: 'production' is moved by the rollout controller "
                    "(`marquee rollout promote`); pass --force to set it by hand", err=True)
-        raise typer.Exit(2)
+        raise SystemExit(2)
     settings = Settings()
     with _errors_to_exit():
         registry = _registry(settings)

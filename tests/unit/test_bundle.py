@@ -14,11 +14,13 @@ import pytest
 
 from marquee.bundle import (
     BundleManifest,
+    bundle_key,
     code_revision,
     fetch_bundle,
     finalize_bundle,
     load_array,
     load_arrays,
+    new_bundle_version,
     publish_bundle,
     save_array,
     save_arrays,
@@ -222,3 +224,12 @@ def test_code_revision_is_the_git_head_or_unknown(tmp_path: Path) -> None:
                           text=True, check=True).stdout.strip()
     assert code_revision(REPO) == head
     assert code_revision(tmp_path) == "unknown"
+
+
+def test_bundle_keys_and_versions() -> None:
+    assert bundle_key(NAME, "3") == "models/movie-recommender/3"
+    with pytest.raises(BundleError, match="version"):
+        bundle_key(NAME, "../3")
+    first, second = new_bundle_version(), new_bundle_version()
+    assert first != second
+    assert bundle_key(NAME, first).startswith("models/movie-recommender/20")

@@ -162,6 +162,7 @@ def test_open_store_dispatches_on_the_uri(tmp_path: Path, s3_env: str) -> None:
     bucket = _bucket()
     s3 = open_store(f"s3://{bucket}/some/prefix", s3_env, create_bucket=True)
     assert isinstance(s3, S3Store) and (s3.bucket, s3.prefix) == (bucket, "some/prefix")
+    assert all(isinstance(s, ObjectStore) for s in (plain, via_file, s3))
     s3.put_bytes("k", b"v")
     assert s3.client.list_objects_v2(Bucket=bucket)["Contents"][0]["Key"] == "some/prefix/k"
     with pytest.raises(InvalidArgumentError, match="gs://bucket"):
