@@ -1,0 +1,1 @@
+"""Models of the recommender: two-tower retrieval, ranker, popularity baselines."""

@@ -1,0 +1,258 @@
+"""The multi-stage movie recommender: retrieval → ranking → re-ranking.
+
+``Recommender(config).fit(interactions, users, items)`` uses only the frames it is given;
+``recommend(user_ids, k)`` answers offline in batches; the online interface (``user_state``,
+``user_embedding``, ``rank``, ``rerank``, ``popular``, ``features``) is what the model
+server builds on, request by request, with the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recsys.config import RecommenderConfig
+from recsys.encoding import IdIndex, Vocab, stable_hash
+from recsys.features import FeatureContext
+from recsys.models.popularity import SegmentPopularity
+from recsys.models.training import Examples, train_two_tower
+from recsys.models.two_tower import TowerSizes, TwoTower, UserBatch, time_features
+from recsys.rerank import rerank as rerank_list
+from recsys.state import HistoryTable, UserState
+
+__all__ = ["Recommender", "UserState"]
+
+log = logging.getLogger(__name__)
+DEMO_COLUMNS = ("age_bucket", "gender", "occupation", "region")
+YEAR_MIN, YEAR_STEP, YEAR_BUCKETS = 1920, 5, 24
+
+
+def year_buckets(years: np.ndarray) -> np.ndarray:
+    y = np.asarray(years, dtype=np.int64)
+    return np.where(y > 0, np.clip((y - YEAR_MIN) // YEAR_STEP + 1, 1, YEAR_BUCKETS - 1), 0)
+
+
+class Recommender:
+    """Two-tower retrieval, an optional learned ranker and a rule/diversity re-ranker."""
+
+    def __init__(self, config: RecommenderConfig | dict | None = None):
+        if isinstance(config, dict):
+            config = RecommenderConfig.model_validate(config)
+        self.config = config or RecommenderConfig()
+        self.version = "dev"
+        self.ranker = None  # recsys.models.ranker.Ranker once fitted with the ranker on
+        self._item_emb: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ fitting
+    def _index(self, interactions: pd.DataFrame, users: pd.DataFrame,
+               items: pd.DataFrame) -> pd.DataFrame:
+        self.items = items.sort_values("item_id").reset_index(drop=True)
+        self.users = users.sort_values("user_id").reset_index(drop=True)
+        self.item_index = IdIndex(self.items["item_id"].to_numpy())
+        self.user_index = IdIndex(self.users["user_id"].to_numpy())
+        self.vocabs = {c: Vocab(sorted(self.users[c].astype(str).unique())) for c in DEMO_COLUMNS}
+        cfg = self.config.retrieval
+        self.user_buckets = cfg.user_buckets or max(2 * len(self.user_index), 1024)
+        inter = interactions.assign(
+            user_row=self.user_index.lookup(interactions["user_id"].to_numpy()),
+            item_row=self.item_index.lookup(interactions["item_id"].to_numpy()))
+        dropped = int(((inter.user_row < 0) | (inter.item_row < 0)).sum())
+        if dropped:
+            log.warning("fit: %d interactions reference unknown users or items; ignored", dropped)
+        return inter[(inter.user_row >= 0) & (inter.item_row >= 0)]
+
+    def _demo_array(self) -> np.ndarray:
+        return np.stack([self.vocabs[c].encode(self.users[c].astype(str)) for c in DEMO_COLUMNS],
+                        axis=1).astype(np.int64)
+
+    def fit(self, interactions: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
+            progress: bool = True, distributed: bool = False) -> Recommender:
+        torch.manual_seed(self.config.seed)
+        inter = self._index(interactions, users, items)
+        n_items, n_users = len(self.item_index), len(self.user_index)
+        u_row = inter["user_row"].to_numpy(np.int64)
+        i_row = inter["item_row"].to_numpy(np.int64)
+        ts = inter["timestamp"].to_numpy(np.int64)
+        self.history = HistoryTable.build(u_row, i_row, ts, n_users)
+        self.train_counts = np.bincount(i_row, minlength=n_items).astype(np.int64)
+        self.demo = self._demo_array()
+        self.feature_ctx = FeatureContext.build(self.items, self.train_counts)
+        seg = self.users["age_bucket"].astype(str) + "|" + self.users["gender"].astype(str)
+        self.popularity = SegmentPopularity.build(i_row, seg.to_numpy()[u_row], n_items)
+        self.model = self._new_model()
+        ex = Examples.build(u_row, stable_hash(self.users["user_id"].to_numpy()[u_row],
+                                               self.user_buckets), i_row, ts)
+        self.losses = train_two_tower(self.model, ex, self.demo, self.train_counts,
+                                      self.config.retrieval, self.config.seed, progress,
+                                      distributed)
+        self._item_emb = None
+        if self.config.ranker.enabled:
+            from recsys.models.ranker import Ranker
+
+            self.ranker = Ranker(self.config.ranker).fit(self, inter, progress=progress)
+        return self
+
+    def _new_model(self) -> TwoTower:
+        sizes = TowerSizes(n_items=len(self.item_index), user_buckets=self.user_buckets,
+                           n_age=len(self.vocabs["age_bucket"]),
+                           n_gender=len(self.vocabs["gender"]),
+                           n_occupation=len(self.vocabs["occupation"]),
+                           n_region=len(self.vocabs["region"]),
+                           n_genres=self.feature_ctx.genres.shape[1], n_year_buckets=YEAR_BUCKETS)
+        model = TwoTower(sizes, self.config.retrieval)
+        model.set_item_features(self.feature_ctx.genres,
+                                year_buckets(self.items["year"].to_numpy()))
+        return model
+
+    # ------------------------------------------------------------------ retrieval
+    def item_embeddings(self) -> np.ndarray:
+        if self._item_emb is None:
+            with torch.no_grad():
+                self._item_emb = self.model.item_vectors().numpy().astype(np.float32)
+        return self._item_emb
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.item_index.ids
+
+    def _user_batch(self, rows: np.ndarray, user_ids: np.ndarray, histories: np.ndarray,
+                    ts: np.ndarray) -> UserBatch:
+        known = rows >= 0
+        hashes = np.where(known, stable_hash(user_ids, self.user_buckets), 0)
+        demo = np.where(known[:, None], self.demo[np.where(known, rows, 0)], 0)
+        return UserBatch(torch.from_numpy(hashes.astype(np.int64)),
+                         torch.from_numpy(demo.astype(np.int64)),
+                         torch.from_numpy(histories.astype(np.int64)),
+                         torch.from_numpy(time_features(ts)))
+
+    def user_vectors(self, rows: np.ndarray, user_ids: np.ndarray, ts: np.ndarray | None = None
+                     ) -> np.ndarray:
+        """Batch of user embeddings from stored histories (the offline path)."""
+        if ts is None:
+            ts = np.where(rows >= 0, self.history.last_ts[np.maximum(rows, 0)],
+                          self.history.last_ts.max(initial=0))
+        hist = self.history.padded(rows, self.config.retrieval.history_len)
+        with torch.no_grad():
+            return self.model.user_vectors(self._user_batch(rows, user_ids, hist, ts)).numpy()
+
+    def candidates(self, user_ids: Sequence[int], n: int, exclude_seen: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-n item rows and scores per user by exact inner product (offline)."""
+        uid = np.asarray(user_ids, dtype=np.int64)
+        rows = self.user_index.lookup(uid)
+        emb = self.item_embeddings()
+        n = min(n, emb.shape[0])
+        out_idx = np.zeros((uid.size, n), dtype=np.int64)
+        out_sc = np.zeros((uid.size, n), dtype=np.float32)
+        step = max(1, 20_000_000 // max(emb.shape[0], 1))
+        for s in range(0, uid.size, step):
+            sl = slice(s, s + step)
+            scores = self.user_vectors(rows[sl], uid[sl]) @ emb.T
+            if exclude_seen:
+                for j, r in enumerate(rows[sl]):
+                    scores[j, self.history.of(int(r))] = -np.inf
+            top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+            top_sc = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_sc, axis=1, kind="stable")
+            out_idx[sl] = np.take_along_axis(top, order, axis=1)
+            out_sc[sl] = np.take_along_axis(top_sc, order, axis=1)
+        return rows, out_idx, out_sc
+
+    def recommend(self, user_ids: Sequence[int], k: int = 10, exclude_seen: bool = True,
+                  stages: str = "full") -> pd.DataFrame:
+        """Top-k per user: DataFrame(user_id, item_id, score, rank).
+
+        ``stages="retrieval"`` stops after the two-tower model (for ablations).
+        """
+        uid = np.asarray(user_ids, dtype=np.int64)
+        use_ranker = self.ranker is not None and stages == "full"
+        n = max(self.config.ranker.n_candidates if use_ranker else k, k)
+        rows, cand, sc = self.candidates(uid, n, exclude_seen)
+        if use_ranker:
+            sc = self.ranker.score_batch(self, rows, uid, cand, sc)
+        frames = []
+        cfg = self.config.rerank
+        for j in range(uid.size):
+            blocked = self._blocked(self.history.of(int(rows[j])) if exclude_seen else None)
+            items, scores = rerank_list(cand[j], sc[j], k, cfg, self.feature_ctx.genres,
+                                        self.feature_ctx.years, blocked)
+            frames.append(pd.DataFrame({"user_id": uid[j], "item_id": self.item_ids[items],
+                                        "score": scores, "rank": np.arange(1, len(items) + 1)}))
+        if not frames:
+            return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
+        return pd.concat(frames, ignore_index=True)
+
+    def _blocked(self, seen: np.ndarray | None) -> np.ndarray | None:
+        extra = self.item_index.lookup(self.config.rerank.exclude_items)
+        extra = extra[extra >= 0]
+        if seen is None:
+            return extra if extra.size else None
+        return np.concatenate([seen, extra]) if extra.size else seen
+
+    # ------------------------------------------------------------------ online interface
+    def user_state(self, user_id: int, history: Sequence[int] | None = None,
+                   ts: float | None = None, context: dict | None = None) -> UserState:
+        row = int(self.user_index.lookup([user_id])[0])
+        hist = (self.feature_ctx.rows_of(history) if history is not None
+                else self.history.of(row))
+        user = ({c: str(self.users[c].iat[row]) for c in DEMO_COLUMNS} if row >= 0 else {})
+        demo = self.demo[row] if row >= 0 else np.zeros(len(DEMO_COLUMNS), dtype=np.int64)
+        if ts is None:
+            ts = float(self.history.last_ts[row]) if row >= 0 and self.history.last_ts[row] \
+                else float(self.history.last_ts.max(initial=0))
+        known = row >= 0 and self.history.of(row).size > 0
+        cold = hist.size < self.config.cold_start_events
+        return UserState(int(user_id), row, np.asarray(hist, dtype=np.int64), demo, float(ts),
+                         user, dict(context or {}), cold, known)
+
+    def user_embedding(self, state: UserState) -> np.ndarray:
+        L = self.config.retrieval.history_len
+        hist = np.zeros((1, L), dtype=np.int64)
+        tail = state.history[-L:] + 1
+        if tail.size:
+            hist[0, L - tail.size:] = tail
+        batch = self._user_batch(np.array([state.row]), np.array([state.user_id]), hist,
+                                 np.array([state.ts]))
+        with torch.no_grad():
+            return self.model.user_vectors(batch).numpy()[0]
+
+    def rank(self, state: UserState, cand_idx: np.ndarray, retrieval_scores: np.ndarray
+             ) -> np.ndarray:
+        if self.ranker is None:
+            return np.asarray(retrieval_scores, dtype=np.float32)
+        return self.ranker.score_one(self, state, cand_idx, retrieval_scores)
+
+    def rerank(self, state: UserState, cand_idx: np.ndarray, scores: np.ndarray, k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+        return rerank_list(cand_idx, scores, k, self.config.rerank, self.feature_ctx.genres,
+                           self.feature_ctx.years, self._blocked(state.history))
+
+    def popular(self, state: UserState, k: int, exclude: set[int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        seg = SegmentPopularity.key(state.user.get("age_bucket"), state.user.get("gender")) \
+            if state.user else None
+        blocked = np.unique(np.concatenate([state.history,
+                                            np.fromiter(exclude or (), dtype=np.int64)]))
+        return self.popularity.top(seg, k, blocked)
+
+    def features(self, state: UserState) -> dict[str, object]:
+        return self.feature_ctx.request_features(state.user, state.history, state.ts)
+
+    def seen_idx(self, state: UserState) -> np.ndarray:
+        return state.history
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory) -> None:
+        from recsys.persist import save_recommender
+
+        save_recommender(self, directory)
+
+    @classmethod
+    def load(cls, directory) -> Recommender:
+        from recsys.persist import load_recommender
+
+        return load_recommender(cls, directory)
