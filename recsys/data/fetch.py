@@ -92,16 +92,27 @@ def extract_movielens_from_wheel(wheel: Path, dest: Path) -> Path:
     return dest
 
 
+def _cached_origin(target: Path) -> str | None:
+    """Where the cached copy came from, or ``None`` when there is no complete cache."""
+    try:
+        manifest = json.loads((target / _MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(manifest.get("source")) if has_tables(target) else None
+
+
 def fetch_movielens_100k(cache_dir: Path, source: Path | None = None, *, refresh: bool = False,
                          downloader: WheelDownloader | None = None) -> RawDataset:
     """MovieLens-100k as a :class:`RawDataset`, from the cache when it is there.
 
     ``source``: a directory or zip in the GroupLens layout or holding the atomic files; when
-    ``None`` the recbole wheel is downloaded with ``downloader`` (default: pip). ``refresh``
-    ignores an existing cache.
+    ``None`` the recbole wheel is downloaded with ``downloader`` (default: pip) unless a cache
+    exists; with a ``source`` the cache is used only when it was made from that same source.
+    ``refresh`` ignores an existing cache.
     """
     target = Path(cache_dir) / CACHE_NAME
-    if not refresh and (target / _MANIFEST).is_file() and has_tables(target):
+    cached = None if refresh else _cached_origin(target)
+    if cached is not None and (source is None or cached == str(Path(source).resolve())):
         return read_raw_dataset(target)
     if source is not None:
         raw = load_movielens_100k(Path(source))

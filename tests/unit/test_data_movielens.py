@@ -141,6 +141,18 @@ def test_unknown_layout_and_missing_source_are_clear_errors(tmp_path: Path) -> N
         load_atomic(tmp_path / "g.zip")
 
 
+def test_cache_is_reused_only_for_the_same_source(small_grouplens_zip: Path,
+                                                   tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = fetch_movielens_100k(cache, source=small_grouplens_zip)
+    fewer = RawDataset(first.interactions.iloc[:4], first.users, first.items)
+    other = _atomic_files(fewer, tmp_path / "other")
+    assert len(fetch_movielens_100k(cache, source=other).interactions) == 4
+    shutil.rmtree(other)  # the same source again is served from the cache
+    assert len(fetch_movielens_100k(cache, source=other).interactions) == 4
+    assert len(fetch_movielens_100k(cache, source=small_grouplens_zip).interactions) == 6
+
+
 @pytest.mark.parametrize(("title", "hint", "expected"), [
     ("Toy Story (1995)", "01-Jan-1995", ("Toy Story", 1995)),
     ("GoldenEye", "1995", ("GoldenEye", 1995)),
