@@ -1,0 +1,28 @@
+"""Sticky variant assignment: a user keeps their variant for the whole experiment.
+
+The bucket is a keyed hash of (salt, user id) into 10,000 slots, so weights have 0.01%
+resolution, a new salt reshuffles users between experiments, and the same user lands in the
+same bucket on every router replica.
+"""
+
+from __future__ import annotations
+
+from hashlib import blake2b
+
+__all__ = ["bucket", "assign", "BUCKETS"]
+
+BUCKETS = 10_000
+
+
+def bucket(user_id: int, salt: str) -> int:
+    digest = blake2b(f"{user_id}".encode(), digest_size=8, key=salt.encode()[:64]).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def assign(user_id: int, salt: str, candidate_weight: float) -> str:
+    """``candidate`` for ``candidate_weight`` percent of users, else ``baseline``."""
+    if candidate_weight <= 0:
+        return "baseline"
+    if candidate_weight >= 100:
+        return "candidate"
+    return "candidate" if bucket(user_id, salt) < candidate_weight * (BUCKETS // 100) else "baseline"

@@ -1,0 +1,343 @@
+"""The router's behaviour, without HTTP: assignment, strategies, feedback attribution.
+
+``Router.recommend`` picks the variant (sticky by user), calls the model server(s), returns
+the list, and records the exposure; shadow mirrors run as background tasks that can neither
+delay nor fail the user's request; interleaving calls both model servers at once and merges
+their lists by team draft. ``Router.feedback`` credits clicks to the variant (or, for
+interleaved lists, to the team) that showed the item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+import uuid
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from serving.router import metrics
+from serving.router.assignment import assign
+from serving.router.errors import NotConfigured, UnknownRequest, UnknownVersion, UpstreamFailed
+from serving.router.exposure import EventLog
+from serving.router.schema import (
+    FeedbackRequest,
+    FeedbackResponse,
+    RecommendRequest,
+    RecommendResponse,
+    RoutingConfig,
+    RoutingState,
+)
+from serving.router.settings import RouterSettings
+from serving.router.stats import WindowedStats
+from serving.router.upstream import Prediction, UpstreamClient
+from serving.stats import kendall_tau_shared, rank_biased_overlap, team_draft, topk_overlap
+
+__all__ = ["Router", "RequestState"]
+
+log = logging.getLogger("marquee.router")
+
+_TEAM_VARIANT = {"a": "baseline", "b": "candidate"}
+
+
+@dataclass(slots=True)
+class RequestState:
+    user_id: int
+    variant: str
+    model_version: str
+    items: tuple[int, ...]
+    ts: float
+    teams: dict[int, str] | None = None   # item → "baseline" / "candidate" (interleaving)
+    clicked: set[int] = field(default_factory=set)
+    winner: str | None = None
+
+
+class Router:
+    def __init__(self, settings: RouterSettings, upstream: UpstreamClient, *,
+                 stats: WindowedStats | None = None, exposures: EventLog | None = None,
+                 feedback_log: EventLog | None = None) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        self.stats = stats or WindowedStats(
+            bucket_seconds=settings.stats_bucket_seconds,
+            retention_seconds=settings.stats_retention_seconds,
+            shadow_window_lists=settings.shadow_window_lists)
+        self.exposures = exposures
+        self.feedback_log = feedback_log
+        self.routing: RoutingState | None = None
+        self._requests: OrderedDict[str, RequestState] = OrderedDict()
+        self._seen_users: set[int] = set()
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._ctr: dict[str, list[int]] = {}
+        if settings.baseline_version:
+            self.apply(RoutingConfig(baseline={"version": settings.baseline_version}))
+        if settings.fault_assignment_candidate_weight is not None:
+            log.warning("FAULT INJECTION: candidate weight forced to %s%% whatever is declared",
+                        settings.fault_assignment_candidate_weight)
+
+    # Routing -----------------------------------------------------------------------------------
+    def _url(self, version: str, given: str | None, field_name: str) -> str:
+        if given:
+            return given
+        url = self.settings.upstreams.get(version)
+        if url:
+            return url
+        if self.settings.upstream_url_template:
+            return self.settings.upstream_url_template.format(version=version)
+        raise UnknownVersion(f"no model server URL known for version {version!r}",
+                             field=field_name)
+
+    def apply(self, config: RoutingConfig) -> RoutingState:
+        """Put a routing configuration in force (idempotent for an unchanged one)."""
+        base_url = self._url(config.baseline.version, config.baseline.url, "baseline.version")
+        cand_url = (self._url(config.candidate.version, config.candidate.url, "candidate.version")
+                    if config.candidate else None)
+        epoch = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+        if self.routing is not None and self.routing.epoch == epoch:
+            return self.routing
+        self.routing = RoutingState(**config.model_dump(), epoch=epoch, baseline_url=base_url,
+                                    candidate_url=cand_url, applied_at=time.time())
+        self._seen_users = set()
+        metrics.CANDIDATE_WEIGHT.clear()
+        metrics.CANDIDATE_WEIGHT.labels(strategy=config.strategy).set(
+            self._weight() if config.strategy in ("canary", "ab") else 0)
+        log.info("routing %s: strategy=%s baseline=%s candidate=%s weight=%s salt=%s",
+                 epoch, config.strategy, config.baseline.version,
+                 config.candidate.version if config.candidate else None,
+                 config.candidate_weight, config.salt)
+        return self.routing
+
+    def _weight(self) -> float:
+        assert self.routing is not None
+        forced = self.settings.fault_assignment_candidate_weight
+        return forced if forced is not None else float(self.routing.candidate_weight)
+
+    # Recommend ---------------------------------------------------------------------------------
+    async def recommend(self, req: RecommendRequest) -> dict[str, Any]:
+        r = self.routing
+        if r is None:
+            raise NotConfigured("no routing configured: start the router with a baseline "
+                                "version or PUT /admin/routing")
+        start = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        if r.strategy == "interleave":
+            return await self._interleave(r, req, request_id, start)
+        variant = "baseline"
+        if r.strategy in ("canary", "ab"):
+            variant = assign(req.user_id, r.salt, self._weight())
+        if variant == "candidate":
+            url, version = r.candidate_url, r.candidate.version  # type: ignore[union-attr]
+        else:
+            url, version = r.baseline_url, r.baseline.version
+        if req.user_id not in self._seen_users:
+            self._seen_users.add(req.user_id)
+            self.stats.user(variant)
+            metrics.ASSIGNED_USERS.labels(variant=variant).inc()
+        try:
+            pred = await self.upstream.predict(url, req, request_id, variant=variant,  # type: ignore[arg-type]
+                                               timeout=self.settings.upstream_timeout_seconds)
+        except UpstreamFailed as exc:
+            elapsed = (time.perf_counter() - start) * 1000
+            self.stats.request(variant, elapsed, error=True)
+            metrics.ERRORS.labels(variant, version, exc.reason).inc()
+            metrics.REQUESTS.labels(variant, version, str(exc.status_code)).inc()
+            log.warning("request %s variant=%s model_version=%s failed: %s", request_id,
+                        variant, version, exc.message)
+            raise
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        self._served(request_id, req, variant, pred.model_version or version, pred, elapsed_ms,
+                     r.strategy)
+        if r.strategy == "shadow" and r.candidate_url and random.random() < r.shadow_sample_rate:
+            self._mirror(r, req, request_id, pred, elapsed_ms)
+        return self._response(request_id, req.user_id, pred.items, pred.scores, variant,
+                              pred.model_version or version, pred)
+
+    def _response(self, request_id: str, user_id: int, items: list[int], scores: list[float],
+                  variant: str, model_version: str, pred: Prediction | None) -> dict[str, Any]:
+        return {"request_id": request_id, "user_id": user_id, "items": items, "scores": scores,
+                "variant": variant, "model_version": model_version,
+                "cold_start": bool(pred and pred.cold_start),
+                "fallback": bool(pred and pred.fallback)}
+
+    def _served(self, request_id: str, req: RecommendRequest, variant: str, version: str,
+                pred: Prediction, elapsed_ms: float, strategy: str,
+                teams: list[str] | None = None) -> None:
+        now = time.time()
+        self.stats.request(variant, elapsed_ms, error=False)
+        self.stats.exposure(variant)
+        metrics.REQUESTS.labels(variant, version, "200").inc()
+        metrics.LATENCY.labels(variant).observe(elapsed_ms / 1000)
+        metrics.EXPOSURES.labels(variant).inc()
+        ctr = self._ctr.setdefault(variant, [0, 0])
+        ctr[0] += 1
+        metrics.CLICK_THROUGH.labels(variant).set(ctr[1] / ctr[0])
+        state = RequestState(req.user_id, variant, version, tuple(pred.items), now)
+        if teams is not None:
+            state.teams = {item: _TEAM_VARIANT[t] for item, t in zip(pred.items, teams)}
+        self._remember(request_id, state)
+        if self.exposures is not None:
+            self.exposures.log({
+                "request_id": request_id, "ts": now, "user_id": req.user_id, "variant": variant,
+                "model_version": version, "strategy": strategy, "k": req.k,
+                "items": pred.items, "scores": pred.scores,
+                "teams": [_TEAM_VARIANT[t] for t in teams] if teams else None,
+                "latency_ms": elapsed_ms})
+
+    def _remember(self, request_id: str, state: RequestState) -> None:
+        reqs = self._requests
+        reqs[request_id] = state
+        ttl = self.settings.request_state_ttl_seconds
+        while reqs and (len(reqs) > self.settings.request_state_max
+                        or next(iter(reqs.values())).ts < state.ts - ttl):
+            reqs.popitem(last=False)
+
+    # Shadow --------------------------------------------------------------------------------------
+    def _mirror(self, r: RoutingState, req: RecommendRequest, request_id: str,
+                baseline: Prediction, baseline_ms: float) -> None:
+        if len(self._shadow_tasks) >= self.settings.shadow_max_in_flight:
+            self.stats.shadow_dropped()
+            metrics.SHADOW_DROPPED.inc()
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._shadow_call(r, req, request_id, baseline, baseline_ms))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow_call(self, r: RoutingState, req: RecommendRequest, request_id: str,
+                           baseline: Prediction, baseline_ms: float) -> None:
+        start = time.perf_counter()
+        try:
+            pred = await self.upstream.predict(
+                r.candidate_url, req, request_id, variant="candidate",  # type: ignore[arg-type]
+                timeout=self.settings.shadow_timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - a mirror's failure stays in the mirror
+            reason = getattr(exc, "reason", "error")
+            code = {"status_5xx": str(getattr(exc, "upstream_status", 500))}.get(reason, reason)
+            self.stats.shadow(ok=False, latency_ms=0.0, baseline_latency_ms=baseline_ms)
+            metrics.SHADOW_REQUESTS.labels(code=code).inc()
+            return
+        ms = (time.perf_counter() - start) * 1000
+        b, c = baseline.items, pred.items
+        topk = topk_overlap(b, c, k=max(len(b), len(c)))
+        rbo = rank_biased_overlap(b, c)
+        tau = kendall_tau_shared(b, c)
+        self.stats.shadow(ok=True, latency_ms=ms, baseline_latency_ms=baseline_ms, topk=topk,
+                          rbo=rbo, tau=tau, baseline_items=b, candidate_items=c)
+        metrics.SHADOW_REQUESTS.labels(code="200").inc()
+        metrics.SHADOW_LATENCY.labels("candidate").observe(ms / 1000)
+        metrics.SHADOW_LATENCY.labels("baseline").observe(baseline_ms / 1000)
+        metrics.SHADOW_TOPK.observe(topk)
+        metrics.SHADOW_RBO.observe(rbo)
+        if tau is not None:
+            metrics.SHADOW_TAU.observe(tau)
+
+    async def drain_shadow(self, timeout: float = 5.0) -> None:
+        if self._shadow_tasks:
+            await asyncio.wait(list(self._shadow_tasks), timeout=timeout)
+
+    def shadow_gauges(self) -> None:
+        for side, (cov, gini) in self.stats.shadow_side_summary().items():
+            if cov is not None:
+                metrics.SHADOW_COVERAGE.labels(side).set(cov)
+            if gini is not None:
+                metrics.SHADOW_GINI.labels(side).set(gini)
+
+    # Interleave ----------------------------------------------------------------------------------
+    async def _interleave(self, r: RoutingState, req: RecommendRequest, request_id: str,
+                          start: float) -> dict[str, Any]:
+        timeout = self.settings.upstream_timeout_seconds
+        calls = {
+            "baseline": (r.baseline_url, r.baseline.version),
+            "candidate": (r.candidate_url, r.candidate.version),  # type: ignore[union-attr]
+        }
+
+        async def one(variant: str) -> tuple[Prediction | None, float]:
+            url, version = calls[variant]
+            t = time.perf_counter()
+            try:
+                p = await self.upstream.predict(url, req, request_id, variant=variant,  # type: ignore[arg-type]
+                                                timeout=timeout)
+            except UpstreamFailed as exc:
+                ms = (time.perf_counter() - t) * 1000
+                self.stats.request(variant, ms, error=True)
+                metrics.ERRORS.labels(variant, version, exc.reason).inc()
+                return None, ms
+            ms = (time.perf_counter() - t) * 1000
+            self.stats.request(variant, ms, error=False)
+            metrics.UPSTREAM_LATENCY.labels(variant).observe(ms / 1000)
+            return p, ms
+
+        (base, _), (cand, _) = await asyncio.gather(one("baseline"), one("candidate"))
+        versions = f"{r.baseline.version}+{r.candidate.version}"  # type: ignore[union-attr]
+        if base is None and cand is None:
+            metrics.REQUESTS.labels("interleaved", versions, "502").inc()
+            raise UpstreamFailed("both model servers failed", variant="interleaved")
+        if base is None or cand is None:  # serve the one that answered, not interleaved
+            only = base or cand
+            assert only is not None
+            variant = "baseline" if base is not None else "candidate"
+            elapsed = (time.perf_counter() - start) * 1000
+            self._served(request_id, req, variant, only.model_version, only, elapsed,
+                         r.strategy)
+            return self._response(request_id, req.user_id, only.items, only.scores, variant,
+                                  only.model_version, only)
+        rng = random.Random(request_id)
+        il = team_draft(base.items, cand.items, req.k, rng)
+        score_of = {**dict(zip(cand.items, cand.scores)), **dict(zip(base.items, base.scores))}
+        merged = Prediction(items=il.items, scores=[score_of[i] for i in il.items],
+                            model_version=versions, cold_start=base.cold_start,
+                            fallback=base.fallback and cand.fallback)
+        elapsed = (time.perf_counter() - start) * 1000
+        self._served(request_id, req, "interleaved", versions, merged, elapsed, r.strategy,
+                     teams=il.teams)
+        self.stats.interleaved()
+        return self._response(request_id, req.user_id, merged.items, merged.scores,
+                              "interleaved", versions, merged)
+
+    # Feedback ------------------------------------------------------------------------------------
+    def feedback(self, fb: FeedbackRequest) -> FeedbackResponse:
+        state = self._requests.get(fb.request_id)
+        if state is None:
+            raise UnknownRequest(f"request_id {fb.request_id!r} is unknown or expired",
+                                 field="request_id")
+        now = time.time()
+        variant = state.variant
+        self.stats.feedback(variant, fb.event)
+        counter = {"click": metrics.CLICKS, "watch": metrics.WATCHES}.get(fb.event,
+                                                                           metrics.IMPRESSIONS)
+        counter.labels(variant).inc()
+        if self.feedback_log is not None:
+            self.feedback_log.log({"request_id": fb.request_id, "ts": now,
+                                   "user_id": state.user_id, "item_id": fb.item_id,
+                                   "event": fb.event, "variant": variant,
+                                   "model_version": state.model_version})
+        shown = fb.item_id in state.items
+        credited = None
+        if state.teams is not None and shown:
+            credited = state.teams.get(fb.item_id)
+        elif shown:
+            credited = variant if variant in ("baseline", "candidate") else None
+        if fb.event != "click" or not shown or fb.item_id in state.clicked:
+            return FeedbackResponse(request_id=fb.request_id, accepted=True, credited=credited)
+        first = not state.clicked
+        state.clicked.add(fb.item_id)
+        if first:
+            self.stats.clicked_exposure(variant)
+            metrics.CLICKED_EXPOSURES.labels(variant).inc()
+            ctr = self._ctr.setdefault(variant, [0, 0])
+            ctr[1] += 1
+            metrics.CLICK_THROUGH.labels(variant).set(ctr[1] / max(1, ctr[0]))
+        if state.teams is not None:
+            counts = Counter(state.teams[i] for i in state.clicked if i in state.teams)
+            b, c = counts["baseline"], counts["candidate"]
+            new = "tie" if b == c else ("baseline" if b > c else "candidate")
+            if new != state.winner:
+                self.stats.interleave_outcome(state.winner, new)
+                if state.winner is not None:
+                    metrics.INTERLEAVE_REVERSALS.labels(state.winner).inc()
+                metrics.INTERLEAVE_WINS.labels(new).inc()
+                state.winner = new
+        return FeedbackResponse(request_id=fb.request_id, accepted=True, credited=credited)

@@ -1,0 +1,122 @@
+"""Exposure and feedback logs: Parquet in the object store, written off the request path.
+
+``exposure-logs/date=YYYY-MM-DD/hour=HH/part-<uuid>.parquet``: one row per served list —
+``request_id, ts, user_id, variant, model_version, strategy, k, items, scores, latency_ms``
+(and ``teams`` for interleaved lists: the variant that contributed each item).
+``feedback-logs/date=…/hour=…/part-<uuid>.parquet``: the contract's columns — ``request_id,
+ts, user_id, item_id, event, variant, model_version``.
+
+``log(row)`` never blocks and never raises: a full queue drops the row and counts it. A
+background thread batches rows and writes them with the store's ``put_bytes``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from serving.router import metrics
+
+__all__ = ["EventLog", "EXPOSURE_SCHEMA", "FEEDBACK_SCHEMA", "EXPOSURE_PREFIX", "FEEDBACK_PREFIX"]
+
+log = logging.getLogger(__name__)
+
+EXPOSURE_PREFIX = "exposure-logs"
+FEEDBACK_PREFIX = "feedback-logs"
+
+EXPOSURE_SCHEMA = pa.schema([
+    ("request_id", pa.string()), ("ts", pa.float64()), ("user_id", pa.int64()),
+    ("variant", pa.string()), ("model_version", pa.string()), ("strategy", pa.string()),
+    ("k", pa.int64()), ("items", pa.list_(pa.int64())), ("scores", pa.list_(pa.float64())),
+    ("teams", pa.list_(pa.string())), ("latency_ms", pa.float64()),
+])
+FEEDBACK_SCHEMA = pa.schema([
+    ("request_id", pa.string()), ("ts", pa.float64()), ("user_id", pa.int64()),
+    ("item_id", pa.int64()), ("event", pa.string()), ("variant", pa.string()),
+    ("model_version", pa.string()),
+])
+
+_STOP = object()
+
+
+class BlobWriter(Protocol):
+    def put_bytes(self, key: str, data: bytes) -> str: ...
+
+
+class EventLog:
+    def __init__(self, store: BlobWriter, prefix: str, schema: pa.Schema, *,
+                 queue_size: int = 100_000, batch_rows: int = 5000,
+                 flush_seconds: float = 5.0) -> None:
+        self.store, self.prefix, self.schema = store, prefix, schema
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._batch_rows = batch_rows
+        self._flush_seconds = flush_seconds
+        self._thread: threading.Thread | None = None
+        self.rows_written = 0
+        self.files: list[str] = []
+
+    def start(self) -> EventLog:
+        self._thread = threading.Thread(target=self._run, name=f"log-{self.prefix}", daemon=True)
+        self._thread.start()
+        return self
+
+    def log(self, row: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            metrics.LOG_DROPPED.labels(reason="queue_full").inc()
+
+    def close(self, timeout: float = 30.0) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        batch: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self._flush_seconds
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._write(batch)
+                return
+            if item is not None:
+                batch.append(item)
+            if len(batch) >= self._batch_rows or time.monotonic() >= deadline:
+                self._write(batch)
+                batch = []
+                deadline = time.monotonic() + self._flush_seconds
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        parts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            t = datetime.fromtimestamp(row["ts"], tz=timezone.utc)
+            parts[f"{self.prefix}/date={t:%Y-%m-%d}/hour={t:%H}"].append(row)
+        for part, part_rows in parts.items():
+            key = f"{part}/part-{uuid.uuid4().hex}.parquet"
+            try:
+                table = pa.Table.from_pylist(part_rows, schema=self.schema)
+                buf = io.BytesIO()
+                pq.write_table(table, buf)
+                self.store.put_bytes(key, buf.getvalue())
+                self.rows_written += len(part_rows)
+                self.files.append(key)
+            except Exception:  # noqa: BLE001 - logging must never take the router down
+                log.exception("writing %s failed; %d rows dropped", key, len(part_rows))
+                metrics.LOG_DROPPED.labels(reason="write_failed").inc(len(part_rows))

@@ -1,0 +1,47 @@
+"""Typed settings of the router (built in ``main()``, passed down; Helm values ``router.*``).
+
+Every field reads ``MARQUEE_ROUTER_<FIELD>`` from the environment; ``upstreams`` is JSON
+(``{"1": "http://127.0.0.1:8081"}``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["RouterSettings"]
+
+
+class RouterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MARQUEE_ROUTER_", extra="ignore")
+
+    host: str | None = Field(None, description="Bind address. Default: MARQUEE_BIND_HOST.")
+    port: int = Field(8090, ge=1, le=65535, description="HTTP port.")
+    model_name: str = Field("movie-recommender", description="KServe model name upstream.")
+    upstreams: dict[str, str] = Field(
+        default_factory=dict, description="Model server URL per version, e.g. {'1': 'http://…'}.")
+    upstream_url_template: str | None = Field(
+        None, description="URL of a version not in upstreams, e.g. "
+        "'http://movie-recommender-v{version}-predictor.marquee.svc.cluster.local'.")
+    baseline_version: str | None = Field(
+        None, description="Version served before a controller sets the routing.")
+    upstream_timeout_seconds: float = Field(2.0, gt=0, description="Per model-server call.")
+    max_connections: int = Field(256, ge=1, description="Pooled connections to model servers.")
+    shadow_timeout_seconds: float = Field(2.0, gt=0, description="Per mirrored call.")
+    shadow_max_in_flight: int = Field(
+        64, ge=1, description="Mirrors beyond this many in flight are dropped, never queued.")
+    shadow_window_lists: int = Field(
+        2000, ge=10, description="Recent lists per side for shadow coverage and popularity bias.")
+    request_state_max: int = Field(
+        200_000, ge=100, description="Served requests remembered for feedback attribution.")
+    request_state_ttl_seconds: float = Field(3600.0, gt=0, description="…and for how long.")
+    stats_bucket_seconds: float = Field(1.0, gt=0, description="Resolution of /admin/stats.")
+    stats_retention_seconds: float = Field(21_600.0, gt=0, description="History of /admin/stats.")
+    exposure_log_enabled: bool = Field(True, description="Write exposure and feedback logs.")
+    log_flush_seconds: float = Field(5.0, gt=0, description="Flush logs at least this often.")
+    log_batch_rows: int = Field(5000, ge=1, description="Rows per Parquet file at most.")
+    log_queue_size: int = Field(100_000, ge=1, description="Rows buffered before drops.")
+    fault_assignment_candidate_weight: float | None = Field(
+        None, ge=0, le=100,
+        description="TESTS ONLY: ignore the declared candidate weight and assign this one "
+        "(an injected assignment bug for the sample-ratio check).")
