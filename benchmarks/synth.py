@@ -31,7 +31,13 @@ SECTION = "## Synthetic data generation"
 class Stage:
     name: str
     seconds: float
+    cpu_seconds: float
     peak_rss_gib: float
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _peak_rss_gib() -> float:
@@ -71,11 +77,12 @@ def run(users: int, items: int, events: int, seed: int, groups: int) -> list[Sta
 
     def timed(name: str, fn):  # noqa: ANN001, ANN202 - tiny local helper
         console.log(f"{name} …")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         out = fn()
-        stages.append(Stage(name, time.perf_counter() - t0, _peak_rss_gib()))
-        console.log(f"{name}: {stages[-1].seconds:.1f} s, peak RSS {stages[-1].peak_rss_gib:.2f}"
-                    " GiB")
+        stages.append(Stage(name, time.perf_counter() - t0, _cpu_seconds() - c0,
+                            _peak_rss_gib()))
+        console.log(f"{name}: {stages[-1].seconds:.1f} s wall, {stages[-1].cpu_seconds:.1f} s "
+                    f"CPU, peak RSS {stages[-1].peak_rss_gib:.2f} GiB")
         return out
 
     ds = timed("generate", lambda: generate(users, items, events, seed=seed, n_groups=groups,
@@ -89,7 +96,7 @@ def run(users: int, items: int, events: int, seed: int, groups: int) -> list[Sta
         paths = timed("write Parquet (zstd)", lambda: write_dataset(ds, tmp))
         size = sum(p.stat().st_size for p in paths.values()) / 1024**2
         console.log(f"Parquet size: {size:.0f} MiB")
-        stages.append(Stage(f"Parquet size {size:.0f} MiB", 0.0, _peak_rss_gib()))
+        stages.append(Stage(f"Parquet size {size:.0f} MiB", 0.0, 0.0, _peak_rss_gib()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return stages
@@ -107,13 +114,14 @@ def markdown(args: argparse.Namespace, stages: list[Stage]) -> str:
         f"- machine: {_machine()}; shared with other jobs, load average at start "
         f"{args.load_at_start:.1f}",
         "",
-        "| stage | wall time (s) | peak RSS so far (GiB) |",
-        "|---|---:|---:|",
+        "| stage | wall time (s) | CPU time (s) | peak RSS so far (GiB) |",
+        "|---|---:|---:|---:|",
     ]
     for stage in stages:
         if stage.name.startswith("Parquet size"):
             continue
-        lines.append(f"| {stage.name} | {stage.seconds:.1f} | {stage.peak_rss_gib:.2f} |")
+        lines.append(f"| {stage.name} | {stage.seconds:.1f} | {stage.cpu_seconds:.1f} | "
+                     f"{stage.peak_rss_gib:.2f} |")
     sizes = [s.name for s in stages if s.name.startswith("Parquet size")]
     if sizes:
         lines += ["", f"- {sizes[0].replace('Parquet size', 'Parquet size on disk:')}"]
