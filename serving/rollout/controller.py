@@ -1,0 +1,201 @@
+"""The rollout controller: read the status, analyse, decide, persist, apply.
+
+One tick::
+
+    status ← store                       (the only memory: survives restarts)
+    router ← desired_routing(status)     (reconcile first: the router may have restarted)
+    analysis ← evaluate(window since the stage started)   or resolve versions (Pending)
+    status' ← next_status(spec, status, analysis)          (pure)
+    registry aliases ← promotion / restore on rollback
+    store ← status'; router ← desired_routing(status')
+
+Effects are idempotent, so a controller killed between any two lines and started again
+re-applies what the persisted status says and carries on with the same decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from serving.rollout.analysis import Analysis, evaluate
+from serving.rollout.machine import desired_routing, next_status
+from serving.rollout.sources import MetricsSource, RouterAdmin, SourceError
+from serving.rollout.spec import RolloutSpec, VersionRef
+from serving.rollout.status import Outcome, Phase, RolloutStatus, utcnow
+from serving.rollout.store import StatusStore
+
+__all__ = ["Controller", "AliasRegistry", "MarqueeRegistry", "ALIASES"]
+
+log = logging.getLogger("marquee.rollout")
+
+ALIASES = ("production", "candidate", "previous")
+
+
+class AliasRegistry(Protocol):
+    """The registry operations a rollout needs (versions as strings)."""
+
+    def get_alias(self, alias: str) -> str | None: ...
+    def set_alias(self, alias: str, version: str) -> None: ...
+    def delete_alias(self, alias: str) -> None: ...
+    def promote(self, version: str) -> None: ...
+
+
+class MarqueeRegistry:
+    """:class:`AliasRegistry` over ``marquee.registry.Registry`` (MLflow), built lazily."""
+
+    def __init__(self, tracking_uri: str, model_name: str) -> None:
+        self.tracking_uri, self.model_name = tracking_uri, model_name
+        self._registry = None
+
+    @property
+    def registry(self):  # noqa: ANN201 - marquee.registry.Registry, imported lazily
+        if self._registry is None:
+            from marquee.registry import Registry
+
+            self._registry = Registry(self.tracking_uri, self.model_name)
+        return self._registry
+
+    def get_alias(self, alias: str) -> str | None:
+        info = self.registry.get_alias(alias)
+        return None if info is None else str(info.version)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.registry.set_alias(alias, version)
+
+    def delete_alias(self, alias: str) -> None:
+        self.registry.delete_alias(alias)
+
+    def promote(self, version: str) -> None:
+        self.registry.promote(version)
+
+
+class Controller:
+    def __init__(self, store: StatusStore, name: str, source: MetricsSource,
+                 router: RouterAdmin | None = None, registry: AliasRegistry | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.store, self.name, self.source = store, name, source
+        self.router, self.registry, self.clock = router, registry, clock
+
+    # Effects -------------------------------------------------------------------------------------
+    def _reconcile(self, spec: RolloutSpec, status: RolloutStatus) -> None:
+        routing = desired_routing(spec, status, self.name)
+        if routing is None or self.router is None:
+            return
+        try:
+            self.router.apply(routing)
+        except SourceError as exc:
+            log.error("rollout %s: routing not applied: %s", self.name, exc)
+
+    def _resolve(self, ref: VersionRef) -> str:
+        if ref.version is not None:
+            return ref.version
+        if self.registry is None:
+            raise LookupError(f"alias {ref.alias!r} needs a registry")
+        version = self.registry.get_alias(ref.alias or "")
+        if version is None:
+            raise LookupError(f"registry alias {ref.alias!r} is not set")
+        return version
+
+    def _start(self, spec: RolloutSpec, now: datetime) -> Analysis:
+        stats: dict[str, object] = {}
+        try:
+            stats["baselineVersion"] = self._resolve(spec.baseline)
+            stats["candidateVersion"] = self._resolve(spec.candidate)
+        except Exception as exc:  # noqa: BLE001 - reported in the status, not raised
+            return Analysis(time=now, outcome=Outcome.FAILED, reason=str(exc), statistics=stats)
+        if stats["baselineVersion"] == stats["candidateVersion"]:
+            return Analysis(time=now, outcome=Outcome.FAILED, statistics={},
+                            reason=f"baseline and candidate are both version "
+                                   f"{stats['candidateVersion']}")
+        if self.registry is not None:
+            before = {a: self.registry.get_alias(a) for a in ALIASES}
+            stats["aliasesBefore"] = before
+            if before.get("candidate") != stats["candidateVersion"]:
+                self.registry.set_alias("candidate", str(stats["candidateVersion"]))
+        return Analysis(time=now, outcome=Outcome.SUCCESSFUL, reason="started",
+                        statistics=stats)
+
+    def _promote(self, status: RolloutStatus) -> None:
+        if self.registry is None or status.candidate_version is None:
+            return
+        if self.registry.get_alias("production") != status.candidate_version:
+            self.registry.promote(status.candidate_version)
+
+    def _restore_aliases(self, status: RolloutStatus) -> None:
+        if self.registry is None or not status.started:
+            return
+        before = status.aliases_before
+        for alias in ALIASES:
+            want = before.get(alias)
+            if self.registry.get_alias(alias) == want:
+                continue
+            if want is None:
+                self.registry.delete_alias(alias)
+            else:
+                self.registry.set_alias(alias, want)
+
+    # One tick ------------------------------------------------------------------------------------
+    def tick(self) -> RolloutStatus:
+        stored = self.store.get(self.name)
+        spec, status = stored.rollout.spec, stored.status
+        if status.phase.terminal:
+            self._reconcile(spec, status)
+            return status
+        self._reconcile(spec, status)
+        now = self.clock()
+        command = self.store.pending_command(self.name)
+        if status.phase == Phase.PENDING:
+            analysis = self._start(spec, now)
+            analysis.command = command if command == "abort" else None
+        elif status.phase == Phase.PROMOTING:
+            self._promote(status)  # raises → retried at the next tick, status unchanged
+            analysis = Analysis(time=now, outcome=Outcome.SUCCESSFUL, reason="aliases moved")
+        else:
+            since = (status.stage_started_at or now).timestamp()
+            try:
+                window = self.source.window(since, now.timestamp())
+            except SourceError as exc:
+                log.warning("rollout %s: analysis skipped: %s", self.name, exc)
+                return status
+            analysis = evaluate(spec, status, window, now, command)
+        new = next_status(spec, status, analysis)
+        if new.phase in (Phase.ROLLED_BACK, Phase.FAILED):
+            self._restore_aliases(new)
+        self.store.save_status(self.name, new)
+        if command is not None:
+            self.store.clear_command(self.name, command)
+        self._reconcile(spec, new)
+        last = new.last_decision
+        if last is not None and (new.phase != status.phase or new.step != status.step
+                                 or last.outcome == Outcome.FAILED):
+            log.info("rollout %s: %s step %s weights %s/%s: %s", self.name, new.phase.value,
+                     new.step, new.weights.baseline, new.weights.candidate, new.message)
+        return new
+
+    def run(self, stop: threading.Event | None = None, max_ticks: int | None = None,
+            on_tick: Callable[[RolloutStatus], None] | None = None) -> RolloutStatus:
+        """Tick every ``intervalSeconds`` until the rollout ends (or ``stop`` is set)."""
+        stop = stop or threading.Event()
+        ticks = 0
+        next_at = time.monotonic()
+        status = self.store.get(self.name).status
+        while not stop.is_set():
+            status = self.tick()
+            ticks += 1
+            if on_tick is not None:
+                on_tick(status)
+            if status.phase.terminal or (max_ticks is not None and ticks >= max_ticks):
+                break
+            interval = self.store.get(self.name).rollout.spec.interval_seconds
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < 0:  # we fell behind (a slow tick): do not burst to catch up
+                next_at = time.monotonic()
+                delay = 0.0
+            stop.wait(delay)
+        return status

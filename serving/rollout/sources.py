@@ -1,0 +1,187 @@
+"""Where the controller reads what happened: the router's own stats, or Prometheus.
+
+Both answer one question — what did each variant see between ``since`` and ``until`` — as a
+:class:`~serving.router.schema.WindowStats`. :class:`PrometheusSource` is used when
+``MARQUEE_PROMETHEUS_URL`` is set (it survives router restarts and sees every replica);
+otherwise :class:`RouterStatsSource` asks the router's ``GET /admin/stats``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from serving.router.schema import (
+    InterleaveWindow,
+    RoutingConfig,
+    ShadowWindow,
+    VariantWindow,
+    WindowStats,
+)
+
+__all__ = ["MetricsSource", "RouterStatsSource", "PrometheusSource", "RouterAdmin",
+           "SourceError"]
+
+
+class SourceError(RuntimeError):
+    """The analysis source could not be read (this tick is skipped, not failed)."""
+
+
+@runtime_checkable
+class MetricsSource(Protocol):
+    def window(self, since: float, until: float) -> WindowStats: ...
+
+
+class RouterAdmin:
+    """The router's admin API: apply routing, read window statistics."""
+
+    def __init__(self, url: str, timeout: float = 5.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.client = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False,
+                                   transport=transport)
+
+    def apply(self, config: RoutingConfig) -> dict[str, Any]:
+        try:
+            r = self.client.put("/admin/routing", content=config.model_dump_json(),
+                                headers={"content-type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise SourceError(f"router {self.url} unreachable: {exc}") from None
+        if r.status_code != 200:
+            raise SourceError(f"router refused the routing ({r.status_code}): {r.text}")
+        return r.json()
+
+    def routing(self) -> dict[str, Any] | None:
+        try:
+            r = self.client.get("/admin/routing")
+        except httpx.HTTPError as exc:
+            raise SourceError(f"router {self.url} unreachable: {exc}") from None
+        return r.json() if r.status_code == 200 else None
+
+    def stats(self, since: float, until: float) -> WindowStats:
+        try:
+            r = self.client.get("/admin/stats", params={"since": since, "until": until})
+            r.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise SourceError(f"router stats unavailable: {exc}") from None
+        return WindowStats.model_validate(r.json())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RouterStatsSource:
+    def __init__(self, admin: RouterAdmin) -> None:
+        self.admin = admin
+
+    def window(self, since: float, until: float) -> WindowStats:
+        return self.admin.stats(since, until)
+
+
+class PrometheusSource:
+    """PromQL over the router's ``marquee_router_*`` metrics (``increase`` over the window)."""
+
+    def __init__(self, url: str, timeout: float = 10.0, selector: str = "",
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.selector = selector  # extra label matchers, e.g. 'namespace="marquee"'
+        self.client = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False,
+                                   transport=transport)
+
+    def _query(self, promql: str, at: float) -> list[dict[str, Any]]:
+        try:
+            r = self.client.get("/api/v1/query", params={"query": promql, "time": at})
+            body = r.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise SourceError(f"prometheus {self.url}: {exc}") from None
+        if r.status_code != 200 or body.get("status") != "success":
+            raise SourceError(f"prometheus {self.url}: {body.get('error', r.text)}")
+        return body["data"]["result"]
+
+    def _by(self, promql: str, at: float, label: str = "variant") -> dict[str, float]:
+        out: dict[str, float] = {}
+        for row in self._query(promql, at):
+            value = float(row["value"][1])
+            if math.isfinite(value):
+                out[row["metric"].get(label, "")] = value
+        return out
+
+    def _scalar(self, promql: str, at: float) -> float | None:
+        rows = self._query(promql, at)
+        if not rows:
+            return None
+        value = float(rows[0]["value"][1])
+        return value if math.isfinite(value) else None
+
+    def _m(self, name: str, extra: str = "") -> str:
+        matchers = ",".join(x for x in (self.selector, extra) if x)
+        return f"{name}{{{matchers}}}" if matchers else name
+
+    def window(self, since: float, until: float) -> WindowStats:
+        w = f"{max(1, math.ceil(until - since))}s"
+
+        def inc(name: str, by: str = "variant", extra: str = "") -> dict[str, float]:
+            return self._by(f"sum by ({by}) (increase({self._m(name, extra)}[{w}]))", until, by)
+
+        def p99(name: str, by: str = "variant") -> dict[str, float]:
+            return self._by(f"1000 * histogram_quantile(0.99, sum by (le, {by}) "
+                            f"(increase({self._m(name + '_bucket')}[{w}])))", until, by)
+
+        requests = inc("marquee_router_requests_total")
+        errors = inc("marquee_router_errors_total")
+        upstream_ok = inc("marquee_router_upstream_duration_seconds_count")
+        latency = p99("marquee_router_request_duration_seconds")
+        upstream_latency = p99("marquee_router_upstream_duration_seconds")
+        exposures = inc("marquee_router_exposures_total")
+        clicked = inc("marquee_router_clicked_exposures_total")
+        impressions = inc("marquee_router_feedback_impressions_total")
+        clicks = inc("marquee_router_feedback_clicks_total")
+        watches = inc("marquee_router_feedback_watches_total")
+        users = inc("marquee_router_assigned_users_total")
+        names = set(requests) | set(errors) | set(upstream_ok) | set(exposures)
+        variants: dict[str, VariantWindow] = {}
+        for v in names:
+            n = requests.get(v, 0.0) or (upstream_ok.get(v, 0.0) + errors.get(v, 0.0))
+            variants[v] = VariantWindow(
+                requests=round(n), errors=round(errors.get(v, 0.0)),
+                latency_p99_ms=latency.get(v, upstream_latency.get(v)),
+                exposures=round(exposures.get(v, 0.0)), clicked_exposures=round(clicked.get(v, 0.0)),
+                impressions=round(impressions.get(v, 0.0)), clicks=round(clicks.get(v, 0.0)),
+                watches=round(watches.get(v, 0.0)), users=round(users.get(v, 0.0)))
+
+        shadow_codes = inc("marquee_router_shadow_requests_total", by="code")
+        mirrored = sum(shadow_codes.values())
+        shadow_p99 = p99("marquee_router_shadow_duration_seconds")
+
+        def mean(name: str) -> float | None:
+            return self._scalar(f"sum(increase({self._m(name + '_sum')}[{w}])) / "
+                                f"sum(increase({self._m(name + '_count')}[{w}]))", until)
+
+        def gauge(name: str) -> dict[str, float]:
+            return self._by(f"max by (variant) ({self._m(name)})", until)
+
+        cov, gini = (gauge("marquee_router_shadow_coverage_ratio"),
+                     gauge("marquee_router_shadow_exposure_gini_ratio"))
+        shadow = ShadowWindow(
+            mirrored=round(mirrored), errors=round(mirrored - shadow_codes.get("200", 0.0)),
+            dropped=round(self._scalar(
+                f"sum(increase({self._m('marquee_router_shadow_dropped_total')}[{w}]))",
+                until) or 0.0),
+            latency_p99_ms=shadow_p99.get("candidate"),
+            baseline_latency_p99_ms=shadow_p99.get("baseline"),
+            topk_overlap_mean=mean("marquee_router_shadow_topk_overlap_ratio"),
+            rbo_mean=mean("marquee_router_shadow_rank_biased_overlap_ratio"),
+            kendall_tau_mean=mean("marquee_router_shadow_kendall_tau_ratio"),
+            coverage_baseline=cov.get("baseline"), coverage_candidate=cov.get("candidate"),
+            gini_baseline=gini.get("baseline"), gini_candidate=gini.get("candidate"))
+        wins = inc("marquee_router_interleave_wins_total")
+        back = inc("marquee_router_interleave_win_reversals_total")
+        interleave = InterleaveWindow(
+            impressions=round(exposures.get("interleaved", 0.0)),
+            baseline_wins=max(0, round(wins.get("baseline", 0.0) - back.get("baseline", 0.0))),
+            candidate_wins=max(0, round(wins.get("candidate", 0.0) - back.get("candidate", 0.0))),
+            ties=max(0, round(wins.get("tie", 0.0) - back.get("tie", 0.0))))
+        return WindowStats(since=since, until=until, variants=variants, shadow=shadow,
+                           interleave=interleave)

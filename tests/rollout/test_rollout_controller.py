@@ -1,0 +1,193 @@
+"""The controller loop with a real file store, a scripted metrics source and a dict registry.
+
+Real processes (router, model servers, MLflow registry) are in ``test_rollout_e2e.py``; this
+file checks the loop's own logic: version resolution, alias moves, rollback restores,
+commands, and that a fresh controller on the same store carries on with the same decision.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from serving.router.schema import VariantWindow, WindowStats
+from serving.rollout.controller import Controller
+from serving.rollout.spec import parse_rollout
+from serving.rollout.status import Phase
+from serving.rollout.store import FileStatusStore
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+class DictRegistry:
+    """An in-memory stand-in for the registry's alias operations (the real one is MLflow)."""
+
+    def __init__(self, **aliases: str) -> None:
+        self.aliases: dict[str, str] = dict(aliases)
+
+    def get_alias(self, alias: str) -> str | None:
+        return self.aliases.get(alias)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.aliases[alias] = version
+
+    def delete_alias(self, alias: str) -> None:
+        self.aliases.pop(alias, None)
+
+    def promote(self, version: str) -> None:
+        old = self.aliases.get("production")
+        if old is not None:
+            self.aliases["previous"] = old
+        self.aliases["production"] = version
+        if self.aliases.get("candidate") == version:
+            del self.aliases["candidate"]
+
+
+class ScriptedSource:
+    """Candidate error counts per tick; everything else healthy."""
+
+    def __init__(self, errors: list[int]) -> None:
+        self.errors = errors
+        self.calls: list[tuple[float, float]] = []
+
+    def window(self, since: float, until: float) -> WindowStats:
+        i = len(self.calls)
+        self.calls.append((since, until))
+        e = self.errors[min(i, len(self.errors) - 1)]
+        return WindowStats(since=since, until=until, variants={
+            "baseline": VariantWindow(requests=900, errors=0, latency_p99_ms=10.0),
+            "candidate": VariantWindow(requests=100, errors=e, latency_p99_ms=10.0)})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> datetime:
+        self.t += timedelta(seconds=1)
+        return self.t
+
+
+def rollout(**spec: Any) -> Any:
+    body = {"baseline": {"alias": "production"}, "candidate": {"version": "2"},
+            "strategy": "canary", "intervalSeconds": 1,
+            "steps": [{"weight": 10}, {"weight": 50}, {"weight": 100}],
+            "analysis": {"failureLimit": 2, "minRequests": 50,
+                         "metrics": [{"name": "errorRate", "max": 0.05}]}, **spec}
+    return parse_rollout({"apiVersion": "marquee.dev/v1alpha1", "kind": "ModelRollout",
+                          "metadata": {"name": "r1"}, "spec": body})
+
+
+def test_a_healthy_canary_is_promoted_and_aliases_move(tmp_path: Path) -> None:
+    store = FileStatusStore(tmp_path)
+    store.create(rollout())
+    reg = DictRegistry(production="1")
+    c = Controller(store, "r1", ScriptedSource([0]), registry=reg, clock=Clock())
+    final = c.run(stop=None, max_ticks=20)
+    assert final.phase == Phase.SUCCEEDED
+    assert reg.aliases == {"production": "2", "previous": "1"}
+    phases = [(d.phase.value, d.step) for d in final.decisions]
+    assert phases == [("Progressing", 1), ("Progressing", 2), ("Progressing", 3),
+                      ("Promoting", 3), ("Succeeded", 3)]
+    assert final.baseline_version == "1"
+    assert final.aliases_before == {"production": "1", "candidate": None, "previous": None}
+
+
+def test_a_failing_canary_rolls_back_and_restores_aliases(tmp_path: Path) -> None:
+    store = FileStatusStore(tmp_path)
+    store.create(rollout())
+    reg = DictRegistry(production="1", candidate="3")
+    src = ScriptedSource([20])
+    c = Controller(store, "r1", src, registry=reg, clock=Clock())
+    status = c.tick()
+    assert reg.aliases["candidate"] == "2"  # the controller names what it is rolling out
+    status = c.tick()
+    assert status.failed_checks == 1 and status.phase == Phase.PROGRESSING
+    status = c.tick()
+    assert status.phase == Phase.ROLLED_BACK and "errorRate 0.2 > max 0.05" in status.message
+    assert reg.aliases == {"production": "1", "candidate": "3"}
+    # The analysis window starts when the stage started.
+    assert src.calls[0][0] == src.calls[1][0] == status.decisions[0].time.timestamp()
+    assert c.tick() == status  # terminal: nothing changes
+
+
+def test_commands_from_the_cli_are_applied_once(tmp_path: Path) -> None:
+    store = FileStatusStore(tmp_path)
+    store.create(rollout(steps=[{"weight": 10}, {"pause": {}}]))
+    reg = DictRegistry(production="1")
+    c = Controller(store, "r1", ScriptedSource([0]), registry=reg, clock=Clock())
+    c.tick()
+    status = c.tick()
+    assert status.phase == Phase.PAUSED
+    store.request("r1", "promote")
+    status = c.tick()
+    assert status.phase == Phase.PROMOTING and store.pending_command("r1") is None
+    assert c.tick().phase == Phase.SUCCEEDED and reg.aliases["production"] == "2"
+
+
+def test_unresolvable_baseline_fails_at_start(tmp_path: Path) -> None:
+    store = FileStatusStore(tmp_path)
+    store.create(rollout())
+    c = Controller(store, "r1", ScriptedSource([0]), registry=DictRegistry(), clock=Clock())
+    status = c.tick()
+    assert status.phase == Phase.FAILED and "production" in status.message
+
+
+@pytest.mark.parametrize("kill_after", [1, 2, 3, 4])
+def test_a_new_controller_resumes_with_the_same_decisions(tmp_path: Path, kill_after: int) -> None:
+    errors = [0, 0, 30, 30, 30]
+
+    def run(root: Path, restart_at: int | None) -> Any:
+        store = FileStatusStore(root)
+        store.create(rollout())
+        reg, clock = DictRegistry(production="1"), Clock()
+        src = ScriptedSource(errors)
+        c = Controller(store, "r1", src, registry=reg, clock=clock)
+        for i in range(12):
+            if i == restart_at:  # a fresh process: nothing but the store survives
+                c = Controller(FileStatusStore(root), "r1", src, registry=reg, clock=clock)
+            c.tick()
+        return store.get("r1").status, reg.aliases
+
+    plain = run(tmp_path / "a", None)
+    restarted = run(tmp_path / "b", kill_after)
+    assert plain[0].phase == Phase.ROLLED_BACK
+    assert plain[0].to_dict() == restarted[0].to_dict() and plain[1] == restarted[1]
+
+
+def test_cli_status_history_promote_abort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.rollout.cli import app
+
+    monkeypatch.setenv("MARQUEE_HOME", str(tmp_path))
+    store = FileStatusStore(tmp_path / "rollouts")
+    store.create(rollout())
+    c = Controller(store, "r1", ScriptedSource([0, 20]), registry=DictRegistry(production="1"),
+                   clock=Clock())
+    c.tick()
+    c.tick()
+    runner = CliRunner()
+    r = runner.invoke(app, ["status", "r1"], env={"COLUMNS": "160"})
+    assert r.exit_code == 0, r.output
+    assert "Progressing" in r.output and "candidate 50%" in r.output
+    r = runner.invoke(app, ["abort", "r1"])
+    assert r.exit_code == 0 and store.pending_command("r1") == "abort"
+    r = runner.invoke(app, ["status", "r1"], env={"COLUMNS": "160"})
+    assert "pending command: abort" in r.output
+    c.tick()
+    r = runner.invoke(app, ["history", "r1"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "aborted by user" in r.output and "RolledBack" in r.output
+    r = runner.invoke(app, ["promote", "r1"])
+    assert r.exit_code == 2 and "already ended" in r.output
+    r = runner.invoke(app, ["status", "nope"])
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["history", "r1", "-o", "json"])
+    assert r.exit_code == 0 and '"outcome": "Failed"' in r.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: marquee.dev/v1alpha1\nkind: ModelRollout\nmetadata: {name: x}\n"
+                   "spec: {candidate: {version: '2'}, strategy: canary, intervalSecond: 3}\n")
+    r = runner.invoke(app, ["start", "-f", str(bad), "--detach"])
+    assert r.exit_code == 2 and "spec.intervalSecond" in r.output
