@@ -1,0 +1,275 @@
+"""The chart renders, lints clean, documents its values and refuses bad ones (offline)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+import pytest
+import yaml
+
+import chartlib as c
+
+CORE_KINDS = {
+    "ConfigMap", "Deployment", "Service", "ServiceAccount", "HorizontalPodAutoscaler",
+    "PodDisruptionBudget", "CronJob", "Role", "RoleBinding", "NetworkPolicy",
+    "CustomResourceDefinition",
+}
+CR_KINDS = {"InferenceService", "ServiceMonitor", "PrometheusRule", "AlertmanagerConfig"}
+
+
+def kinds(objs: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(o["kind"] for o in objs)
+
+
+def by_kind_name(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+def test_renders_with_default_values() -> None:
+    objs = c.default_objects()
+    assert set(kinds(objs)) == CORE_KINDS | CR_KINDS
+    names = by_kind_name(objs)
+    for component in ("router", "controller", "sink", "trigger", "mlflow"):
+        assert ("Deployment", f"marquee-{component}") in names
+    for job in ("drift", "skew"):
+        assert names[("CronJob", f"marquee-{job}")]["apiVersion"] == "batch/v1"
+    assert ("CustomResourceDefinition", "modelrollouts.marquee.dev") in names
+    (isvc,) = [o for o in objs if o["kind"] == "InferenceService"]
+    assert "canaryTrafficPercent" not in isvc["spec"]["predictor"]
+    assert ("Ingress", "marquee-router") not in names
+
+
+def test_renders_with_every_optional_feature_on() -> None:
+    objs = c.all_feature_objects()
+    names = by_kind_name(objs)
+    ingress = names[("Ingress", "marquee-router")]
+    assert ingress["spec"]["rules"][0]["host"] == "recs.example.com"
+    isvcs = {o["metadata"]["name"]: o for o in objs if o["kind"] == "InferenceService"}
+    assert set(isvcs) == {"marquee-v1", "marquee-v2"}
+    assert isvcs["marquee-v2"]["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert "canaryTrafficPercent" not in isvcs["marquee-v1"]["spec"]["predictor"]
+    drift = names[("CronJob", "marquee-drift")]
+    env = drift["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MARQUEE_PUSHGATEWAY_URL",
+            "value": "http://pushgateway.monitoring.svc.cluster.local:9091"} in env
+    assert all(o["metadata"]["labels"]["team"] == "recsys" for o in objs)
+
+
+def _flags(node: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if not isinstance(node, dict):
+        return []
+    found = [path + (k,) for k, v in node.items() if k == "enabled"]
+    for k, v in node.items():
+        found += _flags(v, path + (k,))
+    return found
+
+
+def _set(values: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    node = values
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    return values
+
+
+ENABLED_FLAGS = sorted(_flags(c.chart_defaults()))
+
+
+def test_every_enabled_flag_is_a_real_boolean() -> None:
+    defaults = c.chart_defaults()
+    assert len(ENABLED_FLAGS) >= 12
+    for path in ENABLED_FLAGS:
+        node: Any = defaults
+        for key in path:
+            node = node[key]
+        assert isinstance(node, bool), ".".join(path)
+
+
+@pytest.mark.parametrize("flag", ENABLED_FLAGS, ids=[".".join(p) for p in ENABLED_FLAGS])
+def test_each_enabled_flag_switches_objects(flag: tuple[str, ...]) -> None:
+    """Flipping a flag changes what is rendered (so none of them is decorative)."""
+    on = c.all_features_values()
+    off = _set(c.all_features_values(), flag, False)
+    if flag == ("mlflow", "enabled"):  # an external registry replaces the in-chart one
+        off["settings"]["registryUri"] = "http://mlflow.mlflow.svc.cluster.local:5000"
+    assert c.objects(off) != c.objects(on), f"{'.'.join(flag)}=false changes nothing"
+    with_it = {(o["kind"], o["metadata"]["name"]) for o in c.objects(on)}
+    without = {(o["kind"], o["metadata"]["name"]) for o in c.objects(off)}
+    assert without <= with_it, f"{'.'.join(flag)}=false adds objects"
+
+
+def test_names_fit_in_63_characters_even_for_a_long_release() -> None:
+    release = "a-very-long-release-name-for-a-platform-team-that-likes-it"
+    objs = c.split(c.render(name=release))
+    seen: set[tuple[str, str]] = set()
+    for o in objs:
+        name = o["metadata"]["name"]
+        assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name), name
+        assert (o["kind"], name) not in seen, f"duplicate {o['kind']} {name}"
+        seen.add((o["kind"], name))
+    (isvc,) = [o for o in objs if o["kind"] == "InferenceService"]
+    assert isvc["metadata"]["name"].endswith("-v1") and len(isvc["metadata"]["name"]) <= 45
+
+
+def test_standard_labels_on_every_object_and_pod() -> None:
+    required = {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+                "app.kubernetes.io/component", "app.kubernetes.io/part-of",
+                "app.kubernetes.io/managed-by", "helm.sh/chart"}
+    for o in c.all_feature_objects():
+        assert required <= set(o["metadata"]["labels"]), (o["kind"], o["metadata"]["name"])
+        if o["kind"] != "CustomResourceDefinition":
+            assert o["metadata"]["namespace"] == c.NAMESPACE
+        if o["kind"] in {"Deployment", "CronJob"}:
+            tpl = (o["spec"]["template"] if o["kind"] == "Deployment"
+                   else o["spec"]["jobTemplate"]["spec"]["template"])
+            assert required <= set(tpl["metadata"]["labels"])
+
+
+def test_one_kind_per_template_file_grouped_by_component() -> None:
+    manifests = c.render(c.all_features_values())
+    for path, text in manifests.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        component = path.split("/")[2]
+        assert component in {"settings", "router", "controller", "models", "sink", "mlflow",
+                             "trigger", "jobs", "monitoring"}, path
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        assert len({d["kind"] for d in docs}) <= 1, path
+
+
+def test_notes_say_what_to_do_next() -> None:
+    notes = c.render()["marquee/templates/NOTES.txt"]
+    assert "port-forward svc/marquee-router" in notes
+    assert "k8s/examples/rollout-canary.yaml" in notes
+    assert "marquee-s3" in notes
+
+
+# --- lint ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kube_version", ["v1.29.0", "v1.33.0"])
+@pytest.mark.parametrize("features", ["defaults", "all-features"])
+def test_lint_strict_reports_no_warning_or_error(kube_version: str, features: str) -> None:
+    import helm_python
+
+    values = None if features == "defaults" else c.all_features_values()
+    report = helm_python.lint(c.CHART, values, strict=True, kube_version=kube_version)
+    bad = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not bad and not report["errors"], report
+
+
+# --- required values and the values schema ------------------------------------------------
+
+REQUIRED_CASES = [
+    ({"mlflow": {"enabled": False}},
+     "settings.registryUri is required when mlflow.enabled is false"),
+    ({"router": {"ingress": {"enabled": True}}},
+     "router.ingress.host is required when router.ingress.enabled is true"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), REQUIRED_CASES, ids=["registryUri", "ingressHost"])
+def test_missing_required_value_fails_render_with_its_message(values: dict, message: str) -> None:
+    import helm_python
+
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape(message)):
+        c.render(values)
+
+
+@pytest.mark.parametrize(("values", "message"), REQUIRED_CASES, ids=["registryUri", "ingressHost"])
+def test_missing_required_value_is_reported_by_lint(values: dict, message: str) -> None:
+    """Helm's lint only logs a failed ``required`` (a warning on stderr, not in the report),
+    so lint runs in a child process and its log is read."""
+    code = ("import json, sys, helm_python\n"
+            f"r = helm_python.lint({str(c.CHART)!r}, json.loads(sys.argv[1]), strict=True)\n"
+            "print(json.dumps(r))\n")
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(values)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert "missing required value" in proc.stderr and message in proc.stderr, proc.stderr
+
+
+SCHEMA_CASES = [
+    ({"settings": {"storeUri": ""}}, "/settings/storeUri"),
+    ({"settings": {"storeUri": "gs://bucket/x"}}, "/settings/storeUri"),
+    ({"router": {"autoscaling": {"enabled": "true"}}}, "/router/autoscaling/enabled': got string, want boolean"),
+    ({"models": {"versions": [{"version": "2", "canaryTrafficPercent": 150}]}},
+     "/models/versions/0/canaryTrafficPercent': maximum: got 150, want 100"),
+    ({"models": {"versions": [{"version": "latest"}]}}, "/models/versions/0/version"),
+    ({"mlflow": {"database": {"existingSecret": ""}}}, "/mlflow/database/existingSecret"),
+    ({"retrainTrigger": {"auth": {"existingSecret": ""}}}, "/retrainTrigger/auth/existingSecret"),
+    ({"s3": {"existingSecret": ""}}, "/s3/existingSecret"),
+    ({"containerSecurityContext": {"readOnlyRootFilesystem": False}},
+     "/containerSecurityContext/readOnlyRootFilesystem': value must be true"),
+    ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
+    ({"router": {"replicas": 3}}, "additional properties 'replicas' not allowed"),
+    ({"drift": {"schedule": "every hour"}}, "/drift/schedule"),
+    ({"modelServer": {"targetRecall": 1.5}}, "/modelServer/targetRecall"),
+    ({"retrainTrigger": {"launcher": "airflow"}}, "/retrainTrigger/launcher"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), SCHEMA_CASES,
+                         ids=[m.split("'")[0].strip("/") or m for _, m in SCHEMA_CASES])
+def test_values_schema_rejects_bad_values_naming_the_key(values: dict, message: str) -> None:
+    import helm_python
+
+    with pytest.raises(helm_python.HelmValuesError, match=re.escape(message)):
+        c.render(values)
+
+
+def test_lint_reports_a_schema_violation_as_an_error() -> None:
+    import helm_python
+
+    report = helm_python.lint(c.CHART, {"settings": {"storeUri": ""}}, strict=True)
+    errors = [m["error"] for m in report["messages"] if m["severity"] == 3]
+    assert any("/settings/storeUri" in e for e in errors), report
+
+
+def test_default_values_satisfy_the_schema() -> None:
+    import helm_python
+
+    with helm_python.Chart.load(c.CHART) as chart:
+        chart.validate_schema(chart.values)
+        chart.validate_schema(c.all_features_values())
+
+
+# --- documentation of values ----------------------------------------------------------------
+
+def _leaves(node: Any, path: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        out: list[str] = []
+        for k, v in node.items():
+            out += _leaves(v, f"{path}.{k}" if path else k)
+        return out
+    return [path]
+
+
+def test_every_value_is_documented_with_a_param_line() -> None:
+    text = (c.CHART / "values.yaml").read_text()
+    documented = set(re.findall(r"^\s*## @param (\S+) \S", text, flags=re.M))
+    leaves = set(_leaves(c.chart_defaults()))
+    missing = {leaf for leaf in leaves
+               if leaf not in documented and not any(leaf.startswith(d + ".") for d in documented)}
+    assert not missing, f"values without '## @param': {sorted(missing)}"
+    unknown = {d for d in documented
+               if d not in leaves and not any(leaf.startswith(d + ".") for leaf in leaves)}
+    assert not unknown, f"'## @param' for keys that do not exist: {sorted(unknown)}"
+
+
+MAP_VALUES = {"labels", "annotations", "commonLabels", "nodeSelector", "matchLabels",
+              "pipelineParams"}  # keys below these are user data (label names …), not values
+
+
+def test_values_use_camel_case_keys() -> None:
+    for leaf in _leaves(c.chart_defaults()):
+        for key in leaf.split("."):
+            assert re.fullmatch(r"[a-z][a-zA-Z0-9]*", key), leaf
+            if key in MAP_VALUES:
+                break

@@ -1,0 +1,102 @@
+"""Settings are data mirrored one to one by Helm values: every field of each deployable's
+settings class has its value in the chart, and the chart sets its MARQUEE_* variable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.alias_generators import to_camel
+
+import chartlib as c
+
+
+def env_of(obj: dict[str, Any], container: str) -> dict[str, Any]:
+    (pod,) = c.pod_specs(obj)
+    (ctr,) = [x for x in pod["containers"] if x["name"] == container]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in ctr.get("env", [])}
+
+
+def configmap(name: str) -> dict[str, str]:
+    (cm,) = [o for o in c.default_objects()
+             if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name]
+    return cm["data"]
+
+
+def test_core_settings_are_mirrored() -> None:
+    from marquee.settings import Settings
+
+    values = c.chart_defaults()["settings"]
+    fields = set(Settings.model_fields)
+    assert {to_camel(f) for f in fields} == set(values)
+    data = configmap("marquee-settings")
+    always = {"home", "store_uri", "registry_uri", "model_name", "pipeline_image", "bind_host",
+              "gate_tolerance", "seed"}
+    for field in fields:
+        if field in always or values[to_camel(field)]:
+            assert f"MARQUEE_{field.upper()}" in data, field
+    assert data["MARQUEE_BIND_HOST"] == "0.0.0.0"
+    assert data["MARQUEE_REGISTRY_URI"] == "http://marquee-mlflow.marquee.svc.cluster.local:5000"
+    assert data["MARQUEE_STORE_URI"] == "s3://marquee/marquee"
+    Settings.model_validate({k.removeprefix("MARQUEE_").lower(): v for k, v in data.items()
+                             if k.startswith("MARQUEE_")})
+
+
+def test_model_server_settings_are_mirrored() -> None:
+    from serving.settings import ServingSettings
+
+    set_by_chart = {"model_version", "alias", "bundle_uri", "runtime", "host"}
+    values = c.chart_defaults()["modelServer"]
+    assert {to_camel(f) for f in set(ServingSettings.model_fields) - set_by_chart} == set(values)
+    data = configmap("marquee-model-server")
+    for field in ServingSettings.model_fields:
+        if field not in set_by_chart and values[to_camel(field)] is not None:
+            assert f"MARQUEE_SERVING_{field.upper()}" in data, field
+    ServingSettings.model_validate({k.removeprefix("MARQUEE_SERVING_").lower(): v
+                                    for k, v in data.items()})
+
+
+def test_retrain_trigger_settings_are_mirrored() -> None:
+    from monitoring.retrain.config import TriggerSettings
+
+    not_values = {"token", "token_file", "url"}  # a Secret mounted as a file; the Service URL
+    values = c.chart_defaults()["retrainTrigger"]
+    for field in set(TriggerSettings.model_fields) - not_values:
+        assert to_camel(field) in values, field
+    deploy = next(o for o in c.all_feature_objects()
+                  if o["kind"] == "Deployment" and o["metadata"]["name"] == "marquee-trigger")
+    env = env_of(deploy, "trigger")
+    for field in TriggerSettings.model_fields:
+        if field == "token":
+            assert "MARQUEE_RETRAIN_TOKEN" not in env  # never a plain variable
+            continue
+        if field in {"command", "pipeline_params"} and not values[to_camel(field)]:
+            continue
+        assert f"MARQUEE_RETRAIN_{field.upper()}" in env, field
+
+
+def test_every_marquee_container_gets_the_settings_and_s3_credentials() -> None:
+    for o in c.all_feature_objects():
+        for pod in c.pod_specs(o):
+            for ctr in pod["containers"]:
+                refs = [e["configMapRef"]["name"] for e in ctr.get("envFrom", [])]
+                assert "marquee-settings" in refs, o["metadata"]["name"]
+                env = {e["name"]: e for e in ctr["env"]}
+                ref = env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "marquee-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+                if o["kind"] == "InferenceService" or o["metadata"]["name"] == "marquee-sink":
+                    assert "marquee-model-server" in refs
+
+
+def test_inference_services_serve_their_bundle() -> None:
+    objs = c.all_feature_objects()
+    for o in (o for o in objs if o["kind"] == "InferenceService"):
+        version = o["metadata"]["labels"]["marquee.dev/model-version"]
+        pred = o["spec"]["predictor"]
+        (ctr,) = pred["containers"]
+        assert ctr["name"] == "kserve-container"
+        assert ctr["args"][:5] == ["serve", "--runtime", "kserve", "--model-version", version]
+        env = {e["name"]: e.get("value") for e in ctr["env"]}
+        assert env["STORAGE_URI"] == f"s3://marquee/marquee/models/movie-recommender/{version}/"
+        assert pred["logger"] == {"mode": "all",
+                                  "url": "http://marquee-sink.marquee.svc.cluster.local:80/payload-sink"}
+        assert {"requests", "limits"} <= set(ctr["resources"])
