@@ -23,7 +23,12 @@ from recsys.data.schema import (
 )
 from recsys.data.split import Split, per_user_random_split, per_user_temporal_split, temporal_split
 from recsys.data.synth import Drift, generate, generate_with_truth
-from recsys.data.validate import check_dataset, coerce_raw_frame, validate_dataset, validate_directory
+from recsys.data.validate import (
+    check_dataset,
+    coerce_raw_frame,
+    validate_dataset,
+    validate_directory,
+)
 
 __all__ = [
     "AGE_BUCKETS",

@@ -173,9 +173,11 @@ def _digest(tables: list[tuple[TableSpec, pd.DataFrame]]) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """The three contract tables. Immutable by convention: build a new one to change data."""
+    """The three contract tables. Immutable by convention: build a new one to change data.
+
+    Compare datasets with :meth:`fingerprint`, not ``==``."""
 
     interactions: pd.DataFrame
     users: pd.DataFrame
@@ -198,7 +200,7 @@ class Dataset:
         return Dataset(**{s.name: conform(self.tables()[s.name], s) for s in self.SPECS})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RawDataset:
     """Pre-ingest data: users still carry raw ``age`` and ``zip_code``; no ``event`` column."""
 

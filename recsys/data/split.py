@@ -21,7 +21,7 @@ import pandas as pd
 __all__ = ["Split", "temporal_split", "per_user_temporal_split", "per_user_random_split"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
     """Three disjoint parts of one interactions table."""
 

@@ -111,7 +111,7 @@ class SynthConfig:
             raise ValueError(f"event_mix needs {len(EVENTS)} non-negative weights")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PlantedStructure:
     """The ground truth behind a synthetic dataset (row ``i`` is user/item id ``i + 1``)."""
 
