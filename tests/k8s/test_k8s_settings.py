@@ -100,3 +100,26 @@ def test_inference_services_serve_their_bundle() -> None:
         assert pred["logger"] == {"mode": "all",
                                   "url": "http://marquee-sink.marquee.svc.cluster.local:80/payload-sink"}
         assert {"requests", "limits"} <= set(ctr["resources"])
+
+
+def test_router_settings_are_mirrored() -> None:
+    from serving.router.settings import RouterSettings
+
+    not_values = {"host", "fault_assignment_candidate_weight"}  # bind host; tests only
+    values = c.chart_defaults()["router"]
+    fields = set(RouterSettings.model_fields) - not_values
+    for field in fields:
+        assert to_camel(field) in values, field
+    deploy = next(o for o in c.all_feature_objects()
+                  if o["kind"] == "Deployment" and o["metadata"]["name"] == "marquee-router")
+    env = env_of(deploy, "router")
+    for field in fields - {"upstreams"}:  # upstreams: only when given
+        assert f"MARQUEE_ROUTER_{field.upper()}" in env, field
+    assert env["MARQUEE_ROUTER_BASELINE_VERSION"] == "1"
+    template = env["MARQUEE_ROUTER_UPSTREAM_URL_TEMPLATE"]
+    isvcs = {o["metadata"]["name"] for o in c.all_feature_objects() if o["kind"] == "InferenceService"}
+    for version in ("1", "2"):  # the template names the predictor Service of each version
+        host = template.replace("{version}", version).split("//")[1].split(".")[0]
+        assert host.removesuffix("-predictor") in isvcs
+    RouterSettings.model_validate({k.removeprefix("MARQUEE_ROUTER_").lower(): v
+                                   for k, v in env.items() if k.startswith("MARQUEE_ROUTER_")})

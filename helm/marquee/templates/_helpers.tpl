@@ -27,14 +27,15 @@ Names. Every object name is cut to 63 characters (DNS label), with any trailing 
 {{- printf "%s%s" (include "marquee.fullname" $ctx | trunc $max | trimSuffix "-") $suffix -}}
 {{- end -}}
 
-{{/* Name of the InferenceService of one model version: "<fullname>-v<version>", at most
-     45 characters so that KServe's derived names (<name>-predictor-<namespace>…) stay
-     within DNS limits. */}}
+{{/* Name of the InferenceService of one model version: "<prefix>-v<version>", the prefix being
+     the fullname cut to 40 characters, so that KServe's derived names (<name>-predictor…) stay
+     within DNS limits and the router's upstream URL template can name any version. */}}
+{{- define "marquee.isvcPrefix" -}}
+{{- include "marquee.fullname" . | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "marquee.inferenceServiceName" -}}
-{{- $ctx := .ctx -}}
-{{- $suffix := printf "-v%s" (toString .version) -}}
-{{- $max := sub 45 (len $suffix) | int -}}
-{{- printf "%s%s" (include "marquee.fullname" $ctx | trunc $max | trimSuffix "-") $suffix -}}
+{{- printf "%s-v%s" (include "marquee.isvcPrefix" .ctx) (toString .version) -}}
 {{- end -}}
 
 {{- define "marquee.namespace" -}}
