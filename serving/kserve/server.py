@@ -25,13 +25,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse
 from kserve.errors import InvalidInput
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving import metrics
-from serving.errors import PayloadTooLarge, ServingError, error_body
+from serving.errors import ServingError, error_body
 from serving.kserve.model import RecommenderModel
 from serving.payload.sink import CloudEventPairer, sink_router
+from serving.runtime.middleware import ServingMiddleware
 
-__all__ = ["BoundConfig", "MarqueeModelServer", "ServingMiddleware"]
+__all__ = ["BoundConfig", "MarqueeModelServer"]
 
 log = logging.getLogger(__name__)
 
@@ -42,81 +43,6 @@ class BoundConfig(uvicorn.Config):
     def __init__(self, app: Any, *, bind_host: str, **kwargs: Any) -> None:
         kwargs.pop("host", None)
         super().__init__(app, host=bind_host, **kwargs)
-
-
-def _route(path: str) -> str:
-    if path.startswith("/v1/models/") and path.endswith(":predict"):
-        return "v1_predict"
-    if path.startswith("/v2/models/") and path.endswith("/infer"):
-        return "v2_infer"
-    if path == "/payload-sink":
-        return "payload_sink"
-    if path == "/metrics":
-        return "metrics"
-    if path in ("/", "/v2/health/live", "/v2/health/ready", "/marquee/model") or \
-            path.startswith(("/v1/models", "/v2/models")):
-        return "health"
-    return "other"
-
-
-class ServingMiddleware:
-    """ASGI middleware: body-size limit and request/error counters by route and status."""
-
-    def __init__(self, app: Any, *, max_body_bytes: int, version: Callable[[], str],
-                 variant: str = "") -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.version = version
-        self.variant = variant
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        route = _route(scope.get("path", ""))
-        status = {"code": 500}
-        length = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
-        if length is not None:
-            try:
-                too_big = int(length) > self.max_body_bytes
-            except ValueError:
-                too_big = False
-            if too_big:
-                exc = PayloadTooLarge(f"body: {int(length)} bytes is more than the limit of "
-                                      f"{self.max_body_bytes}", field="body")
-                await JSONResponse(error_body(exc), status_code=413)(scope, receive, send)
-                self._count(route, 413)
-                return
-        received = 0
-        limit = self.max_body_bytes
-
-        async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise PayloadTooLarge(f"body: more than the limit of {limit} bytes",
-                                          field="body")
-            return message
-
-        async def send_status(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, send_status)
-        finally:
-            self._count(route, status["code"])
-
-    def _count(self, route: str, code: int) -> None:
-        if route in ("metrics", "health"):
-            return
-        version = self.version()
-        metrics.REQUESTS.labels(version, self.variant, route, str(code)).inc()
-        if code >= 400:
-            metrics.ERRORS.labels(version, self.variant, route, str(code)).inc()
 
 
 async def _serving_error(_: Request, exc: Exception) -> JSONResponse:
@@ -140,6 +66,13 @@ async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
     field = ".".join(loc)
     return JSONResponse({"error": f"{field}: {first.get('msg')}", "code": "bad_request",
                          "field": field}, status_code=422)
+
+
+async def _http_exception(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    field = {404: "path", 405: "method"}.get(exc.status_code, "body")
+    return JSONResponse({"error": f"{field}: {exc.detail}", "code": "bad_request",
+                         "field": field}, status_code=exc.status_code, headers=exc.headers)
 
 
 class _BoundRESTServer(RESTServer):
@@ -194,6 +127,7 @@ class MarqueeModelServer(kserve.ModelServer):
         app.add_exception_handler(ServingError, _serving_error)
         app.add_exception_handler(InvalidInput, _invalid_input)
         app.add_exception_handler(RequestValidationError, _request_validation)
+        app.add_exception_handler(StarletteHTTPException, _http_exception)
         if self.pairer is not None:
             app.include_router(sink_router(self.pairer))
 

@@ -1,0 +1,1 @@
+"""The BentoML model server: ``marquee serve --runtime bentoml``."""
