@@ -7,8 +7,9 @@ copies of files owned by ``monitoring/``:
     monitoring/prometheus/alerts.yaml  ->  helm/marquee/files/alerts.yaml
     monitoring/grafana/marquee.json    ->  helm/marquee/files/dashboard.json
 
-Run it after changing either source (``tests/k8s/test_sources.py`` fails until the copies
-match). A source that does not exist yet leaves the chart's placeholder in place.
+Run it after changing either source (``tests/k8s/test_k8s_sources.py`` fails until the copies
+match); it then re-renders k8s/rendered/ (k8s/render.py), which holds the same rules. A source
+that does not exist yet leaves the chart's placeholder in place.
 
     python helm/sync-alerts.py           # copy
     python helm/sync-alerts.py --check   # exit 1 when a copy differs from its source
@@ -17,6 +18,7 @@ match). A source that does not exist yet leaves the chart's placeholder in place
 from __future__ import annotations
 
 import argparse
+import runpy
 import sys
 from pathlib import Path
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             dst.write_bytes(src.read_bytes())
             print(f"copied {src.relative_to(REPO)} -> {dst.relative_to(REPO)}")
+    if todo and not args.check:
+        runpy.run_path(str(REPO / "k8s" / "render.py"), run_name="k8s_render")["main"]([])
     return 1 if (args.check and todo) else 0
 
 
