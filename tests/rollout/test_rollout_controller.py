@@ -84,7 +84,7 @@ def rollout(**spec: Any) -> Any:
 
 def test_a_healthy_canary_is_promoted_and_aliases_move(tmp_path: Path) -> None:
     store = FileStatusStore(tmp_path)
-    store.create(rollout())
+    store.create(rollout(intervalSeconds=0.02))
     reg = DictRegistry(production="1")
     c = Controller(store, "r1", ScriptedSource([0]), registry=reg, clock=Clock())
     final = c.run(stop=None, max_ticks=20)

@@ -1,0 +1,159 @@
+"""The replay load generator: users at a request rate against the router, with clicks.
+
+Open-loop: requests start on a fixed schedule (``rate`` per second) whatever the latency, with
+at most ``concurrency`` in flight, so a slow candidate does not slow the offered load down.
+Each user's clicks are sent as ``POST /feedback`` right after the response. The report keeps
+per-request outcomes (variant, status, latency, clicks, interleaving credit), which the tests
+and benchmarks use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+from serving.replay.users import ReplayUser, clicks_for
+
+__all__ = ["Outcome", "ReplayReport", "replay", "run_replay"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    user_id: int
+    t: float                      # seconds since the replay started
+    status: int                   # HTTP status, 0 for a transport error
+    latency_ms: float
+    variant: str | None = None
+    model_version: str | None = None
+    clicks: int = 0
+    credited: Counter[str] = field(default_factory=Counter)  # interleaving: team → clicks
+
+
+@dataclass
+class ReplayReport:
+    outcomes: list[Outcome]
+    seconds: float
+
+    @property
+    def requests(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def errors(self) -> int:
+        return sum(o.status != 200 for o in self.outcomes)
+
+    def latency_ms(self, q: float, ok_only: bool = True) -> float | None:
+        xs = [o.latency_ms for o in self.outcomes if o.status == 200 or not ok_only]
+        return float(np.quantile(xs, q)) if xs else None
+
+    def by_variant(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for o in self.outcomes:
+            d = out.setdefault(o.variant or "none", {"requests": 0, "errors": 0, "clicked": 0})
+            d["requests"] += 1
+            d["errors"] += o.status != 200
+            d["clicked"] += o.clicks > 0
+        for d in out.values():
+            ok = d["requests"] - d["errors"]
+            d["ctr"] = d["clicked"] / ok if ok else 0.0
+        return out
+
+    def users_with_errors(self) -> set[int]:
+        return {o.user_id for o in self.outcomes if o.status != 200}
+
+    def summary(self) -> dict[str, object]:
+        return {"requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 2),
+                "rate": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
+                "p50_ms": self.latency_ms(0.5), "p99_ms": self.latency_ms(0.99),
+                "variants": self.by_variant()}
+
+
+async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
+                 requests: int | None = None, duration: float | None = None, k: int = 10,
+                 position_bias: float = 0.0, concurrency: int = 16, seed: int = 0,
+                 timeout: float = 10.0, stop: asyncio.Event | None = None,
+                 client: httpx.AsyncClient | None = None) -> ReplayReport:
+    """Replay ``users`` in order (cycling) at ``rate`` requests per second."""
+    if not users:
+        raise ValueError("no users to replay")
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    if requests is None and duration is None:
+        requests = len(users)
+    rng = random.Random(seed)
+    own = client is None
+    client = client or httpx.AsyncClient(
+        base_url=router_url, timeout=timeout, trust_env=False,
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
+    sem = asyncio.Semaphore(concurrency)
+    outcomes: list[Outcome] = []
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+
+    async def one(user: ReplayUser, t: float) -> None:
+        async with sem:
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/recommend", json={"user_id": user.user_id, "k": k})
+                status = r.status_code
+            except httpx.HTTPError:
+                status, r = 0, None
+            out = Outcome(user.user_id, t, status, (time.perf_counter() - t0) * 1000)
+            outcomes.append(out)
+            if status != 200 or r is None:
+                if r is not None:  # the router names the variant that failed
+                    try:
+                        out.variant = r.json().get("variant")
+                    except ValueError:
+                        pass
+                return
+            body = r.json()
+            out.variant, out.model_version = body.get("variant"), body.get("model_version")
+            for item in clicks_for(body["items"], user.future, rng, position_bias):
+                try:
+                    fb = await client.post("/feedback", json={
+                        "request_id": body["request_id"], "item_id": item, "event": "click"})
+                    if fb.status_code == 202:
+                        out.clicks += 1
+                        team = fb.json().get("credited")
+                        if team:
+                            out.credited[team] += 1
+                except httpx.HTTPError:
+                    pass
+
+    try:
+        i = 0
+        while True:
+            if requests is not None and i >= requests:
+                break
+            t = i / rate
+            if duration is not None and t >= duration:
+                break
+            if stop is not None and stop.is_set():
+                break
+            delay = start + t - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(users[i % len(users)], t))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            i += 1
+        if tasks:
+            await asyncio.wait(list(tasks))
+    finally:
+        if own:
+            await client.aclose()
+    outcomes.sort(key=lambda o: o.t)
+    return ReplayReport(outcomes, time.perf_counter() - start)
+
+
+def run_replay(router_url: str, users: Sequence[ReplayUser], **kw: object) -> ReplayReport:
+    """:func:`replay` from synchronous code (its own event loop)."""
+    return asyncio.run(replay(router_url, users, **kw))  # type: ignore[arg-type]
