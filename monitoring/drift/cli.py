@@ -1,0 +1,247 @@
+"""``marquee drift check``: the current window of payload logs against a bundle's reference.
+
+Exit codes: 0 no drift, 3 drift detected (data, prediction or embedding), 2 bad input
+(nothing in the window, no reference, bad configuration), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from marquee.errors import MarqueeError
+from marquee.settings import Settings
+from monitoring.drift.config import DEFAULT_CONFIG, DriftConfig, load_config
+from monitoring.drift.summary import DriftSummary, WindowInfo
+
+__all__ = ["app", "check", "run_once", "EXIT_DRIFT"]
+
+EXIT_DRIFT = 3
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Check payload logs for data and prediction drift.")
+
+
+@app.callback()
+def _group() -> None:
+    """Check payload logs for data and prediction drift."""  # keeps `check` a sub-command
+
+
+def _filter_version(table: pa.Table, version: str) -> pa.Table:
+    if "model_version" not in table.column_names:
+        return table
+    return table.filter(pc.equal(table.column("model_version").cast(pa.string()), version))
+
+
+def run_once(settings: Settings, config: DriftConfig, *, bundle: str | None,
+             reference_file: Path | None, window_path: Path | None, since: str, until: str,
+             model_version: str | None, baseline_since: str | None, baseline_until: str,
+             store_uri: str | None, publish: bool, html: bool, embeddings: bool,
+             pushgateway: str | None) -> DriftSummary:
+    """One drift check, end to end; returns the summary (outputs filled when published)."""
+    from monitoring.drift import metrics
+    from monitoring.drift.embedding import RecommenderEmbeddings
+    from monitoring.drift.job import dictionary_columns, run_check, window_columns
+    from monitoring.drift.report import evidently_html, prefetch_evidently, publish as put
+    from monitoring.drift.report import summary_html
+    from monitoring.reference import load_reference
+    from monitoring.window import (
+        list_window_keys,
+        parse_window,
+        read_parquet_path,
+        read_window,
+    )
+
+    t0 = time.perf_counter()
+    reference = load_reference(bundle, settings, features_path=reference_file)
+    source = None
+    if embeddings and reference.bundle_dir is not None and \
+            (reference.bundle_dir / "model" / "config.json").is_file():
+        source = RecommenderEmbeddings(reference.bundle_dir)
+    loader = prefetch_evidently() if html or source is not None else None
+    cols, dcols = window_columns(config), dictionary_columns(config)
+    store = None
+    if window_path is not None:
+        table = read_parquet_path(window_path, cols, dcols)
+        info = WindowInfo(source=str(window_path), files=len(list(Path(window_path).rglob(
+            "*.parquet"))) if Path(window_path).is_dir() else 1, rows=table.num_rows)
+    else:
+        from marquee.store import open_store
+
+        store = open_store(store_uri or settings.resolved_store_uri, settings.s3_endpoint_url)
+        win = parse_window(since, until)
+        keys = list_window_keys(store, win, model_version)
+        table = read_window(store, keys, win, cols, dcols)
+        info = WindowInfo(since=win.since, until=win.until, source=store.uri("payload-logs"),
+                          files=len(keys), rows=table.num_rows)
+    if model_version is not None:
+        table = _filter_version(table, model_version)
+        info.rows = table.num_rows
+    if "model_version" in table.column_names:
+        from monitoring.drift.stats import value_counts
+
+        info.model_versions = {str(k): v for k, v in
+                               value_counts(table.column("model_version")).items()}
+    t_read = time.perf_counter() - t0
+
+    baseline = None
+    if baseline_since is not None:
+        from marquee.store import open_store
+
+        store = store or open_store(store_uri or settings.resolved_store_uri,
+                                    settings.s3_endpoint_url)
+        bwin = parse_window(baseline_since, baseline_until)
+        baseline = read_window(store, list_window_keys(store, bwin, model_version), bwin,
+                               ["ts", "items", "scores"])
+
+    if loader is not None:
+        loader.join()
+    summary = run_check(config, reference, table, info, embeddings=source,
+                        prediction_reference=baseline, with_embedding=embeddings)
+    summary.timings_seconds["read"] = round(t_read, 3)
+
+    ev = None
+    if html:
+        t = time.perf_counter()
+        ev = evidently_html(config, reference.features, table)
+        summary.timings_seconds["evidently_report"] = round(time.perf_counter() - t, 3)
+    summary.timings_seconds["total"] = round(time.perf_counter() - t0, 3)
+    if publish:
+        from marquee.store import open_store
+
+        store = store or open_store(store_uri or settings.resolved_store_uri,
+                                    settings.s3_endpoint_url)
+        put(store, summary, summary_html(summary, "evidently.html" if ev else None), ev)
+    metrics.export(summary, time.perf_counter() - t0)
+    if pushgateway:
+        metrics.push(pushgateway)
+    return summary
+
+
+def _print(console: Console, s: DriftSummary) -> None:
+    table = Table(title=f"Drift: {s.model_name} {s.model_version} — {s.window.rows:,} requests "
+                        f"vs {s.reference_rows:,} reference rows", title_justify="left",
+                  box=box.SIMPLE_HEAD, caption="* computed on a random sample of the window",
+                  caption_justify="left")
+    table.add_column("feature", no_wrap=True, min_width=23)
+    for col in ("method", "score", "thr", "", "rows"):
+        table.add_column(col, no_wrap=True, justify="right" if col in ("score", "rows") else
+                         "left")
+    for f in s.features:
+        mark = "[red]DRIFT[/red]" if f.drifted else ""
+        table.add_row(f.name, f.method, f"{f.score:.4f}", f"{f.threshold:g}", mark,
+                      f"{f.rows_current:,}" + ("" if f.exact else "*"))
+    skipped = []
+    for p in s.prediction:
+        if p.skipped:
+            skipped.append(f"prediction {p.name}: {p.skipped}")
+        else:
+            table.add_row(f"pred. {p.name}", p.method, f"{p.score:.4f}",
+                          f"{p.threshold:g}", "[red]DRIFT[/red]" if p.drifted else "",
+                          f"{p.rows_current:,}")
+    if s.embedding is not None:
+        e = s.embedding
+        if e.skipped:
+            skipped.append(f"user embeddings: {e.skipped}")
+        else:
+            table.add_row("user embeddings", e.method, f"{e.score:.4f}", f"{e.threshold:g}",
+                          "[red]DRIFT[/red]" if e.drifted else "", f"{e.rows_current:,}")
+    console.print(table)
+    for line in skipped:
+        console.print(f"[yellow]skipped[/yellow] {line}")
+    verdict = "[bold red]drift detected[/bold red]" if s.drift_detected else \
+        "[bold green]no drift[/bold green]"
+    console.print(f"{verdict}: {len(s.drifted_features)}/{len(s.features)} features drifted "
+                  f"({s.drift_share:.0%}, dataset drift at {s.drift_share_threshold:.0%})"
+                  + (f": {', '.join(s.drifted_features)}" if s.drifted_features else ""))
+    for name, uri in s.outputs.items():
+        console.print(f"{name}: {uri}", soft_wrap=True, highlight=False)
+    console.print(f"timings (s): {s.timings_seconds}", highlight=False)
+
+
+@app.command()
+def check(
+    bundle: Optional[str] = typer.Option(
+        "production", "--bundle", "-b",
+        help="Bundle directory, store key/URI, or registry reference (production, 3, …)."),
+    reference: Optional[Path] = typer.Option(
+        None, help="Reference features Parquet (default: the bundle's reference)."),
+    window: Optional[Path] = typer.Option(
+        None, help="Read this Parquet file/directory instead of the store's payload logs."),
+    since: str = typer.Option("1h", help="Window start: duration before --until (90m, 1h, "
+                              "2d) or a time."),
+    until: str = typer.Option("now", help="Window end: ISO-8601, unix seconds or now."),
+    model_version: Optional[str] = typer.Option(None, help="Only requests served by it."),
+    baseline_since: Optional[str] = typer.Option(
+        None, help="Recommendations of this earlier window are the prediction-drift "
+                   "reference when the bundle has none."),
+    baseline_until: str = typer.Option("now", help="End of the baseline window."),
+    config: Path = typer.Option(DEFAULT_CONFIG, help="Drift configuration YAML."),
+    store: Optional[str] = typer.Option(None, help="Object store (default settings)."),
+    publish: bool = typer.Option(True, help="Write summary and reports to the store."),
+    html: Optional[bool] = typer.Option(None, help="Render Evidently's report (default: "
+                                        "config report.html)."),
+    embeddings: bool = typer.Option(True, help="Embedding drift with the bundle's model."),
+    pushgateway: Optional[str] = typer.Option(None, help="Push gauges to this Pushgateway."),
+    metrics_port: Optional[int] = typer.Option(None, help="Serve /metrics on this port."),
+    every: Optional[float] = typer.Option(None, help="Repeat every N seconds (with "
+                                          "--metrics-port: a long-running exporter)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Compare the payload-log window with the training reference; exit 3 on drift."""
+    console = Console(stderr=as_json)
+    settings = Settings()
+    if bundle in ("", "none") or (reference is not None and bundle == "production"):
+        bundle = None  # --reference alone: no bundle needed
+    try:
+        cfg = load_config(config)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            from monitoring.drift.metrics import REGISTRY
+
+            start_http_server(metrics_port, addr=settings.bind_host, registry=REGISTRY)
+            console.print(f"metrics on http://{settings.bind_host}:{metrics_port}/metrics")
+        while True:
+            try:
+                summary = run_once(
+                    settings, cfg, bundle=bundle, reference_file=reference, window_path=window,
+                    since=since, until=until, model_version=model_version,
+                    baseline_since=baseline_since, baseline_until=baseline_until,
+                    store_uri=store, publish=publish,
+                    html=cfg.report.html if html is None else html, embeddings=embeddings,
+                    pushgateway=pushgateway)
+            except MarqueeError as exc:
+                if every is None:
+                    raise
+                console.print(f"[red]error:[/red] {exc.message}")
+            else:
+                if as_json:
+                    sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
+                else:
+                    _print(console, summary)
+                if every is None:
+                    raise SystemExit(EXIT_DRIFT if summary.drift_detected else 0)
+            time.sleep(every)
+    except MarqueeError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise SystemExit(getattr(exc, "exit_code", 1)) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def main() -> None:  # python -m monitoring.drift.cli
+    app()
+
+
+if __name__ == "__main__":
+    main()

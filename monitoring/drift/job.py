@@ -1,0 +1,147 @@
+"""The drift check: a payload-log window against a model's training reference.
+
+``run_check`` is pure computation (tables in, ``DriftSummary`` out); ``monitoring.drift.cli``
+reads the inputs, publishes the summary and the reports, and exports the gauges.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from monitoring.drift.config import DriftConfig
+from monitoring.drift.embedding import EmbeddingSource, embedding_drift
+from monitoring.drift.prediction import ItemLookup, prediction_drift
+from monitoring.drift.stats import score_categorical, score_numeric, to_float, value_counts
+from monitoring.drift.summary import (
+    DriftSummary,
+    EmbeddingResult,
+    FeatureResult,
+    PredictionResult,
+    WindowInfo,
+)
+from monitoring.errors import MonitoringInputError
+from monitoring.reference import Reference
+
+__all__ = ["window_columns", "dictionary_columns", "check_features", "run_check"]
+
+
+def window_columns(config: DriftConfig) -> list[str]:
+    """Payload-log columns the drift check reads."""
+    return [f.column for f in config.resolved()] + ["ts", "model_version", "user_id", "items",
+                                                    "scores"]
+
+
+def dictionary_columns(config: DriftConfig) -> list[str]:
+    """String columns read dictionary-encoded (categorical features, model_version)."""
+    return [f.column for f in config.resolved() if f.kind == "categorical"] + ["model_version"]
+
+
+def check_features(config: DriftConfig, reference: pa.Table, window: pa.Table,
+                   rng: np.random.Generator) -> list[FeatureResult]:
+    out = []
+    for f in config.resolved():
+        if f.name not in reference.column_names:
+            raise MonitoringInputError(f"reference has no column {f.name!r} "
+                                       f"(columns: {', '.join(reference.column_names)})")
+        if f.column not in window.column_names:
+            raise MonitoringInputError(f"payload logs have no column {f.column!r}")
+        try:
+            if f.kind == "categorical":
+                s = score_categorical(f.method, value_counts(reference.column(f.name)),
+                                      value_counts(window.column(f.column)), f.threshold,
+                                      sample_rows=config.sample_rows, rng=rng)
+            else:
+                s = score_numeric(f.method, to_float(reference.column(f.name)),
+                                  to_float(window.column(f.column)), f.threshold,
+                                  sample_rows=config.sample_rows,
+                                  exact_margin=config.exact_margin, rng=rng)
+        except (ValueError, TypeError, pa.ArrowInvalid) as exc:
+            raise MonitoringInputError(f"feature {f.name!r}: {exc}") from exc
+        out.append(FeatureResult(name=f.name, kind=f.kind, method=f.method,
+                                 threshold=f.threshold, score=s.score, drifted=s.drifted,
+                                 rows_reference=s.rows_reference, rows_current=s.rows_current,
+                                 exact=s.exact))
+    return out
+
+
+def _version_counts(window: pa.Table) -> dict[str, int]:
+    if "model_version" not in window.column_names:
+        return {}
+    return {str(k): v for k, v in value_counts(window.column("model_version")).items()}
+
+
+def _served_by(window: pa.Table, version: str, versions: dict[str, int]
+               ) -> tuple[pa.Table | None, str | None]:
+    """Rows answered by ``version`` (prediction drift is about one model's answers)."""
+    if not versions or version in versions and len(versions) == 1:
+        return window, None
+    if version in versions:
+        return window.filter(pc.equal(window.column("model_version").cast(pa.string()),
+                                      version)), None
+    if len(versions) == 1:  # the logs name the version differently (e.g. registry number)
+        return window, None
+    return None, (f"no rows served by model version {version} (window has "
+                  f"{', '.join(sorted(versions))}); pass --model-version")
+
+
+def run_check(config: DriftConfig, reference: Reference, window: pa.Table, window_info: WindowInfo,
+              *, embeddings: EmbeddingSource | None = None,
+              prediction_reference: pa.Table | None = None,
+              with_prediction: bool = True, with_embedding: bool = True) -> DriftSummary:
+    rng = np.random.default_rng(config.seed)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    features = check_features(config, reference.features, window, rng)
+    timings["features"] = time.perf_counter() - t
+    drifted = [f.name for f in features if f.drifted]
+    share = len(drifted) / len(features)
+    dataset_drift = share >= config.drift_share
+
+    versions = window_info.model_versions or _version_counts(window)
+    prediction: list[PredictionResult] = []
+    if with_prediction:
+        t = time.perf_counter()
+        served, why = _served_by(window, reference.model_version, versions)
+        pc_cfg = config.prediction
+        if served is None:
+            prediction = [PredictionResult(name=n, method=m.method, threshold=m.threshold,
+                                           skipped=why)
+                          for n, m in (("score", pc_cfg.score),
+                                       ("item_popularity", pc_cfg.item_popularity),
+                                       ("genre_mix", pc_cfg.genre_mix))]
+        else:
+            ref_scores = (to_float(reference.features.column("score"))
+                          if "score" in reference.features.column_names else None)
+            prediction = prediction_drift(
+                pc_cfg, served, ref_scores, prediction_reference or reference.predictions,
+                ItemLookup(reference.items, reference.popularity),
+                sample_rows=config.sample_rows, exact_margin=config.exact_margin, rng=rng)
+        timings["prediction"] = time.perf_counter() - t
+
+    embedding: EmbeddingResult | None = None
+    if with_embedding:
+        t = time.perf_counter()
+        try:
+            embedding = embedding_drift(embeddings, window, config.embedding, rng)
+        except Exception as exc:  # noqa: BLE001 - a broken model must not hide the data drift
+            embedding = EmbeddingResult(method=config.embedding.method,
+                                        threshold=config.embedding.threshold,
+                                        skipped=f"{type(exc).__name__}: {exc}")
+        timings["embedding"] = time.perf_counter() - t
+
+    detected = (dataset_drift or any(p.drifted for p in prediction)
+                or bool(embedding and embedding.drifted))
+    return DriftSummary(
+        created=datetime.now(timezone.utc), model_name=reference.model_name,
+        model_version=reference.model_version, reference=reference.source,
+        reference_rows=reference.features.num_rows, window=window_info,
+        drift_share=share, drift_share_threshold=config.drift_share,
+        dataset_drift=dataset_drift, drifted_features=drifted, features=features,
+        prediction=prediction, embedding=embedding, drift_detected=detected,
+        timings_seconds={k: round(v, 3) for k, v in timings.items()},
+    )

@@ -1,0 +1,60 @@
+"""Prometheus gauges of the drift check, on their own registry.
+
+Locally ``marquee drift check --metrics-port`` serves them; in a cluster the CronJob pushes
+them to a Pushgateway (``--pushgateway``). Every export replaces the previous one, so a
+model version that is no longer checked disappears instead of lingering.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, push_to_gateway
+
+from monitoring.drift.summary import DriftSummary
+from monitoring.metrics import build
+
+__all__ = ["REGISTRY", "export", "push"]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+_NAMES = [
+    "marquee_drift_share", "marquee_drift_share_threshold", "marquee_drift_feature_score",
+    "marquee_drift_feature_threshold", "marquee_drift_feature_drifted",
+    "marquee_prediction_drift_score", "marquee_prediction_drift_threshold",
+    "marquee_embedding_drift_score", "marquee_embedding_drift_threshold",
+    "marquee_drift_window_rows", "marquee_drift_last_run_timestamp_seconds",
+    "marquee_drift_last_run_duration_seconds",
+]
+G = build(_NAMES, REGISTRY)
+
+
+def export(s: DriftSummary, duration_seconds: float, now: float | None = None) -> None:
+    for name in _NAMES:
+        if name != "marquee_drift_last_run_timestamp_seconds":
+            G[name].clear()
+    v = s.model_version
+    G["marquee_drift_share"].labels(model_version=v).set(s.drift_share)
+    G["marquee_drift_share_threshold"].labels(model_version=v).set(s.drift_share_threshold)
+    for f in s.features:
+        G["marquee_drift_feature_score"].labels(model_version=v, feature=f.name).set(f.score)
+        G["marquee_drift_feature_threshold"].labels(model_version=v, feature=f.name).set(
+            f.threshold)
+        G["marquee_drift_feature_drifted"].labels(model_version=v, feature=f.name).set(
+            float(f.drifted))
+    for p in s.prediction:
+        if p.score is None:
+            continue
+        G["marquee_prediction_drift_score"].labels(model_version=v, feature=p.name).set(p.score)
+        G["marquee_prediction_drift_threshold"].labels(model_version=v, feature=p.name).set(
+            p.threshold)
+    if s.embedding is not None and s.embedding.score is not None:
+        G["marquee_embedding_drift_score"].labels(model_version=v).set(s.embedding.score)
+        G["marquee_embedding_drift_threshold"].labels(model_version=v).set(
+            s.embedding.threshold)
+    G["marquee_drift_window_rows"].labels(model_version=v).set(s.window.rows)
+    G["marquee_drift_last_run_duration_seconds"].set(duration_seconds)
+    G["marquee_drift_last_run_timestamp_seconds"].set(time.time() if now is None else now)
+
+
+def push(gateway_url: str, job: str = "marquee-drift") -> None:
+    push_to_gateway(gateway_url, job=job, registry=REGISTRY)

@@ -1,0 +1,156 @@
+"""The drift check's outputs: JSON summary, a short HTML page, Evidently's report.
+
+* ``summary.json``: ``DriftSummary`` (authoritative numbers, every row of the window).
+* ``report.html``: what on-call reads first: verdict, per-feature scores against thresholds,
+  prediction and embedding drift, window and timings. Self-contained, a few kB.
+* ``evidently.html``: Evidently's report, one ``ValueDrift`` per feature with the configured
+  method and threshold, on a random sample (``report.sample_rows``) for the distribution
+  plots; its scores are those of the sample.
+
+Stored under ``monitoring/drift/<model>/<version>/<UTC stamp>/`` with ``latest.json`` beside.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+
+import numpy as np
+import pyarrow as pa
+
+from marquee.store import ObjectStore
+from monitoring.drift.config import DriftConfig
+from monitoring.drift.summary import DriftSummary
+
+__all__ = ["prefetch_evidently", "summary_html", "evidently_html", "publish", "output_prefix"]
+
+_EVIDENTLY_MODULES = ("evidently", "evidently.metrics", "evidently.core.report",
+                      "evidently.legacy.metrics.data_drift.embedding_drift_methods")
+
+
+def prefetch_evidently() -> threading.Thread:
+    """Import Evidently (~5-10 s) in the background while the window is read and scored."""
+    import importlib
+
+    def load() -> None:
+        for name in _EVIDENTLY_MODULES:
+            importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="import-evidently", daemon=True)
+    thread.start()
+    return thread
+
+
+def _bar(score: float | None, threshold: float) -> str:
+    if score is None:
+        return ""
+    scale = max(threshold * 3, 1e-9)
+    width = min(score / scale, 1.0) * 100
+    mark = threshold / scale * 100
+    colour = "#c0392b" if score >= threshold else "#27ae60"
+    return (f'<div class="bar"><div style="width:{width:.1f}%;background:{colour}"></div>'
+            f'<span style="left:{mark:.1f}%"></span></div>')
+
+
+def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html") -> str:
+    e = html.escape
+    verdict = "DRIFT" if s.drift_detected else "no drift"
+    rows = "".join(
+        f"<tr class={'drift' if f.drifted else 'ok'}><td>{e(f.name)}</td><td>{f.kind}</td>"
+        f"<td>{e(f.method)}</td><td>{f.score:.4f}</td><td>{f.threshold:g}</td>"
+        f"<td>{_bar(f.score, f.threshold)}</td><td>{'yes' if f.drifted else ''}</td>"
+        f"<td>{f.rows_current:,}{'' if f.exact else ' (sample)'}</td></tr>"
+        for f in sorted(s.features, key=lambda f: -f.score / max(f.threshold, 1e-12)))
+    pred = "".join(
+        f"<tr class={'drift' if p.drifted else 'ok'}><td>{p.name}</td><td>{e(p.method)}</td>"
+        + (f"<td>{p.score:.4f}</td><td>{p.threshold:g}</td><td>{_bar(p.score, p.threshold)}</td>"
+           f"<td>{'yes' if p.drifted else ''}</td>" if p.skipped is None else
+           f"<td colspan=4>skipped: {e(p.skipped)}</td>") + "</tr>"
+        for p in s.prediction)
+    emb = ""
+    if s.embedding is not None:
+        m = s.embedding
+        emb = (f"<h2>User embeddings</h2><p>{e(m.method)}: "
+               + (f"score {m.score:.4f}, threshold {m.threshold:g} — "
+                  f"{'drift' if m.drifted else 'no drift'} ({m.rows_current} users vs "
+                  f"{m.rows_reference})" if m.skipped is None else f"skipped: {e(m.skipped)}")
+               + "</p>")
+    versions = ", ".join(f"{e(k)}: {v:,}" for k, v in s.window.model_versions.items())
+    link = (f'<p>Distributions per feature (Evidently, on a sample): '
+            f'<a href="{evidently_file}">{evidently_file}</a></p>' if evidently_file else "")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Drift: {e(s.model_name)} {e(s.model_version)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}
+table{{border-collapse:collapse}} td,th{{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:left}}
+tr.drift td{{background:#fdecea}} .verdict{{font-size:1.4em;font-weight:bold;color:{'#c0392b' if s.drift_detected else '#27ae60'}}}
+.bar{{position:relative;width:12em;height:.8em;background:#eee}} .bar div{{height:100%}}
+.bar span{{position:absolute;top:-.2em;height:1.2em;border-left:2px solid #333}}
+</style></head><body>
+<h1>Drift check — {e(s.model_name)} version {e(s.model_version)}</h1>
+<p class="verdict">{verdict}: {len(s.drifted_features)} of {len(s.features)} features drifted
+({s.drift_share:.0%}; dataset drift at {s.drift_share_threshold:.0%})</p>
+<p>Window: {e(s.window.source)} — {s.window.rows:,} requests in {s.window.files} files
+{('from ' + s.window.since.isoformat() + ' to ' + s.window.until.isoformat()) if s.window.since and s.window.until else ''}
+(model versions {versions or 'n/a'}). Reference: {e(s.reference)}, {s.reference_rows:,} rows.
+Checked {s.created.isoformat()}.</p>
+{link}
+<h2>Features</h2>
+<table><tr><th>feature</th><th>kind</th><th>method</th><th>score</th><th>threshold</th><th></th><th>drifted</th><th>rows</th></tr>
+{rows}</table>
+<h2>Predictions</h2>
+<table><tr><th>view</th><th>method</th><th>score</th><th>threshold</th><th></th><th>drifted</th></tr>
+{pred}</table>
+{emb}
+<p><small>timings (s): {e(str(s.timings_seconds))}</small></p>
+</body></html>
+"""
+
+
+def _sample(table: pa.Table, n: int, rng: np.random.Generator) -> pa.Table:
+    if table.num_rows <= n:
+        return table
+    return table.take(np.sort(rng.choice(table.num_rows, n, replace=False)))
+
+
+def evidently_html(config: DriftConfig, reference: pa.Table, window: pa.Table) -> str:
+    """Evidently's report: ValueDrift per feature (configured method/threshold) on samples."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    rng = np.random.default_rng(config.seed)
+    feats = config.resolved()
+    n = config.report.sample_rows
+    ref = _sample(reference.select([f.name for f in feats]), n, rng).to_pandas()
+    cur = _sample(window.select([f.column for f in feats]), n, rng).to_pandas()
+    cur.columns = [f.name for f in feats]
+    definition = DataDefinition(
+        numerical_columns=[f.name for f in feats if f.kind == "numeric"],
+        categorical_columns=[f.name for f in feats if f.kind == "categorical"])
+    report = Report([ValueDrift(column=f.name, method=f.method, threshold=f.threshold)
+                     for f in feats], include_tests=True)
+    snapshot = report.run(Dataset.from_pandas(cur, data_definition=definition),
+                          Dataset.from_pandas(ref, data_definition=definition))
+    return snapshot.get_html_str(as_iframe=False)
+
+
+def output_prefix(s: DriftSummary) -> str:
+    return f"monitoring/drift/{s.model_name}/{s.model_version}/{s.created:%Y%m%dT%H%M%SZ}"
+
+
+def publish(store: ObjectStore, s: DriftSummary, report: str, evidently: str | None
+            ) -> dict[str, str]:
+    """Write the outputs; ``s.outputs`` gets their URIs (summary.json written last)."""
+    prefix = output_prefix(s)
+    outputs: dict[str, str] = {}
+    if evidently is not None:
+        store.put_bytes(f"{prefix}/evidently.html", evidently.encode())
+        outputs["evidently_html"] = store.uri(f"{prefix}/evidently.html")
+    store.put_bytes(f"{prefix}/report.html", report.encode())
+    outputs["report_html"] = store.uri(f"{prefix}/report.html")
+    outputs["summary_json"] = store.uri(f"{prefix}/summary.json")
+    s.outputs = outputs
+    body = s.model_dump_json(indent=2).encode()
+    store.put_bytes(f"{prefix}/summary.json", body)
+    store.put_bytes(f"monitoring/drift/{s.model_name}/{s.model_version}/latest.json", body)
+    return outputs

@@ -1,0 +1,72 @@
+"""The drift check's result: the JSON summary written next to the HTML report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+__all__ = ["FeatureResult", "PredictionResult", "EmbeddingResult", "WindowInfo",
+           "DriftSummary"]
+
+
+class FeatureResult(BaseModel):
+    name: str
+    kind: str
+    method: str
+    threshold: float
+    score: float
+    drifted: bool
+    rows_reference: int
+    rows_current: int
+    exact: bool = Field(description="False when the score comes from a sample of the window")
+
+
+class PredictionResult(BaseModel):
+    name: str  # score | item_popularity | genre_mix
+    method: str
+    threshold: float
+    score: float | None = None
+    drifted: bool = False
+    rows_reference: int = 0
+    rows_current: int = 0
+    skipped: str | None = None
+
+
+class EmbeddingResult(BaseModel):
+    method: str
+    threshold: float
+    score: float | None = None
+    drifted: bool = False
+    rows_reference: int = 0
+    rows_current: int = 0
+    skipped: str | None = None
+
+
+class WindowInfo(BaseModel):
+    since: datetime | None = None
+    until: datetime | None = None
+    source: str
+    files: int
+    rows: int
+    model_versions: dict[str, int] = Field(default_factory=dict)
+
+
+class DriftSummary(BaseModel):
+    created: datetime
+    model_name: str
+    model_version: str
+    reference: str
+    reference_rows: int
+    window: WindowInfo
+    drift_share: float
+    drift_share_threshold: float
+    dataset_drift: bool
+    drifted_features: list[str]
+    features: list[FeatureResult]
+    prediction: list[PredictionResult] = Field(default_factory=list)
+    embedding: EmbeddingResult | None = None
+    drift_detected: bool = Field(description="dataset drift, prediction drift or embedding "
+                                 "drift: what makes `marquee drift check` exit 3")
+    timings_seconds: dict[str, float] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)

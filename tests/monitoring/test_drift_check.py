@@ -1,0 +1,238 @@
+"""The drift check: Evidently's numbers on numpy, verdicts on planted scenarios, the command.
+
+Windows come from monitoring.drift.scenarios (recsys.features is not there yet): a new
+demographic mix, a genre shift, and fresh no-drift samples of the reference population.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import REPO
+
+from marquee.store import LocalStore
+from monitoring.drift.config import DriftConfig, load_config
+from monitoring.drift.job import run_check
+from monitoring.drift.scenarios import (
+    FEATURES,
+    expected_drifted,
+    feature_frame,
+    payload_table,
+    write_bundle,
+    write_payload_logs,
+)
+from monitoring.drift.stats import (
+    jensenshannon_counts,
+    jensenshannon_numeric,
+    wasserstein_norm,
+)
+from monitoring.drift.summary import WindowInfo
+from monitoring.reference import Reference
+
+CFG = load_config()
+HOUR = 1_740_787_200  # 2025-03-01T00:00:00Z
+
+
+def reference_of(n: int = 20_000, seed: int = 1) -> Reference:
+    return Reference(features=pa.Table.from_pandas(feature_frame(n, seed), preserve_index=False),
+                     model_name="movie-recommender", model_version="1", source="synthetic")
+
+
+def window_of(n: int, seed: int, scenario: str) -> pa.Table:
+    frame = feature_frame(n, seed, scenario)
+    return pa.table({f"f_{c}": frame[c].to_numpy() for c in FEATURES})
+
+
+def check(reference: Reference, window: pa.Table, config: DriftConfig = CFG):
+    return run_check(config, reference, window, WindowInfo(source="test", files=1,
+                                                           rows=window.num_rows),
+                     with_prediction=False, with_embedding=False)
+
+
+def test_scores_are_evidentlys_to_the_last_digit() -> None:
+    """Same definitions as Evidently's registered stat tests, on exact (unsampled) data."""
+    import pandas as pd
+    from evidently.legacy.calculations.stattests import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    ref, cur = feature_frame(8_000, 1), feature_frame(6_000, 2, "genre")
+    rng = np.random.default_rng(0)
+    for name in FEATURES:
+        r, c = ref[name], cur[name]
+        if r.dtype == object:
+            mine = jensenshannon_counts(r.value_counts().to_dict(), c.value_counts().to_dict(),
+                                        0.1).score
+            kind, method = ColumnType.Categorical, "jensenshannon"
+        else:
+            mine = wasserstein_norm(r.to_numpy(), c.to_numpy(), 0.1, sample_rows=10**9,
+                                    exact_margin=0, rng=rng).score
+            kind, method = ColumnType.Numerical, "wasserstein"
+            js = jensenshannon_numeric(r.to_numpy(), c.to_numpy(), 0.1).score
+            ev_js = get_stattest(r, c, kind, "jensenshannon")(r, c, kind, 0.1).drift_score
+            assert js == pytest.approx(ev_js, abs=1e-12), name
+        ev = get_stattest(r, c, kind, method)(pd.Series(r), pd.Series(c), kind, 0.1)
+        assert mine == pytest.approx(ev.drift_score, abs=1e-12), name
+
+
+def test_verdicts_agree_with_data_drift_preset_on_planted_scenarios() -> None:
+    from monitoring.drift.crosscheck import preset_verdicts
+
+    ref = feature_frame(5_000, 1)
+    reference = Reference(features=pa.Table.from_pandas(ref, preserve_index=False),
+                          model_name="m", model_version="1", source="synthetic")
+    for seed, scenario in enumerate(("none", "demographic", "genre"), start=2):
+        cur = feature_frame(5_000, seed, scenario)
+        ours = check(reference, pa.table({f"f_{c}": cur[c].to_numpy() for c in FEATURES}))
+        theirs = preset_verdicts(CFG, ref, cur)
+        assert {f.name: f.drifted for f in ours.features} == theirs.drifted, scenario
+        assert ours.dataset_drift == theirs.dataset_drift == (scenario != "none"), scenario
+        for f in ours.features:
+            assert f.score == pytest.approx(theirs.scores[f.name], abs=1e-9), (scenario, f.name)
+
+
+@pytest.mark.parametrize("scenario", ["demographic", "genre"])
+def test_planted_drift_is_flagged_on_exactly_the_moved_features(scenario: str) -> None:
+    summary = check(reference_of(), window_of(100_000, 7, scenario))
+    assert sorted(summary.drifted_features) == sorted(expected_drifted(scenario))
+    assert summary.dataset_drift and summary.drift_detected
+    assert summary.drift_share == len(expected_drifted(scenario)) / 20
+
+
+def test_no_drift_windows_raise_no_alarm() -> None:
+    reference = reference_of()
+    for seed in range(10, 15):
+        summary = check(reference, window_of(50_000, seed, "none"))
+        assert summary.drifted_features == [] and not summary.drift_detected, seed
+        assert max(f.score / f.threshold for f in summary.features) < 0.5
+
+
+def test_continuous_features_are_sampled_but_exact_near_the_threshold() -> None:
+    rng = np.random.default_rng(3)
+    ref = rng.normal(0, 1, 50_000)
+    far = wasserstein_norm(ref, rng.normal(0.5, 1, 400_000), 0.1, sample_rows=100_000,
+                           exact_margin=0.02, rng=rng)
+    assert not far.exact and far.rows_current == 100_000 and far.drifted
+    near = wasserstein_norm(ref, rng.normal(0.1, 1, 400_000), 0.1, sample_rows=100_000,
+                            exact_margin=0.02, rng=rng)
+    assert near.exact and near.rows_current == 400_000  # recomputed on every row
+    hours = rng.integers(0, 24, 400_000).astype(float)  # integer-valued: counts, every row
+    grid = wasserstein_norm(hours[:50_000], hours, 0.1, sample_rows=100_000, exact_margin=0.02,
+                            rng=rng)
+    assert grid.exact and grid.rows_current == 400_000 and grid.score < 0.01
+
+
+def test_prediction_drift_flags_a_collapse_toward_the_long_tail(tmp_path: Path) -> None:
+    from monitoring.reference import load_reference
+    from marquee.settings import Settings
+
+    bundle = write_bundle(tmp_path / "bundle", n_reference=20_000)
+    reference = load_reference(str(bundle), Settings(home=tmp_path / "home"))
+    for zipf, drifted in ((1.3, set()), (1.05, {"item_popularity", "genre_mix"})):
+        window = payload_table(30_000, 9, "none", item_zipf=zipf)
+        summary = run_check(CFG, reference, window,
+                            WindowInfo(source="t", files=1, rows=window.num_rows),
+                            with_embedding=False)
+        got = {p.name for p in summary.prediction if p.drifted}
+        assert all(p.skipped is None for p in summary.prediction)
+        assert got == drifted, (zipf, [(p.name, p.score) for p in summary.prediction])
+
+
+class ShiftedGaussians:
+    """An EmbeddingSource over plain numpy (the recommender's lands with recsys)."""
+
+    def __init__(self, shift: float) -> None:
+        self.shift = shift
+        self.handed_out: list[np.ndarray] = []
+
+    def reference(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        x = rng.normal(0, 1, (n, 16))
+        self.handed_out.append(x)
+        return x
+
+    def current(self, window: pa.Table, n: int, rng: np.random.Generator) -> np.ndarray:
+        x = rng.normal(self.shift, 1, (n, 16))
+        self.handed_out.append(x)
+        return x
+
+
+@pytest.mark.parametrize(("shift", "drifted"), [(0.0, False), (0.6, True)])
+def test_embedding_drift_uses_evidentlys_method_on_copies(shift: float, drifted: bool) -> None:
+    from monitoring.drift.config import EmbeddingConfig
+    from monitoring.drift.embedding import embedding_drift
+
+    source = ShiftedGaussians(shift)
+    cfg = EmbeddingConfig(method="mmd", threshold=0.015, sample_rows=500)
+    result = embedding_drift(source, pa.table({"user_id": [1]}), cfg, np.random.default_rng(0))
+    assert result.skipped is None and result.drifted is drifted, result
+    before = [x.copy() for x in source.handed_out]
+    assert all(np.array_equal(a, b) for a, b in zip(before, source.handed_out))
+
+
+def test_metrics_export_replaces_the_previous_run() -> None:
+    from prometheus_client import generate_latest
+
+    from monitoring.drift import metrics
+
+    summary = check(reference_of(5_000), window_of(20_000, 4, "demographic"))
+    metrics.export(summary, 1.5, now=1234.0)
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'marquee_drift_share{model_version="1"} 0.25' in text
+    assert 'marquee_drift_share_threshold{model_version="1"} 0.2' in text
+    assert 'marquee_drift_feature_drifted{feature="gender",model_version="1"} 1.0' in text
+    assert "marquee_drift_last_run_timestamp_seconds 1234.0" in text
+    summary.model_version = "2"
+    metrics.export(summary, 1.0)
+    assert 'model_version="1"' not in generate_latest(metrics.REGISTRY).decode()
+
+
+def _drift_cli(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "MARQUEE_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "marquee.cli", "drift", "check", *args],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
+
+
+def test_drift_check_command_reads_the_store_publishes_and_exits_3_on_drift(
+        tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "bundle", n_reference=20_000)
+    store = LocalStore(tmp_path / "store")
+    # hour 0: the reference population; hour 1: a new demographic mix
+    write_payload_logs(store, payload_table(20_000, 3, "none", start_ts=HOUR), n_files=2)
+    write_payload_logs(store, payload_table(20_000, 4, "demographic", start_ts=HOUR + 3600),
+                       n_files=2)
+    common = ["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until"]
+
+    clean = _drift_cli([*common, "2025-03-01T01:00:00Z", "--since", "1h", "--no-html"],
+                       tmp_path / "home")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "no drift" in clean.stdout
+
+    drifted = _drift_cli([*common, "2025-03-01T02:00:00Z", "--since", "1h", "--json"],
+                         tmp_path / "home")
+    assert drifted.returncode == 3, drifted.stderr
+    summary = json.loads(drifted.stdout)
+    assert sorted(summary["drifted_features"]) == sorted(expected_drifted("demographic"))
+    assert summary["window"]["rows"] == 20_000 and summary["window"]["files"] == 2
+    assert [p["drifted"] for p in summary["prediction"]] == [False, False, False]
+    outputs = summary["outputs"]
+    prefix = outputs["summary_json"].rsplit("/", 1)[0].split("/store/", 1)[1]
+    assert store.exists(f"{prefix}/summary.json") and store.exists(f"{prefix}/report.html")
+    evidently_page = store.get_bytes(f"{prefix}/evidently.html").decode()
+    assert "age_bucket" in evidently_page and len(evidently_page) > 100_000
+    report = store.get_bytes(f"{prefix}/report.html").decode()
+    assert "DRIFT: 5 of 20 features drifted" in report
+    latest = json.loads(store.get_bytes("monitoring/drift/movie-recommender/1/latest.json"))
+    assert latest["created"] == summary["created"]
+
+
+def test_drift_check_exits_2_on_an_empty_window(tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)
+    out = _drift_cli(["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--since",
+                      "1h", "--no-html"], tmp_path / "home")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "no payload logs in the window" in out.stdout
