@@ -146,7 +146,9 @@ def read_parquet_path(path: Path | str, columns: Sequence[str] | None = None,
                       dictionary: Sequence[str] = ()) -> pa.Table:
     """A Parquet file, or every ``*.parquet`` under a directory (an ad-hoc window)."""
     p = Path(path)
-    files = sorted(p.rglob("*.parquet")) if p.is_dir() else [p]
+    files = sorted(f for f in p.rglob("*.parquet")  # hidden dirs: a store's bookkeeping
+                   if not any(part.startswith(".") for part in f.relative_to(p).parts)
+                   ) if p.is_dir() else [p]
     if not files or not files[0].exists():
         raise NoDataError(f"no Parquet files at {p}")
     table = pa.concat_tables([_read_file(f, columns, dictionary) for f in files],

@@ -59,7 +59,7 @@ class EmbeddingConfig(BaseModel):
 class ReportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     html: bool = True
-    sample_rows: int = Field(20000, ge=100)
+    sample_rows: int = Field(10000, ge=100)
 
 
 class DriftConfig(BaseModel):
