@@ -72,7 +72,15 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli()
+    import sys
+
+    try:
+        # Typer bundles its own click: its Exit/Abort are not click's, so map them here.
+        cli(standalone_mode=True)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

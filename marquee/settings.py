@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     )
     prometheus_url: str | None = Field(None, description="Prometheus HTTP API for analysis.")
     alertmanager_url: str | None = Field(None, description="Alertmanager API for incidents.")
+    pushgateway_url: str | None = Field(None, description="Pushgateway for batch-job metrics.")
+    code_revision: str | None = Field(
+        None, description="Code revision recorded with each model (images have no .git).")
     bind_host: str = Field("127.0.0.1", description="Address servers bind to.")
     gate_tolerance: float = Field(
         0.02, ge=0.0, le=1.0, description="Relative NDCG@10 drop still accepted by the gate."

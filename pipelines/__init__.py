@@ -1,1 +1,1 @@
-"""pipelines"""
+"""Pipeline DAGs (wiring only), their compilation and their launchers."""

@@ -1,0 +1,52 @@
+"""Evaluate + gate: offline metrics on the test split, compared with production's."""
+
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def evaluate(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
+             test: Input[Dataset], model: Input[Model], scores: Output[Metrics],
+             report: Output[Artifact], tolerance: float = -1.0, store_uri: str = "",
+             registry_uri: str = "", s3_endpoint_url: str = "", home: str = "") -> None:
+    """Recall/NDCG/MAP/MRR/precision/hit-rate at 10 and 50, coverage, novelty, per segment
+    (cold, warm, heavy); then the gate against the registry's ``production`` version on the
+    same split. ``tolerance`` < 0 takes the settings' gate tolerance."""
+    import tempfile
+    from pathlib import Path
+
+    from components.common import read_tables, settings_from, write_json
+    from marquee.bundle import fetch_bundle
+    from marquee.gate import decide
+    from marquee.registry import Registry
+    from recsys.metrics import evaluate as offline_metrics
+    from recsys.recommender import Recommender
+
+    settings = settings_from(store_uri, registry_uri, s3_endpoint_url, home)
+    tol = settings.gate_tolerance if tolerance < 0 else tolerance
+    seen, users, items = read_tables(dataset.path, train.path, val.path)
+    truth, _, _ = read_tables(dataset.path, test.path)
+    test_users = truth["user_id"].unique()
+
+    def score(rec: Recommender) -> dict[str, float]:
+        return offline_metrics(rec.recommend(test_users, k=50), truth, seen, (10, 50),
+                               n_items=len(items))
+
+    metrics = score(Recommender.load(Path(model.path)))
+    registry = Registry(settings.resolved_registry_uri, settings.model_name)
+    production = registry.get_alias("production")
+    prod_metrics = None
+    if production is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path, _ = fetch_bundle(production.bundle_uri, Path(tmp) / "bundle",
+                                   s3_endpoint_url=settings.s3_endpoint_url)
+            prod_metrics = score(Recommender.load(path))
+    gate = decide(metrics["ndcg_at_10"], prod_metrics["ndcg_at_10"] if prod_metrics else None,
+                  tol, production.version if production else None)
+    for name in ("ndcg_at_10", "recall_at_10", "recall_at_50", "map_at_10", "mrr",
+                 "precision_at_10", "coverage_at_10", "novelty_at_10", "ndcg_at_10.cold"):
+        if name in metrics:
+            scores.log_metric(name.replace(".", "_"), round(metrics[name], 6))
+    scores.log_metric("gate_passed", gate.decision != "rejected")
+    write_json(report.path, {"metrics": metrics, "production_metrics": prod_metrics,
+                             "gate": gate.model_dump()})
+    report.metadata.update({"gate": gate.decision, "ndcg_at_10": metrics["ndcg_at_10"]})

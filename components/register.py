@@ -1,0 +1,64 @@
+"""Register: bundle the model with its reference profile, publish it, record it in the
+registry with its lineage and move the aliases the gate allows."""
+
+
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+
+def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Dataset],
+             report: Input[Artifact], best_params: Input[Artifact], registered: Output[Artifact],
+             run_id: str = "local", store_uri: str = "", registry_uri: str = "",
+             s3_endpoint_url: str = "", home: str = "") -> int:
+    """Returns the registered version number. The first version becomes ``production``; a
+    version that passes the gate becomes ``candidate``; a rejected one gets no alias."""
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from components.common import link_tree, read_json, settings_from, write_json
+    from marquee.gate import GateDecision
+    from marquee.bundle import code_revision, finalize_bundle, new_bundle_version, publish_bundle
+    from marquee.registry import Registry
+    from marquee.store import open_store
+    from recsys.recommender import Recommender
+    from recsys.reference import prediction_reference
+
+    settings = settings_from(store_uri, registry_uri, s3_endpoint_url, home)
+    evaluation = read_json(report.path)
+    gate = evaluation["gate"]
+    tuned = read_json(best_params.path)
+    version = new_bundle_version()
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = Path(tmp) / "bundle"
+        link_tree(model.path, bundle)
+        link_tree(reference.path, bundle / "reference")
+        rec = Recommender.load(bundle)
+        users = rec.users["user_id"].to_numpy()[:2000]
+        prediction_reference(rec, users).to_parquet(bundle / "reference" / "predictions.parquet",
+                                                    index=False)
+        metrics = {k: float(v) for k, v in evaluation["metrics"].items()}
+        manifest = finalize_bundle(
+            bundle, settings.model_name, version, rec.config.model_dump(),
+            dataset.metadata.get("fingerprint", ""), metrics,
+            code_revision=settings.code_revision or code_revision(), pipeline_run_id=run_id)
+        store = open_store(settings.resolved_store_uri, settings.s3_endpoint_url,
+                           create_bucket=True)
+        uri = publish_bundle(store, bundle, settings.model_name, version)
+        shutil.rmtree(bundle, ignore_errors=True)
+    tags = {"data_fingerprint": manifest.data_fingerprint,
+            "params": json.dumps(manifest.training_config, sort_keys=True),
+            "best_params": json.dumps(tuned.get("params", {}), sort_keys=True),
+            "code_revision": manifest.code_revision, "pipeline_run_id": run_id}
+    tags.update(GateDecision.model_validate(gate).tags())
+    registry = Registry(settings.resolved_registry_uri, settings.model_name)
+    number = registry.register(uri, {k: v for k, v in metrics.items()
+                                     if "." not in k or k.endswith(".cold")}, tags)
+    if gate["decision"] == "promoted-first":
+        registry.promote(number)
+    elif gate["decision"] == "candidate":
+        registry.set_alias("candidate", number)
+    write_json(registered.path, {"version": number, "bundle_uri": uri, "gate": gate})
+    registered.metadata.update({"version": number, "bundle_uri": uri,
+                                "gate": gate["decision"]})
+    return number

@@ -1,0 +1,32 @@
+"""Train: the multi-stage recommender (two-tower retrieval, ranker) on train + validation."""
+
+
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+
+def train(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
+          best_params: Input[Artifact], model: Output[Model], stats: Output[Metrics],
+          config_json: str = "{}", seed: int = 42) -> None:
+    """Fit ``recsys.Recommender`` with the defaults, the tuned parameters and then
+    ``config_json`` overrides (in that order of precedence, last wins)."""
+    import json
+    import time
+    from pathlib import Path
+
+    from components.common import deep_merge, read_json, read_tables
+    from recsys.config import RecommenderConfig
+    from recsys.recommender import Recommender
+
+    tuned = read_json(best_params.path).get("params", {})
+    merged = deep_merge(deep_merge(RecommenderConfig(seed=seed).model_dump(), tuned),
+                        json.loads(config_json or "{}"))
+    config = RecommenderConfig.model_validate(merged)
+    inter, users, items = read_tables(dataset.path, train.path, val.path)
+    started = time.perf_counter()
+    rec = Recommender(config).fit(inter, users, items)
+    seconds = time.perf_counter() - started
+    rec.save(Path(model.path))
+    model.metadata.update({"config": config.model_dump(), "train_rows": len(inter),
+                           "fingerprint": dataset.metadata.get("fingerprint", "")})
+    stats.log_metric("train_seconds", round(seconds, 2))
+    stats.log_metric("final_loss", float(rec.losses[-1]) if rec.losses else 0.0)

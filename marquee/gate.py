@@ -1,0 +1,48 @@
+"""The promotion gate: a new version becomes a candidate only if it is not worse than
+production on the same test split, beyond a tolerance. The first version becomes production."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+__all__ = ["GateDecision", "decide"]
+
+Decision = Literal["promoted-first", "candidate", "rejected"]
+
+
+class GateDecision(BaseModel):
+    decision: Decision
+    metric: str = "ndcg_at_10"
+    candidate_score: float
+    production_score: float | None = None
+    production_version: int | None = None
+    tolerance: float
+    reason: str
+
+    def tags(self) -> dict[str, str]:
+        tags = {"gate.decision": self.decision, "gate.metric": self.metric,
+                "gate.candidate_ndcg_at_10": f"{self.candidate_score:.6f}",
+                "gate.tolerance": str(self.tolerance), "gate.reason": self.reason}
+        if self.production_score is not None:
+            tags["gate.production_ndcg_at_10"] = f"{self.production_score:.6f}"
+            tags["gate.production_version"] = str(self.production_version)
+        return tags
+
+
+def decide(candidate: float, production: float | None, tolerance: float,
+           production_version: int | None = None) -> GateDecision:
+    """Relative tolerance: accept when ``candidate >= production * (1 - tolerance)``."""
+    if production is None:
+        return GateDecision(decision="promoted-first", candidate_score=candidate,
+                            tolerance=tolerance, reason="no production version yet")
+    floor = production * (1.0 - tolerance)
+    ok = candidate >= floor
+    verb = "≥" if ok else "<"
+    return GateDecision(
+        decision="candidate" if ok else "rejected", candidate_score=candidate,
+        production_score=production, production_version=production_version,
+        tolerance=tolerance,
+        reason=f"ndcg@10 {candidate:.4f} {verb} {floor:.4f} "
+               f"(production v{production_version} {production:.4f} − {tolerance:.0%})")

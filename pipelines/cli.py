@@ -1,0 +1,97 @@
+"""``marquee pipeline compile | run --local | submit``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["app"]
+
+app = typer.Typer(add_completion=False, help="Compile, run locally or submit the training pipeline.")
+console = Console()
+
+KEY_METRICS = ("ndcg_at_10", "recall_at_10", "recall_at_50", "map_at_10", "mrr", "coverage_at_10",
+               "ndcg_at_10.cold")
+
+
+def _params(source: str, split_mode: str, n_trials: int, config_json: str,
+            extra: list[str]) -> dict:
+    params: dict = {"source": source, "split_mode": split_mode, "n_trials": n_trials,
+                    "config_json": config_json}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--param {item!r}: expected NAME=VALUE", param_hint="--param")
+        params[key] = json.loads(value) if value[:1] in "0123456789-[{" else value
+    return params
+
+
+@app.command("compile")
+def compile_cmd(
+    output: Path = typer.Option(Path("build/marquee-training.yaml"), "--output", "-o",
+                                help="Where to write the pipeline IR YAML."),
+    image: Optional[str] = typer.Option(None, help="Base image of the components "
+                                        "(default: settings.pipeline_image)."),
+) -> None:
+    """Write the IR YAML that you upload in the Kubeflow Pipelines UI."""
+    from marquee.settings import Settings
+    from pipelines.run import compile_pipeline
+
+    settings = Settings()
+    path = compile_pipeline(output, image or settings.pipeline_image)
+    console.print(f"compiled [bold]{path}[/] (image {image or settings.pipeline_image})")
+
+
+@app.command("run")
+def run_cmd(
+    local: bool = typer.Option(True, "--local/--no-local", help="Run with kfp.local here."),
+    source: str = typer.Option("movielens-100k", help="movielens-100k[:PATH], synth:… or a dir."),
+    split_mode: str = typer.Option("user_temporal", help="user_temporal, temporal, user_random."),
+    n_trials: int = typer.Option(0, help="Optuna trials before training (0: defaults)."),
+    config_json: str = typer.Option("{}", help="RecommenderConfig overrides as JSON."),
+    param: list[str] = typer.Option([], "--param", help="Any pipeline parameter, NAME=VALUE."),
+) -> None:
+    """Run the training pipeline on this machine and print the registered version."""
+    from marquee.settings import Settings
+    from pipelines.run import run_local, submit
+
+    settings = Settings()
+    params = _params(source, split_mode, n_trials, config_json, param)
+    if not local:
+        run_id = submit(settings, params)
+        console.print(f"submitted run [bold]{run_id}[/] to {settings.kubeflow_host}")
+        return
+    result = run_local(settings, params)
+    table = Table(title=f"{settings.model_name} v{result.version} — gate: {result.gate}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in KEY_METRICS:
+        if name in result.metrics:
+            table.add_row(name, f"{result.metrics[name]:.4f}")
+    console.print(table)
+    console.print(f"bundle {result.bundle_uri}\nrun {result.run_id} ({result.seconds:.0f} s)")
+
+
+@app.command("submit")
+def submit_cmd(
+    host: Optional[str] = typer.Option(None, help="Kubeflow Pipelines API (default: settings)."),
+    source: str = typer.Option("movielens-100k"),
+    split_mode: str = typer.Option("user_temporal"),
+    n_trials: int = typer.Option(4),
+    config_json: str = typer.Option("{}"),
+    param: list[str] = typer.Option([], "--param"),
+    experiment: str = typer.Option("marquee"),
+) -> None:
+    """Submit a run to a Kubeflow Pipelines host with kfp.Client."""
+    from marquee.settings import Settings
+    from pipelines.run import submit
+
+    settings = Settings()
+    run_id = submit(settings, _params(source, split_mode, n_trials, config_json, param), host,
+                    experiment)
+    console.print(f"submitted run [bold]{run_id}[/]")

@@ -1,0 +1,100 @@
+"""Compile the training pipeline, run it locally with kfp.local, or submit it to Kubeflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marquee.settings import Settings
+from pipelines.training import PIPELINE_NAME, build_pipeline
+
+__all__ = ["RunResult", "compile_pipeline", "run_local", "submit", "pipeline_arguments"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    version: int
+    gate: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    bundle_uri: str = ""
+    seconds: float = 0.0
+
+
+def compile_pipeline(path: str | Path, base_image: str | None = None) -> Path:
+    """Write the pipeline IR YAML that a user uploads in the Kubeflow UI."""
+    from kfp import compiler
+
+    from marquee.settings import Settings as _S
+
+    image = base_image or _S.model_fields["pipeline_image"].default
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(image), package_path=str(out))
+    return out
+
+
+def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
+                       local: bool = True) -> dict[str, Any]:
+    """Pipeline parameters: the caller's, plus where the store and registry are. Locally the
+    resolved paths are passed; in a cluster the pods' MARQUEE_* environment decides."""
+    args: dict[str, Any] = dict(params or {})
+    if local:
+        args.setdefault("store_uri", settings.resolved_store_uri)
+        args.setdefault("registry_uri", settings.resolved_registry_uri)
+        args.setdefault("home", str(settings.home.resolve()))
+        if settings.s3_endpoint_url:
+            args.setdefault("s3_endpoint_url", settings.s3_endpoint_url)
+        args.setdefault("gate_tolerance", settings.gate_tolerance)
+    for key in ("config_json",):
+        if isinstance(args.get(key), dict):
+            args[key] = json.dumps(args[key])
+    return args
+
+
+def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunResult:
+    """Run the same pipeline in this machine's interpreter (kfp.local, no containers)."""
+    import kfp.local
+
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
+                   pipeline_root=str(settings.runs_dir.resolve()), raise_on_error=True)
+    started = time.perf_counter()
+    task = build_pipeline()(**pipeline_arguments(settings, params))
+    version = int(task.output)
+    seconds = time.perf_counter() - started
+    from marquee.registry import Registry
+
+    info = Registry(settings.resolved_registry_uri, settings.model_name).get_version(version)
+    return RunResult(run_id=info.tags.get("pipeline_run_id", ""), version=version,
+                     gate=info.tags.get("gate.decision", ""), metrics=info.metrics,
+                     bundle_uri=info.bundle_uri, seconds=seconds)
+
+
+def submit(settings: Settings, params: dict[str, Any] | None = None, host: str | None = None,
+           experiment: str = "marquee", client: Any = None) -> str:
+    """Submit a run to a Kubeflow Pipelines host; returns the run id.
+
+    ``client`` defaults to ``kfp.Client(host=...)``; tests pass a recording client because
+    no Kubeflow host is reachable from this machine.
+    """
+    host = host or settings.kubeflow_host
+    if client is None:
+        if not host:
+            raise ValueError("no Kubeflow host: pass --host or set MARQUEE_KUBEFLOW_HOST")
+        import kfp
+
+        client = kfp.Client(host=host)
+    run = client.create_run_from_pipeline_func(
+        build_pipeline(settings.pipeline_image),
+        arguments=pipeline_arguments(settings, params, local=False),
+        run_name=f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}",
+        experiment_name=experiment,
+    )
+    return str(run.run_id)
