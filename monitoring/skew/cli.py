@@ -1,0 +1,123 @@
+"""``marquee skew check``: served features against the pipeline's feature code, per request.
+
+Exit codes: 0 no skew, 3 skew detected, 2 bad input, 1 anything else.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from marquee.errors import MarqueeError
+from marquee.settings import Settings
+from monitoring.skew.job import SkewConfig, SkewSummary
+
+__all__ = ["app", "check", "EXIT_SKEW"]
+
+EXIT_SKEW = 3
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Check served features against offline features.")
+
+
+@app.callback()
+def _group() -> None:
+    """Check served features against offline features."""  # keeps `check` a sub-command
+
+
+def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until: str,
+         model_version: str | None, store_uri: str | None, publish: bool,
+         pushgateway: str | None) -> SkewSummary:
+    from marquee.store import open_store
+    from monitoring.features import feature_kinds
+    from monitoring.reference import resolve_bundle_dir
+    from monitoring.skew import metrics
+    from monitoring.skew.job import run_skew
+    from monitoring.skew.offline import bundle_recompute
+    from monitoring.window import list_window_keys, parse_window, read_window
+
+    t0 = time.perf_counter()
+    root, manifest = resolve_bundle_dir(bundle, settings)
+    kinds = feature_kinds()
+    store = open_store(store_uri or settings.resolved_store_uri, settings.s3_endpoint_url)
+    win = parse_window(since, until)
+    cols = ["request_id", "user_id", "ts", "request_json", "model_version",
+            *(f"f_{n}" for n in kinds)]
+    table = read_window(store, list_window_keys(store, win, model_version), win, cols)
+    summary = run_skew(table, bundle_recompute(root), kinds, cfg, model_name=manifest.name,
+                       model_version=model_version or manifest.version)
+    summary.timings_seconds["total"] = round(time.perf_counter() - t0, 3)
+    if publish:
+        prefix = (f"monitoring/skew/{summary.model_name}/{summary.model_version}/"
+                  f"{summary.created:%Y%m%dT%H%M%SZ}")
+        summary.outputs = {"summary_json": store.uri(f"{prefix}/summary.json")}
+        store.put_bytes(f"{prefix}/summary.json", summary.model_dump_json(indent=2).encode())
+    metrics.export(summary)
+    if pushgateway:
+        metrics.push(pushgateway)
+    return summary
+
+
+def _print(console: Console, s: SkewSummary) -> None:
+    table = Table(title=f"Skew: {s.model_name} {s.model_version} — {s.joined:,} requests "
+                        f"joined ({s.unmatched} unmatched)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("feature", no_wrap=True)
+    for col in ("mismatch", "thr", "distance", ""):
+        table.add_column(col, no_wrap=True, justify="right" if col else "left")
+    for f in s.features:
+        table.add_row(f.name, f"{f.mismatch_rate:.2%}", f"{f.threshold:.0%}",
+                      "" if f.distance is None else f"{f.distance:.3f}",
+                      "[red]SKEW[/red]" if f.skewed else "")
+    console.print(table)
+    for f in s.features:
+        if f.skewed:
+            ex = "; ".join(f"{e.request_id}: served {e.served!r}, offline {e.offline!r}"
+                           for e in f.examples)
+            console.print(f"[red]{f.name}[/red] e.g. {ex}", highlight=False)
+    verdict = "[bold red]skew detected[/bold red]" if s.skew_detected else \
+        "[bold green]no skew[/bold green]"
+    console.print(f"{verdict}: {', '.join(s.skewed_features) or 'every feature matches'}")
+    for name, uri in s.outputs.items():
+        console.print(f"{name}: {uri}", soft_wrap=True, highlight=False)
+
+
+@app.command()
+def check(
+    bundle: str = typer.Option("production", "--bundle", "-b",
+                               help="Bundle directory, store key/URI or registry reference."),
+    since: str = typer.Option("1h", help="Window start (duration before --until, or a time)."),
+    until: str = typer.Option("now", help="Window end."),
+    model_version: Optional[str] = typer.Option(None, help="Only requests served by it."),
+    max_requests: int = typer.Option(20_000, help="Requests recomputed (random sample)."),
+    threshold: float = typer.Option(0.01, help="Mismatch rate above which a feature is "
+                                    "skewed."),
+    store: Optional[str] = typer.Option(None, help="Object store (default settings)."),
+    publish: bool = typer.Option(True, help="Write the summary to the store."),
+    pushgateway: Optional[str] = typer.Option(None, help="Push gauges to this Pushgateway."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Join served feature vectors with an offline recomputation; exit 3 on skew."""
+    console = Console(stderr=as_json)
+    settings = Settings()
+    try:
+        cfg = SkewConfig(max_requests=max_requests, mismatch_threshold=threshold)
+        summary = _run(settings, cfg, bundle=bundle, since=since, until=until,
+                       model_version=model_version, store_uri=store, publish=publish,
+                       pushgateway=pushgateway)
+    except MarqueeError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise SystemExit(getattr(exc, "exit_code", 1)) from None
+    except ValueError as exc:  # bad option values
+        console.print(f"[red]error:[/red] {exc}")
+        raise SystemExit(2) from None
+    if as_json:
+        sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
+    else:
+        _print(console, summary)
+    raise SystemExit(EXIT_SKEW if summary.skew_detected else 0)

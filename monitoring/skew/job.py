@@ -1,0 +1,228 @@
+"""The skew check: served feature vectors against an offline recomputation, request by request.
+
+The payload logs hold what serving computed for each request (``f_<feature>``). The same
+features are recomputed offline with the training pipeline's feature code — a function
+taken as a parameter (``recsys.features.request_features`` in production) — from the same
+user, history and timestamp, and the two are joined by ``request_id``. Per feature:
+
+* mismatch rate: share of joined requests whose values differ (categories: not equal;
+  numbers: beyond ``atol + rtol * |offline|``) — catches a bug on every request even when the
+  served distribution still looks plausible;
+* distance: the distribution distance between served and recomputed values (normed
+  Wasserstein for numbers, Jensen-Shannon for categories), to tell a shift from a shuffle;
+* examples: a few request ids with both values, for the engineer who fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitoring.drift.stats import jensenshannon_counts, wasserstein_norm
+from monitoring.errors import MonitoringInputError, NoDataError
+
+__all__ = ["FeatureFn", "Recompute", "SkewConfig", "SkewFeatureResult", "SkewSummary",
+           "OfflineRecompute", "request_history", "compare", "run_skew"]
+
+#: (user demographics or None, history item ids, unix ts) -> {feature: value}
+FeatureFn = Callable[[Mapping[str, object] | None, Sequence[int], float], Mapping[str, object]]
+#: requests [request_id, user_id, ts, request_json] -> [request_id, <feature>...]
+Recompute = Callable[[pd.DataFrame], pd.DataFrame]
+
+DEMOGRAPHICS = ("age_bucket", "gender", "occupation", "region")
+
+
+class SkewConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mismatch_threshold: float = Field(0.01, ge=0, le=1, description="A feature is skewed when "
+                                      "more than this share of requests mismatch.")
+    rtol: float = Field(1e-4, ge=0)
+    atol: float = Field(1e-6, ge=0)
+    max_requests: int = Field(20_000, ge=1, description="Requests recomputed per check "
+                              "(a random sample of the window).")
+    examples: int = Field(3, ge=0)
+    seed: int = 0
+
+
+class SkewExample(BaseModel):
+    request_id: str
+    served: object
+    offline: object
+
+
+class SkewFeatureResult(BaseModel):
+    name: str
+    kind: str
+    compared: int
+    mismatches: int
+    mismatch_rate: float
+    threshold: float
+    skewed: bool
+    distance: float | None
+    distance_method: str
+    examples: list[SkewExample] = Field(default_factory=list)
+
+
+class SkewSummary(BaseModel):
+    created: datetime
+    model_name: str
+    model_version: str
+    window_rows: int
+    requests_sampled: int
+    joined: int
+    unmatched: int
+    features: list[SkewFeatureResult]
+    skewed_features: list[str]
+    skew_detected: bool
+    timings_seconds: dict[str, float] = Field(default_factory=dict)
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+def request_history(request_json: object) -> list[int] | None:
+    """The ``history`` a request carried (router or KServe V1 body), else None."""
+    if request_json is None or (isinstance(request_json, float) and np.isnan(request_json)):
+        return None
+    try:
+        body = json.loads(request_json) if isinstance(request_json, (str, bytes)) \
+            else request_json
+    except ValueError:
+        return None
+    if isinstance(body, dict) and isinstance(body.get("instances"), list) and body["instances"]:
+        body = body["instances"][0]
+    if isinstance(body, dict) and isinstance(body.get("history"), list):
+        return [int(x) for x in body["history"]]
+    return None
+
+
+class OfflineRecompute:
+    """Recompute each request's features with ``features_fn`` from the user table.
+
+    ``users``: ``user_id``, the demographics, and ``history`` (item ids, most recent last) —
+    the bundle's ``model/user_features.parquet``. A request's own ``history`` wins over the
+    stored one, as in serving.
+    """
+
+    def __init__(self, features_fn: FeatureFn, users: pd.DataFrame) -> None:
+        self.features_fn = features_fn
+        cols = [c for c in DEMOGRAPHICS if c in users.columns]
+        self._demo = {int(u): dict(zip(cols, vals)) for u, *vals in
+                      users[["user_id", *cols]].itertuples(index=False, name=None)}
+        self._history = ({int(u): list(h) if h is not None else [] for u, h in
+                          zip(users["user_id"], users["history"])}
+                         if "history" in users.columns else {})
+
+    def __call__(self, requests: pd.DataFrame) -> pd.DataFrame:
+        rows = []
+        has_json = "request_json" in requests.columns
+        for rid, uid, ts, body in zip(requests["request_id"], requests["user_id"],
+                                      requests["ts"],
+                                      requests["request_json"] if has_json
+                                      else [None] * len(requests)):
+            uid = int(uid)
+            history = request_history(body)
+            if history is None:
+                history = self._history.get(uid, [])
+            feats = dict(self.features_fn(self._demo.get(uid), history, float(ts)))
+            feats["request_id"] = rid
+            rows.append(feats)
+        return pd.DataFrame(rows)
+
+
+def _mismatch(kind: str, served: pd.Series, offline: pd.Series, cfg: SkewConfig) -> np.ndarray:
+    if kind == "categorical":
+        s = served.astype(object).where(served.notna(), None).to_numpy()
+        o = offline.astype(object).where(offline.notna(), None).to_numpy()
+        return np.array([a != b for a, b in zip(s.astype(str), o.astype(str))])
+    s = pd.to_numeric(served, errors="coerce").to_numpy(np.float64)
+    o = pd.to_numeric(offline, errors="coerce").to_numpy(np.float64)
+    both_nan = np.isnan(s) & np.isnan(o)
+    close = np.abs(s - o) <= cfg.atol + cfg.rtol * np.abs(o)
+    return ~(close | both_nan)
+
+
+def _distance(kind: str, served: pd.Series, offline: pd.Series) -> tuple[float | None, str]:
+    try:
+        if kind == "categorical":
+            return jensenshannon_counts(offline.astype(str).value_counts().to_dict(),
+                                        served.astype(str).value_counts().to_dict(),
+                                        1.0).score, "jensenshannon"
+        s = pd.to_numeric(served, errors="coerce").to_numpy(np.float64)
+        o = pd.to_numeric(offline, errors="coerce").to_numpy(np.float64)
+        return wasserstein_norm(o, s, 1.0, sample_rows=10**9, exact_margin=0,
+                                rng=np.random.default_rng(0)).score, "wasserstein"
+    except ValueError:
+        return None, "wasserstein" if kind == "numeric" else "jensenshannon"
+
+
+def _jsonable(v: object) -> object:
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return v
+
+
+def compare(served: pd.DataFrame, offline: pd.DataFrame, kinds: Mapping[str, str],
+            cfg: SkewConfig) -> tuple[list[SkewFeatureResult], int]:
+    """Join on request_id and compare every feature; returns (results, joined rows)."""
+    joined = served.merge(offline, on="request_id", how="inner", suffixes=("", "__offline"))
+    results = []
+    for name, kind in kinds.items():
+        col = f"f_{name}"
+        if col not in joined.columns:
+            raise MonitoringInputError(f"payload logs have no column {col!r}")
+        if name not in offline.columns:
+            raise MonitoringInputError(f"the offline recomputation returned no {name!r}")
+        s, o = joined[col], joined[name]
+        bad = _mismatch(kind, s, o, cfg)
+        n = int(len(joined))
+        rate = float(bad.mean()) if n else 0.0
+        dist, method = _distance(kind, s, o) if n else (None, "")
+        idx = np.flatnonzero(bad)[: cfg.examples]
+        examples = [SkewExample(request_id=str(joined["request_id"].iat[i]),
+                                served=_jsonable(s.iat[i]), offline=_jsonable(o.iat[i]))
+                    for i in idx]
+        results.append(SkewFeatureResult(
+            name=name, kind=kind, compared=n, mismatches=int(bad.sum()), mismatch_rate=rate,
+            threshold=cfg.mismatch_threshold, skewed=rate > cfg.mismatch_threshold,
+            distance=dist, distance_method=method, examples=examples))
+    return results, int(len(joined))
+
+
+def run_skew(window: pa.Table, recompute: Recompute, kinds: Mapping[str, str], cfg: SkewConfig,
+             *, model_name: str, model_version: str) -> SkewSummary:
+    """Sample the window, recompute offline, join by request_id, compare."""
+    needed = ["request_id", "user_id", "ts"]
+    missing = [c for c in needed if c not in window.column_names]
+    if missing:
+        raise MonitoringInputError(f"payload logs have no column(s) {missing}")
+    if window.num_rows == 0:
+        raise NoDataError("no requests to compare")
+    timings = {}
+    rng = np.random.default_rng(cfg.seed)
+    take = window
+    if window.num_rows > cfg.max_requests:
+        take = window.take(np.sort(rng.choice(window.num_rows, cfg.max_requests,
+                                              replace=False)))
+    cols = needed + [c for c in ("request_json",) if c in take.column_names] + \
+        [f"f_{n}" for n in kinds if f"f_{n}" in take.column_names]
+    served = take.select(cols).to_pandas()
+    t = time.perf_counter()
+    offline = recompute(served[[c for c in ("request_id", "user_id", "ts", "request_json")
+                                if c in served.columns]])
+    timings["recompute"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    results, joined = compare(served.drop(columns=["request_json"], errors="ignore"), offline,
+                              kinds, cfg)
+    timings["compare"] = round(time.perf_counter() - t, 3)
+    skewed = [r.name for r in results if r.skewed]
+    return SkewSummary(
+        created=datetime.now(timezone.utc), model_name=model_name, model_version=model_version,
+        window_rows=window.num_rows, requests_sampled=take.num_rows, joined=joined,
+        unmatched=take.num_rows - joined, features=results, skewed_features=skewed,
+        skew_detected=bool(skewed), timings_seconds=timings)

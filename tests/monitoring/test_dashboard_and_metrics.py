@@ -1,0 +1,107 @@
+"""The Grafana dashboard and the metric catalogue: every query parses and names only
+catalogued metrics; names and labels follow the contract."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+from conftest import REPO, require_binary
+
+from monitoring.metrics import ALLOWED_LABELS, CATALOGUE, EXTRA_LABELS, metric_names
+
+DASHBOARD = REPO / "monitoring" / "grafana" / "marquee.json"
+
+
+def _dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def _queries(dash: dict) -> list[str]:
+    out = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    out += [a["expr"] for a in dash["annotations"]["list"] if "expr" in a]
+    return out
+
+
+def _concrete(expr: str) -> str:
+    return (expr.replace("$__rate_interval", "5m").replace("$variant", ".*")
+            .replace("$model_version", ".*"))
+
+
+def test_dashboard_layout_and_datasource() -> None:
+    dash = _dashboard()
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    boxes = []
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24, p["title"]
+        for other_title, o in boxes:
+            overlap = (g["x"] < o["x"] + o["w"] and o["x"] < g["x"] + g["w"]
+                       and g["y"] < o["y"] + o["h"] and o["y"] < g["y"] + g["h"])
+            assert not overlap, f"{p['title']!r} overlaps {other_title!r}"
+        boxes.append((p["title"], g))
+        if p["type"] != "row":
+            assert p["datasource"]["uid"] == "${datasource}", p["title"]
+            assert p["targets"], p["title"]
+    titles = " | ".join(p["title"] for p in dash["panels"]).lower()
+    for topic in ("requests per second", "error", "latency", "rollout", "phase",
+                  "click-through per model version", "drift", "skew", "retraining"):
+        assert topic in titles, topic
+
+
+def test_dashboard_queries_use_catalogued_metrics() -> None:
+    known = metric_names() | {"ALERTS"}
+    for expr in _queries(_dashboard()):
+        used = set(re.findall(r"\b(marquee_[a-z0-9_]+|ALERTS)\b", expr))
+        assert used and used <= known, (expr, used - known)
+
+
+def test_dashboard_queries_parse(tmp_path: Path) -> None:
+    """promtool parses every query (as recording rules) after substituting variables."""
+    promtool = require_binary("promtool")
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{i}", "expr": _concrete(e)}
+        for i, e in enumerate(_queries(_dashboard()))]}]}
+    path = tmp_path / "dashboard-rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_catalogue_follows_the_metrics_contract() -> None:
+    names = [m.name for m in CATALOGUE]
+    assert len(names) == len(set(names))
+    for m in CATALOGUE:
+        assert re.fullmatch(r"marquee_[a-z]+_[a-z0-9_]+", m.name), m.name
+        assert set(m.labels) <= ALLOWED_LABELS | EXTRA_LABELS, (m.name, m.labels)
+        assert (m.kind == "counter") == m.name.endswith("_total"), m.name
+        if m.kind == "histogram":
+            assert m.name.endswith("_seconds") and m.buckets, m.name
+        assert m.help.endswith(".") and len(m.help) > 20, m.name
+        assert m.owner in {"monitoring.drift", "monitoring.skew", "monitoring.retrain",
+                           "serving.router", "serving.rollout"}, m.name
+    # the names the alerts are built on
+    for required in ("marquee_drift_share", "marquee_drift_feature_score",
+                     "marquee_prediction_drift_score", "marquee_skew_mismatch_rate",
+                     "marquee_drift_last_run_timestamp_seconds", "marquee_router_requests_total",
+                     "marquee_router_request_duration_seconds", "marquee_router_feedback_total",
+                     "marquee_rollout_failed_checks", "marquee_rollout_phase"):
+        assert required in names, required
+
+
+def test_monitoring_jobs_emit_what_the_catalogue_says() -> None:
+    from monitoring.drift import metrics as drift
+    from monitoring.retrain import metrics as retrain
+    from monitoring.skew import metrics as skew
+
+    for module, owner in ((drift, "monitoring.drift"), (skew, "monitoring.skew"),
+                          (retrain, "monitoring.retrain")):
+        emitted = {m.name for m in module.REGISTRY.collect()}
+        emitted = {n if n.startswith("marquee_") else n for n in emitted}
+        declared = {m.name.removesuffix("_total") for m in CATALOGUE if m.owner == owner}
+        assert emitted == declared, (owner, emitted ^ declared)
