@@ -64,6 +64,9 @@ class ServingSettings(BaseSettings):
     )
     recall_sample: int = Field(200, ge=10, description="Queries used to measure recall at load.")
     index_threads: int = Field(1, ge=1, description="FAISS threads per search (1 = no contention).")
+    torch_threads: int = Field(
+        1, ge=0, description="Torch intra-op threads for the per-request user tower (0 = leave)."
+    )
 
     # Per-stage time budgets (ms); a stage that fails or overruns → popularity fallback ----------
     budget_retrieve_ms: float = Field(50.0, gt=0)

@@ -82,7 +82,7 @@ class RetrievalIndex:
                     quantizer = faiss.IndexFlatL2(d + 1)
                     index = faiss.IndexIVFFlat(quantizer, d + 1, nlist, faiss.METRIC_L2)
                     rng = np.random.default_rng(seed)
-                    train = aug[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+                    train = aug[rng.choice(n, size=min(n, nlist * 40), replace=False)]
                     index.train(train)
                     index.add(aug)
                     index.nprobe = min(nprobe, nlist)

@@ -78,6 +78,10 @@ def load_runtime(settings: Settings, serving: ServingSettings) -> Runtime:
     uri = resolve_bundle_uri(ref, settings)
     cache = Path(serving.cache_dir) if serving.cache_dir else settings.home / "bundles"
     bundle_dir = fetch_verified(uri, settings, cache)
+    if serving.torch_threads:  # one request is a tiny forward pass: threads only add contention
+        import torch
+
+        torch.set_num_threads(serving.torch_threads)
     rec = load_recommender(bundle_dir)
     history = history_source(serving.redis_url, serving.redis_key_prefix,
                              serving.redis_timeout_ms)
