@@ -101,17 +101,19 @@ class KubeflowLauncher:
 
     name = "kubeflow"
 
-    def __init__(self, settings: Settings, params: Mapping[str, Any] | None = None) -> None:
-        if not settings.kubeflow_host:
+    def __init__(self, settings: Settings, params: Mapping[str, Any] | None = None,
+                 client: Any = None) -> None:
+        if not settings.kubeflow_host and client is None:
             raise LaunchError("the kubeflow launcher needs settings.kubeflow_host "
                               "(MARQUEE_KUBEFLOW_HOST)")
         self.settings = settings
         self.params = dict(params or {})
+        self.client = client  # a kfp.Client; None: pipelines.run.submit makes one
 
     def launch(self, request: LaunchRequest) -> LaunchResult:
         from pipelines.run import submit
 
-        run_id = submit(self.settings, {**self.params, **request.params})
+        run_id = submit(self.settings, {**self.params, **request.params}, client=self.client)
         return LaunchResult(pipeline_run_id=str(run_id), detail=f"submitted to "
                             f"{self.settings.kubeflow_host}")
 
