@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import numpy as np
@@ -78,9 +79,12 @@ class ReplayReport:
 async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
                  requests: int | None = None, duration: float | None = None, k: int = 10,
                  position_bias: float = 0.0, concurrency: int = 16, seed: int = 0,
-                 timeout: float = 10.0, stop: asyncio.Event | None = None,
+                 timeout: float = 10.0, stop: Any = None,
                  client: httpx.AsyncClient | None = None) -> ReplayReport:
-    """Replay ``users`` in order (cycling) at ``rate`` requests per second."""
+    """Replay ``users`` in order (cycling) at ``rate`` requests per second.
+
+    ``stop``: anything with ``is_set()`` (an asyncio or threading Event) that ends it early.
+    """
     if not users:
         raise ValueError("no users to replay")
     if rate <= 0:
