@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -69,6 +70,11 @@ def _decode(raw: bytes, model: type[BaseModel]) -> Any:
         raise BadRequest(f"{field}: {err['msg']}{got_s}", field=field) from None
 
 
+async def _start_all(starters: list[Callable[[], None]]) -> None:
+    for start in starters:  # each creates a task: nothing here waits for a mirror
+        start()
+
+
 def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
                transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
     """The router application.
@@ -105,11 +111,15 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
                     lg.close()
 
     async def recommend(request: Request) -> Response:
+        after: list[Callable[[], None]] = []
         try:
             req = _decode(await request.body(), RecommendRequest)
-            return _json(await router().recommend(req))
+            response = _json(await router().recommend(req, after))
         except RouterError as exc:
             return _error(exc)
+        if after:  # shadow mirrors start once the user's answer is on its way
+            response.background = BackgroundTask(_start_all, after)
+        return response
 
     async def feedback(request: Request) -> Response:
         try:

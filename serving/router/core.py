@@ -16,6 +16,7 @@ import random
 import time
 import uuid
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,7 +117,11 @@ class Router:
         return forced if forced is not None else float(self.routing.candidate_weight)
 
     # Recommend ---------------------------------------------------------------------------------
-    async def recommend(self, req: RecommendRequest) -> dict[str, Any]:
+    async def recommend(self, req: RecommendRequest,
+                        after: list[Callable[[], None]] | None = None) -> dict[str, Any]:
+        """Answer one request. Work that must not delay the answer (shadow mirrors) is
+        appended to ``after`` for the caller to start once the response is sent; without
+        ``after`` it starts at once (in the background either way)."""
         r = self.routing
         if r is None:
             raise NotConfigured("no routing configured: start the router with a baseline "
@@ -151,7 +156,12 @@ class Router:
         self._served(request_id, req, variant, pred.model_version or version, pred, elapsed_ms,
                      r.strategy)
         if r.strategy == "shadow" and r.candidate_url and random.random() < r.shadow_sample_rate:
-            self._mirror(r, req, request_id, pred, elapsed_ms)
+            def mirror() -> None:
+                self._mirror(r, req, request_id, pred, elapsed_ms)
+            if after is None:
+                mirror()
+            else:
+                after.append(mirror)
         return self._response(request_id, req.user_id, pred.items, pred.scores, variant,
                               pred.model_version or version, pred)
 
