@@ -6,7 +6,7 @@ Exit codes: 0 no drift, 3 drift detected (data, prediction or embedding), 2 bad 
 
 from __future__ import annotations
 
-import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -23,10 +23,12 @@ from marquee.errors import MarqueeError
 from marquee.settings import Settings
 from monitoring.drift.config import DEFAULT_CONFIG, DriftConfig, load_config
 from monitoring.drift.summary import DriftSummary, WindowInfo
+from monitoring.errors import MonitoringInputError
 
 __all__ = ["app", "check", "run_once", "EXIT_DRIFT"]
 
 EXIT_DRIFT = 3
+log = logging.getLogger("marquee.drift")
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Check payload logs for data and prediction drift.")
 
@@ -42,17 +44,49 @@ def _filter_version(table: pa.Table, version: str) -> pa.Table:
     return table.filter(pc.equal(table.column("model_version").cast(pa.string()), version))
 
 
+def _speculate(config: DriftConfig) -> bool:
+    """Start Evidently's report worker before the verdict? Its import (4-5 s of CPU) then
+    runs on a spare core while the window is read and scored. Always for "always"; for
+    "on_drift" only when a core is idle (otherwise the worker would slow the check down and
+    be thrown away when there is no drift: it starts after the verdict instead)."""
+    import os
+
+    if config.report.evidently == "always":
+        return True
+    if config.report.evidently == "never":
+        return False
+    return os.getloadavg()[0] < (os.cpu_count() or 1) - 1.0
+
+
 def run_once(settings: Settings, config: DriftConfig, *, bundle: str | None,
              reference_file: Path | None, window_path: Path | None, since: str, until: str,
              model_version: str | None, baseline_since: str | None, baseline_until: str,
              store_uri: str | None, publish: bool, html: bool, embeddings: bool,
              pushgateway: str | None) -> DriftSummary:
     """One drift check, end to end; returns the summary (outputs filled when published)."""
-    from monitoring.drift import metrics
+    from monitoring.drift.report import EvidentlyRenderer
+
+    t0 = time.perf_counter()
+    renderer = EvidentlyRenderer() if html and _speculate(config) else None
+    try:
+        return _check(settings, config, t0, renderer, bundle=bundle,
+                      reference_file=reference_file, window_path=window_path, since=since,
+                      until=until, model_version=model_version, baseline_since=baseline_since,
+                      baseline_until=baseline_until, store_uri=store_uri, publish=publish,
+                      html=html, embeddings=embeddings, pushgateway=pushgateway)
+    finally:
+        if renderer is not None:
+            renderer.cancel()
+
+
+def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # noqa: ANN001
+           bundle: str | None, reference_file: Path | None, window_path: Path | None,
+           since: str, until: str, model_version: str | None, baseline_since: str | None,
+           baseline_until: str, store_uri: str | None, publish: bool, html: bool,
+           embeddings: bool, pushgateway: str | None) -> DriftSummary:
     from monitoring.drift.embedding import RecommenderEmbeddings
     from monitoring.drift.job import dictionary_columns, run_check, window_columns
-    from monitoring.drift.report import evidently_html, prefetch_evidently, publish as put
-    from monitoring.drift.report import summary_html
+    from monitoring.drift.report import EvidentlyRenderer, prefetch_evidently
     from monitoring.reference import load_reference
     from monitoring.window import (
         list_window_keys,
@@ -61,13 +95,12 @@ def run_once(settings: Settings, config: DriftConfig, *, bundle: str | None,
         read_window,
     )
 
-    t0 = time.perf_counter()
     reference = load_reference(bundle, settings, features_path=reference_file)
     source = None
     if embeddings and reference.bundle_dir is not None and \
             (reference.bundle_dir / "model" / "config.json").is_file():
         source = RecommenderEmbeddings(reference.bundle_dir)
-    loader = prefetch_evidently() if html or source is not None else None
+    loader = prefetch_evidently() if source is not None else None
     cols, dcols = window_columns(config), dictionary_columns(config)
     store = None
     if window_path is not None:
@@ -103,27 +136,60 @@ def run_once(settings: Settings, config: DriftConfig, *, bundle: str | None,
         baseline = read_window(store, list_window_keys(store, bwin, model_version), bwin,
                                ["ts", "items", "scores"])
 
+    if renderer is not None:
+        renderer.submit(config, reference.features, table)
     if loader is not None:
         loader.join()
     summary = run_check(config, reference, table, info, embeddings=source,
                         prediction_reference=baseline, with_embedding=embeddings)
     summary.timings_seconds["read"] = round(t_read, 3)
 
-    ev = None
-    if html:
-        t = time.perf_counter()
-        ev = evidently_html(config, reference.features, table)
-        summary.timings_seconds["evidently_report"] = round(time.perf_counter() - t, 3)
-    summary.timings_seconds["total"] = round(time.perf_counter() - t0, 3)
+    if renderer is not None and not summary.drift_detected \
+            and config.report.evidently == "on_drift":
+        renderer.cancel()  # started speculatively; nobody needs it
+        renderer = None
+    if renderer is None and summary.drift_detected and html:
+        renderer = EvidentlyRenderer()
+        try:
+            renderer.submit(config, reference.features, table)
+            return _finish(settings, config, t0, renderer, summary, store, store_uri, publish,
+                           pushgateway)
+        finally:
+            renderer.cancel()
+    return _finish(settings, config, t0, renderer, summary, store, store_uri, publish,
+                   pushgateway)
+
+
+def _finish(settings: Settings, config: DriftConfig, t0: float, renderer,  # noqa: ANN001
+            summary: DriftSummary, store, store_uri: str | None, publish: bool,  # noqa: ANN001
+            pushgateway: str | None) -> DriftSummary:
+    """Publish the verdict and the gauges, then Evidently's report when one is coming."""
+    from monitoring.drift import metrics
+    from monitoring.drift.report import publish as put
+    from monitoring.drift.report import put_evidently, summary_html
+
+    # verdict first: summary, report.html and gauges go out before Evidently's report
     if publish:
         from marquee.store import open_store
 
         store = store or open_store(store_uri or settings.resolved_store_uri,
                                     settings.s3_endpoint_url)
-        put(store, summary, summary_html(summary, "evidently.html" if ev else None), ev)
+        put(store, summary, summary_html(summary, "evidently.html" if renderer else None))
+    summary.timings_seconds["verdict"] = round(time.perf_counter() - t0, 3)
     metrics.export(summary, time.perf_counter() - t0)
     if pushgateway:
         metrics.push(pushgateway)
+    if renderer is not None:
+        t = time.perf_counter()
+        try:
+            page = renderer.result()
+        except RuntimeError as exc:  # the report is for people; the verdict stands without it
+            log.warning("no Evidently report: %s", exc)
+        else:
+            summary.timings_seconds["evidently_report_wait"] = round(time.perf_counter() - t, 3)
+            if publish:
+                put_evidently(store, summary, page)
+    summary.timings_seconds["total"] = round(time.perf_counter() - t0, 3)
     return summary
 
 
@@ -188,8 +254,8 @@ def check(
     config: Path = typer.Option(DEFAULT_CONFIG, help="Drift configuration YAML."),
     store: Optional[str] = typer.Option(None, help="Object store (default settings)."),
     publish: bool = typer.Option(True, help="Write summary and reports to the store."),
-    html: Optional[bool] = typer.Option(None, help="Render Evidently's report (default: "
-                                        "config report.html)."),
+    evidently: Optional[str] = typer.Option(
+        None, help="Evidently's report: always | on_drift | never (default: config)."),
     embeddings: bool = typer.Option(True, help="Embedding drift with the bundle's model."),
     pushgateway: Optional[str] = typer.Option(None, help="Push gauges to this Pushgateway."),
     metrics_port: Optional[int] = typer.Option(None, help="Serve /metrics on this port."),
@@ -204,6 +270,10 @@ def check(
         bundle = None  # --reference alone: no bundle needed
     try:
         cfg = load_config(config)
+        if evidently is not None:
+            if evidently not in ("always", "on_drift", "never"):
+                raise MonitoringInputError(f"evidently={evidently!r}: always, on_drift or never")
+            cfg.report.evidently = evidently
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -218,7 +288,8 @@ def check(
                     since=since, until=until, model_version=model_version,
                     baseline_since=baseline_since, baseline_until=baseline_until,
                     store_uri=store, publish=publish,
-                    html=cfg.report.html if html is None else html, embeddings=embeddings,
+                    html=(evidently or cfg.report.evidently) != "never",
+                    embeddings=embeddings,
                     pushgateway=pushgateway)
             except MarqueeError as exc:
                 if every is None:

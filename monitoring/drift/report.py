@@ -5,7 +5,9 @@
   prediction and embedding drift, window and timings. Self-contained, a few kB.
 * ``evidently.html``: Evidently's report, one ``ValueDrift`` per feature with the configured
   method and threshold, on a random sample (``report.sample_rows``) for the distribution
-  plots; its scores are those of the sample.
+  plots; its scores are those of the sample. Rendered by a child process that imports
+  Evidently while the check runs; by default kept only when the check finds drift
+  (``report.evidently: on_drift``).
 
 Stored under ``monitoring/drift/<model>/<version>/<UTC stamp>/`` with ``latest.json`` beside.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import html
 import threading
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +25,8 @@ from marquee.store import ObjectStore
 from monitoring.drift.config import DriftConfig
 from monitoring.drift.summary import DriftSummary
 
-__all__ = ["prefetch_evidently", "summary_html", "evidently_html", "publish", "output_prefix"]
+__all__ = ["prefetch_evidently", "summary_html", "evidently_html", "EvidentlyRenderer",
+           "publish", "put_evidently", "output_prefix"]
 
 _EVIDENTLY_MODULES = ("evidently", "evidently.metrics", "evidently.core.report",
                       "evidently.legacy.metrics.data_drift.embedding_drift_methods")
@@ -113,44 +117,107 @@ def _sample(table: pa.Table, n: int, rng: np.random.Generator) -> pa.Table:
     return table.take(np.sort(rng.choice(table.num_rows, n, replace=False)))
 
 
-def evidently_html(config: DriftConfig, reference: pa.Table, window: pa.Table) -> str:
-    """Evidently's report: ValueDrift per feature (configured method/threshold) on samples."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-
+def _samples(config: DriftConfig, reference: pa.Table, window: pa.Table):  # noqa: ANN202
     rng = np.random.default_rng(config.seed)
     feats = config.resolved()
     n = config.report.sample_rows
     ref = _sample(reference.select([f.name for f in feats]), n, rng).to_pandas()
     cur = _sample(window.select([f.column for f in feats]), n, rng).to_pandas()
     cur.columns = [f.name for f in feats]
-    definition = DataDefinition(
-        numerical_columns=[f.name for f in feats if f.kind == "numeric"],
-        categorical_columns=[f.name for f in feats if f.kind == "categorical"])
-    report = Report([ValueDrift(column=f.name, method=f.method, threshold=f.threshold)
-                     for f in feats], include_tests=True)
-    snapshot = report.run(Dataset.from_pandas(cur, data_definition=definition),
-                          Dataset.from_pandas(ref, data_definition=definition))
-    return snapshot.get_html_str(as_iframe=False)
+    for frame in (ref, cur):  # dictionary-encoded columns arrive as pandas categoricals
+        for f in feats:
+            if f.kind == "categorical":
+                frame[f.name] = frame[f.name].astype(object)
+    spec = [[f.name, f.kind, f.method, f.threshold] for f in feats]
+    return spec, ref, cur
+
+
+def evidently_html(config: DriftConfig, reference: pa.Table, window: pa.Table) -> str:
+    """Evidently's report: ValueDrift per feature (configured method/threshold) on samples,
+    in this process."""
+    from monitoring.drift.evidently_worker import render
+
+    return render(*_samples(config, reference, window))
+
+
+class EvidentlyRenderer:
+    """Evidently's report from a child process (``monitoring.drift.evidently_worker``)
+    started before the window is read, so Evidently's import overlaps the drift check."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self.dir = Path(tempfile.mkdtemp(prefix="marquee-evidently-"))
+        self._log = open(self.dir / "worker.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitoring.drift.evidently_worker", str(self.dir)],
+            stdout=self._log, stderr=subprocess.STDOUT)
+
+    def submit(self, config: DriftConfig, reference: pa.Table, window: pa.Table) -> None:
+        import json
+        import os
+
+        spec, ref, cur = _samples(config, reference, window)
+        ref.to_parquet(self.dir / "reference.parquet", index=False)
+        cur.to_parquet(self.dir / "current.parquet", index=False)
+        (self.dir / "request.part").write_text(json.dumps({"features": spec}))
+        os.replace(self.dir / "request.part", self.dir / "request.json")
+
+    def result(self, timeout: float = 600.0) -> str:
+        """The HTML; raises RuntimeError with the worker's output when it failed."""
+        import shutil
+        import subprocess
+
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        try:
+            out = self.dir / "evidently.html"
+            if code != 0 or not out.exists():
+                tail = (self.dir / "worker.log").read_text()[-1500:]
+                raise RuntimeError(f"Evidently report worker exited {code}: {tail}")
+            return out.read_text()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def cancel(self) -> None:
+        import shutil
+
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def output_prefix(s: DriftSummary) -> str:
     return f"monitoring/drift/{s.model_name}/{s.model_version}/{s.created:%Y%m%dT%H%M%SZ}"
 
 
-def publish(store: ObjectStore, s: DriftSummary, report: str, evidently: str | None
-            ) -> dict[str, str]:
-    """Write the outputs; ``s.outputs`` gets their URIs (summary.json written last)."""
+def publish(store: ObjectStore, s: DriftSummary, report: str) -> dict[str, str]:
+    """Write report.html, then summary.json and latest.json; ``s.outputs`` gets the URIs."""
     prefix = output_prefix(s)
-    outputs: dict[str, str] = {}
-    if evidently is not None:
-        store.put_bytes(f"{prefix}/evidently.html", evidently.encode())
-        outputs["evidently_html"] = store.uri(f"{prefix}/evidently.html")
     store.put_bytes(f"{prefix}/report.html", report.encode())
-    outputs["report_html"] = store.uri(f"{prefix}/report.html")
-    outputs["summary_json"] = store.uri(f"{prefix}/summary.json")
-    s.outputs = outputs
+    s.outputs["report_html"] = store.uri(f"{prefix}/report.html")
+    s.outputs["summary_json"] = store.uri(f"{prefix}/summary.json")
+    _put_summary(store, s)
+    return s.outputs
+
+
+def put_evidently(store: ObjectStore, s: DriftSummary, html: str) -> None:
+    """Add Evidently's report beside a published summary (and list it in the summary)."""
+    prefix = output_prefix(s)
+    store.put_bytes(f"{prefix}/evidently.html", html.encode())
+    s.outputs["evidently_html"] = store.uri(f"{prefix}/evidently.html")
+    _put_summary(store, s)
+
+
+def _put_summary(store: ObjectStore, s: DriftSummary) -> None:
     body = s.model_dump_json(indent=2).encode()
-    store.put_bytes(f"{prefix}/summary.json", body)
+    store.put_bytes(f"{output_prefix(s)}/summary.json", body)
     store.put_bytes(f"monitoring/drift/{s.model_name}/{s.model_version}/latest.json", body)
-    return outputs

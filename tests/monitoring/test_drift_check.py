@@ -207,10 +207,10 @@ def test_drift_check_command_reads_the_store_publishes_and_exits_3_on_drift(
                        n_files=2)
     common = ["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until"]
 
-    clean = _drift_cli([*common, "2025-03-01T01:00:00Z", "--since", "1h", "--no-html"],
-                       tmp_path / "home")
+    clean = _drift_cli([*common, "2025-03-01T01:00:00Z", "--since", "1h"], tmp_path / "home")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "no drift" in clean.stdout
+    assert "report_html" in clean.stdout and "evidently_html" not in clean.stdout  # on_drift
 
     drifted = _drift_cli([*common, "2025-03-01T02:00:00Z", "--since", "1h", "--json"],
                          tmp_path / "home")
@@ -233,6 +233,6 @@ def test_drift_check_command_reads_the_store_publishes_and_exits_3_on_drift(
 def test_drift_check_exits_2_on_an_empty_window(tmp_path: Path) -> None:
     bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)
     out = _drift_cli(["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--since",
-                      "1h", "--no-html"], tmp_path / "home")
+                      "1h", "--evidently", "never"], tmp_path / "home")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "no payload logs in the window" in out.stdout
