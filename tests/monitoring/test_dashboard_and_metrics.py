@@ -105,3 +105,9 @@ def test_monitoring_jobs_emit_what_the_catalogue_says() -> None:
         emitted = {n if n.startswith("marquee_") else n for n in emitted}
         declared = {m.name.removesuffix("_total") for m in CATALOGUE if m.owner == owner}
         assert emitted == declared, (owner, emitted ^ declared)
+
+
+def test_readme_documents_every_metric() -> None:
+    text = (REPO / "monitoring" / "README.md").read_text()
+    missing = [m.name for m in CATALOGUE if f"`{m.name}`" not in text]
+    assert not missing, f"monitoring/README.md does not document {missing}"
