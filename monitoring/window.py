@@ -22,7 +22,7 @@ from marquee.store import ObjectStore, local_path_of
 from monitoring.errors import MonitoringInputError, NoDataError
 
 __all__ = ["Window", "parse_time", "parse_window", "partition_prefixes", "list_window_keys",
-           "read_window", "read_parquet_path", "PAYLOG_PREFIX"]
+           "read_window", "read_parquet_path", "parquet_files", "PAYLOG_PREFIX"]
 
 PAYLOG_PREFIX = "payload-logs"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -142,14 +142,22 @@ def read_window(store: ObjectStore, keys: Sequence[str], window: Window | None,
     return table
 
 
+def parquet_files(path: Path | str) -> list[Path]:
+    """A Parquet file, or every ``*.parquet`` under a directory but its hidden ones (a local
+    store keeps checksums under ``.marquee-store``)."""
+    p = Path(path)
+    if not p.is_dir():
+        return [p] if p.exists() else []
+    return sorted(f for f in p.rglob("*.parquet")
+                  if not any(part.startswith(".") for part in f.relative_to(p).parts))
+
+
 def read_parquet_path(path: Path | str, columns: Sequence[str] | None = None,
                       dictionary: Sequence[str] = ()) -> pa.Table:
     """A Parquet file, or every ``*.parquet`` under a directory (an ad-hoc window)."""
     p = Path(path)
-    files = sorted(f for f in p.rglob("*.parquet")  # hidden dirs: a store's bookkeeping
-                   if not any(part.startswith(".") for part in f.relative_to(p).parts)
-                   ) if p.is_dir() else [p]
-    if not files or not files[0].exists():
+    files = parquet_files(p)
+    if not files:
         raise NoDataError(f"no Parquet files at {p}")
     table = pa.concat_tables([_read_file(f, columns, dictionary) for f in files],
                              promote_options="default")

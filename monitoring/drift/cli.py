@@ -90,6 +90,7 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
     from monitoring.reference import load_reference
     from monitoring.window import (
         list_window_keys,
+        parquet_files,
         parse_window,
         read_parquet_path,
         read_window,
@@ -105,8 +106,8 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
     store = None
     if window_path is not None:
         table = read_parquet_path(window_path, cols, dcols)
-        info = WindowInfo(source=str(window_path), files=len(list(Path(window_path).rglob(
-            "*.parquet"))) if Path(window_path).is_dir() else 1, rows=table.num_rows)
+        info = WindowInfo(source=str(window_path), files=len(parquet_files(window_path)),
+                          rows=table.num_rows)
     else:
         from marquee.store import open_store
 

@@ -236,3 +236,35 @@ def test_drift_check_exits_2_on_an_empty_window(tmp_path: Path) -> None:
                       "1h", "--evidently", "never"], tmp_path / "home")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "no payload logs in the window" in out.stdout
+
+
+def test_exporter_mode_serves_gauges_for_prometheus(tmp_path: Path) -> None:
+    """`--metrics-port --every`: the long-running local exporter Prometheus scrapes."""
+    import httpx
+    from conftest import free_port, stop_process, wait_until
+
+    bundle = write_bundle(tmp_path / "bundle", n_reference=5_000)
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, payload_table(5_000, 4, "demographic", start_ts=HOUR))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marquee.cli", "drift", "check", "--bundle", str(bundle),
+         "--store", str(tmp_path / "store"), "--since", "2025-03-01T00:00:00Z", "--until",
+         "2025-03-01T01:00:00Z", "--evidently", "never", "--no-publish",
+         "--metrics-port", str(port), "--every", "1"],
+        env={"PATH": "/usr/bin:/bin", "MARQUEE_HOME": str(tmp_path / "home"),
+             "MARQUEE_BIND_HOST": "127.0.0.1"},
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_until(lambda: 'marquee_drift_share{model_version="1"} 0.25'
+                   in httpx.get(url, timeout=1).text, timeout=90, what="drift gauges served")
+        first = float(next(line.split()[-1] for line in httpx.get(url).text.splitlines()
+                           if line.startswith("marquee_drift_last_run_timestamp_seconds")))
+        wait_until(lambda: float(next(
+            line.split()[-1] for line in httpx.get(url).text.splitlines()
+            if line.startswith("marquee_drift_last_run_timestamp_seconds"))) > first,
+            timeout=60, what="a second check")
+        assert proc.poll() is None  # drift does not end the exporter
+    finally:
+        stop_process(proc)
