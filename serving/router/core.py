@@ -73,6 +73,7 @@ class Router:
         self._seen_users: set[int] = set()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._ctr: dict[str, list[int]] = {}
+        self._served_metrics: dict[tuple[str, str], tuple[Any, ...]] = {}
         if settings.baseline_version:
             self.apply(RoutingConfig(baseline={"version": settings.baseline_version}))
         if settings.fault_assignment_candidate_weight is not None:
@@ -178,12 +179,17 @@ class Router:
         now = time.time()
         self.stats.request(variant, elapsed_ms, error=False)
         self.stats.exposure(variant)
-        metrics.REQUESTS.labels(variant, version, "200").inc()
-        metrics.LATENCY.labels(variant).observe(elapsed_ms / 1000)
-        metrics.EXPOSURES.labels(variant).inc()
+        m = self._served_metrics.get((variant, version))
+        if m is None:
+            m = self._served_metrics[(variant, version)] = (
+                metrics.REQUESTS.labels(variant, version, "200"), metrics.LATENCY.labels(variant),
+                metrics.EXPOSURES.labels(variant), metrics.CLICK_THROUGH.labels(variant))
+        m[0].inc()
+        m[1].observe(elapsed_ms / 1000)
+        m[2].inc()
         ctr = self._ctr.setdefault(variant, [0, 0])
         ctr[0] += 1
-        metrics.CLICK_THROUGH.labels(variant).set(ctr[1] / ctr[0])
+        m[3].set(ctr[1] / ctr[0])
         state = RequestState(req.user_id, variant, version, tuple(pred.items), now)
         if teams is not None:
             state.teams = {item: _TEAM_VARIANT[t] for item, t in zip(pred.items, teams)}

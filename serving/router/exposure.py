@@ -6,19 +6,19 @@
 ``feedback-logs/date=…/hour=…/part-<uuid>.parquet``: the contract's columns — ``request_id,
 ts, user_id, item_id, event, variant, model_version``.
 
-``log(row)`` never blocks and never raises: a full queue drops the row and counts it. A
-background thread batches rows and writes them with the store's ``put_bytes``.
+``log(row)`` never blocks and never raises: it appends to an in-memory buffer (no lock, no
+thread wake-up on the request path); a full buffer drops the row and counts it. A background
+thread takes the buffer every ``flush_seconds`` (or as soon as ``batch_rows`` are waiting) and
+writes Parquet with the store's ``put_bytes``.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import queue
 import threading
-import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -46,8 +46,6 @@ FEEDBACK_SCHEMA = pa.schema([
     ("model_version", pa.string()),
 ])
 
-_STOP = object()
-
 
 class BlobWriter(Protocol):
     def put_bytes(self, key: str, data: bytes) -> str: ...
@@ -58,9 +56,12 @@ class EventLog:
                  queue_size: int = 100_000, batch_rows: int = 5000,
                  flush_seconds: float = 5.0) -> None:
         self.store, self.prefix, self.schema = store, prefix, schema
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._rows: deque[dict[str, Any]] = deque()
+        self._max_rows = queue_size
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
+        self._wake = threading.Event()
+        self._closing = False
         self._thread: threading.Thread | None = None
         self.rows_written = 0
         self.files: list[str] = []
@@ -71,35 +72,39 @@ class EventLog:
         return self
 
     def log(self, row: dict[str, Any]) -> None:
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
+        n = len(self._rows)
+        if n >= self._max_rows:
             metrics.LOG_DROPPED.labels(reason="queue_full").inc()
+            return
+        self._rows.append(row)  # deque.append is atomic: no lock needed
+        if n + 1 == self._batch_rows:
+            self._wake.set()
 
     def close(self, timeout: float = 30.0) -> None:
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        self._closing = True
+        self._wake.set()
         self._thread.join(timeout)
         self._thread = None
 
+    def _take(self) -> list[dict[str, Any]]:
+        rows = []
+        popleft = self._rows.popleft
+        for _ in range(len(self._rows)):
+            rows.append(popleft())
+        return rows
+
     def _run(self) -> None:
-        batch: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self._flush_seconds
         while True:
-            try:
-                item = self._queue.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                self._write(batch)
+            self._wake.wait(self._flush_seconds)
+            self._wake.clear()
+            rows = self._take()
+            for i in range(0, len(rows), self._batch_rows):
+                self._write(rows[i:i + self._batch_rows])
+            if self._closing:
+                self._write(self._take())
                 return
-            if item is not None:
-                batch.append(item)
-            if len(batch) >= self._batch_rows or time.monotonic() >= deadline:
-                self._write(batch)
-                batch = []
-                deadline = time.monotonic() + self._flush_seconds
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:

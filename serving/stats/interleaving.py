@@ -15,8 +15,6 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from scipy import stats
-
 __all__ = ["InterleavedList", "team_draft", "credit", "SignTestResult", "sign_test",
            "sequential_sign_test"]
 
@@ -116,6 +114,8 @@ def sign_test(wins_b: int, wins_a: int, alpha: float = 0.05) -> SignTestResult:
     n = wins_a + wins_b
     if n == 0:
         return SignTestResult(wins_b, wins_a, 0, 0.5, 1.0, False, alpha, False)
+    from scipy import stats  # imported when used: the router never needs scipy
+
     p = float(stats.binomtest(wins_b, n, 0.5, alternative="two-sided").pvalue)
     return SignTestResult(wins_b, wins_a, n, wins_b / n, p, p < alpha, alpha, False)
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from scipy import stats
-
 __all__ = ["SRMResult", "srm_check"]
 
 
@@ -50,6 +48,8 @@ def srm_check(observed: Sequence[int], weights: Sequence[float],
     exp = [e for e in expected if e > 0]
     if len(obs) < 2:
         return SRMResult(tuple(observed), expected, 0.0, 1.0, False, p_threshold)
+    from scipy import stats  # imported when used: the router never needs scipy
+
     chi2, p = stats.chisquare(obs, exp)
     return SRMResult(tuple(observed), expected, float(chi2), float(p), bool(p < p_threshold),
                      p_threshold)

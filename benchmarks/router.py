@@ -1,0 +1,248 @@
+"""Router overhead and shadow cost, measured with real processes on 127.0.0.1.
+
+    .venv/bin/python benchmarks/router.py [--requests 3000] [--bundle DIR] [--record]
+
+1. Overhead: the same closed-loop client (one request at a time, keep-alive) calls the model
+   server directly (``POST /v1/models/movie-recommender:predict``) and through the router
+   (``POST /recommend``), in alternating blocks so that drift on a shared machine hits both.
+   Overhead = router quantile − direct quantile (p50, p99).
+2. Shadow: user latency at an open-loop rate with no shadow, with every request mirrored to
+   a second model server, and while that server is killed.
+
+Without ``--bundle`` a small bundle is trained first (real recommender, synthetic data).
+``--record`` appends the figures to benchmarks/RESULTS.md under "## Router overhead".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MODEL = "movie-recommender"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def env(home: Path, **extra: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+    e.update({"MARQUEE_HOME": str(home), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+              "MARQUEE_SERVING_PAYLOAD_LOG_ENABLED": "false", **extra})
+    return e
+
+
+def start_server(bundle: Path, home: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marquee.cli", "serve", "--runtime", "kserve", "--bundle-uri",
+         str(bundle), "--host", "127.0.0.1", "--port", str(port)],
+        env=env(home), cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait(f"{url}/v1/models/{MODEL}", proc)
+    return proc, url
+
+
+def start_router(upstreams: dict[str, str], home: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1", "--port",
+         str(port), "--baseline", "1", "--log-level", "warning"],
+        env=env(home, MARQUEE_ROUTER_UPSTREAMS=json.dumps(upstreams)), cwd=REPO,
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait(f"{url}/readyz", proc)
+    return proc, url
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def build_bundle(root: Path) -> Path:
+    import torch
+
+    from marquee.bundle import finalize_bundle
+    from recsys import Recommender
+    from recsys.data.synth import generate
+
+    torch.set_num_threads(1)
+    ds = generate(2000, 400, 40_000, seed=3, affinity=0.95, zipf_exponent=0.3)
+    config = {"seed": 1, "retrieval": {"epochs": 2, "dim": 16, "batch_size": 256},
+              "ranker": {"enabled": False}}
+    rec = Recommender(config)
+    rec.fit(ds.interactions, ds.users, ds.items, progress=False)
+    bundle = root / "bundle"
+    rec.save(bundle)
+    finalize_bundle(bundle, MODEL, "1", training_config=config,
+                    data_fingerprint=ds.fingerprint(), metrics={}, code_revision="bench")
+    return bundle
+
+
+def q(xs: list[float], p: float) -> float:
+    return float(np.quantile(np.asarray(xs), p))
+
+
+def overhead(server: str, router: str, n: int, block: int = 100) -> dict[str, float]:
+    direct: list[float] = []
+    routed: list[float] = []
+    users = np.random.default_rng(0).integers(1, 2001, size=n)
+    with httpx.Client(timeout=10, trust_env=False) as c:
+        def call_direct(u: int) -> None:
+            t = time.perf_counter()
+            r = c.post(f"{server}/v1/models/{MODEL}:predict",
+                       json={"instances": [{"user_id": int(u), "k": 10}]})
+            direct.append((time.perf_counter() - t) * 1000)
+            r.raise_for_status()
+
+        def call_router(u: int) -> None:
+            t = time.perf_counter()
+            r = c.post(f"{router}/recommend", json={"user_id": int(u), "k": 10})
+            routed.append((time.perf_counter() - t) * 1000)
+            r.raise_for_status()
+
+        for u in users[:200]:  # warm-up: connections, caches, JIT-free but lazy paths
+            call_direct(u)
+            call_router(u)
+        direct.clear()
+        routed.clear()
+        for start in range(0, n, block):
+            chunk = users[start:start + block]
+            first, second = (call_direct, call_router) if (start // block) % 2 == 0 else (
+                call_router, call_direct)
+            for u in chunk:
+                first(u)
+            for u in chunk:
+                second(u)
+    return {"direct_p50": q(direct, 0.5), "direct_p99": q(direct, 0.99),
+            "router_p50": q(routed, 0.5), "router_p99": q(routed, 0.99),
+            "overhead_p50": q(routed, 0.5) - q(direct, 0.5),
+            "overhead_p99": q(routed, 0.99) - q(direct, 0.99), "n": float(len(direct))}
+
+
+def shadow_cost(router: str, candidate: subprocess.Popen, candidate_url: str, n: int,
+                rate: float) -> dict[str, float]:
+    from serving.replay.engine import run_replay
+    from serving.replay.users import ReplayUser
+
+    users = [ReplayUser(u, frozenset()) for u in range(1, 2001)]
+    single = {"strategy": "single", "baseline": {"version": "1"}}
+    mirror = {"strategy": "shadow", "baseline": {"version": "1"},
+              "candidate": {"version": "2", "url": candidate_url}, "shadow_sample_rate": 1.0}
+    out: dict[str, float] = {}
+    for label, routing in (("no_shadow", single), ("shadow", mirror)):
+        httpx.put(f"{router}/admin/routing", json=routing).raise_for_status()
+        rep = run_replay(router, users, rate=rate, requests=n, seed=1)
+        assert rep.errors == 0
+        out[f"{label}_p50"], out[f"{label}_p99"] = rep.latency_ms(0.5), rep.latency_ms(0.99)
+    threading.Timer(n / rate / 3, candidate.kill).start()
+    rep = run_replay(router, users, rate=rate, requests=n, seed=1)
+    out["killed_p50"], out["killed_p99"] = rep.latency_ms(0.5), rep.latency_ms(0.99)
+    out["killed_errors"] = float(rep.errors)
+    stats = httpx.get(f"{router}/admin/stats", params={"since": 0}).json()["shadow"]
+    out["mirrors"], out["mirror_errors"] = float(stats["mirrored"]), float(stats["errors"])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--shadow-requests", type=int, default=1200)
+    ap.add_argument("--rate", type=float, default=40.0)
+    ap.add_argument("--bundle", type=Path)
+    ap.add_argument("--record", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        t = time.time()
+        bundle = args.bundle or build_bundle(home)
+        print(f"bundle ready in {time.time() - t:.0f}s", flush=True)
+        procs = []
+        try:
+            server, server_url = start_server(bundle, home, home / "server.log")
+            procs.append(server)
+            cand, cand_url = start_server(bundle, home, home / "candidate.log")
+            procs.append(cand)
+            router, router_url = start_router({"1": server_url}, home, home / "router.log")
+            procs.append(router)
+            load0 = os.getloadavg()[0]
+            o = overhead(server_url, router_url, args.requests)
+            print(json.dumps(o, indent=1), flush=True)
+            s = shadow_cost(router_url, cand, cand_url, args.shadow_requests, args.rate)
+            print(json.dumps(s, indent=1), flush=True)
+        finally:
+            for p in procs:
+                stop(p)
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                         text=True).stdout.strip()
+    text = f"""
+## Router overhead
+
+- command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --rate {args.rate:g}`
+- date: {date.today()}; code revision: {rev}
+- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; shared with other jobs, load average at start {load0:.1f}
+- setup: real KServe model server (`marquee serve`, small two-tower bundle), router (`marquee router`, uvloop + httptools, httpx pooled client, exposure logs on), one closed-loop client with keep-alive; direct and routed calls in alternating blocks of 100
+
+| path | p50 (ms) | p99 (ms) |
+|---|---:|---:|
+| model server directly | {o['direct_p50']:.2f} | {o['direct_p99']:.2f} |
+| through the router | {o['router_p50']:.2f} | {o['router_p99']:.2f} |
+| **router overhead** | **{o['overhead_p50']:.2f}** | **{o['overhead_p99']:.2f}** |
+
+Shadow ({args.shadow_requests} users at {args.rate:g} req/s, open loop, every request mirrored to a second model server on the same machine):
+
+| user latency | p50 (ms) | p99 (ms) | user-visible errors |
+|---|---:|---:|---:|
+| no shadow | {s['no_shadow_p50']:.2f} | {s['no_shadow_p99']:.2f} | 0 |
+| shadow, candidate alive | {s['shadow_p50']:.2f} | {s['shadow_p99']:.2f} | 0 |
+| shadow, candidate killed a third of the way in | {s['killed_p50']:.2f} | {s['killed_p99']:.2f} | {s['killed_errors']:.0f} |
+
+Mirrors: {s['mirrors']:.0f}, of which failed (candidate dead): {s['mirror_errors']:.0f}.
+"""
+    print(text)
+    if args.record:
+        with open(REPO / "benchmarks" / "RESULTS.md", "a") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
