@@ -230,10 +230,13 @@ def main() -> None:
 
     def live_row(strategy: str) -> str:
         status, report, at = results[strategy]
+        decided = next((d.reason for d in status.decisions
+                        if d.statistics.get("msprt", {}).get("reject")
+                        or d.statistics.get("signTest", {}).get("reject")), status.message)
         by = report.by_variant()
         ctr = ", ".join(f"{v} {d['ctr']:.3f}" for v, d in sorted(by.items()))
         return (f"| {strategy} | {status.phase.value} | {at if at is not None else 'no decision'} "
-                f"| {ctr} | {status.message[:150]} |")
+                f"| {ctr} | {decided[:160]} |")
 
     text = f"""
 ## Interleaving vs A/B
