@@ -59,8 +59,8 @@ class EmbeddingConfig(BaseModel):
 class ReportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     evidently: Literal["always", "on_drift", "never"] = Field(
-        "on_drift", description="When to render Evidently's report (6-10 s of CPU, mostly "
-        "its import): on_drift renders it when the check finds drift, when someone will read it.")
+        "never", description="When to render Evidently's report (6-10 s of CPU, mostly its "
+        "import): on_drift renders it when the check finds drift, when someone will read it.")
     sample_rows: int = Field(10000, ge=100)
 
 

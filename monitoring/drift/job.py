@@ -16,11 +16,18 @@ import pyarrow.compute as pc
 from monitoring.drift.config import DriftConfig
 from monitoring.drift.embedding import EmbeddingSource, embedding_drift
 from monitoring.drift.prediction import ItemLookup, prediction_drift
-from monitoring.drift.stats import score_categorical, score_numeric, to_float, value_counts
+from monitoring.drift.stats import (
+    finite,
+    score_categorical,
+    score_numeric,
+    to_float,
+    value_counts,
+)
 from monitoring.drift.summary import (
     DriftSummary,
     EmbeddingResult,
     FeatureResult,
+    Histogram,
     PredictionResult,
     WindowInfo,
 )
@@ -52,21 +59,61 @@ def check_features(config: DriftConfig, reference: pa.Table, window: pa.Table,
             raise MonitoringInputError(f"payload logs have no column {f.column!r}")
         try:
             if f.kind == "categorical":
-                s = score_categorical(f.method, value_counts(reference.column(f.name)),
-                                      value_counts(window.column(f.column)), f.threshold,
+                ref_c = value_counts(reference.column(f.name))
+                cur_c = value_counts(window.column(f.column))
+                s = score_categorical(f.method, ref_c, cur_c, f.threshold,
                                       sample_rows=config.sample_rows, rng=rng)
+                hist = category_histogram(ref_c, cur_c)
             else:
-                s = score_numeric(f.method, to_float(reference.column(f.name)),
-                                  to_float(window.column(f.column)), f.threshold,
+                ref_x = finite(to_float(reference.column(f.name)))
+                cur_x = finite(to_float(window.column(f.column)))
+                s = score_numeric(f.method, ref_x, cur_x, f.threshold,
                                   sample_rows=config.sample_rows,
                                   exact_margin=config.exact_margin, rng=rng)
+                hist = numeric_histogram(ref_x, cur_x, rng)
         except (ValueError, TypeError, pa.ArrowInvalid) as exc:
             raise MonitoringInputError(f"feature {f.name!r}: {exc}") from exc
         out.append(FeatureResult(name=f.name, kind=f.kind, method=f.method,
                                  threshold=f.threshold, score=s.score, drifted=s.drifted,
                                  rows_reference=s.rows_reference, rows_current=s.rows_current,
-                                 exact=s.exact))
+                                 exact=s.exact, histogram=hist))
     return out
+
+
+def category_histogram(ref: dict, cur: dict, top: int = 10) -> Histogram:
+    """Shares of the most frequent categories (either side) and of the rest."""
+    n_ref, n_cur = max(sum(ref.values()), 1), max(sum(cur.values()), 1)
+    keys = sorted(set(ref) | set(cur), key=lambda k: -max(ref.get(k, 0) / n_ref,
+                                                          cur.get(k, 0) / n_cur))
+    shown, rest = keys[:top], keys[top:]
+    r = [ref.get(k, 0) / n_ref for k in shown]
+    c = [cur.get(k, 0) / n_cur for k in shown]
+    labels = [str(k) for k in shown]
+    if rest:
+        labels.append("other")
+        r.append(1 - sum(r))
+        c.append(1 - sum(c))
+    return Histogram(labels=labels, reference=r, current=c)
+
+
+def numeric_histogram(ref: np.ndarray, cur: np.ndarray, rng: np.random.Generator,
+                      bins: int = 12, sample: int = 200_000) -> Histogram | None:
+    """Shares per bin over the central 99% of both (ends folded into the outer bins)."""
+    if ref.size == 0 or cur.size == 0:
+        return None
+    if cur.size > sample:
+        cur = cur[rng.integers(0, cur.size, sample)]
+    both = np.concatenate([ref, cur])
+    lo, hi = np.quantile(both, [0.005, 0.995])
+    if hi <= lo:
+        lo, hi = float(both.min()), float(both.max()) + 1e-9
+    edges = np.linspace(lo, hi, bins + 1)
+    r = np.bincount(np.clip(np.searchsorted(edges, ref, "right") - 1, 0, bins - 1),
+                    minlength=bins) / ref.size
+    c = np.bincount(np.clip(np.searchsorted(edges, cur, "right") - 1, 0, bins - 1),
+                    minlength=bins) / cur.size
+    return Histogram(labels=[f"{e:.3g}" for e in edges[:-1]], reference=r.tolist(),
+                     current=c.tolist())
 
 
 def _version_counts(window: pa.Table) -> dict[str, int]:

@@ -2,12 +2,12 @@
 
 * ``summary.json``: ``DriftSummary`` (authoritative numbers, every row of the window).
 * ``report.html``: what on-call reads first: verdict, per-feature scores against thresholds,
-  prediction and embedding drift, window and timings. Self-contained, a few kB.
+  reference-vs-current bar charts of every feature (drifted ones first), prediction and
+  embedding drift, window and timings. Self-contained, about 100 kB.
 * ``evidently.html``: Evidently's report, one ``ValueDrift`` per feature with the configured
   method and threshold, on a random sample (``report.sample_rows``) for the distribution
-  plots; its scores are those of the sample. Rendered by a child process that imports
-  Evidently while the check runs; by default kept only when the check finds drift
-  (``report.evidently: on_drift``).
+  plots; its scores are those of the sample. Rendered by a child process after the verdict
+  is out (``report.evidently``: never by default, on_drift, always).
 
 Stored under ``monitoring/drift/<model>/<version>/<UTC stamp>/`` with ``latest.json`` beside.
 """
@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from marquee.store import ObjectStore
 from monitoring.drift.config import DriftConfig
-from monitoring.drift.summary import DriftSummary
+from monitoring.drift.summary import DriftSummary, Histogram
 
 __all__ = ["prefetch_evidently", "summary_html", "evidently_html", "EvidentlyRenderer",
            "publish", "put_evidently", "output_prefix"]
@@ -56,6 +56,29 @@ def _bar(score: float | None, threshold: float) -> str:
             f'<span style="left:{mark:.1f}%"></span></div>')
 
 
+def _svg(h: Histogram | None, width: int = 440, height: int = 150) -> str:
+    """Reference (grey) and current (red) shares per bin, as an inline SVG bar chart."""
+    if h is None or not h.labels:
+        return ""
+    e = html.escape
+    n = len(h.labels)
+    top = max(max(h.reference), max(h.current), 1e-9)
+    plot_h, slot = height - 40, (width - 10) / n
+    bars = []
+    for i, (label, r, c) in enumerate(zip(h.labels, h.reference, h.current)):
+        x = 5 + i * slot
+        for j, (v, colour) in enumerate(((r, "#95a5a6"), (c, "#c0392b"))):
+            bh = v / top * plot_h
+            bars.append(f'<rect x="{x + 2 + j * slot * 0.45:.1f}" y="{10 + plot_h - bh:.1f}" '
+                        f'width="{slot * 0.42:.1f}" height="{bh:.1f}" fill="{colour}">'
+                        f'<title>{e(label)}: reference {r:.1%}, current {c:.1%}</title></rect>')
+        bars.append(f'<text x="{x + slot / 2:.1f}" y="{height - 18}" font-size="9" '
+                    f'text-anchor="middle">{e(label[:10])}</text>')
+    return (f'<svg width="{width}" height="{height}" role="img">{"".join(bars)}'
+            f'<text x="5" y="{height - 3}" font-size="10" fill="#555">grey: reference, '
+            f'red: current</text></svg>')
+
+
 def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html") -> str:
     e = html.escape
     verdict = "DRIFT" if s.drift_detected else "no drift"
@@ -79,6 +102,12 @@ def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html")
                   f"{'drift' if m.drifted else 'no drift'} ({m.rows_current} users vs "
                   f"{m.rows_reference})" if m.skipped is None else f"skipped: {e(m.skipped)}")
                + "</p>")
+    charts = "".join(
+        f"<div class=chart><h3>{e(f.name)} — {f.method} {f.score:.3f} "
+        f"(threshold {f.threshold:g})</h3>{_svg(f.histogram)}</div>"
+        for f in s.features if f.drifted)
+    others = "".join(f"<div class=chart><h3>{e(f.name)} — {f.score:.3f}</h3>"
+                     f"{_svg(f.histogram)}</div>" for f in s.features if not f.drifted)
     versions = ", ".join(f"{e(k)}: {v:,}" for k, v in s.window.model_versions.items())
     link = (f'<p>Distributions per feature (Evidently, on a sample): '
             f'<a href="{evidently_file}">{evidently_file}</a></p>' if evidently_file else "")
@@ -90,6 +119,7 @@ table{{border-collapse:collapse}} td,th{{padding:.2em .7em;border-bottom:1px sol
 tr.drift td{{background:#fdecea}} .verdict{{font-size:1.4em;font-weight:bold;color:{'#c0392b' if s.drift_detected else '#27ae60'}}}
 .bar{{position:relative;width:12em;height:.8em;background:#eee}} .bar div{{height:100%}}
 .bar span{{position:absolute;top:-.2em;height:1.2em;border-left:2px solid #333}}
+.charts{{display:flex;flex-wrap:wrap;gap:1em}} .chart h3{{font-size:.9em;margin:.3em 0}}
 </style></head><body>
 <h1>Drift check — {e(s.model_name)} version {e(s.model_version)}</h1>
 <p class="verdict">{verdict}: {len(s.drifted_features)} of {len(s.features)} features drifted
@@ -102,6 +132,9 @@ Checked {s.created.isoformat()}.</p>
 <h2>Features</h2>
 <table><tr><th>feature</th><th>kind</th><th>method</th><th>score</th><th>threshold</th><th></th><th>drifted</th><th>rows</th></tr>
 {rows}</table>
+<h2>Drifted features: reference vs current</h2>
+<div class=charts>{charts or "<p>none</p>"}</div>
+<details><summary>Other features</summary><div class=charts>{others}</div></details>
 <h2>Predictions</h2>
 <table><tr><th>view</th><th>method</th><th>score</th><th>threshold</th><th></th><th>drifted</th></tr>
 {pred}</table>

@@ -6,8 +6,16 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-__all__ = ["FeatureResult", "PredictionResult", "EmbeddingResult", "WindowInfo",
+__all__ = ["Histogram", "FeatureResult", "PredictionResult", "EmbeddingResult", "WindowInfo",
            "DriftSummary"]
+
+
+class Histogram(BaseModel):
+    """Shares per bin (numbers: left edges as labels) or per category, for the report."""
+
+    labels: list[str]
+    reference: list[float]
+    current: list[float]
 
 
 class FeatureResult(BaseModel):
@@ -20,6 +28,7 @@ class FeatureResult(BaseModel):
     rows_reference: int
     rows_current: int
     exact: bool = Field(description="False when the score comes from a sample of the window")
+    histogram: Histogram | None = None
 
 
 class PredictionResult(BaseModel):

@@ -207,13 +207,14 @@ def test_drift_check_command_reads_the_store_publishes_and_exits_3_on_drift(
                        n_files=2)
     common = ["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until"]
 
-    clean = _drift_cli([*common, "2025-03-01T01:00:00Z", "--since", "1h"], tmp_path / "home")
+    clean = _drift_cli([*common, "2025-03-01T01:00:00Z", "--since", "1h", "--evidently",
+                        "on_drift"], tmp_path / "home")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "no drift" in clean.stdout
-    assert "report_html" in clean.stdout and "evidently_html" not in clean.stdout  # on_drift
+    assert "report_html" in clean.stdout and "evidently_html" not in clean.stdout
 
-    drifted = _drift_cli([*common, "2025-03-01T02:00:00Z", "--since", "1h", "--json"],
-                         tmp_path / "home")
+    drifted = _drift_cli([*common, "2025-03-01T02:00:00Z", "--since", "1h", "--json",
+                          "--evidently", "on_drift"], tmp_path / "home")
     assert drifted.returncode == 3, drifted.stderr
     summary = json.loads(drifted.stdout)
     assert sorted(summary["drifted_features"]) == sorted(expected_drifted("demographic"))
@@ -226,6 +227,8 @@ def test_drift_check_command_reads_the_store_publishes_and_exits_3_on_drift(
     assert "age_bucket" in evidently_page and len(evidently_page) > 100_000
     report = store.get_bytes(f"{prefix}/report.html").decode()
     assert "DRIFT: 5 of 20 features drifted" in report
+    assert report.count("<svg") == 20  # a reference-vs-current chart per feature
+    assert report.index("age_bucket — jensenshannon") < report.index("Other features")
     latest = json.loads(store.get_bytes("monitoring/drift/movie-recommender/1/latest.json"))
     assert latest["created"] == summary["created"]
 
