@@ -220,7 +220,7 @@ def main() -> None:
 - command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --rate {args.rate:g}`
 - date: {date.today()}; code revision: {rev}
 - machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; shared with other jobs, load average at start {load0:.1f}
-- setup: real KServe model server (`marquee serve`, small two-tower bundle), router (`marquee router`, uvloop + httptools, httpx pooled client, exposure logs on), one closed-loop client with keep-alive; direct and routed calls in alternating blocks of 100
+- setup: real KServe model server (`marquee serve`, small two-tower bundle), router (`marquee router`: uvloop + httptools server, its keep-alive HTTP/1.1 upstream pool, exposure logs on), one closed-loop client with keep-alive; direct and routed calls in alternating blocks of 100
 
 | path | p50 (ms) | p99 (ms) |
 |---|---:|---:|

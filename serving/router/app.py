@@ -39,6 +39,7 @@ from serving.router.settings import RouterSettings
 from serving.router.upstream import (
     AiohttpUpstream,
     HttpxUpstream,
+    RawUpstream,
     UpstreamClient,
     make_http_client,
 )
@@ -158,9 +159,12 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
             upstream = HttpxUpstream(make_http_client(
                 settings.max_connections, settings.upstream_timeout_seconds, transport),
                 settings.model_name)
-        else:
+        elif settings.upstream_client == "aiohttp":
             upstream = AiohttpUpstream(settings.model_name, settings.max_connections,
                                        settings.upstream_timeout_seconds)
+        else:
+            upstream = RawUpstream(settings.model_name, settings.max_connections,
+                                   settings.upstream_timeout_seconds)
         exposures = feedback = None
         if store is not None and settings.exposure_log_enabled:
             opts = dict(queue_size=settings.log_queue_size, batch_rows=settings.log_batch_rows,

@@ -29,8 +29,9 @@ class RouterSettings(BaseSettings):
         None, description="Version served before a controller sets the routing.")
     upstream_timeout_seconds: float = Field(2.0, gt=0, description="Per model-server call.")
     max_connections: int = Field(256, ge=1, description="Pooled connections to model servers.")
-    upstream_client: Literal["aiohttp", "httpx"] = Field(
-        "aiohttp", description="HTTP client to the model servers (aiohttp: less CPU per call).")
+    upstream_client: Literal["raw", "aiohttp", "httpx"] = Field(
+        "raw", description="HTTP client to the model servers: raw (built-in keep-alive HTTP/1.1 "
+        "pool, least CPU), aiohttp or httpx.")
     shadow_timeout_seconds: float = Field(2.0, gt=0, description="Per mirrored call.")
     shadow_max_in_flight: int = Field(
         64, ge=1, description="Mirrors beyond this many in flight are dropped, never queued.")
