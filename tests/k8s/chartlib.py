@@ -93,7 +93,7 @@ def all_features_values() -> dict[str, Any]:
     ]
     values["models"]["extraArgs"] = ["--log-level", "info"]
     values["image"]["pullSecrets"] = ["regcred"]
-    values["jobs"]["pushgatewayUrl"] = "http://pushgateway.monitoring.svc.cluster.local:9091"
+    values["settings"]["pushgatewayUrl"] = "http://pushgateway.monitoring.svc.cluster.local:9091"
     values["settings"]["s3EndpointUrl"] = "http://minio.minio.svc.cluster.local:9000"
     values["extraEnv"] = [{"name": "MARQUEE_LOG_LEVEL", "value": "info"}]
     values["nodeSelector"] = {"kubernetes.io/os": "linux"}

@@ -54,10 +54,9 @@ def test_renders_with_every_optional_feature_on() -> None:
     assert set(isvcs) == {"marquee-v1", "marquee-v2"}
     assert isvcs["marquee-v2"]["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert "canaryTrafficPercent" not in isvcs["marquee-v1"]["spec"]["predictor"]
-    drift = names[("CronJob", "marquee-drift")]
-    env = drift["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "MARQUEE_PUSHGATEWAY_URL",
-            "value": "http://pushgateway.monitoring.svc.cluster.local:9091"} in env
+    settings_cm = names[("ConfigMap", "marquee-settings")]
+    assert settings_cm["data"]["MARQUEE_PUSHGATEWAY_URL"] == \
+        "http://pushgateway.monitoring.svc.cluster.local:9091"
     assert all(o["metadata"]["labels"]["team"] == "recsys" for o in objs)
 
 
