@@ -64,6 +64,8 @@ def serve(
             overrides.setdefault(key, None)
     serving = ServingSettings(**overrides)
     bind = serving.host or settings.bind_host
+    if serving.omp_threads and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(serving.omp_threads)  # before OpenMP loads
     if serving.runtime == "kserve":
         argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when imported
         try:

@@ -64,6 +64,11 @@ class ServingSettings(BaseSettings):
     )
     recall_sample: int = Field(200, ge=10, description="Queries used to measure recall at load.")
     index_threads: int = Field(1, ge=1, description="FAISS threads per search (1 = no contention).")
+    omp_threads: int = Field(
+        1, ge=0,
+        description="OMP_NUM_THREADS of the server process (LightGBM ranker; 0 = leave). "
+        "Per-request work is tiny: OpenMP thread teams only add wake-ups and contention.",
+    )
     torch_threads: int = Field(
         1, ge=0, description="Torch intra-op threads for the per-request user tower (0 = leave)."
     )
