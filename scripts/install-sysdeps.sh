@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the integration tests start for real: Prometheus (with
-# promtool), Alertmanager and the Pushgateway. Does nothing when they are already present.
+# promtool) and Alertmanager (with amtool). Does nothing when they are already present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
