@@ -14,9 +14,15 @@ class RetrievalConfig(BaseModel):
 
     dim: int = Field(64, ge=4, le=1024, description="Embedding size of both towers.")
     history_len: int = Field(50, ge=1, le=1000, description="Most recent items pooled per user.")
+    history_mode: str = Field("causal", pattern="^(causal|set)$", description=(
+        "Training history of an example: the user's items before it (causal, next-item "
+        "prediction) or a sample of all the user's other items (set, leave-one-out)."))
+    separate_history_table: bool = Field(False, description=(
+        "History items pooled from their own embedding table instead of the item tower's."))
+    history_dropout: float = Field(0.0, ge=0, lt=1, description="Drop history items in training.")
     user_buckets: int = Field(0, ge=0, description="Hash buckets for user ids (0: 2 × users).")
-    epochs: int = Field(20, ge=1, le=500)
-    batch_size: int = Field(512, ge=16, le=65536)
+    epochs: int = Field(5, ge=1, le=500)
+    batch_size: int = Field(1024, ge=16, le=65536)
     lr: float = Field(3e-3, gt=0, le=1.0)
     weight_decay: float = Field(1e-6, ge=0)
     temperature: float = Field(0.05, gt=0, le=10)
@@ -32,13 +38,29 @@ class RankerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    n_candidates: int = Field(200, ge=10, le=5000)
-    objective: str = Field("lambdarank", pattern="^(lambdarank|binary|rank_xendcg)$")
-    n_estimators: int = Field(300, ge=1, le=5000)
+    n_candidates: int = Field(200, ge=10, le=5000, description="Retrieval candidates per user.")
+    objective: str = Field("lambdarank", pattern="^(lambdarank|binary|rank_xendcg)$",
+                           description="Pointwise (binary), LambdaMART or listwise (xendcg).")
+    n_estimators: int = Field(300, ge=1, le=5000, description="Most boosting rounds.")
     learning_rate: float = Field(0.05, gt=0, le=1)
     num_leaves: int = Field(31, ge=2, le=1024)
     min_child_samples: int = Field(20, ge=1)
     feature_fraction: float = Field(0.9, gt=0, le=1)
+    early_stopping_rounds: int = Field(30, ge=0, description="0: train all rounds.")
+    valid_frac: float = Field(0.1, ge=0, lt=1, description="Users kept for early stopping.")
+    label_mode: str = Field("temporal", pattern="^(temporal|random)$", description=(
+        "Which training events become the ranker's labels: each user's last ones "
+        "(temporal, as in serving) or a random share (random)."))
+    label_frac: float = Field(0.2, gt=0, lt=1, description="Share of each user's events held out.")
+    max_users: int = Field(50_000, ge=2, description="Users sampled for the ranker's training set.")
+    ease_lambda: float = Field(250.0, gt=0, description="Ridge of the EASE item-item feature.")
+    session_window: int = Field(10, ge=1, le=100, description=(
+        "Events apart within which two items of a user count as session co-occurrence."))
+    folds: int = Field(1, ge=1, le=10, description=(
+        "Held-out label sets the ranker trains on (rolling back in time, or reseeded)."))
+    dense_max_items: int = Field(8000, ge=0, description=(
+        "Catalogues up to this size get dense EASE, larger ones sparse top-k cosine."))
+    num_threads: int = Field(1, ge=0, description="LightGBM threads offline (0: all cores).")
 
 
 class RerankConfig(BaseModel):

@@ -59,6 +59,7 @@ def save_recommender(rec: Recommender, directory: str | Path) -> Path:
         out / "segment_popularity.parquet", index=False)
     if rec.ranker is not None:
         rec.ranker.save(out)
+        rec.rank_ctx.save(out)
     return out
 
 
@@ -96,5 +97,9 @@ def load_recommender(cls: type[Recommender], directory: str | Path) -> Recommend
     if meta.get("has_ranker"):
         from recsys.models.ranker import Ranker
 
+        from recsys.models.rank_features import RankContext
+
         rec.ranker = Ranker.load(src, rec.config.ranker)
+        rec.rank_ctx = RankContext.load(src, rec.feature_ctx.genres, rec.feature_ctx.years,
+                                        rec.train_counts)
     return rec

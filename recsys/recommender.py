@@ -45,6 +45,7 @@ class Recommender:
         self.config = config or RecommenderConfig()
         self.version = "dev"
         self.ranker = None  # recsys.models.ranker.Ranker once fitted with the ranker on
+        self.rank_ctx = None  # recsys.models.rank_features.RankContext, with the ranker
         self._item_emb: np.ndarray | None = None
 
     # ------------------------------------------------------------------ fitting
@@ -65,6 +66,13 @@ class Recommender:
             log.warning("fit: %d interactions reference unknown users or items; ignored", dropped)
         return inter[(inter.user_row >= 0) & (inter.item_row >= 0)]
 
+    def indexed(self, interactions: pd.DataFrame) -> pd.DataFrame:
+        """``interactions`` with ``user_row``/``item_row`` of this model (unknown ids dropped)."""
+        inter = interactions.assign(
+            user_row=self.user_index.lookup(interactions["user_id"].to_numpy()),
+            item_row=self.item_index.lookup(interactions["item_id"].to_numpy()))
+        return inter[(inter.user_row >= 0) & (inter.item_row >= 0)]
+
     def _demo_array(self) -> np.ndarray:
         return np.stack([self.vocabs[c].encode(self.users[c].astype(str)) for c in DEMO_COLUMNS],
                         axis=1).astype(np.int64)
@@ -81,8 +89,7 @@ class Recommender:
         self.train_counts = np.bincount(i_row, minlength=n_items).astype(np.int64)
         self.demo = self._demo_array()
         self.feature_ctx = FeatureContext.build(self.items, self.train_counts)
-        seg = self.users["age_bucket"].astype(str) + "|" + self.users["gender"].astype(str)
-        self.popularity = SegmentPopularity.build(i_row, seg.to_numpy()[u_row], n_items)
+        self.popularity = SegmentPopularity.build(i_row, self.segment_keys()[u_row], n_items)
         self.model = self._new_model()
         ex = Examples.build(u_row, stable_hash(self.users["user_id"].to_numpy()[u_row],
                                                self.user_buckets), i_row, ts)
@@ -90,11 +97,60 @@ class Recommender:
                                       self.config.retrieval, self.config.seed, progress,
                                       distributed)
         self._item_emb = None
+        self.ranker, self.rank_ctx = None, None
         if self.config.ranker.enabled:
             from recsys.models.ranker import Ranker
 
-            self.ranker = Ranker(self.config.ranker).fit(self, inter, progress=progress)
+            self.rank_ctx = self.build_rank_context(inter)
+            self.ranker = Ranker(self.config.ranker).fit(self, inter, progress=progress,
+                                                         distributed=distributed)
         return self
+
+    def segment_keys(self) -> np.ndarray:
+        """Popularity segment (age bucket | gender) of every user row."""
+        return np.asarray([SegmentPopularity.key(a, g) for a, g in zip(
+            self.users["age_bucket"].astype(str), self.users["gender"].astype(str),
+            strict=True)], dtype=object)
+
+    def build_rank_context(self, inter: pd.DataFrame):
+        """Feature tables of the ranker from the indexed training frame ``inter``."""
+        from recsys.models.rank_features import RankContext
+
+        keys = self.segment_keys()
+        seg_names = sorted(set(keys.tolist()))
+        seg_index = {k: i for i, k in enumerate(seg_names)}
+        user_segment = np.asarray([seg_index[k] for k in keys], dtype=np.int64)
+        cfg = self.config.ranker
+        rating = inter["rating"].to_numpy(np.float64) if "rating" in inter else \
+            np.zeros(len(inter))
+        return RankContext.build(
+            inter["user_row"].to_numpy(np.int64), inter["item_row"].to_numpy(np.int64),
+            inter["timestamp"].to_numpy(np.int64), rating, user_segment, seg_names,
+            len(self.user_index), len(self.item_index), self.feature_ctx.genres,
+            self.feature_ctx.years, self.item_embeddings(), ease_lambda=cfg.ease_lambda,
+            session_window=cfg.session_window, dense_max_items=cfg.dense_max_items,
+            seed=self.config.seed)
+
+    def user_view(self, row: int):
+        """The ranker's view of a stored user (history, time of the last event, segment)."""
+        from recsys.models.rank_features import UserView
+
+        hist = self.history.of(row)
+        if row >= 0:
+            ts = float(self.history.last_ts[row]) or float(self.history.last_ts.max(initial=0))
+            seg = self.rank_ctx.segment_row(SegmentPopularity.key(
+                self.users["age_bucket"].iat[row], self.users["gender"].iat[row]))
+            return UserView(hist, ts, self.demo[row], seg)
+        return UserView(hist, float(self.history.last_ts.max(initial=0)),
+                        np.zeros(len(DEMO_COLUMNS), dtype=np.int64), -1)
+
+    def state_view(self, state: UserState):
+        """The ranker's view of one request."""
+        from recsys.models.rank_features import UserView
+
+        seg = self.rank_ctx.segment_row(SegmentPopularity.key(
+            state.user.get("age_bucket"), state.user.get("gender"))) if state.user else -1
+        return UserView(state.history, state.ts, state.demo, seg)
 
     def _new_model(self) -> TwoTower:
         sizes = TowerSizes(n_items=len(self.item_index), user_buckets=self.user_buckets,
@@ -122,7 +178,9 @@ class Recommender:
     def _user_batch(self, rows: np.ndarray, user_ids: np.ndarray, histories: np.ndarray,
                     ts: np.ndarray) -> UserBatch:
         known = rows >= 0
-        hashes = np.where(known, stable_hash(user_ids, self.user_buckets), 0)
+        # The id vector only for users trained with it; others get what id dropout taught.
+        trained = known & (self.history.lengths()[np.where(known, rows, 0)] > 0)
+        hashes = np.where(trained, stable_hash(user_ids, self.user_buckets), 0)
         demo = np.where(known[:, None], self.demo[np.where(known, rows, 0)], 0)
         return UserBatch(torch.from_numpy(hashes.astype(np.int64)),
                          torch.from_numpy(demo.astype(np.int64)),

@@ -31,6 +31,7 @@ class Examples:
     item_row: np.ndarray  # int64
     ts: np.ndarray  # int64
     start: np.ndarray  # int64, index of the user's first example
+    end: np.ndarray  # int64, one past the user's last example
 
     @classmethod
     def build(cls, user_row: np.ndarray, user_hash: np.ndarray, item_row: np.ndarray,
@@ -39,7 +40,9 @@ class Examples:
         u = user_row[order]
         first = np.r_[True, u[1:] != u[:-1]]
         start = np.maximum.accumulate(np.where(first, np.arange(u.size), 0))
-        return cls(u, user_hash[order], item_row[order], ts[order], start)
+        last = np.r_[u[1:] != u[:-1], True]
+        end = np.minimum.accumulate(np.where(last, np.arange(u.size) + 1, u.size)[::-1])[::-1]
+        return cls(u, user_hash[order], item_row[order], ts[order], start, end)
 
     def __len__(self) -> int:
         return int(self.user_row.size)
@@ -54,11 +57,33 @@ def gather_history(items: np.ndarray, start: np.ndarray, pos: np.ndarray,
     return hist.astype(np.int64)
 
 
-def _batch(ex: Examples, idx: np.ndarray, demo: np.ndarray, hist_len: int) -> UserBatch:
+def gather_other(items: np.ndarray, start: np.ndarray, end: np.ndarray, pos: np.ndarray,
+                 length: int, rng: np.random.Generator) -> np.ndarray:
+    """The user's other items (not only earlier ones) around each position, as item rows + 1:
+    all of them when they fit in ``length``, else ``length`` drawn at random."""
+    s, n_other = start[pos], end[pos] - start[pos] - 1
+    j = np.arange(length)[None, :]
+    fits = (n_other <= length)[:, None]
+    drawn = np.floor(rng.random((pos.size, length)) * np.maximum(n_other, 1)[:, None])
+    r = np.where(fits, j, drawn.astype(np.int64))
+    valid = np.where(fits, j < n_other[:, None], (n_other > 0)[:, None])
+    r = r + (r >= (pos - s)[:, None])  # skip the example itself
+    hist = np.where(valid, items[np.clip(s[:, None] + r, 0, items.size - 1)] + 1, 0)
+    return hist.astype(np.int64)
+
+
+def _batch(ex: Examples, idx: np.ndarray, demo: np.ndarray, cfg: RetrievalConfig,
+           rng: np.random.Generator) -> UserBatch:
+    if cfg.history_mode == "set":
+        hist = gather_other(ex.item_row, ex.start, ex.end, idx, cfg.history_len, rng)
+    else:
+        hist = gather_history(ex.item_row, ex.start, idx, cfg.history_len)
+    if cfg.history_dropout > 0:
+        hist = np.where(rng.random(hist.shape) < cfg.history_dropout, 0, hist)
     return UserBatch(
         user_hash=torch.from_numpy(ex.user_hash[idx]),
         demo=torch.from_numpy(demo[ex.user_row[idx]]),
-        history=torch.from_numpy(gather_history(ex.item_row, ex.start, idx, hist_len)),
+        history=torch.from_numpy(hist),
         time=torch.from_numpy(time_features(ex.ts[idx])),
     )
 
@@ -83,9 +108,10 @@ def train_two_tower(model: TwoTower, ex: Examples, demo: np.ndarray, item_counts
     rng = np.random.default_rng(seed)
     q = item_counts.astype(np.float64) + 1.0
     log_q = torch.from_numpy(np.log(q / q.sum() * cfg.batch_size).astype(np.float32))
-    sparse = [p for n, p in model.named_parameters() if n in ("user_id.weight", "item_id.weight")]
-    dense = [p for n, p in model.named_parameters() if n not in ("user_id.weight", "item_id.weight")]
-    opt_sparse = torch.optim.SparseAdam(sparse, lr=cfg.lr)
+    sparse_names = set(model.sparse_parameters())
+    sparse = [p for n, p in model.named_parameters() if n in sparse_names]
+    dense = [p for n, p in model.named_parameters() if n not in sparse_names]
+    opt_sparse = torch.optim.SparseAdam(sparse, lr=cfg.lr) if sparse else None
     opt_dense = torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(ex)
     steps = max(n // (cfg.batch_size * world), 1)
@@ -100,13 +126,15 @@ def train_two_tower(model: TwoTower, ex: Examples, demo: np.ndarray, item_counts
             idx = np.sort(perm[s * cfg.batch_size:(s + 1) * cfg.batch_size])
             if idx.size < 2:
                 continue
-            batch = _batch(ex, idx, demo, cfg.history_len)
+            batch = _batch(ex, idx, demo, cfg, rng)
             pos = torch.from_numpy(ex.item_row[idx])
             loss = net(batch, pos, log_q)  # forward() is the loss; DDP hooks need forward
-            opt_sparse.zero_grad(set_to_none=True)
+            if opt_sparse is not None:
+                opt_sparse.zero_grad(set_to_none=True)
             opt_dense.zero_grad(set_to_none=True)
             loss.backward()
-            opt_sparse.step()
+            if opt_sparse is not None:
+                opt_sparse.step()
             opt_dense.step()
             total += float(loss.detach())
             bar.update(1)

@@ -21,6 +21,7 @@ from recsys.config import RetrievalConfig
 __all__ = ["TowerSizes", "TwoTower", "UserBatch", "time_features"]
 
 N_TIME = 4  # sin/cos of hour of day and of day of week
+SPARSE_ROWS = 100_000  # id tables with more rows get sparse gradients
 
 
 def time_features(ts: np.ndarray) -> np.ndarray:
@@ -59,9 +60,17 @@ class TwoTower(nn.Module):
         super().__init__()
         d = cfg.dim
         self.sizes, self.cfg = sizes, cfg
-        # Id tables are sparse (SparseAdam): at 1M users only touched rows are updated.
-        self.user_id = nn.Embedding(sizes.user_buckets, d, padding_idx=0, sparse=True)
-        self.item_id = nn.Embedding(sizes.n_items + 1, d, padding_idx=0, sparse=True)
+        # Large id tables are sparse (SparseAdam): at 1M users only touched rows are updated.
+        # Small ones are dense: coalescing sparse gradients costs more than a dense update.
+        self.user_id = nn.Embedding(sizes.user_buckets, d, padding_idx=0,
+                                    sparse=sizes.user_buckets > SPARSE_ROWS)
+        self.item_id = nn.Embedding(sizes.n_items + 1, d, padding_idx=0,
+                                    sparse=sizes.n_items + 1 > SPARSE_ROWS)
+        # History items get their own table (asymmetric item-item, as in SLIM/EASE) or share
+        # the candidate table.
+        self.history_id = (nn.Embedding(sizes.n_items + 1, d, padding_idx=0,
+                                        sparse=self.item_id.sparse)
+                           if cfg.separate_history_table else None)
         self.age = nn.Embedding(sizes.n_age, 8)
         self.gender = nn.Embedding(sizes.n_gender, 4)
         self.occupation = nn.Embedding(sizes.n_occupation, 8)
@@ -73,7 +82,9 @@ class TwoTower(nn.Module):
                                       nn.Dropout(cfg.dropout), nn.Linear(2 * d, d))
         self.item_mlp = nn.Sequential(nn.Linear(item_in, 2 * d), nn.GELU(),
                                       nn.Dropout(cfg.dropout), nn.Linear(2 * d, d))
-        for emb in (self.user_id, self.item_id):
+        for emb in (self.user_id, self.item_id, self.history_id):
+            if emb is None:
+                continue
             nn.init.normal_(emb.weight, std=0.05)
             with torch.no_grad():
                 emb.weight[0].zero_()
@@ -102,14 +113,20 @@ class TwoTower(nn.Module):
             keep = (torch.rand(uid.shape[0], 1) >= drop_id).float()
             uid = uid * keep
         # Mean of the history's item-id vectors (padding 0 ignored), fused in embedding_bag.
-        hist = F.embedding_bag(batch.history, self.item_id.weight, mode="mean",
-                               padding_idx=0, sparse=True)
+        table = self.history_id if self.history_id is not None else self.item_id
+        hist = F.embedding_bag(batch.history, table.weight, mode="mean",
+                               padding_idx=0, sparse=table.sparse)
         demo = batch.demo
         x = torch.cat([uid, hist, self.age(demo[:, 0]), self.gender(demo[:, 1]),
                        self.occupation(demo[:, 2]), self.region(demo[:, 3]), batch.time], dim=1)
         return F.normalize(self.user_mlp(x), dim=-1)
 
     # ------------------------------------------------------------------ training
+    def sparse_parameters(self) -> list[str]:
+        """Names of the parameters with sparse gradients (for SparseAdam)."""
+        return [f"{name}.weight" for name in ("user_id", "item_id", "history_id")
+                if getattr(self, name) is not None and getattr(self, name).sparse]
+
     def forward(self, batch: UserBatch, pos_rows: torch.Tensor,
                 log_q: torch.Tensor) -> torch.Tensor:
         return self.loss(batch, pos_rows, log_q)

@@ -1,0 +1,214 @@
+"""Features of (user, candidate) pairs for the ranker, one code path offline and online.
+
+:class:`RankContext` holds the item-side tables built from the training interactions (the
+item–item model, per-item event times, popularity per demographic segment, mean ratings) and
+computes the feature matrix of one user's candidates with :meth:`RankContext.features`. The
+offline path (ranker training, batch recommendations) loops over users and calls the same
+method the model server calls per request, so training and serving cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from recsys.models.item_item import ItemItem
+
+__all__ = ["FEATURES", "RankContext", "UserView"]
+
+DAY = 86_400.0
+WINDOWS_DAYS = (7, 30)
+RECENT = 5  # most recent history items for the "recent" features
+TIME_SHIFT = 32
+
+FEATURES: tuple[str, ...] = (
+    "retrieval_score", "retrieval_rank", "retrieval_gap", "retrieval_z",
+    "cooc_score", "cooc_rank", "cooc_z", "cooc_recent",
+    "session_score", "session_rank", "session_z", "session_recent", "emb_sim_recent",
+    "pop_log", *(f"pop_{w}d_log" for w in WINDOWS_DAYS), "days_since_item_event",
+    "item_age_days", "item_year", "year_gap", "genre_affinity", "genre_max_share",
+    "segment_lift", "item_mean_rating", "history_length_log",
+    "age", "gender", "hour_of_day", "day_of_week",
+)
+
+
+@dataclass(frozen=True)
+class UserView:
+    """What the ranker knows about a user: history (item rows, time order), time, segment."""
+
+    history: np.ndarray
+    ts: float
+    demo: np.ndarray  # int64 [4] codes: age, gender, occupation, region
+    segment: int  # row of the segment table, -1 when unknown
+
+
+class RankContext:
+    """Item-side tables of the ranker features, built from training interactions."""
+
+    def __init__(self, item_item: ItemItem, session: ItemItem, item_vecs: np.ndarray, genres: np.ndarray,
+                 years: np.ndarray, counts: np.ndarray, time_keys: np.ndarray,
+                 item_offsets: np.ndarray, t0: int, first_ts: np.ndarray,
+                 mean_rating: np.ndarray, segment_share: np.ndarray, segment_keys: list[str]):
+        self.item_item = item_item
+        self.session = session
+        self.item_vecs = item_vecs.astype(np.float32)
+        g = genres.astype(np.float32)
+        self.genres = g / np.maximum(g.sum(axis=1, keepdims=True), 1.0)
+        self.genres_bool = genres.astype(bool)
+        self.years = years.astype(np.float32)
+        self.counts = counts.astype(np.float32)
+        self.pop_log = np.log1p(self.counts)
+        self.time_keys = time_keys
+        self.item_offsets = item_offsets
+        self.t0 = int(t0)
+        self.first_ts = first_ts
+        self.mean_rating = mean_rating.astype(np.float32)
+        self.segment_share = segment_share.astype(np.float32)  # [n_segments, n_items], log lift
+        self.segment_keys = list(segment_keys)
+        self._segment_index = {k: i for i, k in enumerate(self.segment_keys)}
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(cls, user_row: np.ndarray, item_row: np.ndarray, ts: np.ndarray,
+              rating: np.ndarray, user_segment: np.ndarray, segment_keys: list[str],
+              n_users: int, n_items: int, genres: np.ndarray, years: np.ndarray,
+              item_vecs: np.ndarray, ease_lambda: float = 250.0, session_window: int = 10,
+              dense_max_items: int = 8000, seed: int = 0) -> RankContext:
+        """``user_segment``: segment row per user row (into ``segment_keys``)."""
+        order = np.lexsort((ts, user_row))
+        u, i, t = user_row[order], item_row[order], ts[order]
+        item_item = ItemItem.fit(u, i, n_users, n_items, lam=ease_lambda,
+                                 dense_max_items=dense_max_items, seed=seed)
+        session = ItemItem.fit_adjacency(u, i, n_users, n_items, window=session_window,
+                                         dense_max_items=dense_max_items, seed=seed)
+        counts = np.bincount(i, minlength=n_items)
+        t0 = int(t.min(initial=0))
+        keys = np.sort((i.astype(np.int64) << TIME_SHIFT) + (t - t0))
+        offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        first_ts = np.full(n_items, -1, dtype=np.int64)
+        has = counts > 0
+        first_ts[has] = (keys[offsets[:-1][has]] & ((1 << TIME_SHIFT) - 1)) + t0
+        rated = rating > 0
+        r_sum = np.bincount(item_row[rated], weights=rating[rated], minlength=n_items)
+        r_n = np.bincount(item_row[rated], minlength=n_items)
+        mean_rating = np.where(r_n > 0, r_sum / np.maximum(r_n, 1), 0.0)
+        n_seg = len(segment_keys)
+        seg_of_event = user_segment[user_row]
+        seg_counts = np.zeros((max(n_seg, 1), n_items), dtype=np.float64)
+        np.add.at(seg_counts, (seg_of_event, item_row), 1.0)
+        glob = (counts + 1.0) / (counts.sum() + n_items)
+        seg = (seg_counts + 1.0) / (seg_counts.sum(axis=1, keepdims=True) + n_items)
+        lift = np.log(seg / glob[None, :])
+        return cls(item_item, session, item_vecs, genres, years, counts, keys, offsets, t0, first_ts,
+                   mean_rating, lift, segment_keys)
+
+    def segment_row(self, key: str | None) -> int:
+        return self._segment_index.get(key or "", -1)
+
+    # ------------------------------------------------------------------ features
+    def _count_before(self, cand: np.ndarray, t: float) -> np.ndarray:
+        rel = int(min(max(t - self.t0, 0), (1 << TIME_SHIFT) - 1))
+        pos = np.searchsorted(self.time_keys, (cand.astype(np.int64) << TIME_SHIFT) + rel,
+                              side="right")
+        return pos - self.item_offsets[cand]
+
+    def features(self, user: UserView, cand: np.ndarray, retrieval_scores: np.ndarray
+                 ) -> np.ndarray:
+        """float32 [n_cand, len(FEATURES)] for one user's candidates (item rows)."""
+        cand = np.asarray(cand, dtype=np.int64)
+        if cand.size == 0:
+            return np.zeros((0, len(FEATURES)), dtype=np.float32)
+        r = np.asarray(retrieval_scores, dtype=np.float32)
+        hist = np.asarray(user.history, dtype=np.int64)
+        recent = hist[-RECENT:]
+        t = float(user.ts)
+        f: dict[str, np.ndarray | float] = {
+            "retrieval_score": r, "retrieval_rank": _rank(r), "retrieval_gap": r.max() - r,
+            "retrieval_z": _z(r)}
+        # Item-item signals over the whole history, their rank and z-score within the list
+        # (robust to history length), and over the most recent items.
+        for name, model in (("cooc", self.item_item), ("session", self.session)):
+            score = model.score(hist, cand)
+            f[f"{name}_score"], f[f"{name}_rank"], f[f"{name}_z"] = score, _rank(score), _z(score)
+            f[f"{name}_recent"] = model.score(recent, cand)
+        f["emb_sim_recent"] = (self.item_vecs[cand] @ self.item_vecs[recent].mean(axis=0)
+                               if recent.size else 0.0)
+        # Popularity overall, in windows before the request, and how long since the last event.
+        f["pop_log"] = self.pop_log[cand]
+        now = self._count_before(cand, t)
+        for w in WINDOWS_DAYS:
+            f[f"pop_{w}d_log"] = np.log1p(now - self._count_before(cand, t - w * DAY))
+        last = self.time_keys[np.maximum(self.item_offsets[cand] + now - 1, 0)]
+        last_t = (last & ((1 << TIME_SHIFT) - 1)) + self.t0
+        f["days_since_item_event"] = np.where(now > 0, _log_days(t - last_t), -1.0)
+        first = self.first_ts[cand]
+        f["item_age_days"] = np.where((first >= 0) & (now > 0), _log_days(t - first), -1.0)
+        # Content: release year against the history's, genre affinity.
+        years = self.years[cand]
+        hy = self.years[hist]
+        hy = hy[hy > 0]
+        f["item_year"] = years
+        f["year_gap"] = np.where(years > 0, years - hy.mean(), 0.0) if hy.size else 0.0
+        share = (self.genres_bool[hist].mean(axis=0) if hist.size
+                 else np.zeros(self.genres.shape[1])).astype(np.float32)
+        f["genre_affinity"] = self.genres[cand] @ share
+        f["genre_max_share"] = np.where(self.genres_bool[cand], share[None, :], 0.0).max(axis=1)
+        f["segment_lift"] = self.segment_share[user.segment, cand] if user.segment >= 0 else 0.0
+        f["item_mean_rating"] = self.mean_rating[cand]
+        # User and context (constant within a list; they shape the other features' effect).
+        f["history_length_log"] = float(np.log1p(hist.size))
+        f["age"], f["gender"] = float(user.demo[0]), float(user.demo[1])
+        f["hour_of_day"] = float((t % DAY) // 3600)
+        f["day_of_week"] = float(((t // DAY) + 3) % 7)
+        out = np.empty((cand.size, len(FEATURES)), dtype=np.float32)
+        for j, name in enumerate(FEATURES):
+            out[:, j] = f[name]
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: Path) -> None:
+        self.item_item.save(directory, "rank_item_item")
+        self.session.save(directory, "rank_session")
+        arrays = {"item_vecs": self.item_vecs, "time_keys": self.time_keys,
+                  "item_offsets": self.item_offsets, "first_ts": self.first_ts,
+                  "mean_rating": self.mean_rating, "segment_share": self.segment_share}
+        for name, arr in arrays.items():
+            np.save(directory / f"rank_{name}.npy", arr, allow_pickle=False)
+        (directory / "rank_context.json").write_text(json.dumps(
+            {"t0": self.t0, "segment_keys": self.segment_keys, "features": list(FEATURES)},
+            indent=2))
+
+    @classmethod
+    def load(cls, directory: Path, genres: np.ndarray, years: np.ndarray,
+             counts: np.ndarray) -> RankContext:
+        meta = json.loads((directory / "rank_context.json").read_text())
+        if meta["features"] != list(FEATURES):
+            raise ValueError(f"{directory / 'rank_context.json'}: ranker features differ from "
+                             "this code's; retrain the model")
+        arr = {name: np.load(directory / f"rank_{name}.npy", allow_pickle=False)
+               for name in ("item_vecs", "time_keys", "item_offsets", "first_ts",
+                            "mean_rating", "segment_share")}
+        item_item = ItemItem.load(directory, len(years), "rank_item_item")
+        session = ItemItem.load(directory, len(years), "rank_session")
+        return cls(item_item, session, arr["item_vecs"], genres, years, counts, arr["time_keys"],
+                   arr["item_offsets"], meta["t0"], arr["first_ts"], arr["mean_rating"],
+                   arr["segment_share"], meta["segment_keys"])
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    """Standardised within one candidate list."""
+    return ((x - x.mean()) / (x.std() + 1e-6)).astype(np.float32)
+
+
+def _log_days(seconds: np.ndarray) -> np.ndarray:
+    return np.log1p(np.maximum(seconds, 0) / DAY)
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """0 for the largest value, 1 for the next… (float32)."""
+    out = np.empty(x.size, dtype=np.float32)
+    out[np.argsort(-x, kind="stable")] = np.arange(x.size, dtype=np.float32)
+    return out
