@@ -202,8 +202,10 @@ class WindowedStats:
 
     # Reading ------------------------------------------------------------------------------------
     def _in_window(self, since: float, until: float) -> Iterable[_Bucket]:
-        lo = int(since // self.bucket_seconds)
-        hi = int(until // self.bucket_seconds)
+        """Buckets that overlap [since, until): whole buckets, so the edges are rounded out
+        to ``bucket_seconds``."""
+        lo = math.floor(since / self.bucket_seconds)
+        hi = math.ceil(until / self.bucket_seconds) - 1
         return [b for k, b in self._buckets.items() if lo <= k <= hi]
 
     def window(self, since: float, until: float | None = None, epoch: str | None = None
