@@ -389,6 +389,7 @@ def main() -> None:
         serve_constant(args.port)
         return
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as in a model server (serving settings)
     random.seed(0)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
