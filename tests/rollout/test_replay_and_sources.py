@@ -156,15 +156,19 @@ def test_prometheus_source_agrees_with_the_routers_own_stats(
     wait_until(lambda: time.time() > until + 2.5, timeout=10, what="two more scrapes")
     own = admin.stats(since, until)
     prom = PrometheusSource(url).window(since, until)
+    # increase() extrapolates 1 s scrapes to the window's edges, and scrapes jitter on a
+    # loaded machine: counts agree roughly, the ratios the analysis uses agree closely.
     for variant in ("baseline", "candidate"):
         a, b = own.variant(variant), prom.variant(variant)
         assert a.requests > 50
-        # increase() extrapolates from 1 s scrapes to the window's edges: close, not equal.
-        assert abs(a.requests - b.requests) <= 0.2 * a.requests + 3, (variant, a, b)
-        assert abs(a.users - b.users) <= 0.2 * a.users + 3
-    own_errors = own.variant("candidate").errors
-    assert own_errors > 0 and abs(prom.variant("candidate").errors - own_errors) <= \
-        0.2 * own_errors + 3
+        assert abs(a.requests - b.requests) <= 0.4 * a.requests, (variant, a, b)
+        assert abs(a.users - b.users) <= 0.4 * a.users
+    share = {s: w.variant("candidate").requests / (w.variant("candidate").requests
+                                                    + w.variant("baseline").requests)
+             for s, w in (("own", own), ("prom", prom))}
+    assert abs(share["own"] - share["prom"]) < 0.1, share
+    assert prom.variant("candidate").error_rate == pytest.approx(1.0, abs=0.1)
+    assert own.variant("candidate").error_rate == 1.0
     assert prom.variant("baseline").errors == 0
     assert prom.variant("baseline").clicked_exposures > 0
     assert prom.variant("baseline").latency_p99_ms is not None
