@@ -191,3 +191,27 @@ def test_cli_status_history_promote_abort(tmp_path: Path, monkeypatch: pytest.Mo
                    "spec: {candidate: {version: '2'}, strategy: canary, intervalSecond: 3}\n")
     r = runner.invoke(app, ["start", "-f", str(bad), "--detach"])
     assert r.exit_code == 2 and "spec.intervalSecond" in r.output
+
+
+def test_cli_start_from_flags_creates_a_rollout(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving.rollout.cli import app
+
+    monkeypatch.setenv("MARQUEE_HOME", str(tmp_path))
+    runner = CliRunner()
+    r = runner.invoke(app, ["start", "--strategy", "canary", "--candidate", "2", "--detach",
+                            "--interval", "5"])
+    assert r.exit_code == 0, r.output
+    stored = FileStatusStore(tmp_path / "rollouts").get("canary-v2")
+    spec = stored.rollout.spec
+    assert (spec.strategy, spec.candidate.version, spec.baseline.alias) == ("canary", "2",
+                                                                            "production")
+    assert [s.weight for s in spec.steps] == [10, 25, 50, 100] and spec.interval_seconds == 5
+    assert stored.status.phase == Phase.PENDING
+    r = runner.invoke(app, ["start", "--strategy", "canary", "--candidate", "2", "--detach",
+                            "--interval", "5"])
+    assert r.exit_code == 0 and "resuming" in r.output
+    r = runner.invoke(app, ["start", "--strategy", "canary"])
+    assert r.exit_code == 2 and "--candidate" in r.output
+    r = runner.invoke(app, ["status", "-o", "json"])
+    assert r.exit_code == 0 and '"phase": "Pending"' in r.output
