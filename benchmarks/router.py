@@ -9,8 +9,9 @@
    The same measurement against a fixed-answer upstream (a bare uvicorn app returning a
    canned prediction) isolates the router hop from the model server's own CPU use, which on
    a 2-core machine competes with the router for the same cores.
-2. Shadow: user latency at an open-loop rate with no shadow, with every request mirrored to
-   a second model server, and while that server is killed.
+2. Shadow: user latency with mirroring off and on in alternating blocks — mirrored to a
+   second model server, and to the fixed-answer upstream (the router's own cost) — then
+   while the mirrored server is killed.
 
 Without ``--bundle`` a small bundle is trained first (real recommender, synthetic data).
 ``--record`` appends the figures to benchmarks/RESULTS.md under "## Router overhead".
@@ -168,28 +169,47 @@ def overhead(server: str, router: str, n: int, block: int = 100) -> dict[str, fl
             "overhead_p99": q(routed, 0.99) - q(direct, 0.99), "n": float(len(direct))}
 
 
-def shadow_cost(router: str, candidate: subprocess.Popen, candidate_url: str, n: int,
-                rate: float) -> dict[str, float]:
-    from serving.replay.engine import run_replay
-    from serving.replay.users import ReplayUser
-
-    users = [ReplayUser(u, frozenset()) for u in range(1, 2001)]
+def shadow_cost(router: str, candidate_url: str, n: int, block: int = 100) -> dict[str, float]:
+    """User latency with mirroring off and on, in alternating blocks (closed loop)."""
     single = {"strategy": "single", "baseline": {"version": "1"}}
     mirror = {"strategy": "shadow", "baseline": {"version": "1"},
               "candidate": {"version": "2", "url": candidate_url}, "shadow_sample_rate": 1.0}
-    out: dict[str, float] = {}
-    for label, routing in (("no_shadow", single), ("shadow", mirror)):
-        httpx.put(f"{router}/admin/routing", json=routing).raise_for_status()
-        rep = run_replay(router, users, rate=rate, requests=n, seed=1)
-        assert rep.errors == 0
-        out[f"{label}_p50"], out[f"{label}_p99"] = rep.latency_ms(0.5), rep.latency_ms(0.99)
-    threading.Timer(n / rate / 3, candidate.kill).start()
-    rep = run_replay(router, users, rate=rate, requests=n, seed=1)
-    out["killed_p50"], out["killed_p99"] = rep.latency_ms(0.5), rep.latency_ms(0.99)
-    out["killed_errors"] = float(rep.errors)
+    lat: dict[str, list[float]] = {"off": [], "on": []}
+    errors = 0
+    users = np.random.default_rng(1).integers(1, 2001, size=n)
+    with httpx.Client(timeout=10, trust_env=False) as c:
+        for i, start in enumerate(range(0, n, block)):
+            mode = "off" if i % 2 == 0 else "on"
+            c.put(f"{router}/admin/routing", json=single if mode == "off" else mirror
+                  ).raise_for_status()
+            for u in users[start:start + block]:
+                t = time.perf_counter()
+                r = c.post(f"{router}/recommend", json={"user_id": int(u), "k": 10})
+                lat[mode].append((time.perf_counter() - t) * 1000)
+                errors += r.status_code != 200
+    return {"off_p50": q(lat["off"], 0.5), "off_p99": q(lat["off"], 0.99),
+            "on_p50": q(lat["on"], 0.5), "on_p99": q(lat["on"], 0.99), "errors": float(errors)}
+
+
+def shadow_killed(router: str, candidate: subprocess.Popen, candidate_url: str,
+                  n: int) -> dict[str, float]:
+    """Mirroring on while the candidate's server is killed a third of the way in."""
+    mirror = {"strategy": "shadow", "baseline": {"version": "1"},
+              "candidate": {"version": "2", "url": candidate_url}, "shadow_sample_rate": 1.0}
+    httpx.put(f"{router}/admin/routing", json=mirror).raise_for_status()
+    lat: list[float] = []
+    errors = 0
+    with httpx.Client(timeout=10, trust_env=False) as c:
+        for i in range(n):
+            if i == n // 3:
+                candidate.kill()
+            t = time.perf_counter()
+            r = c.post(f"{router}/recommend", json={"user_id": i % 2000 + 1, "k": 10})
+            lat.append((time.perf_counter() - t) * 1000)
+            errors += r.status_code != 200
     stats = httpx.get(f"{router}/admin/stats", params={"since": 0}).json()["shadow"]
-    out["mirrors"], out["mirror_errors"] = float(stats["mirrored"]), float(stats["errors"])
-    return out
+    return {"p50": q(lat, 0.5), "p99": q(lat, 0.99), "errors": float(errors),
+            "mirrors": float(stats["mirrored"]), "mirror_errors": float(stats["errors"])}
 
 
 _FIXED = b'{"predictions": [{"user_id": 1, "items": [1,2,3,4,5,6,7,8,9,10], ' \
@@ -230,8 +250,7 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000)
-    ap.add_argument("--shadow-requests", type=int, default=1200)
-    ap.add_argument("--rate", type=float, default=40.0)
+    ap.add_argument("--shadow-requests", type=int, default=2000)
     ap.add_argument("--bundle", type=Path)
     ap.add_argument("--repeats", type=int, default=3, help="Overhead measurements (median kept).")
     ap.add_argument("--record", action="store_true")
@@ -261,8 +280,10 @@ def main() -> None:
                 print(json.dumps({"model server": runs[-1], "hop": hops[-1]}), flush=True)
             o = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
             h = {k: float(np.median([r[k] for r in hops])) for k in hops[0]}
-            s = shadow_cost(router_url, cand, cand_url, args.shadow_requests, args.rate)
-            print(json.dumps(s, indent=1), flush=True)
+            s_model = shadow_cost(router_url, cand_url, args.shadow_requests)
+            s_fixed = shadow_cost(router_url, fixed_url, args.shadow_requests)
+            s_kill = shadow_killed(router_url, cand, cand_url, args.shadow_requests // 2)
+            print(json.dumps({"model": s_model, "fixed": s_fixed, "killed": s_kill}), flush=True)
         finally:
             for p in procs:
                 stop(p)
@@ -271,7 +292,7 @@ def main() -> None:
     text = f"""
 ## Router overhead
 
-- command: `{"nice -n -10 " if os.nice(0) < 0 else ""}.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --rate {args.rate:g}`
+- command: `{"nice -n -10 " if os.nice(0) < 0 else ""}.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats}`
 - date: {date.today()}; code revision: {rev}
 - machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; shared with other jobs, load average at start {load0:.1f}
 - setup: real KServe model server (`marquee serve`, small two-tower bundle), router (`marquee router`: uvloop + httptools server, its keep-alive HTTP/1.1 upstream pool, exposure logs on), one closed-loop client with keep-alive; direct and routed calls in alternating blocks of 100
@@ -295,15 +316,15 @@ The router hop alone (same client and router, upstream = a bare uvicorn app with
 
 (per run: {"; ".join(f"{r['overhead_p50']:.2f}/{r['overhead_p99']:.2f}" for r in hops)}.)
 
-Shadow ({args.shadow_requests} users at {args.rate:g} req/s, open loop, every request mirrored to a second model server on the same machine):
+Shadow: the same closed-loop client through the router, mirroring off and on in alternating
+blocks of 100 requests ({args.shadow_requests} in all), every request mirrored:
 
-| user latency | p50 (ms) | p99 (ms) | user-visible errors |
-|---|---:|---:|---:|
-| no shadow | {s['no_shadow_p50']:.2f} | {s['no_shadow_p99']:.2f} | 0 |
-| shadow, candidate alive | {s['shadow_p50']:.2f} | {s['shadow_p99']:.2f} | 0 |
-| shadow, candidate killed a third of the way in | {s['killed_p50']:.2f} | {s['killed_p99']:.2f} | {s['killed_errors']:.0f} |
+| candidate of the mirror | user p50 off → on (ms) | user p99 off → on (ms) | p99 change | user-visible errors |
+|---|---:|---:|---:|---:|
+| a second real model server (same machine) | {s_model['off_p50']:.2f} → {s_model['on_p50']:.2f} | {s_model['off_p99']:.2f} → {s_model['on_p99']:.2f} | {100 * (s_model['on_p99'] / s_model['off_p99'] - 1):+.0f}% | {s_model['errors']:.0f} |
+| the fixed-answer upstream (isolates the router's own mirroring work) | {s_fixed['off_p50']:.2f} → {s_fixed['on_p50']:.2f} | {s_fixed['off_p99']:.2f} → {s_fixed['on_p99']:.2f} | {100 * (s_fixed['on_p99'] / s_fixed['off_p99'] - 1):+.0f}% | {s_fixed['errors']:.0f} |
 
-Mirrors: {s['mirrors']:.0f}, of which failed (candidate dead): {s['mirror_errors']:.0f}.
+Candidate server killed a third of the way through {args.shadow_requests // 2} mirrored requests: user p50 {s_kill['p50']:.2f} ms, p99 {s_kill['p99']:.2f} ms, **{s_kill['errors']:.0f} user-visible errors**; mirrors {s_kill['mirrors']:.0f} in all, {s_kill['mirror_errors']:.0f} failed.
 """
     print(text)
     if args.record:
