@@ -1,7 +1,9 @@
 """The router's HTTP layer (Starlette): decode, call one ``Router`` method, encode.
 
 Product API: ``POST /recommend``, ``POST /feedback``. Admin API for the rollout controller:
-``GET/PUT /admin/routing``, ``GET /admin/stats?since=<unix s>[&until=]``. Operations:
+``GET/PUT /admin/routing``, ``GET /admin/stats?since=<unix s>[&until=]``, and
+``GET/PUT /admin/upstreams`` (``{"version": "2", "url": "http://127.0.0.1:8082"}``: where a
+version's model server is, for one started after the router, e.g. by the retrain trigger). Operations:
 ``GET /metrics``, ``/healthz``, ``/readyz``. A bad body is a 400/422 whose message names the
 field and the value it got; a failed model server is a 502/504 naming the variant.
 """
@@ -18,7 +20,7 @@ from typing import Any
 import httpx
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -76,6 +78,15 @@ def _decode(raw: bytes, model: type[BaseModel]) -> Any:
 
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class UpstreamRegistration(BaseModel):
+    """``PUT /admin/upstreams``: the model server of a version."""
+
+    model_config = {"extra": "forbid"}
+
+    version: str = Field(min_length=1, max_length=64)
+    url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=512)
 
 
 class ProductAPI:
@@ -196,6 +207,18 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
         except RouterError as exc:
             return _error(exc)
 
+    async def get_upstreams(request: Request) -> Response:
+        return _json(router().settings.upstreams)
+
+    async def put_upstream(request: Request) -> Response:
+        try:
+            reg = _decode(await request.body(), UpstreamRegistration)
+        except RouterError as exc:
+            return _error(exc)
+        router().settings.upstreams[reg.version] = reg.url.rstrip("/")
+        log.info("upstream of version %s: %s", reg.version, reg.url)
+        return _json(router().settings.upstreams)
+
     async def stats(request: Request) -> Response:
         r = router()
         q = request.query_params
@@ -226,6 +249,8 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
     routes = [
         Route("/admin/routing", get_routing, methods=["GET"]),
         Route("/admin/routing", put_routing, methods=["PUT"]),
+        Route("/admin/upstreams", get_upstreams, methods=["GET"]),
+        Route("/admin/upstreams", put_upstream, methods=["PUT"]),
         Route("/admin/stats", stats, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

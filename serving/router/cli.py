@@ -63,6 +63,8 @@ def run(
     if no_logs:
         overrides["exposure_log_enabled"] = False
     rs = RouterSettings(**overrides)
+    if rs.routing_file is None:  # locally, remember the routing across restarts
+        rs = rs.model_copy(update={"routing_file": str(settings.home / "router" / "routing.json")})
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     store = (open_store(settings.resolved_store_uri, settings.s3_endpoint_url)

@@ -74,8 +74,12 @@ class Router:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._ctr: dict[str, list[int]] = {}
         self._served_metrics: dict[tuple[str, str], tuple[Any, ...]] = {}
-        if settings.baseline_version:
-            self.apply(RoutingConfig(baseline={"version": settings.baseline_version}))
+        saved = self._load_routing()
+        if saved is not None:
+            self.apply(saved, persist=False)
+        elif settings.baseline_version:
+            self.apply(RoutingConfig(baseline={"version": settings.baseline_version}),
+                       persist=False)
         if settings.fault_assignment_candidate_weight is not None:
             log.warning("FAULT INJECTION: candidate weight forced to %s%% whatever is declared",
                         settings.fault_assignment_candidate_weight)
@@ -92,7 +96,34 @@ class Router:
         raise UnknownVersion(f"no model server URL known for version {version!r}",
                              field=field_name)
 
-    def apply(self, config: RoutingConfig) -> RoutingState:
+    def _load_routing(self) -> RoutingConfig | None:
+        path = self.settings.routing_file
+        if not path:
+            return None
+        try:
+            with open(path) as fh:
+                return RoutingConfig.model_validate_json(fh.read())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.error("ignoring unreadable routing file %s: %s", path, exc)
+            return None
+
+    def _save_routing(self, config: RoutingConfig) -> None:
+        path = self.settings.routing_file
+        if not path:
+            return
+        import os
+        import tempfile
+
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".routing.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(config.model_dump_json())
+        os.replace(tmp, path)
+
+    def apply(self, config: RoutingConfig, persist: bool = True) -> RoutingState:
         """Put a routing configuration in force (idempotent for an unchanged one)."""
         base_url = self._url(config.baseline.version, config.baseline.url, "baseline.version")
         cand_url = (self._url(config.candidate.version, config.candidate.url, "candidate.version")
@@ -102,6 +133,8 @@ class Router:
             return self.routing
         self.routing = RoutingState(**config.model_dump(), epoch=epoch, baseline_url=base_url,
                                     candidate_url=cand_url, applied_at=time.time())
+        if persist:
+            self._save_routing(config)
         self._seen_users = set()
         metrics.CANDIDATE_WEIGHT.clear()
         metrics.CANDIDATE_WEIGHT.labels(strategy=config.strategy).set(

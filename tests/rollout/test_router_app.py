@@ -279,3 +279,14 @@ def test_exposure_and_feedback_logs_are_parquet_in_the_store(tmp_path: Path) -> 
     assert key.startswith("feedback-logs/date=") and "/hour=" in key
 
 
+
+
+def test_routing_survives_a_router_restart(tmp_path: Path) -> None:
+    path = tmp_path / "routing.json"
+    with client_for(FakeServers(), routing_file=str(path)) as c:
+        first = route(c, "canary", 30)
+    assert path.is_file()
+    with client_for(FakeServers(), routing_file=str(path)) as c:  # baseline_version is "1"
+        again = c.get("/admin/routing").json()
+        assert (again["strategy"], again["candidate_weight"]) == ("canary", 30)
+        assert again["epoch"] == first["epoch"]
