@@ -18,7 +18,7 @@ writes a real bundle, and then measures:
     .venv/bin/python benchmarks/serving.py --catalogues 100k --rates 200
     .venv/bin/python benchmarks/serving.py --serve-constant --port 8099   # the floor server
 
-Results go to ``benchmarks/results/serving.json`` and a Markdown table on stdout.
+Results go to ``.marquee/bench-serving/serving.json`` and a Markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -381,7 +381,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--no-ranker", action="store_true")
     ap.add_argument("--work-dir", default=str(REPO / ".marquee" / "bench-serving"))
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serving.json"))
+    ap.add_argument("--out", default=str(REPO / ".marquee" / "bench-serving" / "serving.json"))
     ap.add_argument("--serve-constant", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=8099, help=argparse.SUPPRESS)
     args = ap.parse_args()
