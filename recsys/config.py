@@ -52,6 +52,9 @@ class RankerConfig(BaseModel):
         "Which training events become the ranker's labels: each user's last ones "
         "(temporal, as in serving) or a random share (random)."))
     label_frac: float = Field(0.2, gt=0, lt=1, description="Share of each user's events held out.")
+    cold_frac: float = Field(0.15, ge=0, lt=1, description=(
+        "Share of the ranker's training users cut to fewer than cold_start_events events, "
+        "so that it learns to rank for cold users too."))
     max_users: int = Field(50_000, ge=2, description="Users sampled for the ranker's training set.")
     ease_lambda: float = Field(250.0, gt=0, description="Ridge of the EASE item-item feature.")
     session_window: int = Field(10, ge=1, le=100, description=(
@@ -81,3 +84,8 @@ class RecommenderConfig(BaseModel):
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     rerank: RerankConfig = Field(default_factory=RerankConfig)
     cold_start_events: int = Field(5, ge=0, description="Fewer training events: cold user.")
+    cold_start: str = Field("popular", pattern="^(popular|model)$", description=(
+        "Cold users get recent popularity in their demographic segment (popular) or the "
+        "towers and the ranker (model)."))
+    popularity_half_life_days: float = Field(30.0, ge=0, description=(
+        "Half-life of the time decay of popularity counts (0: plain counts)."))

@@ -25,6 +25,7 @@ __all__ = ["FORMAT_VERSION", "save_recommender", "load_recommender"]
 
 FORMAT_VERSION = 1
 DEMO_COLUMNS = ("age_bucket", "gender", "occupation", "region")
+GLOBAL_SEGMENT = "*"  # the global ranking's row in segment_popularity.parquet
 
 
 def save_recommender(rec: Recommender, directory: str | Path) -> Path:
@@ -53,7 +54,8 @@ def save_recommender(rec: Recommender, directory: str | Path) -> Path:
     pq.write_table(table, out / "user_features.parquet")
     pop = pd.DataFrame({"item_id": rec.item_ids, "count": rec.train_counts})
     pop.to_parquet(out / "popularity.parquet", index=False)
-    segs = [(s, r, int(rec.item_ids[i])) for s, ranked in rec.popularity.segments.items()
+    ranked_lists = {GLOBAL_SEGMENT: rec.popularity.global_rank, **rec.popularity.segments}
+    segs = [(s, r, int(rec.item_ids[i])) for s, ranked in ranked_lists.items()
             for r, i in enumerate(ranked)]
     pd.DataFrame(segs, columns=["segment", "rank", "item_id"]).to_parquet(
         out / "segment_popularity.parquet", index=False)
@@ -89,7 +91,8 @@ def load_recommender(cls: type[Recommender], directory: str | Path) -> Recommend
     segments = {s: rec.item_index.lookup(part.sort_values("rank")["item_id"].to_numpy())
                 for s, part in segs.groupby("segment")}
     counts = rec.train_counts.astype(np.float64)
-    rec.popularity = SegmentPopularity(np.argsort(-counts, kind="stable")[:1000], segments, counts)
+    global_rank = segments.pop(GLOBAL_SEGMENT, np.argsort(-counts, kind="stable")[:1000])
+    rec.popularity = SegmentPopularity(global_rank, segments, counts)
     rec.model = rec._new_model()
     rec.model.load_state_dict(load_file(str(src / "retrieval.safetensors")))
     rec.model.eval()

@@ -9,7 +9,7 @@ server builds on, request by request, with the same code.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -78,7 +78,14 @@ class Recommender:
                         axis=1).astype(np.int64)
 
     def fit(self, interactions: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
-            progress: bool = True, distributed: bool = False) -> Recommender:
+            progress: bool = True, distributed: bool = False,
+            on_epoch: Callable[[int, float], None] | None = None) -> Recommender:
+        """Fit every stage on these frames only.
+
+        ``distributed``: inside ``torchrun`` with an initialised process group (gloo), the
+        two-tower model trains with DDP. ``on_epoch(epoch, loss)`` runs after each retrieval
+        epoch, when ``recommend(..., stages="retrieval")`` already answers (for tuning).
+        """
         torch.manual_seed(self.config.seed)
         inter = self._index(interactions, users, items)
         n_items, n_users = len(self.item_index), len(self.user_index)
@@ -89,15 +96,24 @@ class Recommender:
         self.train_counts = np.bincount(i_row, minlength=n_items).astype(np.int64)
         self.demo = self._demo_array()
         self.feature_ctx = FeatureContext.build(self.items, self.train_counts)
-        self.popularity = SegmentPopularity.build(i_row, self.segment_keys()[u_row], n_items)
+        self.popularity = SegmentPopularity.build(
+            i_row, self.segment_keys()[u_row], n_items, ts=ts,
+            half_life_days=self.config.popularity_half_life_days)
         self.model = self._new_model()
         ex = Examples.build(u_row, stable_hash(self.users["user_id"].to_numpy()[u_row],
                                                self.user_buckets), i_row, ts)
+        self.ranker, self.rank_ctx = None, None
+
+        def epoch_done(epoch: int, loss: float) -> None:
+            self._item_emb = None
+            if on_epoch is not None:
+                on_epoch(epoch, loss)
+            self._item_emb = None
+
         self.losses = train_two_tower(self.model, ex, self.demo, self.train_counts,
                                       self.config.retrieval, self.config.seed, progress,
-                                      distributed)
+                                      distributed, epoch_done)
         self._item_emb = None
-        self.ranker, self.rank_ctx = None, None
         if self.config.ranker.enabled:
             from recsys.models.ranker import Ranker
 
@@ -222,23 +238,39 @@ class Recommender:
 
     def recommend(self, user_ids: Sequence[int], k: int = 10, exclude_seen: bool = True,
                   stages: str = "full") -> pd.DataFrame:
-        """Top-k per user: DataFrame(user_id, item_id, score, rank).
+        """Top-k per user: DataFrame(user_id, item_id, score, rank), users in the order of
+        ``user_ids`` for warm users, cold ones first.
 
-        ``stages="retrieval"`` stops after the two-tower model (for ablations).
+        Users with fewer than ``cold_start_events`` training events (or unknown ones) get the
+        popular-in-segment answer when ``cold_start == "popular"``, as the model server does
+        with its cold-start strategy ``popular``. ``stages="retrieval"`` stops after the
+        two-tower model (for ablations).
         """
         uid = np.asarray(user_ids, dtype=np.int64)
         use_ranker = self.ranker is not None and stages == "full"
         n = max(self.config.ranker.n_candidates if use_ranker else k, k)
-        rows, cand, sc = self.candidates(uid, n, exclude_seen)
-        if use_ranker:
-            sc = self.ranker.score_batch(self, rows, uid, cand, sc)
+        rows = self.user_index.lookup(uid)
+        cold = (self.config.cold_start == "popular") & (
+            self.history.lengths()[np.maximum(rows, 0)] * (rows >= 0)
+            < self.config.cold_start_events)
         frames = []
+        for j in np.flatnonzero(cold):
+            state = self.user_state(int(uid[j]))
+            if not exclude_seen:
+                state.history = state.history[:0]
+            items, scores = self.popular(state, k)
+            frames.append(pd.DataFrame({"user_id": uid[j], "item_id": self.item_ids[items],
+                                        "score": scores, "rank": np.arange(1, len(items) + 1)}))
+        warm = np.flatnonzero(~cold)
+        rows, cand, sc = self.candidates(uid[warm], n, exclude_seen)
+        if use_ranker and warm.size:
+            sc = self.ranker.score_batch(self, rows, uid[warm], cand, sc)
         cfg = self.config.rerank
-        for j in range(uid.size):
+        for j, u in enumerate(uid[warm]):
             blocked = self._blocked(self.history.of(int(rows[j])) if exclude_seen else None)
             items, scores = rerank_list(cand[j], sc[j], k, cfg, self.feature_ctx.genres,
                                         self.feature_ctx.years, blocked)
-            frames.append(pd.DataFrame({"user_id": uid[j], "item_id": self.item_ids[items],
+            frames.append(pd.DataFrame({"user_id": u, "item_id": self.item_ids[items],
                                         "score": scores, "rank": np.arange(1, len(items) + 1)}))
         if not frames:
             return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
@@ -293,12 +325,17 @@ class Recommender:
                 ) -> tuple[np.ndarray, np.ndarray]:
         seg = SegmentPopularity.key(state.user.get("age_bucket"), state.user.get("gender")) \
             if state.user else None
-        blocked = np.unique(np.concatenate([state.history,
-                                            np.fromiter(exclude or (), dtype=np.int64)]))
+        blocked = self._blocked(np.unique(np.concatenate(
+            [state.history, np.fromiter(exclude or (), dtype=np.int64)])))
         return self.popularity.top(seg, k, blocked)
 
     def features(self, state: UserState) -> dict[str, object]:
         return self.feature_ctx.request_features(state.user, state.history, state.ts)
+
+    @property
+    def cold_start_strategy(self) -> str:
+        """How this model answers cold users: ``popular`` (segment popularity) or ``model``."""
+        return self.config.cold_start
 
     def seen_idx(self, state: UserState) -> np.ndarray:
         return state.history

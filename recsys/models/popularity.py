@@ -31,7 +31,12 @@ class PopularityRecommender:
 
 
 class SegmentPopularity:
-    """Item rows ranked by training count, globally and per (age_bucket, gender) segment."""
+    """Item rows ranked by recent popularity, globally and per (age_bucket, gender) segment.
+
+    Counts are weighted by ``0.5 ** (age / half_life)`` where age is the time from the event
+    to the last training event, so the ranking says what is watched *lately*; a segment's
+    share is smoothed towards the global one. This is the cold-start answer.
+    """
 
     def __init__(self, global_rank: np.ndarray, segments: dict[str, np.ndarray],
                  counts: np.ndarray):
@@ -45,25 +50,35 @@ class SegmentPopularity:
 
     @classmethod
     def build(cls, item_rows: np.ndarray, seg_keys: np.ndarray, n_items: int,
-              min_events: int = 50, top: int = 1000) -> SegmentPopularity:
+              ts: np.ndarray | None = None, half_life_days: float = 30.0,
+              min_events: int = 50, top: int = 1000, smoothing: float = 0.2
+              ) -> SegmentPopularity:
         counts = np.bincount(item_rows, minlength=n_items).astype(np.float64)
-        global_rank = np.argsort(-counts, kind="stable")[:top]
+        if ts is not None and ts.size and half_life_days > 0:
+            age_days = (ts.max() - ts).astype(np.float64) / 86_400.0
+            weight = 0.5 ** (age_days / half_life_days)
+        else:
+            weight = np.ones(item_rows.size)
+        recent = np.bincount(item_rows, weights=weight, minlength=n_items)
+        global_rank = np.argsort(-(recent + 1e-9 * counts), kind="stable")[:top]
         segments: dict[str, np.ndarray] = {}
-        frame = pd.DataFrame({"seg": seg_keys, "item": item_rows})
+        frame = pd.DataFrame({"seg": seg_keys, "item": item_rows, "w": weight})
+        share = recent / max(recent.sum(), 1e-12)
         for seg, part in frame.groupby("seg"):
             if len(part) >= min_events:
-                c = np.bincount(part["item"].to_numpy(), minlength=n_items).astype(np.float64)
-                # Smooth the segment towards the global ranking.
-                score = c / c.sum() + 0.2 * counts / counts.sum()
+                c = np.bincount(part["item"].to_numpy(), weights=part["w"].to_numpy(),
+                                minlength=n_items)
+                score = c / max(c.sum(), 1e-12) + smoothing * share
                 segments[str(seg)] = np.argsort(-score, kind="stable")[:top]
         return cls(global_rank.astype(np.int64), segments, counts)
 
     def top(self, seg: str | None, k: int, exclude: set[int] | np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item rows of the segment (global when unknown) and decreasing scores."""
         ranked = self.segments.get(seg or "", self.global_rank)
         if exclude is not None and len(exclude):
             ex = np.fromiter(exclude, dtype=np.int64) if isinstance(exclude, set) else exclude
             ranked = ranked[~np.isin(ranked, ex)]
         picked = ranked[:k]
-        scores = np.log1p(self.counts[picked]).astype(np.float32)
+        scores = (1.0 / np.log2(np.arange(picked.size) + 2.0)).astype(np.float32)
         return picked, scores

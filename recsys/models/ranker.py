@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from recsys.models.rank_features import FEATURES
 if TYPE_CHECKING:
     from recsys.recommender import Recommender, UserState
 
-__all__ = ["Ranker", "holdout"]
+__all__ = ["RankExamples", "Ranker", "holdout"]
 
 log = logging.getLogger(__name__)
 MODEL_FILE, META_FILE = "ranker.txt", "ranker.json"
@@ -65,6 +66,39 @@ def holdout(inter: pd.DataFrame, frac: float, mode: str, seed: int, fold: int = 
     return inter[label == 0], inter[label == 1]
 
 
+@dataclass
+class RankExamples:
+    """Ranker training rows: features, 0/1 labels, list sizes, and candidate recall counts."""
+
+    x: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    found: int = 0  # held-out items among the candidates
+    total: int = 0  # held-out items
+
+    @property
+    def recall(self) -> float:
+        return self.found / max(self.total, 1)
+
+    @classmethod
+    def concat(cls, parts: list[RankExamples]) -> RankExamples:
+        if not parts:
+            return cls(np.zeros((0, len(FEATURES)), np.float32), np.zeros(0, np.float32),
+                       np.zeros(0, np.int64))
+        return cls(np.vstack([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                   np.concatenate([p.groups for p in parts]), sum(p.found for p in parts),
+                   sum(p.total for p in parts))
+
+    def with_positives(self) -> RankExamples:
+        """Only the lists with at least one positive (the others carry no ranking signal)."""
+        if self.groups.size == 0:
+            return self
+        has = np.add.reduceat(self.y, np.r_[0, np.cumsum(self.groups)[:-1]]) > 0
+        rows = np.repeat(has, self.groups)
+        return RankExamples(self.x[rows], self.y[rows], self.groups[has], self.found,
+                            self.total)
+
+
 class Ranker:
     """LightGBM over :data:`recsys.models.rank_features.FEATURES`."""
 
@@ -77,15 +111,21 @@ class Ranker:
     def fit(self, rec: Recommender, inter: pd.DataFrame, progress: bool = False,
             distributed: bool = False) -> Ranker:
         """Fit on ``rec``'s training interactions (``inter``: the indexed training frame)."""
+        return self.fit_examples(self.examples(rec, inter, progress, distributed))
+
+    def examples(self, rec: Recommender, inter: pd.DataFrame, progress: bool = False,
+                 distributed: bool = False) -> RankExamples:
+        """Candidate lists with features and labels from ``cfg.folds`` held-out label sets."""
         cfg = self.cfg
         cols = ["user_id", "item_id", "rating", "timestamp", "event"]
-        parts = []
-        found = total = 0
+        parts: list[RankExamples] = []
         for fold in range(cfg.folds):
             rest, held = holdout(inter[cols], cfg.label_frac, cfg.label_mode, rec.config.seed,
                                  fold)
             if held.empty:
                 break
+            rest, held = self._coldify(rest, held, rec.config.cold_start_events,
+                                       rec.config.seed + fold)
             sub_cfg = rec.config.model_copy(deep=True)
             sub_cfg.ranker.enabled = False
             sub = type(rec)(sub_cfg).fit(rest, rec.users, rec.items, progress=progress,
@@ -97,42 +137,57 @@ class Ranker:
                 users = np.sort(np.random.default_rng(rec.config.seed + fold).choice(
                     users, per_fold, replace=False))
             parts.append(self._examples(sub, users, held))
-            found, total = found + self._found, total + self._total
-        self._recall = found / max(total, 1)
-        x = np.vstack([p[0] for p in parts])
-        y = np.concatenate([p[1] for p in parts])
-        groups = np.concatenate([p[2] for p in parts])
-        has_pos = (np.add.reduceat(y, np.r_[0, np.cumsum(groups)[:-1]]) > 0
-                   if groups.size else np.zeros(0, dtype=bool))
-        x, y, groups = x[np.repeat(has_pos, groups)], y[np.repeat(has_pos, groups)], \
-            groups[has_pos]
-        if groups.size < 2:
+        return RankExamples.concat(parts)
+
+    def _coldify(self, rest: pd.DataFrame, held: pd.DataFrame, cold_events: int, seed: int
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Cut a ``cold_frac`` share of the labelled users down to their first 0…cold_events-1
+        events, so the ranker also learns lists of cold users (few events, no id vector);
+        what they watched afterwards joins their labels."""
+        if self.cfg.cold_frac <= 0 or cold_events <= 0:
+            return rest, held
+        rng = np.random.default_rng(seed)
+        users = held["user_id"].unique()
+        n = int(round(users.size * self.cfg.cold_frac))
+        if n == 0:
+            return rest, held
+        chosen = rng.choice(users, n, replace=False)
+        keep_n = pd.Series(rng.integers(0, cold_events, n), index=chosen)
+        ordered = rest.sort_values(["user_id", "timestamp"], kind="stable")
+        pos = ordered.groupby("user_id").cumcount().to_numpy()
+        limit = ordered["user_id"].map(keep_n).to_numpy()
+        dropped = ~np.isnan(limit) & (pos >= np.nan_to_num(limit))
+        return ordered[~dropped], pd.concat([held, ordered[dropped]], ignore_index=True)
+
+    def fit_examples(self, ex: RankExamples) -> Ranker:
+        ex = ex.with_positives()
+        if ex.groups.size < 2:
             raise ValueError("ranker: too few users with a held-out item among their "
                              "candidates; disable the ranker or give it more data")
-        self.booster = self._train(x, y, groups)
-        self.report = {"ranker_lists": float(groups.size), "ranker_rows": float(y.size),
-                       "ranker_positives": float(y.sum()),
-                       "ranker_candidate_recall": float(self._recall)}
+        self.booster = self._train(ex.x, ex.y, ex.groups)
+        self.report = {"ranker_lists": float(ex.groups.size), "ranker_rows": float(ex.y.size),
+                       "ranker_positives": float(ex.y.sum()),
+                       "ranker_candidate_recall": ex.recall,
+                       "ranker_rounds": float(self.booster.current_iteration())}
         log.info("ranker: %s", self.report)
         return self
 
     def _examples(self, sub: Recommender, users: np.ndarray, held: pd.DataFrame
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  ) -> RankExamples:
         rows, cand, sc = sub.candidates(users, self.cfg.n_candidates, exclude_seen=True)
         held_rows = sub.item_index.lookup(held["item_id"].to_numpy())
-        truth = {int(u): grp for u, grp in pd.Series(held_rows).groupby(
+        truth = {int(u): grp.to_numpy() for u, grp in pd.Series(held_rows).groupby(
             held["user_id"].to_numpy())}
         xs, ys, found, total = [], [], 0, 0
         for j, u in enumerate(users):
             xs.append(sub.rank_ctx.features(sub.user_view(int(rows[j])), cand[j], sc[j]))
-            pos = truth[int(u)].to_numpy()
+            pos = truth[int(u)]
             hit = np.isin(cand[j], pos)
             ys.append(hit.astype(np.float32))
             found += int(hit.sum())
             total += int(np.unique(pos).size)
-        self._found, self._total = found, total
-        return (np.vstack(xs), np.concatenate(ys),
-                np.full(len(users), cand.shape[1], dtype=np.int64))
+        return RankExamples(np.vstack(xs), np.concatenate(ys),
+                            np.full(len(users), cand.shape[1], dtype=np.int64), found, total)
 
     def _params(self) -> dict:
         cfg = self.cfg

@@ -8,6 +8,7 @@ so memory stays O(events) however long the histories are.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,11 +91,14 @@ def _batch(ex: Examples, idx: np.ndarray, demo: np.ndarray, cfg: RetrievalConfig
 
 def train_two_tower(model: TwoTower, ex: Examples, demo: np.ndarray, item_counts: np.ndarray,
                     cfg: RetrievalConfig, seed: int, progress: bool = True,
-                    distributed: bool = False) -> list[float]:
+                    distributed: bool = False,
+                    on_epoch: Callable[[int, float], None] | None = None) -> list[float]:
     """Train in place; returns the mean loss of every epoch.
 
     With ``distributed`` (torchrun, gloo), each process trains on its shard of every epoch
-    and gradients are averaged by DDP; the caller wraps nothing.
+    with ``batch_size / world`` examples per step, so the effective batch and the number of
+    steps match a single process; DDP averages the gradients. ``on_epoch(epoch, loss)`` runs
+    after every epoch with the model in eval mode (tuning reports and prunes there).
     """
     rank, world = 0, 1
     net: torch.nn.Module = model
@@ -103,27 +107,30 @@ def train_two_tower(model: TwoTower, ex: Examples, demo: np.ndarray, item_counts
         from torch.nn.parallel import DistributedDataParallel
 
         rank, world = dist.get_rank(), dist.get_world_size()
-        net = DistributedDataParallel(model)
+        net = DistributedDataParallel(model, find_unused_parameters=not cfg.use_user_id)
     torch.manual_seed(seed + rank)
-    rng = np.random.default_rng(seed)
+    order_rng = np.random.default_rng(seed)  # the same on every process: disjoint shards
+    rng = np.random.default_rng([seed, rank])  # history sampling and dropout
     q = item_counts.astype(np.float64) + 1.0
-    log_q = torch.from_numpy(np.log(q / q.sum() * cfg.batch_size).astype(np.float32))
     sparse_names = set(model.sparse_parameters())
     sparse = [p for n, p in model.named_parameters() if n in sparse_names]
     dense = [p for n, p in model.named_parameters() if n not in sparse_names]
     opt_sparse = torch.optim.SparseAdam(sparse, lr=cfg.lr) if sparse else None
     opt_dense = torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(ex)
-    steps = max(n // (cfg.batch_size * world), 1)
+    per_step = max(cfg.batch_size // world, 2)
+    # log of the expected count of each item among one process's in-batch negatives
+    log_q = torch.from_numpy(np.log(q / q.sum() * per_step).astype(np.float32))
+    steps = max(n // (per_step * world), 1)
     losses: list[float] = []
     model.train()
     bar = tqdm(total=cfg.epochs * steps, desc="two-tower", unit="step",
                disable=not progress or rank != 0, leave=False)
     for _epoch in range(cfg.epochs):
-        perm = rng.permutation(n)[rank::world]
+        perm = order_rng.permutation(n)[rank::world]
         total = 0.0
         for s in range(steps):
-            idx = np.sort(perm[s * cfg.batch_size:(s + 1) * cfg.batch_size])
+            idx = np.sort(perm[s * per_step:(s + 1) * per_step])
             if idx.size < 2:
                 continue
             batch = _batch(ex, idx, demo, cfg, rng)
@@ -140,6 +147,10 @@ def train_two_tower(model: TwoTower, ex: Examples, demo: np.ndarray, item_counts
             bar.update(1)
         losses.append(total / steps)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if on_epoch is not None:
+            model.eval()
+            on_epoch(_epoch, losses[-1])
+            model.train()
     bar.close()
     model.eval()
     return losses
