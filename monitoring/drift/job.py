@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from monitoring.drift.config import DriftConfig
 from monitoring.drift.embedding import EmbeddingSource, embedding_drift
-from monitoring.drift.prediction import ItemLookup, prediction_drift
+from monitoring.drift.prediction import ItemLookup, prediction_drift, top_scores
 from monitoring.drift.stats import (
     finite,
     score_categorical,
@@ -136,6 +136,17 @@ def _served_by(window: pa.Table, version: str, versions: dict[str, int]
                   f"{', '.join(sorted(versions))}); pass --model-version")
 
 
+def _reference_scores(reference: Reference) -> np.ndarray | None:
+    """Top scores at training time: the features' ``score`` column when the reference has
+    one, else the rank-1 score of each reference recommendation list."""
+    if "score" in reference.features.column_names:
+        return to_float(reference.features.column("score"))
+    preds = reference.predictions
+    if preds is not None and "scores" in preds.column_names:
+        return top_scores(preds)
+    return None
+
+
 def run_check(config: DriftConfig, reference: Reference, window: pa.Table, window_info: WindowInfo,
               *, embeddings: EmbeddingSource | None = None,
               prediction_reference: pa.Table | None = None,
@@ -162,8 +173,7 @@ def run_check(config: DriftConfig, reference: Reference, window: pa.Table, windo
                                        ("item_popularity", pc_cfg.item_popularity),
                                        ("genre_mix", pc_cfg.genre_mix))]
         else:
-            ref_scores = (to_float(reference.features.column("score"))
-                          if "score" in reference.features.column_names else None)
+            ref_scores = _reference_scores(reference)
             prediction = prediction_drift(
                 pc_cfg, served, ref_scores, prediction_reference or reference.predictions,
                 ItemLookup(reference.items, reference.popularity),
