@@ -56,9 +56,11 @@ def trigger(
         _fail(console, exc)
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    rollout = (f"shadow rollout of candidates via {ts.router_url}"
+               if ts.auto_rollout == "shadow" else "no automatic rollout")
     console.print(f"retrain trigger on http://{settings.bind_host}:{ts.port} "
                   f"(launcher {trig.launcher.name}, cooldown {ts.cooldown_seconds:.0f}s, "
-                  f"state {state_dir(settings)})")
+                  f"{rollout}, state {state_dir(settings)})")
     try:
         uvicorn.run(create_app(trig, token), host=settings.bind_host, port=ts.port,
                     log_level=log_level.lower(), access_log=False)
@@ -111,7 +113,9 @@ def retrain(
         return
 
     try:
-        trig = make_trigger(settings, ts).start()
+        # no automatic rollout from this short-lived process: it could not keep the
+        # candidate's server and the rollout controller running after it exits
+        trig = make_trigger(settings, ts, after_run=False).start()
     except MarqueeError as exc:
         _fail(console, exc)
     try:
@@ -127,6 +131,10 @@ def retrain(
     _print_run(console, run)
     if run.status is not RunStatus.SUCCEEDED:
         raise SystemExit(1)
+    if run.gate_decision == "candidate" and run.model_version:
+        console.print(f"version {run.model_version} passed the gate; roll it out with "
+                      f"`marquee rollout start --strategy shadow --candidate "
+                      f"{run.model_version}` (the trigger service does this by itself)")
 
 
 def _whoami() -> str | None:

@@ -6,6 +6,7 @@ host, Alertmanager URL, bind host) come from ``marquee.settings.Settings``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,10 +21,12 @@ from monitoring.retrain.launcher import (
     KubeflowLauncher,
     PipelineLauncher,
 )
+from monitoring.retrain.models import Decision, RunRecord
+from monitoring.retrain.rollout import AutoRollout
 from monitoring.retrain.state import StateStore
 from monitoring.retrain.trigger import RetrainTrigger
 
-__all__ = ["TriggerSettings", "make_launcher", "make_trigger", "state_dir"]
+__all__ = ["TriggerSettings", "make_launcher", "make_trigger", "make_auto_rollout", "state_dir"]
 
 
 class TriggerSettings(BaseSettings):
@@ -48,6 +51,20 @@ class TriggerSettings(BaseSettings):
                                "launcher (JSON list in the environment).")
     pipeline_params: dict[str, Any] = Field(default_factory=dict, description="Parameters "
                                             "passed to the training pipeline.")
+    auto_rollout: Literal["shadow", "none"] = Field(
+        "shadow", description="After a run whose model passes the gate (decision candidate): "
+        "start a shadow rollout of it (shadow) or do nothing (none).")
+    router_url: str = Field("http://127.0.0.1:8090", description="Router whose admin API the "
+                            "automatic rollout uses (as `marquee rollout start --router`).")
+    rollout_spec: dict[str, Any] = Field(
+        default_factory=dict, description="ModelRollout spec fields (JSON, camelCase) merged "
+        "over the automatic shadow rollout: intervalSeconds, shadow, steps, analysis, ...")
+    candidate_url_template: str | None = Field(
+        None, description="URL of a version's model server with {version}, when one already "
+        "runs there (e.g. a KServe predictor); unset: the trigger starts `marquee serve` for "
+        "the candidate on the bind host.")
+    server_ready_timeout_seconds: float = Field(
+        180.0, gt=0, description="How long a candidate's model server may take to be ready.")
 
     def read_token(self) -> str:
         """The bearer token; raise when none is configured (the trigger never runs open)."""
@@ -80,8 +97,23 @@ def make_launcher(settings: Settings, ts: TriggerSettings) -> PipelineLauncher:
     return KfpLocalLauncher(settings, ts.pipeline_params)
 
 
+def make_auto_rollout(settings: Settings, ts: TriggerSettings) -> AutoRollout:
+    return AutoRollout(home=settings.home, model_name=settings.model_name,
+                       router_url=ts.router_url, mode=ts.auto_rollout,
+                       spec_overrides=ts.rollout_spec,
+                       candidate_url_template=ts.candidate_url_template,
+                       bind_host=settings.bind_host,
+                       server_ready_timeout=ts.server_ready_timeout_seconds)
+
+
 def make_trigger(settings: Settings, ts: TriggerSettings,
-                 launcher: PipelineLauncher | None = None) -> RetrainTrigger:
+                 launcher: PipelineLauncher | None = None,
+                 after_run: Callable[[RunRecord], Decision | None] | None | bool = True,
+                 ) -> RetrainTrigger:
+    """The trigger; ``after_run=True`` adds the automatic rollout (``ts.auto_rollout``),
+    ``False``/``None`` leaves it out (a short-lived process could not keep it running)."""
+    if after_run is True:
+        after_run = make_auto_rollout(settings, ts)
     return RetrainTrigger(
         StateStore(state_dir(settings)),
         launcher or make_launcher(settings, ts),
@@ -89,4 +121,5 @@ def make_trigger(settings: Settings, ts: TriggerSettings,
         cooldown_seconds=ts.cooldown_seconds,
         dedup_ttl_seconds=ts.dedup_ttl_seconds,
         pipeline_params=ts.pipeline_params,
+        after_run=after_run or None,
     )

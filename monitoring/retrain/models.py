@@ -94,6 +94,10 @@ class DecisionKind(str, Enum):
     BUSY = "busy"
     RESOLVED_IGNORED = "resolved-ignored"
     UNAUTHORIZED = "unauthorized"
+    # after a run succeeded (monitoring.retrain.rollout, source "auto-rollout")
+    ROLLOUT_STARTED = "rollout-started"
+    ROLLOUT_SKIPPED = "rollout-skipped"
+    ROLLOUT_FAILED = "rollout-failed"
 
 
 class Decision(BaseModel):
@@ -101,7 +105,7 @@ class Decision(BaseModel):
 
     time: datetime
     decision: DecisionKind
-    source: Literal["webhook", "manual"]
+    source: Literal["webhook", "manual", "auto-rollout"]
     model: str | None = None
     alertname: str | None = None
     fingerprint: str | None = None
@@ -139,3 +143,5 @@ class RunRecord(BaseModel):
     model_version: str | None = None
     gate_decision: str | None = None
     error: str | None = None
+    rollout: str | None = Field(None, description="The rollout started for the new version "
+                                "(monitoring.retrain.rollout), when one was.")

@@ -11,6 +11,9 @@ For each alert of a notification (and for each on-call request) ``RetrainTrigger
     otherwise                                         -> started: a run is queued
 
 A started run is executed by one background worker thread through a ``PipelineLauncher``.
+When the run succeeds, an optional ``after_run`` step (``monitoring.retrain.rollout``: a shadow
+rollout of a version that passed the gate) decides what follows; its decision goes into the
+same log. It runs after the run has left the in-flight slot, on the same worker thread.
 State lives in a ``StateStore`` under ``<home>/retrain`` and is read and written under a lock,
 so concurrent requests, and several processes sharing the home, take consistent decisions.
 """
@@ -59,6 +62,7 @@ class RetrainTrigger:
         dedup_ttl_seconds: float = 7 * 86400,
         pipeline_params: dict | None = None,
         clock: Callable[[], float] = time.time,
+        after_run: Callable[[RunRecord], Decision | None] | None = None,
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -67,6 +71,7 @@ class RetrainTrigger:
         self.dedup_ttl = timedelta(seconds=dedup_ttl_seconds)
         self.pipeline_params = dict(pipeline_params or {})
         self._clock = clock
+        self.after_run = after_run
         self._queue: queue.Queue[RunRecord | None] = queue.Queue()
         self._pending = 0  # runs queued or running in this process
         self._cond = threading.Condition()
@@ -81,6 +86,11 @@ class RetrainTrigger:
         return self
 
     def close(self, timeout: float | None = None) -> None:
+        """Stop the worker; the after-run step stops what it started (model servers,
+        rollout controllers) first, so a worker waiting on one of them returns."""
+        closer = getattr(self.after_run, "close", None)
+        if callable(closer):
+            closer()
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(timeout)
@@ -276,3 +286,19 @@ class RetrainTrigger:
             metrics.RUNS_IN_FLIGHT.set(0)
             metrics.RUNS.labels(reason=run.status.value).inc()
             metrics.RUN_DURATION.observe(time.monotonic() - t0)
+        if run.status is RunStatus.SUCCEEDED and self.after_run is not None:
+            self._after(run)
+
+    def _after(self, run: RunRecord) -> None:
+        """The after-run step (e.g. the shadow rollout); it never fails the run."""
+        try:
+            decision = self.after_run(run)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - recorded, the run stays succeeded
+            log.exception("run %s: after-run step failed", run.run_id)
+            decision = Decision(time=self._now(), decision=DecisionKind.ROLLOUT_FAILED,
+                                source="auto-rollout", model=run.model, run_id=run.run_id,
+                                detail=f"{type(exc).__name__}: {exc}")
+        if decision is None:
+            return
+        self.store.save_run(run)  # the step may have recorded what it started (run.rollout)
+        self._record([decision], [])
