@@ -6,6 +6,7 @@
     marquee rollout promote NAME | abort NAME         # picked up at the controller's next tick
     marquee rollout history NAME                      # every decision with its statistics
     marquee rollout run NAME                          # (re)start the controller of a rollout
+    marquee rollout controller [--namespace NS]       # run every rollout (Kubernetes)
 
 Rollouts live in ``<MARQUEE_HOME>/rollouts`` (or, with ``--namespace``, as ModelRollout objects
 in Kubernetes). The controller talks to the router at ``--router`` and reads analysis from
@@ -164,6 +165,38 @@ def start(
     typer.echo(f"rollout {rollout.name}: {final.phase.value}: {final.message}")
     if final.phase.value in ("RolledBack", "Failed"):
         raise typer.Exit(code=1)
+
+
+@app.command()
+def controller(
+    router: RouterOpt = DEFAULT_ROUTER,
+    namespace: NamespaceOpt = None,
+    port: Annotated[int, typer.Option(help="Port of /healthz, /readyz and /metrics.")] = 8080,
+    host: Annotated[str | None, typer.Option(help="Bind address (default MARQUEE_BIND_HOST).")] = None,
+) -> None:
+    """Run every rollout of the store (the Kubernetes controller's command)."""
+    from marquee.settings import Settings
+    from serving.rollout.controller import MarqueeRegistry
+    from serving.rollout.manager import RolloutManager, serve_health
+    from serving.rollout.sources import PrometheusSource, RouterAdmin, RouterStatsSource
+
+    settings = Settings()
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    store = _store(namespace)
+    admin = RouterAdmin(router)
+    source = (PrometheusSource(settings.prometheus_url) if settings.prometheus_url
+              else RouterStatsSource(admin))
+    manager = RolloutManager(store, source, admin,
+                             MarqueeRegistry(settings.resolved_registry_uri, settings.model_name))
+    health = serve_health(host or settings.bind_host, port, lambda: manager.ready)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        manager.run(stop)
+    finally:
+        health.shutdown()
+        admin.close()
 
 
 @app.command()

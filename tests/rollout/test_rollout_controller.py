@@ -215,3 +215,51 @@ def test_cli_start_from_flags_creates_a_rollout(tmp_path: Path,
     assert r.exit_code == 2 and "--candidate" in r.output
     r = runner.invoke(app, ["status", "-o", "json"])
     assert r.exit_code == 0 and '"phase": "Pending"' in r.output
+
+
+def test_the_controller_process_runs_every_rollout_and_serves_health(tmp_path: Path) -> None:
+    import httpx
+
+    from serving.rollout.manager import RolloutManager, serve_health
+    from tests.conftest import free_port
+
+    store = FileStatusStore(tmp_path)
+    for name, errors in (("good", 0), ("bad", 20)):
+        body = rollout().model_dump(by_alias=True, mode="json")
+        body["metadata"]["name"] = name
+        store.create(parse_rollout(body))
+    sources = {"good": ScriptedSource([0]), "bad": ScriptedSource([20])}
+
+    class BySpec:  # each rollout sees its own traffic
+        current = "good"
+
+        def window(self, since: float, until: float) -> WindowStats:
+            return sources[self.current].window(since, until)
+
+    src = BySpec()
+    t = [0.0]
+    mgr = RolloutManager(store, src, None, DictRegistry(production="1"), clock=lambda: t[0])
+    port = free_port()
+    health = serve_health("127.0.0.1", port, lambda: mgr.ready)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 503
+        original = Controller.tick
+
+        def tick(self: Controller) -> Any:
+            src.current = self.name
+            return original(self)
+        Controller.tick = tick  # type: ignore[method-assign]
+        try:
+            for step in range(8):
+                t[0] = step * 1.0
+                mgr.run_once()
+                assert mgr.run_once() == {}  # not due again within the interval
+        finally:
+            Controller.tick = original  # type: ignore[method-assign]
+        assert store.get("good").status.phase == Phase.SUCCEEDED
+        assert store.get("bad").status.phase == Phase.ROLLED_BACK
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'marquee_rollout_decisions_total{reason="Failed",strategy="canary"}' in text
+    finally:
+        health.shutdown()

@@ -1,0 +1,109 @@
+"""``marquee rollout controller``: one process that runs every rollout in a store.
+
+Each rollout is ticked every ``intervalSeconds`` by a :class:`Controller`; a failure in one
+rollout is logged and counted, never fatal to the others. ``/healthz``, ``/readyz`` (the store
+could be listed) and ``/metrics`` are served on the controller's port. In Kubernetes the store
+is the namespace's ModelRollout objects; run one replica (there is no leader election).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.rollout import metrics
+from serving.rollout.controller import AliasRegistry, Controller
+from serving.rollout.sources import MetricsSource, RouterAdmin
+from serving.rollout.status import RolloutStatus
+from serving.rollout.store import StatusStore
+
+__all__ = ["RolloutManager", "serve_health"]
+
+log = logging.getLogger("marquee.rollout")
+
+
+class RolloutManager:
+    def __init__(self, store: StatusStore, source: MetricsSource, router: RouterAdmin | None,
+                 registry: AliasRegistry | None, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.store, self.source, self.router, self.registry = store, source, router, registry
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self.ready = False
+
+    def run_once(self) -> dict[str, RolloutStatus]:
+        """Tick every rollout that is due; returns the statuses of those ticked."""
+        ticked: dict[str, RolloutStatus] = {}
+        names = self.store.list()
+        self.ready = True
+        active: dict[str, int] = {}
+        for name in names:
+            try:
+                stored = self.store.get(name)
+                spec, status = stored.rollout.spec, stored.status
+                if status.phase.terminal:
+                    continue
+                active[spec.strategy] = active.get(spec.strategy, 0) + 1
+                now = self.clock()
+                if now - self._last.get(name, -1e18) < spec.interval_seconds:
+                    continue
+                self._last[name] = now
+                before = len(status.decisions)
+                new = Controller(self.store, name, self.source, self.router,
+                                 self.registry).tick()
+                ticked[name] = new
+                metrics.TICKS.labels("ok").inc()
+                if len(new.decisions) > before or new.decisions[-1:] != status.decisions[-1:]:
+                    metrics.DECISIONS.labels(spec.strategy, new.decisions[-1].outcome.value).inc()
+                metrics.CANDIDATE_WEIGHT.labels(spec.strategy).set(new.weights.candidate)
+            except Exception:  # noqa: BLE001 - one rollout must not stop the others
+                metrics.TICKS.labels("error").inc()
+                log.exception("rollout %s: tick failed", name)
+        metrics.ACTIVE.clear()
+        for strategy, n in active.items():
+            metrics.ACTIVE.labels(strategy).set(n)
+        return ticked
+
+    def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - the store may be briefly unreachable
+                metrics.TICKS.labels("error").inc()
+                log.exception("listing rollouts failed")
+            stop.wait(poll_seconds)
+
+
+def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
+    """``/healthz``, ``/readyz`` and ``/metrics`` in a background thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/metrics":
+                body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
+            elif self.path == "/healthz":
+                body, ctype, code = b'{"status": "ok"}', "application/json", 200
+            elif self.path == "/readyz":
+                ok = ready()
+                body = b'{"status": "ready"}' if ok else b'{"status": "not ready"}'
+                ctype, code = "application/json", 200 if ok else 503
+            else:
+                body, ctype, code = b'{"error": "not found"}', "application/json", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
