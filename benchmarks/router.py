@@ -232,7 +232,7 @@ def serve_fixed(port: int) -> None:
                                 (b"content-length", str(len(_FIXED)).encode())]})
         await send({"type": "http.response.body", "body": _FIXED})
 
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+    uvicorn.run(app, host="127.0.0.1", port=port, loop="auto", http="auto",
                 log_level="warning", access_log=False)
 
 

@@ -80,6 +80,16 @@ def _decode(raw: bytes, model: type[BaseModel]) -> Any:
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+def _has(module: str) -> bool:
+    """The raw upstream pool parses with httptools (uvicorn's optional parser)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return True
+    log.warning("%s is not installed: using the aiohttp upstream client", module)
+    return False
+
+
 class UpstreamRegistration(BaseModel):
     """``PUT /admin/upstreams``: the model server of a version."""
 
@@ -170,7 +180,7 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
             upstream = HttpxUpstream(make_http_client(
                 settings.max_connections, settings.upstream_timeout_seconds, transport),
                 settings.model_name)
-        elif settings.upstream_client == "aiohttp":
+        elif settings.upstream_client == "aiohttp" or not _has("httptools"):
             upstream = AiohttpUpstream(settings.model_name, settings.max_connections,
                                        settings.upstream_timeout_seconds)
         else:

@@ -70,7 +70,8 @@ def run(
     store = (open_store(settings.resolved_store_uri, settings.s3_endpoint_url)
              if rs.exposure_log_enabled else None)
     bind = rs.host or settings.bind_host
-    config = uvicorn.Config(create_app(rs, store), host=bind, port=rs.port, loop="uvloop",
-                            http="httptools", access_log=False, log_level="warning",
+    # uvloop and httptools when installed (uvicorn[standard]), asyncio and h11 otherwise.
+    config = uvicorn.Config(create_app(rs, store), host=bind, port=rs.port, loop="auto",
+                            http="auto", access_log=False, log_level="warning",
                             lifespan="on", timeout_graceful_shutdown=10)
     uvicorn.Server(config).run()

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 import pytest
 import uvicorn
 
-from serving.router.rawhttp import RawHTTPError, RawHTTPPool
-from tests.conftest import free_port, wait_until
+pytest.importorskip("httptools", reason="the raw upstream pool needs httptools "
+                    "(uvicorn[standard]); the router falls back to aiohttp without it")
+
+from serving.router.rawhttp import RawHTTPError, RawHTTPPool  # noqa: E402
+from tests.conftest import free_port, wait_until  # noqa: E402
 
 
 async def _app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
