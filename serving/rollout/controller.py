@@ -112,13 +112,18 @@ class Controller:
             return Analysis(time=now, outcome=Outcome.FAILED, statistics={},
                             reason=f"baseline and candidate are both version "
                                    f"{stats['candidateVersion']}")
-        if self.registry is not None:
-            before = {a: self.registry.get_alias(a) for a in ALIASES}
-            stats["aliasesBefore"] = before
-            if before.get("candidate") != stats["candidateVersion"]:
-                self.registry.set_alias("candidate", str(stats["candidateVersion"]))
+        if self.registry is not None:  # what rollback restores (recorded before any change)
+            stats["aliasesBefore"] = {a: self.registry.get_alias(a) for a in ALIASES}
         return Analysis(time=now, outcome=Outcome.SUCCESSFUL, reason="started",
                         statistics=stats)
+
+    def _name_candidate(self, status: RolloutStatus) -> None:
+        """While the rollout runs, the registry's ``candidate`` alias names its candidate."""
+        if self.registry is None or status.candidate_version is None:
+            return
+        if status.phase in (Phase.SHADOWING, Phase.PROGRESSING, Phase.PAUSED) and \
+                self.registry.get_alias("candidate") != status.candidate_version:
+            self.registry.set_alias("candidate", status.candidate_version)
 
     def _promote(self, status: RolloutStatus) -> None:
         if self.registry is None or status.candidate_version is None:
@@ -170,6 +175,7 @@ class Controller:
         if command is not None:
             self.store.clear_command(self.name, command)
         self._reconcile(spec, new)
+        self._name_candidate(new)
         last = new.last_decision
         if last is not None and (new.phase != status.phase or new.step != status.step
                                  or last.outcome == Outcome.FAILED):
