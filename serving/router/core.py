@@ -28,7 +28,6 @@ from serving.router.schema import (
     FeedbackRequest,
     FeedbackResponse,
     RecommendRequest,
-    RecommendResponse,
     RoutingConfig,
     RoutingState,
 )

@@ -12,6 +12,7 @@ Timings are printed (and recorded by benchmarks/router.py), never asserted.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -372,7 +373,7 @@ def test_assignment_bug_is_caught_by_the_sample_ratio_check(
 
 # --- restart ----------------------------------------------------------------------------------------
 def _controller(stack: Stack, router: Proc, args: list[str], log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MARQUEE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
     env.update({"MARQUEE_HOME": str(stack.home), "MARQUEE_REGISTRY_URI": stack.registry_uri,
                 "MARQUEE_ROUTER_URL": router.url, "PYTHONUNBUFFERED": "1"})
     return subprocess.Popen([sys.executable, "-m", "marquee.cli", "rollout", *args], env=env,
