@@ -89,9 +89,8 @@ def start_router(upstreams: dict[str, str], home: Path, log: Path) -> tuple[subp
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1", "--port",
-         str(port), "--baseline", "1", "--log-level", "warning"],
-        env=env(home, MARQUEE_ROUTER_UPSTREAMS=json.dumps(upstreams),
-                MARQUEE_ROUTER_ROUTING_FILE=str(home / f"routing-{port}.json")), cwd=REPO,
+         str(port), "--baseline", "1", "--log-level", "warning", "--routing-file", "none"],
+        env=env(home, MARQUEE_ROUTER_UPSTREAMS=json.dumps(upstreams)), cwd=REPO,
         stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait(f"{url}/readyz", proc)

@@ -1,7 +1,9 @@
 """``marquee rollout controller``: one process that runs every rollout in a store.
 
 Each rollout is ticked every ``intervalSeconds`` by a :class:`Controller`; a failure in one
-rollout is logged and counted, never fatal to the others. ``/healthz``, ``/readyz`` (the store
+rollout is logged and counted, never fatal to the others. When none is running, the routing
+the last one ended with is re-applied every few seconds, so a restarted router replica does
+not fall back to its configured baseline version. ``/healthz``, ``/readyz`` (the store
 could be listed) and ``/metrics`` are served on the controller's port. In Kubernetes the store
 is the namespace's ModelRollout objects; run one replica (there is no leader election).
 """
@@ -34,6 +36,7 @@ class RolloutManager:
                  ) -> None:
         self.store, self.source, self.router, self.registry = store, source, router, registry
         self.clock = clock
+        self.reconcile_seconds = 5.0
         self._last: dict[str, float] = {}
         self.ready = False
 
@@ -43,11 +46,14 @@ class RolloutManager:
         names = self.store.list()
         self.ready = True
         active: dict[str, int] = {}
+        finished: list[tuple[Any, str]] = []
         for name in names:
             try:
                 stored = self.store.get(name)
                 spec, status = stored.rollout.spec, stored.status
                 if status.phase.terminal:
+                    if status.last_decision is not None:
+                        finished.append((status.last_decision.time, name))
                     continue
                 active[spec.strategy] = active.get(spec.strategy, 0) + 1
                 now = self.clock()
@@ -68,6 +74,17 @@ class RolloutManager:
         metrics.ACTIVE.clear()
         for strategy, n in active.items():
             metrics.ACTIVE.labels(strategy).set(n)
+        if not active and finished and self.router is not None:
+            # No rollout running: keep the router on what the last one decided (a restarted
+            # router replica starts from its configured baseline version).
+            now = self.clock()
+            if now - self._last.get("", -1e18) >= self.reconcile_seconds:
+                self._last[""] = now
+                name = max(finished)[1]
+                try:
+                    Controller(self.store, name, self.source, self.router, self.registry).tick()
+                except Exception:  # noqa: BLE001
+                    log.exception("rollout %s: re-applying its final routing failed", name)
         return ticked
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:

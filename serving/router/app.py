@@ -162,11 +162,13 @@ class ProductAPI:
 
 
 def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
-               transport: httpx.AsyncBaseTransport | None = None) -> ProductAPI:
+               transport: httpx.AsyncBaseTransport | None = None,
+               routing_file: str | None = None) -> ProductAPI:
     """The router application.
 
     ``store``: where exposure and feedback logs go (None: off). ``transport``: the httpx
     transport to the model servers (tests pass ``httpx.MockTransport``; default: the network).
+    ``routing_file``: where the router remembers its routing across restarts (None: nowhere).
     """
     state: dict[str, Router] = {}
 
@@ -192,7 +194,8 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
                         flush_seconds=settings.log_flush_seconds)
             exposures = EventLog(store, EXPOSURE_PREFIX, EXPOSURE_SCHEMA, **opts).start()
             feedback = EventLog(store, FEEDBACK_PREFIX, FEEDBACK_SCHEMA, **opts).start()
-        r = Router(settings, upstream, exposures=exposures, feedback_log=feedback)
+        r = Router(settings, upstream, exposures=exposures, feedback_log=feedback,
+                   routing_file=routing_file)
         state["router"] = r
         app.state.router = r
         try:

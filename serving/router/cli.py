@@ -38,6 +38,9 @@ def run(
         help="VERSION=URL of a model server; repeat for each version.")] = None,
     baseline: Annotated[str | None, typer.Option(
         help="Version to serve until a controller sets the routing.")] = None,
+    routing_file: Annotated[str | None, typer.Option(
+        help="Remember the routing here across restarts (default <MARQUEE_HOME>/router/"
+        "routing.json; 'none' to disable).")] = None,
     no_logs: Annotated[bool, typer.Option("--no-logs",
                                           help="Do not write exposure/feedback logs.")] = False,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "info",
@@ -63,15 +66,16 @@ def run(
     if no_logs:
         overrides["exposure_log_enabled"] = False
     rs = RouterSettings(**overrides)
-    if rs.routing_file is None:  # locally, remember the routing across restarts
-        rs = rs.model_copy(update={"routing_file": str(settings.home / "router" / "routing.json")})
+    if routing_file is None:
+        routing_file = str(settings.home / "router" / "routing.json")
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     store = (open_store(settings.resolved_store_uri, settings.s3_endpoint_url)
              if rs.exposure_log_enabled else None)
     bind = rs.host or settings.bind_host
     # uvloop and httptools when installed (uvicorn[standard]), asyncio and h11 otherwise.
-    config = uvicorn.Config(create_app(rs, store), host=bind, port=rs.port, loop="auto",
+    app_ = create_app(rs, store, routing_file=None if routing_file == "none" else routing_file)
+    config = uvicorn.Config(app_, host=bind, port=rs.port, loop="auto",
                             http="auto", access_log=False, log_level="warning",
                             lifespan="on", timeout_graceful_shutdown=10)
     uvicorn.Server(config).run()

@@ -58,8 +58,11 @@ class RequestState:
 class Router:
     def __init__(self, settings: RouterSettings, upstream: UpstreamClient, *,
                  stats: WindowedStats | None = None, exposures: EventLog | None = None,
-                 feedback_log: EventLog | None = None) -> None:
+                 feedback_log: EventLog | None = None, routing_file: str | None = None) -> None:
+        """``routing_file``: keep the last applied routing there and start from it after a
+        restart (a local convenience; in Kubernetes the controller re-applies routing)."""
         self.settings = settings
+        self.routing_file = routing_file
         self.upstream = upstream
         self.stats = stats or WindowedStats(
             bucket_seconds=settings.stats_bucket_seconds,
@@ -96,7 +99,7 @@ class Router:
                              field=field_name)
 
     def _load_routing(self) -> RoutingConfig | None:
-        path = self.settings.routing_file
+        path = self.routing_file
         if not path:
             return None
         try:
@@ -109,7 +112,7 @@ class Router:
             return None
 
     def _save_routing(self, config: RoutingConfig) -> None:
-        path = self.settings.routing_file
+        path = self.routing_file
         if not path:
             return
         import os

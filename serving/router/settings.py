@@ -27,9 +27,6 @@ class RouterSettings(BaseSettings):
         "'http://movie-recommender-v{version}-predictor.marquee.svc.cluster.local'.")
     baseline_version: str | None = Field(
         None, description="Version served before a controller sets the routing.")
-    routing_file: str | None = Field(
-        None, description="Keep the routing the controller last applied in this JSON file and "
-        "start from it after a restart (over baseline_version). Default: none.")
     upstream_timeout_seconds: float = Field(2.0, gt=0, description="Per model-server call.")
     max_connections: int = Field(256, ge=1, description="Pooled connections to model servers.")
     upstream_client: Literal["raw", "aiohttp", "httpx"] = Field(

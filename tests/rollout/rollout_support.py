@@ -174,8 +174,8 @@ def start_router(upstreams: dict[str, str], baseline: str, home: Path, logs: Pat
     port = free_port()
     log = logs / f"router-{port}.log"
     cmd = [sys.executable, "-m", "marquee.cli", "router", "--port", str(port),
-           "--host", "127.0.0.1", "--baseline", baseline, "--log-level", "warning"]
-    settings.setdefault("routing_file", str(logs / f"routing-{port}.json"))  # one per router
+           "--host", "127.0.0.1", "--baseline", baseline, "--log-level", "warning",
+           "--routing-file", str(logs / f"routing-{port}.json")]  # one per router
     env = _env(home, "MARQUEE_ROUTER_", upstreams=json.dumps(upstreams), **settings)
     url = f"http://127.0.0.1:{port}"
     return Proc(_start(cmd, env, log, f"{url}/readyz"), url, log)

@@ -258,6 +258,20 @@ def test_the_controller_process_runs_every_rollout_and_serves_health(tmp_path: P
             Controller.tick = original  # type: ignore[method-assign]
         assert store.get("good").status.phase == Phase.SUCCEEDED
         assert store.get("bad").status.phase == Phase.ROLLED_BACK
+        # Nothing runs now: the routing the last rollout ended with is re-applied.
+        applied: list[Any] = []
+
+        class Admin:
+            def apply(self, routing: Any) -> None:
+                applied.append(routing)
+
+        mgr.router = Admin()  # type: ignore[assignment]
+        t[0] = 100.0
+        mgr.run_once()
+        last = max(("good", "bad"), key=lambda n: store.get(n).status.decisions[-1].time)
+        want = "2" if last == "good" else "1"
+        assert applied and applied[-1].strategy == "single"
+        assert applied[-1].baseline.version == want
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
         text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert 'marquee_rollout_decisions_total{reason="Failed",strategy="canary"}' in text

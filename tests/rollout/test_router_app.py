@@ -58,9 +58,11 @@ class FakeServers:
             "request_id": "x", "cold_start": False, "fallback": False}]})
 
 
-def client_for(servers: FakeServers, store: Any = None, **kw: Any) -> TestClient:
+def client_for(servers: FakeServers, store: Any = None, routing_file: str | None = None,
+               **kw: Any) -> TestClient:
     settings = RouterSettings(upstreams=UPSTREAMS, baseline_version="1", **kw)
-    return TestClient(create_app(settings, store, transport=httpx.MockTransport(servers)))
+    return TestClient(create_app(settings, store, transport=httpx.MockTransport(servers),
+                                 routing_file=routing_file))
 
 
 def route(c: TestClient, strategy: str, weight: int = 0, **kw: Any) -> dict[str, Any]:
