@@ -5,9 +5,13 @@ from kfp.dsl import Dataset, Input, Output
 
 
 def features(dataset: Input[Dataset], train: Input[Dataset], reference: Output[Dataset],
-             max_rows: int = 100_000, seed: int = 42) -> None:
+             max_rows: int = 100_000, seed: int = 42, val: Input[Dataset] = None) -> None:
     """A bounded sample (≤ ``max_rows``) of FEATURE_SPEC vectors as a request would see them
-    at training time, plus per-feature statistics, so monitoring never reloads training data."""
+    at training time, plus per-feature statistics, so monitoring never reloads training data.
+
+    ``val``: the model is fitted on train + validation, and its online feature table holds
+    those histories; the reference is built from the same events, or every served history
+    would look longer than the reference's (a drift that is only the pipeline's)."""
     from pathlib import Path
 
     import pandas as pd
@@ -15,8 +19,10 @@ def features(dataset: Input[Dataset], train: Input[Dataset], reference: Output[D
     from recsys.reference import build_reference, write_reference
 
     base = Path(dataset.path)
-    ref, stats = build_reference(pd.read_parquet(Path(train.path) / "interactions.parquet"),
-                                 pd.read_parquet(base / "users.parquet"),
+    parts = [Path(train.path)] + ([Path(val.path)] if val is not None else [])
+    inter = pd.concat([pd.read_parquet(p / "interactions.parquet") for p in parts],
+                      ignore_index=True)
+    ref, stats = build_reference(inter, pd.read_parquet(base / "users.parquet"),
                                  pd.read_parquet(base / "items.parquet"), max_rows, seed)
     write_reference(ref, stats, Path(reference.path))
     reference.metadata.update({"rows": len(ref), "features": list(stats["features"])})

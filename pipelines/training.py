@@ -45,7 +45,7 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
         parts = c.split(dataset=data, mode=split_mode, test_frac=test_frac, val_frac=val_frac,
                         seed=seed)
         reference = c.features(dataset=data, train=parts.outputs["train"],
-                               max_rows=reference_rows, seed=seed)
+                               val=parts.outputs["val"], max_rows=reference_rows, seed=seed)
         tuned = c.tune(dataset=data, train=parts.outputs["train"], val=parts.outputs["val"],
                        n_trials=n_trials, timeout_seconds=tune_timeout_seconds, seed=seed)
         trained = c.train(dataset=data, train=parts.outputs["train"], val=parts.outputs["val"],
