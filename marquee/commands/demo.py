@@ -1,9 +1,15 @@
 """``marquee demo``: the whole loop on the embedded default, on this machine.
 
-Stage by stage: fetch MovieLens-100k, run the training pipeline with kfp.local (the same
-pipeline that runs in Kubeflow), and show what the registry now holds. Each stage prints what
-it did; the registry keeps every version, so running the demo again registers the next one,
-gated against production.
+    marquee demo                 # train → serve → replay → drift → alert → retrain → shadow →
+                                 # canary → promote, then an HTML report
+    marquee demo --train-only    # only the training pipeline and the registry (as before)
+
+Everything runs locally on MovieLens-100k with the local store and the SQLite registry under
+``MARQUEE_HOME``: the training pipeline with kfp.local, one model server per version, the
+router, the retrain trigger, the drift job, and Prometheus and Alertmanager when installed
+(otherwise the alert is posted to the trigger's webhook directly, and the screen says so).
+Every process the demo starts is stopped at the end, also on Ctrl-C. The registry keeps every
+version, so a second run starts from the production version the first one promoted.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from rich.table import Table
 __all__ = ["demo"]
 
 console = Console()
+
+DEFAULT_CONFIG = json.dumps({"retrieval": {"epochs": 2, "dim": 16, "batch_size": 256,
+                                           "history_len": 20}, "ranker": {"enabled": False}})
 
 
 def _registry_table(settings) -> Table:
@@ -36,18 +45,9 @@ def _registry_table(settings) -> Table:
     return table
 
 
-def demo(
-    n_trials: int = typer.Option(0, help="Optuna trials before training."),
-    config_json: str = typer.Option("{}", help="RecommenderConfig overrides as JSON."),
-) -> None:
-    """Train, evaluate, gate and register a recommender on MovieLens-100k, locally."""
-    from marquee.settings import Settings
+def _train_only(settings, n_trials: int, config_json: str) -> None:
     from pipelines.run import run_local
 
-    settings = Settings()
-    console.print(Panel.fit(f"Marquee demo — home {settings.home.resolve()}\n"
-                            f"store {settings.resolved_store_uri}\n"
-                            f"registry {settings.resolved_registry_uri}"))
     started = time.perf_counter()
     with console.status("training pipeline (kfp.local): ingest → validate → split → features "
                         "→ tune → train → evaluate → register"):
@@ -57,3 +57,50 @@ def demo(
                   f"(gate: {result.gate}) in {time.perf_counter() - started:.0f} s")
     console.print(f"bundle {result.bundle_uri}")
     console.print(_registry_table(settings))
+
+
+def demo(
+    train_only: bool = typer.Option(False, "--train-only",
+                                    help="Only train, evaluate, gate and register a version."),
+    n_trials: int = typer.Option(0, help="Optuna trials before training."),
+    config_json: str = typer.Option(DEFAULT_CONFIG, help="RecommenderConfig overrides as JSON "
+                                    "(small by default: the demo trains twice)."),
+    rate: float = typer.Option(20.0, min=1.0, max=200.0, help="Replayed requests per second."),
+    segment: str = typer.Option('{"occupation": ["student"]}',
+                                help="The drifted population: user columns and values (JSON)."),
+    alerting: str = typer.Option("auto", help="auto | prometheus | direct (post the alert to "
+                                 "the trigger's webhook without Prometheus/Alertmanager)."),
+    drift_window: int = typer.Option(30, min=10, help="Drift job window, seconds."),
+) -> None:
+    """Run the whole loop on MovieLens-100k locally and write an HTML report."""
+    from marquee.settings import Settings
+
+    settings = Settings()
+    console.print(Panel.fit(f"Marquee demo — home {settings.home.resolve()}\n"
+                            f"store {settings.resolved_store_uri}\n"
+                            f"registry {settings.resolved_registry_uri}"))
+    try:
+        config = json.loads(config_json)
+        seg = json.loads(segment)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}") from None
+    if alerting not in ("auto", "prometheus", "direct"):
+        raise typer.BadParameter("auto, prometheus or direct", param_hint="--alerting")
+    if train_only:
+        _train_only(settings, n_trials, config_json)
+        return
+
+    from monitoring.loop.demo import DemoOptions, run_demo
+
+    options = DemoOptions(config=config, n_trials=n_trials, rate=rate, segment=seg,
+                          alerting=alerting, drift_window_seconds=drift_window)
+    record, path, uri = run_demo(settings, options, console)
+    console.rule()
+    colour = "green" if record.outcome == "Succeeded" else "yellow"
+    console.print(f"[bold {colour}]{record.outcome}[/] in {record.wall_seconds:.0f}s — "
+                  f"version {record.baseline_version} → {record.new_version or '—'}")
+    console.print(f"report {path}" + (f"\n       {uri}" if uri else ""), highlight=False)
+    if record.outcome == "interrupted":
+        raise typer.Exit(code=130)
+    if record.outcome == "failed":
+        raise typer.Exit(code=1)
