@@ -9,6 +9,7 @@ the pipeline in the foreground.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Optional
 
@@ -61,6 +62,13 @@ def trigger(
     console.print(f"retrain trigger on http://{settings.bind_host}:{ts.port} "
                   f"(launcher {trig.launcher.name}, cooldown {ts.cooldown_seconds:.0f}s, "
                   f"{rollout}, state {state_dir(settings)})")
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # uvicorn re-raises SIGTERM once it has shut down; with the default handler the process
+    # would die there, before the `finally` that stops what the trigger started (candidate
+    # model servers, rollout controllers)
+    signal.signal(signal.SIGTERM, _exit)
     try:
         uvicorn.run(create_app(trig, token), host=settings.bind_host, port=ts.port,
                     log_level=log_level.lower(), access_log=False)
