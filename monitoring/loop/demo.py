@@ -33,10 +33,10 @@ from rich.console import Console
 from rich.table import Table
 
 from marquee.settings import Settings
-from monitoring.loop.procs import marquee_cmd, poll
+from monitoring.loop.procs import marquee_cmd, poll, stop_group
 from monitoring.loop.stack import MODEL, LoopStack, find_binary
 
-__all__ = ["DemoOptions", "DemoRecord", "run_demo", "DEMO_ROLLOUT"]
+__all__ = ["DemoOptions", "DemoRecord", "run_demo", "direct_alert", "DEMO_ROLLOUT"]
 
 #: The automatic rollout as the demo runs it: short intervals and sample sizes so that shadow,
 #: canary and promotion fit in a minute at a modest request rate; the guardrails are the
@@ -103,13 +103,40 @@ class DemoFailed(RuntimeError):
     pass
 
 
+def direct_alert(summary: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The Alertmanager (v4) notification of ModelDataDrift for a drift check's summary, with
+    the labels and annotations ``monitoring/prometheus/alerts.yaml`` gives it."""
+    share = summary.get("drift_share", 0.0)
+    version = str(summary.get("model_version", ""))
+    starts = now or datetime.now(timezone.utc)
+    labels = {"alertname": "ModelDataDrift", "severity": "warning", "retrain": "true",
+              "model": MODEL, "model_version": version}
+    fp = hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
+    drifted = ", ".join(summary.get("drifted_features", []))
+    annotations = {
+        "summary": f"Serving data drifted from the training data of model version {version}: "
+                   f"{share:.0%} of features drifted.",
+        "description": f"The drift check found {share:.0%} of the monitored features drifted "
+                       f"(threshold {summary.get('drift_share_threshold', 0):.0%}): {drifted}. "
+                       "A retraining run has been requested automatically (retrain=true).",
+        "runbook_url": "https://github.com/marquee-mlops/marquee/blob/main/monitoring/runbooks/"
+                       "ModelDataDrift.md"}
+    alert = {"status": "firing", "labels": labels, "annotations": annotations,
+             "startsAt": starts.isoformat(), "endsAt": "0001-01-01T00:00:00Z",
+             "generatorURL": "marquee demo (no Prometheus)", "fingerprint": fp}
+    return {"version": "4", "groupKey": '{}/{retrain="true"}:{model="%s"}' % MODEL,
+            "truncatedAlerts": 0, "status": "firing", "receiver": "retrain-trigger",
+            "groupLabels": {"model": MODEL}, "commonLabels": labels,
+            "commonAnnotations": annotations, "externalURL": "", "alerts": [alert]}
+
+
 class Demo:
     def __init__(self, settings: Settings, options: DemoOptions, console: Console) -> None:
         self.settings, self.opt, self.console = settings, options, console
         self.rec = DemoRecord(home=str(settings.home.resolve()))
         self.out_dir = settings.home.resolve() / "demo" / self.rec.stamp
         self.t0 = time.monotonic()
-        self.n_steps = 10
+        self.n_steps = 9
         self.step_no = 0
 
     # presentation ---------------------------------------------------------------------------
@@ -154,12 +181,12 @@ class Demo:
         with open(log, "wb") as fh, self.console.status(
                 "training pipeline (kfp.local): ingest → validate → split → features → tune → "
                 f"train → evaluate → register  (log {log})"):
-            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
             try:
                 code = proc.wait(timeout=self.opt.timeout_seconds)
             except BaseException:
-                proc.terminate()
-                proc.wait(timeout=10)
+                stop_group(proc)  # the pipeline's running step too
                 raise
         if code != 0:
             raise DemoFailed(f"the training pipeline failed (exit {code}); see {log}:\n"
@@ -207,31 +234,16 @@ class Demo:
     def _post_alert_directly(self, trigger_url: str, summary: dict[str, Any] | None) -> str:
         """Without Prometheus/Alertmanager: the ModelDataDrift notification, as Alertmanager
         would send it, to the trigger's webhook (same path, same token)."""
-        share = (summary or {}).get("drift_share", 0.0)
-        version = (summary or {}).get("model_version", "")
-        starts = datetime.now(timezone.utc)
-        labels = {"alertname": "ModelDataDrift", "severity": "warning", "retrain": "true",
-                  "model": MODEL, "model_version": version}
-        fp = hashlib.sha256(json.dumps(labels, sort_keys=True).encode()).hexdigest()[:16]
-        alert = {"status": "firing", "labels": labels,
-                 "annotations": {
-                     "summary": f"Serving data drifted from the training data of model version "
-                                f"{version}: {share:.0%} of features drifted.",
-                     "runbook_url": "https://github.com/marquee-mlops/marquee/blob/main/"
-                                    "monitoring/runbooks/ModelDataDrift.md"},
-                 "startsAt": starts.isoformat(), "endsAt": "0001-01-01T00:00:00Z",
-                 "generatorURL": "marquee demo (direct)", "fingerprint": fp}
-        body = {"version": "4", "groupKey": '{}/{retrain="true"}:{model="%s"}' % MODEL,
-                "truncatedAlerts": 0, "status": "firing", "receiver": "retrain-trigger",
-                "groupLabels": {"model": MODEL}, "commonLabels": labels,
-                "commonAnnotations": alert["annotations"], "externalURL": "", "alerts": [alert]}
+        body = direct_alert(summary or {})
         r = httpx.post(f"{trigger_url}/webhook", json=body, timeout=10, trust_env=False,
                        headers={"Authorization": f"Bearer {self.stack.token}"})
         r.raise_for_status()
-        self.rec.alert.update({"alertname": "ModelDataDrift", "labels": labels,
+        alert = body["alerts"][0]
+        self.rec.alert.update({"alertname": "ModelDataDrift", "labels": alert["labels"],
                                "summary": alert["annotations"]["summary"],
-                               "fired_at": starts.isoformat(), "via": "direct webhook"})
-        return starts.isoformat()
+                               "runbook_url": alert["annotations"]["runbook_url"],
+                               "fired_at": alert["startsAt"], "via": "direct webhook"})
+        return str(alert["startsAt"])
 
     def _record_decisions(self) -> None:
         from monitoring.loop.waits import decisions
@@ -424,8 +436,8 @@ class Demo:
 
         with self.step("retrain: the training pipeline through the trigger (kfp.local)"):
             replayer.switch(population.events(seed=3), "normal")
-            self.say("the drifted segment's campaign is over: normal traffic again; "
-                     "the alert resolves once the drift job's window is clean")
+            self.say("the drifted segment's campaign is over: normal traffic again; the "
+                     "alert resolves once the drift job's window holds normal traffic only")
             from monitoring.retrain.state import StateStore
 
             store = StateStore(self.settings.home / "retrain")
@@ -449,6 +461,11 @@ class Demo:
                 raise DemoFailed(f"retraining run {run.run_id} failed: {run.error}")
             info = self.registry().get_version(run.model_version)
             rec.new_version = str(info.version)
+            if opt.source.startswith("movielens-100k"):
+                rec.notes.append("The retraining run trained on the same MovieLens-100k "
+                                 "snapshot (a static dataset), so the new version scores like "
+                                 "the old one offline; in production it would include the "
+                                 "interactions logged since the last run.")
             g = info.tags
             self.say(f"[green]registered version {info.version}[/green] in "
                      f"{(run.finished_at - run.started_at).total_seconds():.0f}s — gate "
@@ -470,6 +487,14 @@ class Demo:
         with self.step("online quality per model version"):
             time.sleep(2.0)  # a last flush of the router's logs
             self._quality(replayer)
+            if prom is not None:
+                from monitoring.loop.waits import prometheus_alerts
+
+                states = [a["state"] for a in prometheus_alerts(prom.url)
+                          if a["labels"].get("alertname") == "ModelDataDrift"]
+                rec.alert["state_at_end"] = states[0] if states else "resolved"
+                self.say(f"ModelDataDrift now: {rec.alert['state_at_end']} (the drift job sees "
+                         "normal traffic again)")
         with self.step("registry"):
             self._versions()
         return replayer

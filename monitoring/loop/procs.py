@@ -7,6 +7,7 @@ and is stopped with SIGTERM, then SIGKILL after a grace period, by its own proce
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import IO
 import httpx
 
 __all__ = ["Service", "ServiceError", "free_port", "poll", "marquee_cmd", "clean_env",
-           "stop_process"]
+           "stop_process", "stop_group"]
 
 LOCALHOST = "127.0.0.1"
 
@@ -84,6 +85,38 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             proc.wait(timeout=timeout)
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop a process started with ``start_new_session=True``, then whatever is left of its
+    process group (children it did not stop itself, e.g. a pipeline step running when the
+    trigger was asked to stop): SIGTERM, a grace period, SIGKILL."""
+    stop_process(proc, timeout)
+    pgid = proc.pid  # the session (and group) leader's pid is the group's id
+    if not _group_alive(pgid):
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 5.0
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @dataclass
 class Service:
     """One child process with the URL it answers on and how to tell it is ready."""
@@ -111,8 +144,10 @@ class Service:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.started_at = time.monotonic()
+        # its own process group: stopping it also reaches what it started and left behind
         self.proc = subprocess.Popen(list(self.cmd), env=dict(self.env), stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
         return self
 
     def alive(self) -> bool:
@@ -144,7 +179,7 @@ class Service:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is not None:
-            stop_process(self.proc, timeout)
+            stop_group(self.proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -169,7 +169,8 @@ def render(rec: dict[str, Any]) -> str:
                 ("drifted traffic → alert (s)", alert.get("drift_to_alert_seconds")),
                 ("retraining run started (decision log)", alert.get("pipeline_started_at")),
                 ("alert → pipeline start (s)", alert.get("alert_to_pipeline_start_seconds")),
-                ("run", alert.get("run_id"))]
+                ("run", alert.get("run_id")),
+                ("alert state at the end", alert.get("state_at_end"))]
         parts.append(_table(["", ""], [[_td(_e(k)), _td(_e(v))] for k, v in rows
                                        if v is not None]))
     if run:
@@ -193,9 +194,13 @@ def render(rec: dict[str, Any]) -> str:
     parts.append("<h2>Rollout</h2>")
     if rollout:
         st, spec = rollout["status"], rollout["spec"]
+        def ref(r: dict[str, Any]) -> str:
+            return f"version {r['version']}" if r.get("version") else f"alias {r.get('alias')}"
+
         parts.append(f"<p><b>{_e(rollout['name'])}</b>: {_e(spec.get('strategy'))} "
-                     f"(then {_e(spec.get('shadow', {}).get('promoteTo'))}) of version "
-                     f"{_e(spec['candidate'])} against {_e(spec['baseline'])}; phase "
+                     f"(then {_e(spec.get('shadow', {}).get('promoteTo'))}) of "
+                     f"{_e(ref(spec['candidate']))} against {_e(ref(spec['baseline']))} "
+                     f"(version {_e(st.get('baselineVersion'))}); phase "
                      f"<b>{_e(st.get('phase'))}</b> — {_e(st.get('message'))}</p>")
         rows = []
         for d in st.get("decisions", []):

@@ -19,6 +19,8 @@ router. The time from the alert firing (Prometheus ``activeAt``) to the retraini
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ SEGMENT = {"occupation": ["student"]}  # the shifted population
 # The gate compares NDCG@10 of the retrained model with production on the same split; the
 # test is about the loop, not about whether a 2-epoch model is 2% better or worse.
 GATE_TOLERANCE = "0.5"
+STARTED_BY_TRIGGER: list[int] = []  # pids the trigger reported in its rollout decision
 
 
 @dataclass
@@ -143,6 +146,8 @@ def test_drift_alert_retrains_registers_and_starts_a_shadow_rollout(loop: Loop) 
                            source="auto-rollout", timeout=120)
     assert rolled.decision.value == "rollout-started", rolled.detail
     assert rolled.run_id == run.run_id
+    STARTED_BY_TRIGGER.extend(int(p) for p in re.findall(r"pid (\d+)", rolled.detail))
+    assert len(STARTED_BY_TRIGGER) == 2  # the candidate's model server and the controller
     stored, routing = wait_rollout_started(loop.home, "retrain-shadow-v2", loop.router.url)
     assert stored.status.phase.value == "Shadowing"
     assert stored.rollout.spec.strategy == "shadow"
@@ -195,3 +200,20 @@ def test_drift_check_reads_the_pipeline_bundles_reference(loop: Loop) -> None:
     assert not [p["skipped"] for p in prediction.values() if p["skipped"]]
     print({n: round(p["score"], 3) for n, p in prediction.items()})
     assert not [n for n, p in prediction.items() if p["drifted"]], prediction
+
+
+def test_stopping_the_trigger_stops_what_it_started(loop: Loop) -> None:
+    if not STARTED_BY_TRIGGER:
+        pytest.skip("the loop test did not start a rollout")
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not open(f"/proc/{pid}/stat").read().split(") ", 1)[1].startswith("Z")
+
+    assert all(alive(p) for p in STARTED_BY_TRIGGER)
+    loop.trigger.stop(timeout=40)
+    wait_until(lambda: not any(alive(p) for p in STARTED_BY_TRIGGER), timeout=10,
+               what="the candidate's server and the rollout controller stopped")
