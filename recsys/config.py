@@ -29,6 +29,9 @@ class RetrievalConfig(BaseModel):
     logq_correction: bool = True
     dropout: float = Field(0.1, ge=0, lt=1)
     id_dropout: float = Field(0.25, ge=0, lt=1, description="Drop the user id embedding, for cold start.")
+    item_id_dropout: float = Field(0.0, ge=0, lt=1, description=(
+        "Drop the item id embedding in training, so the item tower also learns vectors from "
+        "metadata alone (new items get no id vector)."))
     use_user_id: bool = True
 
 

@@ -96,8 +96,9 @@ class Recommender:
         self.train_counts = np.bincount(i_row, minlength=n_items).astype(np.int64)
         self.demo = self._demo_array()
         self.feature_ctx = FeatureContext.build(self.items, self.train_counts)
+        seg_codes, seg_names = self.segments()
         self.popularity = SegmentPopularity.build(
-            i_row, self.segment_keys()[u_row], n_items, ts=ts,
+            i_row, seg_codes[u_row], seg_names, n_items, ts=ts,
             half_life_days=self.config.popularity_half_life_days)
         self.model = self._new_model()
         ex = Examples.build(u_row, stable_hash(self.users["user_id"].to_numpy()[u_row],
@@ -122,20 +123,17 @@ class Recommender:
                                                          distributed=distributed)
         return self
 
-    def segment_keys(self) -> np.ndarray:
-        """Popularity segment (age bucket | gender) of every user row."""
-        return np.asarray([SegmentPopularity.key(a, g) for a, g in zip(
-            self.users["age_bucket"].astype(str), self.users["gender"].astype(str),
-            strict=True)], dtype=object)
+    def segments(self) -> tuple[np.ndarray, list[str]]:
+        """Popularity segment (age bucket | gender) of every user row: codes and names."""
+        keys = self.users["age_bucket"].astype(str) + "|" + self.users["gender"].astype(str)
+        codes, names = pd.factorize(keys, sort=True)
+        return codes.astype(np.int64), [str(n) for n in names]
 
     def build_rank_context(self, inter: pd.DataFrame):
         """Feature tables of the ranker from the indexed training frame ``inter``."""
         from recsys.models.rank_features import RankContext
 
-        keys = self.segment_keys()
-        seg_names = sorted(set(keys.tolist()))
-        seg_index = {k: i for i, k in enumerate(seg_names)}
-        user_segment = np.asarray([seg_index[k] for k in keys], dtype=np.int64)
+        user_segment, seg_names = self.segments()
         cfg = self.config.ranker
         rating = inter["rating"].to_numpy(np.float64) if "rating" in inter else \
             np.zeros(len(inter))
@@ -177,7 +175,8 @@ class Recommender:
                            n_genres=self.feature_ctx.genres.shape[1], n_year_buckets=YEAR_BUCKETS)
         model = TwoTower(sizes, self.config.retrieval)
         model.set_item_features(self.feature_ctx.genres,
-                                year_buckets(self.items["year"].to_numpy()))
+                                year_buckets(self.items["year"].to_numpy()),
+                                known=self.train_counts > 0)
         return model
 
     # ------------------------------------------------------------------ retrieval

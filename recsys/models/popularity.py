@@ -49,7 +49,8 @@ class SegmentPopularity:
         return f"{age_bucket}|{gender}"
 
     @classmethod
-    def build(cls, item_rows: np.ndarray, seg_keys: np.ndarray, n_items: int,
+    def build(cls, item_rows: np.ndarray, seg_codes: np.ndarray, seg_names: list[str],
+              n_items: int,
               ts: np.ndarray | None = None, half_life_days: float = 30.0,
               min_events: int = 50, top: int = 1000, smoothing: float = 0.2
               ) -> SegmentPopularity:
@@ -62,12 +63,15 @@ class SegmentPopularity:
         recent = np.bincount(item_rows, weights=weight, minlength=n_items)
         global_rank = np.argsort(-(recent + 1e-9 * counts), kind="stable")[:top]
         segments: dict[str, np.ndarray] = {}
-        frame = pd.DataFrame({"seg": seg_keys, "item": item_rows, "w": weight})
+        codes, names = np.asarray(seg_codes, dtype=np.int64), list(seg_names)
+        n_seg = len(names)
         share = recent / max(recent.sum(), 1e-12)
-        for seg, part in frame.groupby("seg"):
-            if len(part) >= min_events:
-                c = np.bincount(part["item"].to_numpy(), weights=part["w"].to_numpy(),
-                                minlength=n_items)
+        sizes = np.bincount(codes, minlength=n_seg)
+        seg_counts = np.bincount(codes * n_items + item_rows, weights=weight,
+                                 minlength=n_seg * n_items).reshape(n_seg, n_items)
+        for j, seg in enumerate(names):
+            if sizes[j] >= min_events:
+                c = seg_counts[j]
                 score = c / max(c.sum(), 1e-12) + smoothing * share
                 segments[str(seg)] = np.argsort(-score, kind="stable")[:top]
         return cls(global_rank.astype(np.int64), segments, counts)

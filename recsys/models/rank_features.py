@@ -95,10 +95,9 @@ class RankContext:
         r_sum = np.bincount(item_row[rated], weights=rating[rated], minlength=n_items)
         r_n = np.bincount(item_row[rated], minlength=n_items)
         mean_rating = np.where(r_n > 0, r_sum / np.maximum(r_n, 1), 0.0)
-        n_seg = len(segment_keys)
-        seg_of_event = user_segment[user_row]
-        seg_counts = np.zeros((max(n_seg, 1), n_items), dtype=np.float64)
-        np.add.at(seg_counts, (seg_of_event, item_row), 1.0)
+        n_seg = max(len(segment_keys), 1)
+        seg_counts = np.bincount(user_segment[user_row] * n_items + item_row,
+                                 minlength=n_seg * n_items).reshape(n_seg, n_items)
         glob = (counts + 1.0) / (counts.sum() + n_items)
         seg = (seg_counts + 1.0) / (seg_counts.sum(axis=1, keepdims=True) + n_items)
         lift = np.log(seg / glob[None, :])

@@ -110,7 +110,7 @@ def train_two_tower(model: TwoTower, ex: Examples, demo: np.ndarray, item_counts
         net = DistributedDataParallel(model, find_unused_parameters=not cfg.use_user_id)
     torch.manual_seed(seed + rank)
     order_rng = np.random.default_rng(seed)  # the same on every process: disjoint shards
-    rng = np.random.default_rng([seed, rank])  # history sampling and dropout
+    rng = np.random.default_rng(seed + 1000 * rank)  # history sampling and dropout
     q = item_counts.astype(np.float64) + 1.0
     sparse_names = set(model.sparse_parameters())
     sparse = [p for n, p in model.named_parameters() if n in sparse_names]

@@ -21,7 +21,7 @@ from recsys.config import RetrievalConfig
 __all__ = ["TowerSizes", "TwoTower", "UserBatch", "time_features"]
 
 N_TIME = 4  # sin/cos of hour of day and of day of week
-SPARSE_ROWS = 100_000  # id tables with more rows get sparse gradients
+SPARSE_ROWS = 50_000  # id tables with more rows get sparse gradients
 
 
 def time_features(ts: np.ndarray) -> np.ndarray:
@@ -90,19 +90,26 @@ class TwoTower(nn.Module):
                 emb.weight[0].zero_()
         self.register_buffer("item_genres", torch.zeros(sizes.n_items, sizes.n_genres))
         self.register_buffer("item_year", torch.zeros(sizes.n_items, dtype=torch.long))
+        # 1 for items with training events; new items get their vector from metadata alone
+        self.register_buffer("item_known", torch.ones(sizes.n_items, 1))
 
-    def set_item_features(self, genres: np.ndarray, year_bucket: np.ndarray) -> None:
+    def set_item_features(self, genres: np.ndarray, year_bucket: np.ndarray,
+                          known: np.ndarray | None = None) -> None:
         g = torch.as_tensor(genres, dtype=torch.float32)
         self.item_genres.copy_(g / g.sum(dim=1, keepdim=True).clamp(min=1.0))
         self.item_year.copy_(torch.as_tensor(year_bucket, dtype=torch.long))
+        if known is not None:
+            self.item_known.copy_(torch.as_tensor(known, dtype=torch.float32).reshape(-1, 1))
 
     # ------------------------------------------------------------------ towers
     def item_vectors(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised item embeddings for item rows (all items when ``rows`` is None)."""
         if rows is None:
             rows = torch.arange(self.sizes.n_items)
-        x = torch.cat([self.item_id(rows + 1), self.item_genres[rows],
-                       self.year(self.item_year[rows])], dim=1)
+        ids = self.item_id(rows + 1) * self.item_known[rows]
+        if self.training and self.cfg.item_id_dropout > 0:
+            ids = ids * (torch.rand(ids.shape[0], 1) >= self.cfg.item_id_dropout).float()
+        x = torch.cat([ids, self.item_genres[rows], self.year(self.item_year[rows])], dim=1)
         return F.normalize(self.item_mlp(x), dim=-1)
 
     def user_vectors(self, batch: UserBatch, drop_id: float = 0.0) -> torch.Tensor:
@@ -135,11 +142,11 @@ class TwoTower(nn.Module):
         """In-batch sampled softmax with logQ correction; duplicates of the positive masked."""
         u = self.user_vectors(batch, drop_id=self.cfg.id_dropout)
         v = self.item_vectors(pos_rows)
-        logits = (u @ v.T) / self.cfg.temperature
+        # b×b work dominates large batches: scale the b×d side, edit the logits in place
+        logits = (u / self.cfg.temperature) @ v.T
         if self.cfg.logq_correction:
-            logits = logits - log_q[pos_rows].unsqueeze(0)
+            logits.sub_(log_q[pos_rows].unsqueeze(0))
         same = pos_rows.unsqueeze(0) == pos_rows.unsqueeze(1)
-        eye = torch.eye(len(pos_rows), dtype=torch.bool)
-        logits = logits.masked_fill(same & ~eye, -math.inf)
-        target = torch.arange(len(pos_rows))
-        return F.cross_entropy(logits, target)
+        same.fill_diagonal_(False)
+        logits.masked_fill_(same, -math.inf)
+        return F.cross_entropy(logits, torch.arange(len(pos_rows)))
