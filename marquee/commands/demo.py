@@ -63,8 +63,9 @@ def demo(
     train_only: bool = typer.Option(False, "--train-only",
                                     help="Only train, evaluate, gate and register a version."),
     n_trials: int = typer.Option(0, help="Optuna trials before training."),
-    config_json: str = typer.Option(DEFAULT_CONFIG, help="RecommenderConfig overrides as JSON "
-                                    "(small by default: the demo trains twice)."),
+    config_json: str | None = typer.Option(
+        None, help="RecommenderConfig overrides as JSON (default: a small configuration for "
+        "the loop, which trains twice; the full defaults with --train-only)."),
     rate: float = typer.Option(20.0, min=1.0, max=200.0, help="Replayed requests per second."),
     segment: str = typer.Option('{"occupation": ["student"]}',
                                 help="The drifted population: user columns and values (JSON)."),
@@ -79,6 +80,8 @@ def demo(
     console.print(Panel.fit(f"Marquee demo — home {settings.home.resolve()}\n"
                             f"store {settings.resolved_store_uri}\n"
                             f"registry {settings.resolved_registry_uri}"))
+    if config_json is None:
+        config_json = "{}" if train_only else DEFAULT_CONFIG
     try:
         config = json.loads(config_json)
         seg = json.loads(segment)
