@@ -118,15 +118,15 @@ class LoopStack:
                port: int | None = None, **router: Any) -> Service:
         """``marquee router`` in front of ``{version: url}``, serving ``baseline``."""
         port = port or free_port()
-        cmd = marquee_cmd("router", "--port", str(port), "--host", LOCALHOST,
-                          "--baseline", str(baseline), "--log-level", "warning")
-        for version, url in upstreams.items():
-            cmd += ["--upstream", f"{version}={url}"]
         # this session's routing only: a file left by an earlier session may name versions
         # whose model servers are not running now
         routing_file = self.dir / "router-routing.json"
         routing_file.unlink(missing_ok=True)
-        router.setdefault("routing_file", routing_file)
+        cmd = marquee_cmd("router", "--port", str(port), "--host", LOCALHOST,
+                          "--baseline", str(baseline), "--log-level", "warning",
+                          "--routing-file", str(routing_file))
+        for version, url in upstreams.items():
+            cmd += ["--upstream", f"{version}={url}"]
         env = self.env(**{f"MARQUEE_ROUTER_{k.upper()}": str(v) for k, v in router.items()})
         return self._start("router", cmd, port, "/readyz", env)
 
