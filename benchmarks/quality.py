@@ -158,7 +158,7 @@ class Ease(Peer):
 
 class ImplicitALS(Peer):
     name = "implicit ALS"
-    grid = {"factors": [64, 128], "regularization": [0.01, 0.1], "alpha": [1.0, 10.0]}
+    grid = {"factors": [64, 128], "regularization": [0.01, 0.1], "alpha": [1.0, 10.0, 40.0]}
 
     def _fit(self, x: sp.csr_matrix, **params: Any) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -531,8 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1)  # BLAS too: one thread per model, as for the libraries' own loops
     started = time.perf_counter()
     load0 = os.getloadavg()[0]
 

@@ -42,7 +42,7 @@ class RankerConfig(BaseModel):
 
     enabled: bool = True
     n_candidates: int = Field(200, ge=10, le=5000, description="Retrieval candidates per user.")
-    objective: str = Field("lambdarank", pattern="^(lambdarank|binary|rank_xendcg)$",
+    objective: str = Field("rank_xendcg", pattern="^(lambdarank|binary|rank_xendcg)$",
                            description="Pointwise (binary), LambdaMART or listwise (xendcg).")
     n_estimators: int = Field(300, ge=1, le=5000, description="Most boosting rounds.")
     learning_rate: float = Field(0.05, gt=0, le=1)
@@ -62,7 +62,7 @@ class RankerConfig(BaseModel):
     ease_lambda: float = Field(250.0, gt=0, description="Ridge of the EASE item-item feature.")
     session_window: int = Field(10, ge=1, le=100, description=(
         "Events apart within which two items of a user count as session co-occurrence."))
-    folds: int = Field(1, ge=1, le=10, description=(
+    folds: int = Field(2, ge=1, le=10, description=(
         "Held-out label sets the ranker trains on (rolling back in time, or reseeded)."))
     dense_max_items: int = Field(8000, ge=0, description=(
         "Catalogues up to this size get dense EASE, larger ones sparse top-k cosine."))
