@@ -44,8 +44,9 @@ class RankerConfig(BaseModel):
     n_candidates: int = Field(200, ge=10, le=5000, description="Retrieval candidates per user.")
     objective: str = Field("rank_xendcg", pattern="^(lambdarank|binary|rank_xendcg)$",
                            description="Pointwise (binary), LambdaMART or listwise (xendcg).")
-    n_estimators: int = Field(300, ge=1, le=5000, description="Most boosting rounds.")
-    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(150, ge=1, le=5000, description=(
+        "Most boosting rounds (online cost grows with the trees: ~1 ms for 200 candidates)."))
+    learning_rate: float = Field(0.1, gt=0, le=1)
     num_leaves: int = Field(31, ge=2, le=1024)
     min_child_samples: int = Field(20, ge=1)
     feature_fraction: float = Field(0.9, gt=0, le=1)
