@@ -236,9 +236,9 @@ class Recommender:
         return rows, out_idx, out_sc
 
     def recommend(self, user_ids: Sequence[int], k: int = 10, exclude_seen: bool = True,
-                  stages: str = "full") -> pd.DataFrame:
-        """Top-k per user: DataFrame(user_id, item_id, score, rank), users in the order of
-        ``user_ids`` for warm users, cold ones first.
+                  stages: str = "full", chunk: int = 10_000) -> pd.DataFrame:
+        """Top-k per user: DataFrame(user_id, item_id, score, rank), in the order of
+        ``user_ids``; users are processed ``chunk`` at a time, so memory stays bounded.
 
         Users with fewer than ``cold_start_events`` training events (or unknown ones) get the
         popular-in-segment answer when ``cold_start == "popular"``, as the model server does
@@ -246,34 +246,46 @@ class Recommender:
         two-tower model (for ablations).
         """
         uid = np.asarray(user_ids, dtype=np.int64)
+        frames = [self._recommend_chunk(uid[s:s + chunk], k, exclude_seen, stages)
+                  for s in range(0, uid.size, chunk)]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
+        return pd.concat(frames, ignore_index=True)
+
+    def _recommend_chunk(self, uid: np.ndarray, k: int, exclude_seen: bool, stages: str
+                         ) -> pd.DataFrame:
         use_ranker = self.ranker is not None and stages == "full"
         n = max(self.config.ranker.n_candidates if use_ranker else k, k)
         rows = self.user_index.lookup(uid)
         cold = (self.config.cold_start == "popular") & (
             self.history.lengths()[np.maximum(rows, 0)] * (rows >= 0)
             < self.config.cold_start_events)
-        frames = []
+        answers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for j in np.flatnonzero(cold):
             state = self.user_state(int(uid[j]))
             if not exclude_seen:
                 state.history = state.history[:0]
-            items, scores = self.popular(state, k)
-            frames.append(pd.DataFrame({"user_id": uid[j], "item_id": self.item_ids[items],
-                                        "score": scores, "rank": np.arange(1, len(items) + 1)}))
+            answers[int(j)] = self.popular(state, k)
         warm = np.flatnonzero(~cold)
-        rows, cand, sc = self.candidates(uid[warm], n, exclude_seen)
+        w_rows, cand, sc = self.candidates(uid[warm], n, exclude_seen)
         if use_ranker and warm.size:
-            sc = self.ranker.score_batch(self, rows, uid[warm], cand, sc)
+            sc = self.ranker.score_batch(self, w_rows, uid[warm], cand, sc)
         cfg = self.config.rerank
-        for j, u in enumerate(uid[warm]):
-            blocked = self._blocked(self.history.of(int(rows[j])) if exclude_seen else None)
-            items, scores = rerank_list(cand[j], sc[j], k, cfg, self.feature_ctx.genres,
-                                        self.feature_ctx.years, blocked)
-            frames.append(pd.DataFrame({"user_id": u, "item_id": self.item_ids[items],
-                                        "score": scores, "rank": np.arange(1, len(items) + 1)}))
-        if not frames:
-            return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
-        return pd.concat(frames, ignore_index=True)
+        for i, j in enumerate(warm):
+            blocked = self._blocked(self.history.of(int(w_rows[i])) if exclude_seen else None)
+            answers[int(j)] = rerank_list(cand[i], sc[i], k, cfg, self.feature_ctx.genres,
+                                          self.feature_ctx.years, blocked)
+        items = [answers[j][0] for j in range(uid.size)]
+        sizes = np.fromiter((a.size for a in items), dtype=np.int64, count=uid.size)
+        return pd.DataFrame({
+            "user_id": np.repeat(uid, sizes),
+            "item_id": self.item_ids[np.concatenate(items)] if sizes.sum() else
+            np.zeros(0, np.int64),
+            "score": np.concatenate([answers[j][1] for j in range(uid.size)]).astype(
+                np.float32) if sizes.sum() else np.zeros(0, np.float32),
+            "rank": np.concatenate([np.arange(1, m + 1) for m in sizes]) if sizes.sum() else
+            np.zeros(0, np.int64)})
 
     def _blocked(self, seen: np.ndarray | None) -> np.ndarray | None:
         extra = self.item_index.lookup(self.config.rerank.exclude_items)
