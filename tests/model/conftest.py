@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_world import TINY, World, make_world
+from tests.model.model_world import TINY, World, make_world
 
 from recsys.config import RecommenderConfig
 from recsys.recommender import Recommender

@@ -10,7 +10,7 @@ import pandas as pd
 from recsys.config import RecommenderConfig
 from recsys.metrics import per_user_metrics
 from recsys.recommender import Recommender
-from model_world import TINY, World, make_world, online_top
+from tests.model.model_world import TINY, World, make_world, online_top
 
 
 def _genre_share(world: World, item_ids: np.ndarray, genre: str) -> float:
