@@ -491,7 +491,7 @@ def report(results: dict[str, Any], command: str) -> str:
         c = results["cold"]
         out += ["#### Cold start (temporal split, 30% of test users keep their first 0–4 "
                 "training events)", "",
-                f"- users: {c['users']}, events kept per user: {c['events_kept']}",
+                f"- users: {c['users']}, events kept per user: {c['events_kept']}", "",
                 "| model | NDCG@10 (cold) | Recall@10 (cold) |", "|---|---:|---:|"]
         for name in ("Marquee", "Marquee, cold_start=model, full",
                      "Marquee, cold_start=model, retrieval-only", "popularity"):
