@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.config import RankerConfig
+from recsys.models.forest import CompiledForest
 from recsys.models.rank_features import FEATURES
 
 if TYPE_CHECKING:
@@ -106,6 +107,8 @@ class Ranker:
         self.cfg = cfg
         self.booster = booster
         self.report: dict[str, float] = {}
+        self._forest: CompiledForest | None = None  # the booster's trees, compiled
+        self._forest_of: lgb.Booster | None = None  # the booster it was built from
 
     # ------------------------------------------------------------------ training
     def fit(self, rec: Recommender, inter: pd.DataFrame, progress: bool = False,
@@ -242,11 +245,25 @@ class Ranker:
         return self._predict(x, threads=1)
 
     def _predict(self, x: np.ndarray, threads: int) -> np.ndarray:
+        """Scores of feature rows. One thread (a request's candidates): the compiled forest,
+        which gives ``Booster.predict``'s exact scores (checked when it is built) in about
+        half the time; otherwise, or without numba, ``Booster.predict``."""
         if self.booster is None:
             raise RuntimeError("ranker is not fitted")
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
+        if threads == 1:
+            forest = self.compiled()
+            if forest is not None:
+                return forest.predict(x).astype(np.float32)
         return self.booster.predict(x, num_threads=threads).astype(np.float32)
+
+    def compiled(self) -> CompiledForest | None:
+        """The compiled evaluator of the current booster (built on first use), or None."""
+        if self._forest_of is not self.booster:
+            self._forest = CompiledForest.build(self.booster)
+            self._forest_of = self.booster
+        return self._forest
 
     def feature_importance(self) -> dict[str, float]:
         gain = self.booster.feature_importance("gain") if self.booster else []
