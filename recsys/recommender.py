@@ -47,6 +47,7 @@ class Recommender:
         self.ranker = None  # recsys.models.ranker.Ranker once fitted with the ranker on
         self.rank_ctx = None  # recsys.models.rank_features.RankContext, with the ranker
         self._item_emb: np.ndarray | None = None
+        self._user_tower = None  # NumpyUserTower, built from the model on first online use
 
     # ------------------------------------------------------------------ fitting
     def _index(self, interactions: pd.DataFrame, users: pd.DataFrame,
@@ -106,15 +107,15 @@ class Recommender:
         self.ranker, self.rank_ctx = None, None
 
         def epoch_done(epoch: int, loss: float) -> None:
-            self._item_emb = None
+            self._item_emb, self._user_tower = None, None
             if on_epoch is not None:
                 on_epoch(epoch, loss)
-            self._item_emb = None
+            self._item_emb, self._user_tower = None, None
 
         self.losses = train_two_tower(self.model, ex, self.demo, self.train_counts,
                                       self.config.retrieval, self.config.seed, progress,
                                       distributed, epoch_done)
-        self._item_emb = None
+        self._item_emb, self._user_tower = None, None
         if self.config.ranker.enabled:
             from recsys.models.ranker import Ranker
 
@@ -300,7 +301,7 @@ class Recommender:
         row = int(self.user_index.lookup([user_id])[0])
         hist = (self.feature_ctx.rows_of(history) if history is not None
                 else self.history.of(row))
-        user = ({c: str(self.users[c].iat[row]) for c in DEMO_COLUMNS} if row >= 0 else {})
+        user = self._demographics(row) if row >= 0 else {}
         demo = self.demo[row] if row >= 0 else np.zeros(len(DEMO_COLUMNS), dtype=np.int64)
         if ts is None:
             ts = float(self.history.last_ts[row]) if row >= 0 and self.history.last_ts[row] \
@@ -310,16 +311,41 @@ class Recommender:
         return UserState(int(user_id), row, np.asarray(hist, dtype=np.int64), demo, float(ts),
                          user, dict(context or {}), cold, known)
 
+    def prepare_online(self) -> None:
+        """Build what the request path uses lazily (the numpy user tower, the compiled
+        ranker), so the first requests do not pay for it; the model server calls it at load."""
+        from recsys.models.user_tower import NumpyUserTower
+
+        self._user_tower = NumpyUserTower(self.model)
+        if self.ranker is not None:
+            self.ranker.compiled()
+
+    def _demographics(self, row: int) -> dict[str, str]:
+        """The users table's demographics of a row as strings, decoded from ``self.demo``
+        (the vocabularies hold ``str`` of every value), without pandas on the request path."""
+        out = {}
+        for j, c in enumerate(DEMO_COLUMNS):
+            code = int(self.demo[row, j])
+            out[c] = self.vocabs[c].values[code - 1] if code > 0 else str(self.users[c].iat[row])
+        return out
+
     def user_embedding(self, state: UserState) -> np.ndarray:
-        L = self.config.retrieval.history_len
-        hist = np.zeros((1, L), dtype=np.int64)
-        tail = state.history[-L:] + 1
-        if tail.size:
-            hist[0, L - tail.size:] = tail
-        batch = self._user_batch(np.array([state.row]), np.array([state.user_id]), hist,
-                                 np.array([state.ts]))
-        with torch.no_grad():
-            return self.model.user_vectors(batch).numpy()[0]
+        """The user tower's vector for one request: the same inputs as the batch path
+        (``user_vectors``), computed by :class:`~recsys.models.user_tower.NumpyUserTower`."""
+        if self._user_tower is None:
+            from recsys.models.user_tower import NumpyUserTower
+
+            self._user_tower = NumpyUserTower(self.model)
+        tail = state.history[-self.config.retrieval.history_len:] + 1
+        row = state.row
+        offsets = self.history.offsets
+        # The id vector only for users trained with it (as in ``_user_batch``).
+        trained = 0 <= row < offsets.size - 1 and offsets[row + 1] > offsets[row]
+        user_hash = int(stable_hash(np.array([state.user_id]), self.user_buckets)[0]) \
+            if trained else 0
+        demo = self.demo[row] if row >= 0 else np.zeros(len(DEMO_COLUMNS), dtype=np.int64)
+        return self._user_tower.vector(user_hash, demo, tail,
+                                       time_features(np.array([state.ts]))[0])
 
     def rank(self, state: UserState, cand_idx: np.ndarray, retrieval_scores: np.ndarray
              ) -> np.ndarray:

@@ -100,6 +100,42 @@ class ItemItem:
         per_item = np.bincount(pos[hit], weights=vals[hit], minlength=uniq.size)
         return per_item[inverse].astype(np.float32)
 
+    def scores(self, history: np.ndarray, cand: np.ndarray, recent: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """``(score(history, cand), score(history[-recent:], cand))`` in one pass: the weights
+        from the history to the candidates are gathered once (the rank features' path)."""
+        history = np.asarray(history, dtype=np.int64)
+        cand = np.asarray(cand, dtype=np.int64)
+        zeros = np.zeros(cand.size, dtype=np.float32)
+        if history.size == 0 or cand.size == 0:
+            return zeros, zeros.copy()
+        tail = min(recent, history.size)
+        if self.dense:
+            block = self.weights[np.ix_(history, cand)]  # [n_history, n_cand]
+            return (block.sum(axis=0, dtype=np.float32),
+                    block[history.size - tail:].sum(axis=0, dtype=np.float32)
+                    if tail else zeros)
+        w = self.weights
+        starts, ends = w.indptr[history], w.indptr[history + 1]
+        lens = ends - starts
+        total = int(lens.sum())
+        if total == 0:
+            return zeros, zeros.copy()
+        offsets = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(total)
+        cols, vals = w.indices[offsets], w.data[offsets]
+        uniq, inverse = np.unique(cand, return_inverse=True)
+        pos = np.minimum(np.searchsorted(uniq, cols), uniq.size - 1)
+        hit = uniq[pos] == cols
+        full = np.bincount(pos[hit], weights=vals[hit], minlength=uniq.size)[inverse]
+        if not tail:
+            return full.astype(np.float32), zeros
+        # entries of the last ``tail`` history rows are the last ones gathered
+        first = total - int(lens[history.size - tail:].sum())
+        hit_r = hit[first:]
+        part = np.bincount(pos[first:][hit_r], weights=vals[first:][hit_r],
+                           minlength=uniq.size)[inverse]
+        return full.astype(np.float32), part.astype(np.float32)
+
     def score_matrix(self, x: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
         """Scores of all items for the users of a binary user×item matrix."""
         return x @ self.weights

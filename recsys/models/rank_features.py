@@ -130,9 +130,8 @@ class RankContext:
         # Item-item signals over the whole history, their rank and z-score within the list
         # (robust to history length), and over the most recent items.
         for name, model in (("cooc", self.item_item), ("session", self.session)):
-            score = model.score(hist, cand)
+            score, f[f"{name}_recent"] = model.scores(hist, cand, RECENT)
             f[f"{name}_score"], f[f"{name}_rank"], f[f"{name}_z"] = score, _rank(score), _z(score)
-            f[f"{name}_recent"] = model.score(recent, cand)
         f["emb_sim_recent"] = (self.item_vecs[cand] @ self.item_vecs[recent].mean(axis=0)
                                if recent.size else 0.0)
         # Popularity overall, in windows before the request, and how long since the last event.

@@ -69,6 +69,7 @@ def load_recommender(bundle_dir: Path):  # -> recsys.Recommender
     manifest = read_manifest(bundle_dir)
     rec = Recommender.load(bundle_dir)
     rec.version = str(manifest.version)
+    rec.prepare_online()  # compile the request path now, not on the first requests
     return rec
 
 

@@ -1,0 +1,115 @@
+"""The online fast paths give the same numbers as the reference (batch/torch) paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recsys.data.synth import generate
+from recsys.recommender import DEMO_COLUMNS, Recommender
+
+TINY = {"retrieval": {"dim": 16, "epochs": 2, "batch_size": 256, "history_len": 20},
+        "ranker": {"n_candidates": 40, "n_estimators": 30, "early_stopping_rounds": 0,
+                   "num_leaves": 7, "folds": 1}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return generate(250, 150, 9_000, seed=5)
+
+
+@pytest.fixture(scope="module")
+def rec(data) -> Recommender:
+    torch.set_num_threads(1)
+    return Recommender(TINY).fit(data.interactions, data.users, data.items, progress=False)
+
+
+def _torch_user_vector(rec: Recommender, state) -> np.ndarray:
+    """The reference: the batch path's torch tower on the same (padded) inputs."""
+    L = rec.config.retrieval.history_len
+    hist = np.zeros((1, L), dtype=np.int64)
+    tail = state.history[-L:] + 1
+    if tail.size:
+        hist[0, L - tail.size:] = tail
+    batch = rec._user_batch(np.array([state.row]), np.array([state.user_id]), hist,
+                            np.array([state.ts]))
+    with torch.no_grad():
+        return rec.model.user_vectors(batch).numpy()[0]
+
+
+def test_numpy_user_tower_equals_the_torch_tower(rec: Recommender, data) -> None:
+    users = data.users["user_id"].to_numpy()
+    items = data.items["item_id"].to_numpy()
+    states = [rec.user_state(int(u)) for u in users[:40]]
+    states += [rec.user_state(10**9),  # unknown user, no history
+               rec.user_state(10**9 + 1, history=items[:5].tolist(), ts=1.0e9),
+               rec.user_state(int(users[0]), history=[], ts=2.0e9),
+               rec.user_state(int(users[1]), history=items[::-1].tolist())]  # > history_len
+    for state in states:
+        fast = rec.user_embedding(state)
+        assert fast.dtype == np.float32 and fast.shape == (rec.config.retrieval.dim,)
+        np.testing.assert_allclose(fast, _torch_user_vector(rec, state), rtol=1e-4, atol=1e-5)
+
+
+def test_online_user_vectors_match_the_offline_batch(rec: Recommender, data) -> None:
+    users = data.users["user_id"].to_numpy()[:30]
+    rows = rec.user_index.lookup(users)
+    batch = rec.user_vectors(rows, users)
+    online = np.stack([rec.user_embedding(rec.user_state(int(u))) for u in users])
+    np.testing.assert_allclose(online, batch, rtol=1e-4, atol=1e-5)
+
+
+def test_user_state_demographics_are_the_users_table(rec: Recommender, data) -> None:
+    for row, u in enumerate(rec.users["user_id"].to_numpy()[:50]):
+        state = rec.user_state(int(u))
+        assert state.user == {c: str(rec.users[c].iat[row]) for c in DEMO_COLUMNS}
+    assert rec.user_state(10**9).user == {}
+
+
+def _item_item_models():
+    import scipy.sparse as sp
+
+    from recsys.models.item_item import ItemItem
+
+    rng = np.random.default_rng(3)
+    w = rng.random((60, 60)).astype(np.float32)
+    w[w < 0.7] = 0.0  # sparse enough that some rows have no neighbours among candidates
+    w[5] = 0.0
+    return ItemItem(w), ItemItem(sp.csr_matrix(w)), w
+
+
+@pytest.mark.parametrize("history", [[], [3], [5], [1, 2], [4, 9, 4, 30, 5, 7, 7, 59, 0, 12],
+                                     list(range(0, 60, 2)) * 2])
+def test_item_item_scores_in_one_pass_equal_two_reference_scores(history) -> None:
+    dense, sparse, w = _item_item_models()
+    hist = np.asarray(history, dtype=np.int64)
+    cand = np.array([0, 7, 7, 12, 33, 59, 5, 2], dtype=np.int64)  # repeats allowed
+    for recent in (1, 5, 100):
+        ref_full = w[hist][:, cand].sum(axis=0) if hist.size else np.zeros(cand.size)
+        tail = hist[-recent:]
+        ref_recent = w[tail][:, cand].sum(axis=0) if tail.size else np.zeros(cand.size)
+        for model in (dense, sparse):
+            full, part = model.scores(hist, cand, recent)
+            assert full.dtype == np.float32 and part.dtype == np.float32
+            np.testing.assert_allclose(full, ref_full, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(part, ref_recent, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(full, model.score(hist, cand), rtol=1e-5, atol=1e-6)
+
+
+def test_rank_features_item_item_columns_equal_the_reference_scores(rec: Recommender,
+                                                                   data) -> None:
+    from recsys.models.rank_features import FEATURES, RECENT
+
+    ctx = rec.rank_ctx
+    rng = np.random.default_rng(0)
+    for u in data.users["user_id"].to_numpy()[:20]:
+        state = rec.user_state(int(u))
+        cand = rng.choice(len(rec.item_ids), 40, replace=False)
+        x = ctx.features(rec.state_view(state), cand, rng.random(40).astype(np.float32))
+        for name, model in (("cooc", ctx.item_item), ("session", ctx.session)):
+            np.testing.assert_allclose(x[:, FEATURES.index(f"{name}_score")],
+                                       model.score(state.history, cand), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(x[:, FEATURES.index(f"{name}_recent")],
+                                       model.score(state.history[-RECENT:], cand),
+                                       rtol=1e-5, atol=1e-6)
