@@ -5,7 +5,8 @@
 
 Users come from ``--holdout`` (a held-out interactions file) or from ``--interactions``, split
 per user in time (each user's last ``--test-frac`` events are their future). A user clicks a
-recommended item when it is among their future interactions.
+recommended item when it is among their future interactions (examined with position bias,
+clicked with probability ``--relevant-click``; ``--noise-click`` for the others).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def replay_command(
     k: Annotated[int, typer.Option(help="Items per request.")] = 10,
     position_bias: Annotated[float, typer.Option(
         help="Examination 1/(pos+1)^b; 0 = no position bias.")] = 0.0,
+    relevant_click: Annotated[float, typer.Option(
+        help="P(click) of an examined item among the user's future ones.")] = 1.0,
+    noise_click: Annotated[float, typer.Option(
+        help="P(click) of an examined item that is not.")] = 0.0,
+    with_replacement: Annotated[bool, typer.Option(
+        help="Visits drawn with replacement from the users (--requests of them).")] = False,
     test_frac: Annotated[float, typer.Option(help="Per-user held-out share.")] = 0.25,
     order: Annotated[str, typer.Option(help="time or random.")] = "time",
     concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 16,
@@ -52,8 +59,13 @@ def replay_command(
     if not users:
         typer.secho("no held-out users", fg="red", err=True)
         raise typer.Exit(2)
+    if with_replacement:
+        from serving.replay.users import sample_stream
+
+        users = sample_stream(users, requests or len(users), seed=seed)
     report = run_replay(router, users, rate=rate, requests=requests, duration=duration, k=k,
-                        position_bias=position_bias, concurrency=concurrency, seed=seed)
+                        position_bias=position_bias, relevant_click=relevant_click,
+                        noise_click=noise_click, concurrency=concurrency, seed=seed)
     summary = report.summary()
     if output == "json":
         typer.echo(json.dumps(summary, indent=2))

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from serving.replay.users import ReplayUser, clicks_for
+from serving.replay.users import ClickModel, ReplayUser
 
 __all__ = ["Outcome", "ReplayReport", "replay", "run_replay"]
 
@@ -78,12 +78,15 @@ class ReplayReport:
 
 async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
                  requests: int | None = None, duration: float | None = None, k: int = 10,
-                 position_bias: float = 0.0, concurrency: int = 16, seed: int = 0,
+                 position_bias: float = 0.0, relevant_click: float = 1.0,
+                 noise_click: float = 0.0, concurrency: int = 16, seed: int = 0,
                  timeout: float = 10.0, stop: Any = None,
                  client: httpx.AsyncClient | None = None) -> ReplayReport:
     """Replay ``users`` in order (cycling) at ``rate`` requests per second.
 
     ``stop``: anything with ``is_set()`` (an asyncio or threading Event) that ends it early.
+    Clicks follow :class:`~serving.replay.users.ClickModel` (``position_bias``,
+    ``relevant_click``, ``noise_click``).
     """
     if not users:
         raise ValueError("no users to replay")
@@ -92,6 +95,7 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
     if requests is None and duration is None:
         requests = len(users)
     rng = random.Random(seed)
+    click_model = ClickModel(position_bias, relevant_click, noise_click)
     own = client is None
     client = client or httpx.AsyncClient(
         base_url=router_url, timeout=timeout, trust_env=False,
@@ -120,7 +124,7 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
                 return
             body = r.json()
             out.variant, out.model_version = body.get("variant"), body.get("model_version")
-            for item in clicks_for(body["items"], user.future, rng, position_bias):
+            for item in click_model.clicks(body["items"], user.future, rng):
                 try:
                     fb = await client.post("/feedback", json={
                         "request_id": body["request_id"], "item_id": item, "event": "click"})

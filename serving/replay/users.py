@@ -2,8 +2,14 @@
 
 A replayed user asks the router for recommendations and clicks a recommended item when it is
 among that user's future interactions — so online click-through reflects real preferences,
-not a simulator's guess. Optional position bias: position i (0-based) is examined with
-probability ``1 / (i + 1) ** position_bias`` (0 = every position is seen).
+not a simulator's guess. The click model (:class:`ClickModel`) is a position-based model:
+position i (0-based) is examined with probability ``1 / (i + 1) ** position_bias`` (0 = every
+position is seen); an examined relevant item (one of the user's future interactions) is
+clicked with probability ``relevant_click``, an examined irrelevant one with ``noise_click``.
+The defaults (1, 0) click every examined relevant item and nothing else.
+
+:func:`sample_stream` turns the held-out users into a stream of visits drawn with
+replacement, for experiments that need more visits than there are users.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["ReplayUser", "users_from_holdout", "load_users", "clicks_for"]
+__all__ = ["ReplayUser", "ClickModel", "users_from_holdout", "load_users", "sample_stream",
+           "clicks_for"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,46 @@ class ReplayUser:
     user_id: int
     future: frozenset[int]
     first_ts: int = 0
+
+
+@dataclass(frozen=True)
+class ClickModel:
+    """Position-based click model: P(click at i) = examine(i) · (relevant_click if relevant
+    else noise_click), independently per position."""
+
+    position_bias: float = 0.0
+    relevant_click: float = 1.0
+    noise_click: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.position_bias < 0:
+            raise ValueError(f"position_bias must be >= 0, got {self.position_bias}")
+        for name in ("relevant_click", "noise_click"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+    def examine(self, k: int) -> np.ndarray:
+        return 1.0 / np.arange(1, k + 1, dtype=float) ** self.position_bias
+
+    def probabilities(self, items: Sequence[int], future: frozenset[int]) -> np.ndarray:
+        """P(click) of each position of ``items``."""
+        relevant = np.fromiter((i in future for i in items), dtype=bool, count=len(items))
+        return self.examine(len(items)) * np.where(relevant, self.relevant_click,
+                                                   self.noise_click)
+
+    def clicks(self, items: Sequence[int], future: frozenset[int],
+               rng: random.Random) -> list[int]:
+        out = []
+        for pos, item in enumerate(items):
+            p = self.relevant_click if item in future else self.noise_click
+            if p <= 0:
+                continue
+            if self.position_bias > 0:
+                p /= (pos + 1) ** self.position_bias
+            if p >= 1 or rng.random() < p:
+                out.append(item)
+        return out
 
 
 def users_from_holdout(holdout: pd.DataFrame, *, order: str = "time",
@@ -60,11 +108,16 @@ def load_users(interactions: str | Path, holdout: str | Path | None = None,
     return users_from_holdout(split.test, order=order, seed=seed)
 
 
+def sample_stream(users: Sequence[ReplayUser], n: int, seed: int = 0) -> list[ReplayUser]:
+    """``n`` visits drawn uniformly with replacement from ``users``."""
+    if not users:
+        raise ValueError("no users to sample from")
+    rng = random.Random(seed)
+    return [users[rng.randrange(len(users))] for _ in range(n)]
+
+
 def clicks_for(items: Sequence[int], future: frozenset[int], rng: random.Random,
-               position_bias: float = 0.0) -> list[int]:
-    """The recommended items this user clicks."""
-    out = []
-    for pos, item in enumerate(items):
-        if item in future and (position_bias <= 0 or rng.random() < 1.0 / (pos + 1) ** position_bias):
-            out.append(item)
-    return out
+               position_bias: float = 0.0, relevant_click: float = 1.0,
+               noise_click: float = 0.0) -> list[int]:
+    """The recommended items this user clicks (see :class:`ClickModel`)."""
+    return ClickModel(position_bias, relevant_click, noise_click).clicks(items, future, rng)

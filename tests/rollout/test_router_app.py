@@ -182,6 +182,45 @@ def test_shadow_never_delays_or_fails_the_user() -> None:
         assert servers.calls["cand.test"] == 101
 
 
+def test_shadow_mirrors_beyond_the_in_flight_cap_are_dropped_and_counted() -> None:
+    servers = FakeServers()
+    with client_for(servers, shadow_max_in_flight=3) as c:
+        route(c, "shadow", shadow_sample_rate=1.0)
+        servers.hold = asyncio.Event()  # the candidate answers nothing until released
+        for u in range(1, 11):  # users still get their answer while mirrors pile up
+            r = c.post("/recommend", json={"user_id": u, "k": 5})
+            assert r.status_code == 200 and r.json()["variant"] == "baseline"
+        sh = c.get("/admin/stats", params={"since": 0}).json()["shadow"]
+        assert sh["dropped"] == 7 and sh["mirrored"] == 0  # 3 in flight, never queued
+        assert servers.calls["cand.test"] == 3
+        assert "marquee_router_shadow_dropped_total" in c.get("/metrics").text
+        c.portal.call(servers.hold.set)
+        c.portal.call(c.app.state.router.drain_shadow)
+        # Released: the 3 complete; with room again the next request is mirrored.
+        servers.hold = None
+        assert c.post("/recommend", json={"user_id": 11, "k": 5}).status_code == 200
+        c.portal.call(c.app.state.router.drain_shadow)
+        sh = c.get("/admin/stats", params={"since": 0}).json()["shadow"]
+        assert sh["mirrored"] == 4 and sh["errors"] == 0 and sh["dropped"] == 7
+        metrics = c.get("/metrics").text
+        dropped = [line for line in metrics.splitlines()
+                   if line.startswith("marquee_router_shadow_dropped_total ")]
+        assert dropped and float(dropped[0].split()[1]) >= 7
+
+
+def test_shadow_sample_rate_mirrors_that_share_of_requests() -> None:
+    servers = FakeServers()
+    with client_for(servers) as c:
+        route(c, "shadow", shadow_sample_rate=0.25)
+        for u in range(1, 801):
+            assert c.post("/recommend", json={"user_id": u, "k": 5}).status_code == 200
+        c.portal.call(c.app.state.router.drain_shadow)
+        mirrored = c.get("/admin/stats", params={"since": 0}).json()["shadow"]["mirrored"]
+        assert 800 * 0.25 - 4 * (800 * 0.25 * 0.75) ** 0.5 < mirrored < 800 * 0.25 + 4 * (
+            800 * 0.25 * 0.75) ** 0.5
+        assert servers.calls["cand.test"] == mirrored
+
+
 def test_interleaving_merges_lists_and_credits_clicks_to_teams() -> None:
     servers = FakeServers()
     servers.offsets["cand.test"] = 100  # disjoint lists: every item has one team

@@ -1,0 +1,270 @@
+"""How many users an A/B test and an interleaving experiment need, under a click model.
+
+Offline companion of the live replay. Given each user's two ranked lists (baseline and
+candidate, as the model servers return them) and a :class:`~serving.replay.users.ClickModel`,
+the per-visit outcomes have exact probabilities:
+
+* A/B: a visit shown list L is clicked (at least one click) with probability
+  ``1 − Π_i (1 − p_i)``, p_i the click probability at position i.
+* Interleaving (team draft, as the router does it): the 2^(k/2) coin-flip sequences of the
+  draft are equally likely; for each, the clicks per team are independent Bernoullis, and the
+  visit is won by the team with more clicked items (:func:`serving.stats.credit`). Summing
+  over the draft gives P(candidate wins) and P(baseline wins) exactly.
+
+Users arrive as a stream drawn with replacement from the held-out users, each arrival a new
+user; both tests see the same kind of stream. :func:`users_to_decision` runs the controller's
+sequential tests (mSPRT on clicked-visit rates, the beta-binomial sequential sign test on
+wins) after every user, vectorised over the stream, and returns the user at which each stream
+first decides.
+
+With ``visits > 1`` each arriving user makes that many visits during the experiment and both
+tests aggregate per user, as production interleaving and A/B analyses do (Chapelle et al.
+2012; Netflix 2017): A/B compares per-user click-through (clicked visits / visits) with a
+normal mixture SPRT on the difference of the two means (plug-in variances); interleaving
+counts a user for the side that won more of that user's visits and runs the same sequential
+sign test on users.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.replay.users import ClickModel
+from serving.stats.interleaving import TEAM_A, team_draft
+from serving.stats.sequential import DEFAULT_MIXTURE_SD
+
+__all__ = ["click_probability", "interleave_win_probabilities", "StreamResult",
+           "users_to_decision", "msprt_log_lr", "msprt_means_log_lr", "sign_test_log_lr"]
+
+
+def click_probability(items: Sequence[int], future: frozenset[int], model: ClickModel) -> float:
+    """P(a visit shown ``items`` gets at least one click)."""
+    p = model.probabilities(items, future)
+    return float(1.0 - np.prod(1.0 - p))
+
+
+class _Script:
+    """An ``rng`` for :func:`team_draft` that plays back a fixed sequence of coin flips."""
+
+    def __init__(self, bits: int) -> None:
+        self.bits = bits
+        self.i = 0
+
+    def random(self) -> float:
+        bit = (self.bits >> self.i) & 1
+        self.i += 1
+        return 0.25 if bit else 0.75  # < 0.5: team A picks
+
+
+def _diff_distribution(pa: np.ndarray, pb: np.ndarray) -> tuple[float, float]:
+    """P(#clicks on A > #clicks on B), P(B > A) for independent per-position clicks."""
+    # Distribution of (clicks_a − clicks_b), offset by len(pb).
+    n = len(pa) + len(pb)
+    dist = np.zeros(2 * n + 1)
+    dist[n] = 1.0
+    for p in pa:
+        dist = dist * (1 - p) + np.roll(dist, 1) * p
+    for p in pb:
+        dist = dist * (1 - p) + np.roll(dist, -1) * p
+    return float(dist[n + 1:].sum()), float(dist[:n].sum())
+
+
+def interleave_win_probabilities(baseline: Sequence[int], candidate: Sequence[int],
+                                 future: frozenset[int], model: ClickModel,
+                                 k: int = 10) -> tuple[float, float]:
+    """(P(candidate wins), P(baseline wins)) of one team-draft interleaved visit.
+
+    Baseline is team A and candidate team B, as in the router.
+    """
+    flips = (k + 1) // 2
+    total_c = total_b = 0.0
+    for bits in range(2 ** flips):
+        il = team_draft(baseline, candidate, k, _Script(bits))  # type: ignore[arg-type]
+        p = model.probabilities(il.items, future)
+        on_a = np.array([t == TEAM_A for t in il.teams], dtype=bool)
+        a_wins, b_wins = _diff_distribution(p[on_a], p[~on_a])
+        total_b += a_wins
+        total_c += b_wins
+    n = 2 ** flips
+    return total_c / n, total_b / n
+
+
+def msprt_log_lr(s_a: np.ndarray, n_a: np.ndarray, s_b: np.ndarray, n_b: np.ndarray,
+                 mixture_sd: float = DEFAULT_MIXTURE_SD) -> np.ndarray:
+    """:func:`serving.stats.msprt_two_proportions`'s log Λ, vectorised (n_a, n_b ≥ 1)."""
+    pa = (s_a + 0.5) / (n_a + 1.0)
+    pb = (s_b + 0.5) / (n_b + 1.0)
+    var = pa * (1 - pa) / n_a + pb * (1 - pb) / n_b
+    diff = s_b / n_b - s_a / n_a
+    tau2 = mixture_sd ** 2
+    return 0.5 * np.log(var / (var + tau2)) + tau2 * diff ** 2 / (2 * var * (var + tau2))
+
+
+def sign_test_log_lr(wins_b: np.ndarray, wins_a: np.ndarray, prior: float = 1.0) -> np.ndarray:
+    """:func:`serving.stats.sequential_sign_test`'s log Λ, vectorised."""
+    from scipy.special import gammaln
+
+    n = wins_a + wins_b
+    return (gammaln(wins_b + prior) + gammaln(wins_a + prior) - gammaln(n + 2 * prior)
+            - (2 * gammaln(prior) - gammaln(2 * prior)) + n * math.log(2.0))
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """Visits to the first decision per stream (None: undecided within the cap) and the
+    winner it named ("candidate" / "baseline")."""
+
+    visits: list[int | None]
+    winners: list[str | None]
+
+    def summary(self, correct: str | None = "candidate") -> dict[str, float]:
+        # Undecided streams count as beyond the cap: a median above the cap is infinite.
+        counts = np.array([math.inf if v is None else v for v in self.visits], dtype=float)
+        n = len(self.visits)
+        return {
+            "streams": n,
+            "median": float(np.quantile(counts, 0.5, method="inverted_cdf")),
+            "p90": float(np.quantile(counts, 0.9, method="inverted_cdf")),
+            "correct": sum(w == correct for w in self.winners) / n if correct else 0.0,
+            "wrong": sum(w is not None and w != correct for w in self.winners) / n,
+            "undecided": sum(v is None for v in self.visits) / n,
+        }
+
+
+def msprt_means_log_lr(sum_a: np.ndarray, sq_a: np.ndarray, n_a: np.ndarray,
+                       sum_b: np.ndarray, sq_b: np.ndarray, n_b: np.ndarray,
+                       mixture_sd: float = DEFAULT_MIXTURE_SD) -> np.ndarray:
+    """Normal-mixture SPRT log Λ for a difference of two means from running sums (the
+    per-user analogue of :func:`msprt_log_lr`; variances estimated from the data)."""
+    mean_a, mean_b = sum_a / n_a, sum_b / n_b
+    var_a = np.maximum(sq_a / n_a - mean_a ** 2, 0.0) * n_a / np.maximum(n_a - 1, 1)
+    var_b = np.maximum(sq_b / n_b - mean_b ** 2, 0.0) * n_b / np.maximum(n_b - 1, 1)
+    var = np.maximum(var_a / n_a + var_b / n_b, 1e-12)
+    diff = mean_b - mean_a
+    tau2 = mixture_sd ** 2
+    return 0.5 * np.log(var / (var + tau2)) + tau2 * diff ** 2 / (2 * var * (var + tau2))
+
+
+def users_to_decision(kind: str, probs: np.ndarray, *, streams: int, cap: int, alpha: float,
+                      minimum: int, seed: int = 0, chunk: int = 100_000,
+                      mixture_sd: float = DEFAULT_MIXTURE_SD,
+                      weight: float = 0.5, visits: int = 1) -> StreamResult:
+    """Run ``streams`` independent visit streams of at most ``cap`` visits each.
+
+    ``kind="ab"``: ``probs`` is (users, 2) = P(clicked visit) on baseline, candidate; each
+    visit goes to the candidate with probability ``weight``; mSPRT after every visit once both
+    variants have ``minimum`` visits.
+    ``kind="interleave"``: ``probs`` is (users, 2) = P(candidate wins), P(baseline wins);
+    sequential sign test after every visit once ``minimum`` visits were won by either side.
+    ``visits > 1``: each user makes that many visits and both tests aggregate per user (see
+    the module docstring); the counts are then users, not visits.
+    """
+    if visits > 1:
+        return _per_user(kind, probs, streams=streams, cap=cap, alpha=alpha, minimum=minimum,
+                         seed=seed, chunk=chunk, mixture_sd=mixture_sd, weight=weight,
+                         visits=visits)
+    if kind not in ("ab", "interleave"):
+        raise ValueError(f"kind must be ab or interleave, got {kind!r}")
+    rng = np.random.default_rng(seed)
+    threshold = math.log(1 / alpha)
+    users = probs.shape[0]
+    visits: list[int | None] = []
+    winners: list[str | None] = []
+    for _ in range(streams):
+        c0 = np.zeros(4)  # running totals carried across chunks
+        done = 0
+        found: tuple[int, str] | None = None
+        while done < cap and found is None:
+            m = min(chunk, cap - done)
+            u = rng.integers(users, size=m)
+            r = rng.random(m)
+            if kind == "ab":
+                cand = rng.random(m) < weight
+                click = r < np.where(cand, probs[u, 1], probs[u, 0])
+                n_b = c0[0] + np.cumsum(cand)
+                n_a = c0[1] + np.cumsum(~cand)
+                s_b = c0[2] + np.cumsum(click & cand)
+                s_a = c0[3] + np.cumsum(click & ~cand)
+                ok = (n_a >= minimum) & (n_b >= minimum)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    llr = msprt_log_lr(s_a, np.maximum(n_a, 1), s_b, np.maximum(n_b, 1),
+                                       mixture_sd)
+                hit = np.flatnonzero(ok & (llr >= threshold))
+                if hit.size:
+                    i = int(hit[0])
+                    diff = s_b[i] / n_b[i] - s_a[i] / n_a[i]
+                    found = (done + i + 1, "candidate" if diff > 0 else "baseline")
+                c0 = np.array([n_b[-1], n_a[-1], s_b[-1], s_a[-1]])
+            else:
+                win_c = r < probs[u, 0]
+                win_b = (~win_c) & (r < probs[u, 0] + probs[u, 1])
+                w_c = c0[0] + np.cumsum(win_c)
+                w_b = c0[1] + np.cumsum(win_b)
+                ok = (w_c + w_b) >= minimum
+                llr = sign_test_log_lr(w_c, w_b)
+                hit = np.flatnonzero(ok & (llr >= threshold))
+                if hit.size:
+                    i = int(hit[0])
+                    found = (done + i + 1, "candidate" if w_c[i] > w_b[i] else "baseline")
+                c0 = np.array([w_c[-1], w_b[-1], 0.0, 0.0])
+            done += m
+        visits.append(found[0] if found else None)
+        winners.append(found[1] if found else None)
+    return StreamResult(visits, winners)
+
+
+def _per_user(kind: str, probs: np.ndarray, *, streams: int, cap: int, alpha: float,
+              minimum: int, seed: int, chunk: int, mixture_sd: float, weight: float,
+              visits: int) -> StreamResult:
+    rng = np.random.default_rng(seed)
+    threshold = math.log(1 / alpha)
+    users = probs.shape[0]
+    out_visits: list[int | None] = []
+    winners: list[str | None] = []
+    for _ in range(streams):
+        c0 = np.zeros(6)
+        done = 0
+        found: tuple[int, str] | None = None
+        while done < cap and found is None:
+            m = min(chunk, cap - done)
+            u = rng.integers(users, size=m)
+            if kind == "ab":
+                cand = rng.random(m) < weight
+                y = rng.binomial(visits, np.where(cand, probs[u, 1], probs[u, 0])) / visits
+                yb, ya = np.where(cand, y, 0.0), np.where(cand, 0.0, y)
+                n_b = c0[0] + np.cumsum(cand)
+                n_a = c0[1] + np.cumsum(~cand)
+                s_b, s_a = c0[2] + np.cumsum(yb), c0[3] + np.cumsum(ya)
+                q_b, q_a = c0[4] + np.cumsum(yb ** 2), c0[5] + np.cumsum(ya ** 2)
+                ok = (n_a >= minimum) & (n_b >= minimum)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    llr = msprt_means_log_lr(s_a, q_a, np.maximum(n_a, 1), s_b, q_b,
+                                             np.maximum(n_b, 1), mixture_sd)
+                hit = np.flatnonzero(ok & (llr >= threshold))
+                if hit.size:
+                    i = int(hit[0])
+                    diff = s_b[i] / n_b[i] - s_a[i] / n_a[i]
+                    found = (done + i + 1, "candidate" if diff > 0 else "baseline")
+                c0 = np.array([n_b[-1], n_a[-1], s_b[-1], s_a[-1], q_b[-1], q_a[-1]])
+            else:
+                pc, pb = probs[u, 0], probs[u, 1]
+                w_c = rng.binomial(visits, pc)
+                rest = np.clip(pb / np.maximum(1.0 - pc, 1e-12), 0.0, 1.0)
+                w_b = rng.binomial(visits - w_c, rest)
+                u_c = c0[0] + np.cumsum(w_c > w_b)
+                u_b = c0[1] + np.cumsum(w_b > w_c)
+                ok = (u_c + u_b) >= minimum
+                llr = sign_test_log_lr(u_c, u_b)
+                hit = np.flatnonzero(ok & (llr >= threshold))
+                if hit.size:
+                    i = int(hit[0])
+                    found = (done + i + 1, "candidate" if u_c[i] > u_b[i] else "baseline")
+                c0 = np.array([u_c[-1], u_b[-1], 0.0, 0.0, 0.0, 0.0])
+            done += m
+        out_visits.append(found[0] if found else None)
+        winners.append(found[1] if found else None)
+    return StreamResult(out_visits, winners)
