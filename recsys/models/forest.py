@@ -41,13 +41,13 @@ def _kernel(general: bool):
         import numba
 
         @numba.njit(nogil=True, cache=False)
-        def plain(x, node_off, leaf_off, feature, threshold, decision, left, right, leaves,
-                  out):  # pragma: no cover - compiled
-            # Tree by tree (its nodes stay in cache), 16 rows walked side by side (their
-            # dependent loads overlap); each row's leaves are still added in tree order.
+        def plain(x, node_off, leaf_off, packed, leaves, out):  # pragma: no cover - compiled
+            # Tree by tree (its nodes stay in cache), 64 rows walked side by side (their
+            # dependent loads overlap); each row's leaves are still added in tree order. A
+            # node is one 16-byte record: feature, float32 threshold (bits), left, right.
             n = x.shape[0]
             out[:] = 0.0
-            block = 16
+            block = 64
             nodes = np.empty(block, np.int32)
             for t in range(node_off.size - 1):
                 base, first_leaf = node_off[t], leaf_off[t]
@@ -64,9 +64,9 @@ def _kernel(general: bool):
                         for j in range(m):
                             node = nodes[j]
                             if node >= 0:
-                                k = base + node
-                                node = left[k] if np.float64(x[s + j, feature[k]]) <= \
-                                    threshold[k] else right[k]
+                                rec = packed[base + node]
+                                threshold = np.int32(rec[1]).view(np.float32)
+                                node = rec[2] if x[s + j, rec[0]] <= threshold else rec[3]
                                 nodes[j] = node
                                 active += node >= 0
                     for j in range(m):
@@ -111,6 +111,16 @@ class CompiledForest:
         self.n_features = n_features
         self._arrays = (node_off, leaf_off, feature, threshold, decision, left, right, leaves)
         self.general = bool(((decision.astype(np.int64) >> 2) & 3).any())
+        # For float32 inputs ``v <= t`` (t double) is ``v <= t32`` with t32 the largest
+        # float32 not above t: the plain kernel compares in float32 on packed records.
+        t32 = threshold.astype(np.float32)
+        above = t32.astype(np.float64) > threshold
+        t32[above] = np.nextafter(t32[above], np.float32(-np.inf))
+        self._packed = np.empty((feature.size, 4), dtype=np.int32)
+        self._packed[:, 0] = feature
+        self._packed[:, 1] = t32.view(np.int32)
+        self._packed[:, 2] = left
+        self._packed[:, 3] = right
 
     @classmethod
     def parse(cls, model_text: str) -> CompiledForest | None:
@@ -197,9 +207,12 @@ class CompiledForest:
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected [n, {self.n_features}] features, got {x.shape}")
         out = np.empty(x.shape[0], dtype=np.float64)
-        if not self.general:
-            bad = np.isnan(x) | (np.abs(x) <= 1e-35)
-            if bad.any():
-                x = np.where(bad, np.float32(0.0), x)
-        _kernel(self.general)(x, *self._arrays, out)
+        if self.general:
+            _kernel(True)(x, *self._arrays, out)
+            return out
+        bad = np.isnan(x) | (np.abs(x) <= 1e-35)
+        if bad.any():
+            x = np.where(bad, np.float32(0.0), x)
+        node_off, leaf_off, *_, leaves = self._arrays
+        _kernel(False)(x, node_off, leaf_off, self._packed, leaves, out)
         return out

@@ -90,3 +90,22 @@ def test_ranker_online_scores_equal_booster_predict() -> None:
     first = ranker.compiled()
     ranker.fit_examples(RankExamples(x, 1.0 - y, np.full(40, 20)))  # a new booster
     assert ranker.compiled() is not first
+
+
+def test_values_at_the_float32_neighbours_of_thresholds_split_as_lightgbm() -> None:
+    x, y = _data(n=3000)
+    booster = _train({"objective": "regression", "use_missing": False}, x, y, rounds=30)
+    forest = CompiledForest.build(booster)
+    assert forest is not None and not forest.general
+    _, _, feature, threshold, *_ = forest._arrays
+    rng = np.random.default_rng(4)
+    rows = []
+    for f, t in zip(feature, threshold, strict=True):
+        t32 = np.float32(t)
+        for v in (t32, np.nextafter(t32, np.float32(np.inf)),
+                  np.nextafter(t32, np.float32(-np.inf))):
+            row = rng.normal(size=x.shape[1]).astype(np.float32)
+            row[f] = v
+            rows.append(row)
+    probe = np.stack(rows)
+    assert np.array_equal(forest.predict(probe), booster.predict(probe, num_threads=1))
