@@ -28,6 +28,7 @@ NUMERIC: tuple[str, ...] = ("history_length", "hour_of_day", "day_of_week",
 FEATURE_SPEC: dict[str, str] = {**{c: "categorical" for c in CATEGORICAL},
                                 **{n: "numeric" for n in NUMERIC}}
 
+_SHARE_COLUMNS = tuple((f"genre_share_{g}", GENRES.index(g)) for g in SHARE_GENRES)
 _USER_DEFAULTS = {"age_bucket": "unknown", "gender": "U", "occupation": "unknown",
                   "region": "unknown"}
 
@@ -84,8 +85,8 @@ class FeatureContext:
         known = years[years > 0]
         out["history_mean_year"] = float(known.mean()) if known.size else 0.0
         out["history_mean_popularity"] = float(self.log_popularity[hist].mean()) if n else 0.0
-        for g in SHARE_GENRES:
-            out[f"genre_share_{g}"] = float(counts[GENRES.index(g)] / n) if n else 0.0
+        for name, j in _SHARE_COLUMNS:
+            out[name] = float(counts[j] / n) if n else 0.0
         return out
 
 

@@ -111,6 +111,9 @@ class ItemItem:
             return zeros, zeros.copy()
         tail = min(recent, history.size)
         if self.dense:
+            if history.size > 16:  # long histories: the transposed path of ``score``
+                part = self.weights[np.ix_(history[history.size - tail:], cand)]
+                return self.score(history, cand), part.sum(axis=0, dtype=np.float32)
             block = self.weights[np.ix_(history, cand)]  # [n_history, n_cand]
             return (block.sum(axis=0, dtype=np.float32),
                     block[history.size - tail:].sum(axis=0, dtype=np.float32)

@@ -108,11 +108,13 @@ class RankContext:
         return self._segment_index.get(key or "", -1)
 
     # ------------------------------------------------------------------ features
-    def _count_before(self, cand: np.ndarray, t: float) -> np.ndarray:
-        rel = int(min(max(t - self.t0, 0), (1 << TIME_SHIFT) - 1))
-        pos = np.searchsorted(self.time_keys, (cand.astype(np.int64) << TIME_SHIFT) + rel,
-                              side="right")
-        return pos - self.item_offsets[cand]
+    def _count_before(self, cand: np.ndarray, *times: float) -> np.ndarray:
+        """Events of each candidate up to each time: int64 [len(times), n_cand], one search."""
+        rel = np.array([int(min(max(t - self.t0, 0), (1 << TIME_SHIFT) - 1)) for t in times],
+                       dtype=np.int64)
+        keys = (cand.astype(np.int64) << TIME_SHIFT)[None, :] + rel[:, None]
+        pos = np.searchsorted(self.time_keys, keys.ravel(), side="right").reshape(keys.shape)
+        return pos - self.item_offsets[cand][None, :]
 
     def features(self, user: UserView, cand: np.ndarray, retrieval_scores: np.ndarray
                  ) -> np.ndarray:
@@ -136,9 +138,10 @@ class RankContext:
                                if recent.size else 0.0)
         # Popularity overall, in windows before the request, and how long since the last event.
         f["pop_log"] = self.pop_log[cand]
-        now = self._count_before(cand, t)
-        for w in WINDOWS_DAYS:
-            f[f"pop_{w}d_log"] = np.log1p(now - self._count_before(cand, t - w * DAY))
+        before = self._count_before(cand, t, *(t - w * DAY for w in WINDOWS_DAYS))
+        now = before[0]
+        for j, w in enumerate(WINDOWS_DAYS, start=1):
+            f[f"pop_{w}d_log"] = np.log1p(now - before[j])
         last = self.time_keys[np.maximum(self.item_offsets[cand] + now - 1, 0)]
         last_t = (last & ((1 << TIME_SHIFT) - 1)) + self.t0
         f["days_since_item_event"] = np.where(now > 0, _log_days(t - last_t), -1.0)

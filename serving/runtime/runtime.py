@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from recsys.rerank import isin_small
 from serving import metrics
 from serving.runtime.index import IndexReport, RetrievalIndex
 from serving.runtime.online import BundleHistory, HistorySource
@@ -202,7 +203,7 @@ class Runtime:
             want = min(self.n_items, self.candidates + int(seen.size))
             cand, cand_scores = self.index.search(query, want)
             if seen.size:
-                keep = ~np.isin(cand, seen)
+                keep = ~isin_small(cand, seen)
                 cand, cand_scores = cand[keep], cand_scores[keep]
             cand, cand_scores = cand[: self.candidates], cand_scores[: self.candidates]
         except Exception:  # noqa: BLE001 - any stage failure degrades to popularity

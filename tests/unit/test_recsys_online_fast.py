@@ -113,3 +113,35 @@ def test_rank_features_item_item_columns_equal_the_reference_scores(rec: Recomme
             np.testing.assert_allclose(x[:, FEATURES.index(f"{name}_recent")],
                                        model.score(state.history[-RECENT:], cand),
                                        rtol=1e-5, atol=1e-6)
+
+
+def test_isin_small_equals_numpy_isin() -> None:
+    from recsys.rerank import isin_small
+
+    rng = np.random.default_rng(0)
+    for n_values, n_members in ((0, 3), (5, 0), (200, 1), (280, 80), (50, 500)):
+        values = rng.integers(0, 300, n_values)
+        members = rng.integers(0, 300, n_members)
+        assert np.array_equal(isin_small(values, members), np.isin(values, members))
+
+
+def test_rank_features_popularity_windows_equal_naive_counts(rec: Recommender, data) -> None:
+    from recsys.models.rank_features import DAY, FEATURES, WINDOWS_DAYS
+
+    inter = rec.indexed(data.interactions)
+    item_row = inter["item_row"].to_numpy()
+    ts = inter["timestamp"].to_numpy(np.int64)
+    rng = np.random.default_rng(1)
+    for u in data.users["user_id"].to_numpy()[:10]:
+        state = rec.user_state(int(u))
+        cand = rng.choice(len(rec.item_ids), 30, replace=False)
+        x = rec.rank_ctx.features(rec.state_view(state), cand, rng.random(30).astype(np.float32))
+        t = state.ts
+        for w in WINDOWS_DAYS:
+            naive = [np.sum((item_row == c) & (ts <= t) & (ts > t - w * DAY)) for c in cand]
+            np.testing.assert_allclose(x[:, FEATURES.index(f"pop_{w}d_log")],
+                                       np.log1p(naive), rtol=1e-6)
+        for j, c in enumerate(cand):
+            before = ts[(item_row == c) & (ts <= t)]
+            want = np.log1p((t - before.max()) / DAY) if before.size else -1.0
+            assert x[j, FEATURES.index("days_since_item_event")] == pytest.approx(want, rel=1e-5)
