@@ -55,7 +55,7 @@ def build_bundle(name: str, root: Path, epochs: int, ranker: bool) -> Path:
     from marquee.bundle import finalize_bundle
     from recsys import Recommender
 
-    bundle = root / f"bundle-{name}-{'rank' if ranker else 'norank'}"
+    bundle = root / f"bundle-{name}-{'rank150' if ranker else 'norank'}"
     if (bundle / "bundle.json").is_file():
         return bundle
     if CATALOGUES[name] is None:
@@ -68,8 +68,12 @@ def build_bundle(name: str, root: Path, epochs: int, ranker: bool) -> Path:
 
         users, items, events = CATALOGUES[name]
         ds = generate(users, items, events, seed=0)
+    # The ranker has exactly the default's most trees (150, no early stopping: the online cost
+    # grows with the trees); one label fold and 3,000 users' lists keep building cheap
+    # (quality is not measured here).
     config = {"retrieval": {"epochs": epochs, "dim": 64, "batch_size": 2048},
-              "ranker": {"enabled": ranker, "n_estimators": 100}}
+              "ranker": {"enabled": ranker, "n_estimators": 150, "early_stopping_rounds": 0,
+                         "folds": 1, "max_users": 3000}}
     started = time.perf_counter()
     rec = Recommender(config)
     rec.fit(ds.interactions, ds.users, ds.items)
@@ -107,10 +111,11 @@ def in_process(bundle: Path, home: Path, n: int) -> dict[str, Any]:
     started = time.perf_counter()
     rt = load_runtime(Settings(home=home), ServingSettings(bundle_uri=str(bundle)))
     load_s = time.perf_counter() - started
+    load_avg = os.getloadavg()
     users = known_users(bundle, n + 200, seed=1)
     for u in users[:200]:  # warm-up
         rt.recommend(u, 10)
-    lat, cpu, stages = [], [], {"retrieve": [], "rank": [], "rerank": []}
+    lat, cpu, stages = [], [], {"features": [], "retrieve": [], "rank": [], "rerank": []}
     fallbacks = 0
     for u in users[200:]:
         c = time.thread_time()
@@ -129,9 +134,12 @@ def in_process(bundle: Path, home: Path, n: int) -> dict[str, Any]:
         rt.index.search(q, rt.candidates + 50)
         search.append((time.thread_time() - c) * 1e3)
     return {"load_seconds": round(load_s, 1), "candidates": rt.candidates,
+            "load_avg": [list(load_avg), list(os.getloadavg())],  # before / after
             "index_search_cpu": _pct(search),
             "index": rt.index_report.as_dict(), **_pct(lat), "fallbacks": fallbacks,
             "cpu": _pct(cpu),  # this thread's CPU time: the cost without preemption by others
+            "stage_p50_ms": {s: round(float(np.percentile(v, 50)), 3)
+                             for s, v in stages.items() if v},
             "stage_p99_ms": {s: round(float(np.percentile(v, 99)), 3)
                              for s, v in stages.items() if v}}
 
@@ -279,9 +287,11 @@ def http_bench(bundle: Path, home: Path, rates: list[float], seconds: float, con
         proc = start(kind, bundle, home / kind, port, home / f"{kind}.log")
         try:
             asyncio.run(open_loop(port, 50, 2, bodies))  # warm-up
+            load_avg = os.getloadavg()
             res = {"open_loop": [asyncio.run(open_loop(port, r, seconds, bodies))
                                  for r in rates],
                    "saturation": asyncio.run(closed_loop(port, conns, seconds, bodies))}
+            res["load_avg"] = [list(load_avg), list(os.getloadavg())]  # before / after
         finally:
             stop(proc)
         out[kind] = res
@@ -413,6 +423,7 @@ def main() -> None:
                                      [float(r) for r in args.rates.split(",")], args.seconds,
                                      args.connections, args.runtimes.split(","))
         results["catalogues"][name] = res
+        results["machine"]["load_avg_at_end"] = os.getloadavg()
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))
