@@ -7,8 +7,9 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 def train(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
           best_params: Input[Artifact], model: Output[Model], stats: Output[Metrics],
           config_json: str = "{}", seed: int = 42) -> None:
-    """Fit ``recsys.Recommender`` with the defaults, the tuned parameters and then
-    ``config_json`` overrides (in that order of precedence, last wins)."""
+    """Fit ``recsys.Recommender`` with the defaults, the ``config_json`` overrides and then
+    the tuned parameters (in that order of precedence, last wins: tune searched around the
+    defaults with ``config_json``, so its choices are the ones to keep)."""
     import json
     import time
     from pathlib import Path
@@ -18,8 +19,8 @@ def train(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
     from recsys.recommender import Recommender
 
     tuned = read_json(best_params.path).get("params", {})
-    merged = deep_merge(deep_merge(RecommenderConfig(seed=seed).model_dump(), tuned),
-                        json.loads(config_json or "{}"))
+    merged = deep_merge(deep_merge(RecommenderConfig(seed=seed).model_dump(),
+                                   json.loads(config_json or "{}")), tuned)
     config = RecommenderConfig.model_validate(merged)
     inter, users, items = read_tables(dataset.path, train.path, val.path)
     started = time.perf_counter()

@@ -6,10 +6,14 @@ from kfp.dsl import Artifact, Dataset, Input, Output
 
 def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
          best_params: Output[Artifact], n_trials: int = 4, timeout_seconds: int = 600,
-         seed: int = 42) -> None:
-    """Search on train → validation; ``n_trials`` 0 keeps the defaults. Writes the best
-    configuration overrides as JSON (the register step records them in the registry)."""
-    from components.common import read_tables, write_json
+         config_json: str = "{}", seed: int = 42) -> None:
+    """Search on train → validation around the base configuration (the defaults with the
+    pipeline's ``config_json`` overrides); ``n_trials`` 0 keeps the base. Writes the best
+    parameters as JSON (train applies them last; register records them in the registry)."""
+    import json
+
+    from components.common import deep_merge, read_tables, write_json
+    from recsys.config import RecommenderConfig
 
     result: dict = {"params": {}, "trials": 0, "best_value": None}
     if n_trials > 0:
@@ -17,8 +21,10 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
 
         inter, users, items = read_tables(dataset.path, train.path)
         val_inter, _, _ = read_tables(dataset.path, val.path)
+        base = RecommenderConfig.model_validate(deep_merge(
+            RecommenderConfig(seed=seed).model_dump(), json.loads(config_json or "{}")))
         params, summary = run_study(inter, val_inter, users, items, n_trials=n_trials,
-                                    timeout=timeout_seconds, seed=seed)
+                                    timeout=timeout_seconds, seed=seed, base_config=base)
         result = {"params": params, **summary}
     write_json(best_params.path, result)
     best_params.metadata.update({"n_trials": n_trials})

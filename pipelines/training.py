@@ -47,7 +47,8 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
         reference = c.features(dataset=data, train=parts.outputs["train"],
                                val=parts.outputs["val"], max_rows=reference_rows, seed=seed)
         tuned = c.tune(dataset=data, train=parts.outputs["train"], val=parts.outputs["val"],
-                       n_trials=n_trials, timeout_seconds=tune_timeout_seconds, seed=seed)
+                       n_trials=n_trials, timeout_seconds=tune_timeout_seconds,
+                       config_json=config_json, seed=seed)
         trained = c.train(dataset=data, train=parts.outputs["train"], val=parts.outputs["val"],
                           best_params=tuned.outputs["best_params"], config_json=config_json,
                           seed=seed)

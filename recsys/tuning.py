@@ -28,10 +28,15 @@ log = logging.getLogger(__name__)
 
 def search_space(trial: Any, base: RecommenderConfig) -> dict[str, dict[str, Any]]:
     """The parameters one trial tries, as a nested override of the base config."""
+    # Sizes and epochs are searched around the base configuration (half to twice), so a
+    # small base (the demo's) keeps every trial small and a large one is not cut down.
+    r = base.retrieval
+    dims = sorted({max(8, r.dim // 2), r.dim, min(1024, r.dim * 2)})
     retrieval = {
-        "dim": trial.suggest_categorical("retrieval.dim", [32, 64, 128]),
+        "dim": trial.suggest_categorical("retrieval.dim", dims),
         "lr": trial.suggest_float("retrieval.lr", 1e-3, 1e-2, log=True),
-        "epochs": trial.suggest_int("retrieval.epochs", 2, max(base.retrieval.epochs * 2, 4)),
+        "epochs": trial.suggest_int("retrieval.epochs", max(1, r.epochs // 2),
+                                    max(r.epochs * 2, 2)),
         "temperature": trial.suggest_float("retrieval.temperature", 0.03, 0.2, log=True),
         "history_mode": trial.suggest_categorical("retrieval.history_mode", ["causal", "set"]),
         "separate_history_table": trial.suggest_categorical(

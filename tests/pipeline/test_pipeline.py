@@ -64,6 +64,37 @@ def test_local_run_twice_on_movielens(home):
     assert v1.metrics["users_evaluated"] == 943  # every MovieLens user has held-out events
 
 
+@pytest.mark.slow
+def test_local_run_tunes_and_registers_the_multi_stage_model(home):
+    """tune → train → register with the ranker on: the registered bundle is the multi-stage
+    model, the study searched around ``config_json`` and train applied what it chose."""
+    from marquee.bundle import fetch_bundle
+    from recsys.recommender import Recommender
+
+    base = {"retrieval": {"epochs": 2, "dim": 16, "batch_size": 256, "history_len": 20},
+            "ranker": {"enabled": True, "folds": 1, "n_candidates": 50, "n_estimators": 20,
+                       "early_stopping_rounds": 0}}
+    settings = Settings()
+    result = run_local(settings, {"source": SYNTH, "config_json": base, "n_trials": 2,
+                                  "tune_timeout_seconds": 300, "reference_rows": 500})
+    assert result.gate == "promoted-first"
+    info = Registry(settings.resolved_registry_uri).get_version(result.version)
+    tuned = json.loads(info.tags["best_params"])
+    assert set(tuned) == {"retrieval", "ranker"}
+    # searched around the base (half to twice its size), not the library defaults
+    assert tuned["retrieval"]["dim"] in (8, 16, 32)
+    assert 1 <= tuned["retrieval"]["epochs"] <= 4
+    params = json.loads(info.tags["params"])  # the configuration the bundle was trained with
+    assert params["retrieval"]["dim"] == tuned["retrieval"]["dim"]
+    assert params["ranker"]["objective"] == tuned["ranker"]["objective"]
+    assert params["ranker"]["n_candidates"] == 50  # config_json kept where tune was silent
+    path, _ = fetch_bundle(result.bundle_uri, home / "dl")
+    rec = Recommender.load(path)
+    assert rec.ranker is not None
+    recs = rec.recommend([1, 2, 3], k=5)
+    assert len(recs) == 15
+
+
 @pytest.mark.integration
 def test_pipeline_with_store_on_s3(home, s3_env, monkeypatch):
     """Bundle upload to a real S3-protocol server, registry entry, download, checksum check."""
