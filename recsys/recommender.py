@@ -319,6 +319,9 @@ class Recommender:
         self._user_tower = NumpyUserTower(self.model)
         if self.ranker is not None:
             self.ranker.compiled()
+        if self.rank_ctx is not None:
+            self.rank_ctx.item_item.prepare()
+            self.rank_ctx.session.prepare()
 
     def _demographics(self, row: int) -> dict[str, str]:
         """The users table's demographics of a row as strings, decoded from ``self.demo``

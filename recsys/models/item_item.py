@@ -10,6 +10,7 @@ to each candidate.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ class ItemItem:
     def __init__(self, weights: np.ndarray | sp.csr_matrix):
         self.weights = weights
         self._transposed: np.ndarray | None = None
+        self._csc: sp.csc_matrix | None = None
+        self._local = threading.local()
 
     @property
     def dense(self) -> bool:
@@ -118,26 +121,55 @@ class ItemItem:
             return (block.sum(axis=0, dtype=np.float32),
                     block[history.size - tail:].sum(axis=0, dtype=np.float32)
                     if tail else zeros)
-        w = self.weights
-        starts, ends = w.indptr[history], w.indptr[history + 1]
-        lens = ends - starts
+        # Sparse: a candidate's column holds its top-k neighbours only (rows are unbounded:
+        # a popular item neighbours thousands), so gather the candidates' columns — at most
+        # n_cand × top_k entries whatever the history — and weigh each entry by how often its
+        # row occurs in the history.
+        cols = self._columns()
+        uniq, inverse = np.unique(cand, return_inverse=True)
+        starts = cols.indptr[uniq]
+        lens = cols.indptr[uniq + 1] - starts
         total = int(lens.sum())
         if total == 0:
             return zeros, zeros.copy()
         offsets = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(total)
-        cols, vals = w.indices[offsets], w.data[offsets]
-        uniq, inverse = np.unique(cand, return_inverse=True)
-        pos = np.minimum(np.searchsorted(uniq, cols), uniq.size - 1)
-        hit = uniq[pos] == cols
-        full = np.bincount(pos[hit], weights=vals[hit], minlength=uniq.size)[inverse]
-        if not tail:
-            return full.astype(np.float32), zeros
-        # entries of the last ``tail`` history rows are the last ones gathered
-        first = total - int(lens[history.size - tail:].sum())
-        hit_r = hit[first:]
-        part = np.bincount(pos[first:][hit_r], weights=vals[first:][hit_r],
-                           minlength=uniq.size)[inverse]
-        return full.astype(np.float32), part.astype(np.float32)
+        rows, vals = cols.indices[offsets], cols.data[offsets].astype(np.float64)
+        owner = np.repeat(np.arange(uniq.size), lens)
+
+        counts = self._scratch()  # zeros, one per item, this thread's
+
+        def weigh(items: np.ndarray) -> np.ndarray:
+            if items.size == 0:
+                return zeros
+            np.add.at(counts, items, 1.0)
+            try:
+                w = counts[rows] * vals
+            finally:
+                counts[items] = 0.0
+            return np.bincount(owner, weights=w, minlength=uniq.size)[inverse].astype(np.float32)
+
+        return weigh(history), weigh(history[history.size - tail:] if tail else history[:0])
+
+    def prepare(self) -> None:
+        """Build the by-column copy ``scores`` uses (sparse weights), ahead of requests."""
+        if not self.dense:
+            self._columns()
+
+    def _scratch(self) -> np.ndarray:
+        """A zeroed float64 [n_items] array of this thread's, for history counts (callers
+        put it back to zeros)."""
+        local = self._local
+        counts = getattr(local, "counts", None)
+        if counts is None:
+            counts = local.counts = np.zeros(self.weights.shape[0], dtype=np.float64)
+        return counts
+
+    def _columns(self) -> sp.csc_matrix:
+        """The sparse weights by column (built once, on first use)."""
+        if self._csc is None:
+            self._csc = self.weights.tocsc()
+            self._csc.sort_indices()
+        return self._csc
 
     def score_matrix(self, x: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
         """Scores of all items for the users of a binary user×item matrix."""
