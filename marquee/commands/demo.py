@@ -26,8 +26,6 @@ __all__ = ["demo"]
 
 console = Console()
 
-DEFAULT_CONFIG = json.dumps({"retrieval": {"epochs": 2, "dim": 16, "batch_size": 256,
-                                           "history_len": 20}, "ranker": {"enabled": False}})
 
 
 def _registry_table(settings) -> Table:
@@ -62,7 +60,7 @@ def _train_only(settings, n_trials: int, config_json: str) -> None:
 def demo(
     train_only: bool = typer.Option(False, "--train-only",
                                     help="Only train, evaluate, gate and register a version."),
-    n_trials: int = typer.Option(0, help="Optuna trials before training."),
+    n_trials: int = typer.Option(2, min=0, help="Optuna trials before each training."),
     config_json: str | None = typer.Option(
         None, help="RecommenderConfig overrides as JSON (default: a small configuration for "
         "the loop, which trains twice; the full defaults with --train-only)."),
@@ -81,7 +79,9 @@ def demo(
                             f"store {settings.resolved_store_uri}\n"
                             f"registry {settings.resolved_registry_uri}"))
     if config_json is None:
-        config_json = "{}" if train_only else DEFAULT_CONFIG
+        from monitoring.loop.demo import DEMO_CONFIG
+
+        config_json = "{}" if train_only else DEMO_CONFIG
     try:
         config = json.loads(config_json)
         seg = json.loads(segment)

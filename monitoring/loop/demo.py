@@ -52,13 +52,21 @@ DEMO_ROLLOUT: dict[str, Any] = {
 }
 
 
+#: The model the demo trains: the full multi-stage recommender (two-tower retrieval, LightGBM
+#: ranker, re-ranking), smaller than the defaults so that it trains twice (first version, then
+#: the retrain on the alert), each after a short Optuna search around it, within the demo's
+#: few minutes.
+DEMO_CONFIG = json.dumps({
+    "retrieval": {"epochs": 3, "dim": 32, "batch_size": 256, "history_len": 30},
+    "ranker": {"enabled": True, "folds": 1, "n_estimators": 100}})
+
+
 @dataclass
 class DemoOptions:
     source: str = "movielens-100k"
-    config: dict[str, Any] = field(default_factory=lambda: {
-        "retrieval": {"epochs": 2, "dim": 16, "batch_size": 256, "history_len": 20},
-        "ranker": {"enabled": False}})
-    n_trials: int = 0
+    config: dict[str, Any] = field(default_factory=lambda: json.loads(DEMO_CONFIG))
+    n_trials: int = 2
+    tune_timeout_seconds: int = 90
     rate: float = 20.0
     segment: dict[str, list[str]] = field(default_factory=lambda: {"occupation": ["student"]})
     drift_window_seconds: int = 30
@@ -174,7 +182,8 @@ class Demo:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log = self.out_dir / "train.log"
         cmd = marquee_cmd("pipeline", "run", "--source", self.opt.source, "--n-trials",
-                          str(self.opt.n_trials), "--config-json", json.dumps(self.opt.config))
+                          str(self.opt.n_trials), "--config-json", json.dumps(self.opt.config),
+                          "--param", f"tune_timeout_seconds={self.opt.tune_timeout_seconds}")
         env = {**os.environ, "MARQUEE_HOME": str(self.settings.home.resolve()),
                "COLUMNS": "120"}
         with open(log, "wb") as fh, self.console.status(
@@ -328,7 +337,8 @@ class Demo:
             stack.ready(server)
             router = stack.router({base: server.url}, baseline=base)
             trigger = stack.trigger(router.url, pipeline_params={
-                "source": opt.source, "n_trials": opt.n_trials, "config_json": opt.config},
+                "source": opt.source, "n_trials": opt.n_trials, "config_json": opt.config,
+                "tune_timeout_seconds": opt.tune_timeout_seconds},
                 rollout_spec=opt.rollout_spec, cooldown_seconds=opt.cooldown_seconds)
             am = prom = None
             if rec.mode == "prometheus":
