@@ -10,11 +10,12 @@ to each candidate.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+
+from recsys.models.rank_kernels import column_scores
 
 __all__ = ["ItemItem"]
 
@@ -26,7 +27,6 @@ class ItemItem:
         self.weights = weights
         self._transposed: np.ndarray | None = None
         self._csc: sp.csc_matrix | None = None
-        self._local = threading.local()
 
     @property
     def dense(self) -> bool:
@@ -122,47 +122,16 @@ class ItemItem:
                     block[history.size - tail:].sum(axis=0, dtype=np.float32)
                     if tail else zeros)
         # Sparse: a candidate's column holds its top-k neighbours only (rows are unbounded:
-        # a popular item neighbours thousands), so gather the candidates' columns — at most
+        # a popular item neighbours thousands), so read the candidates' columns — at most
         # n_cand × top_k entries whatever the history — and weigh each entry by how often its
         # row occurs in the history.
         cols = self._columns()
-        uniq, inverse = np.unique(cand, return_inverse=True)
-        starts = cols.indptr[uniq]
-        lens = cols.indptr[uniq + 1] - starts
-        total = int(lens.sum())
-        if total == 0:
-            return zeros, zeros.copy()
-        offsets = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(total)
-        rows, vals = cols.indices[offsets], cols.data[offsets].astype(np.float64)
-        owner = np.repeat(np.arange(uniq.size), lens)
-
-        counts = self._scratch()  # zeros, one per item, this thread's
-
-        def weigh(items: np.ndarray) -> np.ndarray:
-            if items.size == 0:
-                return zeros
-            np.add.at(counts, items, 1.0)
-            try:
-                w = counts[rows] * vals
-            finally:
-                counts[items] = 0.0
-            return np.bincount(owner, weights=w, minlength=uniq.size)[inverse].astype(np.float32)
-
-        return weigh(history), weigh(history[history.size - tail:] if tail else history[:0])
+        return column_scores(cols.indptr, cols.indices, cols.data, cand, history, tail)
 
     def prepare(self) -> None:
         """Build the by-column copy ``scores`` uses (sparse weights), ahead of requests."""
         if not self.dense:
             self._columns()
-
-    def _scratch(self) -> np.ndarray:
-        """A zeroed float64 [n_items] array of this thread's, for history counts (callers
-        put it back to zeros)."""
-        local = self._local
-        counts = getattr(local, "counts", None)
-        if counts is None:
-            counts = local.counts = np.zeros(self.weights.shape[0], dtype=np.float64)
-        return counts
 
     def _columns(self) -> sp.csc_matrix:
         """The sparse weights by column (built once, on first use)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.models.item_item import ItemItem
+from recsys.models.rank_kernels import count_before
 
 __all__ = ["FEATURES", "RankContext", "UserView"]
 
@@ -112,9 +113,7 @@ class RankContext:
         """Events of each candidate up to each time: int64 [len(times), n_cand], one search."""
         rel = np.array([int(min(max(t - self.t0, 0), (1 << TIME_SHIFT) - 1)) for t in times],
                        dtype=np.int64)
-        keys = (cand.astype(np.int64) << TIME_SHIFT)[None, :] + rel[:, None]
-        pos = np.searchsorted(self.time_keys, keys.ravel(), side="right").reshape(keys.shape)
-        return pos - self.item_offsets[cand][None, :]
+        return count_before(self.time_keys, self.item_offsets, cand, TIME_SHIFT, rel)
 
     def features(self, user: UserView, cand: np.ndarray, retrieval_scores: np.ndarray
                  ) -> np.ndarray:

@@ -145,3 +145,26 @@ def test_rank_features_popularity_windows_equal_naive_counts(rec: Recommender, d
             before = ts[(item_row == c) & (ts <= t)]
             want = np.log1p((t - before.max()) / DAY) if before.size else -1.0
             assert x[j, FEATURES.index("days_since_item_event")] == pytest.approx(want, rel=1e-5)
+
+
+def test_compiled_rank_kernels_equal_their_numpy_twins() -> None:
+    import scipy.sparse as sp
+
+    from recsys.models import rank_kernels as rk
+
+    rng = np.random.default_rng(7)
+    n_items, shift = 300, 32
+    item = np.sort(rng.integers(0, n_items, 5000))
+    keys = np.sort((item << shift) + rng.integers(0, 10_000, item.size))
+    offsets = np.r_[0, np.cumsum(np.bincount(item, minlength=n_items))].astype(np.int64)
+    cand = rng.choice(n_items, 120, replace=False).astype(np.int64)
+    rel = np.array([9_000, 5_000, 0, 20_000], dtype=np.int64)
+    assert np.array_equal(rk.count_before(keys, offsets, cand, shift, rel),
+                          rk.count_before_numpy(keys, offsets, cand, shift, rel))
+    w = sp.random(n_items, n_items, density=0.05, random_state=1, dtype=np.float32).tocsc()
+    for history in (rng.integers(0, n_items, 40), np.array([3, 3, 3]), np.zeros(0, int)):
+        for tail in (0, 1, 5):
+            got = rk.column_scores(w.indptr, w.indices, w.data, cand, history, tail)
+            want = rk.column_scores_numpy(w.indptr, w.indices, w.data, cand, history, tail)
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
