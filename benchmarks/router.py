@@ -9,9 +9,11 @@
    The same measurement against a fixed-answer upstream (a bare uvicorn app returning a
    canned prediction) isolates the router hop from the model server's own CPU use, which on
    a 2-core machine competes with the router for the same cores.
-2. Shadow: user latency with mirroring off and on in alternating blocks — mirrored to a
-   second model server, and to the fixed-answer upstream (the router's own cost) — then
-   while the mirrored server is killed.
+2. Shadow: user latency with mirroring off and on in alternating blocks, repeated — mirrored
+   to a second model server at low CPU priority (``--candidate-nice``, the one-machine
+   equivalent of a shadow pod with BestEffort QoS / few cpu shares), to one at the same
+   priority, and to the fixed-answer upstream (the router's own cost) — then while the
+   mirrored server is killed.
 
 Without ``--bundle`` a small bundle is trained first (real recommender, synthetic data).
 ``--record`` appends the figures to benchmarks/RESULTS.md under "## Router overhead".
@@ -74,23 +76,30 @@ def pin(proc: subprocess.Popen, cpu: int | None) -> None:
         os.sched_setaffinity(proc.pid, {cpu})
 
 
-def start_server(bundle: Path, home: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_server(bundle: Path, home: Path, log: Path,
+                 niceness: int = 0) -> tuple[subprocess.Popen, str]:
+    """A KServe model server; ``niceness`` > 0 runs it at low CPU priority (like a
+    BestEffort pod or one with few cpu shares: it gets what the others leave)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "marquee.cli", "serve", "--runtime", "kserve", "--bundle-uri",
          str(bundle), "--host", "127.0.0.1", "--port", str(port)],
-        env=env(home), cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        env=env(home), cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+        preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
     url = f"http://127.0.0.1:{port}"
     wait(f"{url}/v1/models/{MODEL}", proc)
     return proc, url
 
 
-def start_router(upstreams: dict[str, str], home: Path, log: Path) -> tuple[subprocess.Popen, str]:
+def start_router(upstreams: dict[str, str], home: Path, log: Path, baseline: str = "1",
+                 **settings: str) -> tuple[subprocess.Popen, str]:
+    """``settings``: router settings as environment, e.g. ``shadow_max_in_flight="4"``."""
     port = free_port()
+    extra = {f"MARQUEE_ROUTER_{k.upper()}": v for k, v in settings.items()}
     proc = subprocess.Popen(
         [sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1", "--port",
-         str(port), "--baseline", "1", "--log-level", "warning", "--routing-file", "none"],
-        env=env(home, MARQUEE_ROUTER_UPSTREAMS=json.dumps(upstreams)), cwd=REPO,
+         str(port), "--baseline", baseline, "--log-level", "warning", "--routing-file", "none"],
+        env=env(home, MARQUEE_ROUTER_UPSTREAMS=json.dumps(upstreams), **extra), cwd=REPO,
         stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait(f"{url}/readyz", proc)
@@ -168,16 +177,20 @@ def overhead(server: str, router: str, n: int, block: int = 100) -> dict[str, fl
             "overhead_p99": q(routed, 0.99) - q(direct, 0.99), "n": float(len(direct))}
 
 
-def shadow_cost(router: str, candidate_url: str, n: int, block: int = 100) -> dict[str, float]:
-    """User latency with mirroring off and on, in alternating blocks (closed loop)."""
+def shadow_cost(router: str, candidate_url: str, n: int, block: int = 100,
+                sample_rate: float = 1.0) -> dict[str, float]:
+    """User latency with mirroring off and on, in alternating blocks (closed loop); ``n``
+    requests per mode."""
     single = {"strategy": "single", "baseline": {"version": "1"}}
     mirror = {"strategy": "shadow", "baseline": {"version": "1"},
-              "candidate": {"version": "2", "url": candidate_url}, "shadow_sample_rate": 1.0}
+              "candidate": {"version": "2", "url": candidate_url},
+              "shadow_sample_rate": sample_rate}
     lat: dict[str, list[float]] = {"off": [], "on": []}
     errors = 0
-    users = np.random.default_rng(1).integers(1, 2001, size=n)
+    users = np.random.default_rng(1).integers(1, 2001, size=2 * n)
+    since = time.time() - 1
     with httpx.Client(timeout=10, trust_env=False) as c:
-        for i, start in enumerate(range(0, n, block)):
+        for i, start in enumerate(range(0, 2 * n, block)):
             mode = "off" if i % 2 == 0 else "on"
             c.put(f"{router}/admin/routing", json=single if mode == "off" else mirror
                   ).raise_for_status()
@@ -186,12 +199,19 @@ def shadow_cost(router: str, candidate_url: str, n: int, block: int = 100) -> di
                 r = c.post(f"{router}/recommend", json={"user_id": int(u), "k": 10})
                 lat[mode].append((time.perf_counter() - t) * 1000)
                 errors += r.status_code != 200
+        time.sleep(0.5)  # let the last mirrors finish before counting them
+        sh = c.get(f"{router}/admin/stats", params={"since": since}).json()["shadow"]
     return {"off_p50": q(lat["off"], 0.5), "off_p99": q(lat["off"], 0.99),
-            "on_p50": q(lat["on"], 0.5), "on_p99": q(lat["on"], 0.99), "errors": float(errors)}
+            "on_p50": q(lat["on"], 0.5), "on_p99": q(lat["on"], 0.99),
+            "p99_change": q(lat["on"], 0.99) / q(lat["off"], 0.99) - 1,
+            "errors": float(errors), "mirrored": float(sh["mirrored"]),
+            "dropped": float(sh["dropped"]), "mirror_errors": float(sh["errors"]),
+            "load": os.getloadavg()[0]}
 
 
 def shadow_killed(router: str, candidate: subprocess.Popen, candidate_url: str,
                   n: int) -> dict[str, float]:
+    since = time.time() - 1
     """Mirroring on while the candidate's server is killed a third of the way in."""
     mirror = {"strategy": "shadow", "baseline": {"version": "1"},
               "candidate": {"version": "2", "url": candidate_url}, "shadow_sample_rate": 1.0}
@@ -206,7 +226,8 @@ def shadow_killed(router: str, candidate: subprocess.Popen, candidate_url: str,
             r = c.post(f"{router}/recommend", json={"user_id": i % 2000 + 1, "k": 10})
             lat.append((time.perf_counter() - t) * 1000)
             errors += r.status_code != 200
-    stats = httpx.get(f"{router}/admin/stats", params={"since": 0}).json()["shadow"]
+    time.sleep(0.5)
+    stats = httpx.get(f"{router}/admin/stats", params={"since": since}).json()["shadow"]
     return {"p50": q(lat, 0.5), "p99": q(lat, 0.99), "errors": float(errors),
             "mirrors": float(stats["mirrored"]), "mirror_errors": float(stats["errors"])}
 
@@ -249,11 +270,16 @@ def main() -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000)
-    ap.add_argument("--shadow-requests", type=int, default=2000)
+    ap.add_argument("--shadow-requests", type=int, default=3000,
+                    help="Requests per mode (off, on) in each shadow run.")
     ap.add_argument("--bundle", type=Path)
-    ap.add_argument("--repeats", type=int, default=3, help="Overhead measurements (median kept).")
+    ap.add_argument("--repeats", type=int, default=3, help="Runs of each measurement.")
+    ap.add_argument("--candidate-nice", type=int, default=19,
+                    help="CPU niceness of the shadow candidate's model server.")
+    ap.add_argument("--shadow-max-in-flight", type=int, default=8)
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
+    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         t = time.time()
@@ -263,37 +289,63 @@ def main() -> None:
         try:
             server, server_url = start_server(bundle, home, home / "server.log")
             procs.append(server)
-            cand, cand_url = start_server(bundle, home, home / "candidate.log")
+            cand, cand_url = start_server(bundle, home, home / "candidate.log",
+                                          niceness=args.candidate_nice)
             procs.append(cand)
-            router, router_url = start_router({"1": server_url}, home, home / "router.log")
+            peer, peer_url = start_server(bundle, home, home / "candidate-peer.log")
+            procs.append(peer)
+            router, router_url = start_router(
+                {"1": server_url}, home, home / "router.log",
+                shadow_max_in_flight=str(args.shadow_max_in_flight))
             procs.append(router)
             fixed, fixed_url = start_fixed(home / "fixed.log")
             procs.append(fixed)
             hop_router, hop_url = start_router({"1": fixed_url}, home, home / "router-hop.log")
             procs.append(hop_router)
-            load0 = os.getloadavg()[0]
+            load0 = os.getloadavg()
             runs, hops = [], []
-            for _ in range(args.repeats):  # interleaved, so drift hits both alike
+            shadows: dict[str, list[dict[str, float]]] = {"low": [], "peer": [], "fixed": []}
+            for _ in range(args.repeats):  # interleaved, so drift hits all alike
                 runs.append(overhead(server_url, router_url, args.requests))
                 hops.append(overhead(fixed_url, hop_url, args.requests))
                 print(json.dumps({"model server": runs[-1], "hop": hops[-1]}), flush=True)
+                for key, url in (("low", cand_url), ("peer", peer_url), ("fixed", fixed_url)):
+                    shadows[key].append(shadow_cost(router_url, url, args.shadow_requests))
+                    print(key, json.dumps(shadows[key][-1]), flush=True)
+            stop(peer)
             o = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
             h = {k: float(np.median([r[k] for r in hops])) for k in hops[0]}
-            s_model = shadow_cost(router_url, cand_url, args.shadow_requests)
-            s_fixed = shadow_cost(router_url, fixed_url, args.shadow_requests)
             s_kill = shadow_killed(router_url, cand, cand_url, args.shadow_requests // 2)
-            print(json.dumps({"model": s_model, "fixed": s_fixed, "killed": s_kill}), flush=True)
+            print(json.dumps({"killed": s_kill}), flush=True)
+            load1 = os.getloadavg()
         finally:
             for p in procs:
                 stop(p)
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                          text=True).stdout.strip()
+
+    def med(key: str, field: str) -> float:
+        return float(np.median([r[field] for r in shadows[key]]))
+
+    def shadow_row(key: str, label: str) -> str:
+        rs = shadows[key]
+        return (f"| {label} | {med(key, 'off_p50'):.2f} → {med(key, 'on_p50'):.2f} | "
+                f"{med(key, 'off_p99'):.2f} → {med(key, 'on_p99'):.2f} | "
+                f"**{100 * med(key, 'p99_change'):+.0f}%** | "
+                + ", ".join(f"{100 * r['p99_change']:+.0f}%" for r in rs) + " | "
+                + f"{sum(r['errors'] for r in rs):.0f} | "
+                + f"{sum(r['mirrored'] for r in rs):.0f} / {sum(r['dropped'] for r in rs):.0f} |")
+
+    def per_run(key: str) -> str:
+        return "; ".join(f"{r['off_p99']:.2f} → {r['on_p99']:.2f} (load {r['load']:.1f})"
+                         for r in shadows[key])
+
     text = f"""
 ## Router overhead
 
-- command: `{"nice -n -10 " if os.nice(0) < 0 else ""}.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats}`
+- command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats} --candidate-nice {args.candidate_nice} --shadow-max-in-flight {args.shadow_max_in_flight}`
 - date: {date.today()}; code revision: {rev}
-- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; shared with other jobs, load average at start {load0:.1f}
+- machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; shared with other jobs; load average (1/5/15 min) {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f} when the servers were up, {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} at the end ({load_start[0]:.1f} before start)
 - setup: real KServe model server (`marquee serve`, small two-tower bundle), router (`marquee router`: uvloop + httptools server, its keep-alive HTTP/1.1 upstream pool, exposure logs on), one closed-loop client with keep-alive; direct and routed calls in alternating blocks of 100
 
 | path | p50 (ms) | p99 (ms) |
@@ -315,17 +367,28 @@ The router hop alone (same client and router, upstream = a bare uvicorn app with
 
 (per run: {"; ".join(f"{r['overhead_p50']:.2f}/{r['overhead_p99']:.2f}" for r in hops)}.)
 
-Shadow: the same closed-loop client through the router, mirroring off and on in alternating
-blocks of 100 requests ({args.shadow_requests} in all), every request mirrored:
+### Shadow
 
-| candidate of the mirror | user p50 off → on (ms) | user p99 off → on (ms) | p99 change | user-visible errors |
-|---|---:|---:|---:|---:|
-| a second real model server (same machine) | {s_model['off_p50']:.2f} → {s_model['on_p50']:.2f} | {s_model['off_p99']:.2f} → {s_model['on_p99']:.2f} | {100 * (s_model['on_p99'] / s_model['off_p99'] - 1):+.0f}% | {s_model['errors']:.0f} |
-| the fixed-answer upstream (isolates the router's own mirroring work) | {s_fixed['off_p50']:.2f} → {s_fixed['on_p50']:.2f} | {s_fixed['off_p99']:.2f} → {s_fixed['on_p99']:.2f} | {100 * (s_fixed['on_p99'] / s_fixed['off_p99'] - 1):+.0f}% | {s_fixed['errors']:.0f} |
+The same closed-loop client through the router, mirroring off and on in alternating blocks of
+100 requests, {args.shadow_requests} requests per mode in each of {args.repeats} runs, every
+request mirrored (sample rate 1.0; the router sends a mirror only after the user's response is
+written, never waits for it, and drops mirrors beyond {args.shadow_max_in_flight} in flight,
+counted in `marquee_router_shadow_dropped_total`). The three candidates were measured in turn
+within each run.
 
-Candidate server killed a third of the way through {args.shadow_requests // 2} mirrored requests: user p50 {s_kill['p50']:.2f} ms, p99 {s_kill['p99']:.2f} ms, **{s_kill['errors']:.0f} user-visible errors**; mirrors {s_kill['mirrors']:.0f} in all, {s_kill['mirror_errors']:.0f} failed.
+| mirror goes to | user p50 off → on (ms) | user p99 off → on (ms) | **p99 change (median)** | p99 change per run | user-visible errors | mirrors sent / dropped |
+|---|---:|---:|---:|---|---:|---:|
+{shadow_row("low", f"a second real model server at low CPU priority (nice {args.candidate_nice}), same machine")}
+{shadow_row("peer", "a second real model server at the same priority, same machine")}
+{shadow_row("fixed", "the fixed-answer upstream (the router's own mirroring work)")}
+
+(user p99 off → on per run, ms — low priority: {per_run("low")}; same priority: {per_run("peer")}; fixed upstream: {per_run("fixed")}.)
+
+Candidate server (low priority) killed a third of the way through {args.shadow_requests // 2} mirrored requests: user p50 {s_kill['p50']:.2f} ms, p99 {s_kill['p99']:.2f} ms, **{s_kill['errors']:.0f} user-visible errors**; mirrors {s_kill['mirrors']:.0f}, {s_kill['mirror_errors']:.0f} failed.
 """
     print(text)
+    out = Path(tempfile.gettempdir()) / "marquee-router-results.md"
+    out.write_text(text)
     if args.record:
         with open(REPO / "benchmarks" / "RESULTS.md", "a") as fh:
             fh.write(text)
