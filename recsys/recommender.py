@@ -325,6 +325,7 @@ class Recommender:
             self.rank_ctx.item_item.prepare()
             self.rank_ctx.session.prepare()
             warm()
+            self.rank_ctx.warm()
 
     def _demographics(self, row: int) -> dict[str, str]:
         """The users table's demographics of a row as strings, decoded from ``self.demo``

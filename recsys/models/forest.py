@@ -33,7 +33,7 @@ _KERNELS: dict[str, object] = {}
 
 def _kernel(general: bool):
     """The compiled tree walk (compiled once per process, on first use). The plain kernel
-    assumes every split has missing type None and inputs already cleaned (NaN and
+    assumes every split has missing type None and cleans the inputs first (``clean``: NaN and
     ``|v| ≤ 1e-35`` → 0, what LightGBM does for that type); the general one applies the whole
     rule at every node."""
     name = "general" if general else "plain"
@@ -41,12 +41,19 @@ def _kernel(general: bool):
         import numba
 
         @numba.njit(nogil=True, cache=False)
-        def plain(x, node_off, leaf_off, packed, leaves, out):  # pragma: no cover - compiled
+        def plain(x, node_off, leaf_off, packed, leaves, out, clean):  # pragma: no cover
             # Tree by tree (its nodes stay in cache), 64 rows walked side by side (their
             # dependent loads overlap); each row's leaves are still added in tree order. A
             # node is one 16-byte record: feature, float32 threshold (bits), left, right.
             n = x.shape[0]
             out[:] = 0.0
+            if clean:  # what LightGBM does for missing type None: NaN and |v| ≤ 1e-35f → 0
+                x = x.copy()
+                for i in range(n):
+                    for f in range(x.shape[1]):
+                        v = x[i, f]
+                        if np.isnan(v) or abs(v) <= np.float32(1e-35):
+                            x[i, f] = np.float32(0.0)
             block = 64
             nodes = np.empty(block, np.int32)
             for t in range(node_off.size - 1):
@@ -210,9 +217,6 @@ class CompiledForest:
         if self.general:
             _kernel(True)(x, *self._arrays, out)
             return out
-        bad = np.isnan(x) | (np.abs(x) <= 1e-35)
-        if bad.any():
-            x = np.where(bad, np.float32(0.0), x)
         node_off, leaf_off, *_, leaves = self._arrays
-        _kernel(False)(x, node_off, leaf_off, self._packed, leaves, out)
+        _kernel(False)(x, node_off, leaf_off, self._packed, leaves, out, True)
         return out

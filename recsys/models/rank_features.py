@@ -10,13 +10,14 @@ method the model server calls per request, so training and serving cannot disagr
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from recsys.models.item_item import ItemItem
-from recsys.models.rank_kernels import count_before
+from recsys.models.rank_kernels import count_before, rank_features_kernel
 
 __all__ = ["FEATURES", "RankContext", "UserView"]
 
@@ -34,6 +35,18 @@ FEATURES: tuple[str, ...] = (
     "segment_lift", "item_mean_rating", "history_length_log",
     "age", "gender", "hour_of_day", "day_of_week",
 )
+# The columns the compiled kernel fills, in its order (all but the two dot products).
+_KERNEL_COLUMNS = np.array([FEATURES.index(name) for name in (
+    "retrieval_score", "retrieval_rank", "retrieval_gap", "retrieval_z",
+    "cooc_score", "cooc_rank", "cooc_z", "cooc_recent",
+    "session_score", "session_rank", "session_z", "session_recent",
+    "pop_log", *(f"pop_{w}d_log" for w in WINDOWS_DAYS), "days_since_item_event",
+    "item_age_days", "item_year", "year_gap", "genre_max_share", "segment_lift",
+    "item_mean_rating", "history_length_log", "age", "gender", "hour_of_day", "day_of_week",
+)], dtype=np.int64)
+_EMB_SIM, _GENRE_AFFINITY = FEATURES.index("emb_sim_recent"), FEATURES.index("genre_affinity")
+_NO_SCORES = np.zeros((0, 0), dtype=np.float32)
+_NO_SEGMENT = np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,9 @@ class RankContext:
         self.segment_share = segment_share.astype(np.float32)  # [n_segments, n_items], log lift
         self.segment_keys = list(segment_keys)
         self._segment_index = {k: i for i, k in enumerate(self.segment_keys)}
+        self._merged: tuple | None = None  # both sparse models' columns, merged (kernel input)
+        self._no_columns = (np.zeros(1, np.int64), np.zeros((0, 3), np.int32))
+        self._scratch = threading.local()
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -117,7 +133,80 @@ class RankContext:
 
     def features(self, user: UserView, cand: np.ndarray, retrieval_scores: np.ndarray
                  ) -> np.ndarray:
-        """float32 [n_cand, len(FEATURES)] for one user's candidates (item rows)."""
+        """float32 [n_cand, len(FEATURES)] for one user's candidates (item rows).
+
+        The one code path of training rows and requests. With numba the columns come from one
+        compiled kernel writing into the matrix (the two dot products stay numpy's, as in the
+        reference); :meth:`features_reference` is the numpy definition, which the kernel
+        reproduces bit for bit (``tests/unit/test_recsys_online_fast.py``)."""
+        kernel = rank_features_kernel()
+        if kernel is None:
+            return self.features_reference(user, cand, retrieval_scores)
+        cand = np.ascontiguousarray(cand, dtype=np.int64)
+        if cand.size == 0:
+            return np.zeros((0, len(FEATURES)), dtype=np.float32)
+        r = np.ascontiguousarray(retrieval_scores, dtype=np.float32)
+        hist = np.ascontiguousarray(user.history, dtype=np.int64)
+        tail = min(RECENT, hist.size)
+        t = float(user.ts)
+        indptr, packed = self.merged_columns()
+        given = _NO_SCORES
+        if indptr is None:  # dense item-item weights: numpy's own path
+            given = np.stack([*self.item_item.scores(hist, cand, RECENT),
+                              *self.session.scores(hist, cand, RECENT)])
+            indptr, packed = self._no_columns
+        rel = np.array([int(min(max(x - self.t0, 0), (1 << TIME_SHIFT) - 1))
+                        for x in (t, *(t - w * DAY for w in WINDOWS_DAYS))], dtype=np.int64)
+        consts = np.array([np.log1p(hist.size), user.demo[0], user.demo[1],
+                           (t % DAY) // 3600, ((t // DAY) + 3) % 7], dtype=np.float64)
+        seg_row = self.segment_share[user.segment] if user.segment >= 0 else _NO_SEGMENT
+        share = np.empty(self.genres.shape[1], dtype=np.float32)
+        out = np.empty((cand.size, len(FEATURES)), dtype=np.float32)
+        bitmap = getattr(self._scratch, "bitmap", None)
+        if bitmap is None:  # one per thread: the kernel sets the history's bits, then clears
+            bitmap = self._scratch.bitmap = np.zeros((self.years.size + 63) // 64, np.uint64)
+        kernel(out, _KERNEL_COLUMNS, cand, r, hist, tail, indptr, packed, bitmap, given,
+               self.pop_log,
+               self.time_keys, self.item_offsets, TIME_SHIFT, rel, t, self.t0, self.first_ts,
+               self.years, self.genres_bool, seg_row, self.mean_rating, consts, share)
+        recent = hist[hist.size - tail:]
+        out[:, _EMB_SIM] = (self.item_vecs[cand] @ self.item_vecs[recent].mean(axis=0)
+                            if recent.size else 0.0)
+        out[:, _GENRE_AFFINITY] = self.genres[cand] @ share
+        return out
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_scratch"] = None  # per-thread scratch: rebuilt where the copy is used
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._scratch = threading.local()
+
+    def merged_columns(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Both sparse item-item models' columns as one array (built once; ``(None, None)``
+        for dense weights): a candidate's entries of the two models in one contiguous read."""
+        if self._merged is None:
+            if self.item_item.dense or self.session.dense:
+                self._merged = (None, None)
+            else:
+                from recsys.models.rank_kernels import merge_columns
+
+                self._merged = merge_columns(self.item_item._columns(),
+                                             self.session._columns())
+        return self._merged
+
+    def warm(self) -> None:
+        """Compile the features' kernel for this context's arrays (at load, not on a request)."""
+        demo = np.zeros(4, dtype=np.int64)
+        for hist in (np.zeros(0, np.int64), np.array([0, 1, 0], np.int64)):
+            self.features(UserView(hist, float(self.t0), demo, -1), np.array([0, 1]),
+                          np.ones(2, np.float32))
+
+    def features_reference(self, user: UserView, cand: np.ndarray,
+                           retrieval_scores: np.ndarray) -> np.ndarray:
+        """The features in numpy: their definition, and the path without numba."""
         cand = np.asarray(cand, dtype=np.int64)
         if cand.size == 0:
             return np.zeros((0, len(FEATURES)), dtype=np.float32)

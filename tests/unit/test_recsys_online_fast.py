@@ -168,3 +168,53 @@ def test_compiled_rank_kernels_equal_their_numpy_twins() -> None:
             want = rk.column_scores_numpy(w.indptr, w.indices, w.data, cand, history, tail)
             for a, b in zip(got, want, strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rank_features_kernel_equals_the_numpy_reference(rec: Recommender, data,
+                                                         sparse: bool) -> None:
+    """The compiled features (one kernel into the matrix) against their numpy definition,
+    with dense (EASE) and sparse (top-k columns) item-item weights; the ranker's scores of
+    both matrices are the same."""
+    from recsys.models.rank_features import RankContext, UserView
+    from recsys.models.rank_kernels import rank_features_kernel
+
+    if rank_features_kernel() is None:
+        pytest.skip("numba not installed")
+    ctx = rec.rank_ctx
+    if sparse:
+        ctx = rec.build_rank_context(rec.indexed(data.interactions))
+        ctx = RankContext(*(getattr(ctx, a) for a in ("item_item", "session")), ctx.item_vecs,
+                          ctx.genres_bool, ctx.years, ctx.counts, ctx.time_keys,
+                          ctx.item_offsets, ctx.t0, ctx.first_ts, ctx.mean_rating,
+                          ctx.segment_share, ctx.segment_keys)
+        inter = rec.indexed(data.interactions)
+        u, i = inter["user_row"].to_numpy(np.int64), inter["item_row"].to_numpy(np.int64)
+        from recsys.models.item_item import ItemItem
+
+        n_u, n_i = len(rec.user_index), len(rec.item_ids)
+        ctx.item_item = ItemItem.fit(u, i, n_u, n_i, dense_max_items=10, top_k=8)
+        order = np.lexsort((inter["timestamp"].to_numpy(), u))
+        ctx.session = ItemItem.fit_adjacency(u[order], i[order], n_u, n_i, dense_max_items=10,
+                                             top_k=8)
+        assert not ctx.item_item.dense and ctx.merged_columns()[0] is not None
+    forest = rec.ranker.compiled()
+    rng = np.random.default_rng(3)
+    views = [rec.state_view(rec.user_state(int(u))) for u in data.users["user_id"][:30]]
+    views.append(UserView(np.zeros(0, np.int64), views[0].ts, views[0].demo, -1))
+    views.append(UserView(np.array([5, 5, 7, 5], np.int64), views[0].ts - 1e6, views[0].demo,
+                          0))
+    for view in views:
+        n = int(rng.integers(1, 60))
+        cand = rng.choice(len(rec.item_ids), n, replace=False)
+        scores = rng.normal(size=n).astype(np.float32)
+        if n > 3:
+            scores[1] = scores[2]  # a tie: ranks stay stable
+        got = ctx.features(view, cand, scores)
+        want = ctx.features_reference(view, cand, scores)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        if forest is not None:
+            np.testing.assert_array_equal(forest.predict(got), forest.predict(want))
+    assert ctx.features(views[0], np.zeros(0, np.int64), np.zeros(0, np.float32)).shape == \
+        ctx.features_reference(views[0], np.zeros(0, np.int64), np.zeros(0, np.float32)).shape
