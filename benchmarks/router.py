@@ -277,6 +277,8 @@ def main() -> None:
     ap.add_argument("--candidate-nice", type=int, default=19,
                     help="CPU niceness of the shadow candidate's model server.")
     ap.add_argument("--shadow-max-in-flight", type=int, default=8)
+    ap.add_argument("--shadow-sample-rate", type=float, default=1.0,
+                    help="Share of user requests mirrored to the shadow candidate.")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
     load_start = os.getloadavg()
@@ -310,7 +312,8 @@ def main() -> None:
                 hops.append(overhead(fixed_url, hop_url, args.requests))
                 print(json.dumps({"model server": runs[-1], "hop": hops[-1]}), flush=True)
                 for key, url in (("low", cand_url), ("peer", peer_url), ("fixed", fixed_url)):
-                    shadows[key].append(shadow_cost(router_url, url, args.shadow_requests))
+                    shadows[key].append(shadow_cost(router_url, url, args.shadow_requests,
+                                                    sample_rate=args.shadow_sample_rate))
                     print(key, json.dumps(shadows[key][-1]), flush=True)
             stop(peer)
             o = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
@@ -343,7 +346,7 @@ def main() -> None:
     text = f"""
 ## Router overhead
 
-- command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats} --candidate-nice {args.candidate_nice} --shadow-max-in-flight {args.shadow_max_in_flight}`
+- command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats} --candidate-nice {args.candidate_nice} --shadow-max-in-flight {args.shadow_max_in_flight} --shadow-sample-rate {args.shadow_sample_rate}`
 - date: {date.today()}; code revision: {rev}
 - machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; shared with other jobs; load average (1/5/15 min) {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f} when the servers were up, {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} at the end ({load_start[0]:.1f} before start)
 - setup: real KServe model server (`marquee serve`, small two-tower bundle), router (`marquee router`: uvloop + httptools server, its keep-alive HTTP/1.1 upstream pool, exposure logs on), one closed-loop client with keep-alive; direct and routed calls in alternating blocks of 100
@@ -370,8 +373,8 @@ The router hop alone (same client and router, upstream = a bare uvicorn app with
 ### Shadow
 
 The same closed-loop client through the router, mirroring off and on in alternating blocks of
-100 requests, {args.shadow_requests} requests per mode in each of {args.repeats} runs, every
-request mirrored (sample rate 1.0; the router sends a mirror only after the user's response is
+100 requests, {args.shadow_requests} requests per mode in each of {args.repeats} runs, a
+share {args.shadow_sample_rate} of requests mirrored (the router sends a mirror only after the user's response is
 written, never waits for it, and drops mirrors beyond {args.shadow_max_in_flight} in flight,
 counted in `marquee_router_shadow_dropped_total`). The three candidates were measured in turn
 within each run.
