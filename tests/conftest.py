@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from monitoring.loop.procs import stop_process  # noqa: F401 - the suites import it from here
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,16 +40,6 @@ def wait_until(check: Callable[[], bool], timeout: float = 60.0, interval: float
             last = exc
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last error: {last!r})")
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
 
 
 def require_binary(name: str) -> str:

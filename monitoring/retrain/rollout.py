@@ -43,6 +43,7 @@ from typing import IO, Any, Literal
 
 import httpx
 
+from monitoring.loop.procs import stop_process
 from monitoring.retrain.models import Decision, DecisionKind, RunRecord
 
 __all__ = ["AutoRollout", "RolloutChild", "rollout_name", "rollout_document"]
@@ -87,16 +88,6 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
-
-
 def _tail(path: Path, chars: int = 1500) -> str:
     try:
         return path.read_text(errors="replace")[-chars:].strip()
@@ -116,7 +107,7 @@ class RolloutChild:
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def stop(self) -> None:
-        _stop(self.proc)
+        stop_process(self.proc)
         if self._log is not None:
             self._log.close()
             self._log = None
