@@ -320,12 +320,7 @@ class Recommender:
         if self.ranker is not None:
             self.ranker.compiled()
         if self.rank_ctx is not None:
-            from recsys.models.rank_kernels import warm
-
-            self.rank_ctx.item_item.prepare()
-            self.rank_ctx.session.prepare()
-            warm()
-            self.rank_ctx.warm()
+            self.rank_ctx.warm()  # merges the item-item columns, compiles the features' kernel
 
     def _demographics(self, row: int) -> dict[str, str]:
         """The users table's demographics of a row as strings, decoded from ``self.demo``

@@ -128,11 +128,6 @@ class ItemItem:
         cols = self._columns()
         return column_scores(cols.indptr, cols.indices, cols.data, cand, history, tail)
 
-    def prepare(self) -> None:
-        """Build the by-column copy ``scores`` uses (sparse weights), ahead of requests."""
-        if not self.dense:
-            self._columns()
-
     def _columns(self) -> sp.csc_matrix:
         """The sparse weights by column (built once, on first use)."""
         if self._csc is None:

@@ -125,11 +125,15 @@ class RankContext:
         return self._segment_index.get(key or "", -1)
 
     # ------------------------------------------------------------------ features
+    def _rel(self, *times: float) -> np.ndarray:
+        """Times as the low bits of the event keys (seconds since ``t0``, clipped)."""
+        return np.array([int(min(max(t - self.t0, 0), (1 << TIME_SHIFT) - 1)) for t in times],
+                        dtype=np.int64)
+
     def _count_before(self, cand: np.ndarray, *times: float) -> np.ndarray:
         """Events of each candidate up to each time: int64 [len(times), n_cand], one search."""
-        rel = np.array([int(min(max(t - self.t0, 0), (1 << TIME_SHIFT) - 1)) for t in times],
-                       dtype=np.int64)
-        return count_before(self.time_keys, self.item_offsets, cand, TIME_SHIFT, rel)
+        return count_before(self.time_keys, self.item_offsets, cand, TIME_SHIFT,
+                            self._rel(*times))
 
     def features(self, user: UserView, cand: np.ndarray, retrieval_scores: np.ndarray
                  ) -> np.ndarray:
@@ -155,8 +159,7 @@ class RankContext:
             given = np.stack([*self.item_item.scores(hist, cand, RECENT),
                               *self.session.scores(hist, cand, RECENT)])
             indptr, packed = self._no_columns
-        rel = np.array([int(min(max(x - self.t0, 0), (1 << TIME_SHIFT) - 1))
-                        for x in (t, *(t - w * DAY for w in WINDOWS_DAYS))], dtype=np.int64)
+        rel = self._rel(t, *(t - w * DAY for w in WINDOWS_DAYS))
         consts = np.array([np.log1p(hist.size), user.demo[0], user.demo[1],
                            (t % DAY) // 3600, ((t // DAY) + 3) % 7], dtype=np.float64)
         seg_row = self.segment_share[user.segment] if user.segment >= 0 else _NO_SEGMENT
@@ -193,8 +196,7 @@ class RankContext:
             else:
                 from recsys.models.rank_kernels import merge_columns
 
-                self._merged = merge_columns(self.item_item._columns(),
-                                             self.session._columns())
+                self._merged = merge_columns(self.item_item.weights, self.session.weights)
         return self._merged
 
     def warm(self) -> None:

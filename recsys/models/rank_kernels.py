@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["column_scores", "count_before", "rank_features_kernel", "warm"]
+__all__ = ["column_scores", "count_before", "merge_columns", "rank_features_kernel"]
 
 _KERNELS: dict[str, object] = {}
 _NO_NUMBA = object()
@@ -35,20 +35,34 @@ def _compiled(name: str):
             return None
 
         @numba.njit(nogil=True, cache=False)
+        def upper_bound(a, lo, hi, x):  # pragma: no cover
+            # first i in [lo, hi) with a[i] > x (searchsorted side="right")
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if a[mid] <= x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return lo
+
+        @numba.njit(nogil=True, cache=False)
+        def contains(a, x):  # pragma: no cover
+            # index of x in the sorted a, or -1 (searchsorted side="left")
+            lo, hi = 0, a.size
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if a[mid] < x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            return lo if lo < a.size and a[lo] == x else -1
+
+        @numba.njit(nogil=True, cache=False)
         def count_before(keys, offsets, cand, shifted, rel, out):  # pragma: no cover
             for j in range(cand.size):
-                c = cand[j]
-                lo0, hi0 = offsets[c], offsets[c + 1]
+                lo0, hi0 = offsets[cand[j]], offsets[cand[j] + 1]
                 for r in range(rel.size):
-                    target = shifted[j] + rel[r]
-                    lo, hi = lo0, hi0
-                    while lo < hi:  # first key > target (searchsorted side="right")
-                        mid = (lo + hi) >> 1
-                        if keys[mid] <= target:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    out[r, j] = lo - lo0
+                    out[r, j] = upper_bound(keys, lo0, hi0, shifted[j] + rel[r]) - lo0
 
         @numba.njit(nogil=True, cache=False)
         def column_scores(indptr, indices, data, cand, seen, counts, tail_seen, tail_counts,
@@ -59,25 +73,13 @@ def _compiled(name: str):
                 recent = 0.0
                 for e in range(indptr[c], indptr[c + 1]):
                     row = indices[e]
-                    lo, hi = 0, seen.size
-                    while lo < hi:
-                        mid = (lo + hi) >> 1
-                        if seen[mid] < row:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    if lo < seen.size and seen[lo] == row:
+                    at = contains(seen, row)
+                    if at >= 0:
                         w = np.float64(data[e])
-                        total += counts[lo] * w
-                        lo, hi = 0, tail_seen.size
-                        while lo < hi:
-                            mid = (lo + hi) >> 1
-                            if tail_seen[mid] < row:
-                                lo = mid + 1
-                            else:
-                                hi = mid
-                        if lo < tail_seen.size and tail_seen[lo] == row:
-                            recent += tail_counts[lo] * w
+                        total += counts[at] * w
+                        at = contains(tail_seen, row)
+                        if at >= 0:
+                            recent += tail_counts[at] * w
                 full[j] = total
                 part[j] = recent
 
@@ -239,18 +241,11 @@ def _compiled(name: str):
                 lo0, hi0 = item_offsets[c], item_offsets[c + 1]
                 now = 0
                 for k in range(rel.size):
-                    target = (c << shift) + rel[k]
-                    lo, hi = lo0, hi0
-                    while lo < hi:
-                        mid = (lo + hi) >> 1
-                        if time_keys[mid] <= target:
-                            lo = mid + 1
-                        else:
-                            hi = mid
+                    count = upper_bound(time_keys, lo0, hi0, (c << shift) + rel[k]) - lo0
                     if k == 0:
-                        now = lo - lo0
+                        now = count
                     else:
-                        out[j, cols[12 + k]] = np.float32(np.log1p(np.float64(now - (lo - lo0))))
+                        out[j, cols[12 + k]] = np.float32(np.log1p(np.float64(now - count)))
                 out[j, cols[12]] = pop_log[c]
                 if now > 0:
                     last = time_keys[max(lo0 + now - 1, 0)]
@@ -370,14 +365,14 @@ def column_scores_numpy(indptr: np.ndarray, indices: np.ndarray, data: np.ndarra
 def merge_columns(a, b) -> tuple[np.ndarray, np.ndarray]:
     """Two sparse weight matrices' columns as one: ``(indptr, packed)``, ``packed`` int32
     [nnz, 3] = row, bits of ``a``'s float32 weight, of ``b``'s (0.0 where it has no entry),
-    rows ascending within a column (the input columns sorted, so each model keeps its order)."""
+    rows ascending within a column (as in the sorted by-column copy ``column_scores`` reads,
+    so each model's entries keep its order)."""
     import scipy.sparse as sp
 
-    a, b = sp.csc_matrix(a), sp.csc_matrix(b)
     n_rows, n_cols = a.shape
     parts = []
     for k, m in enumerate((a, b)):
-        m = m.tocoo()
+        m = sp.coo_matrix(m)
         w = np.zeros((m.nnz, 2), dtype=np.float32)
         w[:, k] = m.data
         parts.append((m.col.astype(np.int64) * n_rows + m.row, w))
@@ -397,11 +392,3 @@ def rank_features_kernel():
     """The compiled kernel behind ``RankContext.features`` (None without numba)."""
     return _compiled("rank_features")
 
-
-def warm() -> None:
-    """Compile the kernels now (a model server calls this at load, not on a request)."""
-    one = np.zeros(1, dtype=np.int64)
-    count_before(np.zeros(1, np.int64), np.array([0, 1], np.int64), one, 32, one)
-    for index_type in (np.int32, np.int64):
-        column_scores(np.array([0, 1], index_type), np.zeros(1, index_type),
-                      np.ones(1, np.float32), one, one, 1)
