@@ -31,6 +31,7 @@ from serving.router.schema import (
     RoutingConfig,
     RoutingState,
 )
+from serving.router.seen import SeenUsers
 from serving.router.settings import RouterSettings
 from serving.router.stats import WindowedStats
 from serving.router.upstream import Prediction, UpstreamClient
@@ -72,7 +73,7 @@ class Router:
         self.feedback_log = feedback_log
         self.routing: RoutingState | None = None
         self._requests: OrderedDict[str, RequestState] = OrderedDict()
-        self._seen_users: set[int] = set()
+        self._seen_users = SeenUsers()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._ctr: dict[str, list[int]] = {}
         self._served_metrics: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -137,7 +138,7 @@ class Router:
                                     candidate_url=cand_url, applied_at=time.time())
         if persist:
             self._save_routing(config)
-        self._seen_users = set()
+        self._seen_users = SeenUsers()
         metrics.CANDIDATE_WEIGHT.clear()
         metrics.CANDIDATE_WEIGHT.labels(strategy=config.strategy).set(
             self._weight() if config.strategy in ("canary", "ab") else 0)
@@ -173,8 +174,7 @@ class Router:
             url, version = r.candidate_url, r.candidate.version  # type: ignore[union-attr]
         else:
             url, version = r.baseline_url, r.baseline.version
-        if req.user_id not in self._seen_users:
-            self._seen_users.add(req.user_id)
+        if self._seen_users.add(req.user_id):
             self.stats.user(variant)
             metrics.ASSIGNED_USERS.labels(variant=variant).inc()
         try:
