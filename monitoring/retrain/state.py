@@ -4,7 +4,9 @@
     state.json        dedup keys, last start per model, the run in flight (read-modify-write
                       under an exclusive lock, so the webhook service and an on-call
                       ``marquee retrain`` in another process take the same decisions)
-    decisions.jsonl   one line per decision, appended, never rewritten
+    decisions.jsonl   one line per decision, appended, never rewritten; past
+                      ``max_log_bytes`` it is rotated to ``decisions.jsonl.1`` … ``.N``
+                      (``keep_logs`` files), so the log's size stays bounded
     runs/<id>.json    one record per retraining run, updated as it progresses
 """
 
@@ -60,8 +62,11 @@ class TriggerState(BaseModel):
 class StateStore:
     """Files under ``root``; every write is atomic, every read-modify-write is locked."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, max_log_bytes: int = 5 * 2**20,
+                 keep_logs: int = 3) -> None:
         self.root = Path(root)
+        self.max_log_bytes = max_log_bytes
+        self.keep_logs = keep_logs
         self._thread_lock = threading.RLock()
 
     @property
@@ -112,16 +117,37 @@ class StateStore:
         if not decisions:
             return
         lines = "".join(d.model_dump_json() + "\n" for d in decisions)
-        with self._flock("decisions.lock"), open(self.decisions_path, "a") as fh:
-            fh.write(lines)
+        with self._flock("decisions.lock"):
+            path = self.decisions_path
+            if path.is_file() and path.stat().st_size + len(lines) > self.max_log_bytes:
+                self._rotate()
+            with open(path, "a") as fh:
+                fh.write(lines)
+
+    def _log_files(self) -> list[Path]:
+        """The decision log's files, oldest first."""
+        rotated = [self.decisions_path.with_name(f"{self.decisions_path.name}.{i}")
+                   for i in range(self.keep_logs, 0, -1)]
+        return [p for p in [*rotated, self.decisions_path] if p.is_file()]
+
+    def _rotate(self) -> None:
+        """decisions.jsonl → .1 → .2 …; the oldest beyond ``keep_logs`` is deleted."""
+        name = self.decisions_path.name
+        for i in range(self.keep_logs, 0, -1):
+            src = self.decisions_path.with_name(f"{name}.{i - 1}" if i > 1 else name)
+            if src.is_file():
+                os.replace(src, self.decisions_path.with_name(f"{name}.{i}"))
 
     def decisions(self, limit: int | None = None) -> list[Decision]:
-        if not self.decisions_path.is_file():
-            return []
-        lines = self.decisions_path.read_text().splitlines()
+        """Decisions, oldest first (the last ``limit``), across the rotated files."""
+        lines: list[str] = []
+        for path in reversed(self._log_files()):
+            lines = [line for line in path.read_text().splitlines() if line.strip()] + lines
+            if limit is not None and len(lines) >= limit:
+                break
         if limit is not None:
             lines = lines[-limit:]
-        return [Decision.model_validate_json(line) for line in lines if line.strip()]
+        return [Decision.model_validate_json(line) for line in lines]
 
     # runs -----------------------------------------------------------------------------
     def save_run(self, run: RunRecord) -> None:

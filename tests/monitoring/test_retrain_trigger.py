@@ -220,3 +220,23 @@ def test_every_decision_is_persisted_as_json_lines(tmp_path: Path, clock: Clock)
         "started", "duplicate", "resolved-ignored", "cooldown", "unauthorized"]
     assert len(lines) == 5
     trig.close()
+
+
+def test_decision_log_rotates_at_its_size_cap_and_reads_across_files(tmp_path: Path) -> None:
+    from monitoring.retrain.models import Decision
+
+    store = StateStore(tmp_path / "retrain", max_log_bytes=2_000, keep_logs=2)
+    written = [Decision(time=T0 + timedelta(seconds=i), decision=DecisionKind.DUPLICATE,
+                        source="webhook", fingerprint=f"fp{i}") for i in range(100)]
+    for d in written:
+        store.append_decisions([d])
+    files = sorted(p.name for p in (tmp_path / "retrain").glob("decisions.jsonl*"))
+    assert files == ["decisions.jsonl", "decisions.jsonl.1", "decisions.jsonl.2"]
+    assert all(p.stat().st_size <= 2_000 for p in (tmp_path / "retrain").glob("decisions.jsonl*"))
+    kept = store.decisions()
+    # the newest decisions survive, in order, with no line lost inside what is kept
+    assert [d.fingerprint for d in kept] == [d.fingerprint for d in written[-len(kept):]]
+    assert 20 < len(kept) < 100
+    # a limit reaches back into the rotated files
+    assert [d.fingerprint for d in store.decisions(limit=len(kept) - 1)] == [
+        d.fingerprint for d in written[-(len(kept) - 1):]]
