@@ -90,6 +90,7 @@ def all_features_values() -> dict[str, Any]:
     values["models"]["versions"] = [
         {"version": "1"},
         {"version": "2", "canaryTrafficPercent": 10, "minReplicas": 2, "maxReplicas": 4},
+        {"version": "3", "shadow": True},
     ]
     values["models"]["extraArgs"] = ["--log-level", "info"]
     values["image"]["pullSecrets"] = ["regcred"]

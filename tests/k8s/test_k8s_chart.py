@@ -51,13 +51,48 @@ def test_renders_with_every_optional_feature_on() -> None:
     ingress = names[("Ingress", "marquee-router")]
     assert ingress["spec"]["rules"][0]["host"] == "recs.example.com"
     isvcs = {o["metadata"]["name"]: o for o in objs if o["kind"] == "InferenceService"}
-    assert set(isvcs) == {"marquee-v1", "marquee-v2"}
+    assert set(isvcs) == {"marquee-v1", "marquee-v2", "marquee-v3"}
     assert isvcs["marquee-v2"]["spec"]["predictor"]["canaryTrafficPercent"] == 10
     assert "canaryTrafficPercent" not in isvcs["marquee-v1"]["spec"]["predictor"]
     settings_cm = names[("ConfigMap", "marquee-settings")]
     assert settings_cm["data"]["MARQUEE_PUSHGATEWAY_URL"] == \
         "http://pushgateway.monitoring.svc.cluster.local:9091"
     assert all(o["metadata"]["labels"]["team"] == "recsys" for o in objs)
+
+
+def test_shadow_version_yields_to_serving_versions() -> None:
+    """A shadow candidate runs at the chart's lower PriorityClass (never preempting) and
+    prefers nodes without the serving versions' pods; serving versions are untouched."""
+    values = c.chart_defaults()
+    values["models"]["versions"] = [{"version": "1"}, {"version": "2", "shadow": True}]
+    values["models"]["shadowPriorityClass"]["enabled"] = True
+    values["affinity"] = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 1, "preference": {"matchExpressions": [
+            {"key": "pool", "operator": "In", "values": ["ml"]}]}}]}}
+    objs = c.objects(values)
+    names = by_kind_name(objs)
+    pc = names[("PriorityClass", "marquee-shadow")]
+    assert pc["value"] < 0 and pc["preemptionPolicy"] == "Never" and not pc["globalDefault"]
+    serving = names[("InferenceService", "marquee-v1")]["spec"]["predictor"]
+    shadow = names[("InferenceService", "marquee-v2")]["spec"]["predictor"]
+    assert serving["labels"]["marquee.dev/tier"] == "serving"
+    assert shadow["labels"]["marquee.dev/tier"] == "shadow"
+    assert "priorityClassName" not in serving and "podAntiAffinity" not in serving["affinity"]
+    assert shadow["priorityClassName"] == "marquee-shadow"
+    (term,) = shadow["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == {
+        "app.kubernetes.io/instance": "marquee", "marquee.dev/tier": "serving"}
+    # the chart-wide affinity is kept beside the shadow's own term, on both
+    assert shadow["affinity"]["nodeAffinity"] == serving["affinity"]["nodeAffinity"]
+    # an explicit class wins; without a created or named class a shadow gets none
+    values["models"]["versions"][1]["priorityClassName"] = "batch-low"
+    values["models"]["shadowPriorityClass"]["enabled"] = False
+    names = by_kind_name(c.objects(values))
+    assert names[("InferenceService", "marquee-v2")]["spec"]["predictor"]["priorityClassName"] == "batch-low"
+    assert not any(kind == "PriorityClass" for kind, _ in names)
+    del values["models"]["versions"][1]["priorityClassName"]
+    shadow = by_kind_name(c.objects(values))[("InferenceService", "marquee-v2")]["spec"]["predictor"]
+    assert "priorityClassName" not in shadow
 
 
 def _flags(node: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -122,7 +157,7 @@ def test_standard_labels_on_every_object_and_pod() -> None:
                 "app.kubernetes.io/managed-by", "helm.sh/chart"}
     for o in c.all_feature_objects():
         assert required <= set(o["metadata"]["labels"]), (o["kind"], o["metadata"]["name"])
-        if o["kind"] != "CustomResourceDefinition":
+        if o["kind"] not in {"CustomResourceDefinition", "PriorityClass"}:  # cluster-scoped
             assert o["metadata"]["namespace"] == c.NAMESPACE
         if o["kind"] in {"Deployment", "CronJob"}:
             tpl = (o["spec"]["template"] if o["kind"] == "Deployment"

@@ -135,6 +135,17 @@ affinity:
 {{- end }}
 {{- end -}}
 
+{{/* PriorityClass of shadow versions: the value, else "<fullname>-shadow" when the chart
+     creates it, else empty (no class). */}}
+{{- define "marquee.shadowPriorityClassName" -}}
+{{- $pc := .Values.models.shadowPriorityClass -}}
+{{- if $pc.name -}}
+{{- $pc.name -}}
+{{- else if $pc.enabled -}}
+{{- include "marquee.componentName" (dict "ctx" . "component" "shadow") -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 Settings. The URI of the model registry: the value, else the in-chart MLflow Service.
 */}}
