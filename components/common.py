@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["settings_from", "link_tree", "write_json", "read_json", "deep_merge", "read_tables"]
+__all__ = ["settings_from", "link_tree", "write_json", "read_json", "read_tables"]
 
 
 def settings_from(store_uri: str = "", registry_uri: str = "", s3_endpoint_url: str = "",
@@ -45,17 +45,6 @@ def write_json(path: str | Path, data: Any) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Nested dict update: ``override`` wins, sub-dicts are merged key by key."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def read_tables(dataset_path: str | Path, *parts: str | Path):

@@ -14,7 +14,8 @@ def train(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
     import time
     from pathlib import Path
 
-    from components.common import deep_merge, read_json, read_tables
+    from components.common import read_json, read_tables
+    from marquee.mapping import deep_merge
     from recsys.config import RecommenderConfig
     from recsys.recommender import Recommender
 

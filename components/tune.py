@@ -12,7 +12,8 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
     parameters as JSON (train applies them last; register records them in the registry)."""
     import json
 
-    from components.common import deep_merge, read_tables, write_json
+    from components.common import read_tables, write_json
+    from marquee.mapping import deep_merge
     from recsys.config import RecommenderConfig
 
     result: dict = {"params": {}, "trials": 0, "best_value": None}

@@ -43,6 +43,7 @@ from typing import IO, Any, Literal
 
 import httpx
 
+from marquee.mapping import deep_merge
 from monitoring.loop.procs import stop_process
 from monitoring.retrain.models import Decision, DecisionKind, RunRecord
 
@@ -57,20 +58,10 @@ def rollout_name(version: str) -> str:
     return f"retrain-shadow-v{version}"
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def rollout_document(model: str, version: str, overrides: Mapping[str, Any] | None = None,
                      name: str | None = None) -> dict[str, Any]:
     """The ModelRollout of a shadow rollout of ``version`` against ``production``."""
-    spec = _merge({"modelName": model, "baseline": {"alias": "production"},
+    spec = deep_merge({"modelName": model, "baseline": {"alias": "production"},
                    "candidate": {"version": str(version)}, "strategy": "shadow"},
                   overrides or {})
     # what is rolled out is not negotiable: the retrained version, from production, shadow first
