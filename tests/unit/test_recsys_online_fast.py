@@ -6,23 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from recsys.data.synth import generate
 from recsys.recommender import DEMO_COLUMNS, Recommender
 
-TINY = {"retrieval": {"dim": 16, "epochs": 2, "batch_size": 256, "history_len": 20},
-        "ranker": {"n_candidates": 40, "n_estimators": 30, "early_stopping_rounds": 0,
-                   "num_leaves": 7, "folds": 1}}
+@pytest.fixture(scope="module")
+def data(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="module")
-def data():
-    return generate(250, 150, 9_000, seed=5)
-
-
-@pytest.fixture(scope="module")
-def rec(data) -> Recommender:
-    torch.set_num_threads(1)
-    return Recommender(TINY).fit(data.interactions, data.users, data.items, progress=False)
+def rec(tiny_rec) -> Recommender:
+    return tiny_rec
 
 
 def _torch_user_vector(rec: Recommender, state) -> np.ndarray:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from recsys.config import RankerConfig, RecommenderConfig
 from recsys.data.synth import generate
@@ -15,20 +14,14 @@ from recsys.models.rank_features import FEATURES
 from recsys.models.ranker import Ranker, RankExamples, holdout
 from recsys.recommender import Recommender
 
-TINY = {"retrieval": {"dim": 16, "epochs": 2, "batch_size": 256, "history_len": 20},
-        "ranker": {"n_candidates": 40, "n_estimators": 30, "early_stopping_rounds": 0,
-                   "num_leaves": 7, "folds": 2}}
+@pytest.fixture(scope="module")
+def data(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="module")
-def data():
-    return generate(250, 150, 9_000, seed=5)
-
-
-@pytest.fixture(scope="module")
-def rec(data) -> Recommender:
-    torch.set_num_threads(1)
-    return Recommender(TINY).fit(data.interactions, data.users, data.items, progress=False)
+def rec(tiny_rec) -> Recommender:
+    return tiny_rec
 
 
 def _events(n_per_user: dict[int, int]) -> pd.DataFrame:
@@ -125,8 +118,8 @@ def test_full_model_reranks_retrieval(rec: Recommender, data) -> None:
     assert not full["item_id"].equals(retrieval["item_id"])  # the ranker changes the order
 
 
-def test_ranker_can_be_switched_off() -> None:
-    cfg = RecommenderConfig.model_validate({**TINY, "ranker": {"enabled": False}})
+def test_ranker_can_be_switched_off(rec: Recommender) -> None:
+    cfg = RecommenderConfig.model_validate({**rec.config.model_dump(), "ranker": {"enabled": False}})
     data = generate(60, 40, 1_500, seed=2)
     rec = Recommender(cfg).fit(data.interactions, data.users, data.items, progress=False)
     assert rec.ranker is None
