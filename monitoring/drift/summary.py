@@ -31,18 +31,9 @@ class FeatureResult(BaseModel):
     histogram: Histogram | None = None
 
 
-class PredictionResult(BaseModel):
-    name: str  # score | item_popularity | genre_mix
-    method: str
-    threshold: float
-    score: float | None = None
-    drifted: bool = False
-    rows_reference: int = 0
-    rows_current: int = 0
-    skipped: str | None = None
-
-
 class EmbeddingResult(BaseModel):
+    """One drift score of the window against the reference (``skipped`` says why none)."""
+
     method: str
     threshold: float
     score: float | None = None
@@ -50,6 +41,10 @@ class EmbeddingResult(BaseModel):
     rows_reference: int = 0
     rows_current: int = 0
     skipped: str | None = None
+
+
+class PredictionResult(EmbeddingResult):
+    name: str  # score | item_popularity | genre_mix
 
 
 class WindowInfo(BaseModel):

@@ -173,17 +173,13 @@ def _digest(tables: list[tuple[TableSpec, pd.DataFrame]]) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """The three contract tables. Immutable by convention: build a new one to change data.
-
-    Compare datasets with :meth:`fingerprint`, not ``==``."""
+class _Tables:
+    """What both datasets share: the three tables by name, their fingerprint and sizes."""
 
     interactions: pd.DataFrame
     users: pd.DataFrame
     items: pd.DataFrame
-
-    SPECS = (INTERACTIONS, USERS, ITEMS)
+    SPECS: tuple[TableSpec, ...]
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"interactions": self.interactions, "users": self.users, "items": self.items}
@@ -195,13 +191,26 @@ class Dataset:
     def counts(self) -> dict[str, int]:
         return {name: len(frame) for name, frame in self.tables().items()}
 
+
+@dataclass(frozen=True, eq=False)
+class Dataset(_Tables):
+    """The three contract tables. Immutable by convention: build a new one to change data.
+
+    Compare datasets with :meth:`fingerprint`, not ``==``."""
+
+    interactions: pd.DataFrame
+    users: pd.DataFrame
+    items: pd.DataFrame
+
+    SPECS = (INTERACTIONS, USERS, ITEMS)
+
     def conformed(self) -> Dataset:
         """A copy whose tables have exactly the contract columns and dtypes."""
         return Dataset(**{s.name: conform(self.tables()[s.name], s) for s in self.SPECS})
 
 
 @dataclass(frozen=True, eq=False)
-class RawDataset:
+class RawDataset(_Tables):
     """Pre-ingest data: users still carry raw ``age`` and ``zip_code``; no ``event`` column."""
 
     interactions: pd.DataFrame
@@ -209,15 +218,6 @@ class RawDataset:
     items: pd.DataFrame
 
     SPECS = (RAW_INTERACTIONS, RAW_USERS, ITEMS)
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        return {"interactions": self.interactions, "users": self.users, "items": self.items}
-
-    def fingerprint(self) -> str:
-        return _digest([(spec, self.tables()[spec.name]) for spec in self.SPECS])
-
-    def counts(self) -> dict[str, int]:
-        return {name: len(frame) for name, frame in self.tables().items()}
 
     def canonical(self) -> RawDataset:
         """Contract dtypes and canonical row order (by user/time/item, users and items by id)."""
