@@ -24,7 +24,13 @@ from pydantic import BaseModel, Field
 from serving.router.schema import VariantWindow, WindowStats
 from serving.rollout.spec import MetricCheck, RolloutSpec
 from serving.rollout.status import Outcome, Phase, RolloutStatus
-from serving.stats import msprt_two_proportions, sequential_sign_test, sign_test, srm_check
+from serving.stats import (
+    clustered_rate_variance,
+    msprt_two_proportions,
+    sequential_sign_test,
+    sign_test,
+    srm_check,
+)
 
 __all__ = ["Analysis", "Command", "evaluate", "active_strategy", "SRM_MIN_EXPECTED"]
 
@@ -70,12 +76,24 @@ def _bound_check(check: MetricCheck, value: float) -> str | None:
     return None
 
 
+def _user_variance(v: VariantWindow) -> float | None:
+    """Variance of a variant's click-through with users as the unit, when the router reported
+    its per-user sums (None: fall back to lists as independent trials)."""
+    if v.exposures <= 0 or v.exposures_sq <= 0:
+        return None
+    return clustered_rate_variance(v.clicked_exposures, v.exposures, v.exposures_sq,
+                                   v.clicked_sq, v.exposures_clicked, max(v.users, 1))
+
+
 def _ctr_ratio(cand: VariantWindow, base: VariantWindow) -> tuple[float, float, float]:
-    """Candidate/baseline click-through ratio with a 95% interval (delta method on the log)."""
+    """Candidate/baseline click-through ratio with a 95% interval (delta method on the log,
+    users as the unit when the per-user sums are known)."""
     pc = (cand.clicked_exposures + 0.5) / (cand.exposures + 1.0)
     pb = (base.clicked_exposures + 0.5) / (base.exposures + 1.0)
     ratio = pc / pb
-    se = math.sqrt((1 - pc) / (cand.exposures * pc) + (1 - pb) / (base.exposures * pb))
+    var_c = _user_variance(cand) or pc * (1 - pc) / cand.exposures
+    var_b = _user_variance(base) or pb * (1 - pb) / base.exposures
+    se = math.sqrt(var_c / (pc * pc) + var_b / (pb * pb))
     return ratio, ratio * math.exp(-1.96 * se), ratio * math.exp(1.96 * se)
 
 
@@ -212,9 +230,14 @@ def _ab(spec: RolloutSpec, status: RolloutStatus, window: WindowStats, now: date
     if min(base.exposures, cand.exposures) < need:
         return Analysis(time=now, outcome=Outcome.INCONCLUSIVE, statistics=stats,
                         reason=f"exposures {base.exposures}/{cand.exposures}, need {need} each")
+    # Users, not lists, are the unit: a user who comes back sees several lists and clicks
+    # alike on all of them, so the variance is the per-user (clustered) one.
+    var_b, var_c = _user_variance(base), _user_variance(cand)
     test = msprt_two_proportions(base.clicked_exposures, base.exposures,
-                                 cand.clicked_exposures, cand.exposures, alpha=spec.ab.alpha)
+                                 cand.clicked_exposures, cand.exposures, alpha=spec.ab.alpha,
+                                 variance_a=var_b, variance_b=var_c)
     stats["msprt"] = test.as_dict()
+    stats["msprt"]["unit"] = "user"
     summary = (f"CTR {_fmt(test.rate_b)} vs {_fmt(test.rate_a)}, difference "
                f"{test.difference:+.4f} in [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
                f"always-valid p {test.p_value:.3g}")

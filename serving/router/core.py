@@ -31,7 +31,7 @@ from serving.router.schema import (
     RoutingConfig,
     RoutingState,
 )
-from serving.router.seen import SeenUsers
+from serving.router.seen import SeenUsers, UserTallies
 from serving.router.settings import RouterSettings
 from serving.router.stats import WindowedStats
 from serving.router.upstream import Prediction, UpstreamClient
@@ -74,6 +74,8 @@ class Router:
         self.routing: RoutingState | None = None
         self._requests: OrderedDict[str, RequestState] = OrderedDict()
         self._seen_users = SeenUsers()
+        self._tallies: dict[str, UserTallies] = {}
+        self._sum_metrics: dict[str, tuple[Any, ...]] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._ctr: dict[str, list[int]] = {}
         self._served_metrics: dict[tuple[str, str], tuple[Any, ...]] = {}
@@ -139,6 +141,7 @@ class Router:
         if persist:
             self._save_routing(config)
         self._seen_users = SeenUsers()
+        self._tallies = {}
         metrics.CANDIDATE_WEIGHT.clear()
         metrics.CANDIDATE_WEIGHT.labels(strategy=config.strategy).set(
             self._weight() if config.strategy in ("canary", "ab") else 0)
@@ -147,6 +150,24 @@ class Router:
                  config.candidate.version if config.candidate else None,
                  config.candidate_weight, config.salt)
         return self.routing
+
+    def _tally(self, variant: str, user_id: int, clicked: bool) -> tuple[int, int, int] | None:
+        """Per-user sums of an A/B variant (baseline / candidate lists only), also exported."""
+        if variant not in ("baseline", "candidate"):
+            return None
+        tallies = self._tallies.get(variant)
+        if tallies is None:
+            tallies = self._tallies[variant] = UserTallies()
+        delta = tallies.click(user_id) if clicked else tallies.exposure(user_id)
+        counters = self._sum_metrics.get(variant)
+        if counters is None:
+            counters = self._sum_metrics[variant] = tuple(
+                metrics.AB_USER_SUMS.labels(variant, term)
+                for term in ("lists_sq", "clicked_sq", "lists_clicked"))
+        for counter, value in zip(counters, delta):
+            if value:
+                counter.inc(value)
+        return delta
 
     def _weight(self) -> float:
         assert self.routing is not None
@@ -213,7 +234,7 @@ class Router:
                 teams: list[str] | None = None) -> None:
         now = time.time()
         self.stats.request(variant, elapsed_ms, error=False)
-        self.stats.exposure(variant)
+        self.stats.exposure(variant, self._tally(variant, req.user_id, clicked=False))
         m = self._served_metrics.get((variant, version))
         if m is None:
             m = self._served_metrics[(variant, version)] = (
@@ -376,7 +397,7 @@ class Router:
         first = not state.clicked
         state.clicked.add(fb.item_id)
         if first:
-            self.stats.clicked_exposure(variant)
+            self.stats.clicked_exposure(variant, self._tally(variant, state.user_id, clicked=True))
             metrics.CLICKED_EXPOSURES.labels(variant).inc()
             ctr = self._ctr.setdefault(variant, [0, 0])
             ctr[1] += 1

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "REQUESTS", "ERRORS", "LATENCY", "UPSTREAM_LATENCY", "EXPOSURES", "CLICKED_EXPOSURES",
-    "CLICK_THROUGH", "IMPRESSIONS", "CLICKS", "WATCHES", "ASSIGNED_USERS", "SHADOW_REQUESTS",
+    "CLICK_THROUGH", "IMPRESSIONS", "CLICKS", "WATCHES", "ASSIGNED_USERS", "AB_USER_SUMS", "SHADOW_REQUESTS",
     "SHADOW_DROPPED", "SHADOW_LATENCY", "SHADOW_TOPK", "SHADOW_RBO", "SHADOW_TAU",
     "SHADOW_COVERAGE", "SHADOW_GINI", "INTERLEAVE_WINS", "INTERLEAVE_REVERSALS",
     "CANDIDATE_WEIGHT", "LOG_DROPPED",
@@ -48,6 +48,9 @@ WATCHES = Counter("marquee_router_feedback_watches_total", "Watch feedback event
 ASSIGNED_USERS = Counter("marquee_router_assigned_users_total",
                          "Users assigned to a variant for the first time in an experiment "
                          "(for the sample-ratio check).", ["variant"])
+AB_USER_SUMS = Counter("marquee_router_ab_user_sums_total",
+                       "Sums over users of lists², clicked lists² and lists × clicked lists "
+                       "(the A/B test's per-user variance).", ["variant", "term"])
 SHADOW_REQUESTS = Counter("marquee_router_shadow_requests_total",
                           "Mirrored candidate calls by outcome (code: 200, 5xx, timeout, connect).",
                           ["code"])

@@ -102,6 +102,11 @@ class VariantWindow(BaseModel):
     clicks: int = 0
     watches: int = 0
     users: int = 0               # users assigned for the first time in the epoch (SRM)
+    # Sums over users of n_u², c_u², n_u·c_u (n_u lists shown to user u in the epoch, c_u of
+    # them clicked): the A/B test's variance with users, not lists, as the unit.
+    exposures_sq: float = 0.0
+    clicked_sq: float = 0.0
+    exposures_clicked: float = 0.0
 
     @property
     def error_rate(self) -> float | None:

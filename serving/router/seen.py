@@ -13,10 +13,17 @@ measurable at the few thousand users of a test.
 
 from __future__ import annotations
 
-__all__ = ["SeenUsers"]
+__all__ = ["SeenUsers", "UserTallies", "slot"]
 
 _MIX = 0x9E3779B97F4A7C15  # 2^64 / golden ratio (Fibonacci hashing)
 _MASK = (1 << 64) - 1
+
+
+def slot(user_id: int, bits: int) -> int:
+    """The user's slot among 2^bits (Fibonacci hashing of the mixed id)."""
+    x = user_id & _MASK
+    x = ((x ^ (x >> 31)) * _MIX) & _MASK
+    return x >> (64 - bits)
 
 
 class SeenUsers:
@@ -27,15 +34,10 @@ class SeenUsers:
         self._table = bytearray(1 << (bits - 3))
         self.counted = 0
 
-    def _slot(self, user_id: int) -> int:
-        x = user_id & _MASK
-        x = ((x ^ (x >> 31)) * _MIX) & _MASK
-        return x >> (64 - self.bits)
-
     def add(self, user_id: int) -> bool:
         """Mark ``user_id`` seen; True when it was not seen before (and is now counted)."""
-        slot = self._slot(user_id)
-        byte, bit = slot >> 3, 1 << (slot & 7)
+        i = slot(user_id, self.bits)
+        byte, bit = i >> 3, 1 << (i & 7)
         if self._table[byte] & bit:
             return False
         self._table[byte] |= bit
@@ -45,3 +47,39 @@ class SeenUsers:
     @property
     def nbytes(self) -> int:
         return len(self._table)
+
+
+class UserTallies:
+    """Per-user lists served and lists clicked in one variant, in a fixed table.
+
+    The A/B test's unit is the user (assignment is sticky), so its variance needs sums over
+    users of n_u², c_u² and n_u·c_u (n_u lists shown to user u, c_u of them clicked; see
+    :func:`serving.stats.clustered_rate_variance`). Each event returns the increments of those
+    three sums, which the windowed stats add up. Users sharing a slot are tallied as one
+    (a coarser cluster of the same variant), which keeps the variance estimate valid.
+    """
+
+    def __init__(self, bits: int = 19) -> None:
+        import numpy as np
+
+        self.bits = bits
+        self.shown = np.zeros(1 << bits, dtype=np.int32)
+        self.clicked = np.zeros(1 << bits, dtype=np.int32)
+
+    def exposure(self, user_id: int) -> tuple[int, int, int]:
+        """A list was shown: increments of (Σn², Σc², Σn·c)."""
+        i = slot(user_id, self.bits)
+        n, c = int(self.shown[i]), int(self.clicked[i])
+        self.shown[i] = n + 1
+        return 2 * n + 1, 0, c
+
+    def click(self, user_id: int) -> tuple[int, int, int]:
+        """A shown list got its first click: increments of (Σn², Σc², Σn·c)."""
+        i = slot(user_id, self.bits)
+        n, c = int(self.shown[i]), int(self.clicked[i])
+        self.clicked[i] = c + 1
+        return 0, 2 * c + 1, n
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.shown.nbytes + self.clicked.nbytes)

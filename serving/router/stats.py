@@ -78,6 +78,14 @@ class _Variant:
     clicks: int = 0
     watches: int = 0
     users: int = 0
+    exposures_sq: int = 0
+    clicked_sq: int = 0
+    exposures_clicked: int = 0
+
+    def tally(self, delta: tuple[int, int, int]) -> None:
+        self.exposures_sq += delta[0]
+        self.clicked_sq += delta[1]
+        self.exposures_clicked += delta[2]
 
 
 @dataclass
@@ -146,11 +154,19 @@ class WindowedStats:
         if not error:
             v.latency.add(latency_ms)
 
-    def exposure(self, variant: str) -> None:
-        self._bucket().v(variant).exposures += 1
+    def exposure(self, variant: str, tally: tuple[int, int, int] | None = None) -> None:
+        """A list served; ``tally``: the increments of the per-user sums
+        (:meth:`serving.router.seen.UserTallies.exposure`)."""
+        v = self._bucket().v(variant)
+        v.exposures += 1
+        if tally is not None:
+            v.tally(tally)
 
-    def clicked_exposure(self, variant: str) -> None:
-        self._bucket().v(variant).clicked_exposures += 1
+    def clicked_exposure(self, variant: str, tally: tuple[int, int, int] | None = None) -> None:
+        v = self._bucket().v(variant)
+        v.clicked_exposures += 1
+        if tally is not None:
+            v.tally(tally)
 
     def feedback(self, variant: str, event: str) -> None:
         v = self._bucket().v(variant)
@@ -227,6 +243,7 @@ class WindowedStats:
                 acc.clicks += v.clicks
                 acc.watches += v.watches
                 acc.users += v.users
+                acc.tally((v.exposures_sq, v.clicked_sq, v.exposures_clicked))
             s = b.shadow
             sh.mirrored += s.mirrored
             sh.errors += s.errors
@@ -249,7 +266,9 @@ class WindowedStats:
             requests=v.requests, errors=v.errors, latency_p50_ms=v.latency.quantile(0.5),
             latency_p99_ms=v.latency.quantile(0.99), exposures=v.exposures,
             clicked_exposures=v.clicked_exposures, impressions=v.impressions, clicks=v.clicks,
-            watches=v.watches, users=v.users) for name, v in variants.items()}
+            watches=v.watches, users=v.users, exposures_sq=v.exposures_sq,
+            clicked_sq=v.clicked_sq, exposures_clicked=v.exposures_clicked)
+            for name, v in variants.items()}
         lists_b, lists_c = self._shadow_lists["baseline"], self._shadow_lists["candidate"]
         shadow = ShadowWindow(
             mirrored=sh.mirrored, errors=sh.errors, dropped=sh.dropped,

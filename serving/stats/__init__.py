@@ -23,11 +23,11 @@ from serving.stats.ranking import (
     rank_biased_overlap,
     topk_overlap,
 )
-from serving.stats.sequential import MSPRTResult, msprt_two_proportions
+from serving.stats.sequential import MSPRTResult, clustered_rate_variance, msprt_two_proportions
 from serving.stats.srm import SRMResult, srm_check
 
 __all__ = [
     "InterleavedList", "SignTestResult", "credit", "sequential_sign_test", "sign_test",
     "team_draft", "coverage", "exposure_gini", "kendall_tau_shared", "rank_biased_overlap",
-    "topk_overlap", "MSPRTResult", "msprt_two_proportions", "SRMResult", "srm_check",
+    "topk_overlap", "MSPRTResult", "msprt_two_proportions", "clustered_rate_variance", "SRMResult", "srm_check",
 ]

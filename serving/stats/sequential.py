@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-__all__ = ["MSPRTResult", "msprt_two_proportions", "DEFAULT_MIXTURE_SD"]
+__all__ = ["MSPRTResult", "msprt_two_proportions", "clustered_rate_variance", "DEFAULT_MIXTURE_SD"]
 
 #: Default prior standard deviation τ of the effect (absolute CTR difference). mSPRT keeps its
 #: type-I guarantee for any τ; τ near the effects one cares about gives the most power.
@@ -56,11 +56,38 @@ def _rate_variance(successes: int, n: int) -> float:
     return p * (1.0 - p) / n
 
 
+def clustered_rate_variance(successes: int, n: int, sum_n2: float, sum_s2: float,
+                            sum_ns: float, clusters: int) -> float:
+    """Variance of the rate successes/n when the n trials come in independent clusters.
+
+    A user who comes back sees several lists, and their clicks are correlated (some users
+    click far more than others), so counting lists as independent trials understates the
+    variance. With n_u lists and s_u clicked ones per user u, R = Σs/Σn, the delta method
+    (a ratio metric, users as the unit) gives
+
+        Var(R) ≈ K/(K−1) · Σ_u (s_u − R n_u)² / (Σn)²
+               = K/(K−1) · (Σs² − 2R Σns + R² Σn²) / n²
+
+    for K users. With one list per user it is the binomial R(1−R)/n (times K/(K−1)); the
+    result is never below the binomial variance of :func:`msprt_two_proportions`.
+    """
+    binomial = _rate_variance(successes, n)
+    if n <= 0 or clusters < 2:
+        return binomial
+    r = successes / n
+    spread = max(0.0, sum_s2 - 2 * r * sum_ns + r * r * sum_n2)
+    return max(binomial, clusters / (clusters - 1) * spread / (n * n))
+
+
 def msprt_two_proportions(
     successes_a: int, n_a: int, successes_b: int, n_b: int, *, alpha: float = 0.05,
-    mixture_sd: float = DEFAULT_MIXTURE_SD,
+    mixture_sd: float = DEFAULT_MIXTURE_SD, variance_a: float | None = None,
+    variance_b: float | None = None,
 ) -> MSPRTResult:
-    """Two-sided mSPRT of H₀: rate_a = rate_b on Bernoulli counts seen so far."""
+    """Two-sided mSPRT of H₀: rate_a = rate_b on Bernoulli counts seen so far.
+
+    ``variance_a`` / ``variance_b`` replace the binomial variance of a rate, for trials that
+    are not independent (users who come back: :func:`clustered_rate_variance`)."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if mixture_sd <= 0:
@@ -75,7 +102,8 @@ def msprt_two_proportions(
                            False, alpha)
     rate_a, rate_b = successes_a / n_a, successes_b / n_b
     diff = rate_b - rate_a
-    var = _rate_variance(successes_a, n_a) + _rate_variance(successes_b, n_b)
+    var = ((variance_a if variance_a is not None else _rate_variance(successes_a, n_a))
+           + (variance_b if variance_b is not None else _rate_variance(successes_b, n_b)))
     tau2 = mixture_sd**2
     log_lr = 0.5 * math.log(var / (var + tau2)) + tau2 * diff**2 / (2 * var * (var + tau2))
     threshold = math.log(1.0 / alpha)

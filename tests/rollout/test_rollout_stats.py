@@ -241,3 +241,70 @@ def test_sign_tests_known_values_and_validity() -> None:
     assert lam.mean() <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 500)
     spot = sequential_sign_test(int(wins[0, 999]), 1000 - int(wins[0, 999]))
     assert spot.p_value == pytest.approx(min(1.0, math.exp(-log_lr[0, 999])), rel=1e-9)
+
+
+# --- users who come back: the A/B variance with users as the unit -----------------------------
+
+def test_clustered_variance_is_binomial_with_one_list_per_user_and_the_delta_method_otherwise():
+    from serving.stats import clustered_rate_variance
+
+    # 100 users, one list each, 30 clicked: R(1−R)/n up to K/(K−1) and the smoothing
+    v1 = clustered_rate_variance(30, 100, sum_n2=100, sum_s2=30, sum_ns=30, clusters=100)
+    assert v1 == pytest.approx(0.3 * 0.7 / 100 * 100 / 99, rel=0.02)
+    # per-user (n_u, s_u): the delta-method formula written out
+    users = [(5, 5), (5, 0), (1, 1), (3, 1), (6, 2)]
+    n = sum(u[0] for u in users)
+    s = sum(u[1] for u in users)
+    r = s / n
+    expected = len(users) / (len(users) - 1) * sum((su - r * nu) ** 2 for nu, su in users) / n**2
+    got = clustered_rate_variance(s, n, sum(nu * nu for nu, _ in users),
+                                  sum(su * su for _, su in users),
+                                  sum(nu * su for nu, su in users), len(users))
+    assert got == pytest.approx(expected)
+    # heavy clickers and non-clickers: far above the binomial variance of 20 lists
+    assert got > 3 * (r * (1 - r) / n)
+
+
+def _aa_false_decisions(per_user: bool, streams: int = 200, users: int = 1000,
+                        visits: int = 20, looks: int = 40) -> float:
+    """A/A with sticky assignment and users who come back with their own click propensity:
+    the share of streams in which the controller's A/B test ever declares a winner."""
+    from serving.stats import clustered_rate_variance
+
+    rng = np.random.default_rng(7)
+    hits = 0
+    for _ in range(streams):
+        p = rng.beta(0.5, 1.0, users)               # heterogeneous users, mean CTR 1/3
+        arm = rng.integers(0, 2, users)
+        order = np.repeat(np.arange(users), visits)
+        rng.shuffle(order)
+        clicked = rng.random(order.size) < p[order]
+        for end in np.linspace(order.size / looks, order.size, looks).astype(int):
+            o, c = order[:end], clicked[:end]
+            n_u = np.bincount(o, minlength=users)
+            s_u = np.bincount(o, weights=c, minlength=users)
+            side = []
+            for a in (0, 1):
+                m = (arm == a) & (n_u > 0)
+                n, s = int(n_u[m].sum()), int(s_u[m].sum())
+                var = (clustered_rate_variance(s, n, float((n_u[m] ** 2).sum()),
+                                               float((s_u[m] ** 2).sum()),
+                                               float((n_u[m] * s_u[m]).sum()), int(m.sum()))
+                       if per_user else None)
+                side.append((s, n, var))
+            (sa, na, va), (sb, nb, vb) = side
+            if min(na, nb) < 200:
+                continue
+            if msprt_two_proportions(sa, na, sb, nb, variance_a=va, variance_b=vb).reject:
+                hits += 1
+                break
+    return hits / streams
+
+
+def test_ab_test_stays_valid_when_users_come_back():
+    """Counting lists as independent trials, an A/A experiment whose users see 20 lists each
+    'finds' a winner far more often than alpha = 0.05; with users as the unit it does not."""
+    per_list = _aa_false_decisions(per_user=False)
+    per_user = _aa_false_decisions(per_user=True)
+    assert per_list > 0.15, per_list
+    assert per_user <= 0.06, per_user

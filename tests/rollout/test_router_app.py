@@ -263,6 +263,23 @@ def test_feedback_counts_clicked_exposures_once_and_rejects_unknown_requests() -
                 v["watches"]) == (1, 1, 2, 1, 1)
 
 
+def test_stats_carry_the_per_user_sums_of_the_ab_variance() -> None:
+    """User 4 sees three lists and clicks two, user 5 sees one and clicks it: Σn² = 9 + 1,
+    Σc² = 4 + 1, Σn·c = 3·2 + 1·1, whatever order the clicks come in."""
+    with client_for(FakeServers()) as c:
+        lists = {u: [c.post("/recommend", json={"user_id": u, "k": 3}).json()
+                     for _ in range(n)] for u, n in ((4, 3), (5, 1))}
+        for body in (lists[4][0], lists[4][2], lists[5][0]):
+            r = c.post("/feedback", json={"request_id": body["request_id"],
+                                          "item_id": body["items"][0], "event": "click"})
+            assert r.status_code == 202
+        v = c.get("/admin/stats", params={"since": 0}).json()["variants"]["baseline"]
+        assert (v["exposures"], v["clicked_exposures"], v["users"]) == (4, 3, 2)
+        assert (v["exposures_sq"], v["clicked_sq"], v["exposures_clicked"]) == (10, 5, 7)
+        metrics = c.get("/metrics").text
+        assert 'marquee_router_ab_user_sums_total{term="lists_sq",variant="baseline"}' in metrics
+
+
 def test_admin_routing_validates_versions_and_stats_windows() -> None:
     with client_for(FakeServers()) as c:
         assert c.get("/readyz").status_code == 200
