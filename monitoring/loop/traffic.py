@@ -27,6 +27,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from serving.replay.engine import open_loop
+
 __all__ = ["Event", "Population", "TrafficReport", "replay_events", "run_replay_events",
            "Replayer"]
 
@@ -163,24 +165,8 @@ async def replay_events(router_url: str, events: Sequence[Event], *, rate: float
                     except httpx.HTTPError:
                         pass
 
-        tasks: set[asyncio.Task[None]] = set()
-        i = 0
-        while True:
-            t = i / rate
-            if (requests is not None and i >= requests) or (duration is not None
-                                                              and t >= duration):
-                break
-            if stop is not None and stop.is_set():
-                break
-            delay = start + t - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(one(events[i % len(events)]))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            i += 1
-        if tasks:
-            await asyncio.wait(list(tasks))
+        await open_loop(lambda i, _t: one(events[i % len(events)]), rate=rate, start=start,
+                        requests=requests, duration=duration, stop=stop)
     report.seconds = seconds_before + time.perf_counter() - start
     return report
 

@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,31 @@ class ReplayReport:
                 "variants": self.by_variant()}
 
 
+async def open_loop(launch: Callable[[int, float], Awaitable[None]], *, rate: float,
+                    start: float, requests: int | None = None, duration: float | None = None,
+                    stop: Any = None) -> None:
+    """Start ``launch(i, t)`` at t = i / rate seconds after ``start`` (a perf_counter time),
+    whether or not earlier ones have finished (open loop), until ``requests`` or ``duration``
+    or ``stop.is_set()``; then wait for all of them."""
+    tasks: set[asyncio.Task[None]] = set()
+    i = 0
+    while True:
+        t = i / rate
+        if (requests is not None and i >= requests) or (duration is not None and t >= duration):
+            break
+        if stop is not None and stop.is_set():
+            break
+        delay = start + t - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(launch(i, t))  # type: ignore[arg-type]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        i += 1
+    if tasks:
+        await asyncio.wait(list(tasks))
+
+
 async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
                  requests: int | None = None, duration: float | None = None, k: int = 10,
                  position_bias: float = 0.0, relevant_click: float = 1.0,
@@ -102,7 +127,6 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
     sem = asyncio.Semaphore(concurrency)
     outcomes: list[Outcome] = []
-    tasks: set[asyncio.Task[None]] = set()
     start = time.perf_counter()
 
     async def one(user: ReplayUser, t: float) -> None:
@@ -137,24 +161,8 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
                     pass
 
     try:
-        i = 0
-        while True:
-            if requests is not None and i >= requests:
-                break
-            t = i / rate
-            if duration is not None and t >= duration:
-                break
-            if stop is not None and stop.is_set():
-                break
-            delay = start + t - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(one(users[i % len(users)], t))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-            i += 1
-        if tasks:
-            await asyncio.wait(list(tasks))
+        await open_loop(lambda i, t: one(users[i % len(users)], t), rate=rate, start=start,
+                        requests=requests, duration=duration, stop=stop)
     finally:
         if own:
             await client.aclose()
