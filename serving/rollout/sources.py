@@ -140,8 +140,8 @@ class PrometheusSource:
         clicks = inc("marquee_router_feedback_clicks_total")
         watches = inc("marquee_router_feedback_watches_total")
         users = inc("marquee_router_assigned_users_total")
-        sums = {term: inc("marquee_router_ab_user_sums_total", extra=f'term="{term}"')
-                for term in ("lists_sq", "clicked_sq", "lists_clicked")}
+        sums = {term: inc(f"marquee_router_ab_user_{term}_total")
+                for term in ("lists_squared", "clicked_squared", "lists_clicked")}
         names = set(requests) | set(errors) | set(upstream_ok) | set(exposures)
         variants: dict[str, VariantWindow] = {}
         for v in names:
@@ -152,8 +152,8 @@ class PrometheusSource:
                 exposures=round(exposures.get(v, 0.0)), clicked_exposures=round(clicked.get(v, 0.0)),
                 impressions=round(impressions.get(v, 0.0)), clicks=round(clicks.get(v, 0.0)),
                 watches=round(watches.get(v, 0.0)), users=round(users.get(v, 0.0)),
-                exposures_sq=sums["lists_sq"].get(v, 0.0),
-                clicked_sq=sums["clicked_sq"].get(v, 0.0),
+                exposures_sq=sums["lists_squared"].get(v, 0.0),
+                clicked_sq=sums["clicked_squared"].get(v, 0.0),
                 exposures_clicked=sums["lists_clicked"].get(v, 0.0))
 
         shadow_codes = inc("marquee_router_shadow_requests_total", by="code")

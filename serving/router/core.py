@@ -162,8 +162,7 @@ class Router:
         counters = self._sum_metrics.get(variant)
         if counters is None:
             counters = self._sum_metrics[variant] = tuple(
-                metrics.AB_USER_SUMS.labels(variant, term)
-                for term in ("lists_sq", "clicked_sq", "lists_clicked"))
+                counter.labels(variant) for counter in metrics.AB_USER_SUMS)
         for counter, value in zip(counters, delta):
             if value:
                 counter.inc(value)

@@ -48,9 +48,16 @@ WATCHES = Counter("marquee_router_feedback_watches_total", "Watch feedback event
 ASSIGNED_USERS = Counter("marquee_router_assigned_users_total",
                          "Users assigned to a variant for the first time in an experiment "
                          "(for the sample-ratio check).", ["variant"])
-AB_USER_SUMS = Counter("marquee_router_ab_user_sums_total",
-                       "Sums over users of lists², clicked lists² and lists × clicked lists "
-                       "(the A/B test's per-user variance).", ["variant", "term"])
+# Sums over users u of n_u², c_u² and n_u·c_u (n_u lists shown to u, c_u of them clicked, in the
+# current experiment): the A/B test's variance with users as the unit.
+AB_USER_SUMS = (
+    Counter("marquee_router_ab_user_lists_squared_total",
+            "Sum over users of (lists shown to the user)², for the A/B variance.", ["variant"]),
+    Counter("marquee_router_ab_user_clicked_squared_total",
+            "Sum over users of (clicked lists of the user)², for the A/B variance.", ["variant"]),
+    Counter("marquee_router_ab_user_lists_clicked_total",
+            "Sum over users of lists shown × clicked lists, for the A/B variance.", ["variant"]),
+)
 SHADOW_REQUESTS = Counter("marquee_router_shadow_requests_total",
                           "Mirrored candidate calls by outcome (code: 200, 5xx, timeout, connect).",
                           ["code"])

@@ -171,5 +171,9 @@ def test_prometheus_source_agrees_with_the_routers_own_stats(
     assert own.variant("candidate").error_rate == 1.0
     assert prom.variant("baseline").errors == 0
     assert prom.variant("baseline").clicked_exposures > 0
+    # the per-user sums of the A/B variance reach the analysis through Prometheus too
+    b_own, b_prom = own.variant("baseline"), prom.variant("baseline")
+    assert b_own.exposures_sq >= b_own.exposures > 0 and b_prom.exposures_sq > 0
+    assert b_prom.exposures_clicked > 0
     assert prom.variant("baseline").latency_p99_ms is not None
     admin.close()

@@ -277,7 +277,8 @@ def test_stats_carry_the_per_user_sums_of_the_ab_variance() -> None:
         assert (v["exposures"], v["clicked_exposures"], v["users"]) == (4, 3, 2)
         assert (v["exposures_sq"], v["clicked_sq"], v["exposures_clicked"]) == (10, 5, 7)
         metrics = c.get("/metrics").text
-        assert 'marquee_router_ab_user_sums_total{term="lists_sq",variant="baseline"}' in metrics
+        for name in ("lists_squared", "clicked_squared", "lists_clicked"):  # process-wide counters
+            assert f'marquee_router_ab_user_{name}_total{{variant="baseline"}}' in metrics
 
 
 def test_admin_routing_validates_versions_and_stats_windows() -> None:
