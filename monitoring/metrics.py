@@ -129,8 +129,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "Unix time at which the last skew check completed.", (), _SKEW),
     # --- router (serving/router) ---------------------------------------------------------
     MetricSpec("marquee_router_requests_total", "counter",
-               "Requests answered by the router, by variant and HTTP status code.",
-               ("variant", "code"), _ROUTER),
+               "Requests answered by the router, by variant, model version and HTTP status "
+               "code.", ("variant", "model_version", "code"), _ROUTER),
     MetricSpec("marquee_router_request_duration_seconds", "histogram",
                "End-to-end latency of /recommend at the router, by variant.", ("variant",),
                _ROUTER, LATENCY_BUCKETS),

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+from serving.rollout import metrics
 from serving.rollout.analysis import Analysis, evaluate
 from serving.rollout.machine import desired_routing, next_status
 from serving.rollout.sources import MetricsSource, RouterAdmin, SourceError
@@ -172,6 +173,7 @@ class Controller:
         if new.phase in (Phase.ROLLED_BACK, Phase.FAILED):
             self._restore_aliases(new)
         self.store.save_status(self.name, new)
+        metrics.export_status(spec, new)
         if command is not None:
             self.store.clear_command(self.name, command)
         self._reconcile(spec, new)

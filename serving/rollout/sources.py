@@ -136,9 +136,9 @@ class PrometheusSource:
         upstream_latency = p99("marquee_router_upstream_duration_seconds")
         exposures = inc("marquee_router_exposures_total")
         clicked = inc("marquee_router_clicked_exposures_total")
-        impressions = inc("marquee_router_feedback_impressions_total")
-        clicks = inc("marquee_router_feedback_clicks_total")
-        watches = inc("marquee_router_feedback_watches_total")
+        impressions, clicks, watches = (inc("marquee_router_feedback_total",
+                                            extra=f'event="{event}"')
+                                        for event in ("impression", "click", "watch"))
         users = inc("marquee_router_assigned_users_total")
         sums = {term: inc(f"marquee_router_ab_user_{term}_total")
                 for term in ("lists_squared", "clicked_squared", "lists_clicked")}

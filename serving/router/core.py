@@ -142,6 +142,13 @@ class Router:
             self._save_routing(config)
         self._seen_users = SeenUsers()
         self._tallies = {}
+        metrics.VARIANT_INFO.clear()
+        metrics.VARIANT_INFO.labels("baseline", config.baseline.version).set(1)
+        if config.candidate is not None:
+            metrics.VARIANT_INFO.labels("candidate", config.candidate.version).set(1)
+            if config.strategy == "interleave":
+                metrics.VARIANT_INFO.labels(
+                    "interleaved", f"{config.baseline.version}+{config.candidate.version}").set(1)
         metrics.CANDIDATE_WEIGHT.clear()
         metrics.CANDIDATE_WEIGHT.labels(strategy=config.strategy).set(
             self._weight() if config.strategy in ("canary", "ab") else 0)
@@ -377,9 +384,7 @@ class Router:
         now = time.time()
         variant = state.variant
         self.stats.feedback(variant, fb.event)
-        counter = {"click": metrics.CLICKS, "watch": metrics.WATCHES}.get(fb.event,
-                                                                           metrics.IMPRESSIONS)
-        counter.labels(variant).inc()
+        metrics.FEEDBACK.labels(variant, fb.event).inc()
         if self.feedback_log is not None:
             self.feedback_log.log({"request_id": fb.request_id, "ts": now,
                                    "user_id": state.user_id, "item_id": fb.item_id,

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "REQUESTS", "ERRORS", "LATENCY", "UPSTREAM_LATENCY", "EXPOSURES", "CLICKED_EXPOSURES",
-    "CLICK_THROUGH", "IMPRESSIONS", "CLICKS", "WATCHES", "ASSIGNED_USERS", "AB_USER_SUMS", "SHADOW_REQUESTS",
+    "CLICK_THROUGH", "FEEDBACK", "VARIANT_INFO", "ASSIGNED_USERS", "AB_USER_SUMS", "SHADOW_REQUESTS",
     "SHADOW_DROPPED", "SHADOW_LATENCY", "SHADOW_TOPK", "SHADOW_RBO", "SHADOW_TAU",
     "SHADOW_COVERAGE", "SHADOW_GINI", "INTERLEAVE_WINS", "INTERLEAVE_REVERSALS",
     "CANDIDATE_WEIGHT", "LOG_DROPPED",
@@ -41,10 +41,12 @@ CLICKED_EXPOSURES = Counter("marquee_router_clicked_exposures_total",
                             "Served lists that received at least one click.", ["variant"])
 CLICK_THROUGH = Gauge("marquee_router_click_through_ratio",
                       "Clicked lists / served lists since the router started.", ["variant"])
-IMPRESSIONS = Counter("marquee_router_feedback_impressions_total",
-                      "Impression feedback events.", ["variant"])
-CLICKS = Counter("marquee_router_feedback_clicks_total", "Click feedback events.", ["variant"])
-WATCHES = Counter("marquee_router_feedback_watches_total", "Watch feedback events.", ["variant"])
+FEEDBACK = Counter("marquee_router_feedback_total",
+                   "Feedback events received, by variant and event (impression, click, watch).",
+                   ["variant", "event"])
+VARIANT_INFO = Gauge("marquee_router_variant_info",
+                     "1 for each variant the router serves, labelled with the model version "
+                     "behind it.", ["variant", "model_version"])
 ASSIGNED_USERS = Counter("marquee_router_assigned_users_total",
                          "Users assigned to a variant for the first time in an experiment "
                          "(for the sample-ratio check).", ["variant"])

@@ -111,3 +111,32 @@ def test_readme_documents_every_metric() -> None:
     text = (REPO / "monitoring" / "README.md").read_text()
     missing = [m.name for m in CATALOGUE if f"`{m.name}`" not in text]
     assert not missing, f"monitoring/README.md does not document {missing}"
+
+
+def _emitted_by_serving() -> set[str]:
+    """Names the router's and the controller's Prometheus objects expose (counters with
+    ``_total``)."""
+    from prometheus_client import REGISTRY
+
+    import serving.rollout.metrics  # noqa: F401 - registers the controller's metrics
+    import serving.router.metrics  # noqa: F401 - registers the router's metrics
+
+    return {f.name + ("_total" if f.type == "counter" else "") for f in REGISTRY.collect()
+            if f.name.startswith(("marquee_router_", "marquee_rollout_"))}
+
+
+def test_every_catalogued_serving_metric_is_emitted_with_its_labels() -> None:
+    """The alerts and the dashboard query the catalogue's names: a name that the router or
+    the controller does not export would leave an alert that can never fire."""
+    from prometheus_client import REGISTRY
+
+    emitted = _emitted_by_serving()
+    for m in CATALOGUE:
+        if m.owner not in {"serving.router", "serving.rollout"}:
+            continue
+        assert m.name in emitted, m.name
+    by_name = {getattr(c, "_name", None): c for c in REGISTRY._names_to_collectors.values()}
+    for m in CATALOGUE:
+        if m.owner in {"serving.router", "serving.rollout"}:
+            base = m.name[:-len("_total")] if m.kind == "counter" else m.name
+            assert tuple(by_name[base]._labelnames) == m.labels, m.name

@@ -115,6 +115,35 @@ def test_a_failing_canary_rolls_back_and_restores_aliases(tmp_path: Path) -> Non
     assert c.tick() == status  # terminal: nothing changes
 
 
+def test_status_is_exported_for_the_rolloutfailing_alert(tmp_path: Path) -> None:
+    """The gauges the RolloutFailing alert and the dashboard read follow the status: the
+    failed check while progressing, then the RolledBack phase and no failed-checks series."""
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"model_version": "2", "strategy": "canary",
+                                                **labels})
+
+    store = FileStatusStore(tmp_path)
+    store.create(rollout())
+    c = Controller(store, "r1", ScriptedSource([0, 20]), registry=DictRegistry(production="1"),
+                   clock=Clock())
+    c.tick()  # started: step 1 at 10%
+    assert value("marquee_rollout_phase", stage="Progressing") == 1.0
+    assert value("marquee_rollout_phase", stage="Pending") == 0.0
+    assert value("marquee_rollout_candidate_weight_ratio") == pytest.approx(0.10)
+    assert value("marquee_rollout_failure_limit") == 2.0
+    c.tick()  # healthy: step 2
+    assert value("marquee_rollout_step") == 2.0 and value("marquee_rollout_failed_checks") == 0.0
+    c.tick()  # 20% errors: one failed check
+    assert value("marquee_rollout_failed_checks") == 1.0
+    status = c.tick()  # the second: rolled back
+    assert status.phase == Phase.ROLLED_BACK
+    assert value("marquee_rollout_phase", stage="RolledBack") == 1.0
+    assert value("marquee_rollout_phase", stage="Progressing") == 0.0
+    assert value("marquee_rollout_failed_checks") is None  # the alert resolves
+
+
 def test_commands_from_the_cli_are_applied_once(tmp_path: Path) -> None:
     store = FileStatusStore(tmp_path)
     store.create(rollout(steps=[{"weight": 10}, {"pause": {}}]))

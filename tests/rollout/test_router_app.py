@@ -279,6 +279,18 @@ def test_stats_carry_the_per_user_sums_of_the_ab_variance() -> None:
         metrics = c.get("/metrics").text
         for name in ("lists_squared", "clicked_squared", "lists_clicked"):  # process-wide counters
             assert f'marquee_router_ab_user_{name}_total{{variant="baseline"}}' in metrics
+        # what the ClickThroughDrop alert and the dashboard query
+        assert 'marquee_router_feedback_total{event="click",variant="baseline"}' in metrics
+        assert 'marquee_router_variant_info{model_version="1",variant="baseline"} 1.0' in metrics
+        r = c.put("/admin/routing", json={"strategy": "interleave", "baseline": {"version": "1"},
+                                          "candidate": {"version": "2"}})
+        assert r.status_code == 200
+        info = [line for line in c.get("/metrics").text.splitlines()
+                if line.startswith("marquee_router_variant_info{")]
+        assert sorted(info) == [
+            'marquee_router_variant_info{model_version="1",variant="baseline"} 1.0',
+            'marquee_router_variant_info{model_version="1+2",variant="interleaved"} 1.0',
+            'marquee_router_variant_info{model_version="2",variant="candidate"} 1.0']
 
 
 def test_admin_routing_validates_versions_and_stats_windows() -> None:
