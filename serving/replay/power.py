@@ -28,7 +28,7 @@ sign test on users.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,6 +149,39 @@ def msprt_means_log_lr(sum_a: np.ndarray, sq_a: np.ndarray, n_a: np.ndarray,
     return 0.5 * np.log(var / (var + tau2)) + tau2 * diff ** 2 / (2 * var * (var + tau2))
 
 
+#: One chunk of a stream: (rng, the chunk's user rows, the running totals so far) →
+#: (index of the first visit at which the test decides or None, the side it names, new totals).
+_Step = Callable[[np.random.Generator, np.ndarray, np.ndarray],
+                 tuple[int | None, str | None, np.ndarray]]
+
+
+def _first_decision(ok: np.ndarray, llr: np.ndarray, threshold: float) -> int | None:
+    hit = np.flatnonzero(ok & (llr >= threshold))
+    return int(hit[0]) if hit.size else None
+
+
+def _run_streams(step: _Step, totals: int, *, users: int, streams: int, cap: int, chunk: int,
+                 seed: int) -> StreamResult:
+    """``streams`` independent streams of at most ``cap`` arrivals, drawn in chunks; each
+    stops at the first chunk in which ``step`` finds a decision."""
+    rng = np.random.default_rng(seed)
+    visits: list[int | None] = []
+    winners: list[str | None] = []
+    for _ in range(streams):
+        carry = np.zeros(totals)  # running totals carried across chunks
+        done = 0
+        found: tuple[int, str] | None = None
+        while done < cap and found is None:
+            m = min(chunk, cap - done)
+            i, winner, carry = step(rng, rng.integers(users, size=m), carry)
+            if i is not None:
+                found = (done + i + 1, winner or "")
+            done += m
+        visits.append(found[0] if found else None)
+        winners.append(found[1] if found else None)
+    return StreamResult(visits, winners)
+
+
 def users_to_decision(kind: str, probs: np.ndarray, *, streams: int, cap: int, alpha: float,
                       minimum: int, seed: int = 0, chunk: int = 100_000,
                       mixture_sd: float = DEFAULT_MIXTURE_SD,
@@ -163,108 +196,61 @@ def users_to_decision(kind: str, probs: np.ndarray, *, streams: int, cap: int, a
     ``visits > 1``: each user makes that many visits and both tests aggregate per user (see
     the module docstring); the counts are then users, not visits.
     """
-    if visits > 1:
-        return _per_user(kind, probs, streams=streams, cap=cap, alpha=alpha, minimum=minimum,
-                         seed=seed, chunk=chunk, mixture_sd=mixture_sd, weight=weight,
-                         visits=visits)
     if kind not in ("ab", "interleave"):
         raise ValueError(f"kind must be ab or interleave, got {kind!r}")
-    rng = np.random.default_rng(seed)
     threshold = math.log(1 / alpha)
-    users = probs.shape[0]
-    visits: list[int | None] = []
-    winners: list[str | None] = []
-    for _ in range(streams):
-        c0 = np.zeros(4)  # running totals carried across chunks
-        done = 0
-        found: tuple[int, str] | None = None
-        while done < cap and found is None:
-            m = min(chunk, cap - done)
-            u = rng.integers(users, size=m)
-            r = rng.random(m)
-            if kind == "ab":
-                cand = rng.random(m) < weight
-                click = r < np.where(cand, probs[u, 1], probs[u, 0])
-                n_b = c0[0] + np.cumsum(cand)
-                n_a = c0[1] + np.cumsum(~cand)
-                s_b = c0[2] + np.cumsum(click & cand)
-                s_a = c0[3] + np.cumsum(click & ~cand)
-                ok = (n_a >= minimum) & (n_b >= minimum)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    llr = msprt_log_lr(s_a, np.maximum(n_a, 1), s_b, np.maximum(n_b, 1),
-                                       mixture_sd)
-                hit = np.flatnonzero(ok & (llr >= threshold))
-                if hit.size:
-                    i = int(hit[0])
-                    diff = s_b[i] / n_b[i] - s_a[i] / n_a[i]
-                    found = (done + i + 1, "candidate" if diff > 0 else "baseline")
-                c0 = np.array([n_b[-1], n_a[-1], s_b[-1], s_a[-1]])
-            else:
-                win_c = r < probs[u, 0]
-                win_b = (~win_c) & (r < probs[u, 0] + probs[u, 1])
-                w_c = c0[0] + np.cumsum(win_c)
-                w_b = c0[1] + np.cumsum(win_b)
-                ok = (w_c + w_b) >= minimum
-                llr = sign_test_log_lr(w_c, w_b)
-                hit = np.flatnonzero(ok & (llr >= threshold))
-                if hit.size:
-                    i = int(hit[0])
-                    found = (done + i + 1, "candidate" if w_c[i] > w_b[i] else "baseline")
-                c0 = np.array([w_c[-1], w_b[-1], 0.0, 0.0])
-            done += m
-        visits.append(found[0] if found else None)
-        winners.append(found[1] if found else None)
-    return StreamResult(visits, winners)
 
+    def side(positive: bool) -> str:
+        return "candidate" if positive else "baseline"
 
-def _per_user(kind: str, probs: np.ndarray, *, streams: int, cap: int, alpha: float,
-              minimum: int, seed: int, chunk: int, mixture_sd: float, weight: float,
-              visits: int) -> StreamResult:
-    rng = np.random.default_rng(seed)
-    threshold = math.log(1 / alpha)
-    users = probs.shape[0]
-    out_visits: list[int | None] = []
-    winners: list[str | None] = []
-    for _ in range(streams):
-        c0 = np.zeros(6)
-        done = 0
-        found: tuple[int, str] | None = None
-        while done < cap and found is None:
-            m = min(chunk, cap - done)
-            u = rng.integers(users, size=m)
-            if kind == "ab":
-                cand = rng.random(m) < weight
-                y = rng.binomial(visits, np.where(cand, probs[u, 1], probs[u, 0])) / visits
-                yb, ya = np.where(cand, y, 0.0), np.where(cand, 0.0, y)
-                n_b = c0[0] + np.cumsum(cand)
-                n_a = c0[1] + np.cumsum(~cand)
-                s_b, s_a = c0[2] + np.cumsum(yb), c0[3] + np.cumsum(ya)
-                q_b, q_a = c0[4] + np.cumsum(yb ** 2), c0[5] + np.cumsum(ya ** 2)
-                ok = (n_a >= minimum) & (n_b >= minimum)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    llr = msprt_means_log_lr(s_a, q_a, np.maximum(n_a, 1), s_b, q_b,
-                                             np.maximum(n_b, 1), mixture_sd)
-                hit = np.flatnonzero(ok & (llr >= threshold))
-                if hit.size:
-                    i = int(hit[0])
-                    diff = s_b[i] / n_b[i] - s_a[i] / n_a[i]
-                    found = (done + i + 1, "candidate" if diff > 0 else "baseline")
-                c0 = np.array([n_b[-1], n_a[-1], s_b[-1], s_a[-1], q_b[-1], q_a[-1]])
-            else:
-                pc, pb = probs[u, 0], probs[u, 1]
-                w_c = rng.binomial(visits, pc)
-                rest = np.clip(pb / np.maximum(1.0 - pc, 1e-12), 0.0, 1.0)
-                w_b = rng.binomial(visits - w_c, rest)
-                u_c = c0[0] + np.cumsum(w_c > w_b)
-                u_b = c0[1] + np.cumsum(w_b > w_c)
-                ok = (u_c + u_b) >= minimum
-                llr = sign_test_log_lr(u_c, u_b)
-                hit = np.flatnonzero(ok & (llr >= threshold))
-                if hit.size:
-                    i = int(hit[0])
-                    found = (done + i + 1, "candidate" if u_c[i] > u_b[i] else "baseline")
-                c0 = np.array([u_c[-1], u_b[-1], 0.0, 0.0, 0.0, 0.0])
-            done += m
-        out_visits.append(found[0] if found else None)
-        winners.append(found[1] if found else None)
-    return StreamResult(out_visits, winners)
+    def ab_visits(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
+        r = rng.random(u.size)
+        cand = rng.random(u.size) < weight
+        click = r < np.where(cand, probs[u, 1], probs[u, 0])
+        n_b, n_a = c[0] + np.cumsum(cand), c[1] + np.cumsum(~cand)
+        s_b, s_a = c[2] + np.cumsum(click & cand), c[3] + np.cumsum(click & ~cand)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            llr = msprt_log_lr(s_a, np.maximum(n_a, 1), s_b, np.maximum(n_b, 1), mixture_sd)
+        i = _first_decision((n_a >= minimum) & (n_b >= minimum), llr, threshold)
+        winner = None if i is None else side(s_b[i] / n_b[i] - s_a[i] / n_a[i] > 0)
+        return i, winner, np.array([n_b[-1], n_a[-1], s_b[-1], s_a[-1]])
+
+    def interleave_visits(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
+        r = rng.random(u.size)
+        win_c = r < probs[u, 0]
+        win_b = (~win_c) & (r < probs[u, 0] + probs[u, 1])
+        w_c, w_b = c[0] + np.cumsum(win_c), c[1] + np.cumsum(win_b)
+        i = _first_decision((w_c + w_b) >= minimum, sign_test_log_lr(w_c, w_b), threshold)
+        winner = None if i is None else side(w_c[i] > w_b[i])
+        return i, winner, np.array([w_c[-1], w_b[-1]])
+
+    def ab_users(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
+        cand = rng.random(u.size) < weight
+        y = rng.binomial(visits, np.where(cand, probs[u, 1], probs[u, 0])) / visits
+        yb, ya = np.where(cand, y, 0.0), np.where(cand, 0.0, y)
+        n_b, n_a = c[0] + np.cumsum(cand), c[1] + np.cumsum(~cand)
+        s_b, s_a = c[2] + np.cumsum(yb), c[3] + np.cumsum(ya)
+        q_b, q_a = c[4] + np.cumsum(yb ** 2), c[5] + np.cumsum(ya ** 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            llr = msprt_means_log_lr(s_a, q_a, np.maximum(n_a, 1), s_b, q_b,
+                                     np.maximum(n_b, 1), mixture_sd)
+        i = _first_decision((n_a >= minimum) & (n_b >= minimum), llr, threshold)
+        winner = None if i is None else side(s_b[i] / n_b[i] - s_a[i] / n_a[i] > 0)
+        return i, winner, np.array([n_b[-1], n_a[-1], s_b[-1], s_a[-1], q_b[-1], q_a[-1]])
+
+    def interleave_users(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
+        pc, pb = probs[u, 0], probs[u, 1]
+        w_c = rng.binomial(visits, pc)
+        rest = np.clip(pb / np.maximum(1.0 - pc, 1e-12), 0.0, 1.0)
+        w_b = rng.binomial(visits - w_c, rest)
+        u_c, u_b = c[0] + np.cumsum(w_c > w_b), c[1] + np.cumsum(w_b > w_c)
+        i = _first_decision((u_c + u_b) >= minimum, sign_test_log_lr(u_c, u_b), threshold)
+        winner = None if i is None else side(u_c[i] > u_b[i])
+        return i, winner, np.array([u_c[-1], u_b[-1]])
+
+    steps: dict[tuple[str, bool], tuple[_Step, int]] = {
+        ("ab", False): (ab_visits, 4), ("interleave", False): (interleave_visits, 2),
+        ("ab", True): (ab_users, 6), ("interleave", True): (interleave_users, 2)}
+    step, totals = steps[(kind, visits > 1)]
+    return _run_streams(step, totals, users=probs.shape[0], streams=streams, cap=cap,
+                        chunk=chunk, seed=seed)
