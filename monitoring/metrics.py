@@ -138,7 +138,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "code.", ("variant", "model_version", "code"), _ROUTER),
     MetricSpec("marquee_router_request_duration_seconds", "histogram",
                "End-to-end latency of /recommend at the router, by variant.", ("variant",),
-               _ROUTER, LATENCY_BUCKETS),
+               _ROUTER, ROUTER_LATENCY_BUCKETS),
     MetricSpec("marquee_router_feedback_total", "counter",
                "Feedback events received, by variant and event (impression, click, watch).",
                ("variant", "event"), _ROUTER),

@@ -140,3 +140,5 @@ def test_every_catalogued_serving_metric_is_emitted_with_its_labels() -> None:
         if m.owner in {"serving.router", "serving.rollout"}:
             base = m.name[:-len("_total")] if m.kind == "counter" else m.name
             assert tuple(by_name[base]._labelnames) == m.labels, m.name
+            if m.kind == "histogram":  # the catalogue's copy of the buckets stays the router's
+                assert tuple(by_name[base]._upper_bounds[:-1]) == m.buckets, m.name
