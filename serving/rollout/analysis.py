@@ -237,7 +237,7 @@ def _ab(spec: RolloutSpec, status: RolloutStatus, window: WindowStats, now: date
                                  cand.clicked_exposures, cand.exposures, alpha=spec.ab.alpha,
                                  variance_a=var_b, variance_b=var_c)
     stats["msprt"] = test.as_dict()
-    stats["msprt"]["unit"] = "user"
+    stats["msprt"]["unit"] = "list" if var_b is None or var_c is None else "user"
     summary = (f"CTR {_fmt(test.rate_b)} vs {_fmt(test.rate_a)}, difference "
                f"{test.difference:+.4f} in [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
                f"always-valid p {test.p_value:.3g}")

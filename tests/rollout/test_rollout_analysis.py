@@ -99,6 +99,22 @@ def test_ab_decides_with_msprt_in_both_directions() -> None:
     assert a.outcome == Outcome.INCONCLUSIVE and "need 200" in a.reason
 
 
+def test_ab_takes_users_as_the_unit_when_the_router_reports_per_user_sums() -> None:
+    """The counts that decide above (2,000 lists a side, CTR 0.20 vs 0.26) come here from 200
+    users a side who saw 10 lists each, a few of them clicking on most: with users as the
+    unit that is no evidence yet; without the per-user sums the test counts lists."""
+    base = {"users": 200, "requests": 2000, "exposures": 2000, "clicked_exposures": 400,
+            "exposures_sq": 200 * 10**2, "clicked_sq": 50 * 8**2, "exposures_clicked": 50 * 80}
+    better = {"users": 200, "requests": 2000, "exposures": 2000, "clicked_exposures": 520,
+              "exposures_sq": 200 * 10**2, "clicked_sq": 65 * 8**2, "exposures_clicked": 65 * 80}
+    a = evaluate(spec("ab"), status(cand=50), window(base=base, cand=better), NOW)
+    assert a.outcome == Outcome.INCONCLUSIVE and a.statistics["msprt"]["unit"] == "user"
+    lists = {k: v for k, v in better.items() if k not in ("exposures_sq", "clicked_sq",
+                                                          "exposures_clicked")}
+    a = evaluate(spec("ab"), status(cand=50), window(base=base, cand=lists), NOW)
+    assert a.statistics["msprt"]["unit"] == "list"
+
+
 def test_ab_guardrails_count_as_plain_failures() -> None:
     a = evaluate(spec("ab"), status(cand=50),
                  window(base={"users": 500}, cand={"users": 500, "requests": 500, "errors": 100}),
