@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
+from serving.rollout.status import Phase, RolloutStatus
+
 if TYPE_CHECKING:
     from serving.rollout.spec import RolloutSpec
-    from serving.rollout.status import RolloutStatus
 
 __all__ = ["TICKS", "DECISIONS", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
            "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "export_status"]
@@ -41,8 +42,6 @@ CANDIDATE_WEIGHT_RATIO = Gauge("marquee_rollout_candidate_weight_ratio",
 
 def export_status(spec: RolloutSpec, status: RolloutStatus) -> None:
     """Set the per-rollout gauges from a status the controller just saved."""
-    from serving.rollout.status import Phase
-
     labels = (status.candidate_version or "pending", spec.strategy)
     for phase in Phase:
         PHASE.labels(*labels, phase.value).set(1.0 if phase == status.phase else 0.0)
