@@ -13,6 +13,8 @@ measurable at the few thousand users of a test.
 
 from __future__ import annotations
 
+import numpy as np
+
 __all__ = ["SeenUsers", "UserTallies", "slot"]
 
 _MIX = 0x9E3779B97F4A7C15  # 2^64 / golden ratio (Fibonacci hashing)
@@ -60,8 +62,6 @@ class UserTallies:
     """
 
     def __init__(self, bits: int = 19) -> None:
-        import numpy as np
-
         self.bits = bits
         self.shown = np.zeros(1 << bits, dtype=np.int32)
         self.clicked = np.zeros(1 << bits, dtype=np.int32)

@@ -29,5 +29,6 @@ from serving.stats.srm import SRMResult, srm_check
 __all__ = [
     "InterleavedList", "SignTestResult", "credit", "sequential_sign_test", "sign_test",
     "team_draft", "coverage", "exposure_gini", "kendall_tau_shared", "rank_biased_overlap",
-    "topk_overlap", "MSPRTResult", "msprt_two_proportions", "clustered_rate_variance", "SRMResult", "srm_check",
+    "topk_overlap", "MSPRTResult", "msprt_two_proportions", "clustered_rate_variance",
+    "SRMResult", "srm_check",
 ]

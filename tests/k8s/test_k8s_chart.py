@@ -79,7 +79,8 @@ def test_shadow_version_yields_to_serving_versions() -> None:
     assert shadow["labels"]["marquee.dev/tier"] == "shadow"
     assert "priorityClassName" not in serving and "podAntiAffinity" not in serving["affinity"]
     assert shadow["priorityClassName"] == "marquee-shadow"
-    (term,) = shadow["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    anti = shadow["affinity"]["podAntiAffinity"]
+    (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == {
         "app.kubernetes.io/instance": "marquee", "marquee.dev/tier": "serving"}
     # the chart-wide affinity is kept beside the shadow's own term, on both
@@ -88,10 +89,12 @@ def test_shadow_version_yields_to_serving_versions() -> None:
     values["models"]["versions"][1]["priorityClassName"] = "batch-low"
     values["models"]["shadowPriorityClass"]["enabled"] = False
     names = by_kind_name(c.objects(values))
-    assert names[("InferenceService", "marquee-v2")]["spec"]["predictor"]["priorityClassName"] == "batch-low"
+    shadow = names[("InferenceService", "marquee-v2")]["spec"]["predictor"]
+    assert shadow["priorityClassName"] == "batch-low"
     assert not any(kind == "PriorityClass" for kind, _ in names)
     del values["models"]["versions"][1]["priorityClassName"]
-    shadow = by_kind_name(c.objects(values))[("InferenceService", "marquee-v2")]["spec"]["predictor"]
+    names = by_kind_name(c.objects(values))
+    shadow = names[("InferenceService", "marquee-v2")]["spec"]["predictor"]
     assert "priorityClassName" not in shadow
 
 

@@ -119,7 +119,8 @@ def test_full_model_reranks_retrieval(rec: Recommender, data) -> None:
 
 
 def test_ranker_can_be_switched_off(rec: Recommender) -> None:
-    cfg = RecommenderConfig.model_validate({**rec.config.model_dump(), "ranker": {"enabled": False}})
+    cfg = RecommenderConfig.model_validate({**rec.config.model_dump(),
+                                            "ranker": {"enabled": False}})
     data = generate(60, 40, 1_500, seed=2)
     rec = Recommender(cfg).fit(data.interactions, data.users, data.items, progress=False)
     assert rec.ranker is None
