@@ -120,16 +120,20 @@ securityContext:
   mountPath: /tmp
 {{- end -}}
 
+{{/* Pod scheduling: the chart-wide nodeSelector, tolerations and affinity. Called with the
+     root context, or with (dict "ctx" $ "affinity" A) to give one workload its own affinity. */}}
 {{- define "marquee.scheduling" -}}
-{{- with .Values.nodeSelector }}
+{{- $ctx := .ctx | default . -}}
+{{- $affinity := ternary .affinity $ctx.Values.affinity (hasKey . "affinity") -}}
+{{- with $ctx.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $ctx.Values.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with $affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
