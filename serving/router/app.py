@@ -38,13 +38,7 @@ from serving.router.exposure import (
 )
 from serving.router.schema import FeedbackRequest, RecommendRequest, RoutingConfig
 from serving.router.settings import RouterSettings
-from serving.router.upstream import (
-    AiohttpUpstream,
-    HttpxUpstream,
-    RawUpstream,
-    UpstreamClient,
-    make_http_client,
-)
+from serving.router.upstream import make_upstream
 
 __all__ = ["create_app", "ProductAPI"]
 
@@ -79,15 +73,6 @@ def _decode(raw: bytes, model: type[BaseModel]) -> Any:
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
-
-def _has(module: str) -> bool:
-    """The raw upstream pool parses with httptools (uvicorn's optional parser)."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is not None:
-        return True
-    log.warning("%s is not installed: using the aiohttp upstream client", module)
-    return False
 
 
 class UpstreamRegistration(BaseModel):
@@ -177,17 +162,7 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        upstream: UpstreamClient
-        if transport is not None or settings.upstream_client == "httpx":
-            upstream = HttpxUpstream(make_http_client(
-                settings.max_connections, settings.upstream_timeout_seconds, transport),
-                settings.model_name)
-        elif settings.upstream_client == "aiohttp" or not _has("httptools"):
-            upstream = AiohttpUpstream(settings.model_name, settings.max_connections,
-                                       settings.upstream_timeout_seconds)
-        else:
-            upstream = RawUpstream(settings.model_name, settings.max_connections,
-                                   settings.upstream_timeout_seconds)
+        upstream = make_upstream(settings, transport)
         exposures = feedback = None
         if store is not None and settings.exposure_log_enabled:
             opts = dict(queue_size=settings.log_queue_size, batch_rows=settings.log_batch_rows,
@@ -195,13 +170,14 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
             exposures = EventLog(store, EXPOSURE_PREFIX, EXPOSURE_SCHEMA, **opts).start()
             feedback = EventLog(store, FEEDBACK_PREFIX, FEEDBACK_SCHEMA, **opts).start()
         r = Router(settings, upstream, exposures=exposures, feedback_log=feedback,
-                   routing_file=routing_file)
+                   routing_file=routing_file, inline_shadow=transport is not None)
         state["router"] = r
         app.state.router = r
         try:
             yield
         finally:
             await r.drain_shadow()
+            await r.mirror.aclose()
             await upstream.aclose()
             for lg in (exposures, feedback):
                 if lg is not None:

@@ -1,8 +1,8 @@
 """The router's behaviour, without HTTP: assignment, strategies, feedback attribution.
 
 ``Router.recommend`` picks the variant (sticky by user), calls the model server(s), returns
-the list, and records the exposure; shadow mirrors run as background tasks that can neither
-delay nor fail the user's request; interleaving calls both model servers at once and merges
+the list, and records the exposure; shadow mirrors go to ``serving.router.shadow`` (by
+default a worker process) and can neither delay nor fail the user's request; interleaving calls both model servers at once and merges
 their lists by team draft. ``Router.feedback`` credits clicks to the variant (or, for
 interleaved lists, to the team) that showed the item.
 """
@@ -33,9 +33,10 @@ from serving.router.schema import (
 )
 from serving.router.seen import SeenUsers, UserTallies
 from serving.router.settings import RouterSettings
+from serving.router.shadow import ShadowOutcome, make_mirror
 from serving.router.stats import WindowedStats
 from serving.router.upstream import Prediction, UpstreamClient
-from serving.stats import kendall_tau_shared, rank_biased_overlap, team_draft, topk_overlap
+from serving.stats import team_draft
 
 __all__ = ["Router", "RequestState"]
 
@@ -59,9 +60,12 @@ class RequestState:
 class Router:
     def __init__(self, settings: RouterSettings, upstream: UpstreamClient, *,
                  stats: WindowedStats | None = None, exposures: EventLog | None = None,
-                 feedback_log: EventLog | None = None, routing_file: str | None = None) -> None:
+                 feedback_log: EventLog | None = None, routing_file: str | None = None,
+                 inline_shadow: bool = False) -> None:
         """``routing_file``: keep the last applied routing there and start from it after a
-        restart (a local convenience; in Kubernetes the controller re-applies routing)."""
+        restart (a local convenience; in Kubernetes the controller re-applies routing).
+        ``inline_shadow``: mirror on this event loop whatever ``settings.shadow_mode`` says
+        (an upstream the shadow worker cannot reach, such as a test transport)."""
         self.settings = settings
         self.routing_file = routing_file
         self.upstream = upstream
@@ -76,7 +80,8 @@ class Router:
         self._seen_users = SeenUsers()
         self._tallies: dict[str, UserTallies] = {}
         self._sum_metrics: dict[str, tuple[Any, ...]] = {}
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.mirror = make_mirror(settings, upstream, self.shadow_outcome,
+                                  inline=inline_shadow)
         self._ctr: dict[str, list[int]] = {}
         self._served_metrics: dict[tuple[str, str], tuple[Any, ...]] = {}
         saved = self._load_routing()
@@ -275,46 +280,37 @@ class Router:
     # Shadow --------------------------------------------------------------------------------------
     def _mirror(self, r: RoutingState, req: RecommendRequest, request_id: str,
                 baseline: Prediction, baseline_ms: float) -> None:
-        if len(self._shadow_tasks) >= self.settings.shadow_max_in_flight:
+        if not self.mirror.submit(r.candidate_url, req, request_id,  # type: ignore[arg-type]
+                                  baseline.items, baseline_ms):
+            self.stats.shadow_dropped()
+            metrics.SHADOW_DROPPED.inc()
+
+    def shadow_outcome(self, o: ShadowOutcome) -> None:
+        """Fold one mirror's result into the stats and metrics (called by the mirror)."""
+        if o.code == "dropped":
             self.stats.shadow_dropped()
             metrics.SHADOW_DROPPED.inc()
             return
-        task = asyncio.get_running_loop().create_task(
-            self._shadow_call(r, req, request_id, baseline, baseline_ms))
-        self._shadow_tasks.add(task)
-        task.add_done_callback(self._shadow_tasks.discard)
-
-    async def _shadow_call(self, r: RoutingState, req: RecommendRequest, request_id: str,
-                           baseline: Prediction, baseline_ms: float) -> None:
-        start = time.perf_counter()
-        try:
-            pred = await self.upstream.predict(
-                r.candidate_url, req, request_id, variant="candidate",  # type: ignore[arg-type]
-                timeout=self.settings.shadow_timeout_seconds)
-        except Exception as exc:  # noqa: BLE001 - a mirror's failure stays in the mirror
-            reason = getattr(exc, "reason", "error")
-            code = {"status_5xx": str(getattr(exc, "upstream_status", 500))}.get(reason, reason)
-            self.stats.shadow(ok=False, latency_ms=0.0, baseline_latency_ms=baseline_ms)
-            metrics.SHADOW_REQUESTS.labels(code=code).inc()
+        metrics.SHADOW_REQUESTS.labels(code=o.code).inc()
+        if not o.ok:
+            self.stats.shadow(ok=False, latency_ms=0.0, baseline_latency_ms=o.baseline_ms)
             return
-        ms = (time.perf_counter() - start) * 1000
-        b, c = baseline.items, pred.items
-        topk = topk_overlap(b, c, k=max(len(b), len(c)))
-        rbo = rank_biased_overlap(b, c)
-        tau = kendall_tau_shared(b, c)
-        self.stats.shadow(ok=True, latency_ms=ms, baseline_latency_ms=baseline_ms, topk=topk,
-                          rbo=rbo, tau=tau, baseline_items=b, candidate_items=c)
-        metrics.SHADOW_REQUESTS.labels(code="200").inc()
-        metrics.SHADOW_LATENCY.labels("candidate").observe(ms / 1000)
-        metrics.SHADOW_LATENCY.labels("baseline").observe(baseline_ms / 1000)
-        metrics.SHADOW_TOPK.observe(topk)
-        metrics.SHADOW_RBO.observe(rbo)
-        if tau is not None:
-            metrics.SHADOW_TAU.observe(tau)
+        self.stats.shadow(ok=True, latency_ms=o.latency_ms, baseline_latency_ms=o.baseline_ms,
+                          topk=o.topk, rbo=o.rbo, tau=o.tau,
+                          baseline_items=o.baseline_items or (),
+                          candidate_items=o.candidate_items or ())
+        metrics.SHADOW_LATENCY.labels("candidate").observe(o.latency_ms / 1000)
+        metrics.SHADOW_LATENCY.labels("baseline").observe(o.baseline_ms / 1000)
+        if o.topk is not None:
+            metrics.SHADOW_TOPK.observe(o.topk)
+        if o.rbo is not None:
+            metrics.SHADOW_RBO.observe(o.rbo)
+        if o.tau is not None:
+            metrics.SHADOW_TAU.observe(o.tau)
 
     async def drain_shadow(self, timeout: float = 5.0) -> None:
-        if self._shadow_tasks:
-            await asyncio.wait(list(self._shadow_tasks), timeout=timeout)
+        """Wait for the mirrors in flight (tests, graceful shutdown)."""
+        await self.mirror.drain(timeout)
 
     def shadow_gauges(self) -> None:
         for side, (cov, gini) in self.stats.shadow_side_summary().items():

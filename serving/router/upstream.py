@@ -8,8 +8,10 @@ timeout, a refused connection or a body without ``items`` is an :class:`Upstream
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -17,8 +19,13 @@ import orjson
 from serving.router.errors import BadRequest, UpstreamFailed, UpstreamTimeout
 from serving.router.schema import RecommendRequest
 
+if TYPE_CHECKING:
+    from serving.router.settings import RouterSettings
+
 __all__ = ["Prediction", "UpstreamClient", "HttpxUpstream", "AiohttpUpstream", "RawUpstream",
-           "make_http_client"]
+           "make_http_client", "make_upstream"]
+
+log = logging.getLogger("marquee.router")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +66,23 @@ class UpstreamClient:
     async def aclose(self) -> None:
         return None
 
-    async def predict(self, base_url: str, req: RecommendRequest, request_id: str, *,
-                      variant: str, timeout: float | None = None) -> Prediction:
+    @staticmethod
+    def instance(req: RecommendRequest) -> dict[str, Any]:
+        """The V1 instance of one product request."""
         instance: dict[str, Any] = {"user_id": req.user_id, "k": req.k}
         if req.history is not None:
             instance["history"] = req.history
         if req.context is not None:
             instance["context"] = req.context
+        return instance
+
+    async def predict(self, base_url: str, req: RecommendRequest, request_id: str, *,
+                      variant: str, timeout: float | None = None) -> Prediction:
+        return await self.predict_instance(base_url, self.instance(req), request_id,
+                                           variant=variant, timeout=timeout)
+
+    async def predict_instance(self, base_url: str, instance: dict[str, Any], request_id: str,
+                               *, variant: str, timeout: float | None = None) -> Prediction:
         status, content = await self._post(
             self._url(base_url), orjson.dumps({"instances": [instance]}),
             {"content-type": "application/json", "x-request-id": request_id}, timeout, variant)
@@ -180,3 +197,20 @@ class RawUpstream(UpstreamClient):
 
     async def aclose(self) -> None:
         self.pool.close()
+
+
+def make_upstream(settings: RouterSettings,
+                  transport: httpx.AsyncBaseTransport | None = None) -> UpstreamClient:
+    """The client ``settings.upstream_client`` names (httpx whenever a transport is given;
+    aiohttp when the raw pool's parser, httptools, is not installed)."""
+    if transport is not None or settings.upstream_client == "httpx":
+        return HttpxUpstream(make_http_client(
+            settings.max_connections, settings.upstream_timeout_seconds, transport),
+            settings.model_name)
+    if settings.upstream_client == "raw" and importlib.util.find_spec("httptools") is None:
+        log.warning("httptools is not installed: using the aiohttp upstream client")
+    elif settings.upstream_client == "raw":
+        return RawUpstream(settings.model_name, settings.max_connections,
+                           settings.upstream_timeout_seconds)
+    return AiohttpUpstream(settings.model_name, settings.max_connections,
+                           settings.upstream_timeout_seconds)

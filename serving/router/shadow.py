@@ -1,0 +1,331 @@
+"""Shadow mirrors: call the candidate with a copy of the user's request, compare the lists.
+
+Two ways to run a mirror, behind one small interface (``submit`` / ``drain`` / ``aclose``):
+
+- :class:`WorkerMirror` (``shadow_mode="worker"``, the default of ``marquee router``): a child
+  process, the *shadow worker*, at a lower CPU priority (``shadow_worker_nice``). The router's
+  whole cost per mirror is one non-blocking send of a datagram on a socket pair. The worker
+  calls the candidate, compares the two lists and sends back one small result per mirror,
+  which the router folds into its stats and metrics from an event-loop reader. A full socket
+  buffer or a dead worker drops the mirror (counted), never blocks; a dead worker is started
+  again on a later mirror.
+- :class:`InlineMirror` (``shadow_mode="inline"``, and whenever the app is given a test
+  transport): a task on the router's own event loop.
+
+Why a process: with mirrors as tasks on the router's loop, the next user request waits behind
+each mirror's HTTP exchange. Measured on this 2-core machine (benchmarks/RESULTS.md, "Shadow"),
+mirroring every request to a fixed-answer upstream raised user p99 by 17%.
+
+Either way a mirror never delays or fails the user's request, and mirrors beyond
+``shadow_max_in_flight`` are dropped and counted, not queued.
+
+Run as ``python -m serving.router.shadow --fd N …`` it is the worker (started by
+:class:`WorkerMirror`, not by hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from serving.router.schema import RecommendRequest
+from serving.router.settings import RouterSettings
+from serving.router.upstream import UpstreamClient, make_upstream
+from serving.stats import kendall_tau_shared, rank_biased_overlap, topk_overlap
+
+__all__ = ["ShadowOutcome", "InlineMirror", "WorkerMirror", "make_mirror", "mirror_once"]
+
+log = logging.getLogger("marquee.router.shadow")
+
+_MAX_DATAGRAM = 1 << 20
+
+
+@dataclass(slots=True)
+class ShadowOutcome:
+    """One mirror's result. ``code``: "200", a failure reason (timeout, connect, 5xx status,
+    bad_response, …) or "dropped" (not sent: the worker's in-flight cap)."""
+
+    code: str
+    latency_ms: float = 0.0
+    baseline_ms: float = 0.0
+    baseline_items: list[int] | None = None
+    candidate_items: list[int] | None = None
+    topk: float | None = None
+    rbo: float | None = None
+    tau: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "200"
+
+
+OnOutcome = Callable[[ShadowOutcome], None]
+
+
+async def mirror_once(upstream: UpstreamClient, url: str, instance: dict[str, Any],
+                      request_id: str, baseline_items: list[int], baseline_ms: float,
+                      timeout: float) -> ShadowOutcome:
+    """Call the candidate once and compare its list with the baseline's."""
+    start = time.perf_counter()
+    try:
+        pred = await upstream.predict_instance(url, instance, request_id, variant="candidate",
+                                               timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - a mirror's failure stays in the mirror
+        reason = getattr(exc, "reason", "error")
+        code = str(getattr(exc, "upstream_status", 500)) if reason == "status_5xx" else reason
+        return ShadowOutcome(code=code, baseline_ms=baseline_ms)
+    ms = (time.perf_counter() - start) * 1000
+    b, c = baseline_items, pred.items
+    return ShadowOutcome(code="200", latency_ms=ms, baseline_ms=baseline_ms, baseline_items=b,
+                         candidate_items=c, topk=topk_overlap(b, c, k=max(len(b), len(c))),
+                         rbo=rank_biased_overlap(b, c), tau=kendall_tau_shared(b, c))
+
+
+class InlineMirror:
+    """Mirrors as tasks on the router's event loop."""
+
+    def __init__(self, upstream: UpstreamClient, settings: RouterSettings,
+                 on_outcome: OnOutcome) -> None:
+        self.upstream = upstream
+        self.settings = settings
+        self.on_outcome = on_outcome
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, url: str, req: RecommendRequest, request_id: str,
+               baseline_items: list[int], baseline_ms: float) -> bool:
+        """Start a mirror; False (dropped) when ``shadow_max_in_flight`` are in flight."""
+        if len(self._tasks) >= self.settings.shadow_max_in_flight:
+            return False
+        task = asyncio.get_running_loop().create_task(self._run(
+            url, self.upstream.instance(req), request_id, baseline_items, baseline_ms))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _run(self, url: str, instance: dict[str, Any], request_id: str,
+                   baseline_items: list[int], baseline_ms: float) -> None:
+        self.on_outcome(await mirror_once(self.upstream, url, instance, request_id,
+                                          baseline_items, baseline_ms,
+                                          self.settings.shadow_timeout_seconds))
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class WorkerMirror:
+    """Mirrors handed to the shadow worker process over a datagram socket pair.
+
+    The worker is started on the first mirror (so a router that never shadows runs no second
+    process) and again on a later mirror after it died, at most once per ``restart_seconds``.
+    """
+
+    def __init__(self, settings: RouterSettings, on_outcome: OnOutcome, *,
+                 restart_seconds: float = 1.0) -> None:
+        self.settings = settings
+        self.on_outcome = on_outcome
+        self.restart_seconds = restart_seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._started_at = -float("inf")
+        self.sent = 0
+        self.answered = 0
+        self.starts = 0
+
+    # Worker lifecycle ----------------------------------------------------------------------------
+    def _alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None and self._sock is not None
+
+    def _start(self) -> bool:
+        now = time.monotonic()
+        if now - self._started_at < self.restart_seconds:
+            return False
+        self._started_at = now
+        self._stop_now()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ours.setblocking(False)
+        s = self.settings
+        cmd = [sys.executable, "-m", "serving.router.shadow", "--fd", str(theirs.fileno()),
+               "--nice", str(s.shadow_worker_nice)]
+        env = dict(os.environ)  # the worker's settings: the router's, as environment
+        env.update({f"MARQUEE_ROUTER_{k.upper()}": str(v) for k, v in {
+            "model_name": s.model_name, "upstream_client": s.upstream_client,
+            "max_connections": s.max_connections, "shadow_timeout_seconds":
+            s.shadow_timeout_seconds, "shadow_max_in_flight": s.shadow_max_in_flight}.items()})
+        try:
+            self.proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), env=env,
+                                         stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            log.error("cannot start the shadow worker: %s", exc)
+            ours.close()
+            return False
+        finally:
+            theirs.close()
+        self._sock = ours
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._on_readable)
+        self.starts += 1
+        log.info("shadow worker started (pid %d, nice %d)", self.proc.pid,
+                 s.shadow_worker_nice)
+        return True
+
+    def _stop_now(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()  # the worker reads end-of-file and exits
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+
+    # Router side ---------------------------------------------------------------------------------
+    def submit(self, url: str, req: RecommendRequest, request_id: str,
+               baseline_items: list[int], baseline_ms: float) -> bool:
+        """Hand a mirror to the worker; False (dropped) when it cannot take it now."""
+        if not self._alive():
+            if self.proc is not None:
+                log.warning("shadow worker exited (code %s); restarting it",
+                            self.proc.returncode)
+            if not self._start():
+                return False
+        msg = orjson.dumps({"u": url, "i": UpstreamClient.instance(req), "id": request_id,
+                            "b": baseline_items, "bms": baseline_ms})
+        try:
+            self._sock.send(msg)  # type: ignore[union-attr]
+        except OSError:  # buffer full (BlockingIOError), worker gone, or oversized
+            return False
+        self.sent += 1
+        return True
+
+    def _on_readable(self) -> None:
+        sock = self._sock
+        while sock is not None:
+            try:
+                data = sock.recv(_MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # the worker closed its end: it is gone
+                with contextlib.suppress(Exception):
+                    asyncio.get_running_loop().remove_reader(sock.fileno())
+                return
+            self.answered += 1
+            try:
+                outcome = ShadowOutcome(**orjson.loads(data))
+            except (orjson.JSONDecodeError, TypeError) as exc:
+                log.error("unreadable shadow result: %s", exc)
+                continue
+            self.on_outcome(outcome)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait until every mirror sent has come back (or the worker died, or timeout)."""
+        deadline = time.monotonic() + timeout
+        while self.answered < self.sent and self._alive() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def aclose(self) -> None:
+        proc = self.proc
+        self._stop_now()
+        if proc is not None:
+            for _ in range(200):
+                if proc.poll() is not None:
+                    return
+                await asyncio.sleep(0.01)
+            proc.kill()
+            proc.wait()
+
+
+def make_mirror(settings: RouterSettings, upstream: UpstreamClient, on_outcome: OnOutcome,
+                *, inline: bool = False) -> InlineMirror | WorkerMirror:
+    if inline or settings.shadow_mode == "inline":
+        return InlineMirror(upstream, settings, on_outcome)
+    return WorkerMirror(settings, on_outcome)
+
+
+# The worker ----------------------------------------------------------------------------------------
+async def _serve(sock: socket.socket, settings: RouterSettings) -> None:
+    loop = asyncio.get_running_loop()
+    upstream = make_upstream(settings)
+    done = loop.create_future()
+    tasks: set[asyncio.Task[None]] = set()
+    parent = os.getppid()
+
+    def reply(outcome: ShadowOutcome) -> None:
+        with contextlib.suppress(OSError):  # the router is gone or its buffer is full
+            sock.send(orjson.dumps(asdict(outcome)))
+
+    async def run(msg: dict[str, Any]) -> None:
+        reply(await mirror_once(upstream, msg["u"], msg["i"], msg["id"], msg["b"], msg["bms"],
+                                settings.shadow_timeout_seconds))
+
+    def on_readable() -> None:
+        while True:
+            try:
+                data = sock.recv(_MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                if not done.done():
+                    done.set_result(None)
+                return
+            if len(tasks) >= settings.shadow_max_in_flight:
+                reply(ShadowOutcome(code="dropped"))
+                continue
+            task = loop.create_task(run(orjson.loads(data)))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    loop.add_reader(sock.fileno(), on_readable)
+    try:
+        while not done.done():  # also stop if the router died without closing its end
+            await asyncio.wait([done], timeout=1.0)
+            if os.getppid() != parent:
+                break
+    finally:
+        loop.remove_reader(sock.fileno())
+        for t in tasks:
+            t.cancel()
+        await upstream.aclose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Marquee's shadow worker (started by the router).")
+    ap.add_argument("--fd", type=int, required=True, help="the router's datagram socket")
+    ap.add_argument("--nice", type=int, default=0, help="added CPU niceness")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the router's Ctrl-C is the router's
+    if args.nice:
+        os.nice(args.nice)
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sock = socket.socket(fileno=args.fd)
+    sock.setblocking(False)
+    settings = RouterSettings()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(sock, settings))
+    else:
+        uvloop.run(_serve(sock, settings))
+
+
+if __name__ == "__main__":
+    main()
