@@ -279,8 +279,12 @@ def main() -> None:
     ap.add_argument("--shadow-max-in-flight", type=int, default=8)
     ap.add_argument("--shadow-sample-rate", type=float, default=1.0,
                     help="Share of user requests mirrored to the shadow candidate.")
+    ap.add_argument("--shadow-modes", default="worker,inline",
+                    help="Router shadow modes to measure, comma-separated (worker: mirrors in "
+                    "the router's shadow worker process; inline: tasks on its event loop).")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
+    modes = [m.strip() for m in args.shadow_modes.split(",") if m.strip()]
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
@@ -296,25 +300,32 @@ def main() -> None:
             procs.append(cand)
             peer, peer_url = start_server(bundle, home, home / "candidate-peer.log")
             procs.append(peer)
-            router, router_url = start_router(
-                {"1": server_url}, home, home / "router.log",
-                shadow_max_in_flight=str(args.shadow_max_in_flight))
-            procs.append(router)
+            routers: dict[str, str] = {}
+            for mode in modes:
+                proc, routers[mode] = start_router(
+                    {"1": server_url}, home, home / f"router-{mode}.log",
+                    shadow_max_in_flight=str(args.shadow_max_in_flight), shadow_mode=mode)
+                procs.append(proc)
+            router_url = routers[modes[0]]
             fixed, fixed_url = start_fixed(home / "fixed.log")
             procs.append(fixed)
             hop_router, hop_url = start_router({"1": fixed_url}, home, home / "router-hop.log")
             procs.append(hop_router)
             load0 = os.getloadavg()
             runs, hops = [], []
-            shadows: dict[str, list[dict[str, float]]] = {"low": [], "peer": [], "fixed": []}
+            kinds = (("low", cand_url), ("peer", peer_url), ("fixed", fixed_url))
+            shadows: dict[str, list[dict[str, float]]] = {
+                f"{mode}/{key}": [] for mode in modes for key, _ in kinds}
             for _ in range(args.repeats):  # interleaved, so drift hits all alike
                 runs.append(overhead(server_url, router_url, args.requests))
                 hops.append(overhead(fixed_url, hop_url, args.requests))
                 print(json.dumps({"model server": runs[-1], "hop": hops[-1]}), flush=True)
-                for key, url in (("low", cand_url), ("peer", peer_url), ("fixed", fixed_url)):
-                    shadows[key].append(shadow_cost(router_url, url, args.shadow_requests,
-                                                    sample_rate=args.shadow_sample_rate))
-                    print(key, json.dumps(shadows[key][-1]), flush=True)
+                for mode in modes:
+                    for key, url in kinds:
+                        shadows[f"{mode}/{key}"].append(shadow_cost(
+                            routers[mode], url, args.shadow_requests,
+                            sample_rate=args.shadow_sample_rate))
+                        print(mode, key, json.dumps(shadows[f"{mode}/{key}"][-1]), flush=True)
             stop(peer)
             o = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
             h = {k: float(np.median([r[k] for r in hops])) for k in hops[0]}
@@ -332,7 +343,7 @@ def main() -> None:
 
     def shadow_row(key: str, label: str) -> str:
         rs = shadows[key]
-        return (f"| {label} | {med(key, 'off_p50'):.2f} → {med(key, 'on_p50'):.2f} | "
+        return (f"| {key.split('/')[0]} | {label} | {med(key, 'off_p50'):.2f} → {med(key, 'on_p50'):.2f} | "
                 f"{med(key, 'off_p99'):.2f} → {med(key, 'on_p99'):.2f} | "
                 f"**{100 * med(key, 'p99_change'):+.0f}%** | "
                 + ", ".join(f"{100 * r['p99_change']:+.0f}%" for r in rs) + " | "
@@ -343,10 +354,17 @@ def main() -> None:
         return "; ".join(f"{r['off_p99']:.2f} → {r['on_p99']:.2f} (load {r['load']:.1f})"
                          for r in shadows[key])
 
+    labels = {"low": f"a second real model server at low CPU priority (nice "
+                     f"{args.candidate_nice}), same machine",
+              "peer": "a second real model server at the same priority, same machine",
+              "fixed": "the fixed-answer upstream (the router's own mirroring work)"}
+    rows = "\n".join(shadow_row(f"{mode}/{key}", labels[key]) for mode in modes
+                     for key in labels)
+    runs_text = "; ".join(f"{key}: {per_run(key)}" for key in shadows)
     text = f"""
 ## Router overhead
 
-- command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats} --candidate-nice {args.candidate_nice} --shadow-max-in-flight {args.shadow_max_in_flight} --shadow-sample-rate {args.shadow_sample_rate}`
+- command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats} --candidate-nice {args.candidate_nice} --shadow-max-in-flight {args.shadow_max_in_flight} --shadow-sample-rate {args.shadow_sample_rate} --shadow-modes {",".join(modes)}`
 - date: {date.today()}; code revision: {rev}
 - machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; shared with other jobs; load average (1/5/15 min) {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f} when the servers were up, {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} at the end ({load_start[0]:.1f} before start)
 - setup: real KServe model server (`marquee serve`, small two-tower bundle), router (`marquee router`: uvloop + httptools server, its keep-alive HTTP/1.1 upstream pool, exposure logs on), one closed-loop client with keep-alive; direct and routed calls in alternating blocks of 100
@@ -376,18 +394,17 @@ The same closed-loop client through the router, mirroring off and on in alternat
 100 requests, {args.shadow_requests} requests per mode in each of {args.repeats} runs, a
 share {args.shadow_sample_rate} of requests mirrored (the router sends a mirror only after the user's response is
 written, never waits for it, and drops mirrors beyond {args.shadow_max_in_flight} in flight,
-counted in `marquee_router_shadow_dropped_total`). The three candidates were measured in turn
-within each run.
+counted in `marquee_router_shadow_dropped_total`). Shadow modes: `worker` = mirrors handed to
+the router's shadow worker process (nice +10 to the router), `inline` = mirrors as tasks on the
+router's event loop. Every mode and candidate was measured in turn within each run.
 
-| mirror goes to | user p50 off → on (ms) | user p99 off → on (ms) | **p99 change (median)** | p99 change per run | user-visible errors | mirrors sent / dropped |
-|---|---:|---:|---:|---|---:|---:|
-{shadow_row("low", f"a second real model server at low CPU priority (nice {args.candidate_nice}), same machine")}
-{shadow_row("peer", "a second real model server at the same priority, same machine")}
-{shadow_row("fixed", "the fixed-answer upstream (the router's own mirroring work)")}
+| shadow mode | mirror goes to | user p50 off → on (ms) | user p99 off → on (ms) | **p99 change (median)** | p99 change per run | user-visible errors | mirrors sent / dropped |
+|---|---|---:|---:|---:|---|---:|---:|
+{rows}
 
-(user p99 off → on per run, ms — low priority: {per_run("low")}; same priority: {per_run("peer")}; fixed upstream: {per_run("fixed")}.)
+(user p99 off → on per run, ms — {runs_text}.)
 
-Candidate server (low priority) killed a third of the way through {args.shadow_requests // 2} mirrored requests: user p50 {s_kill['p50']:.2f} ms, p99 {s_kill['p99']:.2f} ms, **{s_kill['errors']:.0f} user-visible errors**; mirrors {s_kill['mirrors']:.0f}, {s_kill['mirror_errors']:.0f} failed.
+Candidate server (low priority, shadow mode {modes[0]}) killed a third of the way through {args.shadow_requests // 2} mirrored requests: user p50 {s_kill['p50']:.2f} ms, p99 {s_kill['p99']:.2f} ms, **{s_kill['errors']:.0f} user-visible errors**; mirrors {s_kill['mirrors']:.0f}, {s_kill['mirror_errors']:.0f} failed.
 """
     print(text)
     out = Path(tempfile.gettempdir()) / "marquee-router-results.md"
