@@ -85,11 +85,12 @@ def test_catalogue_follows_the_metrics_contract() -> None:
         assert m.help.endswith(".") and len(m.help) > 20, m.name
         assert m.owner in {"monitoring.drift", "monitoring.skew", "monitoring.retrain",
                            "serving.router", "serving.rollout"}, m.name
-    # the names the alerts are built on
+    # the names the alerts (and the dashboard's feedback panel) are built on
     for required in ("marquee_drift_share", "marquee_drift_feature_score",
                      "marquee_prediction_drift_score", "marquee_skew_mismatch_rate",
                      "marquee_drift_last_run_timestamp_seconds", "marquee_router_requests_total",
                      "marquee_router_request_duration_seconds", "marquee_router_feedback_total",
+                     "marquee_router_exposures_total", "marquee_router_clicked_exposures_total",
                      "marquee_rollout_failed_checks", "marquee_rollout_phase"):
         assert required in names, required
 

@@ -279,7 +279,10 @@ def test_stats_carry_the_per_user_sums_of_the_ab_variance() -> None:
         metrics = c.get("/metrics").text
         for name in ("lists_squared", "clicked_squared", "lists_clicked"):  # process-wide counters
             assert f'marquee_router_ab_user_{name}_total{{variant="baseline"}}' in metrics
-        # what the ClickThroughDrop alert and the dashboard query
+        # what the ClickThroughDrop alert and the click-through panel query (lists served and
+        # lists clicked, with no impression event sent), and the feedback-events panel
+        for name in ("exposures", "clicked_exposures"):
+            assert f'marquee_router_{name}_total{{variant="baseline"}}' in metrics
         assert 'marquee_router_feedback_total{event="click",variant="baseline"}' in metrics
         assert 'marquee_router_variant_info{model_version="1",variant="baseline"} 1.0' in metrics
         r = c.put("/admin/routing", json={"strategy": "interleave", "baseline": {"version": "1"},
