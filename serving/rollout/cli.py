@@ -37,6 +37,10 @@ RouterOpt = Annotated[str, typer.Option(
     "--router", envvar="MARQUEE_ROUTER_URL", help="Router URL (admin API).")]
 NamespaceOpt = Annotated[str | None, typer.Option(
     "--namespace", help="Keep rollouts as ModelRollout objects in this Kubernetes namespace.")]
+ReplicasOpt = Annotated[str | None, typer.Option(
+    "--router-replicas", envvar="MARQUEE_ROUTER_REPLICAS_URL",
+    help="URL whose host resolves to every router replica (Kubernetes: the router's headless "
+    "Service); routing is then applied to each replica.")]
 DEFAULT_ROUTER = "http://127.0.0.1:8090"
 
 
@@ -69,17 +73,28 @@ def _get(store: StatusStore, name: str) -> Any:
         raise _fail(f"no rollout named {name!r} (see `marquee rollout status`)") from None
 
 
-def _run_controller(store: StatusStore, name: str, router_url: str) -> RolloutStatus:
+def _admin_and_source(settings: Any, router_url: str, replicas: str | None) -> tuple[Any, Any]:
+    from serving.rollout.sources import PrometheusSource, RouterAdmin, RouterStatsSource
+
+    admin = RouterAdmin(router_url, replicas_url=replicas)
+    if settings.prometheus_url:
+        return admin, PrometheusSource(settings.prometheus_url)
+    if replicas:
+        logging.getLogger("marquee.rollout").warning(
+            "several router replicas but no MARQUEE_PROMETHEUS_URL: the analysis reads the "
+            "stats of whichever replica %s answers from, not of all", router_url)
+    return admin, RouterStatsSource(admin)
+
+
+def _run_controller(store: StatusStore, name: str, router_url: str,
+                    replicas: str | None = None) -> RolloutStatus:
     from marquee.settings import Settings
     from serving.rollout.controller import Controller, MarqueeRegistry
-    from serving.rollout.sources import PrometheusSource, RouterAdmin, RouterStatsSource
     from serving.rollout.store import ControllerBusy, FileStatusStore
 
     settings = Settings()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    admin = RouterAdmin(router_url)
-    source = (PrometheusSource(settings.prometheus_url) if settings.prometheus_url
-              else RouterStatsSource(admin))
+    admin, source = _admin_and_source(settings, router_url, replicas)
     registry = MarqueeRegistry(settings.resolved_registry_uri,
                                _get(store, name).rollout.spec.model_name)
     controller = Controller(store, name, source, admin, registry)
@@ -116,6 +131,7 @@ def start(
     interval: Annotated[float | None, typer.Option(help="Analysis interval, seconds.")] = None,
     detach: Annotated[bool, typer.Option(help="Only create it; run the controller elsewhere.")] = False,
     router: RouterOpt = DEFAULT_ROUTER,
+    router_replicas: ReplicasOpt = None,
     namespace: NamespaceOpt = None,
 ) -> None:
     """Create a rollout (from a file or flags) and run its controller until it ends."""
@@ -161,7 +177,7 @@ def start(
         typer.echo(f"rollout {rollout.name} exists ({current.status.phase.value}): resuming")
     if detach:
         return
-    final = _run_controller(store, rollout.name, router)
+    final = _run_controller(store, rollout.name, router, router_replicas)
     typer.echo(f"rollout {rollout.name}: {final.phase.value}: {final.message}")
     if final.phase.value in ("RolledBack", "Failed"):
         raise typer.Exit(code=1)
@@ -170,6 +186,7 @@ def start(
 @app.command()
 def controller(
     router: RouterOpt = DEFAULT_ROUTER,
+    router_replicas: ReplicasOpt = None,
     namespace: NamespaceOpt = None,
     port: Annotated[int, typer.Option(help="Port of /healthz, /readyz and /metrics.")] = 8080,
     host: Annotated[str | None, typer.Option(help="Bind address (default MARQUEE_BIND_HOST).")] = None,
@@ -178,14 +195,11 @@ def controller(
     from marquee.settings import Settings
     from serving.rollout.controller import MarqueeRegistry
     from serving.rollout.manager import RolloutManager, serve_health
-    from serving.rollout.sources import PrometheusSource, RouterAdmin, RouterStatsSource
 
     settings = Settings()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
     store = _store(namespace)
-    admin = RouterAdmin(router)
-    source = (PrometheusSource(settings.prometheus_url) if settings.prometheus_url
-              else RouterStatsSource(admin))
+    admin, source = _admin_and_source(settings, router, router_replicas)
     manager = RolloutManager(store, source, admin,
                              MarqueeRegistry(settings.resolved_registry_uri, settings.model_name))
     health = serve_health(host or settings.bind_host, port, lambda: manager.ready)
@@ -200,11 +214,12 @@ def controller(
 
 
 @app.command()
-def run(name: str, router: RouterOpt = DEFAULT_ROUTER, namespace: NamespaceOpt = None) -> None:
+def run(name: str, router: RouterOpt = DEFAULT_ROUTER, router_replicas: ReplicasOpt = None,
+        namespace: NamespaceOpt = None) -> None:
     """Run (or resume after a restart) the controller of an existing rollout."""
     store = _store(namespace)
     _get(store, name)
-    final = _run_controller(store, name, router)
+    final = _run_controller(store, name, router, router_replicas)
     typer.echo(f"rollout {name}: {final.phase.value}: {final.message}")
 
 

@@ -9,6 +9,8 @@ otherwise :class:`RouterStatsSource` asks the router's ``GET /admin/stats``.
 from __future__ import annotations
 
 import math
+import socket
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -22,7 +24,7 @@ from serving.router.schema import (
 )
 
 __all__ = ["MetricsSource", "RouterStatsSource", "PrometheusSource", "RouterAdmin",
-           "SourceError"]
+           "SourceError", "resolve_all"]
 
 
 class SourceError(RuntimeError):
@@ -34,24 +36,66 @@ class MetricsSource(Protocol):
     def window(self, since: float, until: float) -> WindowStats: ...
 
 
+Resolver = Callable[[str, int], list[tuple[str, int]]]
+
+
+def resolve_all(host: str, port: int) -> list[tuple[str, int]]:
+    """Every address ``host`` resolves to (a headless Service: one per ready pod), sorted."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SourceError(f"router replicas {host!r}: cannot resolve: {exc}") from None
+    return sorted({(info[4][0], port) for info in infos})
+
+
 class RouterAdmin:
-    """The router's admin API: apply routing, read window statistics."""
+    """The router's admin API: apply routing, read window statistics.
+
+    ``replicas_url``: a URL whose host name resolves to every router replica (in Kubernetes
+    the router's headless Service). Routing is then applied to each replica in turn, not to
+    whichever one a load-balanced Service picks; reads still go to ``url``.
+    """
 
     def __init__(self, url: str, timeout: float = 5.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, *,
+                 replicas_url: str | None = None, resolve: Resolver = resolve_all) -> None:
         self.url = url.rstrip("/")
         self.client = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False,
                                    transport=transport)
+        self.replicas_url = replicas_url.rstrip("/") if replicas_url else None
+        self.resolve = resolve
+
+    def _targets(self) -> list[str]:
+        if self.replicas_url is None:
+            return [self.url]
+        u = httpx.URL(self.replicas_url)
+        port = u.port or (443 if u.scheme == "https" else 80)
+        targets = [str(u.copy_with(host=host, port=p)).rstrip("/")
+                   for host, p in self.resolve(u.host, port)]
+        if not targets:
+            raise SourceError(f"router replicas {self.replicas_url}: no address")
+        return targets
 
     def apply(self, config: RoutingConfig) -> dict[str, Any]:
-        try:
-            r = self.client.put("/admin/routing", content=config.model_dump_json(),
-                                headers={"content-type": "application/json"})
-        except httpx.HTTPError as exc:
-            raise SourceError(f"router {self.url} unreachable: {exc}") from None
-        if r.status_code != 200:
-            raise SourceError(f"router refused the routing ({r.status_code}): {r.text}")
-        return r.json()
+        """PUT the routing to the router (every replica with ``replicas_url``); a replica
+        that refuses or cannot be reached is a :class:`SourceError` naming it, after the
+        others have been tried."""
+        body = config.model_dump_json()
+        answers, failed = [], []
+        for target in self._targets():
+            try:
+                r = self.client.put(f"{target}/admin/routing", content=body,
+                                    headers={"content-type": "application/json"})
+            except httpx.HTTPError as exc:
+                failed.append(f"router {target} unreachable: {exc}")
+                continue
+            if r.status_code != 200:
+                failed.append(f"router {target} refused the routing ({r.status_code}): {r.text}")
+                continue
+            answers.append(r.json())
+        if failed:
+            raise SourceError("; ".join(failed))
+        return answers[0]
 
     def routing(self) -> dict[str, Any] | None:
         try:

@@ -310,3 +310,34 @@ def test_values_use_camel_case_keys() -> None:
             assert re.fullmatch(r"[a-z][a-zA-Z0-9]*", key), leaf
             if key in MAP_VALUES:
                 break
+
+
+# --- the controller reaches every router replica ---------------------------------------------
+def test_controller_applies_routing_to_every_router_replica_through_a_headless_service() -> None:
+    objs = c.default_objects()
+    router = next(o for o in objs if o["kind"] == "Deployment"
+                  and o["metadata"]["name"].endswith("-router"))
+    (svc,) = [o for o in objs if o["kind"] == "Service"
+              and o["metadata"]["name"].endswith("-router-replicas")]
+    assert svc["spec"]["clusterIP"] == "None"  # DNS answers with every ready pod
+    assert svc["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
+    (pod,) = c.pod_specs(router)
+    (ctr,) = pod["containers"]
+    (port,) = [p["containerPort"] for p in ctr["ports"] if p["name"] == "http"]
+    controller = next(o for o in objs if o["kind"] == "Deployment"
+                      and o["metadata"]["name"].endswith("-controller"))
+    (cpod,) = c.pod_specs(controller)
+    env = {e["name"]: e.get("value") for e in cpod["containers"][0]["env"]}
+    host = f"{svc['metadata']['name']}.{svc['metadata']['namespace']}.svc.cluster.local"
+    assert env["MARQUEE_ROUTER_REPLICAS_URL"] == f"http://{host}:{port}"
+    # Without Prometheus the controller reads one replica's /admin/stats: refused with
+    # several replicas, valid with one.
+    import helm_python
+
+    with pytest.raises(helm_python.HelmRenderError,
+                       match="settings.prometheusUrl is empty but the router runs several"):
+        c.render({"settings": {"prometheusUrl": ""}})
+    one = c.objects({"settings": {"prometheusUrl": ""},
+                     "router": {"autoscaling": {"enabled": False}, "replicaCount": 1}})
+    assert any(o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-controller")
+               for o in one)

@@ -25,7 +25,7 @@ from serving.replay.engine import run_replay
 from serving.replay.users import ReplayUser, clicks_for, users_from_holdout
 from serving.router.app import create_app
 from serving.router.settings import RouterSettings
-from serving.rollout.sources import PrometheusSource, RouterAdmin
+from serving.rollout.sources import PrometheusSource, RouterAdmin, SourceError, resolve_all
 from tests.conftest import free_port, require_binary, stop_process, wait_until
 from tests.rollout.test_router_app import UPSTREAMS, FakeServers, ranked
 
@@ -137,6 +137,34 @@ scrape_configs:
     finally:
         stop_process(proc)
         router.__exit__()
+
+
+def test_routing_is_applied_to_every_router_replica() -> None:
+    """Behind a load-balanced Service one PUT reaches one replica; with ``replicas_url`` (the
+    headless Service in the chart) the controller applies routing to each address."""
+    from serving.router.schema import RoutingConfig
+
+    canary = RoutingConfig(strategy="canary", baseline={"version": "1"},
+                           candidate={"version": "2"}, candidate_weight=25, salt="fan-out")
+    with LiveRouter(FakeServers()) as a, LiveRouter(FakeServers()) as b:
+        replicas = {"router-replicas.test": [("127.0.0.1", a.port), ("127.0.0.1", b.port)]}
+        admin = RouterAdmin(a.url, replicas_url="http://router-replicas.test:8090",
+                            resolve=lambda host, port: replicas[host])
+        admin.apply(canary)
+        for r in (a, b):
+            got = httpx.get(f"{r.url}/admin/routing").json()
+            assert got["strategy"] == "canary" and got["candidate_weight"] == 25
+        # A replica that cannot be reached is named; the others still get the routing.
+        dead = free_port()
+        replicas["router-replicas.test"].insert(0, ("127.0.0.1", dead))
+        with pytest.raises(SourceError, match=f"127.0.0.1:{dead}"):
+            admin.apply(canary.model_copy(update={"candidate_weight": 50}))
+        for r in (a, b):
+            assert httpx.get(f"{r.url}/admin/routing").json()["candidate_weight"] == 50
+        admin.close()
+    # The default resolver returns every address of the name (here the loopback's, from
+    # /etc/hosts: no query leaves the machine).
+    assert ("127.0.0.1", 8090) in resolve_all("localhost", 8090)
 
 
 def test_prometheus_source_agrees_with_the_routers_own_stats(
