@@ -35,7 +35,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -51,6 +51,20 @@ __all__ = ["ShadowOutcome", "InlineMirror", "WorkerMirror", "make_mirror", "mirr
 log = logging.getLogger("marquee.router.shadow")
 
 _MAX_DATAGRAM = 1 << 20
+
+
+def _datagrams(sock: socket.socket) -> Iterator[bytes]:
+    """The datagrams waiting on a non-blocking socket; a last ``b""`` when the peer is gone."""
+    while True:
+        try:
+            data = sock.recv(_MAX_DATAGRAM)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        yield data
+        if not data:
+            return
 
 
 @dataclass(slots=True)
@@ -215,13 +229,9 @@ class WorkerMirror:
 
     def _on_readable(self) -> None:
         sock = self._sock
-        while sock is not None:
-            try:
-                data = sock.recv(_MAX_DATAGRAM)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
+        if sock is None:
+            return
+        for data in _datagrams(sock):
             if not data:  # the worker closed its end: it is gone
                 with contextlib.suppress(Exception):
                     asyncio.get_running_loop().remove_reader(sock.fileno())
@@ -276,13 +286,7 @@ async def _serve(sock: socket.socket, settings: RouterSettings) -> None:
                                 settings.shadow_timeout_seconds))
 
     def on_readable() -> None:
-        while True:
-            try:
-                data = sock.recv(_MAX_DATAGRAM)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
+        for data in _datagrams(sock):
             if not data:
                 if not done.done():
                     done.set_result(None)
