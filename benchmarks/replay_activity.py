@@ -16,6 +16,11 @@ visits. Here V varies per user:
   that the mean is M; independent of the user.
 * ``fixed:M``: every user makes M visits (the existing sweep's traffic, reference).
 
+``lognormal:M:S`` sets σ = S for that entry. Besides the sequential streams, each entry records
+the exact per-user quantities behind them (:func:`analytic`): the A/B metric's per-user
+variance split into within-user (binomial) and between-user parts, each side's chance of a
+user's vote, and the fixed-horizon A/B ÷ interleaving ratio they imply.
+
 Both tests aggregate per user (:func:`serving.replay.power.users_to_decision_varying`):
 A/B = users assigned 50/50 and sticky, ratio estimator Σ clicked lists / Σ lists per arm, mSPRT
 with the controller's clustered delta-method variance (users as the unit); interleaving = a
@@ -84,8 +89,10 @@ def lognormal_mu(mean: float, sigma: float) -> float:
 
 def make_sampler(dist: str, user_counts: np.ndarray, sigma: float) -> tuple[Any, dict[str, Any]]:
     """(sampler for users_to_decision_varying, a description with the realised V moments)."""
-    name, m = dist.split(":")
+    name, m, *rest = dist.split(":")
     mean = float(m)
+    if rest:
+        sigma = float(rest[0])
     if name == "fixed":
         table = np.full(user_counts.size, int(mean), dtype=np.int64)
     elif name == "activity":
@@ -121,7 +128,92 @@ def make_sampler(dist: str, user_counts: np.ndarray, sigma: float) -> tuple[Any,
             "min": int(sample.min()), "median": float(np.median(sample)),
             "p99": float(np.quantile(sample, 0.99)), "max": int(sample.max()),
             "E[V^2]/E[V]^2": float((sample.astype(float) ** 2).mean() / sample.mean() ** 2)}
+    if name == "lognormal":
+        info["sigma"] = sigma
     return sampler, info
+
+
+def visit_pmf(dist: str, sampler: Any, draws: int = 4_000_000) -> np.ndarray:
+    """P(V = v), v = 0..max, of a per-arrival V (independent of the user): exact for the
+    geometric, a fixed-seed histogram of ``draws`` draws otherwise."""
+    name, m, *_ = dist.split(":")
+    if name == "geometric":
+        p = 1.0 / float(m)
+        v = np.arange(0, int(60 * float(m)))
+        pmf = np.where(v >= 1, p * (1 - p) ** np.maximum(v - 1, 0), 0.0)
+        return pmf / pmf.sum()
+    sample = sampler(np.random.default_rng(11), np.zeros(draws, dtype=np.int64))
+    return np.bincount(sample) / draws
+
+
+def vote_probabilities(pc: np.ndarray, pb: np.ndarray, vmax: int,
+                       exact_to: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """(P(user votes candidate), P(votes baseline)) for every user (rows) and v = 0..vmax
+    visits (columns): the difference of won visits is a sum of v independent +1/0/−1 steps
+    (exactly up to ``exact_to`` visits; a normal approximation beyond)."""
+    users = pc.size
+    up, down = np.zeros((users, vmax + 1)), np.zeros((users, vmax + 1))
+    top = min(vmax, exact_to)
+    dist = np.zeros((users, 2 * top + 1))
+    dist[:, top] = 1.0
+    stay = 1.0 - pc - pb
+    for v in range(1, top + 1):
+        dist = (dist * stay[:, None] + np.roll(dist, 1, axis=1) * pc[:, None]
+                + np.roll(dist, -1, axis=1) * pb[:, None])
+        up[:, v], down[:, v] = dist[:, top + 1:].sum(1), dist[:, :top].sum(1)
+    if vmax > top:
+        from scipy.stats import norm
+
+        v = np.arange(top + 1, vmax + 1)[None, :]
+        mu = (pc - pb)[:, None]
+        sd = np.sqrt(np.maximum(pc + pb - (pc - pb) ** 2, 1e-12))[:, None]
+        up[:, top + 1:] = norm.sf((0.5 - v * mu) / (np.sqrt(v) * sd))
+        down[:, top + 1:] = norm.cdf((-0.5 - v * mu) / (np.sqrt(v) * sd))
+    return up, down
+
+
+def analytic(probs: dict[str, np.ndarray], table: np.ndarray | None,
+             pmf: np.ndarray | None) -> dict[str, Any]:
+    """Exact per-user quantities behind the two tests, users arriving uniformly.
+
+    A/B (ratio estimator, users as the unit): an arm's per-user variance of s_u − R n_u over
+    E[n]², which is (E[n p(1−p)] + E[n² (p − R)²]) / E[n]²: within-user binomial noise plus
+    between-user spread of click-through, the latter weighted by n² (heavy users count
+    more). Interleaving: q_c, q_b = P(a user votes candidate / baseline). Fixed-horizon users
+    (per z²): A/B 2(σ²_a + σ²_b)/d², interleaving (q_c + q_b)/(q_c − q_b)².
+    """
+    ab, il = probs["ab"], probs["interleave"]
+    out: dict[str, Any] = {}
+    if table is not None:
+        n = table.astype(float)
+        en, w = n.mean(), n / n.mean()
+        within = [float((n * ab[:, j] * (1 - ab[:, j])).mean() / en ** 2) for j in (0, 1)]
+        rates = [float((w * ab[:, j]).mean()) for j in (0, 1)]
+        between = [float((n * n * (ab[:, j] - rates[j]) ** 2).mean() / en ** 2)
+                   for j in (0, 1)]
+        up, down = vote_probabilities(il[:, 0], il[:, 1], int(table.max()))
+        rows = np.arange(table.size)
+        qc, qb = float(up[rows, table].mean()), float(down[rows, table].mean())
+    else:
+        assert pmf is not None
+        v = np.arange(pmf.size, dtype=float)
+        en, en2 = float((pmf * v).sum()), float((pmf * v * v).sum())
+        rates = [float(ab[:, j].mean()) for j in (0, 1)]
+        within = [float(en * (ab[:, j] * (1 - ab[:, j])).mean() / en ** 2) for j in (0, 1)]
+        between = [float(en2 * ((ab[:, j] - rates[j]) ** 2).mean() / en ** 2) for j in (0, 1)]
+        vmax = int(np.flatnonzero(pmf)[-1])
+        up, down = vote_probabilities(il[:, 0], il[:, 1], vmax)
+        qc, qb = float((up.mean(0) * pmf[:vmax + 1]).sum()), float(
+            (down.mean(0) * pmf[:vmax + 1]).sum())
+    d = rates[1] - rates[0]
+    var = sum(within) + sum(between)
+    k_ab = 2 * var / d ** 2 if d else math.inf
+    k_il = (qc + qb) / (qc - qb) ** 2 if qc != qb else math.inf
+    out.update({"ab_rates": rates, "ab_within_var": within, "ab_between_var": between,
+                "il_vote": [qc, qb], "fixed_users_per_z2": {"ab": k_ab, "interleave": k_il},
+                "fixed_ratio": (k_ab / k_il if math.isfinite(k_ab) and math.isfinite(k_il)
+                                else None)})
+    return out
 
 
 def load_lists(work: Path, names: set[str], k: int) -> dict[str, dict[int, list[int]]]:
@@ -154,6 +246,8 @@ def main() -> None:
     ap.add_argument("--il-min", type=int, default=100, help="Interleaving: voting users first.")
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--cap", type=int, default=1_000_000, help="Users per stream at most.")
+    ap.add_argument("--seed", type=int, default=0, help="Offset of every stream seed.")
+    ap.add_argument("--no-streams", action="store_true", help="Only the exact quantities.")
     ap.add_argument("--deadline", default=None,
                     help="UTC HH:MM: stop starting new streams after it (partial results).")
     ap.add_argument("--out", type=Path, default=REPO / "replay-activity-results.jsonl")
@@ -195,17 +289,23 @@ def main() -> None:
             ctr = (probs["ab"] * vv[:, None]).sum(0) / vv.sum()
             diff = float(ctr[1] - ctr[0])
             correct = None if null else ("candidate" if diff > 0 else "baseline")
-            rec: dict[str, Any] = {"pair": name, "dist": dist, "V": vinfo,
+            exact = (analytic(probs, vv.astype(np.int64), None)
+                     if dist.startswith(("activity", "fixed"))
+                     else analytic(probs, None, visit_pmf(dist, sampler)))
+            rec: dict[str, Any] = {"pair": name, "dist": dist, "V": vinfo, "exact": exact,
                                    "ctr_visit_weighted": ctr.tolist(),
                                    "il_win_visit_weighted": ((probs["interleave"]
                                                               * vv[:, None]).sum(0)
                                                              / vv.sum()).tolist()}
             for kind, minimum in (("ab", args.ab_min), ("interleave", args.il_min)):
+                if args.no_streams:
+                    rec[kind] = {"median": math.inf, "visits": [], "winners": []}
+                    continue
                 t = time.time()
                 res = users_to_decision_varying(
                     kind, probs[kind], sampler, streams=args.streams, cap=args.cap,
-                    alpha=args.alpha, minimum=minimum, seed=1000 + 100 * pi + 10 * di
-                    + (kind == "interleave"), deadline=deadline)
+                    alpha=args.alpha, minimum=minimum, seed=args.seed + 1000 + 100 * pi
+                    + 10 * di + (kind == "interleave"), deadline=deadline)
                 rec[kind] = {**res.summary(correct), "seconds": round(time.time() - t, 1),
                              "visits": res.visits, "winners": res.winners}
             a, i = rec["ab"], rec["interleave"]
