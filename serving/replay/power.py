@@ -254,3 +254,111 @@ def users_to_decision(kind: str, probs: np.ndarray, *, streams: int, cap: int, a
     step, totals = steps[(kind, visits > 1)]
     return _run_streams(step, totals, users=probs.shape[0], streams=streams, cap=cap,
                         chunk=chunk, seed=seed)
+
+
+def clustered_rate_variance_vec(s: np.ndarray, n: np.ndarray, sum_n2: np.ndarray,
+                                sum_s2: np.ndarray, sum_ns: np.ndarray,
+                                k: np.ndarray) -> np.ndarray:
+    """:func:`serving.stats.clustered_rate_variance`, vectorised over running totals
+    (n ≥ 1): the delta-method variance of the ratio Σs/Σn with users as the unit, never
+    below the smoothed binomial variance."""
+    p = (s + 0.5) / (n + 1.0)
+    binomial = p * (1.0 - p) / n
+    r = s / n
+    spread = np.maximum(0.0, sum_s2 - 2.0 * r * sum_ns + r * r * sum_n2)
+    kk = np.maximum(k, 2.0)
+    clustered = kk / (kk - 1.0) * spread / (n * n)
+    return np.where(k >= 2, np.maximum(binomial, clustered), binomial)
+
+
+#: Visits per arriving user: (rng, the arrivals' user rows) → visits of each arrival (≥ 1).
+VisitSampler = Callable[[np.random.Generator, np.ndarray], np.ndarray]
+
+
+def users_to_decision_varying(kind: str, probs: np.ndarray, visits: VisitSampler, *,
+                              streams: int, cap: int, alpha: float, minimum: int,
+                              seed: int = 0, first_chunk: int = 2_000,
+                              max_chunk: int = 100_000,
+                              mixture_sd: float = DEFAULT_MIXTURE_SD, weight: float = 0.5,
+                              deadline: float | None = None) -> StreamResult:
+    """Like :func:`users_to_decision` with users who come back, but each arriving user makes
+    ``visits(rng, u)`` visits (a number that varies per user: heavy-tailed activity).
+
+    ``kind="ab"``: users are assigned to the candidate with probability ``weight`` and see it
+    on every visit; the metric is the ratio estimator Σ clicked lists / Σ lists per arm and
+    the mSPRT uses the clustered (delta-method, users as the unit) variance, as the
+    controller does (:func:`serving.stats.clustered_rate_variance`); checked after every
+    user once both arms have ``minimum`` users.
+    ``kind="interleave"``: every visit is a fresh team draft; a user votes for the side that
+    won more of their visits (ties: no vote); sequential sign test on votes after every user
+    once ``minimum`` users voted.
+
+    Chunks grow from ``first_chunk`` to ``max_chunk`` (cheap for fast decisions; the
+    distribution of the result does not depend on the chunking). ``deadline`` (time.time()):
+    stop early, returning only the streams completed (``len(visits)`` < ``streams``).
+    """
+    import time
+
+    if kind not in ("ab", "interleave"):
+        raise ValueError(f"kind must be ab or interleave, got {kind!r}")
+    threshold = math.log(1 / alpha)
+    rng = np.random.default_rng(seed)
+    out_visits: list[int | None] = []
+    winners: list[str | None] = []
+
+    def side(positive: bool) -> str:
+        return "candidate" if positive else "baseline"
+
+    def ab_step(u: np.ndarray, c: np.ndarray):  # noqa: ANN202
+        v = visits(rng, u).astype(float)
+        cand = rng.random(u.size) < weight
+        s = rng.binomial(v.astype(np.int64), np.where(cand, probs[u, 1], probs[u, 0]))
+        s = s.astype(float)
+        tot = []
+        for j, arm in enumerate((~cand, cand)):  # 0: baseline (a), 1: candidate (b)
+            base = 6 * j
+            vv, ss = np.where(arm, v, 0.0), np.where(arm, s, 0.0)
+            tot.append((c[base] + np.cumsum(arm), c[base + 1] + np.cumsum(vv),
+                        c[base + 2] + np.cumsum(ss), c[base + 3] + np.cumsum(vv * vv),
+                        c[base + 4] + np.cumsum(ss * ss), c[base + 5] + np.cumsum(vv * ss)))
+        (k_a, n_a, s_a, n2_a, s2_a, ns_a), (k_b, n_b, s_b, n2_b, s2_b, ns_b) = tot
+        with np.errstate(divide="ignore", invalid="ignore"):
+            na1, nb1 = np.maximum(n_a, 1.0), np.maximum(n_b, 1.0)
+            var = (clustered_rate_variance_vec(s_a, na1, n2_a, s2_a, ns_a, k_a)
+                   + clustered_rate_variance_vec(s_b, nb1, n2_b, s2_b, ns_b, k_b))
+            diff = s_b / nb1 - s_a / na1
+            tau2 = mixture_sd ** 2
+            llr = 0.5 * np.log(var / (var + tau2)) + tau2 * diff ** 2 / (2 * var * (var + tau2))
+        i = _first_decision((k_a >= minimum) & (k_b >= minimum), llr, threshold)
+        winner = None if i is None else side(diff[i] > 0)
+        return i, winner, np.array([x[-1] for x in (*tot[0], *tot[1])])
+
+    def il_step(u: np.ndarray, c: np.ndarray):  # noqa: ANN202
+        v = visits(rng, u).astype(np.int64)
+        pc, pb = probs[u, 0], probs[u, 1]
+        w_c = rng.binomial(v, pc)
+        rest = np.clip(pb / np.maximum(1.0 - pc, 1e-12), 0.0, 1.0)
+        w_b = rng.binomial(v - w_c, rest)
+        u_c, u_b = c[0] + np.cumsum(w_c > w_b), c[1] + np.cumsum(w_b > w_c)
+        i = _first_decision((u_c + u_b) >= minimum, sign_test_log_lr(u_c, u_b), threshold)
+        winner = None if i is None else side(u_c[i] > u_b[i])
+        return i, winner, np.array([u_c[-1], u_b[-1]])
+
+    step, totals = (ab_step, 12) if kind == "ab" else (il_step, 2)
+    users = probs.shape[0]
+    for _ in range(streams):
+        if deadline is not None and time.time() > deadline:
+            break
+        carry = np.zeros(totals)
+        done, chunk = 0, first_chunk
+        found: tuple[int, str] | None = None
+        while done < cap and found is None:
+            m = min(chunk, cap - done)
+            i, winner, carry = step(rng.integers(users, size=m), carry)
+            if i is not None:
+                found = (done + i + 1, winner or "")
+            done += m
+            chunk = min(2 * chunk, max_chunk)
+        out_visits.append(found[0] if found else None)
+        winners.append(found[1] if found else None)
+    return StreamResult(out_visits, winners)

@@ -16,10 +16,12 @@ from serving.replay.power import (
     interleave_win_probabilities,
     msprt_log_lr,
     sign_test_log_lr,
+    clustered_rate_variance_vec,
     users_to_decision,
+    users_to_decision_varying,
 )
 from serving.replay.users import ClickModel, ReplayUser, sample_stream
-from serving.stats import credit, msprt_two_proportions, sequential_sign_test, team_draft
+from serving.stats import clustered_rate_variance, credit, msprt_two_proportions, sequential_sign_test, team_draft
 
 MODEL = ClickModel(position_bias=0.5, relevant_click=0.4, noise_click=0.03)
 BASE = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
@@ -98,3 +100,34 @@ def test_users_to_decision_finds_a_real_difference_and_rarely_a_false_one() -> N
     s3 = users_to_decision("interleave", null, streams=100, cap=5_000, alpha=0.05,
                            minimum=20, seed=1).summary(correct=None)
     assert s3["wrong"] <= 0.12 and s3["undecided"] >= 0.88
+
+
+def test_vectorised_clustered_variance_equals_the_controller_one() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        k = int(rng.integers(1, 40))
+        n = rng.integers(1, 30, size=k)
+        s = rng.binomial(n, rng.random(k))
+        sums = [float(x) for x in (s.sum(), n.sum(), (n * n).sum(), (s * s).sum(),
+                                   (n * s).sum())]
+        want = clustered_rate_variance(int(sums[0]), int(sums[1]), sums[2], sums[3], sums[4], k)
+        got = clustered_rate_variance_vec(*(np.array([x]) for x in sums), np.array([k]))[0]
+        assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_varying_visits_finds_a_real_difference_and_rarely_a_false_one() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.1, 0.5, size=300)
+    visits = np.maximum(1, rng.geometric(0.2, size=300))
+    sampler = lambda _rng, u: visits[u]  # noqa: E731
+    ab_real = np.column_stack([base, base + 0.05])
+    il_real = np.column_stack([np.full(300, 0.2), np.full(300, 0.1)])
+    kw = {"streams": 20, "cap": 20_000, "alpha": 0.05, "seed": 1}
+    ab = users_to_decision_varying("ab", ab_real, sampler, minimum=200, **kw)
+    il = users_to_decision_varying("interleave", il_real, sampler, minimum=100, **kw)
+    assert ab.summary()["correct"] >= 0.9 and il.summary()["correct"] >= 0.9
+    ab_null = users_to_decision_varying("ab", np.column_stack([base, base]), sampler,
+                                        minimum=200, **kw)
+    il_null = users_to_decision_varying("interleave", np.full((300, 2), 0.15), sampler,
+                                        minimum=100, **kw)
+    assert ab_null.summary(None)["wrong"] <= 0.15 and il_null.summary(None)["wrong"] <= 0.15
