@@ -279,7 +279,7 @@ def main() -> None:
     ap.add_argument("--shadow-max-in-flight", type=int, default=8)
     ap.add_argument("--shadow-sample-rate", type=float, default=1.0,
                     help="Share of user requests mirrored to the shadow candidate.")
-    ap.add_argument("--shadow-modes", default="worker,inline",
+    ap.add_argument("--shadow-modes", default="inline,worker",
                     help="Router shadow modes to measure, comma-separated (worker: mirrors in "
                     "the router's shadow worker process; inline: tasks on its event loop).")
     ap.add_argument("--record", action="store_true")

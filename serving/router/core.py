@@ -1,8 +1,8 @@
 """The router's behaviour, without HTTP: assignment, strategies, feedback attribution.
 
 ``Router.recommend`` picks the variant (sticky by user), calls the model server(s), returns
-the list, and records the exposure; shadow mirrors go to ``serving.router.shadow`` (by
-default a worker process) and can neither delay nor fail the user's request; interleaving calls both model servers at once and merges
+the list, and records the exposure; shadow mirrors go to ``serving.router.shadow`` (tasks on
+this event loop, or a worker process) and can neither delay nor fail the user's request; interleaving calls both model servers at once and merges
 their lists by team draft. ``Router.feedback`` credits clicks to the variant (or, for
 interleaved lists, to the team) that showed the item.
 """

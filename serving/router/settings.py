@@ -35,10 +35,10 @@ class RouterSettings(BaseSettings):
     shadow_timeout_seconds: float = Field(2.0, gt=0, description="Per mirrored call.")
     shadow_max_in_flight: int = Field(
         64, ge=1, description="Mirrors beyond this many in flight are dropped, never queued.")
-    shadow_mode: Literal["worker", "inline"] = Field(
-        "worker", description="Where mirrors run: worker (a child process at lower CPU "
-        "priority; the router only hands each mirror over) or inline (tasks on the router's "
-        "event loop).")
+    shadow_mode: Literal["inline", "worker"] = Field(
+        "inline", description="Where mirrors run: inline (tasks on the router's event loop) "
+        "or worker (a child process at lower CPU priority; the router only hands each mirror "
+        "over).")
     shadow_worker_nice: int = Field(
         10, ge=0, le=19, description="CPU niceness added to the shadow worker process.")
     shadow_window_lists: int = Field(

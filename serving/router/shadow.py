@@ -2,19 +2,21 @@
 
 Two ways to run a mirror, behind one small interface (``submit`` / ``drain`` / ``aclose``):
 
-- :class:`WorkerMirror` (``shadow_mode="worker"``, the default of ``marquee router``): a child
-  process, the *shadow worker*, at a lower CPU priority (``shadow_worker_nice``). The router's
-  whole cost per mirror is one non-blocking send of a datagram on a socket pair. The worker
-  calls the candidate, compares the two lists and sends back one small result per mirror,
-  which the router folds into its stats and metrics from an event-loop reader. A full socket
-  buffer or a dead worker drops the mirror (counted), never blocks; a dead worker is started
-  again on a later mirror.
-- :class:`InlineMirror` (``shadow_mode="inline"``, and whenever the app is given a test
-  transport): a task on the router's own event loop.
+- :class:`InlineMirror` (``shadow_mode="inline"``, the default, and whenever the app is given
+  a test transport): a task on the router's own event loop.
+- :class:`WorkerMirror` (``shadow_mode="worker"``): a child process, the *shadow worker*, at a
+  lower CPU priority (``shadow_worker_nice``). The router's whole cost per mirror is one
+  non-blocking send of a datagram on a socket pair. The worker calls the candidate, compares
+  the two lists and sends back one small result per mirror, which the router folds into its
+  stats and metrics from an event-loop reader. A full socket buffer or a dead worker drops
+  the mirror (counted), never blocks; a dead worker is started again on a later mirror.
 
-Why a process: with mirrors as tasks on the router's loop, the next user request waits behind
-each mirror's HTTP exchange. Measured on this 2-core machine (benchmarks/RESULTS.md, "Shadow"),
-mirroring every request to a fixed-answer upstream raised user p99 by 17%.
+Why inline is the default (benchmarks/RESULTS.md, "Shadow", session G): on this 2-core
+machine, quiet, every request mirrored, the worker did not lower the user p99 cost of the
+router's own mirroring (fixed-answer upstream: +14% against +13% inline). With a co-located
+candidate it raised it (+62% against +50%), because a mirror then costs more CPU in total
+(two processes, two hand-offs). The worker is for a router whose event loop is the
+bottleneck and whose pod has a spare core; that case was not measured here.
 
 Either way a mirror never delays or fails the user's request, and mirrors beyond
 ``shadow_max_in_flight`` are dropped and counted, not queued.

@@ -3,7 +3,7 @@
 The router runs in process (Starlette's TestClient); the shadow worker is the real child
 process the router starts; the two model servers are small HTTP servers on 127.0.0.1 that
 answer KServe V1 with fixed lists (the real model servers are in ``test_rollout_e2e.py``,
-whose shadow tests run through the same worker).
+whose shadow tests use the default inline mirrors).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def servers() -> Iterator[ListServers]:
 
 
 def _client(servers: ListServers, **kw: Any) -> TestClient:
+    kw.setdefault("shadow_mode", "worker")
     settings = RouterSettings(upstreams=dict(servers.urls), baseline_version="1", **kw)
     return TestClient(create_app(settings))
 
@@ -186,6 +187,7 @@ def test_a_dead_candidate_is_counted_as_mirror_errors_only(servers: ListServers)
 
 
 def test_inline_mode_mirrors_on_the_routers_loop(servers: ListServers) -> None:
+    assert RouterSettings().shadow_mode == "inline"  # the default
     with _client(servers, shadow_mode="inline") as c:
         _shadow(c)
         for u in range(1, 11):
