@@ -3,7 +3,8 @@
 Each rollout is ticked every ``intervalSeconds`` by a :class:`Controller`; a failure in one
 rollout is logged and counted, never fatal to the others. When none is running, the routing
 the last one ended with is re-applied every few seconds, so a restarted router replica does
-not fall back to its configured baseline version. ``/healthz``, ``/readyz`` (the store
+not fall back to its configured baseline version; a running rollout's routing is re-applied
+as often between its ticks. ``/healthz``, ``/readyz`` (the store
 could be listed) and ``/metrics`` are served on the controller's port. In Kubernetes the store
 is the namespace's ModelRollout objects; run one replica (there is no leader election).
 """
@@ -21,7 +22,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.rollout import metrics
 from serving.rollout.controller import AliasRegistry, Controller
-from serving.rollout.sources import MetricsSource, RouterAdmin
+from serving.rollout.machine import desired_routing
+from serving.rollout.sources import MetricsSource, RouterAdmin, SourceError
 from serving.rollout.status import RolloutStatus
 from serving.rollout.store import StatusStore
 
@@ -38,6 +40,7 @@ class RolloutManager:
         self.clock = clock
         self.reconcile_seconds = 5.0
         self._last: dict[str, float] = {}
+        self._applied: dict[str, float] = {}
         self.ready = False
 
     def run_once(self) -> dict[str, RolloutStatus]:
@@ -58,8 +61,10 @@ class RolloutManager:
                 active[spec.strategy] = active.get(spec.strategy, 0) + 1
                 now = self.clock()
                 if now - self._last.get(name, -1e18) < spec.interval_seconds:
+                    self._reapply(name, spec, status, now)
                     continue
                 self._last[name] = now
+                self._applied[name] = now
                 before = len(status.decisions)
                 new = Controller(self.store, name, self.source, self.router,
                                  self.registry).tick()
@@ -86,6 +91,22 @@ class RolloutManager:
                 except Exception:  # noqa: BLE001
                     log.exception("rollout %s: re-applying its final routing failed", name)
         return ticked
+
+    def _reapply(self, name: str, spec: Any, status: RolloutStatus, now: float) -> None:
+        """Between analysis ticks, re-apply the rollout's current routing every
+        ``reconcile_seconds``, so a router replica started mid-rollout (it comes up with its
+        configured baseline) joins within seconds, not one ``intervalSeconds``. The same
+        routing again is a no-op for replicas that have it (same epoch)."""
+        if self.router is None or now - self._applied.get(name, -1e18) < self.reconcile_seconds:
+            return
+        self._applied[name] = now
+        routing = desired_routing(spec, status, name)
+        if routing is None:
+            return
+        try:
+            self.router.apply(routing)
+        except SourceError as exc:
+            log.error("rollout %s: re-applying its routing failed: %s", name, exc)
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
         while not stop.is_set():

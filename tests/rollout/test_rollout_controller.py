@@ -306,3 +306,35 @@ def test_the_controller_process_runs_every_rollout_and_serves_health(tmp_path: P
         assert 'marquee_rollout_decisions_total{reason="Failed",strategy="canary"}' in text
     finally:
         health.shutdown()
+
+
+def test_a_running_rollouts_routing_is_reapplied_between_its_ticks(tmp_path: Path) -> None:
+    """A router replica started mid-rollout comes up on its configured baseline; the manager
+    re-applies the rollout's routing every few seconds, not only at analysis ticks."""
+    from serving.rollout.machine import desired_routing
+    from serving.rollout.manager import RolloutManager
+
+    store = FileStatusStore(tmp_path)
+    store.create(rollout(intervalSeconds=60))
+    applied: list[Any] = []
+
+    class Admin:
+        def apply(self, routing: Any) -> None:
+            applied.append(routing)
+
+    t = [0.0]
+    mgr = RolloutManager(store, ScriptedSource([0]), Admin(),  # type: ignore[arg-type]
+                         DictRegistry(production="1"), clock=lambda: t[0])
+    mgr.run_once()  # the first tick starts the canary and applies its routing
+    stored = store.get("r1")
+    decisions = len(stored.status.decisions)
+    assert stored.status.phase == Phase.PROGRESSING and len(applied) == 1
+    t[0] = 3.0
+    mgr.run_once()
+    assert len(applied) == 1  # within reconcile_seconds of the last apply
+    t[0] = 6.0
+    assert mgr.run_once() == {}  # no analysis tick before intervalSeconds…
+    assert len(applied) == 2  # …but the routing went out again, unchanged
+    assert applied[1] == applied[0] == desired_routing(stored.rollout.spec, stored.status, "r1")
+    assert applied[1].candidate_weight == 10
+    assert len(store.get("r1").status.decisions) == decisions
