@@ -238,14 +238,19 @@ def ratio(ab: dict[str, float], il: dict[str, float], key: str, cap: int) -> str
     return f"{ab[key] / il[key]:.1f}×"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rate", type=float, default=40.0, help="Live visits per second.")
+def add_click_model_args(ap: argparse.ArgumentParser) -> None:
+    """The click model, list length and test level (shared with replay_activity.py)."""
     ap.add_argument("--position-bias", type=float, default=1.0)
     ap.add_argument("--relevant-click", type=float, default=0.4)
     ap.add_argument("--noise-click", type=float, default=0.02)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--alpha", type=float, default=0.05)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", type=float, default=40.0, help="Live visits per second.")
+    add_click_model_args(ap)
     ap.add_argument("--ab-min", type=int, default=200, help="A/B: visits per variant first.")
     ap.add_argument("--il-min", type=int, default=100, help="Interleaving: won visits first.")
     ap.add_argument("--streams", type=int, default=200)

@@ -50,7 +50,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from replay import PAIRS, _stamp, pair_probabilities  # noqa: E402  (benchmarks/replay.py)
+from replay import (  # noqa: E402  (benchmarks/replay.py)
+    PAIRS,
+    _stamp,
+    add_click_model_args,
+    pair_probabilities,
+)
 
 
 def train_counts(work: Path) -> dict[int, int]:
@@ -237,11 +242,7 @@ def main() -> None:
     ap.add_argument("--dists", nargs="*",
                     default=["activity:5", "activity:20", "geometric:5", "geometric:20"])
     ap.add_argument("--lognormal-sigma", type=float, default=1.0)
-    ap.add_argument("--position-bias", type=float, default=1.0)
-    ap.add_argument("--relevant-click", type=float, default=0.4)
-    ap.add_argument("--noise-click", type=float, default=0.02)
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--alpha", type=float, default=0.05)
+    add_click_model_args(ap)
     ap.add_argument("--ab-min", type=int, default=200, help="A/B: users per arm first.")
     ap.add_argument("--il-min", type=int, default=100, help="Interleaving: voting users first.")
     ap.add_argument("--streams", type=int, default=100)

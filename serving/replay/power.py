@@ -93,15 +93,19 @@ def interleave_win_probabilities(baseline: Sequence[int], candidate: Sequence[in
     return total_c / n, total_b / n
 
 
+def _mixture_log_lr(diff: np.ndarray, var: np.ndarray, mixture_sd: float) -> np.ndarray:
+    """log Λ of the normal-mixture SPRT for an estimated difference with variance ``var``."""
+    tau2 = mixture_sd ** 2
+    return 0.5 * np.log(var / (var + tau2)) + tau2 * diff ** 2 / (2 * var * (var + tau2))
+
+
 def msprt_log_lr(s_a: np.ndarray, n_a: np.ndarray, s_b: np.ndarray, n_b: np.ndarray,
                  mixture_sd: float = DEFAULT_MIXTURE_SD) -> np.ndarray:
     """:func:`serving.stats.msprt_two_proportions`'s log Λ, vectorised (n_a, n_b ≥ 1)."""
     pa = (s_a + 0.5) / (n_a + 1.0)
     pb = (s_b + 0.5) / (n_b + 1.0)
     var = pa * (1 - pa) / n_a + pb * (1 - pb) / n_b
-    diff = s_b / n_b - s_a / n_a
-    tau2 = mixture_sd ** 2
-    return 0.5 * np.log(var / (var + tau2)) + tau2 * diff ** 2 / (2 * var * (var + tau2))
+    return _mixture_log_lr(s_b / n_b - s_a / n_a, var, mixture_sd)
 
 
 def sign_test_log_lr(wins_b: np.ndarray, wins_a: np.ndarray, prior: float = 1.0) -> np.ndarray:
@@ -144,9 +148,7 @@ def msprt_means_log_lr(sum_a: np.ndarray, sq_a: np.ndarray, n_a: np.ndarray,
     var_a = np.maximum(sq_a / n_a - mean_a ** 2, 0.0) * n_a / np.maximum(n_a - 1, 1)
     var_b = np.maximum(sq_b / n_b - mean_b ** 2, 0.0) * n_b / np.maximum(n_b - 1, 1)
     var = np.maximum(var_a / n_a + var_b / n_b, 1e-12)
-    diff = mean_b - mean_a
-    tau2 = mixture_sd ** 2
-    return 0.5 * np.log(var / (var + tau2)) + tau2 * diff ** 2 / (2 * var * (var + tau2))
+    return _mixture_log_lr(mean_b - mean_a, var, mixture_sd)
 
 
 #: One chunk of a stream: (rng, the chunk's user rows, the running totals so far) →
@@ -160,23 +162,51 @@ def _first_decision(ok: np.ndarray, llr: np.ndarray, threshold: float) -> int | 
     return int(hit[0]) if hit.size else None
 
 
+def _side(candidate_ahead: bool) -> str:
+    return "candidate" if candidate_ahead else "baseline"
+
+
+def _user_votes(rng: np.random.Generator, pc: np.ndarray, pb: np.ndarray,
+                visits: int | np.ndarray, c: np.ndarray, minimum: int,
+                threshold: float) -> tuple[int | None, str | None, np.ndarray]:
+    """Interleaving with users as the unit: each user's ``visits`` visits are won by the
+    candidate (``pc``) or the baseline (``pb``) or neither; the user votes for the side that
+    won more (ties: no vote); sequential sign test on the votes so far (totals ``c``)."""
+    w_c = rng.binomial(visits, pc)
+    rest = np.clip(pb / np.maximum(1.0 - pc, 1e-12), 0.0, 1.0)
+    w_b = rng.binomial(visits - w_c, rest)
+    u_c, u_b = c[0] + np.cumsum(w_c > w_b), c[1] + np.cumsum(w_b > w_c)
+    i = _first_decision((u_c + u_b) >= minimum, sign_test_log_lr(u_c, u_b), threshold)
+    winner = None if i is None else _side(u_c[i] > u_b[i])
+    return i, winner, np.array([u_c[-1], u_b[-1]])
+
+
 def _run_streams(step: _Step, totals: int, *, users: int, streams: int, cap: int, chunk: int,
-                 seed: int) -> StreamResult:
+                 seed: int, max_chunk: int | None = None,
+                 deadline: float | None = None) -> StreamResult:
     """``streams`` independent streams of at most ``cap`` arrivals, drawn in chunks; each
-    stops at the first chunk in which ``step`` finds a decision."""
+    stops at the first chunk in which ``step`` finds a decision. ``max_chunk``: chunks double
+    from ``chunk`` up to it (cheap for fast decisions; the result's distribution does not
+    depend on the chunking). ``deadline`` (time.time()): start no stream after it."""
+    import time
+
     rng = np.random.default_rng(seed)
     visits: list[int | None] = []
     winners: list[str | None] = []
     for _ in range(streams):
+        if deadline is not None and time.time() > deadline:
+            break
         carry = np.zeros(totals)  # running totals carried across chunks
-        done = 0
+        done, size = 0, chunk
         found: tuple[int, str] | None = None
         while done < cap and found is None:
-            m = min(chunk, cap - done)
+            m = min(size, cap - done)
             i, winner, carry = step(rng, rng.integers(users, size=m), carry)
             if i is not None:
                 found = (done + i + 1, winner or "")
             done += m
+            if max_chunk is not None:
+                size = min(2 * size, max_chunk)
         visits.append(found[0] if found else None)
         winners.append(found[1] if found else None)
     return StreamResult(visits, winners)
@@ -200,9 +230,6 @@ def users_to_decision(kind: str, probs: np.ndarray, *, streams: int, cap: int, a
         raise ValueError(f"kind must be ab or interleave, got {kind!r}")
     threshold = math.log(1 / alpha)
 
-    def side(positive: bool) -> str:
-        return "candidate" if positive else "baseline"
-
     def ab_visits(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
         r = rng.random(u.size)
         cand = rng.random(u.size) < weight
@@ -212,7 +239,7 @@ def users_to_decision(kind: str, probs: np.ndarray, *, streams: int, cap: int, a
         with np.errstate(divide="ignore", invalid="ignore"):
             llr = msprt_log_lr(s_a, np.maximum(n_a, 1), s_b, np.maximum(n_b, 1), mixture_sd)
         i = _first_decision((n_a >= minimum) & (n_b >= minimum), llr, threshold)
-        winner = None if i is None else side(s_b[i] / n_b[i] - s_a[i] / n_a[i] > 0)
+        winner = None if i is None else _side(s_b[i] / n_b[i] - s_a[i] / n_a[i] > 0)
         return i, winner, np.array([n_b[-1], n_a[-1], s_b[-1], s_a[-1]])
 
     def interleave_visits(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
@@ -221,7 +248,7 @@ def users_to_decision(kind: str, probs: np.ndarray, *, streams: int, cap: int, a
         win_b = (~win_c) & (r < probs[u, 0] + probs[u, 1])
         w_c, w_b = c[0] + np.cumsum(win_c), c[1] + np.cumsum(win_b)
         i = _first_decision((w_c + w_b) >= minimum, sign_test_log_lr(w_c, w_b), threshold)
-        winner = None if i is None else side(w_c[i] > w_b[i])
+        winner = None if i is None else _side(w_c[i] > w_b[i])
         return i, winner, np.array([w_c[-1], w_b[-1]])
 
     def ab_users(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
@@ -235,18 +262,11 @@ def users_to_decision(kind: str, probs: np.ndarray, *, streams: int, cap: int, a
             llr = msprt_means_log_lr(s_a, q_a, np.maximum(n_a, 1), s_b, q_b,
                                      np.maximum(n_b, 1), mixture_sd)
         i = _first_decision((n_a >= minimum) & (n_b >= minimum), llr, threshold)
-        winner = None if i is None else side(s_b[i] / n_b[i] - s_a[i] / n_a[i] > 0)
+        winner = None if i is None else _side(s_b[i] / n_b[i] - s_a[i] / n_a[i] > 0)
         return i, winner, np.array([n_b[-1], n_a[-1], s_b[-1], s_a[-1], q_b[-1], q_a[-1]])
 
     def interleave_users(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
-        pc, pb = probs[u, 0], probs[u, 1]
-        w_c = rng.binomial(visits, pc)
-        rest = np.clip(pb / np.maximum(1.0 - pc, 1e-12), 0.0, 1.0)
-        w_b = rng.binomial(visits - w_c, rest)
-        u_c, u_b = c[0] + np.cumsum(w_c > w_b), c[1] + np.cumsum(w_b > w_c)
-        i = _first_decision((u_c + u_b) >= minimum, sign_test_log_lr(u_c, u_b), threshold)
-        winner = None if i is None else side(u_c[i] > u_b[i])
-        return i, winner, np.array([u_c[-1], u_b[-1]])
+        return _user_votes(rng, probs[u, 0], probs[u, 1], visits, c, minimum, threshold)
 
     steps: dict[tuple[str, bool], tuple[_Step, int]] = {
         ("ab", False): (ab_visits, 4), ("interleave", False): (interleave_visits, 2),
@@ -297,19 +317,11 @@ def users_to_decision_varying(kind: str, probs: np.ndarray, visits: VisitSampler
     distribution of the result does not depend on the chunking). ``deadline`` (time.time()):
     stop early, returning only the streams completed (``len(visits)`` < ``streams``).
     """
-    import time
-
     if kind not in ("ab", "interleave"):
         raise ValueError(f"kind must be ab or interleave, got {kind!r}")
     threshold = math.log(1 / alpha)
-    rng = np.random.default_rng(seed)
-    out_visits: list[int | None] = []
-    winners: list[str | None] = []
 
-    def side(positive: bool) -> str:
-        return "candidate" if positive else "baseline"
-
-    def ab_step(u: np.ndarray, c: np.ndarray):  # noqa: ANN202
+    def ab_step(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
         v = visits(rng, u).astype(float)
         cand = rng.random(u.size) < weight
         s = rng.binomial(v.astype(np.int64), np.where(cand, probs[u, 1], probs[u, 0]))
@@ -327,38 +339,15 @@ def users_to_decision_varying(kind: str, probs: np.ndarray, visits: VisitSampler
             var = (clustered_rate_variance_vec(s_a, na1, n2_a, s2_a, ns_a, k_a)
                    + clustered_rate_variance_vec(s_b, nb1, n2_b, s2_b, ns_b, k_b))
             diff = s_b / nb1 - s_a / na1
-            tau2 = mixture_sd ** 2
-            llr = 0.5 * np.log(var / (var + tau2)) + tau2 * diff ** 2 / (2 * var * (var + tau2))
+            llr = _mixture_log_lr(diff, var, mixture_sd)
         i = _first_decision((k_a >= minimum) & (k_b >= minimum), llr, threshold)
-        winner = None if i is None else side(diff[i] > 0)
+        winner = None if i is None else _side(diff[i] > 0)
         return i, winner, np.array([x[-1] for x in (*tot[0], *tot[1])])
 
-    def il_step(u: np.ndarray, c: np.ndarray):  # noqa: ANN202
+    def il_step(rng: np.random.Generator, u: np.ndarray, c: np.ndarray):  # noqa: ANN202
         v = visits(rng, u).astype(np.int64)
-        pc, pb = probs[u, 0], probs[u, 1]
-        w_c = rng.binomial(v, pc)
-        rest = np.clip(pb / np.maximum(1.0 - pc, 1e-12), 0.0, 1.0)
-        w_b = rng.binomial(v - w_c, rest)
-        u_c, u_b = c[0] + np.cumsum(w_c > w_b), c[1] + np.cumsum(w_b > w_c)
-        i = _first_decision((u_c + u_b) >= minimum, sign_test_log_lr(u_c, u_b), threshold)
-        winner = None if i is None else side(u_c[i] > u_b[i])
-        return i, winner, np.array([u_c[-1], u_b[-1]])
+        return _user_votes(rng, probs[u, 0], probs[u, 1], v, c, minimum, threshold)
 
     step, totals = (ab_step, 12) if kind == "ab" else (il_step, 2)
-    users = probs.shape[0]
-    for _ in range(streams):
-        if deadline is not None and time.time() > deadline:
-            break
-        carry = np.zeros(totals)
-        done, chunk = 0, first_chunk
-        found: tuple[int, str] | None = None
-        while done < cap and found is None:
-            m = min(chunk, cap - done)
-            i, winner, carry = step(rng.integers(users, size=m), carry)
-            if i is not None:
-                found = (done + i + 1, winner or "")
-            done += m
-            chunk = min(2 * chunk, max_chunk)
-        out_visits.append(found[0] if found else None)
-        winners.append(found[1] if found else None)
-    return StreamResult(out_visits, winners)
+    return _run_streams(step, totals, users=probs.shape[0], streams=streams, cap=cap,
+                        chunk=first_chunk, seed=seed, max_chunk=max_chunk, deadline=deadline)
