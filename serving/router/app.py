@@ -74,7 +74,6 @@ def _decode(raw: bytes, model: type[BaseModel]) -> Any:
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-
 class UpstreamRegistration(BaseModel):
     """``PUT /admin/upstreams``: the model server of a version."""
 

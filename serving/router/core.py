@@ -2,9 +2,10 @@
 
 ``Router.recommend`` picks the variant (sticky by user), calls the model server(s), returns
 the list, and records the exposure; shadow mirrors go to ``serving.router.shadow`` (tasks on
-this event loop, or a worker process) and can neither delay nor fail the user's request; interleaving calls both model servers at once and merges
-their lists by team draft. ``Router.feedback`` credits clicks to the variant (or, for
-interleaved lists, to the team) that showed the item.
+this event loop, or a worker process) and can neither delay nor fail the user's request;
+interleaving calls both model servers at once and merges their lists by team draft.
+``Router.feedback`` credits clicks to the variant (or, for interleaved lists, to the team)
+that showed the item.
 """
 
 from __future__ import annotations
@@ -282,8 +283,7 @@ class Router:
                 baseline: Prediction, baseline_ms: float) -> None:
         if not self.mirror.submit(r.candidate_url, req, request_id,  # type: ignore[arg-type]
                                   baseline.items, baseline_ms):
-            self.stats.shadow_dropped()
-            metrics.SHADOW_DROPPED.inc()
+            self.shadow_outcome(ShadowOutcome(code="dropped"))
 
     def shadow_outcome(self, o: ShadowOutcome) -> None:
         """Fold one mirror's result into the stats and metrics (called by the mirror)."""
