@@ -55,24 +55,28 @@ log = logging.getLogger("marquee.router.shadow")
 _MAX_DATAGRAM = 1 << 20
 
 
-def _datagrams(sock: socket.socket) -> Iterator[bytes]:
-    """The datagrams waiting on a non-blocking socket; a last ``b""`` when the peer is gone."""
+def _datagrams(sock: socket.socket, buf: bytearray) -> Iterator[memoryview]:
+    """The datagrams waiting on a non-blocking socket, each read into ``buf`` (so no buffer
+    is allocated per datagram: each view is valid until the next one); a last empty view when
+    the peer is gone."""
+    view = memoryview(buf)
     while True:
         try:
-            data = sock.recv(_MAX_DATAGRAM)
+            n = sock.recv_into(buf)
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        yield data
-        if not data:
+            n = 0
+        yield view[:n]
+        if not n:
             return
 
 
 @dataclass(slots=True)
 class ShadowOutcome:
     """One mirror's result. ``code``: "200", a failure reason (timeout, connect, 5xx status,
-    bad_response, …) or "dropped" (not sent: the worker's in-flight cap)."""
+    bad_response, …) or "dropped" (not sent: an in-flight cap, a full socket buffer or no
+    worker)."""
 
     code: str
     latency_ms: float = 0.0
@@ -160,6 +164,7 @@ class WorkerMirror:
         self.proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._started_at = -float("inf")
+        self._buf = bytearray(_MAX_DATAGRAM)
         self.sent = 0
         self.answered = 0
         self.starts = 0
@@ -194,6 +199,7 @@ class WorkerMirror:
         finally:
             theirs.close()
         self._sock = ours
+        self.sent = self.answered = 0  # what was in flight died with the old worker
         asyncio.get_running_loop().add_reader(ours.fileno(), self._on_readable)
         self.starts += 1
         log.info("shadow worker started (pid %d, nice %d)", self.proc.pid,
@@ -233,7 +239,7 @@ class WorkerMirror:
         sock = self._sock
         if sock is None:
             return
-        for data in _datagrams(sock):
+        for data in _datagrams(sock, self._buf):
             if not data:  # the worker closed its end: it is gone
                 with contextlib.suppress(Exception):
                     asyncio.get_running_loop().remove_reader(sock.fileno())
@@ -271,13 +277,14 @@ def make_mirror(settings: RouterSettings, upstream: UpstreamClient, on_outcome: 
     return WorkerMirror(settings, on_outcome)
 
 
-# The worker ----------------------------------------------------------------------------------------
+# The worker ---------------------------------------------------------------------------------
 async def _serve(sock: socket.socket, settings: RouterSettings) -> None:
     loop = asyncio.get_running_loop()
     upstream = make_upstream(settings)
     done = loop.create_future()
     tasks: set[asyncio.Task[None]] = set()
     parent = os.getppid()
+    buf = bytearray(_MAX_DATAGRAM)
 
     def reply(outcome: ShadowOutcome) -> None:
         with contextlib.suppress(OSError):  # the router is gone or its buffer is full
@@ -288,7 +295,7 @@ async def _serve(sock: socket.socket, settings: RouterSettings) -> None:
                                 settings.shadow_timeout_seconds))
 
     def on_readable() -> None:
-        for data in _datagrams(sock):
+        for data in _datagrams(sock, buf):
             if not data:
                 if not done.done():
                     done.set_result(None)
