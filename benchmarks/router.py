@@ -76,16 +76,31 @@ def pin(proc: subprocess.Popen, cpu: int | None) -> None:
         os.sched_setaffinity(proc.pid, {cpu})
 
 
-def start_server(bundle: Path, home: Path, log: Path,
-                 niceness: int = 0) -> tuple[subprocess.Popen, str]:
-    """A KServe model server; ``niceness`` > 0 runs it at low CPU priority (like a
-    BestEffort pod or one with few cpu shares: it gets what the others leave)."""
+def low_priority(niceness: int, idle: bool):
+    """A ``preexec_fn`` for a child at low CPU priority, or None. ``idle``: Linux
+    ``SCHED_IDLE``, which runs only when no normal task wants the core and is preempted as
+    soon as one wakes (nice 19 still takes a weighted share)."""
+    if not niceness and not idle:
+        return None
+
+    def apply() -> None:
+        if niceness:
+            os.nice(niceness)
+        if idle:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    return apply
+
+
+def start_server(bundle: Path, home: Path, log: Path, niceness: int = 0,
+                 idle: bool = False) -> tuple[subprocess.Popen, str]:
+    """A KServe model server; ``niceness`` > 0 or ``idle`` runs it at low CPU priority (like
+    a BestEffort pod or one with few cpu shares: it gets what the others leave)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "marquee.cli", "serve", "--runtime", "kserve", "--bundle-uri",
          str(bundle), "--host", "127.0.0.1", "--port", str(port)],
         env=env(home), cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-        preexec_fn=(lambda: os.nice(niceness)) if niceness else None)
+        preexec_fn=low_priority(niceness, idle))
     url = f"http://127.0.0.1:{port}"
     wait(f"{url}/v1/models/{MODEL}", proc)
     return proc, url
@@ -276,6 +291,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="Runs of each measurement.")
     ap.add_argument("--candidate-nice", type=int, default=19,
                     help="CPU niceness of the shadow candidate's model server.")
+    ap.add_argument("--candidate-sched", choices=("normal", "idle"), default="normal",
+                    help="Linux scheduling policy of the low-priority candidate (idle: "
+                    "SCHED_IDLE, runs only on a core nobody else wants).")
     ap.add_argument("--shadow-max-in-flight", type=int, default=8)
     ap.add_argument("--shadow-sample-rate", type=float, default=1.0,
                     help="Share of user requests mirrored to the shadow candidate.")
@@ -296,7 +314,8 @@ def main() -> None:
             server, server_url = start_server(bundle, home, home / "server.log")
             procs.append(server)
             cand, cand_url = start_server(bundle, home, home / "candidate.log",
-                                          niceness=args.candidate_nice)
+                                          niceness=args.candidate_nice,
+                                          idle=args.candidate_sched == "idle")
             procs.append(cand)
             peer, peer_url = start_server(bundle, home, home / "candidate-peer.log")
             procs.append(peer)
