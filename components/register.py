@@ -7,10 +7,12 @@ from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Dataset],
              report: Input[Artifact], best_params: Input[Artifact], registered: Output[Artifact],
-             run_id: str = "local", store_uri: str = "", registry_uri: str = "",
-             s3_endpoint_url: str = "", home: str = "") -> int:
+             run_id: str = "local", run_uid: str = "", store_uri: str = "",
+             registry_uri: str = "", s3_endpoint_url: str = "", home: str = "") -> int:
     """Returns the registered version number. The first version becomes ``production``; a
-    version that passes the gate becomes ``candidate``; a rejected one gets no alias."""
+    version that passes the gate becomes ``candidate``; a rejected one gets no alias.
+    ``run_id`` is the pipeline run's name, ``run_uid`` its id (in Kubeflow, the run id the
+    retrain trigger follows and finds the version by)."""
     import json
     import shutil
     import tempfile
@@ -50,6 +52,8 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
             "params": json.dumps(manifest.training_config, sort_keys=True),
             "best_params": json.dumps(tuned.get("params", {}), sort_keys=True),
             "code_revision": manifest.code_revision, "pipeline_run_id": run_id}
+    if run_uid:
+        tags["pipeline_run_uid"] = run_uid
     tags.update(GateDecision.model_validate(gate).tags())
     registry = Registry(settings.resolved_registry_uri, settings.model_name)
     number = registry.register(uri, {k: v for k, v in metrics.items()

@@ -2,7 +2,8 @@
 
 Each version's ``source`` is the bundle URI (MLflow 3 would otherwise record a ``models:/m-…``
 logged-model source) and the contract's tags describe it: ``bundle_uri``, ``metric.<name>``,
-``data_fingerprint``, ``params``, ``code_revision``, ``pipeline_run_id``, ``gate.*`` and
+``data_fingerprint``, ``params``, ``code_revision``, ``pipeline_run_id``,
+``pipeline_run_uid``, ``gate.*`` and
 ``best_params``. Aliases ``production``, ``candidate`` and ``previous`` say what runs where;
 the rollout controller is the only writer of ``production`` (through ``promote``).
 
@@ -47,7 +48,7 @@ PRODUCTION, CANDIDATE, PREVIOUS = "production", "candidate", "previous"
 ALIASES = (PRODUCTION, CANDIDATE, PREVIOUS)
 GATE_DECISIONS = ("promoted-first", "candidate", "rejected")
 _FIXED_TAGS = {"bundle_uri", "data_fingerprint", "params", "code_revision", "pipeline_run_id",
-               "best_params"}
+               "pipeline_run_uid", "best_params"}
 _JSON_TAGS = {"params", "best_params"}
 _TAG_PREFIXES = ("metric.", "gate.")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")

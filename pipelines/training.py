@@ -61,7 +61,8 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
                                 reference=reference.outputs["reference"],
                                 report=evaluated.outputs["report"],
                                 best_params=tuned.outputs["best_params"],
-                                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, store_uri=store_uri,
+                                run_id=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                                run_uid=dsl.PIPELINE_JOB_ID_PLACEHOLDER, store_uri=store_uri,
                                 registry_uri=registry_uri, s3_endpoint_url=s3_endpoint_url,
                                 home=home)
         return registered.outputs["Output"]

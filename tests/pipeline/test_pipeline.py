@@ -27,6 +27,9 @@ def test_compiled_yaml_loads_back_with_every_component(tmp_path):
     # no run-time pip install: the image carries kfp and the project
     assert not any("pip install" in " ".join(e["container"].get("command", []))
                    for e in executors.values())
+    # the registered version carries the Kubeflow run's id, which the retrain trigger follows
+    register_params = spec["root"]["dag"]["tasks"]["register"]["inputs"]["parameters"]
+    assert register_params["run_uid"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
     loaded = components.load_component_from_file(str(path))
     assert loaded.name == "marquee-training"
     assert {"source", "split_mode", "n_trials", "config_json"} <= set(loaded.component_spec.inputs)
@@ -59,6 +62,8 @@ def test_local_run_twice_on_movielens(home):
                     "metric.coverage_at_10", "gate.decision"):
             assert tag in info.tags
         assert info.tags["pipeline_run_id"].startswith("marquee-training-")
+        assert info.tags["pipeline_run_uid"]  # the run's id (Kubeflow: what get_run takes)
+    assert v1.tags["pipeline_run_uid"] != v2.tags["pipeline_run_uid"]
     assert float(v2.tags["gate.production_ndcg_at_10"]) == pytest.approx(v1.metrics["ndcg_at_10"],
                                                                           rel=1e-4)
     assert v1.metrics["users_evaluated"] == 943  # every MovieLens user has held-out events
