@@ -3,7 +3,11 @@
 * ``KfpLocalLauncher`` runs the pipeline on this machine through
   ``pipelines.run.run_local(settings, params)`` (kfp.local) and waits for it.
 * ``KubeflowLauncher`` submits a run to the Kubeflow host through
-  ``pipelines.run.submit(settings, params)`` and returns once it is submitted.
+  ``pipelines.run.submit(settings, params)``, then follows it (``kfp.Client.get_run``) until
+  it ends and reads the version it registered, and that version's gate decision, from the
+  registry (the version tagged ``pipeline_run_uid`` = the Kubeflow run's id). So a run in
+  the cluster is "running" while Kubeflow runs it, and a version that passes the gate goes
+  into a shadow rollout as it does locally.
 * ``CommandLauncher`` runs a command (for example ``marquee pipeline run``) in a child
   process and waits for it; its last stdout line, when it is a JSON object, may carry
   ``run_id``, ``version`` and ``gate_decision``.
@@ -15,9 +19,12 @@ stack, and a missing one is reported as a failed run, not as an import error at 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,7 +38,13 @@ __all__ = [
     "KfpLocalLauncher",
     "KubeflowLauncher",
     "CommandLauncher",
+    "KUBEFLOW_TERMINAL_STATES",
 ]
+
+log = logging.getLogger("marquee.retrain.launcher")
+
+# kfp_server_api V2beta1RuntimeState values after which a run never changes again
+KUBEFLOW_TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,9 @@ class LaunchRequest:
     reason: str
     alerts: tuple[str, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
+    # called with the pipeline run's id as soon as a remote run is submitted, so the trigger
+    # records it before the run ends (and can follow it again after a restart)
+    on_submitted: Callable[[str], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,25 +113,102 @@ class KfpLocalLauncher:
 
 
 class KubeflowLauncher:
-    """Submits a Kubeflow Pipelines run through ``pipelines.run.submit``."""
+    """Submits a Kubeflow Pipelines run through ``pipelines.run.submit`` and follows it.
+
+    ``wait=False`` returns at submission (no version, no gate decision: nothing is rolled
+    out). ``client`` is a ``kfp.Client``; None makes one for ``settings.kubeflow_host``.
+    """
 
     name = "kubeflow"
 
     def __init__(self, settings: Settings, params: Mapping[str, Any] | None = None,
-                 client: Any = None) -> None:
+                 client: Any = None, *, wait: bool = True, timeout_seconds: float = 12 * 3600,
+                 poll_seconds: float = 30.0, max_poll_errors: int = 10) -> None:
         if not settings.kubeflow_host and client is None:
             raise LaunchError("the kubeflow launcher needs settings.kubeflow_host "
                               "(MARQUEE_KUBEFLOW_HOST)")
         self.settings = settings
         self.params = dict(params or {})
-        self.client = client  # a kfp.Client; None: pipelines.run.submit makes one
+        self.client = client
+        self.wait = wait
+        self.timeout_seconds = timeout_seconds
+        self.poll_seconds = poll_seconds
+        self.max_poll_errors = max_poll_errors
+        self._stop = threading.Event()
+
+    def _client(self) -> Any:
+        if self.client is None:
+            import kfp
+
+            self.client = kfp.Client(host=self.settings.kubeflow_host)
+        return self.client
 
     def launch(self, request: LaunchRequest) -> LaunchResult:
         from pipelines.run import submit
 
-        run_id = submit(self.settings, {**self.params, **request.params}, client=self.client)
-        return LaunchResult(pipeline_run_id=str(run_id), detail=f"submitted to "
-                            f"{self.settings.kubeflow_host}")
+        run_id = str(submit(self.settings, {**self.params, **request.params},
+                            client=self._client()))
+        if request.on_submitted is not None:
+            request.on_submitted(run_id)
+        if not self.wait:
+            return LaunchResult(pipeline_run_id=run_id, detail=f"submitted to "
+                                f"{self.settings.kubeflow_host}")
+        return self.follow(run_id)
+
+    def follow(self, run_id: str) -> LaunchResult:
+        """Wait for Kubeflow run ``run_id`` to end; raise unless it succeeded and registered
+        a version. Also what a restarted trigger calls for a run it had submitted."""
+        deadline = time.monotonic() + self.timeout_seconds
+        errors, state, run = 0, "", None
+        while True:
+            try:
+                run = self._client().get_run(run_id)
+                errors = 0
+                state = str(getattr(getattr(run, "state", None), "value",
+                                    getattr(run, "state", None)) or "").upper()
+            except Exception as exc:  # noqa: BLE001 - the API may be briefly unreachable
+                errors += 1
+                log.warning("Kubeflow run %s: reading its state failed (%d in a row): %s",
+                            run_id, errors, exc)
+                if errors >= self.max_poll_errors:
+                    raise LaunchError(f"Kubeflow run {run_id}: its state could not be read "
+                                      f"{errors} times in a row: {exc}") from exc
+            if state in KUBEFLOW_TERMINAL_STATES:
+                break
+            if time.monotonic() > deadline:
+                raise LaunchError(f"Kubeflow run {run_id} still {state or 'not started'} after "
+                                  f"{self.timeout_seconds:.0f}s (MARQUEE_RETRAIN_KUBEFLOW_"
+                                  "TIMEOUT_SECONDS); the trigger stopped waiting for it")
+            if self._stop.wait(self.poll_seconds):
+                raise LaunchError(f"Kubeflow run {run_id}: the trigger stopped while it was "
+                                  f"{state or 'not started'}")
+        if state != "SUCCEEDED":
+            error = getattr(run, "error", None)
+            message = getattr(error, "message", None) or (str(error) if error else "")
+            raise LaunchError(f"Kubeflow run {run_id} ended {state}"
+                              + (f": {message}" if message else ""))
+        info = self._registered(run_id)
+        return LaunchResult(pipeline_run_id=run_id, model_version=str(info.version),
+                            gate_decision=info.gate_decision,
+                            detail=f"Kubeflow run {run_id} succeeded on "
+                                   f"{self.settings.kubeflow_host}")
+
+    def _registered(self, run_id: str) -> Any:
+        from marquee.registry import Registry
+
+        uri = self.settings.resolved_registry_uri
+        registry = Registry(uri, self.settings.model_name)
+        found = [v for v in registry.list_versions()
+                 if v.tags.get("pipeline_run_uid") == run_id]
+        if not found:
+            raise LaunchError(f"Kubeflow run {run_id} succeeded but no version of "
+                              f"{self.settings.model_name} in the registry ({uri}) is tagged "
+                              f"pipeline_run_uid={run_id}")
+        return found[-1]
+
+    def close(self) -> None:
+        """Stop waiting (the run goes on in Kubeflow)."""
+        self._stop.set()
 
 
 class CommandLauncher:

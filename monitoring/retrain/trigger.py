@@ -72,7 +72,7 @@ class RetrainTrigger:
         self.pipeline_params = dict(pipeline_params or {})
         self._clock = clock
         self.after_run = after_run
-        self._queue: queue.Queue[RunRecord | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[RunRecord, bool] | None] = queue.Queue()
         self._pending = 0  # runs queued or running in this process
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -80,17 +80,45 @@ class RetrainTrigger:
     # lifecycle ------------------------------------------------------------------------
     def start(self) -> RetrainTrigger:
         if self._worker is None:
+            self._resume()
             self._worker = threading.Thread(target=self._work, name="retrain-worker",
                                             daemon=True)
             self._worker.start()
         return self
 
+    def _resume(self) -> None:
+        """A run that an earlier trigger process submitted (to Kubeflow) and was following
+        when it exited is followed again, instead of being marked failed: the pipeline run
+        goes on without the trigger, and its version still deserves its rollout."""
+        follow = getattr(self.launcher, "follow", None)
+        if not callable(follow):
+            return
+        with self.store.transaction() as state:
+            flight = state.in_flight
+            if flight is None or flight.owner_alive():
+                return
+            try:
+                run = self.store.load_run(flight.run_id)
+            except OSError:
+                return
+            if run.status is not RunStatus.RUNNING or not run.pipeline_run_id:
+                return
+            state.in_flight = InFlight(run_id=run.run_id, model=run.model, since=flight.since,
+                                       pid=os.getpid(), host=socket.gethostname())
+        log.warning("run %s: owner process %s is gone; following pipeline run %s again",
+                    run.run_id, flight.pid, run.pipeline_run_id)
+        with self._cond:
+            self._pending += 1
+        self._queue.put((run, True))
+
     def close(self, timeout: float | None = None) -> None:
         """Stop the worker; the after-run step stops what it started (model servers,
-        rollout controllers) first, so a worker waiting on one of them returns."""
-        closer = getattr(self.after_run, "close", None)
-        if callable(closer):
-            closer()
+        rollout controllers) first, and a launcher following a remote run stops waiting,
+        so a worker waiting on one of them returns."""
+        for part in (self.after_run, self.launcher):
+            closer = getattr(part, "close", None)
+            if callable(closer):
+                closer()
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(timeout)
@@ -239,40 +267,53 @@ class RetrainTrigger:
             metrics.LAST_STARTED.set(run.requested_at.timestamp())
             with self._cond:
                 self._pending += 1
-            self._queue.put(run)
+            self._queue.put((run, False))
         if runs and self._worker is None:
             log.warning("run queued but the worker is not started (call start())")
 
     # the worker -------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            run = self._queue.get()
-            if run is None:
+            item = self._queue.get()
+            if item is None:
                 return
             try:
-                self._execute(run)
+                self._execute(*item)
             finally:
                 with self._cond:
                     self._pending -= 1
                     self._cond.notify_all()
 
-    def _execute(self, run: RunRecord) -> None:
-        run.status, run.started_at = RunStatus.RUNNING, self._now()
+    def _submitted(self, run: RunRecord, pipeline_run_id: str) -> None:
+        run.pipeline_run_id = pipeline_run_id
         self.store.save_run(run)
+        log.info("run %s: submitted as pipeline run %s", run.run_id, pipeline_run_id)
+
+    def _execute(self, run: RunRecord, resume: bool = False) -> None:
+        """Launch ``run`` and wait for the launcher; ``resume``: follow the pipeline run it
+        already submitted (``run.pipeline_run_id``)."""
+        if not resume:
+            run.status, run.started_at = RunStatus.RUNNING, self._now()
+            self.store.save_run(run)
         metrics.RUNS_IN_FLIGHT.set(1)
         t0 = time.monotonic()
-        log.info("run %s: launching (%s) for %s: %s", run.run_id, run.launcher, run.model,
+        log.info("run %s: %s (%s) for %s: %s", run.run_id,
+                 "following again" if resume else "launching", run.launcher, run.model,
                  run.reason)
         try:
-            result = self.launcher.launch(LaunchRequest(
-                run_id=run.run_id, model=run.model, reason=run.reason,
-                alerts=tuple(run.alerts), params=self.pipeline_params))
+            if resume:
+                result = self.launcher.follow(run.pipeline_run_id)  # type: ignore[attr-defined]
+            else:
+                result = self.launcher.launch(LaunchRequest(
+                    run_id=run.run_id, model=run.model, reason=run.reason,
+                    alerts=tuple(run.alerts), params=self.pipeline_params,
+                    on_submitted=lambda rid: self._submitted(run, rid)))
         except Exception as exc:  # noqa: BLE001 - any launcher failure ends the run as failed
             run.status, run.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             log.error("run %s failed: %s", run.run_id, run.error)
         else:
             run.status = RunStatus.SUCCEEDED
-            run.pipeline_run_id = result.pipeline_run_id
+            run.pipeline_run_id = result.pipeline_run_id or run.pipeline_run_id
             run.model_version = result.model_version
             run.gate_decision = result.gate_decision
             log.info("run %s succeeded: pipeline run %s, version %s, gate %s", run.run_id,

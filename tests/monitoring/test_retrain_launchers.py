@@ -42,7 +42,8 @@ class RecordingKfpClient:
 
 def test_kubeflow_launcher_submits_the_pipeline(tmp_path: Path) -> None:
     client = RecordingKfpClient()
-    launcher = KubeflowLauncher(Settings(home=tmp_path), {"seed": 3}, client=client)
+    # wait=False: the submission alone (following the run: tests/monitoring/test_retrain_cluster)
+    launcher = KubeflowLauncher(Settings(home=tmp_path), {"seed": 3}, client=client, wait=False)
     got = launcher.launch(REQUEST)
     assert got.pipeline_run_id == "kfp-run-123"
     (call,) = client.calls
