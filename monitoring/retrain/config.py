@@ -21,6 +21,7 @@ from monitoring.retrain.launcher import (
     KubeflowLauncher,
     PipelineLauncher,
 )
+from monitoring.retrain.cluster import ClusterAutoRollout
 from monitoring.retrain.models import Decision, RunRecord
 from monitoring.retrain.rollout import AutoRollout
 from monitoring.retrain.state import StateStore
@@ -65,6 +66,22 @@ class TriggerSettings(BaseSettings):
         "the candidate on the bind host.")
     server_ready_timeout_seconds: float = Field(
         180.0, gt=0, description="How long a candidate's model server may take to be ready.")
+    rollout_target: Literal["local", "kubernetes"] = Field(
+        "local", description="Where the automatic rollout acts: local = start the candidate's "
+        "`marquee serve` and `marquee rollout start` here; kubernetes = create the candidate's "
+        "InferenceService and a ModelRollout object in `namespace`.")
+    namespace: str = Field("", description="Namespace of the InferenceService and ModelRollout "
+                           "(rollout_target=kubernetes).")
+    inference_service_template: Path | None = Field(
+        None, description="File with the candidate's InferenceService, __MARQUEE_VERSION__ "
+        "where the version goes (rollout_target=kubernetes; the chart mounts it).")
+    kubeflow_wait: bool = Field(True, description="Follow a submitted Kubeflow run until it "
+                                "ends (and roll out the version it registers); false: a run "
+                                "ends at submission.")
+    kubeflow_timeout_seconds: float = Field(12 * 3600, gt=0, description="How long a Kubeflow "
+                                            "run is followed before it counts as failed.")
+    kubeflow_poll_seconds: float = Field(30.0, gt=0, description="Interval between two reads "
+                                         "of a followed Kubeflow run's state.")
 
     def read_token(self) -> str:
         """The bearer token; raise when none is configured (the trigger never runs open)."""
@@ -91,13 +108,39 @@ def make_launcher(settings: Settings, ts: TriggerSettings) -> PipelineLauncher:
     if kind == "auto":
         kind = "kubeflow" if settings.kubeflow_host else "kfp-local"
     if kind == "kubeflow":
-        return KubeflowLauncher(settings, ts.pipeline_params)
+        return KubeflowLauncher(settings, ts.pipeline_params, wait=ts.kubeflow_wait,
+                                timeout_seconds=ts.kubeflow_timeout_seconds,
+                                poll_seconds=ts.kubeflow_poll_seconds)
     if kind == "command":
         return CommandLauncher(ts.command)
     return KfpLocalLauncher(settings, ts.pipeline_params)
 
 
-def make_auto_rollout(settings: Settings, ts: TriggerSettings) -> AutoRollout:
+def make_auto_rollout(settings: Settings, ts: TriggerSettings,
+                      api: Any = None) -> AutoRollout | ClusterAutoRollout:
+    """The after-run step for ``ts.rollout_target``; ``api`` (a ``CustomObjectsApi``) defaults
+    to the in-cluster service account's, else the kubeconfig's."""
+    if ts.rollout_target == "kubernetes":
+        if ts.auto_rollout != "none" and ts.inference_service_template is None:
+            raise MonitoringInputError("rollout_target=kubernetes needs "
+                                       "MARQUEE_RETRAIN_INFERENCE_SERVICE_TEMPLATE")
+        if api is None:
+            from kubernetes import client, config
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api = client.CustomObjectsApi()
+        kw = dict(api=api, namespace=ts.namespace, model_name=settings.model_name,
+                  mode=ts.auto_rollout, spec_overrides=ts.rollout_spec,
+                  server_ready_timeout=ts.server_ready_timeout_seconds)
+        try:
+            if ts.inference_service_template is None:  # auto_rollout none: never used
+                return ClusterAutoRollout(template="", **kw)
+            return ClusterAutoRollout.from_template_file(ts.inference_service_template, **kw)
+        except ValueError as exc:
+            raise MonitoringInputError(str(exc)) from exc
     return AutoRollout(home=settings.home, model_name=settings.model_name,
                        router_url=ts.router_url, mode=ts.auto_rollout,
                        spec_overrides=ts.rollout_spec,

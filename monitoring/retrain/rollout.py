@@ -47,7 +47,7 @@ from marquee.mapping import deep_merge
 from monitoring.loop.procs import stop_process
 from monitoring.retrain.models import Decision, DecisionKind, RunRecord
 
-__all__ = ["AutoRollout", "RolloutChild", "rollout_name", "rollout_document"]
+__all__ = ["AutoRollout", "RolloutChild", "rollout_name", "rollout_document", "skip_reason"]
 
 log = logging.getLogger("marquee.retrain.rollout")
 
@@ -71,6 +71,24 @@ def rollout_document(model: str, version: str, overrides: Mapping[str, Any] | No
             "metadata": {"name": name or rollout_name(version),
                          "annotations": {"marquee.dev/started-by": "retrain-trigger"}},
             "spec": spec}
+
+
+def skip_reason(mode: AutoRolloutMode, model_name: str, run: RunRecord) -> str | None:
+    """Why a succeeded run gets no rollout, or None when its version is rolled out."""
+    if mode == "none":
+        return "automatic rollout is off (MARQUEE_RETRAIN_AUTO_ROLLOUT=none)"
+    if run.model != model_name:
+        return f"the router serves {model_name}, not {run.model}"
+    if run.gate_decision != "candidate":
+        if run.gate_decision is None:
+            return ("the launcher reported no gate decision (a run submitted without waiting "
+                    "for it has no version yet)")
+        if run.gate_decision == "promoted-first":
+            return f"version {run.model_version} is the first one and already production"
+        return f"gate decision {run.gate_decision}: nothing to roll out"
+    if not run.model_version:
+        return "the launcher reported no model version"
+    return None
 
 
 def _free_port(host: str) -> int:
@@ -155,20 +173,7 @@ class AutoRollout:
         return self._decision(DecisionKind.ROLLOUT_STARTED, run, detail)
 
     def _skip_reason(self, run: RunRecord) -> str | None:
-        if self.mode == "none":
-            return "automatic rollout is off (MARQUEE_RETRAIN_AUTO_ROLLOUT=none)"
-        if run.model != self.model_name:
-            return f"the router serves {self.model_name}, not {run.model}"
-        if run.gate_decision != "candidate":
-            if run.gate_decision is None:
-                return ("the launcher reported no gate decision (a submitted run is rolled out "
-                        "when it registers a candidate)")
-            if run.gate_decision == "promoted-first":
-                return f"version {run.model_version} is the first one and already production"
-            return f"gate decision {run.gate_decision}: nothing to roll out"
-        if not run.model_version:
-            return "the launcher reported no model version"
-        return None
+        return skip_reason(self.mode, self.model_name, run)
 
     # the effects -------------------------------------------------------------------------
     def _child_env(self) -> dict[str, str]:

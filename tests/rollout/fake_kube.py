@@ -1,9 +1,12 @@
-"""A FAKE Kubernetes API server for ModelRollout objects (tests only).
+"""A FAKE Kubernetes API server for custom resources (tests only).
 
 Speaks just enough of the real API for the official ``kubernetes`` client: create, get, list
-and JSON merge-patch of ``marquee.dev/v1alpha1`` ``modelrollouts``, with the status
-subresource semantics (a patch of the main resource ignores ``status``; a patch of
-``/status`` changes only ``status``). It is a stand-in for kube-apiserver, not a copy of it.
+and JSON merge-patch of namespaced custom objects (``marquee.dev/v1alpha1`` ``modelrollouts``,
+``serving.kserve.io/v1beta1`` ``inferenceservices``, ...), with the status subresource
+semantics (a patch of the main resource ignores ``status``; a patch of ``/status`` changes
+only ``status``). It is a stand-in for kube-apiserver, not a copy of it: no KServe or rollout
+controller acts on what is stored; tests play them by patching ``status``.
+Objects are kept in ``objects[(plural, namespace, name)]``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-_PATH = re.compile(r"^/apis/marquee\.dev/v1alpha1/namespaces/([^/]+)/modelrollouts"
+_PATH = re.compile(r"^/apis/([^/]+)/([^/]+)/namespaces/([^/]+)/([^/?]+)"
                    r"(?:/([^/?]+))?(/status)?/?(?:\?.*)?$")
 
 
@@ -34,7 +37,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 class FakeKubeAPI:
     def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.requests: list[tuple[str, str, str]] = []  # method, path, content type
         self._version = 0
         self._lock = threading.Lock()
@@ -61,10 +64,11 @@ class FakeKubeAPI:
                 m = _PATH.match(self.path)
                 if not m:
                     return self._send(404, {"kind": "Status", "code": 404})
-                ns, name, status = m.groups()
+                group, version, ns, plural, name, status = m.groups()
                 code, body = api.handle(method, ns, name, bool(status),
                                         self._body() if method in ("POST", "PATCH") else None,
-                                        self.headers.get("Content-Type", ""))
+                                        self.headers.get("Content-Type", ""),
+                                        plural=plural, api_version=f"{group}/{version}")
                 self._send(code, body)
 
             def do_GET(self) -> None:  # noqa: N802
@@ -80,19 +84,19 @@ class FakeKubeAPI:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def _not_found(self, name: str | None) -> tuple[int, dict[str, Any]]:
+    def _not_found(self, plural: str, name: str | None) -> tuple[int, dict[str, Any]]:
         return 404, {"kind": "Status", "status": "Failure", "reason": "NotFound", "code": 404,
-                     "message": f'modelrollouts.marquee.dev "{name}" not found'}
+                     "message": f'{plural} "{name}" not found'}
 
     def handle(self, method: str, ns: str, name: str | None, status: bool, body: Any,
-               content_type: str) -> tuple[int, Any]:
+               content_type: str, plural: str = "modelrollouts",
+               api_version: str = "marquee.dev/v1alpha1") -> tuple[int, Any]:
         with self._lock:
             if method == "GET" and name is None:
-                items = [o for (n, _), o in self.objects.items() if n == ns]
-                return 200, {"apiVersion": "marquee.dev/v1alpha1", "kind": "ModelRolloutList",
-                             "items": items}
+                items = [o for (p, n, _), o in self.objects.items() if p == plural and n == ns]
+                return 200, {"apiVersion": api_version, "kind": "List", "items": items}
             if method == "POST" and name is None:
-                key = (ns, body["metadata"]["name"])
+                key = (plural, ns, body["metadata"]["name"])
                 if key in self.objects:
                     return 409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"}
                 body.pop("status", None)
@@ -100,9 +104,9 @@ class FakeKubeAPI:
                 body["metadata"]["resourceVersion"] = str(self._version)
                 self.objects[key] = body
                 return 201, body
-            obj = self.objects.get((ns, name or ""))
+            obj = self.objects.get((plural, ns, name or ""))
             if obj is None:
-                return self._not_found(name)
+                return self._not_found(plural, name)
             if method == "GET":
                 return 200, obj
             if method == "PATCH":
@@ -117,7 +121,7 @@ class FakeKubeAPI:
                         obj.pop("status")
                 self._version += 1
                 obj["metadata"]["resourceVersion"] = str(self._version)
-                self.objects[(ns, name or "")] = obj
+                self.objects[(plural, ns, name or "")] = obj
                 return 200, obj
         return 405, {"kind": "Status", "code": 405}
 

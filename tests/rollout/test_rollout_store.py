@@ -112,7 +112,7 @@ def test_kubernetes_store_against_a_fake_api_server(fake_kube: FakeKubeAPI) -> N
     store = KubernetesStatusStore(api, namespace="marquee")
     assert isinstance(store, StatusStore)
     _exercise(store)
-    obj = fake_kube.objects[("marquee", "recommender-v2")]
+    obj = fake_kube.objects[("modelrollouts", "marquee", "recommender-v2")]
     assert obj["status"]["weights"] == {"baseline": 95, "candidate": 5}
     assert obj["spec"]["strategy"] == "canary"
     # The status went through the status subresource, as merge patches.

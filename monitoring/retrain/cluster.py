@@ -1,0 +1,192 @@
+"""Closing the loop in Kubernetes: a retrained version that passes the gate goes into a shadow
+rollout through the Kubernetes API.
+
+The local after-run step (:class:`monitoring.retrain.rollout.AutoRollout`) starts processes.
+In a cluster the same decision creates objects instead, which the parts already running
+there act on:
+
+1. the candidate's **InferenceService**, from the template the chart renders for it
+   (``MARQUEE_RETRAIN_INFERENCE_SERVICE_TEMPLATE``: the chart's own InferenceService of a
+   ``shadow: true`` version, with ``__MARQUEE_VERSION__`` where the version goes), so it has
+   the resources, logger, security context and shadow scheduling of every other version;
+   an InferenceService of that name that already exists is kept;
+2. once KServe reports it ``Ready`` (within ``server_ready_timeout``), the **ModelRollout**
+   (``strategy: shadow`` from ``production``, ``MARQUEE_RETRAIN_ROLLOUT_SPEC`` merged over
+   it), which the rollout controller Deployment picks up. The router reaches the version
+   through its predictor URL template, so nothing is announced to it.
+
+The decisions and their log lines are those of the local step (``rollout-started``,
+``rollout-skipped``, ``rollout-failed``, source ``auto-rollout``). A candidate that never
+becomes ready gets no rollout (``rollout-failed``, naming KServe's condition); its
+InferenceService is left for the on-call engineer to inspect.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitoring.retrain.models import Decision, DecisionKind, RunRecord
+from monitoring.retrain.rollout import AutoRolloutMode, rollout_document, skip_reason
+
+__all__ = ["ClusterAutoRollout", "VERSION_PLACEHOLDER", "render_inference_service"]
+
+log = logging.getLogger("marquee.retrain.cluster")
+
+VERSION_PLACEHOLDER = "__MARQUEE_VERSION__"
+ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+STARTED_BY = {"marquee.dev/started-by": "retrain-trigger"}
+
+
+def render_inference_service(template: str, version: str, namespace: str) -> dict[str, Any]:
+    """The template with ``version`` in place of :data:`VERSION_PLACEHOLDER`, as an object."""
+    if not re.fullmatch(r"[1-9][0-9]*", str(version)):
+        raise ValueError(f"model version {version!r} is not a registry version number")
+    if VERSION_PLACEHOLDER not in template:
+        raise ValueError(f"the InferenceService template has no {VERSION_PLACEHOLDER} "
+                         "placeholder")
+    obj = yaml.safe_load(template.replace(VERSION_PLACEHOLDER, str(version)))
+    if not isinstance(obj, dict) or obj.get("kind") != "InferenceService" or \
+            obj.get("apiVersion") != f"{ISVC_GROUP}/{ISVC_VERSION}":
+        raise ValueError("the InferenceService template is not one "
+                         f"{ISVC_GROUP}/{ISVC_VERSION} InferenceService")
+    meta = obj.setdefault("metadata", {})
+    meta["namespace"] = namespace
+    meta["annotations"] = {**(meta.get("annotations") or {}), **STARTED_BY}
+    return obj
+
+
+def _ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
+    """KServe's Ready condition of an InferenceService: (ready, what it says)."""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            said = " ".join(str(cond.get(k)) for k in ("reason", "message") if cond.get(k))
+            return str(cond.get("status")) == "True", said or f"Ready={cond.get('status')}"
+    return False, "no Ready condition yet"
+
+
+class ClusterAutoRollout:
+    """The after-run step of the trigger in Kubernetes (``MARQUEE_RETRAIN_ROLLOUT_TARGET=
+    kubernetes``). ``api`` is a ``kubernetes.client.CustomObjectsApi``."""
+
+    def __init__(self, *, api: Any, namespace: str, model_name: str, template: str,
+                 mode: AutoRolloutMode = "shadow",
+                 spec_overrides: Mapping[str, Any] | None = None,
+                 server_ready_timeout: float = 600.0, poll_seconds: float = 2.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not namespace:
+            raise ValueError("the Kubernetes rollout needs a namespace "
+                             "(MARQUEE_RETRAIN_NAMESPACE)")
+        self.api = api
+        self.namespace = namespace
+        self.model_name = model_name
+        self.template = template
+        self.mode = mode
+        self.spec_overrides = dict(spec_overrides or {})
+        self.server_ready_timeout = server_ready_timeout
+        self.poll_seconds = poll_seconds
+        self._clock = clock
+        self._closed = threading.Event()
+
+    @classmethod
+    def from_template_file(cls, path: str | Path, **kw: Any) -> ClusterAutoRollout:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ValueError(f"MARQUEE_RETRAIN_INFERENCE_SERVICE_TEMPLATE={str(path)!r}: "
+                             f"{exc}") from exc
+        render_inference_service(text, "1", kw.get("namespace") or "default")  # fail at start
+        return cls(template=text, **kw)
+
+    def _decision(self, kind: DecisionKind, run: RunRecord, detail: str) -> Decision:
+        return Decision(time=datetime.fromtimestamp(self._clock(), tz=timezone.utc),
+                        decision=kind, source="auto-rollout", model=run.model,
+                        run_id=run.run_id, detail=detail)
+
+    def __call__(self, run: RunRecord) -> Decision:
+        skip = skip_reason(self.mode, self.model_name, run)
+        if skip is not None:
+            return self._decision(DecisionKind.ROLLOUT_SKIPPED, run, skip)
+        version = str(run.model_version)
+        try:
+            detail, name = self._start(version)
+        except Exception as exc:  # noqa: BLE001 - the run succeeded; the rollout did not start
+            log.error("run %s: shadow rollout of version %s not started: %s", run.run_id,
+                      version, exc)
+            return self._decision(DecisionKind.ROLLOUT_FAILED, run,
+                                  f"shadow rollout of version {version} not started: {exc}")
+        run.rollout = name
+        return self._decision(DecisionKind.ROLLOUT_STARTED, run, detail)
+
+    # the effects -------------------------------------------------------------------------
+    def _isvc(self, fn: str, *args: Any) -> Any:
+        return getattr(self.api, fn)(ISVC_GROUP, ISVC_VERSION, self.namespace, ISVC_PLURAL,
+                                     *args)
+
+    def _start(self, version: str) -> tuple[str, str]:
+        from kubernetes.client.exceptions import ApiException
+
+        from serving.rollout.spec import parse_rollout
+        from serving.rollout.store import KubernetesStatusStore, RolloutExists
+
+        doc = rollout_document(self.model_name, version, self.spec_overrides)
+        doc["metadata"]["namespace"] = self.namespace
+        rollout = parse_rollout(doc, "MARQUEE_RETRAIN_ROLLOUT_SPEC")  # refuse a bad spec early
+        isvc = render_inference_service(self.template, version, self.namespace)
+        isvc_name = isvc["metadata"]["name"]
+        try:
+            self._isvc("create_namespaced_custom_object", copy.deepcopy(isvc))
+            made = "created"
+        except ApiException as exc:
+            if exc.status != 409:
+                raise RuntimeError(f"InferenceService {isvc_name} not created "
+                                   f"({exc.status} {exc.reason}): {exc.body}") from None
+            made = "already there, kept"
+        log.info("InferenceService %s/%s %s; waiting until it is Ready", self.namespace,
+                 isvc_name, made)
+        self._wait_ready(isvc_name)
+        try:
+            KubernetesStatusStore(self.api, self.namespace).create(rollout)
+        except RolloutExists:
+            raise RuntimeError(f"a ModelRollout named {rollout.name} already exists in "
+                               f"{self.namespace}") from None
+        except ApiException as exc:
+            raise RuntimeError(f"ModelRollout {rollout.name} not created ({exc.status} "
+                               f"{exc.reason}): {exc.body}") from None
+        detail = (f"shadow rollout {rollout.name} of version {version} against production "
+                  f"created in namespace {self.namespace}; InferenceService {isvc_name} "
+                  f"{made}, Ready")
+        log.info(detail)
+        return detail, rollout.name
+
+    def _wait_ready(self, name: str) -> None:
+        deadline = time.monotonic() + self.server_ready_timeout
+        said = "not read yet"
+        while True:
+            try:
+                ready, said = _ready(self._isvc("get_namespaced_custom_object", name))
+            except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+                ready, said = False, f"reading it failed: {exc}"
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"InferenceService {name} not Ready within "
+                                   f"{self.server_ready_timeout:.0f}s ({said}); no rollout "
+                                   "was created")
+            if self._closed.wait(self.poll_seconds):
+                raise RuntimeError("the trigger is stopping")
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def status(self) -> dict[str, Any]:
+        return {"mode": self.mode, "target": "kubernetes", "namespace": self.namespace}
