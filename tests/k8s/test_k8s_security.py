@@ -77,29 +77,52 @@ def test_every_container_has_the_secure_context(render: str) -> None:
 def test_service_account_tokens_only_where_the_kubernetes_api_is_used() -> None:
     objs = c.default_objects()
     mounted = {where for where, pod in workloads(objs) if pod.get("automountServiceAccountToken")}
-    assert mounted == {"Deployment/marquee-controller"}
+    # the controller moves traffic; the trigger creates a retrained version's shadow rollout
+    assert mounted == {"Deployment/marquee-controller", "Deployment/marquee-trigger"}
     for o in objs:
         if o["kind"] == "ServiceAccount":
             assert o["automountServiceAccountToken"] is False, o["metadata"]["name"]
         if o["kind"] in {"Deployment", "CronJob"}:
             (pod,) = c.pod_specs(o)
             assert pod["serviceAccountName"] not in ("", "default")
+    # without the automatic rollout in the cluster, the trigger needs no token and no Role
+    for values in ({"retrainTrigger": {"autoRollout": "none"}},
+                   {"retrainTrigger": {"rolloutTarget": "local"}}):
+        objs = c.objects(values)
+        mounted = {w for w, pod in workloads(objs) if pod.get("automountServiceAccountToken")}
+        assert mounted == {"Deployment/marquee-controller"}, values
+        assert [o["metadata"]["name"] for o in objs if o["kind"] == "Role"] == \
+            ["marquee-controller"], values
+        assert not [o for o in objs if o["kind"] == "ConfigMap"
+                    and o["metadata"]["name"] == "marquee-trigger-isvc"], values
 
 
-def test_controller_rbac_is_least_privilege() -> None:
+def _rules(role: dict) -> dict[tuple[str, str], set[str]]:
+    return {(g, r): set(rule["verbs"]) for rule in role["rules"]
+            for g in rule["apiGroups"] for r in rule["resources"]}
+
+
+def test_controller_and_trigger_rbac_is_least_privilege() -> None:
     objs = c.default_objects()
-    roles = [o for o in objs if o["kind"] in {"Role", "ClusterRole"}]
-    assert [r["kind"] for r in roles] == ["Role"]
-    rules = {(g, r): set(rule["verbs"]) for rule in roles[0]["rules"]
-             for g in rule["apiGroups"] for r in rule["resources"]}
-    assert rules == {
+    roles = {r["metadata"]["name"]: r for r in objs if r["kind"] in {"Role", "ClusterRole"}}
+    assert {r["kind"] for r in roles.values()} == {"Role"}
+    assert set(roles) == {"marquee-controller", "marquee-trigger"}
+    assert _rules(roles["marquee-controller"]) == {
         ("marquee.dev", "modelrollouts"): {"get", "list", "watch", "patch"},
         ("marquee.dev", "modelrollouts/status"): {"get", "patch"},
         ("serving.kserve.io", "inferenceservices"): {"get", "list", "watch", "patch"},
     }
-    (binding,) = [o for o in objs if o["kind"] == "RoleBinding"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "marquee-controller",
-                                    "namespace": c.NAMESPACE}]
+    # the trigger creates and reads back; it never patches, deletes or lists
+    assert _rules(roles["marquee-trigger"]) == {
+        ("marquee.dev", "modelrollouts"): {"get", "create"},
+        ("serving.kserve.io", "inferenceservices"): {"get", "create"},
+    }
+    bindings = {b["metadata"]["name"]: b for b in objs if b["kind"] == "RoleBinding"}
+    assert set(bindings) == {"marquee-controller", "marquee-trigger"}
+    for name, binding in bindings.items():
+        assert binding["roleRef"]["name"] == name
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name,
+                                        "namespace": c.NAMESPACE}]
 
 
 def test_every_pod_is_selected_by_a_network_policy() -> None:
@@ -168,4 +191,5 @@ def test_checkov_finds_no_failed_high_severity_check(tmp_path: Path) -> None:
     never_ran = REQUIRED_CHECKS - passed
     assert not never_ran, f"required checks that checked nothing: {sorted(never_ran)}"
     skipped = {(s["check_id"], s["resource"]) for s in results.get("skipped_checks", [])}
-    assert skipped <= {("CKV_K8S_38", "Deployment.marquee.marquee-controller")}, skipped
+    assert skipped <= {("CKV_K8S_38", "Deployment.marquee.marquee-controller"),
+                       ("CKV_K8S_38", "Deployment.marquee.marquee-trigger")}, skipped

@@ -58,7 +58,8 @@ def test_model_server_settings_are_mirrored() -> None:
 def test_retrain_trigger_settings_are_mirrored() -> None:
     from monitoring.retrain.config import TriggerSettings
 
-    not_values = {"token", "token_file", "url"}  # a Secret mounted as a file; the Service URL
+    # a Secret mounted as a file; the Service URL; the release's namespace; a mounted ConfigMap
+    not_values = {"token", "token_file", "url", "namespace", "inference_service_template"}
     values = c.chart_defaults()["retrainTrigger"]
     for field in set(TriggerSettings.model_fields) - not_values:
         assert to_camel(field) in values, field
@@ -70,6 +71,9 @@ def test_retrain_trigger_settings_are_mirrored() -> None:
             assert "MARQUEE_RETRAIN_TOKEN" not in env  # never a plain variable
             continue
         if field in {"command", "pipeline_params"} and not values[to_camel(field)]:
+            continue
+        if field == "inference_service_template" and not (
+                values["autoRollout"] == "shadow" and values["rolloutTarget"] == "kubernetes"):
             continue
         assert f"MARQUEE_RETRAIN_{field.upper()}" in env, field
 

@@ -238,3 +238,11 @@ readinessProbe:
 {{- printf "http://%s.%s.svc.cluster.local:%d%s" (include "marquee.componentName" (dict "ctx" . "component" "sink")) (include "marquee.namespace" .) (.Values.sink.service.port | int) .Values.sink.loggerPath -}}
 {{- end -}}
 {{- end -}}
+
+{{- /* "true" when the retrain trigger creates InferenceServices and ModelRollouts itself
+       (automatic shadow rollout, Kubernetes target), else empty. */ -}}
+{{- define "marquee.triggerCreatesRollouts" -}}
+{{- if and (eq .Values.retrainTrigger.autoRollout "shadow") (eq .Values.retrainTrigger.rolloutTarget "kubernetes") -}}
+true
+{{- end -}}
+{{- end -}}

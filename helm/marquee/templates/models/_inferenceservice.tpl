@@ -1,0 +1,112 @@
+{{- /*
+One KServe InferenceService of a model version: .ctx the root context, .m one entry of
+models.versions ({version, shadow, resources, ...}). The retrain trigger's template renders
+it with version __MARQUEE_VERSION__ and shadow true (templates/trigger/configmap.yaml), and
+.adoptable true: Helm's ownership annotations, so that adding the version to models.versions
+later (for example once it is promoted) lets `helm upgrade` take the object over.
+*/ -}}
+{{- define "marquee.inferenceService" -}}
+{{- $ := .ctx -}}
+{{- $m := .m -}}
+{{- $storeUri := include "marquee.storeUri" $ -}}
+{{- $loggerUrl := include "marquee.loggerUrl" $ -}}
+{{- $version := toString $m.version }}
+{{- $name := include "marquee.inferenceServiceName" (dict "ctx" $ "version" $version) }}
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: {{ $name }}
+  namespace: {{ include "marquee.namespace" $ }}
+  labels:
+    {{- include "marquee.labels" (dict "ctx" $ "component" "model") | nindent 4 }}
+    marquee.dev/model-version: {{ $version | quote }}
+  annotations:
+    serving.kserve.io/deploymentMode: {{ $.Values.models.deploymentMode }}
+    {{- if eq $.Values.models.deploymentMode "RawDeployment" }}
+    serving.kserve.io/autoscalerClass: hpa
+    {{- end }}
+    {{- if .adoptable }}
+    meta.helm.sh/release-name: {{ $.Release.Name }}
+    meta.helm.sh/release-namespace: {{ include "marquee.namespace" $ }}
+    {{- end }}
+spec:
+  predictor:
+    annotations:
+      checksum/settings: {{ include (print $.Template.BasePath "/settings/configmap.yaml") $ | sha256sum }}
+      checksum/model-server: {{ include (print $.Template.BasePath "/models/configmap.yaml") $ | sha256sum }}
+    labels:
+      marquee.dev/tier: {{ ternary "shadow" "serving" (default false $m.shadow) }}
+    serviceAccountName: {{ include "marquee.componentName" (dict "ctx" $ "component" "model") }}
+    automountServiceAccountToken: false
+    minReplicas: {{ default $.Values.models.minReplicas $m.minReplicas }}
+    maxReplicas: {{ default $.Values.models.maxReplicas $m.maxReplicas }}
+    timeout: {{ $.Values.models.timeoutSeconds }}
+    {{- if hasKey $m "canaryTrafficPercent" }}
+    canaryTrafficPercent: {{ $m.canaryTrafficPercent }}
+    {{- end }}
+    {{- if and $.Values.models.logger.enabled $loggerUrl }}
+    logger:
+      mode: {{ $.Values.models.logger.mode }}
+      url: {{ $loggerUrl }}
+    {{- end }}
+    {{- with include "marquee.imagePullSecrets" $ | trim }}{{ . | nindent 4 }}{{ end }}
+    {{- include "marquee.podSecurityContext" $ | nindent 4 }}
+    {{- /* A shadow version also gets the shadow PriorityClass and prefers nodes without the
+           serving versions' pods. */}}
+    {{- $affinity := deepCopy ($.Values.affinity | default dict) }}
+    {{- if and $m.shadow $.Values.models.shadowAntiAffinity }}
+    {{- $anti := get $affinity "podAntiAffinity" | default dict }}
+    {{- $preferred := get $anti "preferredDuringSchedulingIgnoredDuringExecution" | default list }}
+    {{- $selector := dict "matchLabels" (dict "app.kubernetes.io/instance" $.Release.Name "marquee.dev/tier" "serving") }}
+    {{- $term := dict "weight" 100 "podAffinityTerm" (dict "topologyKey" "kubernetes.io/hostname" "labelSelector" $selector) }}
+    {{- $_ := set $anti "preferredDuringSchedulingIgnoredDuringExecution" (append $preferred $term) }}
+    {{- $_ := set $affinity "podAntiAffinity" $anti }}
+    {{- end }}
+    {{- with include "marquee.scheduling" (dict "ctx" $ "affinity" $affinity) | trim }}{{ . | nindent 4 }}{{ end }}
+    {{- $priorityClass := $m.priorityClassName | default (ternary (include "marquee.shadowPriorityClassName" $) "" (default false $m.shadow)) }}
+    {{- with $priorityClass }}
+    priorityClassName: {{ . }}
+    {{- end }}
+    containers:
+      - name: kserve-container
+        image: {{ include "marquee.image" (dict "ctx" $ "repository" $.Values.image.serverRepository) }}
+        imagePullPolicy: {{ $.Values.image.pullPolicy }}
+        args:
+          - serve
+          - --runtime
+          - kserve
+          - --model-version
+          - {{ $version | quote }}
+          {{- with $.Values.models.extraArgs }}
+          {{- toYaml . | nindent 10 }}
+          {{- end }}
+        ports:
+          - name: http1
+            containerPort: {{ $.Values.modelServer.port }}
+            protocol: TCP
+        {{- include "marquee.servingEnv" $ | nindent 8 }}
+          - name: STORAGE_URI
+            value: {{ printf "%s/%s/%s/%s/" $storeUri $.Values.models.bundlePrefix $.Values.settings.modelName $version | quote }}
+          - name: MARQUEE_MODEL_VERSION
+            value: {{ $version | quote }}
+        readinessProbe:
+          httpGet:
+            path: /v2/health/ready
+            port: {{ $.Values.modelServer.port }}
+          periodSeconds: 10
+          failureThreshold: 3
+        livenessProbe:
+          httpGet:
+            path: /v2/health/live
+            port: {{ $.Values.modelServer.port }}
+          initialDelaySeconds: 30
+          periodSeconds: 10
+          failureThreshold: 3
+        resources:
+          {{- toYaml (default $.Values.models.resources $m.resources) | nindent 10 }}
+        {{- include "marquee.containerSecurityContext" $ | nindent 8 }}
+        volumeMounts:
+          {{- include "marquee.tmpVolumeMount" $ | nindent 10 }}
+    volumes:
+      {{- include "marquee.tmpVolume" $ | nindent 6 }}
+{{- end -}}
