@@ -16,7 +16,7 @@ import chartlib as c
 CORE_KINDS = {
     "ConfigMap", "Deployment", "Service", "ServiceAccount", "HorizontalPodAutoscaler",
     "PodDisruptionBudget", "CronJob", "Role", "RoleBinding", "NetworkPolicy",
-    "CustomResourceDefinition",
+    "CustomResourceDefinition", "PersistentVolumeClaim",
 }
 CR_KINDS = {"InferenceService", "ServiceMonitor", "PrometheusRule", "AlertmanagerConfig"}
 
@@ -341,3 +341,35 @@ def test_controller_applies_routing_to_every_router_replica_through_a_headless_s
                      "router": {"autoscaling": {"enabled": False}, "replicaCount": 1}})
     assert any(o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-controller")
                for o in one)
+
+
+def _trigger(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == "Deployment"
+                and o["metadata"]["name"] == "marquee-trigger")
+
+
+@pytest.mark.parametrize("persistence, claim", [
+    ({}, "marquee-trigger-state"),
+    ({"existingClaim": "retrain-state"}, "retrain-state"),
+    ({"enabled": False}, None),
+])
+def test_the_triggers_state_lives_on_a_volume_that_outlives_the_pod(
+        persistence: dict[str, Any], claim: str | None) -> None:
+    """Cooldowns, deduplicated alerts and the Kubeflow run being followed survive a replaced
+    trigger pod only when MARQUEE_HOME (where monitoring.retrain keeps them) is the claim."""
+    objs = c.objects({"retrainTrigger": {"persistence": persistence}})
+    pod = _trigger(objs)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    pvcs = [o["metadata"]["name"] for o in objs if o["kind"] == "PersistentVolumeClaim"]
+    if claim is None:
+        assert "state" not in volumes and "MARQUEE_HOME" not in env and not pvcs
+        return
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == claim
+    assert env["MARQUEE_HOME"] == mounts["state"] == "/var/lib/marquee"
+    assert pvcs == ([claim] if not persistence else [])
+    # the settings ConfigMap's MARQUEE_HOME (/tmp…) is overridden: env wins over envFrom
+    assert "MARQUEE_HOME" in next(o for o in objs if o["kind"] == "ConfigMap"
+                                  and o["metadata"]["name"] == "marquee-settings")["data"]
