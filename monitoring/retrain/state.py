@@ -17,16 +17,25 @@ import json
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from monitoring.retrain.models import Decision, RunRecord
 
-__all__ = ["InFlight", "TriggerState", "StateStore"]
+__all__ = ["InFlight", "TriggerState", "StateStore", "LEASE_SECONDS", "PROCESS_TOKEN"]
+
+
+# This process's identity in an InFlight record: a pid alone is not one (a restarted
+# container's trigger is pid 1 again, on the same host name).
+PROCESS_TOKEN = uuid.uuid4().hex
+# How long an in-flight record without a fresh heartbeat counts as owned: the owner renews
+# it every LEASE_SECONDS / 5 while its run goes on.
+LEASE_SECONDS = 300.0
 
 
 class InFlight(BaseModel):
@@ -35,11 +44,31 @@ class InFlight(BaseModel):
     since: datetime
     pid: int
     host: str
+    owner: str = ""
+    heartbeat: datetime | None = Field(None, description="last renewal by the owner")
 
-    def owner_alive(self) -> bool:
-        """False when the process that owns the run is gone (same host only)."""
+    @classmethod
+    def mine(cls, run_id: str, model: str, since: datetime, now: datetime) -> InFlight:
+        """A record owned by this process."""
+        return cls(run_id=run_id, model=model, since=since, pid=os.getpid(),
+                   host=socket.gethostname(), owner=PROCESS_TOKEN, heartbeat=now)
+
+    def owner_alive(self, now: datetime | None = None,
+                    lease_seconds: float = LEASE_SECONDS) -> bool:
+        """Whether the process that owns the run may still be running it. This process: yes.
+        Otherwise it must have renewed its heartbeat within ``lease_seconds`` (a process on
+        another host, e.g. a replaced pod, is judged by that alone) and, on this host, its
+        pid must still exist and not be this process's own."""
+        if self.owner and self.owner == PROCESS_TOKEN:
+            return True
+        now = now or datetime.now(timezone.utc)
+        beat = self.heartbeat or self.since
+        if (now - beat).total_seconds() >= lease_seconds:
+            return False
         if self.host != socket.gethostname():
-            return True  # cannot tell from here; trust the record
+            return True
+        if self.pid == os.getpid():
+            return False  # same pid, another process: the pid was reused after a restart
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:

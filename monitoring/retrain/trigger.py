@@ -21,10 +21,8 @@ so concurrent requests, and several processes sharing the home, take consistent 
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +38,7 @@ from monitoring.retrain.models import (
     RunStatus,
     WebhookMessage,
 )
-from monitoring.retrain.state import InFlight, StateStore, TriggerState
+from monitoring.retrain.state import LEASE_SECONDS, InFlight, StateStore, TriggerState
 
 __all__ = ["RetrainTrigger", "new_run_id"]
 
@@ -63,6 +61,7 @@ class RetrainTrigger:
         pipeline_params: dict | None = None,
         clock: Callable[[], float] = time.time,
         after_run: Callable[[RunRecord], Decision | None] | None = None,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -72,6 +71,7 @@ class RetrainTrigger:
         self.pipeline_params = dict(pipeline_params or {})
         self._clock = clock
         self.after_run = after_run
+        self.lease_seconds = lease_seconds
         self._queue: queue.Queue[tuple[RunRecord, bool] | None] = queue.Queue()
         self._pending = 0  # runs queued or running in this process
         self._cond = threading.Condition()
@@ -95,7 +95,7 @@ class RetrainTrigger:
             return
         with self.store.transaction() as state:
             flight = state.in_flight
-            if flight is None or flight.owner_alive():
+            if flight is None or flight.owner_alive(self._now(), self.lease_seconds):
                 return
             try:
                 run = self.store.load_run(flight.run_id)
@@ -103,8 +103,7 @@ class RetrainTrigger:
                 return
             if run.status is not RunStatus.RUNNING or not run.pipeline_run_id:
                 return
-            state.in_flight = InFlight(run_id=run.run_id, model=run.model, since=flight.since,
-                                       pid=os.getpid(), host=socket.gethostname())
+            state.in_flight = InFlight.mine(run.run_id, run.model, flight.since, self._now())
         log.warning("run %s: owner process %s is gone; following pipeline run %s again",
                     run.run_id, flight.pid, run.pipeline_run_id)
         with self._cond:
@@ -139,7 +138,7 @@ class RetrainTrigger:
     # decisions ------------------------------------------------------------------------
     def _clear_stale(self, state: TriggerState) -> None:
         flight = state.in_flight
-        if flight is not None and not flight.owner_alive():
+        if flight is not None and not flight.owner_alive(self._now(), self.lease_seconds):
             log.warning("run %s: owner process %s is gone; no longer in flight",
                         flight.run_id, flight.pid)
             try:
@@ -170,8 +169,7 @@ class RetrainTrigger:
         run = RunRecord(run_id=new_run_id(now), model=model, reason=reason, source=source,
                         alerts=alerts, launcher=getattr(self.launcher, "name", ""),
                         requested_at=now)
-        state.in_flight = InFlight(run_id=run.run_id, model=model, since=now, pid=os.getpid(),
-                                   host=socket.gethostname())
+        state.in_flight = InFlight.mine(run.run_id, model, now, now)
         state.last_started[model] = now
         self.store.save_run(run)
         return run
@@ -296,6 +294,10 @@ class RetrainTrigger:
             run.status, run.started_at = RunStatus.RUNNING, self._now()
             self.store.save_run(run)
         metrics.RUNS_IN_FLIGHT.set(1)
+        beating = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(run.run_id, beating),
+                                name="retrain-heartbeat", daemon=True)
+        beat.start()
         t0 = time.monotonic()
         log.info("run %s: %s (%s) for %s: %s", run.run_id,
                  "following again" if resume else "launching", run.launcher, run.model,
@@ -319,6 +321,8 @@ class RetrainTrigger:
             log.info("run %s succeeded: pipeline run %s, version %s, gate %s", run.run_id,
                      result.pipeline_run_id, result.model_version, result.gate_decision)
         finally:
+            beating.set()
+            beat.join()
             run.finished_at = self._now()
             self.store.save_run(run)
             with self.store.transaction() as state:
@@ -329,6 +333,20 @@ class RetrainTrigger:
             metrics.RUN_DURATION.observe(time.monotonic() - t0)
         if run.status is RunStatus.SUCCEEDED and self.after_run is not None:
             self._after(run)
+
+    def _heartbeat(self, run_id: str, stop: threading.Event) -> None:
+        """Renew this process's claim on ``run_id`` until ``stop``: a trigger in another pod
+        sharing the state (a replaced pod) sees the claim go stale only after this process
+        is gone."""
+        while not stop.wait(self.lease_seconds / 5):
+            try:
+                with self.store.transaction() as state:
+                    flight = state.in_flight
+                    if flight is None or flight.run_id != run_id:
+                        return
+                    flight.heartbeat = self._now()
+            except OSError as exc:  # a full or read-only volume: the next renewal may work
+                log.warning("run %s: heartbeat not written: %s", run_id, exc)
 
     def _after(self, run: RunRecord) -> None:
         """The after-run step (e.g. the shadow rollout); it never fails the run."""

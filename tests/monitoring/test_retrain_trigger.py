@@ -205,6 +205,73 @@ def test_run_left_in_flight_by_a_dead_process_is_released(tmp_path: Path, clock:
     trig.close()
 
 
+def _claim(store: StateStore, *, host: str, pid: int, beat: datetime, owner: str = "x") -> None:
+    from monitoring.retrain.models import RunRecord
+    from monitoring.retrain.state import InFlight
+
+    store.save_run(RunRecord(run_id="rt-other", model="movie-recommender", reason="drift",
+                             source="manual", launcher="gate", status=RunStatus.RUNNING,
+                             requested_at=T0, started_at=T0))
+    with store.transaction() as state:
+        state.in_flight = InFlight(run_id="rt-other", model="movie-recommender", since=T0,
+                                   pid=pid, host=host, owner=owner, heartbeat=beat)
+
+
+@pytest.mark.parametrize("host, pid, beat_age, busy", [
+    ("trigger-7f9c-old-pod", 1, 60, True),     # another pod renewed a minute ago: its run
+    ("trigger-7f9c-old-pod", 1, 600, False),   # ... ten minutes ago: gone (replaced pod)
+    (None, None, 60, False),                   # this host, this pid, another process: a
+])                                             # restarted container's pid 1 again
+def test_a_run_claimed_by_another_process_is_busy_only_while_its_heartbeat_is_fresh(
+        tmp_path: Path, clock: Clock, host: str | None, pid: int | None, beat_age: float,
+        busy: bool) -> None:
+    import os
+    import socket
+
+    launcher = GateLauncher()
+    launcher.release()
+    store = StateStore(tmp_path / "retrain")
+    clock.advance(3600)
+    _claim(store, host=host or socket.gethostname(), pid=pid or os.getpid(),
+           beat=datetime.fromtimestamp(clock() - beat_age, tz=timezone.utc))
+    trig = make(tmp_path, launcher, clock)
+    got = trig.handle_webhook(message(alert("a1")))
+    assert trig.wait_idle(10)
+    trig.close()
+    if busy:
+        assert kinds(got) == ["busy"] and "rt-other" in got[0].detail
+        assert store.load_run("rt-other").status is RunStatus.RUNNING
+    else:
+        assert kinds(got) == ["started"]
+        stale = store.load_run("rt-other")
+        assert stale.status is RunStatus.FAILED and "exited during the run" in stale.error
+
+
+def test_the_owner_renews_its_claim_while_the_run_goes_on(tmp_path: Path) -> None:
+    """With a lease of 0.5 s the heartbeat is renewed every 0.1 s: the record of a long run
+    never looks stale to a trigger in another pod sharing the volume."""
+    import time
+
+    launcher = GateLauncher()
+    store = StateStore(tmp_path / "retrain")
+    trig = RetrainTrigger(store, launcher, default_model="movie-recommender",
+                          lease_seconds=0.5).start()
+    try:
+        trig.handle_webhook(message(alert("a1")))
+        assert launcher.entered.wait(5)
+        first = store.read().in_flight
+        time.sleep(1.2)  # more than two leases
+        later = store.read().in_flight
+        assert later is not None and later.run_id == first.run_id
+        assert later.heartbeat > first.heartbeat
+        assert (datetime.now(timezone.utc) - later.heartbeat).total_seconds() < 0.5
+    finally:
+        launcher.release()
+        assert trig.wait_idle(10)
+        trig.close()
+    assert store.read().in_flight is None
+
+
 def test_every_decision_is_persisted_as_json_lines(tmp_path: Path, clock: Clock) -> None:
     launcher = GateLauncher()
     launcher.release()
