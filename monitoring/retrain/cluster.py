@@ -29,14 +29,12 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from monitoring.retrain.models import Decision, DecisionKind, RunRecord
-from monitoring.retrain.rollout import AutoRolloutMode, rollout_document, skip_reason
+from monitoring.retrain.rollout import AfterRunRollout, AutoRolloutMode, rollout_document
 
 __all__ = ["ClusterAutoRollout", "VERSION_PLACEHOLDER", "render_inference_service"]
 
@@ -74,7 +72,7 @@ def _ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
     return False, "no Ready condition yet"
 
 
-class ClusterAutoRollout:
+class ClusterAutoRollout(AfterRunRollout):
     """The after-run step of the trigger in Kubernetes (``MARQUEE_RETRAIN_ROLLOUT_TARGET=
     kubernetes``). ``api`` is a ``kubernetes.client.CustomObjectsApi``."""
 
@@ -106,26 +104,6 @@ class ClusterAutoRollout:
                              f"{exc}") from exc
         render_inference_service(text, "1", kw.get("namespace") or "default")  # fail at start
         return cls(template=text, **kw)
-
-    def _decision(self, kind: DecisionKind, run: RunRecord, detail: str) -> Decision:
-        return Decision(time=datetime.fromtimestamp(self._clock(), tz=timezone.utc),
-                        decision=kind, source="auto-rollout", model=run.model,
-                        run_id=run.run_id, detail=detail)
-
-    def __call__(self, run: RunRecord) -> Decision:
-        skip = skip_reason(self.mode, self.model_name, run)
-        if skip is not None:
-            return self._decision(DecisionKind.ROLLOUT_SKIPPED, run, skip)
-        version = str(run.model_version)
-        try:
-            detail, name = self._start(version)
-        except Exception as exc:  # noqa: BLE001 - the run succeeded; the rollout did not start
-            log.error("run %s: shadow rollout of version %s not started: %s", run.run_id,
-                      version, exc)
-            return self._decision(DecisionKind.ROLLOUT_FAILED, run,
-                                  f"shadow rollout of version {version} not started: {exc}")
-        run.rollout = name
-        return self._decision(DecisionKind.ROLLOUT_STARTED, run, detail)
 
     # the effects -------------------------------------------------------------------------
     def _isvc(self, fn: str, *args: Any) -> Any:

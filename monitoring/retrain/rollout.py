@@ -47,7 +47,7 @@ from marquee.mapping import deep_merge
 from monitoring.loop.procs import stop_process
 from monitoring.retrain.models import Decision, DecisionKind, RunRecord
 
-__all__ = ["AutoRollout", "RolloutChild", "rollout_name", "rollout_document", "skip_reason"]
+__all__ = ["AfterRunRollout", "AutoRollout", "RolloutChild", "rollout_name", "rollout_document", "skip_reason"]
 
 log = logging.getLogger("marquee.retrain.rollout")
 
@@ -122,8 +122,43 @@ class RolloutChild:
             self._log = None
 
 
-class AutoRollout:
-    """The after-run step of :class:`~monitoring.retrain.trigger.RetrainTrigger`."""
+class AfterRunRollout:
+    """What every after-run step decides the same way: skip, or ``_start`` the shadow
+    rollout of the run's version and record whether it started. Subclasses set ``mode``,
+    ``model_name``, ``_clock`` and implement ``_start(version) -> (detail, rollout name)``."""
+
+    mode: AutoRolloutMode
+    model_name: str
+    _clock: Callable[[], float]
+
+    def _decision(self, kind: DecisionKind, run: RunRecord, detail: str) -> Decision:
+        return Decision(time=datetime.fromtimestamp(self._clock(), tz=timezone.utc),
+                        decision=kind, source="auto-rollout", model=run.model,
+                        run_id=run.run_id, detail=detail)
+
+    def __call__(self, run: RunRecord) -> Decision:
+        """Decide on ``run`` (a succeeded retraining run); start the rollout when due."""
+        skip = skip_reason(self.mode, self.model_name, run)
+        if skip is not None:
+            return self._decision(DecisionKind.ROLLOUT_SKIPPED, run, skip)
+        version = str(run.model_version)
+        try:
+            detail, name = self._start(version)
+        except Exception as exc:  # noqa: BLE001 - the run succeeded; the rollout did not start
+            log.error("run %s: shadow rollout of version %s not started: %s", run.run_id,
+                      version, exc)
+            return self._decision(DecisionKind.ROLLOUT_FAILED, run,
+                                  f"shadow rollout of version {version} not started: {exc}")
+        run.rollout = name
+        return self._decision(DecisionKind.ROLLOUT_STARTED, run, detail)
+
+    def _start(self, version: str) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+class AutoRollout(AfterRunRollout):
+    """The after-run step of :class:`~monitoring.retrain.trigger.RetrainTrigger` on one
+    machine: it starts processes."""
 
     def __init__(self, *, home: Path, model_name: str, router_url: str,
                  mode: AutoRolloutMode = "shadow", spec_overrides: Mapping[str, Any] | None = None,
@@ -149,31 +184,6 @@ class AutoRollout:
     @property
     def work_dir(self) -> Path:
         return self.home / "retrain" / "rollouts"
-
-    # the decision ------------------------------------------------------------------------
-    def _decision(self, kind: DecisionKind, run: RunRecord, detail: str) -> Decision:
-        return Decision(time=datetime.fromtimestamp(self._clock(), tz=timezone.utc),
-                        decision=kind, source="auto-rollout", model=run.model,
-                        run_id=run.run_id, detail=detail)
-
-    def __call__(self, run: RunRecord) -> Decision:
-        """Decide on ``run`` (a succeeded retraining run); start the rollout when due."""
-        skip = self._skip_reason(run)
-        if skip is not None:
-            return self._decision(DecisionKind.ROLLOUT_SKIPPED, run, skip)
-        version = str(run.model_version)
-        try:
-            detail, name = self._start(version)
-        except Exception as exc:  # noqa: BLE001 - the run succeeded; the rollout did not start
-            log.error("run %s: shadow rollout of version %s not started: %s", run.run_id,
-                      version, exc)
-            return self._decision(DecisionKind.ROLLOUT_FAILED, run,
-                                  f"shadow rollout of version {version} not started: {exc}")
-        run.rollout = name
-        return self._decision(DecisionKind.ROLLOUT_STARTED, run, detail)
-
-    def _skip_reason(self, run: RunRecord) -> str | None:
-        return skip_reason(self.mode, self.model_name, run)
 
     # the effects -------------------------------------------------------------------------
     def _child_env(self) -> dict[str, str]:
