@@ -236,6 +236,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "Analysis decisions by strategy and outcome (reason: Successful, Failed, "
                "Inconclusive).",
                ("strategy", "reason"), _ROLLOUT),
+    MetricSpec("marquee_rollout_leader", "gauge",
+               "1 when this controller holds the leader Lease and acts on rollouts (or runs "
+               "without leader election), 0 while it stands by.",
+               (), _ROLLOUT),
     MetricSpec("marquee_rollout_active_rollouts", "gauge",
                "Rollouts not yet finished, by strategy.",
                ("strategy",), _ROLLOUT),

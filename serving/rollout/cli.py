@@ -49,14 +49,21 @@ def _store(namespace: str | None) -> StatusStore:
     from serving.rollout.store import FileStatusStore, KubernetesStatusStore
 
     if namespace:
-        from kubernetes import client, config
+        from kubernetes import client
 
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
+        _load_kube_config()
         return KubernetesStatusStore(client.CustomObjectsApi(), namespace)
     return FileStatusStore(Settings().home / "rollouts")
+
+
+def _load_kube_config() -> None:
+    """The pod's service account in a cluster, else the kubeconfig (``KUBECONFIG``)."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
 
 
 def _fail(message: str) -> typer.Exit:
@@ -190,6 +197,11 @@ def controller(
     namespace: NamespaceOpt = None,
     port: Annotated[int, typer.Option(help="Port of /healthz, /readyz and /metrics.")] = 8080,
     host: Annotated[str | None, typer.Option(help="Bind address (default MARQUEE_BIND_HOST).")] = None,
+    lease: Annotated[str | None, typer.Option(
+        "--lease", envvar="MARQUEE_ROLLOUT_LEASE",
+        help="With --namespace: name of the coordination.k8s.io Lease that elects the one "
+        "replica that acts; the others stand by. Empty: no leader election (one replica "
+        "only).")] = "marquee-rollout-controller",
 ) -> None:
     """Run every rollout of the store (the Kubernetes controller's command)."""
     from marquee.settings import Settings
@@ -200,17 +212,35 @@ def controller(
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
     store = _store(namespace)
     admin, source = _admin_and_source(settings, router, router_replicas)
+    leader = _leader_lease(namespace, lease)
     manager = RolloutManager(store, source, admin,
-                             MarqueeRegistry(settings.resolved_registry_uri, settings.model_name))
+                             MarqueeRegistry(settings.resolved_registry_uri, settings.model_name),
+                             leading=leader.leading if leader is not None else None)
     health = serve_health(host or settings.bind_host, port, lambda: manager.ready)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if leader is not None:
+        leader.start()
     try:
         manager.run(stop)
     finally:
+        if leader is not None:
+            leader.stop()  # released: a standby takes over at its next try
         health.shutdown()
         admin.close()
+
+
+def _leader_lease(namespace: str | None, name: str | None) -> Any:
+    """The Lease that elects the acting controller replica (Kubernetes only)."""
+    if not namespace or not name:
+        return None
+    from kubernetes import client
+
+    from serving.rollout.lease import LeaderLease
+
+    _load_kube_config()
+    return LeaderLease(client.CoordinationV1Api(), namespace, name)
 
 
 @app.command()

@@ -6,7 +6,9 @@ the last one ended with is re-applied every few seconds, so a restarted router r
 not fall back to its configured baseline version; a running rollout's routing is re-applied
 as often between its ticks. ``/healthz``, ``/readyz`` (the store
 could be listed) and ``/metrics`` are served on the controller's port. In Kubernetes the store
-is the namespace's ModelRollout objects; run one replica (there is no leader election).
+is the namespace's ModelRollout objects, and several replicas may run: ``leading`` (the
+Lease of :mod:`serving.rollout.lease`) lets only one of them tick rollouts or apply routing;
+the others stand by, ready.
 """
 
 from __future__ import annotations
@@ -34,23 +36,33 @@ log = logging.getLogger("marquee.rollout")
 
 class RolloutManager:
     def __init__(self, store: StatusStore, source: MetricsSource, router: RouterAdmin | None,
-                 registry: AliasRegistry | None, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
+                 registry: AliasRegistry | None, clock: Callable[[], float] = time.monotonic,
+                 leading: Callable[[], bool] | None = None) -> None:
         self.store, self.source, self.router, self.registry = store, source, router, registry
         self.clock = clock
+        self.leading = leading or (lambda: True)
         self.reconcile_seconds = 5.0
         self._last: dict[str, float] = {}
         self._applied: dict[str, float] = {}
         self.ready = False
 
     def run_once(self) -> dict[str, RolloutStatus]:
-        """Tick every rollout that is due; returns the statuses of those ticked."""
+        """Tick every rollout that is due; returns the statuses of those ticked. A standby
+        (not ``leading``) only checks that it can list the store."""
         ticked: dict[str, RolloutStatus] = {}
         names = self.store.list()
         self.ready = True
+        leader = self.leading()
+        metrics.LEADER.set(1.0 if leader else 0.0)
+        if not leader:
+            self._last.clear()  # a new leader starts every rollout's interval afresh
+            self._applied.clear()
+            return ticked
         active: dict[str, int] = {}
         finished: list[tuple[Any, str]] = []
         for name in names:
+            if not self.leading():  # the lease lapsed during this pass: stop acting
+                break
             try:
                 stored = self.store.get(name)
                 spec, status = stored.rollout.spec, stored.status
@@ -79,7 +91,7 @@ class RolloutManager:
         metrics.ACTIVE.clear()
         for strategy, n in active.items():
             metrics.ACTIVE.labels(strategy).set(n)
-        if not active and finished and self.router is not None:
+        if not active and finished and self.router is not None and self.leading():
             # No rollout running: keep the router on what the last one decided (a restarted
             # router replica starts from its configured baseline version).
             now = self.clock()

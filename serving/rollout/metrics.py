@@ -11,7 +11,7 @@ from serving.rollout.status import Phase, RolloutStatus
 if TYPE_CHECKING:
     from serving.rollout.spec import RolloutSpec
 
-__all__ = ["TICKS", "DECISIONS", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
+__all__ = ["TICKS", "DECISIONS", "LEADER", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
            "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "export_status"]
 
 TICKS = Counter("marquee_rollout_ticks_total",
@@ -19,6 +19,8 @@ TICKS = Counter("marquee_rollout_ticks_total",
 DECISIONS = Counter("marquee_rollout_decisions_total",
                     "Analysis decisions by strategy and outcome (reason: Successful, Failed, "
                     "Inconclusive).", ["strategy", "reason"])
+LEADER = Gauge("marquee_rollout_leader", "1 when this controller holds the leader Lease and "
+               "acts on rollouts (or runs without leader election), 0 while it stands by.")
 ACTIVE = Gauge("marquee_rollout_active_rollouts", "Rollouts not yet finished, by strategy.",
                ["strategy"])
 CANDIDATE_WEIGHT = Gauge("marquee_rollout_candidate_weight_percent",

@@ -57,6 +57,11 @@ def test_prod_overlay_builds_offline_and_stays_valid() -> None:
     assert _get(objs, "HorizontalPodAutoscaler", "marquee-router")["spec"]["maxReplicas"] == 20
     assert _get(objs, "PodDisruptionBudget", "marquee-router")["spec"]["minAvailable"] == 2
     assert _get(objs, "InferenceService", "marquee-v1")["spec"]["predictor"]["minReplicas"] == 2
+    # a standby controller; only the Lease holder acts (tests/rollout/test_rollout_lease.py)
+    ctl = _get(objs, "Deployment", "marquee-controller")
+    assert ctl["spec"]["replicas"] == 2
+    env = {e["name"] for e in ctl["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert {"MARQUEE_ROLLOUT_LEASE", "POD_NAME"} <= env
     for o in objs:
         assert o["metadata"]["labels"]["marquee.dev/environment"] == "prod"
         assert not c.kube_validate(o, "1.33"), (o["kind"], o["metadata"]["name"])

@@ -98,8 +98,15 @@ def test_service_account_tokens_only_where_the_kubernetes_api_is_used() -> None:
 
 
 def _rules(role: dict) -> dict[tuple[str, str], set[str]]:
-    return {(g, r): set(rule["verbs"]) for rule in role["rules"]
-            for g in rule["apiGroups"] for r in rule["resources"]}
+    """Verbs per (group, resource); a verb limited to some resourceNames reads verb@name."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        names = rule.get("resourceNames")
+        verbs = {f"{v}@{n}" for v in rule["verbs"] for n in names} if names else set(rule["verbs"])
+        for g in rule["apiGroups"]:
+            for r in rule["resources"]:
+                out.setdefault((g, r), set()).update(verbs)
+    return out
 
 
 def test_controller_and_trigger_rbac_is_least_privilege() -> None:
@@ -111,6 +118,9 @@ def test_controller_and_trigger_rbac_is_least_privilege() -> None:
         ("marquee.dev", "modelrollouts"): {"get", "list", "watch", "patch"},
         ("marquee.dev", "modelrollouts/status"): {"get", "patch"},
         ("serving.kserve.io", "inferenceservices"): {"get", "list", "watch", "patch"},
+        # leader election: it creates its Lease, and reads and renews only that one
+        ("coordination.k8s.io", "leases"): {"create", "get@marquee-controller",
+                                            "update@marquee-controller"},
     }
     # the trigger creates and reads back; it never patches, deletes or lists
     assert _rules(roles["marquee-trigger"]) == {

@@ -1,10 +1,11 @@
 """A FAKE Kubernetes API server for custom resources (tests only).
 
-Speaks just enough of the real API for the official ``kubernetes`` client: create, get, list
-and JSON merge-patch of namespaced custom objects (``marquee.dev/v1alpha1`` ``modelrollouts``,
-``serving.kserve.io/v1beta1`` ``inferenceservices``, ...), with the status subresource
-semantics (a patch of the main resource ignores ``status``; a patch of ``/status`` changes
-only ``status``). It is a stand-in for kube-apiserver, not a copy of it: no KServe or rollout
+Speaks just enough of the real API for the official ``kubernetes`` client: create, get, list,
+JSON merge-patch and replace (PUT) of namespaced objects under ``/apis`` (``marquee.dev/v1alpha1``
+``modelrollouts``, ``serving.kserve.io/v1beta1`` ``inferenceservices``,
+``coordination.k8s.io/v1`` ``leases``, ...), with the status subresource semantics (a patch of
+the main resource ignores ``status``; a patch of ``/status`` changes only ``status``) and
+optimistic concurrency on replace (a ``resourceVersion`` sent that is not the stored one: 409). It is a stand-in for kube-apiserver, not a copy of it: no KServe or rollout
 controller acts on what is stored; tests play them by patching ``status``.
 Objects are kept in ``objects[(plural, namespace, name)]``.
 """
@@ -66,7 +67,7 @@ class FakeKubeAPI:
                     return self._send(404, {"kind": "Status", "code": 404})
                 group, version, ns, plural, name, status = m.groups()
                 code, body = api.handle(method, ns, name, bool(status),
-                                        self._body() if method in ("POST", "PATCH") else None,
+                                        self._body() if method in ("POST", "PATCH", "PUT") else None,
                                         self.headers.get("Content-Type", ""),
                                         plural=plural, api_version=f"{group}/{version}")
                 self._send(code, body)
@@ -79,6 +80,9 @@ class FakeKubeAPI:
 
             def do_PATCH(self) -> None:  # noqa: N802
                 self._handle("PATCH")
+
+            def do_PUT(self) -> None:  # noqa: N802
+                self._handle("PUT")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -109,6 +113,19 @@ class FakeKubeAPI:
                 return self._not_found(plural, name)
             if method == "GET":
                 return 200, obj
+            if method == "PUT" and not status:
+                sent = (body.get("metadata") or {}).get("resourceVersion")
+                if sent is not None and sent != obj["metadata"].get("resourceVersion"):
+                    return 409, {"kind": "Status", "status": "Failure", "reason": "Conflict",
+                                 "code": 409, "message": f'{plural} "{name}": the object has '
+                                 "been modified; please apply your changes to the latest "
+                                 "version and try again"}
+                self._version += 1
+                body["metadata"]["resourceVersion"] = str(self._version)
+                if "status" in obj:
+                    body["status"] = obj["status"]
+                self.objects[(plural, ns, name or "")] = body
+                return 200, body
             if method == "PATCH":
                 if content_type != "application/merge-patch+json":
                     return 415, {"kind": "Status", "code": 415}
