@@ -70,20 +70,18 @@ def env(home: Path, **extra: str) -> dict[str, str]:
     return e
 
 
-def pin(proc: subprocess.Popen, cpu: int | None) -> None:
-    """Keep a process on one core (like a pod of its own), when asked and possible."""
-    if cpu is not None and hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
-        os.sched_setaffinity(proc.pid, {cpu})
-
-
-def low_priority(niceness: int, idle: bool):
-    """A ``preexec_fn`` for a child at low CPU priority, or None. ``idle``: Linux
-    ``SCHED_IDLE``, which runs only when no normal task wants the core and is preempted as
-    soon as one wakes (nice 19 still takes a weighted share)."""
-    if not niceness and not idle:
+def child_setup(niceness: int = 0, idle: bool = False, cpus: set[int] | None = None):
+    """A ``preexec_fn`` for a child at low CPU priority and/or on given cores, or None.
+    ``idle``: Linux ``SCHED_IDLE``, which runs only when no normal task wants the core and is
+    preempted as soon as one wakes (nice 19 still takes a weighted share). ``cpus``: set
+    before exec, so every thread the child starts inherits it (a pod on its own node, on one
+    machine)."""
+    if not niceness and not idle and not cpus:
         return None
 
     def apply() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
         if niceness:
             os.nice(niceness)
         if idle:
@@ -92,7 +90,8 @@ def low_priority(niceness: int, idle: bool):
 
 
 def start_server(bundle: Path, home: Path, log: Path, niceness: int = 0,
-                 idle: bool = False) -> tuple[subprocess.Popen, str]:
+                 idle: bool = False, cpus: set[int] | None = None
+                 ) -> tuple[subprocess.Popen, str]:
     """A KServe model server; ``niceness`` > 0 or ``idle`` runs it at low CPU priority (like
     a BestEffort pod or one with few cpu shares: it gets what the others leave)."""
     port = free_port()
@@ -100,14 +99,14 @@ def start_server(bundle: Path, home: Path, log: Path, niceness: int = 0,
         [sys.executable, "-m", "marquee.cli", "serve", "--runtime", "kserve", "--bundle-uri",
          str(bundle), "--host", "127.0.0.1", "--port", str(port)],
         env=env(home), cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-        preexec_fn=low_priority(niceness, idle))
+        preexec_fn=child_setup(niceness, idle, cpus))
     url = f"http://127.0.0.1:{port}"
     wait(f"{url}/v1/models/{MODEL}", proc)
     return proc, url
 
 
 def start_router(upstreams: dict[str, str], home: Path, log: Path, baseline: str = "1",
-                 **settings: str) -> tuple[subprocess.Popen, str]:
+                 cpus: set[int] | None = None, **settings: str) -> tuple[subprocess.Popen, str]:
     """``settings``: router settings as environment, e.g. ``shadow_max_in_flight="4"``."""
     port = free_port()
     extra = {f"MARQUEE_ROUTER_{k.upper()}": v for k, v in settings.items()}
@@ -115,7 +114,7 @@ def start_router(upstreams: dict[str, str], home: Path, log: Path, baseline: str
         [sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1", "--port",
          str(port), "--baseline", baseline, "--log-level", "warning", "--routing-file", "none"],
         env=env(home, MARQUEE_ROUTER_UPSTREAMS=json.dumps(upstreams), **extra), cwd=REPO,
-        stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        stdout=open(log, "ab"), stderr=subprocess.STDOUT, preexec_fn=child_setup(cpus=cpus))
     url = f"http://127.0.0.1:{port}"
     wait(f"{url}/readyz", proc)
     return proc, url
@@ -270,10 +269,11 @@ def serve_fixed(port: int) -> None:
                 log_level="warning", access_log=False)
 
 
-def start_fixed(log: Path) -> tuple[subprocess.Popen, str]:
+def start_fixed(log: Path, cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--serve-fixed", str(port)], cwd=REPO,
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            preexec_fn=child_setup(cpus=cpus))
     url = f"http://127.0.0.1:{port}"
     wait(f"{url}/", proc)
     return proc, url
@@ -294,6 +294,10 @@ def main() -> None:
     ap.add_argument("--candidate-sched", choices=("normal", "idle"), default="normal",
                     help="Linux scheduling policy of the low-priority candidate (idle: "
                     "SCHED_IDLE, runs only on a core nobody else wants).")
+    ap.add_argument("--pin", action="store_true",
+                    help="Core 0: this client, the routers, the baseline server and the fixed "
+                    "upstream; core 1: the shadow candidates' servers (the chart places "
+                    "shadow pods on other nodes than serving pods). Default: no pinning.")
     ap.add_argument("--shadow-max-in-flight", type=int, default=8)
     ap.add_argument("--shadow-sample-rate", type=float, default=1.0,
                     help="Share of user requests mirrored to the shadow candidate.")
@@ -309,26 +313,33 @@ def main() -> None:
         t = time.time()
         bundle = args.bundle or build_bundle(home)
         print(f"bundle ready in {time.time() - t:.0f}s", flush=True)
+        serving_cpus, shadow_cpus = ({0}, {1}) if args.pin and (os.cpu_count() or 1) > 1 \
+            else (None, None)
+        if serving_cpus:
+            os.sched_setaffinity(0, serving_cpus)  # the client, after the bundle's training
         procs = []
         try:
-            server, server_url = start_server(bundle, home, home / "server.log")
+            server, server_url = start_server(bundle, home, home / "server.log",
+                                              cpus=serving_cpus)
             procs.append(server)
             cand, cand_url = start_server(bundle, home, home / "candidate.log",
                                           niceness=args.candidate_nice,
-                                          idle=args.candidate_sched == "idle")
+                                          idle=args.candidate_sched == "idle", cpus=shadow_cpus)
             procs.append(cand)
-            peer, peer_url = start_server(bundle, home, home / "candidate-peer.log")
+            peer, peer_url = start_server(bundle, home, home / "candidate-peer.log",
+                                          cpus=shadow_cpus)
             procs.append(peer)
             routers: dict[str, str] = {}
             for mode in modes:
                 proc, routers[mode] = start_router(
-                    {"1": server_url}, home, home / f"router-{mode}.log",
+                    {"1": server_url}, home, home / f"router-{mode}.log", cpus=serving_cpus,
                     shadow_max_in_flight=str(args.shadow_max_in_flight), shadow_mode=mode)
                 procs.append(proc)
             router_url = routers[modes[0]]
-            fixed, fixed_url = start_fixed(home / "fixed.log")
+            fixed, fixed_url = start_fixed(home / "fixed.log", cpus=serving_cpus)
             procs.append(fixed)
-            hop_router, hop_url = start_router({"1": fixed_url}, home, home / "router-hop.log")
+            hop_router, hop_url = start_router({"1": fixed_url}, home, home / "router-hop.log",
+                                               cpus=serving_cpus)
             procs.append(hop_router)
             load0 = os.getloadavg()
             runs, hops = [], []
@@ -373,9 +384,10 @@ def main() -> None:
         return "; ".join(f"{r['off_p99']:.2f} → {r['on_p99']:.2f} (load {r['load']:.1f})"
                          for r in shadows[key])
 
+    where = "on core 1, the serving path on core 0" if serving_cpus else "same machine"
     labels = {"low": f"a second real model server at low CPU priority (nice "
-                     f"{args.candidate_nice}), same machine",
-              "peer": "a second real model server at the same priority, same machine",
+                     f"{args.candidate_nice}), {where}",
+              "peer": f"a second real model server at the same priority, {where}",
               "fixed": "the fixed-answer upstream (the router's own mirroring work)"}
     rows = "\n".join(shadow_row(f"{mode}/{key}", labels[key]) for mode in modes
                      for key in labels)
@@ -383,7 +395,7 @@ def main() -> None:
     text = f"""
 ## Router overhead
 
-- command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats} --candidate-nice {args.candidate_nice} --shadow-max-in-flight {args.shadow_max_in_flight} --shadow-sample-rate {args.shadow_sample_rate} --shadow-modes {",".join(modes)}`
+- command: `.venv/bin/python benchmarks/router.py --requests {args.requests} --shadow-requests {args.shadow_requests} --repeats {args.repeats} --candidate-nice {args.candidate_nice} --shadow-max-in-flight {args.shadow_max_in_flight} --shadow-sample-rate {args.shadow_sample_rate} --shadow-modes {",".join(modes)}{" --candidate-sched idle" if args.candidate_sched == "idle" else ""}{" --pin" if serving_cpus else ""}`
 - date: {date.today()}; code revision: {rev}
 - machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; shared with other jobs; load average (1/5/15 min) {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f} when the servers were up, {load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f} at the end ({load_start[0]:.1f} before start)
 - setup: real KServe model server (`marquee serve`, small two-tower bundle), router (`marquee router`: uvloop + httptools server, its keep-alive HTTP/1.1 upstream pool, exposure logs on), one closed-loop client with keep-alive; direct and routed calls in alternating blocks of 100
