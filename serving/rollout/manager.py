@@ -57,6 +57,7 @@ class RolloutManager:
         if not leader:
             self._last.clear()  # a new leader starts every rollout's interval afresh
             self._applied.clear()
+            metrics.forget_rollouts()
             return ticked
         active: dict[str, int] = {}
         finished: list[tuple[Any, str]] = []

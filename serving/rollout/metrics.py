@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from serving.rollout.spec import RolloutSpec
 
 __all__ = ["TICKS", "DECISIONS", "LEADER", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
-           "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "export_status"]
+           "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "export_status", "forget_rollouts"]
 
 TICKS = Counter("marquee_rollout_ticks_total",
                 "Controller ticks by result (reason: ok, error).", ["reason"])
@@ -59,3 +59,11 @@ def export_status(spec: RolloutSpec, status: RolloutStatus) -> None:
             pass
     else:
         FAILED_CHECKS.labels(*labels).set(status.failed_checks)
+
+
+def forget_rollouts() -> None:
+    """Drop every per-rollout and per-strategy gauge: a controller that stands by must not
+    keep exporting what it last saw as leader next to the leader's own series."""
+    for gauge in (ACTIVE, CANDIDATE_WEIGHT, PHASE, FAILED_CHECKS, FAILURE_LIMIT, STEP,
+                  CANDIDATE_WEIGHT_RATIO):
+        gauge.clear()

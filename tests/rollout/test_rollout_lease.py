@@ -151,8 +151,13 @@ def test_a_standby_manager_ticks_nothing(kube: FakeKubeAPI) -> None:
         def __getattr__(self, name):
             raise AssertionError(f"a standby called the metrics source ({name})")
 
+    metrics.ACTIVE.labels("canary").set(1)  # what it exported when it last led
+    metrics.FAILED_CHECKS.labels("2", "canary").set(1)
     manager = RolloutManager(store, NoSource(), None, None, leading=lambda: False)
     assert manager.run_once() == {}
+    exported = {s.name for m in (metrics.ACTIVE, metrics.FAILED_CHECKS) for s in
+                m.collect()[0].samples}
+    assert not exported  # a standby exports no rollout's gauges next to the leader's
     assert manager.ready  # a standby is ready: it can list the store
     assert store.get("recommender-v2").status == before == RolloutStatus()
     assert metrics.LEADER._value.get() == 0.0
