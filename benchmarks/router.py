@@ -343,7 +343,12 @@ def main() -> None:
             procs.append(hop_router)
             load0 = os.getloadavg()
             runs, hops = [], []
-            kinds = (("low", cand_url), ("peer", peer_url), ("fixed", fixed_url))
+            mirror_fixed_url = fixed_url
+            if shadow_cpus:  # the control's mirror target sits with the other shadow targets
+                mirror_fixed, mirror_fixed_url = start_fixed(home / "fixed-mirror.log",
+                                                             cpus=shadow_cpus)
+                procs.append(mirror_fixed)
+            kinds = (("low", cand_url), ("peer", peer_url), ("fixed", mirror_fixed_url))
             shadows: dict[str, list[dict[str, float]]] = {
                 f"{mode}/{key}": [] for mode in modes for key, _ in kinds}
             for _ in range(args.repeats):  # interleaved, so drift hits all alike
