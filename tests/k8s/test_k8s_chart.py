@@ -373,3 +373,21 @@ def test_the_triggers_state_lives_on_a_volume_that_outlives_the_pod(
     # the settings ConfigMap's MARQUEE_HOME (/tmp…) is overridden: env wins over envFrom
     assert "MARQUEE_HOME" in next(o for o in objs if o["kind"] == "ConfigMap"
                                   and o["metadata"]["name"] == "marquee-settings")["data"]
+
+
+def test_the_triggers_automatic_shadow_rollout_mirrors_a_quarter_of_requests() -> None:
+    """The chart's MARQUEE_RETRAIN_ROLLOUT_SPEC, merged the way the trigger merges it, is a
+    valid ModelRollout whose shadow samples 0.25 of requests (the rate at which a shadow on its
+    own node kept user p99 within 10%: benchmarks/RESULTS.md, Shadow, session I)."""
+    import json
+
+    from monitoring.retrain.rollout import rollout_document
+    from serving.rollout.spec import parse_rollout
+
+    (container,) = _trigger(c.default_objects())["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    doc = rollout_document("movie-recommender", "7",
+                           json.loads(env["MARQUEE_RETRAIN_ROLLOUT_SPEC"]))
+    spec = parse_rollout(doc, "chart").spec
+    assert (spec.strategy, spec.candidate.version) == ("shadow", "7")
+    assert spec.shadow.sample_rate == 0.25
