@@ -125,12 +125,11 @@ def make_auto_rollout(settings: Settings, ts: TriggerSettings,
             raise MonitoringInputError("rollout_target=kubernetes needs "
                                        "MARQUEE_RETRAIN_INFERENCE_SERVICE_TEMPLATE")
         if api is None:
-            from kubernetes import client, config
+            from kubernetes import client
 
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
+            from serving.rollout.store import load_kube_config
+
+            load_kube_config()
             api = client.CustomObjectsApi()
         kw = dict(api=api, namespace=ts.namespace, model_name=settings.model_name,
                   mode=ts.auto_rollout, spec_overrides=ts.rollout_spec,

@@ -47,7 +47,8 @@ from marquee.mapping import deep_merge
 from monitoring.loop.procs import stop_process
 from monitoring.retrain.models import Decision, DecisionKind, RunRecord
 
-__all__ = ["AfterRunRollout", "AutoRollout", "RolloutChild", "rollout_name", "rollout_document", "skip_reason"]
+__all__ = ["AfterRunRollout", "AutoRollout", "RolloutChild", "rollout_name", "rollout_document",
+           "skip_reason"]
 
 log = logging.getLogger("marquee.retrain.rollout")
 

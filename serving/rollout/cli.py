@@ -46,24 +46,14 @@ DEFAULT_ROUTER = "http://127.0.0.1:8090"
 
 def _store(namespace: str | None) -> StatusStore:
     from marquee.settings import Settings
-    from serving.rollout.store import FileStatusStore, KubernetesStatusStore
+    from serving.rollout.store import FileStatusStore, KubernetesStatusStore, load_kube_config
 
     if namespace:
         from kubernetes import client
 
-        _load_kube_config()
+        load_kube_config()
         return KubernetesStatusStore(client.CustomObjectsApi(), namespace)
     return FileStatusStore(Settings().home / "rollouts")
-
-
-def _load_kube_config() -> None:
-    """The pod's service account in a cluster, else the kubeconfig (``KUBECONFIG``)."""
-    from kubernetes import config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
 
 
 def _fail(message: str) -> typer.Exit:
@@ -238,8 +228,9 @@ def _leader_lease(namespace: str | None, name: str | None) -> Any:
     from kubernetes import client
 
     from serving.rollout.lease import LeaderLease
+    from serving.rollout.store import load_kube_config
 
-    _load_kube_config()
+    load_kube_config()
     return LeaderLease(client.CoordinationV1Api(), namespace, name)
 
 

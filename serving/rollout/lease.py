@@ -66,7 +66,6 @@ class LeaderLease:
         self._observed_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.on_change: Callable[[bool], None] | None = None
 
     # ------------------------------------------------------------------ one attempt
     def _body(self, resource_version: str | None, holder: str, acquire: str | None,
@@ -173,8 +172,6 @@ class LeaderLease:
             if now != was:
                 log.info("lease %s/%s: %s %s", self.namespace, self.name, self.identity,
                          "leads" if now else "stands by")
-                if self.on_change is not None:
-                    self.on_change(now)
                 was = now
             self._stop.wait(self.retry_period)
 

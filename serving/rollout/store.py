@@ -30,7 +30,7 @@ from serving.rollout.status import RolloutStatus
 
 __all__ = ["StoredRollout", "StatusStore", "FileStatusStore", "KubernetesStatusStore",
            "RolloutNotFound", "RolloutExists", "ControllerBusy", "COMMAND_ANNOTATION",
-           "GROUP", "VERSION", "PLURAL"]
+           "GROUP", "VERSION", "PLURAL", "load_kube_config"]
 
 GROUP, VERSION, PLURAL = "marquee.dev", "v1alpha1", "modelrollouts"
 COMMAND_ANNOTATION = "marquee.dev/command"
@@ -178,6 +178,17 @@ class ControllerLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def load_kube_config() -> None:
+    """Configure the ``kubernetes`` client: the pod's service account in a cluster, else the
+    kubeconfig (``KUBECONFIG``)."""
+    from kubernetes import config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
 
 
 class KubernetesStatusStore:
