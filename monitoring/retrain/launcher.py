@@ -117,13 +117,22 @@ class KubeflowLauncher:
 
     ``wait=False`` returns at submission (no version, no gate decision: nothing is rolled
     out). ``client`` is a ``kfp.Client``; None makes one for ``settings.kubeflow_host``.
+
+    Every call to Kubeflow (making the client, which asks the API's health; submitting; each
+    read of the run's state) gets ``api_timeout_seconds``: ``kfp.Client`` sets no timeout on
+    its HTTP calls, so an API that stops answering would otherwise hang the trigger's worker
+    while its heartbeat thread keeps the run claimed. An unanswered submission fails the run
+    (whether Kubeflow created it is then unknown, and the error says so); an unanswered read
+    counts as a failed read (``max_poll_errors`` in a row fail the run, which releases the
+    claim).
     """
 
     name = "kubeflow"
 
     def __init__(self, settings: Settings, params: Mapping[str, Any] | None = None,
                  client: Any = None, *, wait: bool = True, timeout_seconds: float = 12 * 3600,
-                 poll_seconds: float = 30.0, max_poll_errors: int = 10) -> None:
+                 poll_seconds: float = 30.0, max_poll_errors: int = 10,
+                 api_timeout_seconds: float = 60.0) -> None:
         if not settings.kubeflow_host and client is None:
             raise LaunchError("the kubeflow launcher needs settings.kubeflow_host "
                               "(MARQUEE_KUBEFLOW_HOST)")
@@ -134,6 +143,7 @@ class KubeflowLauncher:
         self.timeout_seconds = timeout_seconds
         self.poll_seconds = poll_seconds
         self.max_poll_errors = max_poll_errors
+        self.api_timeout_seconds = api_timeout_seconds
         self._stop = threading.Event()
 
     def _client(self) -> Any:
@@ -146,8 +156,13 @@ class KubeflowLauncher:
     def launch(self, request: LaunchRequest) -> LaunchResult:
         from pipelines.run import submit
 
-        run_id = str(submit(self.settings, {**self.params, **request.params},
-                            client=self._client()))
+        params = {**self.params, **request.params}
+        try:
+            run_id = str(self._bounded(lambda: submit(self.settings, params,
+                                                      client=self._client())))
+        except TimeoutError as exc:
+            raise LaunchError(f"submitting the run: {exc}; whether Kubeflow created it is "
+                              "unknown (see its UI)") from exc
         if request.on_submitted is not None:
             request.on_submitted(run_id)
         if not self.wait:
@@ -162,7 +177,7 @@ class KubeflowLauncher:
         errors, state, run = 0, "", None
         while True:
             try:
-                run = self._client().get_run(run_id)
+                run = self._bounded(lambda: self._client().get_run(run_id))
                 errors = 0
                 state = str(getattr(getattr(run, "state", None), "value",
                                     getattr(run, "state", None)) or "").upper()
@@ -192,6 +207,27 @@ class KubeflowLauncher:
                             gate_decision=info.gate_decision,
                             detail=f"Kubeflow run {run_id} succeeded on "
                                    f"{self.settings.kubeflow_host}")
+
+    def _bounded(self, call: Callable[[], Any]) -> Any:
+        """``call()`` on a daemon thread, waited for at most ``api_timeout_seconds``; a hung
+        call is abandoned to its thread (blocked on a socket, it ends with the process)."""
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = call()
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+                box["error"] = exc
+
+        worker = threading.Thread(target=run, name="kubeflow-call", daemon=True)
+        worker.start()
+        worker.join(self.api_timeout_seconds)
+        if worker.is_alive():
+            raise TimeoutError(f"no answer from {self.settings.kubeflow_host or 'Kubeflow'} "
+                               f"within {self.api_timeout_seconds:g}s")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def _registered(self, run_id: str) -> Any:
         from marquee.registry import Registry

@@ -157,6 +157,28 @@ def test_kubeflow_launcher_gives_up_after_repeated_api_errors(settings: Settings
         launcher(settings, Unreachable(settings, []), max_poll_errors=3).launch(REQUEST)
 
 
+def test_a_kubeflow_api_that_stops_answering_fails_the_run_instead_of_hanging(
+        tmp_path: Path) -> None:
+    """The real ``kfp.Client`` against a port that accepts connections and never answers
+    (a hung API server, a dead proxy). ``kfp.Client`` sets no timeout of its own: making it
+    (it asks the API's health) and every call would wait forever, while the trigger's
+    heartbeat kept the run claimed. Each call is abandoned after ``api_timeout_seconds``:
+    the submission fails the run, and so do ``max_poll_errors`` unanswered reads."""
+    with socket.socket() as sink:  # the kernel accepts into the backlog; nobody reads
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(16)
+        host = f"http://127.0.0.1:{sink.getsockname()[1]}"
+        follower = KubeflowLauncher(Settings(home=tmp_path, kubeflow_host=host),
+                                    poll_seconds=0.01, api_timeout_seconds=0.5,
+                                    max_poll_errors=2)
+        with pytest.raises(LaunchError, match=rf"submitting the run: no answer from {host} "
+                                              r"within 0.5s; whether Kubeflow created it"):
+            follower.launch(REQUEST)
+        with pytest.raises(LaunchError, match=r"could not be read 2 times in a row: no answer "
+                                              rf"from {host} within 0.5s"):
+            follower.follow("kfp-1")
+
+
 # --- the chart's template --------------------------------------------------------------------
 
 def test_the_triggers_template_is_the_charts_own_inference_service_of_a_shadow_version() -> None:
