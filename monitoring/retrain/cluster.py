@@ -107,8 +107,10 @@ class ClusterAutoRollout(AfterRunRollout):
 
     # the effects -------------------------------------------------------------------------
     def _isvc(self, fn: str, *args: Any) -> Any:
+        from serving.rollout.store import KUBE_REQUEST_TIMEOUT, kube_timeout
+
         return getattr(self.api, fn)(ISVC_GROUP, ISVC_VERSION, self.namespace, ISVC_PLURAL,
-                                     *args)
+                                     *args, _request_timeout=kube_timeout(KUBE_REQUEST_TIMEOUT))
 
     def _start(self, version: str) -> tuple[str, str]:
         from kubernetes.client.exceptions import ApiException

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from serving.rollout.store import kube_timeout
+
 __all__ = ["LeaderLease", "default_identity"]
 
 log = logging.getLogger("marquee.rollout.lease")
@@ -47,7 +49,9 @@ def _micro_time(t: datetime) -> str:
 
 
 class LeaderLease:
-    """``api`` is a ``kubernetes.client.CoordinationV1Api``."""
+    """``api`` is a ``kubernetes.client.CoordinationV1Api``. Each call to it gets half the
+    renew deadline (as client-go bounds a renewal by its deadline): a call that hangs fails,
+    and the loop tries again, instead of holding the lease thread forever."""
 
     def __init__(self, api: Any, namespace: str, name: str, identity: str | None = None, *,
                  duration: float = 15.0, renew_deadline: float = 10.0,
@@ -61,6 +65,7 @@ class LeaderLease:
         self.duration, self.renew_deadline, self.retry_period = (
             duration, renew_deadline, retry_period)
         self.clock = clock
+        self.request_timeout = kube_timeout(renew_deadline / 2)
         self._renewed_at: float | None = None
         self._observed: tuple[str, str, str] | None = None
         self._observed_at = 0.0
@@ -87,13 +92,15 @@ class LeaderLease:
 
         now = _micro_time(datetime.now(timezone.utc))
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(self.name, self.namespace,
+                                                   _request_timeout=self.request_timeout)
         except ApiException as exc:
             if exc.status != 404:
                 raise
             try:
                 self.api.create_namespaced_lease(
-                    self.namespace, self._body(None, self.identity, now, now, 0))
+                    self.namespace, self._body(None, self.identity, now, now, 0),
+                    _request_timeout=self.request_timeout)
             except ApiException as exc2:
                 if exc2.status == 409:  # another candidate created it first
                     return False
@@ -115,7 +122,8 @@ class LeaderLease:
                           _micro_time(acquire) if isinstance(acquire, datetime) else now, now,
                           (spec.lease_transitions or 0) + (0 if ours or not holder else 1))
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, body)
+            self.api.replace_namespaced_lease(self.name, self.namespace, body,
+                                              _request_timeout=self.request_timeout)
         except ApiException as exc:
             if exc.status == 409:  # changed since we read it: someone else renewed or took it
                 self._renewed_at = None
@@ -143,13 +151,14 @@ class LeaderLease:
             return
         self._renewed_at = None
         try:
-            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            lease = self.api.read_namespaced_lease(self.name, self.namespace,
+                                                   _request_timeout=self.request_timeout)
             if lease.spec.holder_identity != self.identity:
                 return
             now = _micro_time(datetime.now(timezone.utc))
             self.api.replace_namespaced_lease(self.name, self.namespace, self._body(
                 lease.metadata.resource_version, "", None, now,
-                lease.spec.lease_transitions or 0))
+                lease.spec.lease_transitions or 0), _request_timeout=self.request_timeout)
             log.info("lease %s/%s: released by %s", self.namespace, self.name, self.identity)
         except (ApiException, OSError) as exc:
             log.warning("lease %s/%s: not released (%s); it expires in %.0fs", self.namespace,

@@ -30,7 +30,8 @@ from serving.rollout.status import RolloutStatus
 
 __all__ = ["StoredRollout", "StatusStore", "FileStatusStore", "KubernetesStatusStore",
            "RolloutNotFound", "RolloutExists", "ControllerBusy", "COMMAND_ANNOTATION",
-           "GROUP", "VERSION", "PLURAL", "load_kube_config"]
+           "GROUP", "VERSION", "PLURAL", "KUBE_REQUEST_TIMEOUT", "kube_timeout",
+           "load_kube_config"]
 
 GROUP, VERSION, PLURAL = "marquee.dev", "v1alpha1", "modelrollouts"
 COMMAND_ANNOTATION = "marquee.dev/command"
@@ -180,6 +181,16 @@ class ControllerLock:
             self._fd = None
 
 
+#: Seconds any one Kubernetes API call may take (the official client has no default).
+KUBE_REQUEST_TIMEOUT = 30.0
+
+
+def kube_timeout(seconds: float) -> tuple[float, float]:
+    """``_request_timeout`` for the official client: (connect, read). It must be a pair: a
+    lone float is silently ignored (its ``rest.py`` accepts only an ``int`` or a 2-tuple)."""
+    return (seconds, seconds)
+
+
 def load_kube_config() -> None:
     """Configure the ``kubernetes`` client: the pod's service account in a cluster, else the
     kubeconfig (``KUBECONFIG``)."""
@@ -195,18 +206,23 @@ class KubernetesStatusStore:
     """``ModelRollout`` objects in one namespace, through the official Python client.
 
     ``api`` is a ``kubernetes.client.CustomObjectsApi``; build it from the in-cluster service
-    account (``kubernetes.config.load_incluster_config()``) or a kubeconfig.
+    account (``kubernetes.config.load_incluster_config()``) or a kubeconfig. Every call gets
+    ``request_timeout`` seconds: the client sets none of its own, so an API server (or a
+    proxy in front of it) that stops answering would otherwise hang the controller's loop.
     """
 
-    def __init__(self, api: Any, namespace: str = "default") -> None:
+    def __init__(self, api: Any, namespace: str = "default",
+                 request_timeout: float = KUBE_REQUEST_TIMEOUT) -> None:
         self.api = api
         self.namespace = namespace
+        self.request_timeout = request_timeout
 
     def _call(self, fn: Any, *args: Any, name: str | None = None, **kw: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return fn(GROUP, VERSION, self.namespace, PLURAL, *args, **kw)
+            return fn(GROUP, VERSION, self.namespace, PLURAL, *args,
+                      _request_timeout=kube_timeout(self.request_timeout), **kw)
         except ApiException as exc:
             if exc.status == 404 and name is not None:
                 raise RolloutNotFound(name) from None

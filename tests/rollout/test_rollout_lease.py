@@ -94,7 +94,7 @@ def test_of_two_candidates_writing_at_once_the_api_server_accepts_one(
         def __init__(self, real) -> None:
             self.real = real
 
-        def read_namespaced_lease(self, *_a):
+        def read_namespaced_lease(self, *_a, **_kw):
             return stale
 
         def __getattr__(self, name):
@@ -124,6 +124,34 @@ def test_a_holder_that_stops_cleanly_hands_over_at_once(kube: FakeKubeAPI) -> No
 def test_bad_timings_are_refused() -> None:
     with pytest.raises(ValueError, match="retry_period < renew_deadline < duration"):
         LeaderLease(object(), NS, NAME, "x", duration=10, renew_deadline=10, retry_period=2)
+
+
+def test_calls_to_an_api_server_that_stops_answering_fail_instead_of_hanging() -> None:
+    """The official client against a port that accepts connections and never answers (a hung
+    API server or proxy). It has no timeout of its own: without one the lease thread, or the
+    controller's loop reading its rollouts, would wait forever. The lease bounds each call by
+    half its renew deadline, the rollout store by its ``request_timeout``."""
+    import socket
+
+    from kubernetes import client
+    from urllib3.exceptions import ReadTimeoutError
+
+    with socket.socket() as sink:  # the kernel accepts into the backlog; nobody reads
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(16)
+        cfg = client.Configuration()
+        cfg.host = f"http://127.0.0.1:{sink.getsockname()[1]}"
+        cfg.retries = False
+        api = client.ApiClient(cfg)
+        lease = LeaderLease(client.CoordinationV1Api(api), NS, NAME, "pod-a", duration=1.5,
+                            renew_deadline=1.0, retry_period=0.5)
+        assert lease.request_timeout == (0.5, 0.5)  # a pair: the client ignores a float
+        with pytest.raises(ReadTimeoutError, match="read timeout=0.5"):
+            lease.try_acquire_or_renew()
+        assert not lease.leading()
+        store = KubernetesStatusStore(client.CustomObjectsApi(api), NS, request_timeout=0.5)
+        with pytest.raises(ReadTimeoutError, match="read timeout=0.5"):
+            store.list()
 
 
 ROLLOUT = {
