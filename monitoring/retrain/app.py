@@ -101,8 +101,11 @@ def create_app(trigger: RetrainTrigger, token: str) -> FastAPI:
         })
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        if trigger.worker_died:  # liveness: restart a trigger that can no longer run anything
+            return JSONResponse({"status": "the retrain worker thread has ended"},
+                                status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:

@@ -127,6 +127,12 @@ class RetrainTrigger:
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
 
+    @property
+    def worker_died(self) -> bool:
+        """Started and not closed, yet its worker thread has ended: nothing will run again,
+        so the liveness probe fails and Kubernetes restarts the container."""
+        return self._worker is not None and not self._worker.is_alive()
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no run is queued or running in this process."""
         with self._cond:
@@ -277,10 +283,30 @@ class RetrainTrigger:
                 return
             try:
                 self._execute(*item)
+            except Exception:  # noqa: BLE001 - e.g. the state volume: the worker must go on
+                log.exception("run %s: the trigger's own bookkeeping failed", item[0].run_id)
+                self._abandon(item[0])
             finally:
                 with self._cond:
                     self._pending -= 1
                     self._cond.notify_all()
+
+    def _abandon(self, run: RunRecord) -> None:
+        """After a failure outside the launcher (a full or broken state volume, a bug): mark
+        the run failed and release this process's claim, so that later alerts can start runs
+        instead of being refused as busy for as long as this process lives. Best effort: the
+        state volume may be what failed."""
+        metrics.RUNS_IN_FLIGHT.set(0)
+        try:
+            with self.store.transaction() as state:
+                if state.in_flight is not None and state.in_flight.run_id == run.run_id:
+                    state.in_flight = None
+            if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+                run.status, run.finished_at = RunStatus.FAILED, self._now()
+                run.error = run.error or "the trigger's own bookkeeping failed (see its log)"
+                self.store.save_run(run)
+        except OSError as exc:
+            log.error("run %s: its claim could not be released: %s", run.run_id, exc)
 
     def _submitted(self, run: RunRecord, pipeline_run_id: str) -> None:
         run.pipeline_run_id = pipeline_run_id

@@ -307,3 +307,66 @@ def test_decision_log_rotates_at_its_size_cap_and_reads_across_files(tmp_path: P
     # a limit reaches back into the rotated files
     assert [d.fingerprint for d in store.decisions(limit=len(kept) - 1)] == [
         d.fingerprint for d in written[-(len(kept) - 1):]]
+
+
+class FullVolume(StateStore):
+    """The trigger's state volume, full for the first ``failures`` run writes (ENOSPC)."""
+
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+
+    def save_run(self, run) -> None:  # noqa: ANN001
+        if run.status is RunStatus.RUNNING and self.failures > 0:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        super().save_run(run)
+
+
+def test_a_state_volume_error_fails_that_run_and_the_worker_goes_on(tmp_path: Path,
+                                                                     clock: Clock) -> None:
+    launcher = GateLauncher()
+    launcher.release()
+    store = FullVolume(tmp_path / "retrain", failures=1)
+    trig = RetrainTrigger(store, launcher, default_model="movie-recommender",
+                          cooldown_seconds=0, clock=clock).start()
+    first = trig.handle_manual(ManualRequest(reason="first"))
+    assert first.decision is DecisionKind.STARTED
+    assert trig.wait_idle(10)
+    assert launcher.requests == []  # it failed before launching
+    assert store.load_run(first.run_id).status is RunStatus.FAILED
+    assert store.read().in_flight is None  # the claim is released, not held for good
+    assert trig.worker_alive and not trig.worker_died
+    clock.advance(1)
+    second = trig.handle_manual(ManualRequest(reason="second"))
+    assert second.decision is DecisionKind.STARTED  # not refused as busy
+    assert trig.wait_idle(10)
+    assert [r.run_id for r in launcher.requests] == [second.run_id]
+    assert store.load_run(second.run_id).status is RunStatus.SUCCEEDED
+    trig.close(5)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_worker_fails_the_liveness_probe(tmp_path: Path, clock: Clock) -> None:
+    from fastapi.testclient import TestClient
+
+    from monitoring.retrain.app import create_app
+
+    class Fatal(BaseException):
+        """Nothing in the trigger catches it (as a bug in a thread's own machinery)."""
+
+    class Dies:
+        name = "dies"
+
+        def launch(self, request: LaunchRequest) -> LaunchResult:
+            raise Fatal("the worker thread ends here")
+
+    trig = make(tmp_path, Dies(), clock)
+    with TestClient(create_app(trig, "token")) as http:
+        assert http.get("/healthz").status_code == 200
+        trig.handle_manual(ManualRequest(reason="retrain now"))
+        trig._worker.join(10)  # noqa: SLF001 - wait for the thread to end
+        assert trig.worker_died
+        got = http.get("/healthz")
+        assert got.status_code == 503 and "worker thread has ended" in got.json()["status"]
+        assert http.get("/readyz").status_code == 503
