@@ -298,15 +298,19 @@ class RetrainTrigger:
         state volume may be what failed."""
         metrics.RUNS_IN_FLIGHT.set(0)
         try:
-            with self.store.transaction() as state:
-                if state.in_flight is not None and state.in_flight.run_id == run.run_id:
-                    state.in_flight = None
+            self._release_claim(run.run_id)
             if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
                 run.status, run.finished_at = RunStatus.FAILED, self._now()
                 run.error = run.error or "the trigger's own bookkeeping failed (see its log)"
                 self.store.save_run(run)
         except OSError as exc:
             log.error("run %s: its claim could not be released: %s", run.run_id, exc)
+
+    def _release_claim(self, run_id: str) -> None:
+        """Clear the in-flight record if it is still ``run_id``'s."""
+        with self.store.transaction() as state:
+            if state.in_flight is not None and state.in_flight.run_id == run_id:
+                state.in_flight = None
 
     def _submitted(self, run: RunRecord, pipeline_run_id: str) -> None:
         run.pipeline_run_id = pipeline_run_id
@@ -351,9 +355,7 @@ class RetrainTrigger:
             beat.join()
             run.finished_at = self._now()
             self.store.save_run(run)
-            with self.store.transaction() as state:
-                if state.in_flight is not None and state.in_flight.run_id == run.run_id:
-                    state.in_flight = None
+            self._release_claim(run.run_id)
             metrics.RUNS_IN_FLIGHT.set(0)
             metrics.RUNS.labels(reason=run.status.value).inc()
             metrics.RUN_DURATION.observe(time.monotonic() - t0)
