@@ -215,14 +215,14 @@ class KubernetesStatusStore:
                  request_timeout: float = KUBE_REQUEST_TIMEOUT) -> None:
         self.api = api
         self.namespace = namespace
-        self.request_timeout = request_timeout
+        self.request_timeout = kube_timeout(request_timeout)
 
     def _call(self, fn: Any, *args: Any, name: str | None = None, **kw: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         try:
             return fn(GROUP, VERSION, self.namespace, PLURAL, *args,
-                      _request_timeout=kube_timeout(self.request_timeout), **kw)
+                      _request_timeout=self.request_timeout, **kw)
         except ApiException as exc:
             if exc.status == 404 and name is not None:
                 raise RolloutNotFound(name) from None
