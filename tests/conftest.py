@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A URL on 127.0.0.1 whose port accepts connections (into the kernel's backlog) and never
+    answers: a hung API server or a dead proxy."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(16)
+        yield f"http://127.0.0.1:{sink.getsockname()[1]}"
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 60.0, interval: float = 0.1,

@@ -33,6 +33,7 @@ from monitoring.retrain.launcher import KubeflowLauncher, LaunchRequest
 from monitoring.retrain.models import ManualRequest, RunRecord, RunStatus
 from monitoring.retrain.state import InFlight, StateStore
 from monitoring.retrain.trigger import RetrainTrigger
+from tests.conftest import silent_server
 from tests.k8s import chartlib as c
 from tests.rollout.fake_kube import FakeKubeAPI
 
@@ -164,10 +165,7 @@ def test_a_kubeflow_api_that_stops_answering_fails_the_run_instead_of_hanging(
     (it asks the API's health) and every call would wait forever, while the trigger's
     heartbeat kept the run claimed. Each call is abandoned after ``api_timeout_seconds``:
     the submission fails the run, and so do ``max_poll_errors`` unanswered reads."""
-    with socket.socket() as sink:  # the kernel accepts into the backlog; nobody reads
-        sink.bind(("127.0.0.1", 0))
-        sink.listen(16)
-        host = f"http://127.0.0.1:{sink.getsockname()[1]}"
+    with silent_server() as host:
         follower = KubeflowLauncher(Settings(home=tmp_path, kubeflow_host=host),
                                     poll_seconds=0.01, api_timeout_seconds=0.5,
                                     max_poll_errors=2)

@@ -19,7 +19,7 @@ from serving.rollout.manager import RolloutManager
 from serving.rollout.spec import parse_rollout
 from serving.rollout.status import RolloutStatus
 from serving.rollout.store import KubernetesStatusStore
-from tests.conftest import free_port, stop_process, wait_until
+from tests.conftest import free_port, silent_server, stop_process, wait_until
 from tests.rollout.fake_kube import FakeKubeAPI
 
 NS, NAME = "marquee", "marquee-rollout-controller"
@@ -131,16 +131,12 @@ def test_calls_to_an_api_server_that_stops_answering_fail_instead_of_hanging() -
     API server or proxy). It has no timeout of its own: without one the lease thread, or the
     controller's loop reading its rollouts, would wait forever. The lease bounds each call by
     half its renew deadline, the rollout store by its ``request_timeout``."""
-    import socket
-
     from kubernetes import client
     from urllib3.exceptions import ReadTimeoutError
 
-    with socket.socket() as sink:  # the kernel accepts into the backlog; nobody reads
-        sink.bind(("127.0.0.1", 0))
-        sink.listen(16)
+    with silent_server() as url:
         cfg = client.Configuration()
-        cfg.host = f"http://127.0.0.1:{sink.getsockname()[1]}"
+        cfg.host = url
         cfg.retries = False
         api = client.ApiClient(cfg)
         lease = LeaderLease(client.CoordinationV1Api(api), NS, NAME, "pod-a", duration=1.5,
