@@ -61,6 +61,11 @@ class RankerConfig(BaseModel):
         "so that it learns to rank for cold users too."))
     max_users: int = Field(50_000, ge=2, description="Users sampled for the ranker's training set.")
     ease_lambda: float = Field(250.0, gt=0, description="Ridge of the EASE item-item feature.")
+    ease_time_share: float = Field(1.0, ge=0, le=1, description=(
+        "Share of plain co-occurrence in the EASE feature's Gram matrix; the rest counts pairs "
+        "of a user's events by how close in time order they are (1: plain EASE)."))
+    ease_time_scale: float = Field(5.0, gt=0, le=100, description=(
+        "Events apart at which a time-local pair's weight falls to 1/e."))
     session_window: int = Field(10, ge=1, le=100, description=(
         "Events apart within which two items of a user count as session co-occurrence."))
     folds: int = Field(2, ge=1, le=10, description=(

@@ -144,7 +144,8 @@ class Recommender:
             len(self.user_index), len(self.item_index), self.feature_ctx.genres,
             self.feature_ctx.years, self.item_embeddings(), ease_lambda=cfg.ease_lambda,
             session_window=cfg.session_window, dense_max_items=cfg.dense_max_items,
-            seed=self.config.seed)
+            seed=self.config.seed, ease_time_share=cfg.ease_time_share,
+            ease_time_scale=cfg.ease_time_scale)
 
     def user_view(self, row: int):
         """The ranker's view of a stored user (history, time of the last event, segment)."""

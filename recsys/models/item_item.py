@@ -36,9 +36,21 @@ class ItemItem:
     @classmethod
     def fit(cls, user_row: np.ndarray, item_row: np.ndarray, n_users: int, n_items: int,
             lam: float = 250.0, dense_max_items: int = 8000, max_users: int = 100_000,
-            max_history: int = 30, top_k: int = 50, seed: int = 0) -> ItemItem:
+            max_history: int = 30, top_k: int = 50, seed: int = 0, time_share: float = 1.0,
+            time_scale: float = 5.0) -> ItemItem:
+        """EASE up to ``dense_max_items`` items, sparse top-k cosine above.
+
+        ``time_share`` < 1 fits EASE on a time-local Gram matrix: ``time_share`` of the plain
+        co-occurrence ``XᵀX`` plus ``1 - time_share`` of pairs weighted ``exp(-d / time_scale)``
+        by how many events ``d`` apart they are in the user's history, so items rated in the
+        same sitting count more than items months apart. ``user_row``/``item_row`` must then be
+        sorted by user, then time. Dense path only."""
         if n_items <= dense_max_items:
-            return cls(_ease(_user_item(user_row, item_row, n_users, n_items), lam))
+            gram = _gram(_user_item(user_row, item_row, n_users, n_items))
+            if time_share < 1.0:
+                gram = time_share * gram + (1.0 - time_share) * _local_gram(
+                    user_row, item_row, n_items, time_scale)
+            return cls(_ease(gram, lam))
         x = _recent_sample(user_row, item_row, n_users, n_items, max_users, max_history, seed)
         return cls(_cosine_top_k(x, top_k))
 
@@ -172,8 +184,27 @@ def _user_item(user_row: np.ndarray, item_row: np.ndarray, n_users: int,
     return x
 
 
-def _ease(x: sp.csr_matrix, lam: float) -> np.ndarray:
-    gram = (x.T @ x).toarray().astype(np.float64)
+def _gram(x: sp.csr_matrix) -> np.ndarray:
+    return (x.T @ x).toarray().astype(np.float64)
+
+
+def _local_gram(u: np.ndarray, i: np.ndarray, n_items: int, scale: float) -> np.ndarray:
+    """``Σ_users Σ_(p, q) exp(-|p - q| / scale)`` over pairs of a user's events at positions
+    ``p``, ``q`` of the time order (``u`` sorted by user, then time); distances beyond
+    ``6 · scale`` (weight < 0.25%) are left out."""
+    keys, weights = [i.astype(np.int64) * (n_items + 1)], [np.ones(i.size)]
+    for d in range(1, max(1, int(np.ceil(6 * scale))) + 1):
+        same = u[d:] == u[:-d]
+        a, b = i[:-d][same].astype(np.int64), i[d:][same].astype(np.int64)
+        keys += [a * n_items + b, b * n_items + a]
+        weights += [np.full(2 * a.size, np.exp(-d / scale))]
+    flat = np.bincount(np.concatenate(keys), weights=np.concatenate(weights),
+                       minlength=n_items * n_items)
+    return flat.reshape(n_items, n_items)
+
+
+def _ease(gram: np.ndarray, lam: float) -> np.ndarray:
+    """EASE weights from a Gram matrix (modified in place)."""
     gram[np.diag_indices_from(gram)] += lam
     p = np.linalg.inv(gram)
     b = p / -np.diag(p)

@@ -93,12 +93,14 @@ class RankContext:
               rating: np.ndarray, user_segment: np.ndarray, segment_keys: list[str],
               n_users: int, n_items: int, genres: np.ndarray, years: np.ndarray,
               item_vecs: np.ndarray, ease_lambda: float = 250.0, session_window: int = 10,
-              dense_max_items: int = 8000, seed: int = 0) -> RankContext:
+              dense_max_items: int = 8000, seed: int = 0, ease_time_share: float = 1.0,
+              ease_time_scale: float = 5.0) -> RankContext:
         """``user_segment``: segment row per user row (into ``segment_keys``)."""
         order = np.lexsort((ts, user_row))
         u, i, t = user_row[order], item_row[order], ts[order]
         item_item = ItemItem.fit(u, i, n_users, n_items, lam=ease_lambda,
-                                 dense_max_items=dense_max_items, seed=seed)
+                                 dense_max_items=dense_max_items, seed=seed,
+                                 time_share=ease_time_share, time_scale=ease_time_scale)
         session = ItemItem.fit_adjacency(u, i, n_users, n_items, window=session_window,
                                          dense_max_items=dense_max_items, seed=seed)
         counts = np.bincount(i, minlength=n_items)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.models.item_item import ItemItem, _cosine_top_k, _user_item
+from recsys.models.item_item import ItemItem, _cosine_top_k, _local_gram, _user_item
 
 RNG = np.random.default_rng(0)
 USERS = np.sort(RNG.integers(0, 80, 1_500))
@@ -23,6 +23,32 @@ def test_ease_is_the_closed_form_ridge_regression() -> None:
     grad = -(x.T @ (x - x @ b)) + 10.0 * b
     off = ~np.eye(30, dtype=bool)
     assert np.abs(grad[off]).max() < 1e-2
+
+
+def test_time_local_gram_weighs_pairs_by_their_distance_in_each_users_order() -> None:
+    # user 0 rated 0, 1, 2 in that order; user 1 rated 2 then 3
+    gram = _local_gram(np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 2, 3]), 4, scale=2.0)
+    e1, e2 = np.exp(-1 / 2.0), np.exp(-2 / 2.0)
+    expected = np.array([[1, e1, e2, 0],
+                         [e1, 1, e1, 0],
+                         [e2, e1, 2, e1],  # item 2: rated by both users
+                         [0, 0, e1, 1]])
+    np.testing.assert_allclose(gram, expected)
+
+
+def test_time_local_ease_links_items_rated_in_the_same_sitting() -> None:
+    # 60 users each rate 0, then 1 at once, then (many events later) 2; plain co-occurrence
+    # cannot tell 1 from 2, the time-local Gram can
+    fillers = np.arange(3, 23)
+    seqs = [np.r_[0, 1, RNG.permutation(fillers)[:15], 2] for _ in range(60)]
+    users = np.repeat(np.arange(60), [s.size for s in seqs])
+    items = np.concatenate(seqs)
+    plain = ItemItem.fit(users, items, 60, 23, lam=5.0).weights
+    local = ItemItem.fit(users, items, 60, 23, lam=5.0, time_share=0.1, time_scale=2.0).weights
+    assert abs(plain[0, 1] - plain[0, 2]) < 1e-4
+    assert local[0, 1] > local[0, 2] + 0.05
+    # still EASE weights: no item explains itself
+    assert np.allclose(np.diag(local), 0.0)
 
 
 def test_sparse_cosine_neighbours_match_the_dense_computation() -> None:
