@@ -1,10 +1,11 @@
 """Would a Rao-Blackwellised team-draft credit make interleaving more sensitive?
 
-    .venv/bin/python benchmarks/interleave_credit.py [POSITION_BIAS]   (needs the lists cached
-    by benchmarks/replay.py under $TMPDIR/marquee-replay-bench)
+    .venv/bin/python benchmarks/interleave_credit.py [POSITION_BIAS [RELEVANT_CLICK NOISE_CLICK]]
+    (needs the lists cached by benchmarks/replay.py under $TMPDIR/marquee-replay-bench)
 
 Fixed-horizon users needed, A/B ÷ interleaving, from exact per-visit moments under the replay's
-click model (relevant 0.4, noise 0.02) for three pairs of cached lists:
+click model (position bias 1, relevant 0.4, noise 0.02 unless given; ``0 1 0`` is the issue's
+own model: every held-out item shown is clicked) for three pairs of cached lists:
 - A/B: 2·(p_a q_a + p_b q_b)/d² on the clicked-visit rate;
 - TD sign: Var/mean² of the visit outcome in {−1, 0, +1} (the router's credit);
 - TD linear: the per-visit difference of clicks credited to each team;
@@ -38,7 +39,8 @@ def main() -> None:
     users = load_users(work / "holdout.parquet", work / "holdout.parquet", order="random", seed=0)
     lists = {n: {int(u): v for u, v in json.loads((work / f"lists-{n}.json").read_text())
                  ["lists"].items()} for pair in PAIRS.values() for n in pair}
-    cm = ClickModel(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0, 0.4, 0.02)
+    args = [float(a) for a in sys.argv[1:]]
+    cm = ClickModel(*(args + [1.0, 0.4, 0.02][len(args):]))
     k, flips = 10, 5
     for name, (a, b) in PAIRS.items():
         ab, td, lin, rb = [], [], [], []
