@@ -44,6 +44,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Quality"
+
+from results_file import append_to_section  # noqa: E402  (the script's own folder)
 K = 10
 METRICS = ("ndcg_at_10", "map_at_10", "precision_at_10", "recall_at_10", "coverage_at_10")
 
@@ -515,14 +517,7 @@ def report(results: dict[str, Any], command: str) -> str:
 
 
 def record(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION not in current:
-        current = current.rstrip("\n") + f"\n\n{SECTION}\n\n"
-    head, _, tail = current.partition(SECTION)
-    nxt = tail.find("\n## ")
-    body, rest = (tail, "") if nxt < 0 else (tail[:nxt], tail[nxt:])
-    RESULTS.write_text(head + SECTION + body.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-                       + rest)
+    append_to_section(SECTION, text, RESULTS)
 
 
 def load_movielens(cache: Path) -> Any:

@@ -32,6 +32,8 @@ REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Training at scale"
 
+from results_file import append_to_section  # noqa: E402  (the script's own folder)
+
 #: The configuration of the 1M run: one epoch (batch 1024: the b×b softmax makes larger
 #: batches slower per example on CPU), a ranker trained on 20k users.
 SCALE_CONFIG: dict[str, Any] = {
@@ -125,14 +127,7 @@ HEADER = ("| run | processes | fit (s) | wall incl. load+eval (s) | CPU (s) | pe
 
 
 def record(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION not in current:
-        current = current.rstrip("\n") + f"\n\n{SECTION}\n\n"
-    head, _, tail = current.partition(SECTION)
-    nxt = tail.find("\n## ")
-    body, rest = (tail, "") if nxt < 0 else (tail[:nxt], tail[nxt:])
-    RESULTS.write_text(head + SECTION + body.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-                       + rest)
+    append_to_section(SECTION, text, RESULTS)
 
 
 def main(argv: list[str] | None = None) -> int:
