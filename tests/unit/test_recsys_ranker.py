@@ -127,3 +127,23 @@ def test_ranker_can_be_switched_off(rec: Recommender) -> None:
     state = rec.user_state(int(data.users["user_id"].iat[0]))
     sc = np.array([0.3, 0.2, 0.1], np.float32)
     assert rec.rank(state, np.arange(3), sc).tolist() == pytest.approx(sc.tolist())
+
+
+def test_the_time_local_ease_setting_reaches_the_ranker_feature(rec: Recommender, data) -> None:
+    import copy
+
+    from recsys.models.item_item import ItemItem
+
+    inter = rec.indexed(data.interactions)
+    local = copy.copy(rec)
+    local.config = rec.config.model_copy(update={"ranker": rec.config.ranker.model_copy(
+        update={"ease_time_share": 0.2, "ease_time_scale": 3.0})})
+    got = local.build_rank_context(inter).item_item.weights
+    u, i = inter["user_row"].to_numpy(np.int64), inter["item_row"].to_numpy(np.int64)
+    order = np.lexsort((inter["timestamp"].to_numpy(), u))
+    expected = ItemItem.fit(u[order], i[order], len(rec.user_index), len(rec.item_ids),
+                            lam=rec.config.ranker.ease_lambda, time_share=0.2,
+                            time_scale=3.0).weights
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    plain = rec.build_rank_context(inter).item_item.weights
+    assert np.abs(got - plain).max() > 1e-3  # the setting changed the feature
