@@ -54,6 +54,8 @@ def search_space(trial: Any, base: RecommenderConfig) -> dict[str, dict[str, Any
             "min_child_samples": trial.suggest_int("ranker.min_child_samples", 10, 200,
                                                    log=True),
             "ease_lambda": trial.suggest_float("ranker.ease_lambda", 50.0, 2000.0, log=True),
+            # 1: plain EASE; below, pairs close in each user's time order weigh more
+            "ease_time_share": trial.suggest_float("ranker.ease_time_share", 0.0, 1.0),
             "label_mode": trial.suggest_categorical("ranker.label_mode",
                                                     ["temporal", "random"]),
         }
