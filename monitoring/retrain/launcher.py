@@ -251,7 +251,10 @@ class CommandLauncher:
     """Runs ``argv`` in a child process and waits; non-zero exit is a failed run.
 
     The child gets ``MARQUEE_RETRAIN_RUN_ID``, ``MARQUEE_RETRAIN_MODEL`` and
-    ``MARQUEE_RETRAIN_REASON`` in its environment.
+    ``MARQUEE_RETRAIN_REASON`` in its environment. It runs in a session of its own, and when
+    it has not exited within ``timeout_seconds`` the whole process group is killed (a shell's
+    children too) and the run fails: a hung command would otherwise hold the trigger's only
+    worker, and the model's in-flight claim, for as long as the pod lives.
     """
 
     name = "command"
@@ -270,15 +273,22 @@ class CommandLauncher:
                "MARQUEE_RETRAIN_MODEL": request.model,
                "MARQUEE_RETRAIN_REASON": request.reason}
         try:
-            proc = subprocess.run(self.argv, env=env, capture_output=True, text=True,
-                                  timeout=self.timeout_seconds, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            proc = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+        except OSError as exc:
             raise LaunchError(f"{self.argv[0]}: {exc}") from exc
+        try:
+            stdout, stderr = proc.communicate(timeout=self.timeout_seconds)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise LaunchError(f"{' '.join(self.argv)} did not exit within "
+                              f"{self.timeout_seconds:g}s and was killed "
+                              "(MARQUEE_RETRAIN_COMMAND_TIMEOUT_SECONDS)") from None
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            tail = (stderr or stdout).strip().splitlines()[-5:]
             raise LaunchError(f"{' '.join(self.argv)} exited {proc.returncode}: "
                               + " | ".join(tail))
-        lines = proc.stdout.strip().splitlines()
+        lines = stdout.strip().splitlines()
         if lines:
             try:
                 last = json.loads(lines[-1])
@@ -287,3 +297,18 @@ class CommandLauncher:
             if isinstance(last, dict):
                 return _result_of(last)
         return LaunchResult(detail="exit 0")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the child's process group (its own session), reap the child and close its
+    pipes (not read to the end: a grandchild that left the group could hold them open)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

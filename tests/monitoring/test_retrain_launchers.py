@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from marquee.settings import Settings
 from monitoring.errors import LaunchError
@@ -64,3 +65,38 @@ def test_command_launcher_reports_the_failure(tmp_path: Path) -> None:
                                 "sys.exit(4)"])
     with pytest.raises(LaunchError, match="exited 4: boom: no data"):
         launcher.launch(REQUEST)
+
+
+def test_a_hung_command_is_killed_with_its_children_and_fails_the_run(tmp_path: Path) -> None:
+    import os
+    import time
+
+    pid_file = tmp_path / "grandchild.pid"
+    # a shell that starts a grandchild and waits on it: both must die at the bound
+    launcher = CommandLauncher(["sh", "-c", f"sleep 120 & echo $! > {pid_file}; wait"],
+                               timeout_seconds=1.0)
+    t0 = time.monotonic()
+    with pytest.raises(LaunchError, match=r"did not exit within 1s and was killed"):
+        launcher.launch(REQUEST)
+    assert time.monotonic() - t0 < 60  # not the grandchild's 120 s
+    grandchild = int(pid_file.read_text())
+
+    def gone() -> bool:
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie still answers signal 0 until its parent (init here) reaps it
+        stat = Path(f"/proc/{grandchild}/stat")
+        return stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z"
+
+    wait_until(gone, timeout=10, what="the grandchild killed with the group")
+
+
+def test_the_trigger_settings_bound_the_command_launcher(tmp_path: Path) -> None:
+    from monitoring.retrain.config import TriggerSettings, make_launcher
+
+    ts = TriggerSettings(launcher="command", command=["true"], command_timeout_seconds=90)
+    launcher = make_launcher(Settings(home=tmp_path), ts)
+    assert isinstance(launcher, CommandLauncher) and launcher.timeout_seconds == 90
+    assert TriggerSettings().command_timeout_seconds == 12 * 3600
