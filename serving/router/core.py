@@ -148,6 +148,7 @@ class Router:
             self._save_routing(config)
         self._seen_users = SeenUsers()
         self._tallies = {}
+        self.stats.epoch = epoch  # what is recorded from now on counts for this routing only
         metrics.VARIANT_INFO.clear()
         metrics.VARIANT_INFO.labels("baseline", config.baseline.version).set(1)
         if config.candidate is not None:

@@ -6,6 +6,12 @@ wins — the same numbers Prometheus would give with ``increase(...[window])``. 
 ``bucket_seconds`` wide and kept for ``retention_seconds``. Latencies go into log-spaced bins
 (5% wide), so a window's p99 is exact to within 5%.
 
+Each bucket also belongs to the routing epoch in force when it was written (``epoch``, set by
+the router when a routing is applied), and a window for an epoch reads only that epoch's
+buckets. A window's edges are rounded out to whole buckets, so without this the first window
+of a new step would count the traffic of the bucket before the switch: users assigned under
+the old weights, which looks like a sample-ratio mismatch.
+
 Everything runs on the router's event loop: no locks.
 """
 
@@ -124,7 +130,8 @@ class WindowedStats:
         self.bucket_seconds = bucket_seconds
         self.retention_seconds = retention_seconds
         self.clock = clock
-        self._buckets: dict[int, _Bucket] = {}
+        self._buckets: dict[tuple[int, str | None], _Bucket] = {}
+        self.epoch: str | None = None  # the routing in force; buckets are written under it
         self._oldest = 0
         self._shadow_lists: dict[str, deque[Sequence[int]]] = {
             "baseline": deque(maxlen=shadow_window_lists),
@@ -132,18 +139,18 @@ class WindowedStats:
 
     # Recording ---------------------------------------------------------------------------------
     def _bucket(self) -> _Bucket:
-        key = int(self.clock() // self.bucket_seconds)
-        b = self._buckets.get(key)
+        index = int(self.clock() // self.bucket_seconds)
+        b = self._buckets.get((index, self.epoch))
         if b is None:
-            b = self._buckets[key] = _Bucket()
-            self._expire(key)
+            b = self._buckets[(index, self.epoch)] = _Bucket()
+            self._expire(index)
         return b
 
     def _expire(self, now_key: int) -> None:
         limit = now_key - int(self.retention_seconds / self.bucket_seconds)
         if self._oldest >= limit:
             return
-        for k in [k for k in self._buckets if k < limit]:
+        for k in [k for k in self._buckets if k[0] < limit]:
             del self._buckets[k]
         self._oldest = limit
 
@@ -217,12 +224,14 @@ class WindowedStats:
             wins[new] += 1
 
     # Reading ------------------------------------------------------------------------------------
-    def _in_window(self, since: float, until: float) -> Iterable[_Bucket]:
+    def _in_window(self, since: float, until: float, epoch: str | None = None
+                   ) -> Iterable[_Bucket]:
         """Buckets that overlap [since, until): whole buckets, so the edges are rounded out
-        to ``bucket_seconds``."""
+        to ``bucket_seconds``; with ``epoch``, only the ones written under that routing."""
         lo = math.floor(since / self.bucket_seconds)
         hi = math.ceil(until / self.bucket_seconds) - 1
-        return [b for k, b in self._buckets.items() if lo <= k <= hi]
+        return [b for (k, e), b in self._buckets.items()
+                if lo <= k <= hi and (epoch is None or e == epoch)]
 
     def window(self, since: float, until: float | None = None, epoch: str | None = None
                ) -> WindowStats:
@@ -231,7 +240,7 @@ class WindowedStats:
         sh = _Shadow()
         il = InterleaveWindow()
         wins: Counter[str] = Counter()
-        for b in self._in_window(since, until):
+        for b in self._in_window(since, until, epoch):
             for name, v in b.variants.items():
                 acc = variants.setdefault(name, _Variant())
                 acc.requests += v.requests
