@@ -188,18 +188,35 @@ def _gram(x: sp.csr_matrix) -> np.ndarray:
     return (x.T @ x).toarray().astype(np.float64)
 
 
-def _local_gram(u: np.ndarray, i: np.ndarray, n_items: int, scale: float) -> np.ndarray:
+def _local_gram(u: np.ndarray, i: np.ndarray, n_items: int, scale: float,
+                flush_pairs: int = 8_000_000) -> np.ndarray:
     """``Σ_users Σ_(p, q) exp(-|p - q| / scale)`` over pairs of a user's events at positions
     ``p``, ``q`` of the time order (``u`` sorted by user, then time); distances beyond
-    ``6 · scale`` (weight < 0.25%) are left out."""
-    keys, weights = [i.astype(np.int64) * (n_items + 1)], [np.ones(i.size)]
+    ``6 · scale`` (weight < 0.25%) are left out. Pairs are added ``flush_pairs`` at a time,
+    so memory beyond the matrix stays bounded however many events there are."""
+    flat = np.bincount(i.astype(np.int64) * (n_items + 1), minlength=n_items * n_items
+                       ).astype(np.float64)
+    keys: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+
+    def flush() -> None:
+        if keys:
+            flat[:] += np.bincount(np.concatenate(keys), weights=np.concatenate(weights),
+                                   minlength=n_items * n_items)
+            keys.clear()
+            weights.clear()
+
+    pending = 0
     for d in range(1, max(1, int(np.ceil(6 * scale))) + 1):
         same = u[d:] == u[:-d]
         a, b = i[:-d][same].astype(np.int64), i[d:][same].astype(np.int64)
         keys += [a * n_items + b, b * n_items + a]
-        weights += [np.full(2 * a.size, np.exp(-d / scale))]
-    flat = np.bincount(np.concatenate(keys), weights=np.concatenate(weights),
-                       minlength=n_items * n_items)
+        weights.append(np.full(2 * a.size, np.exp(-d / scale)))
+        pending += 2 * a.size
+        if pending >= flush_pairs:
+            flush()
+            pending = 0
+    flush()
     return flat.reshape(n_items, n_items)
 
 

@@ -34,6 +34,10 @@ def test_time_local_gram_weighs_pairs_by_their_distance_in_each_users_order() ->
                          [e2, e1, 2, e1],  # item 2: rated by both users
                          [0, 0, e1, 1]])
     np.testing.assert_allclose(gram, expected)
+    # added a few pairs at a time: the same matrix
+    np.testing.assert_allclose(
+        _local_gram(np.array([0, 0, 0, 1, 1]), np.array([0, 1, 2, 2, 3]), 4, 2.0, flush_pairs=2),
+        expected)
 
 
 def test_time_local_ease_links_items_rated_in_the_same_sitting() -> None:
