@@ -252,7 +252,7 @@ class CommandLauncher:
 
     The child gets ``MARQUEE_RETRAIN_RUN_ID``, ``MARQUEE_RETRAIN_MODEL`` and
     ``MARQUEE_RETRAIN_REASON`` in its environment. It runs in a session of its own, and when
-    it has not exited within ``timeout_seconds`` the whole process group is killed (a shell's
+    it has not exited within ``timeout_seconds`` the whole process group is stopped (a shell's
     children too) and the run fails: a hung command would otherwise hold the trigger's only
     worker, and the model's in-flight claim, for as long as the pod lives.
     """
@@ -280,7 +280,12 @@ class CommandLauncher:
         try:
             stdout, stderr = proc.communicate(timeout=self.timeout_seconds)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            from monitoring.loop.procs import stop_group
+
+            stop_group(proc)  # SIGTERM, then SIGKILL to whatever is left of its group
+            for pipe in (proc.stdout, proc.stderr):  # not read to the end: a grandchild
+                if pipe is not None:                 # that left the group could hold them
+                    pipe.close()
             raise LaunchError(f"{' '.join(self.argv)} did not exit within "
                               f"{self.timeout_seconds:g}s and was killed "
                               "(MARQUEE_RETRAIN_COMMAND_TIMEOUT_SECONDS)") from None
@@ -297,18 +302,3 @@ class CommandLauncher:
             if isinstance(last, dict):
                 return _result_of(last)
         return LaunchResult(detail="exit 0")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the child's process group (its own session), reap the child and close its
-    pipes (not read to the end: a grandchild that left the group could hold them open)."""
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
