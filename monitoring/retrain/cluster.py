@@ -94,6 +94,9 @@ class ClusterAutoRollout(AfterRunRollout):
         self.poll_seconds = poll_seconds
         self._clock = clock
         self._closed = threading.Event()
+        from serving.rollout.store import KUBE_REQUEST_TIMEOUT, kube_timeout
+
+        self._request_timeout = kube_timeout(KUBE_REQUEST_TIMEOUT)  # as the store's calls
 
     @classmethod
     def from_template_file(cls, path: str | Path, **kw: Any) -> ClusterAutoRollout:
@@ -107,10 +110,8 @@ class ClusterAutoRollout(AfterRunRollout):
 
     # the effects -------------------------------------------------------------------------
     def _isvc(self, fn: str, *args: Any) -> Any:
-        from serving.rollout.store import KUBE_REQUEST_TIMEOUT, kube_timeout
-
         return getattr(self.api, fn)(ISVC_GROUP, ISVC_VERSION, self.namespace, ISVC_PLURAL,
-                                     *args, _request_timeout=kube_timeout(KUBE_REQUEST_TIMEOUT))
+                                     *args, _request_timeout=self._request_timeout)
 
     def _start(self, version: str) -> tuple[str, str]:
         from kubernetes.client.exceptions import ApiException

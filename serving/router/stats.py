@@ -139,11 +139,11 @@ class WindowedStats:
 
     # Recording ---------------------------------------------------------------------------------
     def _bucket(self) -> _Bucket:
-        index = int(self.clock() // self.bucket_seconds)
-        b = self._buckets.get((index, self.epoch))
+        key = (int(self.clock() // self.bucket_seconds), self.epoch)
+        b = self._buckets.get(key)
         if b is None:
-            b = self._buckets[(index, self.epoch)] = _Bucket()
-            self._expire(index)
+            b = self._buckets[key] = _Bucket()
+            self._expire(key[0])
         return b
 
     def _expire(self, now_key: int) -> None:
