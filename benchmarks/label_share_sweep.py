@@ -14,16 +14,13 @@ scored.
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from quality import Marquee, carve, load_movielens, marquee_candidates, score  # noqa: E402
+import validation_sweep  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,26 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", nargs="+", default=["0.1:10", "0.3:6"],
                    help="label_frac:folds pairs")
     args = p.parse_args(argv)
-
-    from recsys.data.split import per_user_random_split
-
-    data = load_movielens(args.cache)
-    train = per_user_random_split(data.interactions, 0.25, seed=42).train
-    fit, val = carve(train, "random")  # the test split is never used
+    sweep = ["--cache", str(args.cache), "--seeds", *map(str, args.seeds)]
     for setting in args.settings:
         frac, folds = setting.split(":")
-        for seed in args.seeds:
-            cfg = copy.deepcopy(marquee_candidates(quick=False)["set"])
-            cfg["seed"] = seed
-            cfg["ranker"].update(label_frac=float(frac), folds=int(folds))
-            t0 = time.perf_counter()
-            model = Marquee(cfg).fit(fit, data.users, data.items)
-            ndcg = score(model.recommend(val["user_id"].unique()), val, fit,
-                         len(data.items))["ndcg_at_10"]
-            print(json.dumps({"label_frac": float(frac), "folds": int(folds), "seed": seed,
-                              "validation_ndcg_at_10": round(ndcg, 4),
-                              "fit_seconds": round(time.perf_counter() - t0)}), flush=True)
-    return 0
+        sweep += ["--setting", f"{setting}=ranker.label_frac={float(frac)},"
+                               f"ranker.folds={int(folds)}"]
+    return validation_sweep.main(sweep)  # the set configuration, random split, validation
 
 
 if __name__ == "__main__":

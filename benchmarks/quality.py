@@ -40,12 +40,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from results_file import append_to_section  # the script's own folder
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Quality"
-
-from results_file import append_to_section  # noqa: E402  (the script's own folder)
 K = 10
 METRICS = ("ndcg_at_10", "map_at_10", "precision_at_10", "recall_at_10", "coverage_at_10")
 

@@ -27,12 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from results_file import append_to_section  # the script's own folder
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Training at scale"
-
-from results_file import append_to_section  # noqa: E402  (the script's own folder)
 
 #: The configuration of the 1M run: one epoch (batch 1024: the b×b softmax makes larger
 #: batches slower per example on CPU), a ranker trained on 20k users.
