@@ -192,6 +192,11 @@ def controller(
         help="With --namespace: name of the coordination.k8s.io Lease that elects the one "
         "replica that acts; the others stand by. Empty: no leader election (one replica "
         "only).")] = "marquee-rollout-controller",
+    stall_seconds: Annotated[float, typer.Option(
+        "--stall-seconds", envvar="MARQUEE_ROLLOUT_STALL_SECONDS", min=1,
+        help="/healthz answers 503 when no pass over the rollouts has ended for this long "
+        "(a hung call), so the liveness probe restarts the pod; the rollouts resume from "
+        "their stored status.")] = 600.0,
 ) -> None:
     """Run every rollout of the store (the Kubernetes controller's command)."""
     from marquee.settings import Settings
@@ -206,7 +211,8 @@ def controller(
     manager = RolloutManager(store, source, admin,
                              MarqueeRegistry(settings.resolved_registry_uri, settings.model_name),
                              leading=leader.leading if leader is not None else None)
-    health = serve_health(host or settings.bind_host, port, lambda: manager.ready)
+    health = serve_health(host or settings.bind_host, port, lambda: manager.ready,
+                          lambda: manager.alive(stall_seconds))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -4,8 +4,10 @@ Each rollout is ticked every ``intervalSeconds`` by a :class:`Controller`; a fai
 rollout is logged and counted, never fatal to the others. When none is running, the routing
 the last one ended with is re-applied every few seconds, so a restarted router replica does
 not fall back to its configured baseline version; a running rollout's routing is re-applied
-as often between its ticks. ``/healthz``, ``/readyz`` (the store
-could be listed) and ``/metrics`` are served on the controller's port. In Kubernetes the store
+as often between its ticks. ``/healthz`` (503 once no pass over the store has ended for
+``stall_seconds``: a hung call would otherwise leave every rollout unjudged while the pod looks
+alive), ``/readyz`` (the store could be listed) and ``/metrics`` are served on the controller's
+port. In Kubernetes the store
 is the namespace's ModelRollout objects, and several replicas may run: ``leading`` (the
 Lease of :mod:`serving.rollout.lease`) lets only one of them tick rollouts or apply routing;
 the others stand by, ready.
@@ -45,6 +47,12 @@ class RolloutManager:
         self._last: dict[str, float] = {}
         self._applied: dict[str, float] = {}
         self.ready = False
+        self._heartbeat = time.monotonic()  # end of the last pass of ``run`` (wall clock)
+
+    def alive(self, stall_seconds: float) -> bool:
+        """Whether a pass of ``run`` over the store ended within the last ``stall_seconds``
+        (a pass that failed counts: the loop goes on). False when one hangs."""
+        return time.monotonic() - self._heartbeat <= stall_seconds
 
     def run_once(self) -> dict[str, RolloutStatus]:
         """Tick every rollout that is due; returns the statuses of those ticked. A standby
@@ -128,11 +136,14 @@ class RolloutManager:
             except Exception:  # noqa: BLE001 - the store may be briefly unreachable
                 metrics.TICKS.labels("error").inc()
                 log.exception("listing rollouts failed")
+            self._heartbeat = time.monotonic()
             stop.wait(poll_seconds)
 
 
-def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
-    """``/healthz``, ``/readyz`` and ``/metrics`` in a background thread."""
+def serve_health(host: str, port: int, ready: Callable[[], bool],
+                 alive: Callable[[], bool] = lambda: True) -> ThreadingHTTPServer:
+    """``/healthz`` (``alive``), ``/readyz`` (``ready``) and ``/metrics`` in a background
+    thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -142,7 +153,9 @@ def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHT
             if self.path == "/metrics":
                 body, ctype, code = generate_latest(), CONTENT_TYPE_LATEST, 200
             elif self.path == "/healthz":
-                body, ctype, code = b'{"status": "ok"}', "application/json", 200
+                ok = alive()
+                body = b'{"status": "ok"}' if ok else b'{"status": "stalled"}'
+                ctype, code = "application/json", 200 if ok else 503
             elif self.path == "/readyz":
                 ok = ready()
                 body = b'{"status": "ready"}' if ok else b'{"status": "not ready"}'

@@ -338,3 +338,50 @@ def test_a_running_rollouts_routing_is_reapplied_between_its_ticks(tmp_path: Pat
     assert applied[1] == applied[0] == desired_routing(stored.rollout.spec, stored.status, "r1")
     assert applied[1].candidate_weight == 10
     assert len(store.get("r1").status.decisions) == decisions
+
+
+def test_healthz_fails_while_a_pass_over_the_rollouts_hangs(tmp_path: Path) -> None:
+    """The liveness endpoint reports progress, not only a live process: when a call inside
+    the loop hangs (here the store's listing), /healthz turns 503 after ``stall_seconds``,
+    so Kubernetes restarts the pod; once passes end again it is 200."""
+    import threading
+
+    import httpx
+
+    from serving.rollout.manager import RolloutManager, serve_health
+    from tests.conftest import free_port, wait_until
+
+    store = FileStatusStore(tmp_path)
+    store.create(rollout())
+    release, hung = threading.Event(), threading.Event()
+    release.set()
+    real_list = store.list
+
+    def listing() -> list[str]:
+        if not release.is_set():
+            hung.set()
+            release.wait(30)
+        return real_list()
+
+    store.list = listing  # type: ignore[method-assign]
+    mgr = RolloutManager(store, ScriptedSource([0]), None, DictRegistry(production="1"))
+    port = free_port()
+    health = serve_health("127.0.0.1", port, lambda: mgr.ready, lambda: mgr.alive(0.5))
+    stop = threading.Event()
+    loop = threading.Thread(target=mgr.run, args=(stop, 0.05), daemon=True)
+    loop.start()
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        wait_until(lambda: mgr.ready, timeout=10)
+        assert httpx.get(url).status_code == 200
+        release.clear()
+        assert hung.wait(10)
+        wait_until(lambda: httpx.get(url).status_code == 503, timeout=10)
+        assert httpx.get(url).json() == {"status": "stalled"}
+        release.set()
+        wait_until(lambda: httpx.get(url).status_code == 200, timeout=10)
+    finally:
+        release.set()
+        stop.set()
+        loop.join(10)
+        health.shutdown()
