@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,3 +100,23 @@ def submit(settings: Settings, params: dict[str, Any] | None = None, host: str |
         experiment_name=experiment,
     )
     return str(run.run_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pipelines.run '{"settings": {...}, "params": {...}}'``: ``run_local`` with
+    those settings and parameters; the result is printed as one JSON object, the last line of
+    stdout. The kfp-local retraining launcher runs this as a child process, so that a run
+    that hangs can be stopped with its steps (``monitoring/retrain/launcher.py``)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m pipelines.run '{\"settings\": {...}, \"params\": {...}}'",
+              file=sys.stderr)
+        return 2
+    spec = json.loads(args[0])
+    result = run_local(Settings(**spec.get("settings", {})), spec.get("params") or {})
+    print(json.dumps(dataclasses.asdict(result)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

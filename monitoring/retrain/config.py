@@ -51,8 +51,9 @@ class TriggerSettings(BaseSettings):
     command: list[str] = Field(default_factory=list, description="argv of the command "
                                "launcher (JSON list in the environment).")
     command_timeout_seconds: float = Field(12 * 3600, gt=0, description="How long the "
-                                           "command launcher's child may run before its "
-                                           "process group is killed and the run fails.")
+                                           "child of the command or kfp-local launcher may "
+                                           "run before its process group is killed and the "
+                                           "run fails.")
     pipeline_params: dict[str, Any] = Field(default_factory=dict, description="Parameters "
                                             "passed to the training pipeline.")
     auto_rollout: Literal["shadow", "none"] = Field(
@@ -116,7 +117,8 @@ def make_launcher(settings: Settings, ts: TriggerSettings) -> PipelineLauncher:
                                 poll_seconds=ts.kubeflow_poll_seconds)
     if kind == "command":
         return CommandLauncher(ts.command, timeout_seconds=ts.command_timeout_seconds)
-    return KfpLocalLauncher(settings, ts.pipeline_params)
+    return KfpLocalLauncher(settings, ts.pipeline_params,
+                            timeout_seconds=ts.command_timeout_seconds)
 
 
 def make_auto_rollout(settings: Settings, ts: TriggerSettings,

@@ -1,7 +1,8 @@
 """How the trigger starts the training pipeline: a narrow ``PipelineLauncher`` interface.
 
 * ``KfpLocalLauncher`` runs the pipeline on this machine through
-  ``pipelines.run.run_local(settings, params)`` (kfp.local) and waits for it.
+  ``pipelines.run.run_local(settings, params)`` (kfp.local) in a child process
+  (``python -m pipelines.run``) and waits for it, at most ``timeout_seconds``.
 * ``KubeflowLauncher`` submits a run to the Kubeflow host through
   ``pipelines.run.submit(settings, params)``, then follows it (``kfp.Client.get_run``) until
   it ends and reads the version it registered, and that version's gate decision, from the
@@ -21,7 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +45,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("marquee.retrain.launcher")
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b[^:]*: \S")
 
 # kfp_server_api V2beta1RuntimeState values after which a run never changes again
 KUBEFLOW_TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
@@ -97,19 +103,50 @@ def _result_of(result: Any) -> LaunchResult:
 
 
 class KfpLocalLauncher:
-    """Runs the training pipeline locally (kfp.local) through ``pipelines.run.run_local``."""
+    """Runs the training pipeline locally (kfp.local) through ``pipelines.run.run_local``.
+
+    The run happens in a child process, ``python -m pipelines.run`` with these settings and
+    parameters, started and bounded like the command launcher's: when it has not ended
+    within ``timeout_seconds`` it is stopped with its whole process group (kfp.local's step
+    processes too) and the run fails, instead of holding the trigger's worker and the
+    model's in-flight claim. A failed run's error is the tail of the child's stderr.
+    """
 
     name = "kfp-local"
 
-    def __init__(self, settings: Settings, params: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Settings, params: Mapping[str, Any] | None = None,
+                 timeout_seconds: float | None = None) -> None:
         self.settings = settings
         self.params = dict(params or {})
+        self.timeout_seconds = timeout_seconds
+        self._lock = threading.Lock()
+        self._child: CommandLauncher | None = None
+        self._closed = False
 
     def launch(self, request: LaunchRequest) -> LaunchResult:
-        from pipelines.run import run_local  # the training stack, only when a run starts
+        spec = {"settings": self.settings.model_dump(mode="json"),
+                "params": {**self.params, **request.params}}
+        child = CommandLauncher([sys.executable, "-m", "pipelines.run", json.dumps(spec)],
+                                timeout_seconds=self.timeout_seconds,
+                                label="the local pipeline run (python -m pipelines.run)")
+        with self._lock:
+            if self._closed:
+                raise LaunchError("the local pipeline run not started: the trigger is "
+                                  "shutting down")
+            self._child = child
+        try:
+            return child.launch(request)
+        finally:
+            with self._lock:
+                self._child = None
 
-        result = run_local(self.settings, {**self.params, **request.params})
-        return _result_of(result)
+    def close(self) -> None:
+        """Stop a running local run (its child process and the steps it started)."""
+        with self._lock:
+            self._closed = True
+            child = self._child
+        if child is not None:
+            child.close()
 
 
 class KubeflowLauncher:
@@ -254,29 +291,50 @@ class CommandLauncher:
     ``MARQUEE_RETRAIN_REASON`` in its environment. It runs in a session of its own, and when
     it has not exited within ``timeout_seconds`` the whole process group is stopped (a shell's
     children too) and the run fails: a hung command would otherwise hold the trigger's only
-    worker, and the model's in-flight claim, for as long as the pod lives.
+    worker, and the model's in-flight claim, for as long as the pod lives. ``close`` (the
+    trigger shutting down) stops a running child the same way: in a session of its own it
+    would not get the terminal's Ctrl-C, and would run on after the trigger.
     """
 
     name = "command"
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None,
-                 timeout_seconds: float | None = None) -> None:
+                 timeout_seconds: float | None = None, label: str | None = None) -> None:
         if not argv:
             raise LaunchError("the command launcher needs a command")
         self.argv = list(argv)
         self.env = dict(env or {})
         self.timeout_seconds = timeout_seconds
+        self.label = label or " ".join(self.argv)  # how errors name the command
+        self._lock = threading.Lock()
+        self._running: subprocess.Popen | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop the running child, if any, with its process group; later launches fail."""
+        from monitoring.loop.procs import stop_group
+
+        with self._lock:
+            self._closed = True
+            proc = self._running
+        if proc is not None and proc.poll() is None:
+            stop_group(proc)
 
     def launch(self, request: LaunchRequest) -> LaunchResult:
         env = {**os.environ, **self.env,
                "MARQUEE_RETRAIN_RUN_ID": request.run_id,
                "MARQUEE_RETRAIN_MODEL": request.model,
                "MARQUEE_RETRAIN_REASON": request.reason}
-        try:
-            proc = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
-        except OSError as exc:
-            raise LaunchError(f"{self.argv[0]}: {exc}") from exc
+        with self._lock:
+            if self._closed:
+                raise LaunchError(f"{self.label} not started: the trigger is shutting down")
+            try:
+                proc = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+            except OSError as exc:
+                raise LaunchError(f"{self.argv[0]}: {exc}") from exc
+            self._running = proc
         try:
             stdout, stderr = proc.communicate(timeout=self.timeout_seconds)
         except subprocess.TimeoutExpired:
@@ -286,13 +344,17 @@ class CommandLauncher:
             for pipe in (proc.stdout, proc.stderr):  # not read to the end: a grandchild
                 if pipe is not None:                 # that left the group could hold them
                     pipe.close()
-            raise LaunchError(f"{' '.join(self.argv)} did not exit within "
+            raise LaunchError(f"{self.label} did not exit within "
                               f"{self.timeout_seconds:g}s and was killed "
                               "(MARQUEE_RETRAIN_COMMAND_TIMEOUT_SECONDS)") from None
+        finally:
+            with self._lock:
+                self._running = None
+        if self._closed and proc.returncode != 0:
+            raise LaunchError(f"{self.label} was stopped: the trigger is shutting down")
         if proc.returncode != 0:
-            tail = (stderr or stdout).strip().splitlines()[-5:]
-            raise LaunchError(f"{' '.join(self.argv)} exited {proc.returncode}: "
-                              + " | ".join(tail))
+            raise LaunchError(f"{self.label} exited {proc.returncode}: "
+                              + " | ".join(_failure_lines(stdout, stderr)))
         lines = stdout.strip().splitlines()
         if lines:
             try:
@@ -302,3 +364,17 @@ class CommandLauncher:
             if isinstance(last, dict):
                 return _result_of(last)
         return LaunchResult(detail="exit 0")
+
+
+def _failure_lines(stdout: str, stderr: str) -> list[str]:
+    """What a failed child said about its failure: the last exception lines of its output
+    (``ValueError: …``, the cause first when a pipeline step's error is followed by the
+    orchestrator's), else the last 5 lines of stderr (of stdout when stderr is empty)."""
+    text = _ANSI.sub("", f"{stdout}\n{stderr}")
+    found: list[str] = []
+    for line in (raw.strip() for raw in text.splitlines()):
+        if _EXCEPTION_LINE.match(line) and line not in found:
+            found.append(line)
+    if found:
+        return found[-3:]
+    return _ANSI.sub("", stderr or stdout).strip().splitlines()[-5:]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -68,7 +70,6 @@ def test_command_launcher_reports_the_failure(tmp_path: Path) -> None:
 
 
 def test_a_hung_command_is_killed_with_its_children_and_fails_the_run(tmp_path: Path) -> None:
-    import os
     import time
 
     pid_file = tmp_path / "grandchild.pid"
@@ -80,17 +81,17 @@ def test_a_hung_command_is_killed_with_its_children_and_fails_the_run(tmp_path: 
         launcher.launch(REQUEST)
     assert time.monotonic() - t0 < 60  # not the grandchild's 120 s
     grandchild = int(pid_file.read_text())
+    wait_until(lambda: _gone(grandchild), timeout=10, what="the grandchild killed with the group")
 
-    def gone() -> bool:
-        try:
-            os.kill(grandchild, 0)
-        except ProcessLookupError:
-            return True
-        # a zombie still answers signal 0 until its parent (init here) reaps it
-        stat = Path(f"/proc/{grandchild}/stat")
-        return stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z"
 
-    wait_until(gone, timeout=10, what="the grandchild killed with the group")
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie still answers signal 0 until its parent (init here) reaps it
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z"
 
 
 def test_the_trigger_settings_bound_the_command_launcher(tmp_path: Path) -> None:
@@ -100,3 +101,101 @@ def test_the_trigger_settings_bound_the_command_launcher(tmp_path: Path) -> None
     launcher = make_launcher(Settings(home=tmp_path), ts)
     assert isinstance(launcher, CommandLauncher) and launcher.timeout_seconds == 90
     assert TriggerSettings().command_timeout_seconds == 12 * 3600
+
+
+LOCAL_REQUEST = LaunchRequest(run_id="rt-2", model="movie-recommender", reason="ModelDataDrift")
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (read from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_local_pipeline_run_over_its_time_is_stopped_with_its_steps(tmp_path: Path) -> None:
+    """The kfp-local launcher runs the real pipeline in a child process; past its timeout
+    the child and kfp.local's step processes are killed and the run fails, naming the
+    setting."""
+    from monitoring.retrain.launcher import KfpLocalLauncher
+
+    home = tmp_path / "home-kfp-timeout"
+    launcher = KfpLocalLauncher(
+        Settings(home=home), {"source": "synth:users=300,items=100,events=6000,seed=1"},
+        timeout_seconds=25)
+    seen: list[int] = []
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            launcher.launch(LOCAL_REQUEST)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    while worker.is_alive():
+        seen = max(seen, _processes_mentioning(str(home)), key=len)
+        worker.join(0.2)
+    # the child and at least one of kfp.local's step processes ran
+    assert len(seen) >= 2
+    assert outcome and isinstance(outcome[0], LaunchError)
+    assert "did not exit within 25s" in str(outcome[0])
+    assert "COMMAND_TIMEOUT_SECONDS" in str(outcome[0])
+    wait_until(lambda: not _pids_alive(str(home)), timeout=15, what="the run's processes gone")
+
+
+def test_a_local_pipeline_run_reports_a_bad_source_as_a_failed_run(tmp_path: Path) -> None:
+    from monitoring.retrain.launcher import KfpLocalLauncher
+
+    launcher = KfpLocalLauncher(Settings(home=tmp_path), {"source": "no-such-source"},
+                                timeout_seconds=300)
+    with pytest.raises(LaunchError, match="ValueError: source .no-such-source. is neither") as err:
+        launcher.launch(LOCAL_REQUEST)
+    assert "Inner task failed: 'ingest'" in str(err.value)  # the orchestrator's line, plain
+    assert "\x1b[" not in str(err.value)
+
+
+def _pids_alive(text: str) -> list[int]:
+    return [pid for pid in _processes_mentioning(text) if not _gone(pid)]
+
+
+def test_closing_the_local_launcher_stops_the_running_pipeline(tmp_path: Path) -> None:
+    """The trigger shutting down closes its launcher: a local run in progress is stopped with
+    its steps (in a session of its own it would not get the terminal's Ctrl-C), the run
+    fails saying why, and nothing new starts."""
+    from monitoring.retrain.launcher import KfpLocalLauncher
+
+    home = tmp_path / "home-kfp-close"
+    launcher = KfpLocalLauncher(
+        Settings(home=home), {"source": "synth:users=300,items=100,events=6000,seed=1"},
+        timeout_seconds=600)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            launcher.launch(LOCAL_REQUEST)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        wait_until(lambda: len(_pids_alive(str(home))) >= 2, timeout=60,
+                   what="the run's child and one of its steps")
+    finally:
+        launcher.close()
+        worker.join(60)
+    assert not worker.is_alive()
+    assert outcome and "was stopped: the trigger is shutting down" in str(outcome[0])
+    wait_until(lambda: not _pids_alive(str(home)), timeout=15, what="the run's processes gone")
+    with pytest.raises(LaunchError, match="not started: the trigger is shutting down"):
+        launcher.launch(LOCAL_REQUEST)
