@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -46,6 +47,7 @@ __all__ = [
 
 log = logging.getLogger("marquee.retrain.launcher")
 
+OUTPUT_TAIL = 400  # lines of a child's stdout and of its stderr kept for its result and error
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b[^:]*: \S")
 
@@ -335,21 +337,31 @@ class CommandLauncher:
             except OSError as exc:
                 raise LaunchError(f"{self.argv[0]}: {exc}") from exc
             self._running = proc
+        # Both streams are read as they come: each line goes to this process's log (a long
+        # pipeline run shows its progress there) and the last OUTPUT_TAIL lines are kept
+        # for the result (the last stdout line) and the error of a failed run.
+        tails = (deque(maxlen=OUTPUT_TAIL), deque(maxlen=OUTPUT_TAIL))
+        readers = [threading.Thread(target=_pump, args=(pipe, tail, f"{request.run_id} {name}"),
+                                    daemon=True)
+                   for pipe, tail, name in zip((proc.stdout, proc.stderr), tails,
+                                               ("stdout", "stderr"), strict=True)]
+        for reader in readers:
+            reader.start()
         try:
-            stdout, stderr = proc.communicate(timeout=self.timeout_seconds)
+            proc.wait(timeout=self.timeout_seconds)
         except subprocess.TimeoutExpired:
             from monitoring.loop.procs import stop_group
 
             stop_group(proc)  # SIGTERM, then SIGKILL to whatever is left of its group
-            for pipe in (proc.stdout, proc.stderr):  # not read to the end: a grandchild
-                if pipe is not None:                 # that left the group could hold them
-                    pipe.close()
             raise LaunchError(f"{self.label} did not exit within "
                               f"{self.timeout_seconds:g}s and was killed "
                               "(MARQUEE_RETRAIN_COMMAND_TIMEOUT_SECONDS)") from None
         finally:
             with self._lock:
                 self._running = None
+            for reader in readers:  # a grandchild that left the group could hold a pipe
+                reader.join(5.0)
+        stdout, stderr = ("\n".join(tail) for tail in tails)
         if self._closed and proc.returncode != 0:
             raise LaunchError(f"{self.label} was stopped: the trigger is shutting down")
         if proc.returncode != 0:
@@ -364,6 +376,19 @@ class CommandLauncher:
             if isinstance(last, dict):
                 return _result_of(last)
         return LaunchResult(detail="exit 0")
+
+
+def _pump(pipe: Any, tail: deque, prefix: str) -> None:
+    """Lines of a child's ``pipe`` into ``tail`` and this process's log, until it closes."""
+    try:
+        for line in pipe:
+            line = line.rstrip("\n")
+            tail.append(line)
+            log.info("%s: %s", prefix, _ANSI.sub("", line))
+    except (OSError, ValueError):  # closed under us
+        pass
+    finally:
+        pipe.close()
 
 
 def _failure_lines(stdout: str, stderr: str) -> list[str]:

@@ -153,8 +153,15 @@ def test_a_local_pipeline_run_over_its_time_is_stopped_with_its_steps(tmp_path: 
     wait_until(lambda: not _pids_alive(str(home)), timeout=15, what="the run's processes gone")
 
 
-def test_a_local_pipeline_run_reports_a_bad_source_as_a_failed_run(tmp_path: Path) -> None:
+def test_a_local_pipeline_run_reports_a_bad_source_as_a_failed_run(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The error names the step's cause; the run's output went to the trigger's log as it
+    came (a long run shows its progress there)."""
+    import logging
+
     from monitoring.retrain.launcher import KfpLocalLauncher
+
+    caplog.set_level(logging.INFO, logger="marquee.retrain.launcher")
 
     launcher = KfpLocalLauncher(Settings(home=tmp_path), {"source": "no-such-source"},
                                 timeout_seconds=300)
@@ -162,6 +169,8 @@ def test_a_local_pipeline_run_reports_a_bad_source_as_a_failed_run(tmp_path: Pat
         launcher.launch(LOCAL_REQUEST)
     assert "Inner task failed: 'ingest'" in str(err.value)  # the orchestrator's line, plain
     assert "\x1b[" not in str(err.value)
+    logged = [r.getMessage() for r in caplog.records if r.name == "marquee.retrain.launcher"]
+    assert any(m.startswith("rt-2 stdout: ") and "no-such-source" in m for m in logged)
 
 
 def _pids_alive(text: str) -> list[int]:
