@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -102,17 +103,23 @@ def submit(settings: Settings, params: dict[str, Any] | None = None, host: str |
     return str(run.run_id)
 
 
+RUN_SPEC_ENV = "MARQUEE_PIPELINE_RUN_SPEC"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m pipelines.run '{"settings": {...}, "params": {...}}'``: ``run_local`` with
+    """``python -m pipelines.run`` with ``MARQUEE_PIPELINE_RUN_SPEC='{"settings": {...},
+    "params": {...}}'`` in the environment (not on the command line, which any user of the
+    machine can read, and a store or registry URI may carry a password): ``run_local`` with
     those settings and parameters; the result is printed as one JSON object, the last line of
     stdout. The kfp-local retraining launcher runs this as a child process, so that a run
     that hangs can be stopped with its steps (``monitoring/retrain/launcher.py``)."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m pipelines.run '{\"settings\": {...}, \"params\": {...}}'",
-              file=sys.stderr)
+    text = os.environ.get(RUN_SPEC_ENV)
+    if args or not text:
+        print(f"usage: {RUN_SPEC_ENV}='{{\"settings\": {{...}}, \"params\": {{...}}}}' "
+              "python -m pipelines.run", file=sys.stderr)
         return 2
-    spec = json.loads(args[0])
+    spec = json.loads(text)
     result = run_local(Settings(**spec.get("settings", {})), spec.get("params") or {})
     print(json.dumps(dataclasses.asdict(result)), flush=True)
     return 0

@@ -108,7 +108,7 @@ class KfpLocalLauncher:
     """Runs the training pipeline locally (kfp.local) through ``pipelines.run.run_local``.
 
     The run happens in a child process, ``python -m pipelines.run`` with these settings and
-    parameters, started and bounded like the command launcher's: when it has not ended
+    parameters in its environment (``MARQUEE_PIPELINE_RUN_SPEC``), started and bounded like the command launcher's: when it has not ended
     within ``timeout_seconds`` it is stopped with its whole process group (kfp.local's step
     processes too) and the run fails, instead of holding the trigger's worker and the
     model's in-flight claim. A failed run's error is the tail of the child's stderr.
@@ -128,7 +128,8 @@ class KfpLocalLauncher:
     def launch(self, request: LaunchRequest) -> LaunchResult:
         spec = {"settings": self.settings.model_dump(mode="json"),
                 "params": {**self.params, **request.params}}
-        child = CommandLauncher([sys.executable, "-m", "pipelines.run", json.dumps(spec)],
+        child = CommandLauncher([sys.executable, "-m", "pipelines.run"],
+                                env={"MARQUEE_PIPELINE_RUN_SPEC": json.dumps(spec, default=str)},
                                 timeout_seconds=self.timeout_seconds,
                                 label="the local pipeline run (python -m pipelines.run)")
         with self._lock:

@@ -106,17 +106,26 @@ def test_the_trigger_settings_bound_the_command_launcher(tmp_path: Path) -> None
 LOCAL_REQUEST = LaunchRequest(run_id="rt-2", model="movie-recommender", reason="ModelDataDrift")
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace")
+    except OSError:
+        return ""
+
+
 def _processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line contains ``text`` (read from /proc)."""
+    """Pids whose command line or environment contains ``text`` (read from /proc; the run's
+    child has its spec in the environment, and kfp.local's steps inherit it)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if text in cmdline:
+        if text in environ or text in _cmdline(int(entry.name)):
             pids.append(int(entry.name))
     return pids
 
@@ -200,6 +209,9 @@ def test_closing_the_local_launcher_stops_the_running_pipeline(tmp_path: Path) -
     try:
         wait_until(lambda: len(_pids_alive(str(home))) >= 2, timeout=60,
                    what="the run's child and one of its steps")
+        # the settings travel in the child's environment, not on its command line
+        child = [_cmdline(p) for p in _pids_alive(str(home)) if "pipelines.run" in _cmdline(p)]
+        assert child and all("settings" not in c for c in child)
     finally:
         launcher.close()
         worker.join(60)
