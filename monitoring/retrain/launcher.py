@@ -108,10 +108,12 @@ class KfpLocalLauncher:
     """Runs the training pipeline locally (kfp.local) through ``pipelines.run.run_local``.
 
     The run happens in a child process, ``python -m pipelines.run`` with these settings and
-    parameters in its environment (``MARQUEE_PIPELINE_RUN_SPEC``), started and bounded like the command launcher's: when it has not ended
-    within ``timeout_seconds`` it is stopped with its whole process group (kfp.local's step
-    processes too) and the run fails, instead of holding the trigger's worker and the
-    model's in-flight claim. A failed run's error is the tail of the child's stderr.
+    parameters in its environment (``pipelines.run.RUN_SPEC_ENV``, not imported here: the
+    trigger starts without the training stack), started and bounded by the command
+    launcher: when it has not ended within ``timeout_seconds`` it is stopped with its whole
+    process group (kfp.local's step processes too) and the run fails, instead of holding the
+    trigger's worker and the model's in-flight claim. A failed run's error quotes the
+    exception lines of its output (the failing step's first).
     """
 
     name = "kfp-local"
