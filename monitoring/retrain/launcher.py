@@ -123,35 +123,19 @@ class KfpLocalLauncher:
         self.settings = settings
         self.params = dict(params or {})
         self.timeout_seconds = timeout_seconds
-        self._lock = threading.Lock()
-        self._child: CommandLauncher | None = None
-        self._closed = False
+        self._child = CommandLauncher([sys.executable, "-m", "pipelines.run"],
+                                      timeout_seconds=timeout_seconds,
+                                      label="the local pipeline run (python -m pipelines.run)")
 
     def launch(self, request: LaunchRequest) -> LaunchResult:
         spec = {"settings": self.settings.model_dump(mode="json"),
                 "params": {**self.params, **request.params}}
-        child = CommandLauncher([sys.executable, "-m", "pipelines.run"],
-                                env={"MARQUEE_PIPELINE_RUN_SPEC": json.dumps(spec, default=str)},
-                                timeout_seconds=self.timeout_seconds,
-                                label="the local pipeline run (python -m pipelines.run)")
-        with self._lock:
-            if self._closed:
-                raise LaunchError("the local pipeline run not started: the trigger is "
-                                  "shutting down")
-            self._child = child
-        try:
-            return child.launch(request)
-        finally:
-            with self._lock:
-                self._child = None
+        return self._child.launch(
+            request, env={"MARQUEE_PIPELINE_RUN_SPEC": json.dumps(spec, default=str)})
 
     def close(self) -> None:
         """Stop a running local run (its child process and the steps it started)."""
-        with self._lock:
-            self._closed = True
-            child = self._child
-        if child is not None:
-            child.close()
+        self._child.close()
 
 
 class KubeflowLauncher:
@@ -325,8 +309,10 @@ class CommandLauncher:
         if proc is not None and proc.poll() is None:
             stop_group(proc)
 
-    def launch(self, request: LaunchRequest) -> LaunchResult:
-        env = {**os.environ, **self.env,
+    def launch(self, request: LaunchRequest, env: Mapping[str, str] | None = None
+               ) -> LaunchResult:
+        """``env``: variables for this run only, over the launcher's own."""
+        env = {**os.environ, **self.env, **(env or {}),
                "MARQUEE_RETRAIN_RUN_ID": request.run_id,
                "MARQUEE_RETRAIN_MODEL": request.model,
                "MARQUEE_RETRAIN_REASON": request.reason}

@@ -7,10 +7,9 @@ not fall back to its configured baseline version; a running rollout's routing is
 as often between its ticks. ``/healthz`` (503 once no pass over the store has ended for
 ``stall_seconds``: a hung call would otherwise leave every rollout unjudged while the pod looks
 alive), ``/readyz`` (the store could be listed) and ``/metrics`` are served on the controller's
-port. In Kubernetes the store
-is the namespace's ModelRollout objects, and several replicas may run: ``leading`` (the
-Lease of :mod:`serving.rollout.lease`) lets only one of them tick rollouts or apply routing;
-the others stand by, ready.
+port. In Kubernetes the store is the namespace's ModelRollout objects, and several replicas
+may run: ``leading`` (the Lease of :mod:`serving.rollout.lease`) lets only one of them tick
+rollouts or apply routing; the others stand by, ready.
 """
 
 from __future__ import annotations
@@ -47,7 +46,8 @@ class RolloutManager:
         self._last: dict[str, float] = {}
         self._applied: dict[str, float] = {}
         self.ready = False
-        self._heartbeat = time.monotonic()  # end of the last pass of ``run`` (wall clock)
+        self._heartbeat = time.monotonic()  # end of the last pass of ``run`` (real time,
+        # not ``clock``, which tests may freeze)
 
     def alive(self, stall_seconds: float) -> bool:
         """Whether a pass of ``run`` over the store ended within the last ``stall_seconds``

@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import wait_until
@@ -130,6 +131,22 @@ def _processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def _launch_in_thread(launcher: Any) -> tuple[threading.Thread, list[BaseException]]:
+    """``launcher.launch(LOCAL_REQUEST)`` on a started thread; what it raises is appended to
+    the returned list."""
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            launcher.launch(LOCAL_REQUEST)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    return worker, outcome
+
+
 def test_a_local_pipeline_run_over_its_time_is_stopped_with_its_steps(tmp_path: Path) -> None:
     """The kfp-local launcher runs the real pipeline in a child process; past its timeout
     the child and kfp.local's step processes are killed and the run fails, naming the
@@ -141,16 +158,7 @@ def test_a_local_pipeline_run_over_its_time_is_stopped_with_its_steps(tmp_path: 
         Settings(home=home), {"source": "synth:users=300,items=100,events=6000,seed=1"},
         timeout_seconds=25)
     seen: list[int] = []
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            launcher.launch(LOCAL_REQUEST)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            outcome.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
+    worker, outcome = _launch_in_thread(launcher)
     while worker.is_alive():
         seen = max(seen, _processes_mentioning(str(home)), key=len)
         worker.join(0.2)
@@ -196,16 +204,7 @@ def test_closing_the_local_launcher_stops_the_running_pipeline(tmp_path: Path) -
     launcher = KfpLocalLauncher(
         Settings(home=home), {"source": "synth:users=300,items=100,events=6000,seed=1"},
         timeout_seconds=600)
-    outcome: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            launcher.launch(LOCAL_REQUEST)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            outcome.append(exc)
-
-    worker = threading.Thread(target=run)
-    worker.start()
+    worker, outcome = _launch_in_thread(launcher)
     try:
         wait_until(lambda: len(_pids_alive(str(home))) >= 2, timeout=60,
                    what="the run's child and one of its steps")
