@@ -15,10 +15,11 @@ it to a message and a non-zero exit code.
     │   ├── BundleNotFoundError        404  no bundle.json where a bundle was expected
     │   ├── BundleExistsError          409  bundles are immutable: that name/version is taken
     │   └── BundleIntegrityError       500  a file changed, is missing or is not listed (named)
-    └── RegistryError                  502  the model registry (MLflow) failed
-        ├── InvalidReferenceError      400  not an alias, a version number or a bundle URI
-        ├── VersionNotFoundError       404  no such model version
-        └── AliasNotFoundError         404  no version carries that alias
+    ├── RegistryError                  502  the model registry (MLflow) failed
+    │   ├── InvalidReferenceError      400  not an alias, a version number or a bundle URI
+    │   ├── VersionNotFoundError       404  no such model version
+    │   └── AliasNotFoundError         404  no version carries that alias
+    └── PipelineRunError               500  a training pipeline run failed (its step and cause)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidReferenceError",
     "VersionNotFoundError",
     "AliasNotFoundError",
+    "PipelineRunError",
 ]
 
 
@@ -153,3 +155,14 @@ class AliasNotFoundError(RegistryError):
         super().__init__(f"model {model_name!r} has no version with alias {alias!r}")
         self.model_name = model_name
         self.alias = alias
+
+
+# Pipeline runs ---------------------------------------------------------------------------
+class PipelineRunError(MarqueeError):
+    status_code = 500
+
+    def __init__(self, pipeline: str, step: str, cause: str) -> None:
+        super().__init__(f"pipeline {pipeline!r} failed in step {step!r}: {cause}")
+        self.pipeline = pipeline
+        self.step = step
+        self.cause = cause

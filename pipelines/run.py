@@ -2,22 +2,67 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
+import re
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from marquee.errors import InvalidArgumentError, MarqueeError, PipelineRunError
 from marquee.settings import Settings
+from pipelines.logs import ANSI, exception_lines
 from pipelines.training import PIPELINE_NAME, build_pipeline
 
 __all__ = ["RunResult", "compile_pipeline", "run_local", "submit", "pipeline_arguments"]
 
 log = logging.getLogger(__name__)
+
+_FAILED_STEP = re.compile(r"Inner task failed: '([^']+)'")
+STEP_LOG_TAIL = 400  # lines of the steps' streamed logs kept to name a failed step's cause
+
+
+class _Tee(io.TextIOBase):
+    """Writes through to ``out`` and keeps the last ``n`` lines, each cut to its last
+    ``LINE_CHARS`` characters (kfp.local prints each step's log to ``sys.stdout``; the cause
+    of a failed step is in it; a progress bar redrawn with ``\\r`` is one long line)."""
+
+    LINE_CHARS = 2000
+
+    def __init__(self, out: Any, n: int):
+        self.out = out
+        self.lines: deque[str] = deque(maxlen=n)
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.out.write(text)
+        *done, partial = (self._partial + text).split("\n")
+        self.lines.extend(line[-self.LINE_CHARS:] for line in done)
+        self._partial = partial[-self.LINE_CHARS:]
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def isatty(self) -> bool:
+        return self.out.isatty()
+
+    def fileno(self) -> int:  # terminal-size queries (rich) see the real stream
+        return self.out.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.out, "encoding", "utf-8")
+
+    def text(self) -> str:
+        return "\n".join([*self.lines, self._partial])
 
 
 @dataclass
@@ -69,7 +114,16 @@ def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunRe
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
                    pipeline_root=str(settings.runs_dir.resolve()), raise_on_error=True)
     started = time.perf_counter()
-    task = build_pipeline()(**pipeline_arguments(settings, params))
+    tee = _Tee(sys.stdout, STEP_LOG_TAIL)
+    try:
+        with contextlib.redirect_stdout(tee):
+            task = build_pipeline()(**pipeline_arguments(settings, params))
+    except RuntimeError as exc:  # kfp.local: "Pipeline … FAILURE. Inner task failed: 'x'."
+        step = _FAILED_STEP.search(ANSI.sub("", str(exc)))
+        if step is None:
+            raise
+        cause = " | ".join(exception_lines(tee.text())) or "see the step's log above"
+        raise PipelineRunError(PIPELINE_NAME, step.group(1), cause) from exc
     version = int(task.output)
     seconds = time.perf_counter() - started
     from marquee.registry import Registry
@@ -90,7 +144,8 @@ def submit(settings: Settings, params: dict[str, Any] | None = None, host: str |
     host = host or settings.kubeflow_host
     if client is None:
         if not host:
-            raise ValueError("no Kubeflow host: pass --host or set MARQUEE_KUBEFLOW_HOST")
+            raise InvalidArgumentError("host", host,
+                                       "no Kubeflow host: pass --host or set MARQUEE_KUBEFLOW_HOST")
         import kfp
 
         client = kfp.Client(host=host)
@@ -120,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
               "python -m pipelines.run", file=sys.stderr)
         return 2
     spec = json.loads(text)
-    result = run_local(Settings(**spec.get("settings", {})), spec.get("params") or {})
+    try:
+        result = run_local(Settings(**spec.get("settings", {})), spec.get("params") or {})
+    except MarqueeError as exc:  # the step's log is above; this is the one-line summary
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
     print(json.dumps(dataclasses.asdict(result)), flush=True)
     return 0
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from marquee.settings import Settings
 from monitoring.errors import LaunchError
+from pipelines.logs import ANSI, exception_lines
 
 __all__ = [
     "LaunchRequest",
@@ -48,8 +48,6 @@ __all__ = [
 log = logging.getLogger("marquee.retrain.launcher")
 
 OUTPUT_TAIL = 400  # lines of a child's stdout and of its stderr kept for its result and error
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b[^:]*: \S")
 
 # kfp_server_api V2beta1RuntimeState values after which a run never changes again
 KUBEFLOW_TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
@@ -373,7 +371,7 @@ def _pump(pipe: Any, tail: deque, prefix: str) -> None:
         for line in pipe:
             line = line.rstrip("\n")
             tail.append(line)
-            log.info("%s: %s", prefix, _ANSI.sub("", line))
+            log.info("%s: %s", prefix, ANSI.sub("", line))
     except (OSError, ValueError):  # closed under us
         pass
     finally:
@@ -381,14 +379,13 @@ def _pump(pipe: Any, tail: deque, prefix: str) -> None:
 
 
 def _failure_lines(stdout: str, stderr: str) -> list[str]:
-    """What a failed child said about its failure: the last exception lines of its output
-    (``ValueError: …``, the cause first when a pipeline step's error is followed by the
-    orchestrator's), else the last 5 lines of stderr (of stdout when stderr is empty)."""
-    text = _ANSI.sub("", f"{stdout}\n{stderr}")
-    found: list[str] = []
-    for line in (raw.strip() for raw in text.splitlines()):
-        if _EXCEPTION_LINE.match(line) and line not in found:
-            found.append(line)
-    if found:
-        return found[-3:]
-    return _ANSI.sub("", stderr or stdout).strip().splitlines()[-5:]
+    """What a failed child said about its failure: its own one-line summary when it ends
+    like a marquee command (``error: …``: ``python -m pipelines.run`` names the failed step
+    and its cause there), else the last exception lines of its output (``ValueError: …``),
+    else the last 5 lines of stderr (of stdout when stderr is empty)."""
+    summary = [line[len("error: "):] for line in ANSI.sub("", stderr).splitlines()
+               if line.startswith("error: ")]
+    if summary:
+        return summary[-1:]
+    return exception_lines(f"{stdout}\n{stderr}") or \
+        ANSI.sub("", stderr or stdout).strip().splitlines()[-5:]

@@ -184,7 +184,8 @@ def test_a_local_pipeline_run_reports_a_bad_source_as_a_failed_run(
                                 timeout_seconds=300)
     with pytest.raises(LaunchError, match="ValueError: source .no-such-source. is neither") as err:
         launcher.launch(LOCAL_REQUEST)
-    assert "Inner task failed: 'ingest'" in str(err.value)  # the orchestrator's line, plain
+    # the child's one-line summary names the failed step, without ANSI codes
+    assert "pipeline 'marquee-training' failed in step 'ingest'" in str(err.value)
     assert "\x1b[" not in str(err.value)
     logged = [r.getMessage() for r in caplog.records if r.name == "marquee.retrain.launcher"]
     assert any(m.startswith("rt-2 stdout: ") and "no-such-source" in m for m in logged)

@@ -93,13 +93,16 @@ def test_good_directory_is_ingested(tmp_path, home):
 
 
 def test_bad_dataset_stops_the_pipeline_and_registers_nothing(tmp_path, home, capfd):
+    from marquee.errors import PipelineRunError
     from marquee.registry import Registry
     from pipelines.run import run_local
 
     src = write_tables(tmp_path / "src", _duplicates(good_interactions()))
     settings = Settings()
-    with pytest.raises(RuntimeError, match="ingest"):
+    with pytest.raises(PipelineRunError, match="failed in step 'ingest': .*DataValidationError: "
+                       ".*data validation failed") as err:
         run_local(settings, {"source": str(src)})
+    assert err.value.step == "ingest"
     logs = capfd.readouterr()
     assert "duplicate" in (logs.out + logs.err).lower()
     assert Registry(settings.resolved_registry_uri).list_versions() == []

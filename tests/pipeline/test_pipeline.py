@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from marquee.errors import InvalidArgumentError
 from marquee.registry import Registry
 from marquee.settings import Settings
 from pipelines.run import compile_pipeline, run_local, submit
@@ -169,5 +170,5 @@ def test_submit_builds_the_kubeflow_call(monkeypatch):
 
 def test_submit_without_host_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("MARQUEE_KUBEFLOW_HOST", raising=False)
-    with pytest.raises(ValueError, match="MARQUEE_KUBEFLOW_HOST"):
+    with pytest.raises(InvalidArgumentError, match="MARQUEE_KUBEFLOW_HOST"):
         submit(Settings(), {})
