@@ -72,15 +72,62 @@ def cli() -> None:
 
 
 def main() -> None:
+    """The ``marquee`` entry point: a bad command line or a refused operation ends with one
+    ``error: …`` line (or click's usage text) and a non-zero exit, not a traceback.
+
+    Exit codes: 2 for a usage error or invalid settings, 1 for an operation Marquee refused
+    or could not do (:class:`~marquee.errors.MarqueeError`, a file that is missing or
+    unreadable), 128 + signal number when stopped by SIGTERM. SIGTERM unwinds like Ctrl-C,
+    so a command's ``finally`` blocks run: a retraining run started in this process is
+    stopped with it instead of outliving it."""
+    import signal
     import sys
 
+    from pydantic import ValidationError
+
+    from marquee.errors import MarqueeError
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)  # servers started by a command install their own
     try:
-        # Typer bundles its own click: its Exit/Abort are not click's, so map them here.
+        # Typer bundles its own click: its exceptions are not click's, so the group's
+        # standalone mode lets them through; map them here.
         cli(standalone_mode=True)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
+        click.echo("Aborted!", err=True)
         sys.exit(1)
+    except _TYPER_CLICK_ERRORS as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ValidationError as exc:
+        click.echo(f"error: invalid settings: {_validation_text(exc)}", err=True)
+        sys.exit(2)
+    except MarqueeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        if exc.filename is None:  # a network or system failure: keep its traceback
+            raise
+        click.echo(f"error: {exc.filename}: {exc.strerror}", err=True)
+        sys.exit(1)
+
+
+# The ClickException of the click that typer uses (its own bundled copy since typer 0.16,
+# click itself before): usage errors and bad parameters, with show() and exit_code.
+_TYPER_CLICK_ERRORS = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _validation_text(exc: object) -> str:
+    """``field: message; …`` from a pydantic ValidationError, one line."""
+    parts = []
+    for err in exc.errors():  # type: ignore[attr-defined]
+        where = ".".join(str(x) for x in err.get("loc", ())) or "value"
+        parts.append(f"{where}: {err.get('msg', '')} (got {err.get('input')!r})")
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

@@ -220,3 +220,31 @@ def test_closing_the_local_launcher_stops_the_running_pipeline(tmp_path: Path) -
     wait_until(lambda: not _pids_alive(str(home)), timeout=15, what="the run's processes gone")
     with pytest.raises(LaunchError, match="not started: the trigger is shutting down"):
         launcher.launch(LOCAL_REQUEST)
+
+
+def test_a_retrain_command_stopped_by_sigterm_stops_its_pipeline_run(tmp_path: Path) -> None:
+    """``marquee retrain`` without a trigger service runs the pipeline from its own process;
+    a SIGTERM to that command (``timeout``, ``kill``, a pod ending) unwinds it like Ctrl-C,
+    so the run's child and steps are stopped instead of outliving it."""
+    import signal
+    import subprocess
+
+    home = tmp_path / "home-retrain-sigterm"
+    env = {**os.environ, "MARQUEE_HOME": str(home),
+           "MARQUEE_RETRAIN_TOKEN_FILE": str(tmp_path / "no-token"),
+           "MARQUEE_RETRAIN_PIPELINE_PARAMS":
+               '{"source": "synth:users=300,items=100,events=6000,seed=1"}'}
+    proc = subprocess.Popen([sys.executable, "-m", "marquee.cli", "retrain", "--reason", "sigterm test"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        wait_until(lambda: any("pipelines.run" in _cmdline(p) for p in _pids_alive(str(home))),
+                   timeout=60, what="the retraining run's child process")
+        proc.send_signal(signal.SIGTERM)  # to the command alone, as `timeout` does
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "Traceback" not in out
+    wait_until(lambda: not _pids_alive(str(home)), timeout=15, what="the run's processes gone")

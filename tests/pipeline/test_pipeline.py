@@ -172,3 +172,25 @@ def test_submit_without_host_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("MARQUEE_KUBEFLOW_HOST", raising=False)
     with pytest.raises(InvalidArgumentError, match="MARQUEE_KUBEFLOW_HOST"):
         submit(Settings(), {})
+
+
+def test_a_failed_step_ends_the_command_with_its_step_and_cause(home):
+    """``marquee pipeline run`` with a source that does not exist: the ingest step fails,
+    and the command ends with one line naming the step and its cause (not kfp's traceback
+    with colour codes), exit 1, nothing registered."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "marquee.cli", "pipeline", "run", "--local",
+                          "--source", str(home / "missing")],
+                         env={**os.environ, "MARQUEE_HOME": str(home)}, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: pipeline 'marquee-training' failed in step 'ingest': ValueError: source "
+        f"'{home / 'missing'}' is neither movielens-100k[:path], synth:… nor an existing "
+        "directory")
+    assert "Traceback" not in out.stderr  # the step's own is in its log, on stdout
+    assert Registry(Settings(home=home).resolved_registry_uri,
+                    "movie-recommender").list_versions() == []

@@ -1,0 +1,64 @@
+"""The ``marquee`` entry point itself (not a sub-app through CliRunner): a bad command line
+or a refused operation ends with click's usage text or one ``error: …`` line and a non-zero
+exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def marquee(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+    return subprocess.run([str(Path(sys.executable).parent / "marquee"), *args],
+                          env={**env, "MARQUEE_HOME": str(home)}, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("rollout", "history"), "Error: Missing argument 'name'."),
+    (("retrain",), "Error: Missing option '--reason' / '-r'."),
+    (("traffic", "replay"), "Error: Invalid value for --interactions: give --interactions "
+                            "or --holdout"),
+])
+def test_a_usage_error_of_a_sub_command_is_a_usage_message(tmp_path: Path, args, message
+                                                            ) -> None:
+    out = marquee(tmp_path, *args)
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"Usage: marquee {' '.join(args)} [OPTIONS]")
+    assert out.stderr.strip().splitlines()[-1] == message
+    assert "Traceback" not in out.stderr
+
+
+def test_a_refused_operation_is_one_error_line(tmp_path: Path) -> None:
+    out = marquee(tmp_path, "serve", "--runtime", "kserve", "--alias", "production")
+    assert out.returncode == 1
+    # (MLflow logs its creation of the empty registry before)
+    assert out.stderr.strip().splitlines()[-1] == \
+        "error: model 'movie-recommender' has no version with alias 'production'"
+    assert "Traceback" not in out.stderr
+
+
+def test_invalid_settings_name_the_field(tmp_path: Path) -> None:
+    out = marquee(tmp_path, "serve", "--runtime", "nope", "--model-version", "1")
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("error: invalid settings: runtime: Input should be "
+                                  "'kserve' or 'bentoml' (got 'nope')")
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "rollout.yaml"
+    out = marquee(tmp_path, "rollout", "start", "-f", str(missing))
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"error: {missing}: No such file or directory"
+
+
+def test_submitting_without_a_kubeflow_host_says_how_to_give_one(tmp_path: Path) -> None:
+    out = marquee(tmp_path, "pipeline", "submit")
+    assert out.returncode == 1
+    assert out.stderr.strip() == ("error: host=None: no Kubeflow host: pass --host or set "
+                                  "MARQUEE_KUBEFLOW_HOST")
