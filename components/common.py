@@ -8,7 +8,38 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["settings_from", "link_tree", "write_json", "read_json", "read_tables"]
+__all__ = ["settings_from", "link_tree", "write_json", "read_json", "read_tables",
+           "recommender_config", "SPLIT_MODES"]
+
+SPLIT_MODES = ("user_temporal", "temporal", "user_random")  # the split step's ``mode``
+
+
+def recommender_config(config_json: str | dict, seed: int = 42,
+                       tuned: dict[str, Any] | None = None):
+    """``RecommenderConfig``: the defaults, then the pipeline's ``config_json`` overrides,
+    then ``tuned`` (last wins). A ``config_json`` that is not a JSON object, or names a
+    setting or value the recommender does not take, raises ``InvalidArgumentError`` naming
+    ``config_json`` and what is wrong in it."""
+    from pydantic import ValidationError
+
+    from marquee.errors import InvalidArgumentError
+    from marquee.mapping import deep_merge
+    from recsys.config import RecommenderConfig
+
+    try:
+        overrides = (json.loads(config_json or "{}") if isinstance(config_json, str)
+                     else config_json)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError("config_json", config_json, f"not JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise InvalidArgumentError("config_json", config_json, "must be a JSON object")
+    merged = deep_merge(RecommenderConfig(seed=seed).model_dump(), overrides)
+    try:
+        return RecommenderConfig.model_validate(deep_merge(merged, tuned or {}))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        raise InvalidArgumentError("config_json", config_json, problems) from None
 
 
 def settings_from(store_uri: str = "", registry_uri: str = "", s3_endpoint_url: str = "",

@@ -14,6 +14,7 @@ def split(dataset: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
 
     import pandas as pd
 
+    from components.common import SPLIT_MODES
     from recsys.data.split import (per_user_random_split, per_user_temporal_split,
                                    temporal_split)
 
@@ -25,7 +26,7 @@ def split(dataset: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
     elif mode == "user_random":
         parts = per_user_random_split(inter, test_frac=test_frac, seed=seed, val_frac=val_frac)
     else:
-        raise ValueError(f"split mode {mode!r}: use user_temporal, temporal or user_random")
+        raise ValueError(f"split mode {mode!r}: use one of {', '.join(SPLIT_MODES)}")
     tr, va, te = parts.train, parts.val, parts.test
     for art, frame in ((train, tr), (val, va), (test, te)):
         Path(art.path).mkdir(parents=True, exist_ok=True)

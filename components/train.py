@@ -10,19 +10,13 @@ def train(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
     """Fit ``recsys.Recommender`` with the defaults, the ``config_json`` overrides and then
     the tuned parameters (in that order of precedence, last wins: tune searched around the
     defaults with ``config_json``, so its choices are the ones to keep)."""
-    import json
     import time
     from pathlib import Path
 
-    from components.common import read_json, read_tables
-    from marquee.mapping import deep_merge
-    from recsys.config import RecommenderConfig
+    from components.common import read_json, read_tables, recommender_config
     from recsys.recommender import Recommender
 
-    tuned = read_json(best_params.path).get("params", {})
-    merged = deep_merge(deep_merge(RecommenderConfig(seed=seed).model_dump(),
-                                   json.loads(config_json or "{}")), tuned)
-    config = RecommenderConfig.model_validate(merged)
+    config = recommender_config(config_json, seed, read_json(best_params.path).get("params", {}))
     inter, users, items = read_tables(dataset.path, train.path, val.path)
     started = time.perf_counter()
     rec = Recommender(config).fit(inter, users, items)

@@ -10,11 +10,7 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
     """Search on train → validation around the base configuration (the defaults with the
     pipeline's ``config_json`` overrides); ``n_trials`` 0 keeps the base. Writes the best
     parameters as JSON (train applies them last; register records them in the registry)."""
-    import json
-
-    from components.common import read_tables, write_json
-    from marquee.mapping import deep_merge
-    from recsys.config import RecommenderConfig
+    from components.common import read_tables, recommender_config, write_json
 
     result: dict = {"params": {}, "trials": 0, "best_value": None}
     if n_trials > 0:
@@ -22,8 +18,7 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
 
         inter, users, items = read_tables(dataset.path, train.path)
         val_inter, _, _ = read_tables(dataset.path, val.path)
-        base = RecommenderConfig.model_validate(deep_merge(
-            RecommenderConfig(seed=seed).model_dump(), json.loads(config_json or "{}")))
+        base = recommender_config(config_json, seed)
         params, summary = run_study(inter, val_inter, users, items, n_trials=n_trials,
                                     timeout=timeout_seconds, seed=seed, base_config=base)
         result = {"params": params, **summary}

@@ -21,7 +21,8 @@ from marquee.settings import Settings
 from pipelines.logs import ANSI, exception_lines
 from pipelines.training import PIPELINE_NAME, build_pipeline
 
-__all__ = ["RunResult", "compile_pipeline", "run_local", "submit", "pipeline_arguments"]
+__all__ = ["RunResult", "compile_pipeline", "run_local", "submit", "pipeline_arguments",
+           "check_arguments"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,10 @@ def compile_pipeline(path: str | Path, base_image: str | None = None) -> Path:
 def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
                        local: bool = True) -> dict[str, Any]:
     """Pipeline parameters: the caller's, plus where the store and registry are. Locally the
-    resolved paths are passed; in a cluster the pods' MARQUEE_* environment decides."""
+    resolved paths are passed; in a cluster the pods' MARQUEE_* environment decides.
+
+    The caller's parameters are checked first (:func:`check_arguments`), so a typo fails
+    here, before any step runs, and not after ingest in a cluster."""
     args: dict[str, Any] = dict(params or {})
     if local:
         args.setdefault("store_uri", settings.resolved_store_uri)
@@ -103,7 +107,27 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
     for key in ("config_json",):
         if isinstance(args.get(key), dict):
             args[key] = json.dumps(args[key])
+    check_arguments(args)
     return args
+
+
+def check_arguments(args: dict[str, Any]) -> None:
+    """Raise ``InvalidArgumentError`` for a parameter the pipeline does not have, a split
+    mode the split step does not know, a negative trial count, or a ``config_json`` that the
+    recommender would refuse."""
+    from components.common import SPLIT_MODES, recommender_config
+
+    known = build_pipeline().component_spec.inputs or {}
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        raise InvalidArgumentError("params", unknown, "not parameters of the pipeline "
+                                   f"{PIPELINE_NAME!r}; it has {', '.join(known)}")
+    if "split_mode" in args and args["split_mode"] not in SPLIT_MODES:
+        raise InvalidArgumentError("split_mode", args["split_mode"],
+                                   f"use one of {', '.join(SPLIT_MODES)}")
+    if int(args.get("n_trials", 0)) < 0:
+        raise InvalidArgumentError("n_trials", args["n_trials"], "must be 0 or more")
+    recommender_config(args.get("config_json", "{}"), int(args.get("seed", 42)))
 
 
 def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunResult:

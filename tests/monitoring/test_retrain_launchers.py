@@ -21,7 +21,7 @@ from monitoring.retrain.launcher import (
 )
 
 REQUEST = LaunchRequest(run_id="rt-1", model="movie-recommender", reason="ModelDataDrift",
-                        params={"epochs": 1})
+                        params={"n_trials": 1})
 
 
 def test_run_result_of_the_local_pipeline_maps_to_the_run_record() -> None:
@@ -54,7 +54,7 @@ def test_kubeflow_launcher_submits_the_pipeline(tmp_path: Path) -> None:
     from pipelines.training import PIPELINE_NAME
 
     assert call["run_name"].startswith(PIPELINE_NAME)
-    assert call["arguments"] == {"seed": 3, "epochs": 1}  # trigger params + the request's
+    assert call["arguments"] == {"seed": 3, "n_trials": 1}  # trigger params + the request's
 
 
 def test_kubeflow_launcher_needs_a_host(tmp_path: Path) -> None:

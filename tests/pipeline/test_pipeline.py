@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -194,3 +195,26 @@ def test_a_failed_step_ends_the_command_with_its_step_and_cause(home):
     assert "Traceback" not in out.stderr  # the step's own is in its log, on stdout
     assert Registry(Settings(home=home).resolved_registry_uri,
                     "movie-recommender").list_versions() == []
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"config_json": "{bad"}, "config_json='{bad': not JSON"),
+    ({"config_json": "[1]"}, "must be a JSON object"),
+    ({"config_json": {"retrieval": {"epochz": 2}}},
+     "retrieval.epochz: Extra inputs are not permitted"),
+    ({"config_json": {"ranker": {"folds": "x"}}}, "ranker.folds: Input should be a valid integer"),
+    ({"split_mode": "weekly"}, "split_mode='weekly': use one of user_temporal, temporal"),
+    ({"n_trials": -1}, "n_trials=-1: must be 0 or more"),
+    ({"epochs": 3}, "params=['epochs']: not parameters of the pipeline 'marquee-training'"),
+])
+def test_bad_pipeline_arguments_fail_before_any_step_runs(home, params, message):
+    """Locally and on submission alike: the parameters are checked before kfp starts, so a
+    typo does not cost an ingest (or a cluster run) first."""
+    settings = Settings()
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        run_local(settings, {"source": SYNTH, **params})
+    assert not settings.runs_dir.exists() or not any(settings.runs_dir.rglob("ingest"))
+    client = RecordingClient()
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        submit(settings, {"source": SYNTH, **params}, client=client)
+    assert client.calls == []

@@ -62,3 +62,13 @@ def test_submitting_without_a_kubeflow_host_says_how_to_give_one(tmp_path: Path)
     assert out.returncode == 1
     assert out.stderr.strip() == ("error: host=None: no Kubeflow host: pass --host or set "
                                   "MARQUEE_KUBEFLOW_HOST")
+
+
+def test_a_bad_pipeline_argument_is_named_before_the_run_starts(tmp_path: Path) -> None:
+    out = marquee(tmp_path, "pipeline", "run", "--local", "--config-json",
+                  '{"retrieval": {"epochz": 2}}')
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: config_json='{\"retrieval\": {\"epochz\": 2}}': retrieval.epochz: Extra inputs "
+        "are not permitted")
+    assert "Executing task" not in out.stdout  # kfp.local never started a step
