@@ -22,7 +22,7 @@ def recommender_config(config_json: str | dict, seed: int = 42,
     ``config_json`` and what is wrong in it."""
     from pydantic import ValidationError
 
-    from marquee.errors import InvalidArgumentError
+    from marquee.errors import InvalidArgumentError, validation_text
     from marquee.mapping import deep_merge
     from recsys.config import RecommenderConfig
 
@@ -37,9 +37,7 @@ def recommender_config(config_json: str | dict, seed: int = 42,
     try:
         return RecommenderConfig.model_validate(deep_merge(merged, tuned or {}))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        raise InvalidArgumentError("config_json", config_json, problems) from None
+        raise InvalidArgumentError("config_json", config_json, validation_text(exc)) from None
 
 
 def settings_from(store_uri: str = "", registry_uri: str = "", s3_endpoint_url: str = "",

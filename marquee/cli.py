@@ -85,7 +85,7 @@ def main() -> None:
 
     from pydantic import ValidationError
 
-    from marquee.errors import MarqueeError
+    from marquee.errors import MarqueeError, validation_text
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -104,7 +104,7 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ValidationError as exc:
-        click.echo(f"error: invalid settings: {_validation_text(exc)}", err=True)
+        click.echo(f"error: invalid settings: {validation_text(exc)}", err=True)
         sys.exit(2)
     except MarqueeError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -119,15 +119,6 @@ def main() -> None:
 # The ClickException of the click that typer uses (its own bundled copy since typer 0.16,
 # click itself before): usage errors and bad parameters, with show() and exit_code.
 _TYPER_CLICK_ERRORS = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-
-
-def _validation_text(exc: object) -> str:
-    """``field: message; …`` from a pydantic ValidationError, one line."""
-    parts = []
-    for err in exc.errors():  # type: ignore[attr-defined]
-        where = ".".join(str(x) for x in err.get("loc", ())) or "value"
-        parts.append(f"{where}: {err.get('msg', '')} (got {err.get('input')!r})")
-    return "; ".join(parts)
 
 
 if __name__ == "__main__":

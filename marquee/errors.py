@@ -43,6 +43,7 @@ __all__ = [
     "VersionNotFoundError",
     "AliasNotFoundError",
     "PipelineRunError",
+    "validation_text",
 ]
 
 
@@ -166,3 +167,10 @@ class PipelineRunError(MarqueeError):
         self.pipeline = pipeline
         self.step = step
         self.cause = cause
+
+
+def validation_text(exc: Exception) -> str:
+    """A pydantic ``ValidationError`` in one line: ``field.path: message (got value); …``."""
+    return "; ".join(
+        f"{'.'.join(str(x) for x in err.get('loc', ())) or 'value'}: {err.get('msg', '')} "
+        f"(got {err.get('input')!r})" for err in exc.errors())  # type: ignore[attr-defined]

@@ -70,5 +70,5 @@ def test_a_bad_pipeline_argument_is_named_before_the_run_starts(tmp_path: Path) 
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
         "error: config_json='{\"retrieval\": {\"epochz\": 2}}': retrieval.epochz: Extra inputs "
-        "are not permitted")
+        "are not permitted (got 2)")
     assert "Executing task" not in out.stdout  # kfp.local never started a step
