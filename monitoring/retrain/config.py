@@ -108,15 +108,26 @@ def state_dir(settings: Settings) -> Path:
 
 
 def make_launcher(settings: Settings, ts: TriggerSettings) -> PipelineLauncher:
+    """The launcher ``ts.launcher`` names. For the pipeline launchers, ``pipeline_params``
+    are checked here, at start-up, as a run would check them: a typo stops the trigger with
+    an error naming the setting, instead of failing every retraining run it starts."""
     kind = ts.launcher
     if kind == "auto":
         kind = "kubeflow" if settings.kubeflow_host else "kfp-local"
+    if kind == "command":
+        return CommandLauncher(ts.command, timeout_seconds=ts.command_timeout_seconds)
+    from marquee.errors import InvalidArgumentError
+    from pipelines.run import check_arguments
+
+    try:
+        check_arguments(dict(ts.pipeline_params))
+    except InvalidArgumentError as exc:
+        raise MonitoringInputError(
+            f"pipeline_params (MARQUEE_RETRAIN_PIPELINE_PARAMS): {exc}") from None
     if kind == "kubeflow":
         return KubeflowLauncher(settings, ts.pipeline_params, wait=ts.kubeflow_wait,
                                 timeout_seconds=ts.kubeflow_timeout_seconds,
                                 poll_seconds=ts.kubeflow_poll_seconds)
-    if kind == "command":
-        return CommandLauncher(ts.command, timeout_seconds=ts.command_timeout_seconds)
     return KfpLocalLauncher(settings, ts.pipeline_params,
                             timeout_seconds=ts.command_timeout_seconds)
 

@@ -95,6 +95,20 @@ def _gone(pid: int) -> bool:
     return stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z"
 
 
+def test_pipeline_params_the_pipeline_would_refuse_stop_the_trigger_at_start(
+        tmp_path: Path) -> None:
+    from monitoring.errors import MonitoringInputError
+    from monitoring.retrain.config import TriggerSettings, make_launcher
+
+    for launcher in ("kfp-local", "kubeflow"):
+        ts = TriggerSettings(launcher=launcher, pipeline_params={"epochs": 1})
+        with pytest.raises(MonitoringInputError, match=r"MARQUEE_RETRAIN_PIPELINE_PARAMS\): "
+                           r"params=\['epochs'\]: not parameters of the pipeline"):
+            make_launcher(Settings(home=tmp_path, kubeflow_host="http://127.0.0.1:9"), ts)
+    ts = TriggerSettings(launcher="kfp-local", pipeline_params={"split_mode": "user_random"})
+    assert make_launcher(Settings(home=tmp_path), ts).params == {"split_mode": "user_random"}
+
+
 def test_the_trigger_settings_bound_the_command_launcher(tmp_path: Path) -> None:
     from monitoring.retrain.config import TriggerSettings, make_launcher
 
