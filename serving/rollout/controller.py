@@ -41,6 +41,7 @@ class AliasRegistry(Protocol):
     """The registry operations a rollout needs (versions as strings)."""
 
     def get_alias(self, alias: str) -> str | None: ...
+    def has_version(self, version: str) -> bool: ...
     def set_alias(self, alias: str, version: str) -> None: ...
     def delete_alias(self, alias: str) -> None: ...
     def promote(self, version: str) -> None: ...
@@ -64,6 +65,15 @@ class MarqueeRegistry:
     def get_alias(self, alias: str) -> str | None:
         info = self.registry.get_alias(alias)
         return None if info is None else str(info.version)
+
+    def has_version(self, version: str) -> bool:
+        from marquee.errors import InvalidReferenceError, VersionNotFoundError
+
+        try:
+            self.registry.get_version(version)
+        except (VersionNotFoundError, InvalidReferenceError):
+            return False
+        return True
 
     def set_alias(self, alias: str, version: str) -> None:
         self.registry.set_alias(alias, version)
@@ -94,6 +104,8 @@ class Controller:
 
     def _resolve(self, ref: VersionRef) -> str:
         if ref.version is not None:
+            if self.registry is not None and not self.registry.has_version(ref.version):
+                raise LookupError(f"version {ref.version} is not in the registry")
             return ref.version
         if self.registry is None:
             raise LookupError(f"alias {ref.alias!r} needs a registry")

@@ -24,13 +24,18 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 class DictRegistry:
-    """An in-memory stand-in for the registry's alias operations (the real one is MLflow)."""
+    """An in-memory stand-in for the registry's alias operations (the real one is MLflow);
+    versions 1 to 3 are registered."""
 
     def __init__(self, **aliases: str) -> None:
         self.aliases: dict[str, str] = dict(aliases)
+        self.versions = {"1", "2", "3"}
 
     def get_alias(self, alias: str) -> str | None:
         return self.aliases.get(alias)
+
+    def has_version(self, version: str) -> bool:
+        return version in self.versions
 
     def set_alias(self, alias: str, version: str) -> None:
         self.aliases[alias] = version
@@ -164,6 +169,21 @@ def test_unresolvable_baseline_fails_at_start(tmp_path: Path) -> None:
     c = Controller(store, "r1", ScriptedSource([0]), registry=DictRegistry(), clock=Clock())
     status = c.tick()
     assert status.phase == Phase.FAILED and "production" in status.message
+
+
+def test_a_candidate_version_the_registry_lacks_fails_at_start(tmp_path: Path) -> None:
+    """A typo in the candidate's version number (99 for 9): the rollout fails before any
+    traffic moves, naming the version; no alias changes."""
+    store = FileStatusStore(tmp_path)
+    store.create(rollout(candidate={"version": "99"}))
+    reg = DictRegistry(production="1")
+    c = Controller(store, "r1", ScriptedSource([0]), registry=reg, clock=Clock())
+    status = c.tick()
+    assert status.phase == Phase.FAILED
+    assert status.message == ("cannot start: candidateVersion unresolved (version 99 is not in "
+                              "the registry)")
+    assert (status.weights.baseline, status.weights.candidate) == (100, 0)
+    assert reg.aliases == {"production": "1"}
 
 
 @pytest.mark.parametrize("kill_after", [1, 2, 3, 4])
