@@ -134,6 +134,7 @@ def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunRe
     """Run the same pipeline in this machine's interpreter (kfp.local, no containers)."""
     import kfp.local
 
+    args = pipeline_arguments(settings, params)  # checked before anything is created
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
                    pipeline_root=str(settings.runs_dir.resolve()), raise_on_error=True)
@@ -141,7 +142,7 @@ def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunRe
     tee = _Tee(sys.stdout, STEP_LOG_TAIL)
     try:
         with contextlib.redirect_stdout(tee):
-            task = build_pipeline()(**pipeline_arguments(settings, params))
+            task = build_pipeline()(**args)
     except RuntimeError as exc:  # kfp.local: "Pipeline … FAILURE. Inner task failed: 'x'."
         step = _FAILED_STEP.search(ANSI.sub("", str(exc)))
         if step is None:
