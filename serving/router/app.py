@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from serving.router.core import Router
-from serving.router.errors import BadRequest, MalformedBody, RouterError
+from serving.router.errors import BadRequest, MalformedBody, PayloadTooLarge, RouterError
 from serving.router.exposure import (
     EXPOSURE_PREFIX,
     EXPOSURE_SCHEMA,
@@ -53,6 +53,16 @@ def _error(exc: RouterError) -> Response:
     return _json(exc.body(), exc.status_code)
 
 
+# The largest valid product request (a history of 1,000 item ids and a context of 32 keys)
+# is about 30 KB of JSON; anything above this is refused before it is read in full.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _decode(raw: bytes, model: type[BaseModel]) -> Any:
     try:
         data = orjson.loads(raw)
@@ -66,8 +76,7 @@ def _decode(raw: bytes, model: type[BaseModel]) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"
-        got = err.get("input")
-        got_s = "" if err["type"] == "missing" else f" (got {got!r})"
+        got_s = "" if err["type"] == "missing" else f" (got {_short(err.get('input'))})"
         raise BadRequest(f"{field}: {err['msg']}{got_s}", field=field) from None
 
 
@@ -98,47 +107,64 @@ class ProductAPI:
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Any],
                        send: Callable[[dict[str, Any]], Any]) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            path = scope["path"]
-            if path == "/recommend":
-                return await self._recommend(receive, send)
-            if path == "/feedback":
-                return await self._feedback(receive, send)
+        if scope["type"] == "http" and scope["path"] in ("/recommend", "/feedback"):
+            if scope["method"] != "POST":
+                return await self._send(send, 405, {
+                    "error": f"method {scope['method']} not allowed: use POST",
+                    "code": "method_not_allowed"}, allow=b"POST")
+            if scope["path"] == "/recommend":
+                return await self._recommend(scope, receive, send)
+            return await self._feedback(scope, receive, send)
         await self.app(scope, receive, send)
 
     @staticmethod
-    async def _body(receive: Callable[[], Any]) -> bytes:
-        chunks = []
+    async def _body(scope: dict[str, Any], receive: Callable[[], Any]) -> bytes:
+        """The request body, refused with a 413 past :data:`MAX_BODY_BYTES` (by its
+        ``Content-Length`` before reading, or while reading a chunked one)."""
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+                raise PayloadTooLarge(f"body: {int(value)} bytes is more than the limit of "
+                                      f"{MAX_BODY_BYTES}", field="body")
+        chunks, size = [], 0
         while True:
             message = await receive()
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise PayloadTooLarge(f"body: more than the limit of {MAX_BODY_BYTES} bytes",
+                                      field="body")
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
     @staticmethod
-    async def _send(send: Callable[[dict[str, Any]], Any], status: int, body: Any) -> None:
+    async def _send(send: Callable[[dict[str, Any]], Any], status: int, body: Any,
+                    allow: bytes | None = None) -> None:
         payload = orjson.dumps(body)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*_JSON_HEADERS,
-                                (b"content-length", str(len(payload)).encode())]})
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+        if allow is not None:
+            headers.append((b"allow", allow))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _recommend(self, receive: Callable[[], Any],
+    async def _recommend(self, scope: dict[str, Any], receive: Callable[[], Any],
                          send: Callable[[dict[str, Any]], Any]) -> None:
         after: list[Callable[[], None]] = []
         try:
-            req = _decode(await self._body(receive), RecommendRequest)
+            req = _decode(await self._body(scope, receive), RecommendRequest)
             body = await self.router().recommend(req, after)
         except RouterError as exc:
+            if exc.status_code < 500:  # refused before any variant was chosen
+                self.router().client_error(exc.status_code)
             return await self._send(send, exc.status_code, exc.body())
         await self._send(send, 200, body)
         for start in after:  # each creates a task: nothing here waits for a mirror
             start()
 
-    async def _feedback(self, receive: Callable[[], Any],
+    async def _feedback(self, scope: dict[str, Any], receive: Callable[[], Any],
                         send: Callable[[dict[str, Any]], Any]) -> None:
         try:
-            fb = _decode(await self._body(receive), FeedbackRequest)
+            fb = _decode(await self._body(scope, receive), FeedbackRequest)
             body = self.router().feedback(fb).model_dump()
         except RouterError as exc:
             return await self._send(send, exc.status_code, exc.body())

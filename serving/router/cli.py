@@ -43,7 +43,8 @@ def run(
         "routing.json; 'none' to disable).")] = None,
     no_logs: Annotated[bool, typer.Option("--no-logs",
                                           help="Do not write exposure/feedback logs.")] = False,
-    log_level: Annotated[str, typer.Option(help="Python log level.")] = "info",
+    log_level: Annotated[str, typer.Option(
+        help="Python log level: debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the router (uvicorn, one process)."""
     import uvicorn
@@ -66,6 +67,15 @@ def run(
     if no_logs:
         overrides["exposure_log_enabled"] = False
     rs = RouterSettings(**overrides)
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise typer.BadParameter(f"expected debug, info, warning or error, got {log_level!r}",
+                                 param_hint="--log-level")
+    if (rs.baseline_version and rs.baseline_version not in rs.upstreams
+            and not rs.upstream_url_template):
+        raise typer.BadParameter(
+            f"no model server URL for version {rs.baseline_version!r}: give it with --upstream "
+            f"{rs.baseline_version}=http://HOST:PORT (or MARQUEE_ROUTER_UPSTREAM_URL_TEMPLATE)",
+            param_hint="--baseline")
     if routing_file is None:
         routing_file = str(settings.home / "router" / "routing.json")
     logging.basicConfig(level=log_level.upper(),

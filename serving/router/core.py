@@ -31,6 +31,7 @@ from serving.router.schema import (
     RecommendRequest,
     RoutingConfig,
     RoutingState,
+    SavedRouting,
 )
 from serving.router.seen import SeenUsers, UserTallies
 from serving.router.settings import RouterSettings
@@ -87,8 +88,12 @@ class Router:
         self._served_metrics: dict[tuple[str, str], tuple[Any, ...]] = {}
         saved = self._load_routing()
         if saved is not None:
-            self.apply(saved, persist=False)
-        elif settings.baseline_version:
+            try:
+                self.apply(saved, persist=False)
+            except UnknownVersion as exc:
+                log.error("ignoring the saved routing in %s: %s", routing_file, exc.message)
+                saved = None
+        if saved is None and settings.baseline_version:
             self.apply(RoutingConfig(baseline={"version": settings.baseline_version}),
                        persist=False)
         if settings.fault_assignment_candidate_weight is not None:
@@ -108,30 +113,39 @@ class Router:
                              field=field_name)
 
     def _load_routing(self) -> RoutingConfig | None:
+        """The saved routing; the model server URLs saved with it (registered at run time
+        through ``PUT /admin/upstreams``) are known again before it is applied. A file of
+        the older format holds the routing alone."""
         path = self.routing_file
         if not path:
             return None
         try:
             with open(path) as fh:
-                return RoutingConfig.model_validate_json(fh.read())
+                saved = SavedRouting.model_validate_json(fh.read())
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             log.error("ignoring unreadable routing file %s: %s", path, exc)
             return None
+        for version, url in saved.upstreams.items():
+            self.settings.upstreams.setdefault(version, url)
+        return saved.routing
 
-    def _save_routing(self, config: RoutingConfig) -> None:
+    def _save_routing(self, config: RoutingConfig, base_url: str, cand_url: str | None) -> None:
         path = self.routing_file
         if not path:
             return
         import os
         import tempfile
 
+        urls = {config.baseline.version: base_url}
+        if config.candidate is not None and cand_url:
+            urls[config.candidate.version] = cand_url
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".routing.", suffix=".tmp")
         with os.fdopen(fd, "w") as fh:
-            fh.write(config.model_dump_json())
+            fh.write(SavedRouting(routing=config, upstreams=urls).model_dump_json())
         os.replace(tmp, path)
 
     def apply(self, config: RoutingConfig, persist: bool = True) -> RoutingState:
@@ -145,7 +159,7 @@ class Router:
         self.routing = RoutingState(**config.model_dump(), epoch=epoch, baseline_url=base_url,
                                     candidate_url=cand_url, applied_at=time.time())
         if persist:
-            self._save_routing(config)
+            self._save_routing(config, base_url, cand_url)
         self._seen_users = SeenUsers()
         self._tallies = {}
         self.stats.epoch = epoch  # what is recorded from now on counts for this routing only
@@ -224,7 +238,7 @@ class Router:
             raise
         elapsed_ms = (time.perf_counter() - start) * 1000
         self._served(request_id, req, variant, pred.model_version or version, pred, elapsed_ms,
-                     r.strategy)
+                     r.strategy, label=version)
         if r.strategy == "shadow" and r.candidate_url and random.random() < r.shadow_sample_rate:
             def mirror() -> None:
                 self._mirror(r, req, request_id, pred, elapsed_ms)
@@ -242,16 +256,23 @@ class Router:
                 "cold_start": bool(pred and pred.cold_start),
                 "fallback": bool(pred and pred.fallback)}
 
+    def client_error(self, status: int) -> None:
+        """Count a request refused before any variant was chosen (a bad body: 4xx)."""
+        metrics.REQUESTS.labels("none", "none", str(status)).inc()
+
     def _served(self, request_id: str, req: RecommendRequest, variant: str, version: str,
                 pred: Prediction, elapsed_ms: float, strategy: str,
-                teams: list[str] | None = None) -> None:
+                teams: list[str] | None = None, *, label: str) -> None:
+        """Record a served list. ``version``: what the model server says it is (the bundle's
+        version, logged); ``label``: the routing's version, the metrics' ``model_version``
+        (the same label on errors, where no answer names a version)."""
         now = time.time()
         self.stats.request(variant, elapsed_ms, error=False)
         self.stats.exposure(variant, self._tally(variant, req.user_id, clicked=False))
-        m = self._served_metrics.get((variant, version))
+        m = self._served_metrics.get((variant, label))
         if m is None:
-            m = self._served_metrics[(variant, version)] = (
-                metrics.REQUESTS.labels(variant, version, "200"), metrics.LATENCY.labels(variant),
+            m = self._served_metrics[(variant, label)] = (
+                metrics.REQUESTS.labels(variant, label, "200"), metrics.LATENCY.labels(variant),
                 metrics.EXPOSURES.labels(variant), metrics.CLICK_THROUGH.labels(variant))
         m[0].inc()
         m[1].observe(elapsed_ms / 1000)
@@ -356,7 +377,7 @@ class Router:
             variant = "baseline" if base is not None else "candidate"
             elapsed = (time.perf_counter() - start) * 1000
             self._served(request_id, req, variant, only.model_version, only, elapsed,
-                         r.strategy)
+                         r.strategy, label=calls[variant][1])
             return self._response(request_id, req.user_id, only.items, only.scores, variant,
                                   only.model_version, only)
         rng = random.Random(request_id)
@@ -367,7 +388,7 @@ class Router:
                             fallback=base.fallback and cand.fallback)
         elapsed = (time.perf_counter() - start) * 1000
         self._served(request_id, req, "interleaved", versions, merged, elapsed, r.strategy,
-                     teams=il.teams)
+                     teams=il.teams, label=versions)
         self.stats.interleaved()
         return self._response(request_id, req.user_id, merged.items, merged.scores,
                               "interleaved", versions, merged)

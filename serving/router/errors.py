@@ -2,11 +2,12 @@
 
     RouterError (500)
     ├── BadRequest (422)          a field is missing, has the wrong type or is out of range
-    │   └── MalformedBody (400)   the body is not JSON
+    │   ├── MalformedBody (400)   the body is not JSON
+    │   └── PayloadTooLarge (413) the body is larger than the router reads
     ├── UnknownRequest (404)      feedback for a request id the router does not know (any more)
     ├── NotConfigured (503)       no routing yet (no baseline version)
     ├── UnknownVersion (422)      routing names a version without a known model server URL
-    └── UpstreamFailed (502)      the model server answered 5xx, garbage, or not at all
+    └── UpstreamFailed (502)      the model server answered an error, garbage, or not at all
         └── UpstreamTimeout (504) the model server did not answer in time
 """
 
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RouterError", "BadRequest", "MalformedBody", "UnknownRequest", "NotConfigured",
-           "UnknownVersion", "UpstreamFailed", "UpstreamTimeout"]
+__all__ = ["RouterError", "BadRequest", "MalformedBody", "PayloadTooLarge", "UnknownRequest",
+           "NotConfigured", "UnknownVersion", "UpstreamFailed", "UpstreamTimeout"]
 
 
 class RouterError(Exception):
@@ -46,6 +47,11 @@ class BadRequest(RouterError):
 class MalformedBody(BadRequest):
     status_code = 400
     code = "malformed_body"
+
+
+class PayloadTooLarge(BadRequest):
+    status_code = 413
+    code = "payload_too_large"
 
 
 class UnknownRequest(RouterError):

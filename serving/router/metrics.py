@@ -2,7 +2,8 @@
 
 Module-level objects; labels only from the contract's small sets (``variant``,
 ``model_version``, ``code``, ``reason``, ``strategy``). ``variant`` is ``baseline``,
-``candidate`` or ``interleaved``. The rollout controller's Prometheus source queries these.
+``candidate`` or ``interleaved`` (``none`` for a bad request refused before assignment);
+``model_version`` is the routing's version (the registry's), on answers and errors alike. The rollout controller's Prometheus source queries these.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ _RATIO_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 _TAU_BUCKETS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
 REQUESTS = Counter("marquee_router_requests_total",
-                   "Recommendation requests answered, by variant, model version and status code.",
+                   "Recommendation requests answered, by variant, model version (the "
+                   "routing's) and status code; variant and model_version 'none' for a bad "
+                   "request refused before any variant was chosen.",
                    ["variant", "model_version", "code"])
 ERRORS = Counter("marquee_router_errors_total",
-                 "Model-server calls that failed (reason: status_5xx, timeout, connect, "
-                 "bad_response), by the variant that made them.",
+                 "Model-server calls that failed (reason: status_5xx, status_4xx, timeout, "
+                 "connect, bad_response), by the variant that made them.",
                  ["variant", "model_version", "reason"])
 LATENCY = Histogram("marquee_router_request_duration_seconds",
                     "Time from request to response at the router, by variant.", ["variant"],

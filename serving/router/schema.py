@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from serving.fields import (
+    REQUEST_ID_MAX_LENGTH,
+    REQUEST_ID_PATTERN,
+    Context,
+    History,
+    ItemId,
+    TopK,
+    UserId,
+    check_context,
+)
 
 __all__ = [
     "RecommendRequest", "RecommendResponse", "FeedbackRequest", "FeedbackResponse",
-    "Upstream", "RoutingConfig", "RoutingState", "VariantWindow", "ShadowWindow",
+    "Upstream", "RoutingConfig", "SavedRouting", "RoutingState", "VariantWindow", "ShadowWindow",
     "InterleaveWindow", "WindowStats", "RoutingStrategy", "Variant", "FeedbackEvent",
 ]
 
@@ -26,11 +37,19 @@ class _Strict(BaseModel):
 
 
 # --- product API ---------------------------------------------------------------------------
+# The fields have the model server's own types and limits (strict: "7", 7.0 and true are not
+# the integer 7), so a request the router accepts is one the model server accepts, and a 4xx
+# from a model server is that server's fault, not the client's.
 class RecommendRequest(_Strict):
-    user_id: int = Field(ge=1, le=2**62)
-    k: int = Field(10, ge=1, le=500)
-    context: dict[str, Any] | None = None
-    history: list[int] | None = Field(None, max_length=10_000)
+    user_id: UserId
+    k: TopK = 10
+    context: Context | None = None
+    history: History | None = None
+
+    @field_validator("context")
+    @classmethod
+    def _context_ts(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_context(v)
 
 
 class RecommendResponse(BaseModel):
@@ -45,8 +64,9 @@ class RecommendResponse(BaseModel):
 
 
 class FeedbackRequest(_Strict):
-    request_id: str = Field(min_length=1, max_length=128)
-    item_id: int = Field(ge=1)
+    request_id: str = Field(min_length=1, max_length=REQUEST_ID_MAX_LENGTH,
+                            pattern=REQUEST_ID_PATTERN)
+    item_id: ItemId
     event: FeedbackEvent
 
 
@@ -80,6 +100,22 @@ class RoutingConfig(_Strict):
         if self.strategy != "single" and self.candidate is None:
             raise ValueError(f"strategy {self.strategy} needs a candidate")
         return self
+
+
+class SavedRouting(BaseModel):
+    """The routing file: the routing in force and the model server URL of each version in it
+    (so that a restart finds upstreams that were registered at run time). A file holding a
+    bare :class:`RoutingConfig` (the older format) is read as one without URLs."""
+
+    routing: RoutingConfig
+    upstreams: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_routing(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "routing" not in data:
+            return {"routing": data}
+        return data
 
 
 class RoutingState(RoutingConfig):

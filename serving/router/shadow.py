@@ -104,8 +104,8 @@ async def mirror_once(upstream: UpstreamClient, url: str, instance: dict[str, An
         pred = await upstream.predict_instance(url, instance, request_id, variant="candidate",
                                                timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - a mirror's failure stays in the mirror
-        reason = getattr(exc, "reason", "error")
-        code = str(getattr(exc, "upstream_status", 500)) if reason == "status_5xx" else reason
+        status = getattr(exc, "upstream_status", None)
+        code = str(status) if status else getattr(exc, "reason", "error")
         return ShadowOutcome(code=code, baseline_ms=baseline_ms)
     ms = (time.perf_counter() - start) * 1000
     b, c = baseline_items, pred.items

@@ -1,9 +1,12 @@
 """Calls to model servers over KServe's V1 protocol, on one pooled HTTP client.
 
 ``POST {url}/v1/models/{model}:predict`` with ``{"instances": [{user_id, k, history, context}]}``
-→ ``{"predictions": [{items, scores, model_version, cold_start, fallback, …}]}``. A 5xx, a
-timeout, a refused connection or a body without ``items`` is an :class:`UpstreamFailed`
-(with ``reason``); a 4xx is the caller's fault and passes through as a bad request.
+→ ``{"predictions": [{items, scores, model_version, cold_start, fallback, …}]}``. Any error
+status, a timeout, a refused connection or a body that is not such a prediction is an
+:class:`UpstreamFailed` (with ``reason``). A 4xx counts as the model server's failure too: the
+router has already checked the request against the model server's own schema
+(``serving.router.schema``), so a model server that refuses it is misconfigured or broken (a
+wrong URL or model name answers 404), and the rollout's error rate must see it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from serving.router.errors import BadRequest, UpstreamFailed, UpstreamTimeout
+from serving.router.errors import UpstreamFailed, UpstreamTimeout
 from serving.router.schema import RecommendRequest
 
 if TYPE_CHECKING:
@@ -90,23 +93,32 @@ class UpstreamClient:
             raise UpstreamFailed(f"{variant} model server answered {status}",
                                  reason="status_5xx", variant=variant, upstream_status=status)
         if status >= 400:
-            try:
-                detail = orjson.loads(content)
-                message = detail.get("error") or detail.get("detail") or content.decode()
-                field = detail.get("field")
-            except (orjson.JSONDecodeError, AttributeError, UnicodeDecodeError):
-                message, field = content[:200].decode(errors="replace"), None
-            raise BadRequest(str(message), field=field, variant=variant)
+            raise UpstreamFailed(f"{variant} model server answered {status} to a valid request: "
+                                 f"{_error_text(content)}", reason="status_4xx",
+                                 variant=variant, upstream_status=status)
         try:
             pred = orjson.loads(content)["predictions"][0]
-            return Prediction(items=[int(x) for x in pred["items"]],
-                              scores=[float(x) for x in pred["scores"]],
-                              model_version=str(pred.get("model_version", "")),
+            items = [int(x) for x in pred["items"]]
+            scores = [float(x) for x in pred["scores"]]
+            if len(scores) != len(items) or len(items) > instance["k"]:
+                raise ValueError
+            return Prediction(items=items, scores=scores,
+                              model_version=str(pred.get("model_version", ""))[:128],
                               cold_start=bool(pred.get("cold_start", False)),
                               fallback=bool(pred.get("fallback", False)))
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
             raise UpstreamFailed(f"{variant} model server sent an invalid body",
                                  reason="bad_response", variant=variant) from None
+
+
+def _error_text(content: bytes) -> str:
+    """The ``error`` of a model server's error body, or its first 200 characters."""
+    try:
+        detail = orjson.loads(content)
+        text = str(detail.get("error") or detail.get("detail") or detail)
+    except (orjson.JSONDecodeError, AttributeError):
+        text = content.decode(errors="replace")
+    return text[:200]
 
 
 class HttpxUpstream(UpstreamClient):

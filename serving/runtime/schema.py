@@ -12,17 +12,23 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from serving.errors import BadRequest
+from serving.fields import (
+    MAX_HISTORY,
+    MAX_K,
+    REQUEST_ID_MAX_LENGTH,
+    REQUEST_ID_PATTERN,
+    Context,
+    ContextValue,
+    History,
+    ItemId,
+    TopK,
+    UserId,
+    check_context,
+)
 
-__all__ = ["Instance", "V1Request", "Prediction", "V1Response", "MAX_K", "bad_request_from",
-           "parse_v1"]
-
-MAX_K = 500
-MAX_HISTORY = 1000
-_INT64_MAX = 2**63 - 1
-_TS_MAX = 4_102_444_800  # 2100-01-01: a context "ts" is unix seconds
-
-ItemId = Annotated[int, Field(strict=True, ge=1, le=_INT64_MAX)]
-ContextValue = str | int | float | bool | None
+__all__ = ["Instance", "V1Request", "Prediction", "V1Response", "MAX_K", "MAX_HISTORY",
+           "REQUEST_ID_PATTERN", "REQUEST_ID_MAX_LENGTH", "UserId", "ItemId", "TopK", "History",
+           "Context", "check_context", "bad_request_from", "parse_v1"]
 
 
 class Instance(BaseModel):
@@ -30,22 +36,17 @@ class Instance(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    user_id: Annotated[int, Field(strict=True, ge=1, le=_INT64_MAX)]
-    k: Annotated[int, Field(strict=True, ge=1, le=MAX_K)] = 10
-    history: Annotated[list[ItemId], Field(max_length=MAX_HISTORY)] | None = None
-    context: Annotated[dict[Annotated[str, Field(max_length=64)], ContextValue],
-                       Field(max_length=32)] | None = None
-    request_id: Annotated[str, Field(min_length=1, max_length=128,
-                                     pattern=r"^[A-Za-z0-9._:\-]+$")] | None = None
+    user_id: UserId
+    k: TopK = 10
+    history: History | None = None
+    context: Context | None = None
+    request_id: Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX_LENGTH,
+                                     pattern=REQUEST_ID_PATTERN)] | None = None
 
     @field_validator("context")
     @classmethod
     def _context_ts(cls, v: dict[str, ContextValue] | None) -> dict[str, ContextValue] | None:
-        ts = (v or {}).get("ts")
-        if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)
-                               or not 0 <= ts <= _TS_MAX):
-            raise ValueError(f"context.ts must be unix seconds within 0..{_TS_MAX}")
-        return v
+        return check_context(v)
 
 
 class V1Request(BaseModel):

@@ -1,0 +1,41 @@
+"""The fields of one recommendation request, shared by the model server's schema
+(``serving.runtime.schema``) and the router's product API (``serving.router.schema``), so that
+a request the router accepts is one the model server accepts. Pure pydantic: importing it
+loads neither the runtime (faiss, torch) nor a web framework.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+__all__ = ["MAX_K", "MAX_HISTORY", "REQUEST_ID_PATTERN", "REQUEST_ID_MAX_LENGTH", "UserId",
+           "ItemId", "TopK", "History", "ContextValue", "Context", "check_context"]
+
+MAX_K = 500
+MAX_HISTORY = 1000
+_INT64_MAX = 2**63 - 1
+_TS_MAX = 4_102_444_800  # 2100-01-01: a context "ts" is unix seconds
+# A request id, wherever it comes from (body field, x-request-id header, V2 id): it is
+# echoed in responses and written to logs, so it is kept short and printable.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]+$"
+REQUEST_ID_MAX_LENGTH = 128
+
+# The field types of one request, shared with the router's product API so that a request
+# the router accepts is one the model server accepts.
+UserId = Annotated[int, Field(strict=True, ge=1, le=_INT64_MAX)]
+ItemId = Annotated[int, Field(strict=True, ge=1, le=_INT64_MAX)]
+TopK = Annotated[int, Field(strict=True, ge=1, le=MAX_K)]
+History = Annotated[list[ItemId], Field(max_length=MAX_HISTORY)]
+ContextValue = str | int | float | bool | None
+Context = Annotated[dict[Annotated[str, Field(max_length=64)], ContextValue], Field(max_length=32)]
+
+
+def check_context(v: dict[str, ContextValue] | None) -> dict[str, ContextValue] | None:
+    """A context's ``ts``, when given, is unix seconds (the ranker's time features)."""
+    ts = (v or {}).get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float)
+                           or not 0 <= ts <= _TS_MAX):
+        raise ValueError(f"context.ts must be unix seconds within 0..{_TS_MAX}")
+    return v
