@@ -200,12 +200,14 @@ class Runtime:
         t = time.perf_counter()
         try:
             query = np.asarray(self.rec.user_embedding(state), dtype=np.float32)
-            want = min(self.n_items, self.candidates + int(seen.size))
+            # At least k candidates: a k above the candidates setting still gets k items.
+            n_cand = max(self.candidates, min(k, self.n_items))
+            want = min(self.n_items, n_cand + int(seen.size))
             cand, cand_scores = self.index.search(query, want)
             if seen.size:
                 keep = ~isin_small(cand, seen)
                 cand, cand_scores = cand[keep], cand_scores[keep]
-            cand, cand_scores = cand[: self.candidates], cand_scores[: self.candidates]
+            cand, cand_scores = cand[:n_cand], cand_scores[:n_cand]
         except Exception:  # noqa: BLE001 - any stage failure degrades to popularity
             log.exception("retrieve failed")
             raise _StageFailed("retrieve_error") from None

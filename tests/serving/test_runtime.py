@@ -17,6 +17,9 @@ from serving.runtime.runtime import Runtime, StageBudgets
 from serving.settings import ServingSettings
 
 TS = 1_700_000_000.0
+# Budgets no stage reaches, for tests of what the stages do (a loaded machine can take a
+# first request past the default budgets, which is the popularity fallback's test).
+NO_BUDGETS = StageBudgets(retrieve_ms=60_000, rank_ms=60_000, rerank_ms=60_000)
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +99,22 @@ def test_retrieval_takes_at_least_the_configured_candidates(runtime: Runtime) ->
             seen_rows.append(cand_idx)
             return runtime.rec.rank(state, cand_idx, scores)
 
-    Runtime(Spy(), candidates=200, index=runtime.index).recommend(_known_user(runtime), 10,
-                                                                   {"ts": TS})
+    Runtime(Spy(), candidates=200, index=runtime.index, budgets=NO_BUDGETS).recommend(
+        _known_user(runtime), 10, {"ts": TS})
     assert len(seen_rows[0]) == 200
+
+
+def test_a_k_above_the_candidates_setting_still_gets_k_items(runtime: Runtime) -> None:
+    """k may be up to 500 while retrieval takes 200 candidates by default: before, such a
+    request silently got 200 items (and V2 answers 300 padding slots)."""
+    user = _known_user(runtime)
+    small = Runtime(runtime.rec, candidates=20, index=runtime.index, budgets=NO_BUDGETS)
+    rec = small.recommend(user, 50, {"ts": TS})
+    assert len(rec.items) == len(set(rec.items)) == 50 and not rec.fallback
+    seen = set(runtime.item_ids[runtime.rec.seen_idx(runtime.rec.user_state(user))].tolist())
+    assert not seen & set(rec.items)
+    assert small.recommend(user, 10, {"ts": TS}).items == \
+        small.recommend(user, 10, {"ts": TS}).items[:10]
 
 
 def test_approximate_index_reaches_target_recall_and_scores_are_exact() -> None:
