@@ -4,8 +4,9 @@
 ``marquee_serving_payload_log_dropped_total{reason="queue_full"}`` counts it. A background
 thread drains the queue, groups rows by partition (date, hour, model version) and writes one
 Parquet file per partition and batch through the object store's ``put_bytes``; a failed write
-is retried with backoff, then dropped and counted (``reason="write_failed"``). ``close()``
-drains everything that is queued and writes it: call it on graceful shutdown.
+is retried with backoff, then dropped and counted (``reason="write_failed"``). A row that
+cannot be encoded is dropped on its own (``reason="encode_failed"``); the rest of its batch is
+written. ``close()`` drains everything that is queued and writes it: call it on graceful shutdown.
 """
 
 from __future__ import annotations
@@ -20,16 +21,46 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serving import metrics
 from serving.payload.schema import partition_key, rows_to_table
 
-__all__ = ["BlobWriter", "PayloadLogger"]
+__all__ = ["BlobWriter", "PayloadLogger", "MAX_VERSION_LABELS", "OTHER_VERSION"]
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+#: At most this many distinct ``model_version`` label values on the payload-log metrics per
+#: process; rows of any later version are counted under :data:`OTHER_VERSION`. A model server
+#: logs its own version and a payload sink the few versions deployed at once, so 20 leaves
+#: room, while a sender of made-up versions cannot grow the series without bound.
+MAX_VERSION_LABELS = 20
+OTHER_VERSION = "other"
+_MAX_LABEL_CHARS = 128  # a longer version is no bundle version: counted as "other"
+
+
+class _VersionLabels:
+    """The first ``limit`` versions seen keep their own label; every later one is "other"."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, version: str) -> str:
+        with self._lock:
+            if version in self._seen:
+                return version
+            if len(self._seen) < self._limit and len(version) <= _MAX_LABEL_CHARS:
+                self._seen.add(version)
+                return version
+        return OTHER_VERSION
+
+
+_version_label = _VersionLabels(MAX_VERSION_LABELS)  # one per process, like the metrics
 
 
 class BlobWriter(Protocol):
@@ -134,22 +165,34 @@ class PayloadLogger:
         if not rows:
             return
         parts: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+        unplaced = 0
         for row in rows:
-            parts[(partition_key(row["ts"], row["model_version"]), str(row["model_version"]))
-                  ].append(row)
+            try:
+                key = partition_key(row["ts"], row["model_version"]), str(row["model_version"])
+            except Exception:  # noqa: BLE001 - a row without a usable ts/version is dropped alone
+                unplaced += 1
+                continue
+            parts[key].append(row)
+        if unplaced:
+            log.error("%d payload rows have no usable ts or model_version; dropped", unplaced)
+            self._drop("encode_failed", unplaced)
         for (prefix, version), part in parts.items():
             for start in range(0, len(part), self._batch_rows):
                 self._write_file(prefix, version, part[start:start + self._batch_rows])
 
     def _write_file(self, prefix: str, version: str, rows: list[Mapping[str, Any]]) -> None:
         key = f"{prefix}/part-{uuid.uuid4().hex}.parquet"
+        table = self._encode(rows)
+        if table is None:
+            return
         try:
             buf = io.BytesIO()
-            pq.write_table(rows_to_table(rows), buf, compression="zstd")
+            pq.write_table(table, buf, compression="zstd")
             data = buf.getvalue()
         except Exception:  # noqa: BLE001 - a bad row must not kill the writer thread
-            log.exception("payload rows could not be encoded; %d dropped", len(rows))
-            self._drop("encode_failed", len(rows))
+            log.exception("payload rows could not be written as Parquet; %d dropped",
+                          table.num_rows)
+            self._drop("encode_failed", table.num_rows)
             return
         for attempt in range(self._retries + 1):
             try:
@@ -160,8 +203,28 @@ class PayloadLogger:
                 if attempt < self._retries:
                     time.sleep(min(2.0, 0.1 * 2**attempt))
                 continue
-            self.rows_written += len(rows)
+            self.rows_written += table.num_rows
             self.files_written.append(key)
-            metrics.PAYLOG_ROWS.labels(version).inc(len(rows))
+            metrics.PAYLOG_ROWS.labels(_version_label(version)).inc(table.num_rows)
             return
-        self._drop("write_failed", len(rows))
+        self._drop("write_failed", table.num_rows)
+
+    def _encode(self, rows: list[Mapping[str, Any]]) -> pa.Table | None:
+        """The rows as one Arrow table. When the batch does not encode, each row is tried
+        alone: the bad ones are dropped and counted, the good ones kept (None if none is)."""
+        try:
+            return rows_to_table(rows)
+        except Exception as exc:  # noqa: BLE001 - narrowed down row by row below
+            first = exc
+        tables = []
+        for row in rows:
+            try:
+                tables.append(rows_to_table([row]))
+            except Exception:  # noqa: BLE001 - this row is the bad one
+                continue
+        bad = len(rows) - len(tables)
+        if bad:
+            log.error("%d of %d payload rows could not be encoded; dropped (%s: %s)", bad,
+                      len(rows), type(first).__name__, first)
+            self._drop("encode_failed", bad)
+        return pa.concat_tables(tables) if tables else None

@@ -8,6 +8,7 @@ categorical features, float64 for numeric ones; null when the feature vector is 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -81,8 +82,18 @@ def payload_row(*, request_id: str, ts: float, model_version: str, variant: str 
     return row
 
 
+#: Longest ``model_version=`` path segment. Bundle versions are ~25 characters; a longer value
+#: (the payload sink takes it from the sender) keeps its first characters and a hash of the
+#: whole, so distinct versions stay in distinct partitions and a key stays short.
+MAX_VERSION_SEGMENT = 64
+
+
 def _safe_segment(value: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in value) or "unknown"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in value) or "unknown"
+    if len(safe) <= MAX_VERSION_SEGMENT:
+        return safe
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{safe[:MAX_VERSION_SEGMENT - 17]}-{digest}"
 
 
 def partition_key(ts: float, model_version: str) -> str:

@@ -7,6 +7,11 @@ POSTs every request and every response as a CloudEvent whose attributes travel i
 ``Ce-Endpoint``, ``Ce-Time``. The sink pairs the two halves by ``Ce-Id`` and writes one row per
 instance through the same :class:`~serving.payload.logger.PayloadLogger`. Halves whose partner
 does not arrive within ``ttl_seconds`` are dropped and counted (``reason="unpaired"``).
+
+Every value a row takes from the bodies is type-checked: a pair that does not fit is answered
+``400 {"error": "<field>: <what was wrong>", "field": "<field>"}`` and writes no row. A row's
+``ts`` (and so its partition) is the ``Ce-Time`` only when that lies within
+``CE_TIME_MAX_PAST_SECONDS`` / ``CE_TIME_MAX_FUTURE_SECONDS`` of the receive time.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -26,7 +31,8 @@ from serving import metrics
 from serving.payload.logger import PayloadLogger
 from serving.payload.schema import payload_row
 
-__all__ = ["SINK_PATH", "CloudEventPairer", "sink_router", "build_sink_app"]
+__all__ = ["SINK_PATH", "CE_TIME_MAX_FUTURE_SECONDS", "CE_TIME_MAX_PAST_SECONDS", "SinkError",
+           "CloudEventPairer", "rows_from_pair", "sink_router", "build_sink_app"]
 
 SINK_PATH = "/payload-sink"
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
@@ -34,74 +40,229 @@ RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 
 
 class SinkError(ValueError):
+    """A CloudEvent or pair the sink cannot use: a 400 naming ``field``, and nothing written."""
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
 
 
-def _ts(value: str | None) -> float:
-    if value:
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            pass
-    return time.time()
+#: A ``Ce-Time`` sets a sink row's ``ts`` (and so its date/hour partition) only when it lies
+#: within this window around the receive time. KServe's logger posts within seconds and retries
+#: for minutes, and a replayed backlog is days old at most; a time outside the window is a
+#: skewed clock or a forged header (``9999-12-31``) that would open a partition no monitoring
+#: window reads, so the row gets the receive time instead.
+CE_TIME_MAX_FUTURE_SECONDS = 3600.0
+CE_TIME_MAX_PAST_SECONDS = 7 * 86400.0
+
+_INT64_MAX = 2**63 - 1
+
+
+def _ts(value: str | None, now: float | None = None) -> float:
+    """Unix seconds of ``Ce-Time`` when it parses and is plausible, else the receive time."""
+    now = time.time() if now is None else now
+    if not value:
+        return now
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if when.tzinfo is None:  # RFC 3339 requires an offset; read a missing one as UTC
+            when = when.replace(tzinfo=timezone.utc)
+        ts = when.timestamp()
+    except (ValueError, OverflowError, OSError):
+        return now
+    if now - CE_TIME_MAX_PAST_SECONDS <= ts <= now + CE_TIME_MAX_FUTURE_SECONDS:
+        return ts
+    return now
 
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def rows_from_pair(ce_id: str, attrs: Mapping[str, str], request: Any, response: Any
                    ) -> list[dict[str, Any]]:
-    """Payload rows for one request/response pair (KServe V1 or V2 bodies)."""
+    """Payload rows for one request/response pair (KServe V1 or V2 bodies).
+
+    Every value that goes into a row is type-checked first; the first one that does not fit
+    raises :class:`SinkError` naming its field, so a bad pair writes no row at all.
+    """
     ts = _ts(attrs.get("ce-time"))
     variant = attrs.get("ce-endpoint") or ""
     fallback_version = attrs.get("ce-modelversion") or ""
-    rows = []
     if isinstance(request, dict) and isinstance(response, dict) and "instances" in request:
-        instances = request.get("instances") or []
-        preds = response.get("predictions") or []
-        for i, (inst, pred) in enumerate(zip(instances, preds, strict=False)):
-            inst = inst if isinstance(inst, dict) else {}
-            pred = pred if isinstance(pred, dict) else {}
-            rows.append(payload_row(
-                request_id=str(pred.get("request_id") or f"{ce_id}-{i}"), ts=ts,
-                model_version=str(pred.get("model_version") or fallback_version),
-                variant=variant, user_id=_int(inst.get("user_id")), k=_int(inst.get("k", 10)),
-                cold_start=pred.get("cold_start"), fallback=pred.get("fallback"), status=200,
-                latency_ms=None, items=pred.get("items"), scores=pred.get("scores"),
-                request_json=_dumps(inst), response_json=_dumps(pred),
-                features=pred.get("features")))
-        return rows
+        return _v1_rows(ce_id, ts, variant, fallback_version, request, response)
     if isinstance(request, dict) and isinstance(response, dict) and "inputs" in request:
-        inputs = {t.get("name"): t.get("data") for t in request.get("inputs") or []
-                  if isinstance(t, dict)}
-        outputs = {t.get("name"): t.get("data") for t in response.get("outputs") or []
-                   if isinstance(t, dict)}
-        users = inputs.get("user_id") or []
-        ks = inputs.get("k") or [10] * len(users)
-        version = str(response.get("model_version") or fallback_version)
-        n = len(users)
-        width = (len(outputs.get("items") or []) // n) if n else 0
-        for i, user in enumerate(users):
-            items = (outputs.get("items") or [])[i * width:(i + 1) * width]
-            scores = (outputs.get("scores") or [])[i * width:(i + 1) * width]
-            ids = outputs.get("request_id") or []
-            rows.append(payload_row(
-                request_id=str(ids[i] if i < len(ids) else f"{ce_id}-{i}"), ts=ts,
-                model_version=version, variant=variant, user_id=_int(user),
-                k=_int(ks[i] if i < len(ks) else None), cold_start=None, fallback=None,
-                status=200, latency_ms=None, items=[x for x in items if x != -1],
-                scores=scores, request_json=_dumps({"user_id": user}),
-                response_json=_dumps({"items": items, "scores": scores}), features=None))
-        return rows
+        return _v2_rows(ce_id, ts, variant, fallback_version, request, response)
     raise SinkError("body", "expected a KServe V1 (instances/predictions) or V2 "
                     "(inputs/outputs) request and response")
 
 
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+def _v1_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
+             request: dict[str, Any], response: dict[str, Any]) -> list[dict[str, Any]]:
+    instances = _list(request.get("instances"), "instances")
+    if "predictions" not in response:  # an error response: nothing was answered
+        return []
+    preds = _list(response.get("predictions"), "predictions")
+    rows = []
+    for i, (inst, pred) in enumerate(zip(instances, preds, strict=False)):
+        inst = _object(inst, f"instances.{i}")
+        pred = _object(pred, f"predictions.{i}")
+        items = _int_list(pred.get("items"), f"predictions.{i}.items", optional=True)
+        scores = _number_list(pred.get("scores"), f"predictions.{i}.scores", optional=True)
+        _same_length(items, scores, f"predictions.{i}.scores")
+        features = pred.get("features")
+        if features is not None and not isinstance(features, dict):
+            raise SinkError(f"predictions.{i}.features",
+                            f"expected an object or null (got {_short(features)})")
+        rows.append(payload_row(
+            request_id=_str(pred.get("request_id"), f"predictions.{i}.request_id")
+            or f"{ce_id}-{i}", ts=ts,
+            model_version=_str(pred.get("model_version"), f"predictions.{i}.model_version")
+            or fallback_version,
+            variant=variant, user_id=_int(inst.get("user_id"), f"instances.{i}.user_id"),
+            k=_int(inst.get("k", 10), f"instances.{i}.k"),
+            cold_start=_bool(pred.get("cold_start"), f"predictions.{i}.cold_start"),
+            fallback=_bool(pred.get("fallback"), f"predictions.{i}.fallback"), status=200,
+            latency_ms=None, items=items, scores=scores,
+            request_json=_dumps(inst), response_json=_dumps(pred), features=features))
+    return rows
+
+
+def _v2_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
+             request: dict[str, Any], response: dict[str, Any]) -> list[dict[str, Any]]:
+    inputs = _tensors(request.get("inputs"), "inputs")
+    if "outputs" not in response:  # an error response: nothing was answered
+        return []
+    outputs = _tensors(response.get("outputs"), "outputs")
+    users = _int_list(inputs.get("user_id"), "inputs.user_id.data", optional=True) or []
+    n = len(users)
+    ks = _int_list(inputs.get("k"), "inputs.k.data", optional=True) or [10]
+    if len(ks) not in (1, n):
+        raise SinkError("inputs.k.data", f"expected 1 or {n} values (got {len(ks)})")
+    for k in ks:
+        _int(k, "inputs.k.data")
+    given_items = _int_list(outputs.get("items"), "outputs.items.data", optional=True)
+    given_scores = _number_list(outputs.get("scores"), "outputs.scores.data", optional=True)
+    _same_length(given_items, given_scores, "outputs.scores.data")
+    all_items, all_scores = given_items or [], given_scores or []
+    if n and len(all_items) % n:
+        raise SinkError("outputs.items.data",
+                        f"{len(all_items)} values do not split into {n} rows")
+    ids = outputs.get("request_id")
+    ids = _list(ids, "outputs.request_id.data") if ids is not None else []
+    for j, rid in enumerate(ids):
+        _str(rid, f"outputs.request_id.data.{j}")
+    version = _str(response.get("model_version"), "model_version") or fallback_version
+    width = len(all_items) // n if n else 0
+    rows = []
+    for i, user in enumerate(users):
+        items = all_items[i * width:(i + 1) * width]
+        scores = all_scores[i * width:(i + 1) * width]
+        kept = [j for j, x in enumerate(items) if x != -1]  # -1 pads a list shorter than k
+        rows.append(payload_row(
+            request_id=(ids[i] if i < len(ids) and ids[i] else f"{ce_id}-{i}"), ts=ts,
+            model_version=version, variant=variant,
+            user_id=_int(user, f"inputs.user_id.data.{i}"), k=ks[i if len(ks) == n else 0],
+            cold_start=None, fallback=None, status=200, latency_ms=None,
+            items=[items[j] for j in kept],
+            scores=[scores[j] for j in kept] if scores else scores,
+            request_json=_dumps({"user_id": user}),
+            response_json=_dumps({"items": items, "scores": scores}), features=None))
+    return rows
+
+
+# Type checks: each returns the value it accepts or raises SinkError naming the field ------------
+def _list(value: Any, field: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise SinkError(field, f"expected a list (got {_short(value)})")
+    return value
+
+
+def _object(value: Any, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SinkError(field, f"expected an object (got {_short(value)})")
+    return value
+
+
+def _int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _INT64_MAX:
+        raise SinkError(field, f"expected an integer in 1..2^63-1 (got {_short(value)})")
+    return value
+
+
+def _str(value: Any, field: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise SinkError(field, f"expected a string (got {_short(value)})")
+    return value
+
+
+def _bool(value: Any, field: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise SinkError(field, f"expected true, false or null (got {_short(value)})")
+    return value
+
+
+def _flat(value: Any, field: str, optional: bool) -> list[Any] | None:
+    """A list, nested lists flattened (V2 ``data`` may be nested to the tensor's shape)."""
+    if value is None and optional:
+        return None
+    flat: list[Any] = []
+    stack = list(reversed(_list(value, field)))
+    while stack:
+        x = stack.pop()
+        if isinstance(x, list):
+            stack.extend(reversed(x))
+        else:
+            flat.append(x)
+    return flat
+
+
+def _int_list(value: Any, field: str, *, optional: bool = False) -> list[int] | None:
+    flat = _flat(value, field, optional)
+    if flat is None:
+        return None
+    for x in flat:
+        if isinstance(x, bool) or not isinstance(x, int) or not -_INT64_MAX - 1 <= x <= _INT64_MAX:
+            raise SinkError(field, f"expected 64-bit integers (got {_short(x)})")
+    return flat
+
+
+def _number_list(value: Any, field: str, *, optional: bool = False) -> list[float] | None:
+    flat = _flat(value, field, optional)
+    if flat is None:
+        return None
+    out = []
+    for x in flat:
+        if isinstance(x, bool) or not isinstance(x, int | float):
+            raise SinkError(field, f"expected numbers (got {_short(x)})")
+        try:
+            out.append(float(x))
+        except OverflowError:
+            raise SinkError(field, f"expected numbers within float64 (got {_short(x)})") from None
+    return out
+
+
+def _same_length(items: list[int] | None, scores: list[float] | None, field: str) -> None:
+    if items is not None and scores is not None and len(items) != len(scores):
+        raise SinkError(field, f"expected one score per item ({len(scores)} scores for "
+                        f"{len(items)} items)")
+
+
+def _tensors(value: Any, field: str) -> dict[str, Any]:
+    """``{name: data}`` of a V2 ``inputs``/``outputs`` list."""
+    out: dict[str, Any] = {}
+    for i, t in enumerate(_list(value, field)):
+        t = _object(t, f"{field}.{i}")
+        name = t.get("name")
+        if not isinstance(name, str):
+            raise SinkError(f"{field}.{i}.name", f"expected a string (got {_short(name)})")
+        out[name] = t.get("data")
+    return out
 
 
 class CloudEventPairer:

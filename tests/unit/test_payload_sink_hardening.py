@@ -1,0 +1,288 @@
+"""Payload sink and logger under bad input: a 400 naming the field (never a 500), a bad row
+dropped alone, bounded metric labels, partitions the sender cannot push off the calendar."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from marquee.store import open_store
+from serving import metrics
+from serving.payload.logger import MAX_VERSION_LABELS, OTHER_VERSION, PayloadLogger
+from serving.payload.schema import MAX_VERSION_SEGMENT, partition_key, payload_row, rows_to_table
+from serving.payload.sink import (
+    CE_TIME_MAX_FUTURE_SECONDS,
+    CE_TIME_MAX_PAST_SECONDS,
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    SINK_PATH,
+    CloudEventPairer,
+    SinkError,
+    build_sink_app,
+    rows_from_pair,
+)
+
+V1_REQUEST = {"instances": [{"user_id": 7, "k": 2}]}
+
+
+def _v1_response(**pred: Any) -> dict[str, Any]:
+    base = {"user_id": 7, "items": [1, 2], "scores": [0.5, 0.4], "model_version": "3",
+            "request_id": "q7", "cold_start": False, "fallback": False}
+    return {"predictions": [{**base, **pred}]}
+
+
+def _v2_request(user_data: Any = (1,), k_data: Any = None) -> dict[str, Any]:
+    inputs = [{"name": "user_id", "shape": [1], "datatype": "INT64",
+               "data": list(user_data) if isinstance(user_data, tuple) else user_data}]
+    if k_data is not None:
+        inputs.append({"name": "k", "shape": [1], "datatype": "INT64", "data": k_data})
+    return {"inputs": inputs}
+
+
+def _v2_response(**outputs: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"items": [1, 2], "scores": [0.5, 0.4], "request_id": ["q1"]}
+    base.update(outputs)
+    return {"model_version": "3", "outputs": [
+        {"name": name, "shape": [1, 2], "datatype": "INT64", "data": data}
+        for name, data in base.items()]}
+
+
+def _row(i: int, version: str = "3", ts: float = 1_700_000_000.0) -> dict[str, Any]:
+    return payload_row(request_id=f"r{i}", ts=ts, model_version=version, variant="canary",
+                       user_id=i + 1, k=2, cold_start=False, fallback=False, status=200,
+                       latency_ms=1.5, items=[10, 11], scores=[0.9, 0.8],
+                       request_json="{}", response_json="{}", features=None)
+
+
+def _read(store_root: Path) -> list[dict[str, Any]]:
+    files = sorted((store_root / "payload-logs").rglob("*.parquet"))
+    return [r for f in files for r in pq.read_table(f).to_pylist()]
+
+
+def _post_pair(client: TestClient, ce_id: str, request: Any, response: Any,
+               **headers: str):
+    common = {"Ce-Id": ce_id, "content-type": "application/json", **headers}
+    first = client.post(SINK_PATH, json=request, headers={**common, "Ce-Type": REQUEST_TYPE})
+    assert first.status_code == 202 and first.json() == {"rows": 0}
+    return client.post(SINK_PATH, json=response, headers={**common, "Ce-Type": RESPONSE_TYPE})
+
+
+@pytest.fixture()
+def sink(tmp_path: Path):
+    logger = PayloadLogger(open_store(str(tmp_path / "store")))
+    yield TestClient(build_sink_app(CloudEventPairer(logger))), logger
+    logger.close()
+
+
+# 1. Type checks: a pair that does not fit is a 400 naming the field, and writes nothing -----------
+BAD_PAIRS = [
+    # the bug bash's poison row: strings where item ids belong
+    (V1_REQUEST, _v1_response(items=["a"], scores=[1.0]), "predictions.0.items"),
+    (V1_REQUEST, _v1_response(items=[1, 2], scores=["b", 0.1]), "predictions.0.scores"),
+    (V1_REQUEST, _v1_response(items=[1, 2], scores=[0.1]), "predictions.0.scores"),
+    (V1_REQUEST, _v1_response(items=[2**70]), "predictions.0.items"),
+    (V1_REQUEST, _v1_response(items=5), "predictions.0.items"),
+    (V1_REQUEST, _v1_response(features=[1, 2]), "predictions.0.features"),
+    (V1_REQUEST, _v1_response(cold_start="yes"), "predictions.0.cold_start"),
+    (V1_REQUEST, _v1_response(model_version={"v": 1}), "predictions.0.model_version"),
+    (V1_REQUEST, _v1_response(request_id=12), "predictions.0.request_id"),
+    ({"instances": [{"user_id": "7"}]}, _v1_response(), "instances.0.user_id"),
+    ({"instances": [{"user_id": True}]}, _v1_response(), "instances.0.user_id"),
+    ({"instances": [{"user_id": 7, "k": 2.5}]}, _v1_response(), "instances.0.k"),
+    ({"instances": [{"k": 2}]}, _v1_response(), "instances.0.user_id"),
+    ({"instances": [[7]]}, _v1_response(), "instances.0"),
+    ({"instances": 7}, _v1_response(), "instances"),
+    (V1_REQUEST, {"predictions": {"items": [1]}}, "predictions"),
+    (V1_REQUEST, {"predictions": ["x"]}, "predictions.0"),
+    # the bug bash's 500s: V2 data that is not a list
+    (_v2_request(), _v2_response(items=5), "outputs.items.data"),
+    (_v2_request(user_data=5), _v2_response(), "inputs.user_id.data"),
+    (_v2_request(user_data=("1",)), _v2_response(), "inputs.user_id.data"),
+    (_v2_request(user_data=(0,)), _v2_response(), "inputs.user_id.data.0"),
+    (_v2_request(k_data="10"), _v2_response(), "inputs.k.data"),
+    (_v2_request(k_data=[2, 2, 2]), _v2_response(), "inputs.k.data"),
+    (_v2_request(), _v2_response(scores=[0.5, "x"]), "outputs.scores.data"),
+    (_v2_request(), _v2_response(items=[1, 2, 3]), "outputs.scores.data"),
+    (_v2_request(user_data=(1, 2)), _v2_response(items=[1, 2, 3], scores=[1, 2, 3]),
+     "outputs.items.data"),
+    (_v2_request(), _v2_response(request_id="q1"), "outputs.request_id.data"),
+    (_v2_request(), _v2_response(request_id=[5]), "outputs.request_id.data.0"),
+    ({"inputs": {"name": "user_id", "data": [1]}}, _v2_response(), "inputs"),
+    ({"inputs": [{"name": ["user_id"], "data": [1]}]}, _v2_response(), "inputs.0.name"),
+    (_v2_request(), {"outputs": [7]}, "outputs.0"),
+    (_v2_request(), {**_v2_response(), "model_version": 3}, "model_version"),
+]
+
+
+@pytest.mark.parametrize(("request_body", "response_body", "field"), BAD_PAIRS)
+def test_bad_pair_is_a_400_naming_the_field_and_writes_nothing(
+        sink, request_body: Any, response_body: Any, field: str) -> None:
+    client, logger = sink
+    r = _post_pair(client, "bad-1", request_body, response_body)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert set(body) == {"error", "field"}
+    assert body["field"] == field and body["error"].startswith(f"{field}: ")
+    assert logger.pending == 0
+
+
+def test_a_good_pair_after_a_bad_one_still_writes_its_rows(sink, tmp_path: Path) -> None:
+    client, logger = sink
+    assert _post_pair(client, "bad", V1_REQUEST, _v1_response(items=["a"])).status_code == 400
+    assert _post_pair(client, "good", V1_REQUEST, _v1_response()).json() == {"rows": 1}
+    logger.close()
+    assert [r["request_id"] for r in _read(tmp_path / "store")] == ["q7"]
+
+
+def test_v2_pair_with_one_k_nested_data_and_padding(sink, tmp_path: Path) -> None:
+    client, logger = sink
+    request = _v2_request(user_data=[[1], [2]], k_data=[3])
+    response = _v2_response(items=[[5, 6, 7], [8, -1, -1]], scores=[[.9, .8, .7], [.6, 0, 0]],
+                            request_id=["a", "b"])
+    assert _post_pair(client, "v2", request, response).json() == {"rows": 2}
+    logger.close()
+    rows = {r["request_id"]: r for r in _read(tmp_path / "store")}
+    assert rows["a"]["user_id"] == 1 and rows["a"]["items"] == [5, 6, 7]
+    assert rows["b"]["k"] == 3  # one k for every user, as the model server accepts it
+    assert rows["b"]["items"] == [8] and rows["b"]["scores"] == [0.6]  # padding removed
+
+
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64),
+              st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=4)),
+    lambda kids: st.one_of(st.lists(kids, max_size=3),
+                           st.dictionaries(st.text(max_size=4), kids, max_size=3)),
+    max_leaves=8)
+FIELDS = st.sampled_from(["user_id", "k", "items", "scores", "features", "request_id",
+                          "model_version", "cold_start", "fallback"])
+V1_PAIRS = st.tuples(
+    st.fixed_dictionaries({"instances": st.one_of(
+        st.lists(st.dictionaries(FIELDS, st.one_of(st.integers(1, 50), JSON), max_size=3),
+                 max_size=3), JSON)}),
+    st.fixed_dictionaries({"predictions": st.one_of(
+        st.lists(st.dictionaries(FIELDS, st.one_of(st.lists(st.integers(1, 9)), JSON),
+                                 max_size=5), max_size=3), JSON)}))
+TENSORS = st.lists(st.fixed_dictionaries(
+    {"name": st.one_of(st.sampled_from(["user_id", "k", "items", "scores", "request_id"]), JSON),
+     "data": st.one_of(st.lists(st.integers(-1, 9), max_size=6), JSON)}), max_size=4)
+V2_PAIRS = st.tuples(st.fixed_dictionaries({"inputs": st.one_of(TENSORS, JSON)}),
+                     st.fixed_dictionaries({"outputs": st.one_of(TENSORS, JSON)},
+                                           optional={"model_version": JSON}))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(pair=st.one_of(V1_PAIRS, V2_PAIRS, st.tuples(JSON, JSON)))
+def test_any_pair_gives_encodable_rows_or_a_sink_error(pair: tuple[Any, Any]) -> None:
+    request, response = pair
+    try:
+        rows = rows_from_pair("ce-1", {}, request, response)
+    except SinkError as exc:
+        assert str(exc).startswith(f"{exc.field}: ")
+        return
+    rows_to_table(rows)  # every row the sink accepts can be written
+
+
+# 2. The logger drops a bad row alone -----------------------------------------------------------
+def test_one_bad_row_does_not_take_its_batch_with_it(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    logger = PayloadLogger(store, batch_rows=100, flush_seconds=60)
+    dropped = metrics.PAYLOG_DROPPED.labels("encode_failed")
+    before = dropped._value.get()
+    for i in range(5):
+        logger.log(_row(i))
+    logger.log({**_row(99), "items": ["a"]})  # the same partition as the good rows
+    for i in range(5, 10):
+        logger.log(_row(i))
+    logger.flush()
+    rows = _read(tmp_path / "store")
+    assert sorted(r["request_id"] for r in rows) == sorted(f"r{i}" for i in range(10))
+    assert len(logger.files_written) == 1 and logger.rows_written == 10
+    assert dropped._value.get() - before == 1
+    logger.close()
+
+
+def test_a_row_without_a_usable_ts_is_dropped_alone(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    logger = PayloadLogger(store, batch_rows=100, flush_seconds=0.05).start()
+    dropped = metrics.PAYLOG_DROPPED.labels("encode_failed")
+    before = dropped._value.get()
+    logger.log({**_row(1), "ts": "yesterday"})
+    logger.log({k: v for k, v in _row(2).items() if k != "model_version"})
+    logger.log(_row(3))
+    logger.close()  # the writer thread survived both and wrote the good row
+    assert [r["request_id"] for r in _read(tmp_path / "store")] == ["r3"]
+    assert dropped._value.get() - before == 2
+
+
+# 3. Bounded label values and partitions ---------------------------------------------------------
+def _version_labels() -> dict[str, float]:
+    return {s.labels["model_version"]: s.value
+            for m in metrics.PAYLOG_ROWS.collect() for s in m.samples
+            if s.name.endswith("_total")}
+
+
+def test_model_version_label_values_are_bounded(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    logger = PayloadLogger(store, batch_rows=100, flush_seconds=60)
+    before = _version_labels()
+    tag = uuid.uuid4().hex[:8]
+    n = MAX_VERSION_LABELS + 30
+    for i in range(n):
+        logger.log(_row(i, version=f"card-{tag}-{i}"))
+    logger.log(_row(999, version="x" * 500))
+    logger.flush()
+    after = _version_labels()
+    assert logger.rows_written == n + 1
+    assert len(after) <= MAX_VERSION_LABELS + 1 and OTHER_VERSION in after
+    counted = sum(v - before.get(label, 0.0) for label, v in after.items())
+    assert counted == n + 1  # every written row is counted, under its version or "other"
+    assert "x" * 500 not in after
+    logger.close()
+
+
+def test_ce_time_outside_the_window_falls_back_to_the_receive_time(sink, tmp_path: Path
+                                                                    ) -> None:
+    client, logger = sink
+    now = time.time()
+    recent = datetime.fromtimestamp(now - 600, tz=timezone.utc).isoformat()
+    stale = datetime.fromtimestamp(now - CE_TIME_MAX_PAST_SECONDS - 3600,
+                                   tz=timezone.utc).isoformat()
+    ahead = datetime.fromtimestamp(now + CE_TIME_MAX_FUTURE_SECONDS + 600,
+                                   tz=timezone.utc).isoformat()
+    for name, when in [("recent", recent), ("future", "9999-12-31T23:59:59Z"),
+                       ("stale", stale), ("ahead", ahead), ("year1", "0001-01-01T00:00:00"),
+                       ("junk", "not-a-time")]:
+        r = _post_pair(client, name, V1_REQUEST, _v1_response(request_id=name),
+                       **{"Ce-Time": when})
+        assert r.status_code == 202, r.text
+    received_by = time.time()
+    logger.close()
+    rows = {r["request_id"]: r for r in _read(tmp_path / "store")}
+    assert rows["recent"]["ts"] == pytest.approx(now - 600, abs=1e-3)
+    for name in ("future", "stale", "ahead", "year1", "junk"):
+        assert now <= rows[name]["ts"] <= received_by, name
+    keys = list((tmp_path / "store" / "payload-logs").rglob("*.parquet"))
+    years = {p.relative_to(tmp_path / "store").parts[1][len("date="):][:4] for p in keys}
+    assert years <= {f"{datetime.fromtimestamp(t, tz=timezone.utc):%Y}"
+                     for t in (now - 600, received_by)}
+
+
+def test_long_model_version_is_cut_in_the_path_and_stays_distinct() -> None:
+    a, b = "v" * 300 + "a", "v" * 300 + "b"
+    seg_a = partition_key(1_700_000_000.0, a).rsplit("model_version=", 1)[1]
+    seg_b = partition_key(1_700_000_000.0, b).rsplit("model_version=", 1)[1]
+    assert len(seg_a) == len(seg_b) == MAX_VERSION_SEGMENT and seg_a != seg_b
+    evil = partition_key(1_700_000_000.0, "../../" * 40 + "etc")
+    assert "/" not in evil.rsplit("model_version=", 1)[1]
+    assert partition_key(1_700_000_000.0, "20261124T012259Z-9f07e020").endswith(
+        "/model_version=20261124T012259Z-9f07e020")
