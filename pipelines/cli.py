@@ -27,7 +27,10 @@ def _params(source: str, split_mode: str, n_trials: int, config_json: str,
         key, sep, value = item.partition("=")
         if not sep:
             raise typer.BadParameter(f"--param {item!r}: expected NAME=VALUE", param_hint="--param")
-        params[key] = json.loads(value) if value[:1] in "0123456789-[{" else value
+        try:
+            params[key] = json.loads(value) if value[:1] in "0123456789-[{" else value
+        except json.JSONDecodeError:
+            params[key] = value  # a string; the pipeline's parameter types judge it
     return params
 
 
@@ -42,6 +45,9 @@ def compile_cmd(
     from marquee.settings import Settings
     from pipelines.run import compile_pipeline
 
+    if output.is_dir() or output.suffix != ".yaml":
+        raise typer.BadParameter(f"{output}: give a file name ending in .yaml (the pipeline's "
+                                 "IR YAML)", param_hint="--output")
     settings = Settings()
     path = compile_pipeline(output, image or settings.pipeline_image)
     console.print(f"compiled [bold]{path}[/] (image {image or settings.pipeline_image})")

@@ -91,8 +91,14 @@ def compile_pipeline(path: str | Path, base_image: str | None = None) -> Path:
 
 def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
                        local: bool = True) -> dict[str, Any]:
-    """Pipeline parameters: the caller's, plus where the store and registry are. Locally the
-    resolved paths are passed; in a cluster the pods' MARQUEE_* environment decides.
+    """Pipeline parameters: the caller's, plus where the store and registry are.
+
+    Locally the resolved paths are passed. For a Kubeflow run, the store, registry and S3
+    endpoint that the submitter's settings name explicitly (``MARQUEE_STORE_URI``, …; the
+    chart sets them for the retrain trigger) are passed, so the run's steps write where the
+    platform reads; what is not set is left to the pods' own ``MARQUEE_*`` environment (never
+    this machine's local paths, which a pod cannot reach). A URI with a password in it is
+    refused: a run's parameters are shown to everyone who can see the run.
 
     The caller's parameters are checked first (:func:`check_arguments`), so a typo fails
     here, before any step runs, and not after ingest in a cluster."""
@@ -104,6 +110,18 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
         if settings.s3_endpoint_url:
             args.setdefault("s3_endpoint_url", settings.s3_endpoint_url)
         args.setdefault("gate_tolerance", settings.gate_tolerance)
+    else:
+        for key in ("store_uri", "registry_uri", "s3_endpoint_url"):
+            value = getattr(settings, key)
+            if value and key not in args:
+                args[key] = value
+        for key in ("store_uri", "registry_uri", "s3_endpoint_url"):
+            if isinstance(args.get(key), str) and _has_password(args[key]):
+                raise InvalidArgumentError(
+                    key, _redacted(args[key]), "carries a password, and a Kubeflow run's "
+                    "parameters are visible to everyone who can see the run: use a URI without "
+                    "credentials (the MLflow server's URL) and give the pipeline's pods their "
+                    "credentials from a Secret")
     for key in ("config_json",):
         if isinstance(args.get(key), dict):
             args[key] = json.dumps(args[key])
@@ -111,23 +129,79 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
     return args
 
 
+def _has_password(uri: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(uri).password is not None
+    except ValueError:
+        return False
+
+
+def _redacted(uri: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    return parts._replace(netloc=f"{parts.username}:***@{parts.hostname or ''}"
+                          + (f":{parts.port}" if parts.port else "")).geturl()
+
+
 def check_arguments(args: dict[str, Any]) -> None:
-    """Raise ``InvalidArgumentError`` for a parameter the pipeline does not have, a split
-    mode the split step does not know, a negative trial count, or a ``config_json`` that the
-    recommender would refuse."""
+    """Raise ``InvalidArgumentError`` for a parameter the pipeline does not have, a value
+    of the wrong type for its parameter (an integer, a number or a string), a value out of
+    its range (split fractions, trial count, timeout, reference rows), a ``source`` of an
+    unknown form, a split mode the split step does not know, or a ``config_json`` that the
+    recommender would refuse: what a step would refuse later, refused before any runs."""
     from components.common import SPLIT_MODES, recommender_config
 
+    args = {k: json.dumps(v) if k == "config_json" and isinstance(v, dict) else v
+            for k, v in args.items()}  # as pipeline_arguments passes it
     known = build_pipeline().component_spec.inputs or {}
     unknown = sorted(set(args) - set(known))
     if unknown:
         raise InvalidArgumentError("params", unknown, "not parameters of the pipeline "
                                    f"{PIPELINE_NAME!r}; it has {', '.join(known)}")
-    if "split_mode" in args and args["split_mode"] not in SPLIT_MODES:
-        raise InvalidArgumentError("split_mode", args["split_mode"],
+    for name, value in args.items():
+        kind = known[name].type
+        if kind == "Integer" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise InvalidArgumentError(name, value, "must be an integer")
+        if kind == "Float" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidArgumentError(name, value, "must be a number")
+        if kind == "String" and not isinstance(value, str):
+            raise InvalidArgumentError(name, value, "must be a string")
+    defaults = {name: spec.default for name, spec in known.items()}
+    full = {**defaults, **args}
+    for name in ("test_frac", "val_frac"):
+        if not 0 <= full[name] < 1:
+            raise InvalidArgumentError(name, full[name], "must be in [0, 1)")
+    if full["test_frac"] + full["val_frac"] >= 1:
+        raise InvalidArgumentError("val_frac", full["val_frac"],
+                                   f"test_frac + val_frac must be below 1 (test_frac is "
+                                   f"{full['test_frac']}): nothing would be left to train on")
+    for name, least in (("n_trials", 0), ("tune_timeout_seconds", 1), ("reference_rows", 1)):
+        if full[name] < least:
+            raise InvalidArgumentError(name, full[name], f"must be {least} or more")
+    if full["split_mode"] not in SPLIT_MODES:
+        raise InvalidArgumentError("split_mode", full["split_mode"],
                                    f"use one of {', '.join(SPLIT_MODES)}")
-    if int(args.get("n_trials", 0)) < 0:
-        raise InvalidArgumentError("n_trials", args["n_trials"], "must be 0 or more")
-    recommender_config(args.get("config_json", "{}"), int(args.get("seed", 42)))
+    _check_source(full["source"])
+    recommender_config(full["config_json"], full["seed"])
+
+
+def _check_source(source: str) -> None:
+    """The forms the ingest step knows; a directory is the step's to find (in a cluster it is
+    a path inside the step's pod, not on this machine)."""
+    kind, sep, arg = source.partition(":")
+    if not source.strip():
+        raise InvalidArgumentError("source", source, "is empty: use movielens-100k[:PATH], "
+                                   "synth:users=N,items=N,events=N or a dataset directory")
+    if kind != "synth" or not sep:
+        return
+    for part in filter(None, arg.split(",")):
+        key, eq, value = part.partition("=")
+        if key not in ("users", "items", "events", "seed") or not eq or not value.isdigit():
+            raise InvalidArgumentError("source", source, f"{part!r} is not one of users=N, "
+                                       "items=N, events=N, seed=N")
 
 
 def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunResult:

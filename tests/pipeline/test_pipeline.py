@@ -160,13 +160,35 @@ def test_submit_builds_the_kubeflow_call(monkeypatch):
     assert call["run_name"].startswith("marquee-training-")
     assert call["arguments"]["n_trials"] == 8
     assert json.loads(call["arguments"]["config_json"]) == {"ranker": {"enabled": True}}
-    # in a cluster the pods' environment decides where the store and registry are
+    # nothing set explicitly: the pods' environment decides (never this machine's paths)
     assert "store_uri" not in call["arguments"] and "registry_uri" not in call["arguments"]
+    assert "home" not in call["arguments"]
     from google.protobuf import json_format
 
     spec = json_format.MessageToDict(call["func"].pipeline_spec)
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"registry.example/marquee:7"}
+
+
+def test_submit_passes_the_shared_store_and_registry_to_the_run(monkeypatch):
+    """The retrain trigger in a cluster has MARQUEE_STORE_URI and MARQUEE_REGISTRY_URI from
+    the chart: its runs must register there, not in a pod-local .marquee that dies with the
+    pod."""
+    monkeypatch.setenv("MARQUEE_STORE_URI", "s3://models-bucket/marquee")
+    monkeypatch.setenv("MARQUEE_REGISTRY_URI", "http://marquee-mlflow:5000")
+    monkeypatch.setenv("MARQUEE_S3_ENDPOINT_URL", "http://minio.minio:9000")
+    client = RecordingClient()
+    submit(Settings(), {"n_trials": 2}, client=client)
+    args = client.calls[0]["arguments"]
+    assert args["store_uri"] == "s3://models-bucket/marquee"
+    assert args["registry_uri"] == "http://marquee-mlflow:5000"
+    assert args["s3_endpoint_url"] == "http://minio.minio:9000"
+    assert "home" not in args
+    # a password in a URI would be shown to everyone who can see the run
+    monkeypatch.setenv("MARQUEE_REGISTRY_URI", "postgresql://mlflow:s3cret@db:5432/mlflow")
+    with pytest.raises(InvalidArgumentError, match="carries a password") as err:
+        submit(Settings(), {}, client=RecordingClient())
+    assert "s3cret" not in str(err.value) and "mlflow:***@db:5432" in str(err.value)
 
 
 def test_submit_without_host_is_a_clear_error(monkeypatch):
@@ -206,6 +228,14 @@ def test_a_failed_step_ends_the_command_with_its_step_and_cause(home):
     ({"split_mode": "weekly"}, "split_mode='weekly': use one of user_temporal, temporal"),
     ({"n_trials": -1}, "n_trials=-1: must be 0 or more"),
     ({"epochs": 3}, "params=['epochs']: not parameters of the pipeline 'marquee-training'"),
+    ({"test_frac": 1.5}, "test_frac=1.5: must be in [0, 1)"),
+    ({"test_frac": 0.6, "val_frac": 0.4}, "test_frac + val_frac must be below 1"),
+    ({"seed": "abc"}, "seed='abc': must be an integer"),
+    ({"n_trials": True}, "n_trials=True: must be an integer"),
+    ({"test_frac": "abc"}, "test_frac='abc': must be a number"),
+    ({"source": 123}, "source=123: must be a string"),
+    ({"tune_timeout_seconds": 0}, "tune_timeout_seconds=0: must be 1 or more"),
+    ({"source": "synth:users=10,colour=red"}, "'colour=red' is not one of users=N"),
 ])
 def test_bad_pipeline_arguments_fail_before_any_step_runs(home, params, message):
     """Locally and on submission alike: the parameters are checked before kfp starts, so a
