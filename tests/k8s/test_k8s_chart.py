@@ -152,6 +152,11 @@ def test_names_fit_in_63_characters_even_for_a_long_release() -> None:
         seen.add((o["kind"], name))
     (isvc,) = [o for o in objs if o["kind"] == "InferenceService"]
     assert isvc["metadata"]["name"].endswith("-v1") and len(isvc["metadata"]["name"]) <= 45
+    # the API server refuses CronJob names over 52 characters; Helm allows releases of 53
+    for release in (release, "x" * 39, "y" * 53):
+        cronjobs = [o for o in c.split(c.render(name=release)) if o["kind"] == "CronJob"]
+        assert {o["metadata"]["name"].rsplit("-", 1)[-1] for o in cronjobs} == {"drift", "skew"}
+        assert all(len(o["metadata"]["name"]) <= 52 for o in cronjobs), release
 
 
 def test_standard_labels_on_every_object_and_pod() -> None:

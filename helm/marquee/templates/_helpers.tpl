@@ -23,7 +23,7 @@ Names. Every object name is cut to 63 characters (DNS label), with any trailing 
 {{- define "marquee.componentName" -}}
 {{- $ctx := .ctx -}}
 {{- $suffix := printf "-%s" .component -}}
-{{- $max := sub 63 (len $suffix) | int -}}
+{{- $max := sub (.max | default 63) (len $suffix) | int -}}
 {{- printf "%s%s" (include "marquee.fullname" $ctx | trunc $max | trimSuffix "-") $suffix -}}
 {{- end -}}
 
