@@ -24,8 +24,7 @@ def ingest(source: str, dataset: Output[Dataset], home: str = "", seed: int = 42
         from recsys.data.ingest import ingest as coarsen
 
         settings = settings_from(home=home)
-        raw = fetch_movielens_100k(settings.data_dir / "movielens-100k",
-                                   Path(arg) if arg else None)
+        raw = fetch_movielens_100k(settings.movielens_cache_dir, Path(arg) if arg else None)
         ds = coarsen(raw)
     elif kind == "synth":
         from recsys.data.synth import generate

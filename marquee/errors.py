@@ -29,6 +29,7 @@ from typing import ClassVar
 __all__ = [
     "MarqueeError",
     "InvalidArgumentError",
+    "error_text",
     "StoreError",
     "InvalidKeyError",
     "ObjectNotFoundError",
@@ -167,6 +168,16 @@ class PipelineRunError(MarqueeError):
         self.pipeline = pipeline
         self.step = step
         self.cause = cause
+
+
+def error_text(exc: Exception) -> str:
+    """One line for a user: a pydantic ``ValidationError`` through :func:`validation_text`,
+    anything else as ``str(exc)`` with its line breaks folded."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return validation_text(exc)
+    return " ".join(str(exc).split())
 
 
 def validation_text(exc: Exception) -> str:

@@ -71,5 +71,11 @@ class Settings(BaseSettings):
         return self.home / "data"
 
     @property
+    def movielens_cache_dir(self) -> Path:
+        """Where MovieLens-100k is cached once fetched: by ``marquee data fetch`` and by the
+        pipeline's ingest step alike, so that a copy given with ``--source`` feeds both."""
+        return self.data_dir / "movielens-100k"
+
+    @property
     def runs_dir(self) -> Path:
         return self.home / "runs"

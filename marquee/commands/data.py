@@ -19,6 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from marquee.errors import error_text
+
 __all__ = ["app"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -57,11 +59,12 @@ def fetch_movielens(
     console = Console()
     try:
         with console.status("fetching MovieLens-100k …"):
-            raw = fetch_movielens_100k(settings.data_dir / "raw", source=source, refresh=refresh)
+            raw = fetch_movielens_100k(settings.movielens_cache_dir, source=source,
+                                       refresh=refresh)
             dataset = ingest(raw)
             validate_dataset(dataset)
     except DataError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        typer.secho(f"error: {error_text(exc)}", fg="red", err=True)
         raise SystemExit(1) from exc
     fingerprint = dataset.fingerprint()
     target = out or settings.data_dir / "datasets" / "movielens-100k" / fingerprint

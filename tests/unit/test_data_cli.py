@@ -46,7 +46,29 @@ def test_fetch_from_a_local_source_writes_parquet_under_the_data_dir(home: Path,
     assert written[0].name == ds.fingerprint()
     assert ds.counts() == {"interactions": 3, "users": 2, "items": 2}
     assert "zip_code" not in ds.users.columns
-    assert (home / "data" / "raw" / "movielens-100k" / "users.parquet").is_file()
+    assert (home / "data" / "movielens-100k" / "movielens-100k" / "users.parquet").is_file()
+
+
+def test_a_fetched_copy_feeds_the_pipelines_ingest_step(home: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``marquee data fetch movielens-100k --source PATH`` is the README's offline route:
+    the pipeline's ingest step (source ``movielens-100k``) must find that copy and not go to
+    PyPI (before, the command cached under data/raw and the step looked in data/movielens-100k)."""
+    from kfp.dsl import Dataset
+
+    from components import ingest
+    from recsys.data import fetch
+
+    source = _atomic_source(tmp_path / "src")
+    assert runner.invoke(app, ["fetch", "movielens-100k", "--source", str(source)]).exit_code == 0
+
+    def no_download(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise AssertionError("the ingest step downloaded MovieLens-100k again")
+
+    monkeypatch.setattr(fetch.PipWheelDownloader, "__call__", no_download)
+    out = Dataset(name="dataset", uri=str(tmp_path / "ingested"))
+    ingest.ingest(source="movielens-100k", dataset=out, home=str(home))
+    assert out.metadata["interactions"] == 3 and out.metadata["users"] == 2
 
 
 def test_fetch_with_a_bad_source_fails_with_a_message(home: Path, tmp_path: Path) -> None:
