@@ -259,8 +259,9 @@ def check(
         None, help="Evidently's report: always | on_drift | never (default: config)."),
     embeddings: bool = typer.Option(True, help="Embedding drift with the bundle's model."),
     pushgateway: Optional[str] = typer.Option(None, help="Push gauges to this Pushgateway."),
-    metrics_port: Optional[int] = typer.Option(None, help="Serve /metrics on this port."),
-    every: Optional[float] = typer.Option(None, help="Repeat every N seconds (with "
+    metrics_port: Optional[int] = typer.Option(None, min=1, max=65535,
+                                               help="Serve /metrics on this port."),
+    every: Optional[float] = typer.Option(None, min=0.1, help="Repeat every N seconds (with "
                                           "--metrics-port: a long-running exporter)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -295,7 +296,7 @@ def check(
             except MarqueeError as exc:
                 if every is None:
                     raise
-                console.print(f"[red]error:[/red] {exc.message}")
+                typer.secho(f"error: {exc.message}", fg="red", err=True)
             else:
                 if as_json:
                     sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
@@ -305,7 +306,7 @@ def check(
                     raise SystemExit(EXIT_DRIFT if summary.drift_detected else 0)
             time.sleep(every)
     except MarqueeError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise SystemExit(getattr(exc, "exit_code", 1)) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None

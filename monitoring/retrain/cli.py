@@ -17,7 +17,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from marquee.errors import MarqueeError
+from marquee.errors import MarqueeError, error_text
 from marquee.settings import Settings
 from monitoring.errors import MonitoringError, MonitoringInputError
 from monitoring.retrain.config import TriggerSettings, make_trigger, state_dir
@@ -31,7 +31,7 @@ EXIT_REFUSED = 1
 
 def _fail(console: Console, exc: MarqueeError) -> None:
     """Print the error and exit: 2 for bad input (MonitoringInputError), else 1."""
-    console.print(f"[red]error:[/red] {exc.message}")
+    typer.secho(f"error: {exc.message}", fg="red", err=True)
     raise SystemExit(getattr(exc, "exit_code", 1))
 
 
@@ -95,7 +95,7 @@ def retrain(
         req = ManualRequest(reason=reason, model=model, force=force,
                             requested_by=_whoami())
     except (MarqueeError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        typer.secho(f"error: {error_text(exc)}", fg="red", err=True)
         raise SystemExit(2) from None
 
     decision = None

@@ -40,7 +40,8 @@ class TriggerSettings(BaseSettings):
     token_file: Path | None = Field(None, description="File holding the bearer token (the "
                                     "same file Alertmanager's credentials_file reads).")
     port: int = Field(8095, ge=1, le=65535, description="Port of `marquee trigger`.")
-    url: str = Field("http://127.0.0.1:8095", description="Where `marquee retrain` and "
+    url: str = Field("http://127.0.0.1:8095", pattern=r"^https?://\S+$",
+                     description="Where `marquee retrain` and "
                      "`marquee incidents` reach the trigger.")
     cooldown_seconds: float = Field(6 * 3600, ge=0, description="Minimum time between two "
                                     "runs started for the same model.")

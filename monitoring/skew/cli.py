@@ -14,7 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from marquee.errors import MarqueeError
+from marquee.errors import MarqueeError, error_text
 from marquee.settings import Settings
 from monitoring.skew.job import SkewConfig, SkewSummary
 
@@ -111,10 +111,10 @@ def check(
                        model_version=model_version, store_uri=store, publish=publish,
                        pushgateway=pushgateway)
     except MarqueeError as exc:
-        console.print(f"[red]error:[/red] {exc.message}")
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise SystemExit(getattr(exc, "exit_code", 1)) from None
     except ValueError as exc:  # bad option values
-        console.print(f"[red]error:[/red] {exc}")
+        typer.secho(f"error: {error_text(exc)}", fg="red", err=True)
         raise SystemExit(2) from None
     if as_json:
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")

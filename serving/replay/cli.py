@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -30,7 +30,7 @@ def replay_command(
     holdout: Annotated[Path | None, typer.Option(help="Held-out interactions instead.")] = None,
     router: Annotated[str, typer.Option(envvar="MARQUEE_ROUTER_URL",
                                         help="Router URL.")] = "http://127.0.0.1:8090",
-    rate: Annotated[float, typer.Option(help="Requests per second.")] = 20.0,
+    rate: Annotated[float, typer.Option(min=0.001, help="Requests per second.")] = 20.0,
     requests: Annotated[int | None, typer.Option(help="Stop after this many requests.")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     k: Annotated[int, typer.Option(help="Items per request.")] = 10,
@@ -42,8 +42,9 @@ def replay_command(
         help="P(click) of an examined item that is not.")] = 0.0,
     with_replacement: Annotated[bool, typer.Option(
         help="Visits drawn with replacement from the users (--requests of them).")] = False,
-    test_frac: Annotated[float, typer.Option(help="Per-user held-out share.")] = 0.25,
-    order: Annotated[str, typer.Option(help="time or random.")] = "time",
+    test_frac: Annotated[float, typer.Option(min=0.01, max=0.99,
+                                             help="Per-user held-out share.")] = 0.25,
+    order: Annotated[Literal["time", "random"], typer.Option(help="time or random.")] = "time",
     concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed (clicks, order).")] = 0,
     output: Annotated[str, typer.Option("-o", "--output", help="table or json.")] = "table",
@@ -67,8 +68,14 @@ def replay_command(
                         position_bias=position_bias, relevant_click=relevant_click,
                         noise_click=noise_click, concurrency=concurrency, seed=seed)
     summary = report.summary()
+    failed = bool(summary["requests"]) and summary["errors"] == summary["requests"]
     if output == "json":
         typer.echo(json.dumps(summary, indent=2))
+    if failed:  # nothing answered: not a replay, whatever the table says
+        typer.secho(f"error: all {summary['requests']} requests to {router} failed",
+                    fg="red", err=True)
+        raise typer.Exit(1)
+    if output == "json":
         return
     from rich.console import Console
     from rich.table import Table
@@ -87,7 +94,8 @@ def replay_command(
 @app.command("users")
 def users_command(
     interactions: Annotated[Path, typer.Option(help="Interactions (Parquet/CSV).")],
-    test_frac: Annotated[float, typer.Option(help="Per-user held-out share.")] = 0.25,
+    test_frac: Annotated[float, typer.Option(min=0.01, max=0.99,
+                                             help="Per-user held-out share.")] = 0.25,
 ) -> None:
     """How many users a replay would have, and their mean number of future items."""
     from serving.replay.users import load_users

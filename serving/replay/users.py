@@ -98,7 +98,15 @@ def load_users(interactions: str | Path, holdout: str | Path | None = None,
         p = Path(path)
         if p.is_dir():
             p = p / "interactions.parquet"
-        return pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+        frame = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+        missing = sorted({"user_id", "item_id", "timestamp"} - set(frame.columns))
+        if missing:
+            from marquee.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                "interactions", str(p), f"not an interactions table: no column "
+                f"{', '.join(missing)} (it has {', '.join(map(str, frame.columns))})")
+        return frame
 
     if holdout is not None:
         return users_from_holdout(read(holdout), order=order, seed=seed)

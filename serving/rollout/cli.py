@@ -57,8 +57,10 @@ def _store(namespace: str | None) -> StatusStore:
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.secho(message, fg="red", err=True)
-    return typer.Exit(code=2)
+    """A refused operation (no such rollout, one that already ended, a bad spec): one
+    ``error:`` line on stderr and exit code 1, as every ``marquee`` command ends one."""
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(code=1)
 
 
 def _get(store: StatusStore, name: str) -> Any:
@@ -136,13 +138,15 @@ def start(
     from serving.rollout.store import RolloutExists
 
     if (file is None) == (strategy is None):
-        raise _fail("give either -f rollout.yaml or --strategy with --candidate")
+        raise typer.BadParameter("give either -f rollout.yaml or --strategy with --candidate",
+                                 param_hint="-f / --strategy")
+    if file is None and candidate is None:
+        raise typer.BadParameter("--strategy needs --candidate VERSION",
+                                 param_hint="--candidate")
     try:
         if file is not None:
             rollout = load_rollout(file)
         else:
-            if candidate is None:
-                raise _fail("--strategy needs --candidate VERSION")
             ref = {"version": baseline} if baseline.isdigit() else {"alias": baseline}
             doc: dict[str, Any] = {
                 "apiVersion": "marquee.dev/v1alpha1", "kind": "ModelRollout",
@@ -150,11 +154,11 @@ def start(
                 "spec": {"baseline": ref, "candidate": {"version": candidate},
                          "strategy": strategy}}
             rollout = parse_rollout(doc, "flags")
-        if name or interval:
+        if name or interval is not None:
             body = rollout.model_dump(by_alias=True, exclude_none=True, mode="json")
             if name:
                 body["metadata"]["name"] = name
-            if interval:
+            if interval is not None:  # 0 too: the spec refuses it, it is not "not given"
                 body["spec"]["intervalSeconds"] = interval
             rollout = parse_rollout(body, "flags")
     except SpecError as exc:
@@ -248,6 +252,8 @@ def run(name: str, router: RouterOpt = DEFAULT_ROUTER, router_replicas: Replicas
     _get(store, name)
     final = _run_controller(store, name, router, router_replicas)
     typer.echo(f"rollout {name}: {final.phase.value}: {final.message}")
+    if final.phase.value in ("RolledBack", "Failed"):
+        raise typer.Exit(code=1)
 
 
 def _status_table(name: str, stored: Any) -> Any:

@@ -199,7 +199,15 @@ def load_kube_config() -> None:
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except config.ConfigException as exc:
+            from marquee.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                "KUBECONFIG", os.environ.get("KUBECONFIG", "~/.kube/config"),
+                f"no usable Kubernetes configuration ({exc}); run in a pod or point KUBECONFIG "
+                "at a kubeconfig") from None
 
 
 class KubernetesStatusStore:

@@ -230,16 +230,16 @@ def test_cli_status_history_promote_abort(tmp_path: Path, monkeypatch: pytest.Mo
     r = runner.invoke(app, ["history", "r1"], env={"COLUMNS": "200"})
     assert r.exit_code == 0 and "aborted by user" in r.output and "RolledBack" in r.output
     r = runner.invoke(app, ["promote", "r1"])
-    assert r.exit_code == 2 and "already ended" in r.output
+    assert r.exit_code == 1 and "error: rollout r1 already ended" in r.output
     r = runner.invoke(app, ["status", "nope"])
-    assert r.exit_code == 2
+    assert r.exit_code == 1 and "error: no rollout named 'nope'" in r.output
     r = runner.invoke(app, ["history", "r1", "-o", "json"])
     assert r.exit_code == 0 and '"outcome": "Failed"' in r.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: marquee.dev/v1alpha1\nkind: ModelRollout\nmetadata: {name: x}\n"
                    "spec: {candidate: {version: '2'}, strategy: canary, intervalSecond: 3}\n")
     r = runner.invoke(app, ["start", "-f", str(bad), "--detach"])
-    assert r.exit_code == 2 and "spec.intervalSecond" in r.output
+    assert r.exit_code == 1 and "spec.intervalSecond" in r.output
 
 
 def test_cli_start_from_flags_creates_a_rollout(tmp_path: Path,
@@ -261,7 +261,10 @@ def test_cli_start_from_flags_creates_a_rollout(tmp_path: Path,
                             "--interval", "5"])
     assert r.exit_code == 0 and "resuming" in r.output
     r = runner.invoke(app, ["start", "--strategy", "canary"])
-    assert r.exit_code == 2 and "--candidate" in r.output
+    assert r.exit_code == 2 and "--candidate" in r.output  # a usage error
+    r = runner.invoke(app, ["start", "--strategy", "canary", "--candidate", "3", "--detach",
+                            "--interval", "0"])  # before: 0 was taken as "not given" (30 s)
+    assert r.exit_code == 1 and "intervalSeconds" in r.output
     r = runner.invoke(app, ["status", "-o", "json"])
     assert r.exit_code == 0 and '"phase": "Pending"' in r.output
 
@@ -405,3 +408,21 @@ def test_healthz_fails_while_a_pass_over_the_rollouts_hangs(tmp_path: Path) -> N
         stop.set()
         loop.join(10)
         health.shutdown()
+
+
+def test_cli_run_exits_1_when_the_rollout_fails(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rollout run`` ends as ``rollout start`` does: exit 1 for Failed or RolledBack (it
+    exited 0 whatever the outcome). Version 99 is not in the (empty) registry: the rollout
+    fails at start (its baseline, the production alias, is not set either), before any
+    routing."""
+    from serving.rollout.cli import app
+
+    monkeypatch.setenv("MARQUEE_HOME", str(tmp_path))
+    runner = CliRunner()
+    r = runner.invoke(app, ["start", "--strategy", "canary", "--candidate", "99", "--detach",
+                            "--name", "c99"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["run", "c99", "--router", "http://127.0.0.1:9"])
+    assert r.exit_code == 1, r.output
+    assert "rollout c99: Failed: cannot start" in r.output

@@ -72,3 +72,51 @@ def test_a_bad_pipeline_argument_is_named_before_the_run_starts(tmp_path: Path) 
         "error: config_json='{\"retrieval\": {\"epochz\": 2}}': retrieval.epochz: Extra inputs "
         "are not permitted (got 2)")
     assert "Executing task" not in out.stdout  # kfp.local never started a step
+
+
+@pytest.mark.parametrize(("param", "line"), [
+    ("seed=1x", "error: seed='1x': must be an integer"),
+    ("config_json={bad", "error: config_json='{bad': not JSON"),
+    ("test_frac=1.5", "error: test_frac=1.5: must be in [0, 1)"),
+])
+def test_a_bad_param_value_is_one_error_line(tmp_path: Path, param: str, line: str) -> None:
+    """``--param`` values that are not JSON stay strings, and the pipeline's parameter types
+    and ranges judge them before any step (before: a JSONDecodeError traceback, or a run that
+    failed in ``split`` after ingest and validate)."""
+    out = marquee(tmp_path, "pipeline", "run", "--local", "--param", param)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith(line)
+    assert "Traceback" not in out.stderr and "Executing task" not in out.stdout
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (("traffic", "replay", "--holdout", "h.parquet", "--order", "sideways"),
+     "Invalid value for '--order'"),
+    (("drift", "check", "--every", "-5"), "Invalid value for '--every'"),
+    (("drift", "check", "--metrics-port", "99999"), "Invalid value for '--metrics-port'"),
+    (("pipeline", "compile", "-o", "pipeline.txt"), "give a file name ending in .yaml"),
+])
+def test_bad_option_values_are_usage_errors(tmp_path: Path, args, line) -> None:
+    out = marquee(tmp_path, *args)
+    assert out.returncode == 2 and line in out.stderr and "Traceback" not in out.stderr
+
+
+def test_refusals_are_one_error_line_on_stderr(tmp_path: Path) -> None:
+    """Found by a bug bash: each of these ended with a traceback, a multi-line pydantic
+    message, or an error on stdout wrapped over several lines by rich."""
+    binary = tmp_path / "rollout.yaml"
+    binary.write_bytes(b"\xff\xfe\x00 not text")
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,age\n1,30\n")
+    for args, line, code in [
+        (("rollout", "start", "-f", str(binary)), f"error: {binary}: not a text file", 1),
+        (("retrain", "--reason", "x", "--url", "notaurl"),
+         "error: url: String should match pattern", 2),
+        (("traffic", "users", "--interactions", str(users)),
+         f"error: interactions='{users}': not an interactions table: no column item_id, "
+         "timestamp", 1),
+    ]:
+        out = marquee(tmp_path, *args)
+        assert out.returncode == code, (args, out.stderr)
+        assert out.stderr.strip().splitlines()[-1].startswith(line), (args, out.stderr)
+        assert "Traceback" not in out.stderr
