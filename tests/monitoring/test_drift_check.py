@@ -238,7 +238,8 @@ def test_drift_check_exits_2_on_an_empty_window(tmp_path: Path) -> None:
     out = _drift_cli(["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--since",
                       "1h", "--evidently", "never"], tmp_path / "home")
     assert out.returncode == 2, out.stdout + out.stderr
-    assert "no payload logs in the window" in out.stdout
+    assert out.stderr.startswith("error: no payload logs in the window")  # one line, stderr
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_exporter_mode_serves_gauges_for_prometheus(tmp_path: Path) -> None:
