@@ -4,6 +4,7 @@
     marquee serve --runtime kserve --alias production
     marquee serve --runtime kserve --bundle-uri s3://bucket/models/movie-recommender/3
     marquee serve --runtime bentoml --alias candidate --port 3000
+    marquee serve --runtime payload-sink --port 8080    # no model: the payload-log sink
 
 Flags override ``MARQUEE_SERVING_*`` environment variables (see ``serving.settings``); the
 bind address defaults to ``MARQUEE_BIND_HOST`` (127.0.0.1). This is also the container
@@ -15,11 +16,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-__all__ = ["serve", "bento_command"]
+if TYPE_CHECKING:
+    from marquee.settings import Settings
+    from serving.settings import ServingSettings
+
+__all__ = ["serve", "bento_command", "resolve_for_bento"]
 
 
 def _env_of(serving: object) -> dict[str, str]:
@@ -33,6 +38,18 @@ def _env_of(serving: object) -> dict[str, str]:
     return env
 
 
+def resolve_for_bento(settings: Settings, serving: ServingSettings) -> ServingSettings:
+    """``serving`` naming the bundle by URI, after the reference resolved and the bundle
+    verified here: a bad alias, version or bundle fails before BentoML starts (BentoML would
+    restart a worker that fails to load, for ever), and the worker loads what was checked."""
+    from serving.runtime.loader import fetch_verified, resolve_bundle_uri
+
+    uri = resolve_bundle_uri(serving.model_ref or "production", settings)
+    cache = Path(serving.cache_dir) if serving.cache_dir else settings.home / "bundles"
+    fetch_verified(uri, settings, cache)  # the worker finds the verified copy in this cache
+    return serving.model_copy(update={"bundle_uri": uri, "alias": None, "model_version": None})
+
+
 def bento_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "bentoml", "serve", "serving.bento.service:MovieRecommender",
             "--host", host, "--port", str(port),
@@ -40,7 +57,9 @@ def bento_command(host: str, port: int) -> list[str]:
 
 
 def serve(
-    runtime: Annotated[str, typer.Option(help="kserve or bentoml.")] = "kserve",
+    runtime: Annotated[str, typer.Option(
+        help="kserve, bentoml, or payload-sink (no model: the CloudEvents payload-log sink "
+        "that InferenceServices' loggers post to).")] = "kserve",
     model_version: Annotated[str | None, typer.Option(help="Registry version.")] = None,
     alias: Annotated[str | None, typer.Option(help="Registry alias, e.g. production.")] = None,
     bundle_uri: Annotated[str | None, typer.Option(help="Bundle directory or s3:// URI.")] = None,
@@ -66,6 +85,11 @@ def serve(
     bind = serving.host or settings.bind_host
     if serving.omp_threads and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(serving.omp_threads)  # before OpenMP loads
+    if serving.runtime == "payload-sink":
+        from serving.payload.service import run_sink
+
+        run_sink(settings, serving)
+        return
     if serving.runtime == "kserve":
         argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when imported
         try:
@@ -74,6 +98,9 @@ def serve(
             sys.argv = argv
         run(settings, serving)
         return
-    env = {**os.environ, **_env_of(serving), "BENTOML_DO_NOT_TRACK": "true"}
+    serving = resolve_for_bento(settings, serving)
+    # the worker reads exactly these settings: no MARQUEE_SERVING_ALIAS left beside the URI
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_SERVING_")}
+    env.update(_env_of(serving), BENTOML_DO_NOT_TRACK="true")
     cmd = bento_command(bind, serving.port)
     os.execvpe(cmd[0], cmd, env)  # keep the pid: the caller stops the server by it

@@ -3,40 +3,177 @@
 ``bentoml serve serving.bento.service:MovieRecommender`` (what ``marquee serve --runtime
 bentoml`` runs) loads the model version named by ``MARQUEE_SERVING_*`` (see
 ``serving.settings``) in the worker's ``__init__``, so the worker is ready only after the
-bundle is verified and the index built. The API speaks KServe V1 on the same path, so the
-router can put either runtime behind a variant:
-``POST /v1/models/movie-recommender:predict`` with ``{"instances": [...]}``.
+bundle is verified and the index built. ``marquee serve`` resolves an alias or version to a
+bundle URI before it starts BentoML, so a bad reference fails there and not in a worker that
+BentoML would restart forever.
+
+The HTTP API is a small Starlette app mounted on the service, not ``@bentoml.api`` methods:
+the raw body goes through the validation KServe uses (:func:`serving.runtime.schema.parse_v1`),
+so both runtimes answer the same request with the same status and body:
+
+* ``POST /v1/models/movie-recommender:predict`` with ``{"instances": [...]}`` (KServe V1);
+  the ``x-request-id`` header is the request id when given (checked like the body's
+  ``request_id``), else one is generated;
+* ``GET /marquee/model``, ``GET /`` and ``GET /metrics``;
+* every 4xx is ``{"error": "<field>: <message>", "code": ..., "field": ...}`` (an unknown path
+  is a 404 naming ``path``, a known path with another method a 405 naming ``method``) and is
+  logged in one line at INFO.
+
+BentoML's own HTTP metrics are off (``metrics={"enabled": False}``): they label requests by
+raw path, so any client could add series. ``/metrics`` serves the ``marquee_serving_*``
+metrics, whose ``route`` label comes from a fixed set.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
-from typing import Annotated, Any
+import logging
+import os
+import time
+from typing import Any
 
 import bentoml
-from bentoml.exceptions import BentoMLException
-from pydantic import Field
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
 
-from serving.errors import ServingError
-from serving.runtime.middleware import ServingMiddleware
-from serving.runtime.schema import Instance
+from serving.errors import BadRequest, ServingError, error_body
+from serving.runtime.middleware import ServingMiddleware, route_of
+from serving.runtime.schema import parse_v1, request_id_from
 
-__all__ = ["MovieRecommender"]
+__all__ = ["MovieRecommender", "http_app"]
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "movie-recommender"
+PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
+
+# Content types KServe decodes as JSON itself (``kserve.protocol.dataplane.JSON_HEADERS``):
+# its message for a malformed body differs between these and any other content type.
+_JSON_TYPES = ("application/json", "application/cloudevents+json", "application/ld+json")
 
 # Set by the worker's service instance; read by the middleware of the same worker.
 _LOADED: dict[str, Any] = {"version": "", "variant": "", "max_body_bytes": 65536}
 
 
-class _Error(BentoMLException):
-    """A serving error with its status, for BentoML's error mapping."""
+def _json(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, headers=headers,
+                    media_type="application/json")
+
+
+def _decode(body: bytes, content_type: str | None) -> Any:
+    """The JSON body, or a 400 with the message KServe gives for the same bytes."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if content_type is None or content_type in _JSON_TYPES:
+            raise BadRequest(f"body: Unrecognized request format: {exc}", field="body") from None
+        raise BadRequest(f"body: malformed JSON ({exc})", field="body") from None
+
+
+def request_id_of(headers: Any) -> str | None:
+    """The ``x-request-id`` header if it passes the ``request_id`` rule, None if absent."""
+    return request_id_from(headers.get("x-request-id"), "x-request-id")
+
+
+def _error(request: Request, exc: ServingError, status: int | None = None,
+           headers: dict[str, str] | None = None) -> Response:
+    """The contract's error body; one log line (INFO for a 4xx, WARNING for a 5xx)."""
+    status = status or exc.status_code
+    try:
+        request_id = request_id_of(request.headers) or "-"
+    except BadRequest:
+        request_id = "-"  # not echoed: it is what was refused
+    log.log(logging.INFO if status < 500 else logging.WARNING,
+            "%d %s %s: %s (request_id=%s model_version=%s variant=%s)", status, request.method,
+            route_of(request.url.path), exc.message, request_id, _LOADED["version"],
+            _LOADED["variant"])
+    return _json(error_body(exc), status, headers)
+
+
+def _instance() -> MovieRecommender:
+    return bentoml.get_current_service()
+
+
+async def predict(request: Request) -> Response:
+    """KServe V1 predict: the body validated as KServe does, predictions from the service."""
+    started = time.perf_counter()
+    service = _instance().service
+    try:
+        body = _decode(await request.body(), request.headers.get("content-type"))
+        instances = parse_v1(body, service.max_instances).instances
+        preds = await service.predict(instances, request_id_of(request.headers), started)
+    except ServingError as exc:
+        return _error(request, exc)
+    except Exception:  # a bug, not a bad request: the traceback belongs in the log
+        log.exception("500 POST v1_predict (model_version=%s variant=%s)", _LOADED["version"],
+                      _LOADED["variant"])
+        return _json(error_body(ServingError("internal error: see the server log")), 500)
+    return _json({"predictions": preds})
+
+
+async def model_info(_: Request) -> Response:
+    rt = _instance().service.runtime
+    return _json({"ready": True, "name": MODEL_NAME, "model_version": rt.version,
+                  "bundle_uri": rt.bundle_uri, "n_items": rt.n_items,
+                  "candidates": rt.candidates, "index": rt.index_report.as_dict()})
+
+
+async def alive(_: Request) -> Response:
+    return _json({"status": "alive"})
+
+
+async def metrics(_: Request) -> Response:
+    """The process's Prometheus metrics (every worker's, under ``bentoml serve``)."""
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # set by ``bentoml serve`` for its workers
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def not_found(request: Request) -> Response:
+    """Any other path: 405 if a route has the path with another method, else 404."""
+    methods = {m for route in request.app.router.routes
+               if isinstance(route, Route) and route.endpoint is not not_found
+               and route.matches(request.scope)[0] is Match.PARTIAL for m in route.methods or ()}
+    if methods:
+        raise HTTPException(405, headers={"Allow": ", ".join(sorted(methods))})
+    raise HTTPException(404)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    field = {404: "path", 405: "method"}.get(exc.status_code, "body")
+    return _error(request, BadRequest(f"{field}: {exc.detail}", field=field), exc.status_code,
+                  exc.headers)
+
+
+def http_app() -> Starlette:
+    """The service's HTTP API (mounted at ``/`` after BentoML's ``/readyz``, ``/livez``)."""
+    return Starlette(
+        routes=[Route(PREDICT_PATH, predict, methods=["POST"]),
+                Route("/marquee/model", model_info, methods=["GET"]),
+                Route("/metrics", metrics, methods=["GET"]),
+                Route("/", alive, methods=["GET"]),
+                Route("/{path:path}", not_found,
+                      methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])],
+        exception_handlers={HTTPException: _http_exception})
 
 
 @bentoml.service(
-    name="movie-recommender",
+    name=MODEL_NAME,
     workers=1,
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},
+    metrics={"enabled": False},
 )
+@bentoml.asgi_app(http_app(), path="/")
 class MovieRecommender:
     def __init__(self) -> None:
         from marquee.settings import Settings
@@ -49,25 +186,6 @@ class MovieRecommender:
         self.service = build_service(settings, serving, self.payload)
         _LOADED.update(version=self.service.version, variant=serving.variant,
                        max_body_bytes=serving.max_body_bytes)
-
-    @bentoml.api(route="/v1/models/movie-recommender:predict")
-    async def predict(self, instances: Annotated[list[Instance], Field(min_length=1)]
-                      ) -> dict[str, Any]:
-        if len(instances) > self.service.max_instances:
-            raise _Error(f"instances: at most {self.service.max_instances} per request "
-                         f"(got {len(instances)})", error_code=HTTPStatus.BAD_REQUEST)
-        try:
-            preds = await self.service.predict(instances)
-        except ServingError as exc:
-            raise _Error(exc.message, error_code=HTTPStatus(exc.status_code)) from None
-        return {"predictions": preds}
-
-    @bentoml.api(route="/marquee/model")
-    def model_info(self) -> dict[str, Any]:
-        rt = self.service.runtime
-        return {"ready": True, "name": "movie-recommender", "model_version": rt.version,
-                "bundle_uri": rt.bundle_uri, "n_items": rt.n_items, "candidates": rt.candidates,
-                "index": rt.index_report.as_dict()}
 
     @bentoml.on_shutdown
     def flush_payload_logs(self) -> None:

@@ -23,20 +23,15 @@ import kserve
 import numpy as np
 import orjson
 from kserve import InferOutput, InferRequest, InferResponse
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from serving.errors import BadRequest, ModelNotLoaded
-from serving.runtime.schema import Instance, bad_request_from, parse_v1
+from serving.runtime.schema import Instance, parse_v1, request_id_from
 from serving.runtime.service import RecommendService
 
 __all__ = ["RecommenderModel"]
 
 _INT_TYPES = {"INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
-
-# The rule of the body field ``instances[].request_id`` (pattern and length, taken from the
-# model, not repeated here), applied to the ``x-request-id`` header and the V2 ``id`` as well:
-# both become payload-log request ids.
-_REQUEST_ID = TypeAdapter(Instance.model_fields["request_id"].annotation)
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ class RecommenderModel(kserve.Model):
         service = self._service()
         if isinstance(payload, InferRequest):
             return _Parsed("v2", _v2_instances(payload, service.max_instances), started,
-                           _request_id(payload.id, "id"))
+                           request_id_from(payload.id, "id"))
         if isinstance(payload, bytes | bytearray | str):  # no JSON content-type
             try:
                 payload = orjson.loads(payload)
@@ -86,7 +81,7 @@ class RecommenderModel(kserve.Model):
 
     async def predict(self, payload: _Parsed, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> _Result:
-        request_id = _request_id((headers or {}).get("x-request-id"), "x-request-id") \
+        request_id = request_id_from((headers or {}).get("x-request-id"), "x-request-id") \
             or payload.v2_id
         preds = await self._service().predict(payload.instances, request_id, payload.started)
         return _Result(payload, preds)
@@ -102,16 +97,6 @@ class RecommenderModel(kserve.Model):
         if self.service is None or not self.ready:
             raise ModelNotLoaded(f"model {self.name} is not loaded yet")
         return self.service
-
-
-def _request_id(value: Any, field: str) -> str | None:
-    """``value`` if it passes the body's ``request_id`` rule, None if empty; else a 400."""
-    if value is None or value == "":
-        return None
-    try:
-        return _REQUEST_ID.validate_python(value)
-    except ValidationError as exc:
-        raise bad_request_from(exc, field) from None
 
 
 # V2 -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from serving.errors import BadRequest
 from serving.fields import (
@@ -28,7 +28,11 @@ from serving.fields import (
 
 __all__ = ["Instance", "V1Request", "Prediction", "V1Response", "MAX_K", "MAX_HISTORY",
            "REQUEST_ID_PATTERN", "REQUEST_ID_MAX_LENGTH", "UserId", "ItemId", "TopK", "History",
-           "Context", "check_context", "bad_request_from", "parse_v1"]
+           "Context", "check_context", "bad_request_from", "parse_v1", "request_id_from"]
+
+RequestId = Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX_LENGTH,
+                                 pattern=REQUEST_ID_PATTERN)]
+_REQUEST_ID = TypeAdapter(RequestId)
 
 
 class Instance(BaseModel):
@@ -40,8 +44,7 @@ class Instance(BaseModel):
     k: TopK = 10
     history: History | None = None
     context: Context | None = None
-    request_id: Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX_LENGTH,
-                                     pattern=REQUEST_ID_PATTERN)] | None = None
+    request_id: RequestId | None = None
 
     @field_validator("context")
     @classmethod
@@ -100,3 +103,15 @@ def parse_v1(body: Any, max_instances: int) -> V1Request:
         return V1Request.model_validate(body)
     except ValidationError as exc:
         raise bad_request_from(exc) from None
+
+
+def request_id_from(value: Any, field: str) -> str | None:
+    """A request id given outside the body (the ``x-request-id`` header, a V2 ``id``): None
+    when absent or empty, else checked by the body ``request_id``'s rule, a 400 naming
+    ``field`` when it fails (it is echoed and written to the payload logs)."""
+    if value is None or value == "":
+        return None
+    try:
+        return _REQUEST_ID.validate_python(value)
+    except ValidationError as exc:
+        raise bad_request_from(exc, field) from None
