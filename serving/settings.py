@@ -14,7 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ServingSettings", "Runtime"]
 
-Runtime = Literal["kserve", "bentoml"]
+# payload-sink: no model, the CloudEvents payload-log sink alone (the chart's sink Deployment).
+Runtime = Literal["kserve", "bentoml", "payload-sink"]
 
 
 class ServingSettings(BaseSettings):
