@@ -120,3 +120,18 @@ def test_refusals_are_one_error_line_on_stderr(tmp_path: Path) -> None:
         assert out.returncode == code, (args, out.stderr)
         assert out.stderr.strip().splitlines()[-1].startswith(line), (args, out.stderr)
         assert "Traceback" not in out.stderr
+
+
+def test_a_mistyped_sqlite_registry_is_named_not_created(tmp_path: Path) -> None:
+    """MLflow creates a missing directory and an empty registry in it: a typo in
+    MARQUEE_REGISTRY_URI answered "no versions" and left a new database behind."""
+    missing = tmp_path / "no" / "such" / "dir"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+    out = subprocess.run([str(Path(sys.executable).parent / "marquee"), "registry", "list"],
+                         env={**env, "MARQUEE_HOME": str(tmp_path),
+                              "MARQUEE_REGISTRY_URI": f"sqlite:///{missing}/r.db"},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: registry_uri='sqlite:///{missing}/r.db': no such directory {missing}")
+    assert not (tmp_path / "no").exists()
