@@ -69,6 +69,10 @@ def run_cmd(
     settings = Settings()
     params = _params(source, split_mode, n_trials, config_json, param)
     if not local:
+        if not settings.kubeflow_host:  # submit's own hint names --host, which run lacks
+            raise typer.BadParameter("--no-local submits to Kubeflow: set MARQUEE_KUBEFLOW_HOST "
+                                     "(or use 'marquee pipeline submit --host URL')",
+                                     param_hint="--no-local")
         run_id = submit(settings, params)
         console.print(f"submitted run [bold]{run_id}[/] to {settings.kubeflow_host}")
         return

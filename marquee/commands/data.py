@@ -78,7 +78,7 @@ def synth(
     out: Annotated[Path, typer.Option(help="Directory for the three Parquet tables.")],
     users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 10_000,
     items: Annotated[int, typer.Option(min=1, help="Number of items.")] = 2_000,
-    events: Annotated[int, typer.Option(min=0, help="Number of interactions.")] = 200_000,
+    events: Annotated[int, typer.Option(min=1, help="Number of interactions.")] = 200_000,
     seed: Annotated[int | None, typer.Option(help="Random seed (default: settings.seed).")] = None,
     groups: Annotated[int, typer.Option(min=1, max=64, help="Taste groups.")] = 8,
     demographic_shift: Annotated[float, typer.Option(

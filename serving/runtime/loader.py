@@ -47,6 +47,11 @@ def fetch_verified(uri: str, settings: Settings, cache_dir: Path) -> Path:
     if local is not None and (local / "bundle.json").is_file():
         verify_bundle(local)
         return local.resolve()
+    if local is not None and local.is_absolute():  # a local path that holds no bundle
+        from marquee.errors import BundleNotFoundError
+
+        raise BundleNotFoundError(f"no bundle.json in {local}: not a model bundle"
+                                  + ("" if local.is_dir() else " (no such directory)"))
     dest = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
     if (dest / "bundle.json").is_file():
         try:

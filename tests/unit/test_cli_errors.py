@@ -135,3 +135,13 @@ def test_a_mistyped_sqlite_registry_is_named_not_created(tmp_path: Path) -> None
     assert out.stderr.strip().splitlines()[-1] == (
         f"error: registry_uri='sqlite:///{missing}/r.db': no such directory {missing}")
     assert not (tmp_path / "no").exists()
+
+
+def test_serving_a_path_that_is_no_bundle_says_so(tmp_path: Path) -> None:
+    """Before: 'invalid object key …: a key must be relative', about the store's keys."""
+    (tmp_path / "data").mkdir()
+    for path, tail in ((tmp_path / "data", "not a model bundle"),
+                       (tmp_path / "missing", "not a model bundle (no such directory)")):
+        out = marquee(tmp_path, "serve", "--runtime", "kserve", "--bundle-uri", str(path))
+        assert out.returncode == 1
+        assert out.stderr.strip().splitlines()[-1] == f"error: no bundle.json in {path}: {tail}"
