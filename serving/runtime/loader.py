@@ -94,6 +94,7 @@ def load_runtime(settings: Settings, serving: ServingSettings) -> Runtime:
                              serving.redis_timeout_ms)
     runtime = Runtime.build(rec, serving, history=history, bundle_uri=uri,
                             bundle_dir=str(bundle_dir))
+    runtime.warm_up()
     log.info("loaded %s version %s from %s", settings.model_name, runtime.version, uri)
     # The loaded model's objects are permanent: moved out of the collector's generations, so
     # a collection on the request path does not walk them (the tail of request latency).

@@ -172,3 +172,30 @@ def test_load_by_registry_alias_and_version_from_s3(bundle_dir: Path, tmp_path: 
     a = by_alias.recommend(1, 10, {"ts": TS})
     b = Runtime(local).recommend(1, 10, {"ts": TS})
     assert a.items == b.items
+
+
+def test_warm_up_records_nothing_and_leaves_the_budgets(runtime: Runtime,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model server warms the request path up at load (the ranker runs for known users):
+    no request counted, no latency observed, no fallback, and the real budgets back in force
+    afterwards."""
+    from prometheus_client import REGISTRY
+
+    ranked: list[int] = []
+    rank = runtime.rec.rank
+    monkeypatch.setattr(runtime.rec, "rank", lambda *a, **kw: ranked.append(1) or rank(*a, **kw))
+
+    def samples() -> dict:
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for m in REGISTRY.collect() if m.name.startswith("marquee_serving")
+                for s in m.samples}
+
+    budgets = runtime.budgets
+    before = samples()
+    runtime.warm_up()
+    assert len(ranked) >= 1  # the whole path ran, ranker included
+    assert samples() == before
+    assert runtime.budgets is budgets
+    rec = runtime.recommend(_known_user(runtime), 10, {"ts": TS})
+    assert len(rec.items) == 10
+    assert samples() != before  # a real request is recorded again
