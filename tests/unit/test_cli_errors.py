@@ -47,7 +47,7 @@ def test_invalid_settings_name_the_field(tmp_path: Path) -> None:
     out = marquee(tmp_path, "serve", "--runtime", "nope", "--model-version", "1")
     assert out.returncode == 2
     assert out.stderr.strip() == ("error: invalid settings: runtime: Input should be "
-                                  "'kserve' or 'bentoml' (got 'nope')")
+                                  "'kserve', 'bentoml' or 'payload-sink' (got 'nope')")
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
