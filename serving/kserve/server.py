@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -66,6 +66,14 @@ async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
     field = ".".join(loc)
     return JSONResponse({"error": f"{field}: {first.get('msg')}", "code": "bad_request",
                          "field": field}, status_code=422)
+
+
+async def _model_not_found(request: Request, exc: Exception) -> JSONResponse:
+    """A request for a model this server does not hold: the contract's 404, logged in one
+    line (KServe's own handler logs each at ERROR with a traceback: anyone could flood it)."""
+    log.info("404 %s %s: %s", request.method, request.url.path[:120], exc)
+    return JSONResponse({"error": f"model: {exc}", "code": "model_not_found", "field": "model"},
+                        status_code=404)
 
 
 async def _http_exception(_: Request, exc: Exception) -> JSONResponse:
@@ -126,6 +134,7 @@ class MarqueeModelServer(kserve.ModelServer):
         helper._add_exception_handlers(app)
         app.add_exception_handler(ServingError, _serving_error)
         app.add_exception_handler(InvalidInput, _invalid_input)
+        app.add_exception_handler(ModelNotFound, _model_not_found)
         app.add_exception_handler(RequestValidationError, _request_validation)
         app.add_exception_handler(StarletteHTTPException, _http_exception)
         if self.pairer is not None:

@@ -90,3 +90,15 @@ def test_rejected_ids_write_no_payload_rows(bundle_dir: Path, tmp_path: Path) ->
     rows = [r for f in files if ".marquee-store" not in f.parts
             for r in pq.read_table(f).to_pylist()]
     assert [r["request_id"] for r in rows] == ["ok-1"]
+
+
+def test_an_unknown_model_is_a_404_in_one_log_line(client: TestClient,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """KServe's own handler logged each such request at ERROR with a 19-line traceback."""
+    caplog.clear()
+    for path, body in (("/v1/models/nope:predict", V1_BODY),
+                       ("/v2/models/nope/infer", _v2_body(None))):
+        r = client.post(path, json=body)
+        assert r.status_code == 404, r.text
+        assert r.json()["code"] == "model_not_found" and r.json()["field"] == "model"
+    assert not [rec for rec in caplog.records if rec.levelno >= 40 or rec.exc_info]
