@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_store_uri(cls, v: str | None) -> str | None:
         if v is not None and "://" in v and not v.startswith(("s3://", "file://")):
-            raise ValueError(f"store_uri must be a directory or s3://bucket/prefix, got {v!r}")
+            raise ValueError("store_uri must be a directory or s3://bucket/prefix")
         return v
 
     # Derived locations -------------------------------------------------------------

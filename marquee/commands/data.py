@@ -117,14 +117,17 @@ def validate(
     except DataValidationError as exc:
         if not console.is_terminal:  # pipes and CI logs: one plain line per finding
             console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
-            raise SystemExit(1) from exc
-        table = Table(title=f"{directory}: {len(exc.report)} problem(s)", show_lines=False)
-        for column in ("table", "column", "rule", "bad rows", "examples", "detail"):
-            table.add_column(column, overflow="fold")
-        for f in exc.report:
-            table.add_row(f.table, f.column, f.rule, str(f.bad_count),
-                          ", ".join(map(repr, f.examples)), f.detail)
-        console.print(table)
+        else:
+            table = Table(title=f"{directory}: {len(exc.report)} problem(s)", show_lines=False)
+            for column in ("table", "column", "rule", "bad rows", "examples", "detail"):
+                table.add_column(column, overflow="fold")
+            for f in exc.report:
+                table.add_row(f.table, f.column, f.rule, str(f.bad_count),
+                              ", ".join(map(repr, f.examples)), f.detail)
+            console.print(table)
+        # the report above is on stdout; the command ends, like every other, with one line
+        typer.secho(f"error: {directory}: data validation failed: {len(exc.report)} "
+                    "problem(s)", fg="red", err=True)
         raise SystemExit(1) from exc
     console.print(_counts_table(f"{directory}: valid", dataset.counts(),
                                 {"fingerprint": dataset.fingerprint()}))

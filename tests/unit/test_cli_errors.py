@@ -145,3 +145,22 @@ def test_serving_a_path_that_is_no_bundle_says_so(tmp_path: Path) -> None:
         out = marquee(tmp_path, "serve", "--runtime", "kserve", "--bundle-uri", str(path))
         assert out.returncode == 1
         assert out.stderr.strip().splitlines()[-1] == f"error: no bundle.json in {path}: {tail}"
+
+
+def test_settings_and_data_refusals_read_as_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+    exe = str(Path(sys.executable).parent / "marquee")
+    out = subprocess.run([exe, "registry", "list"], capture_output=True, text=True, timeout=120,
+                         env={**env, "MARQUEE_HOME": str(tmp_path),
+                              "MARQUEE_STORE_URI": "http://x"})
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("error: invalid settings: store_uri: Value error, store_uri "
+                                  "must be a directory or s3://bucket/prefix (got 'http://x')")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "interactions.csv").write_text("user_id,item_id\n1,2\n")
+    out = marquee(tmp_path, "data", "validate", str(bad))
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        f"error: {bad}: data validation failed: ")
+    assert "Traceback" not in out.stderr
