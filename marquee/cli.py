@@ -84,8 +84,9 @@ def main() -> None:
     import sys
 
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    from marquee.errors import MarqueeError, validation_text
+    from marquee.errors import MarqueeError, error_text, validation_text
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -105,6 +106,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except ValidationError as exc:
         click.echo(f"error: invalid settings: {validation_text(exc)}", err=True)
+        sys.exit(2)
+    except SettingsError as exc:  # a MARQUEE_* value that is not even parseable (bad JSON)
+        click.echo(f"error: invalid settings: {error_text(exc)}", err=True)
         sys.exit(2)
     except MarqueeError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -174,10 +174,14 @@ def error_text(exc: Exception) -> str:
     """One line for a user: a pydantic ``ValidationError`` through :func:`validation_text`,
     anything else as ``str(exc)`` with its line breaks folded."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     if isinstance(exc, ValidationError):
         return validation_text(exc)
-    return " ".join(str(exc).split())
+    text = str(exc)
+    if isinstance(exc, SettingsError) and exc.__cause__ is not None:  # e.g. env var not JSON
+        text = f"{text}: {exc.__cause__}"
+    return " ".join(text.split())
 
 
 def validation_text(exc: Exception) -> str:

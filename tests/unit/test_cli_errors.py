@@ -164,3 +164,16 @@ def test_settings_and_data_refusals_read_as_one_line(tmp_path: Path) -> None:
     assert out.stderr.strip().splitlines()[-1].startswith(
         f"error: {bad}: data validation failed: ")
     assert "Traceback" not in out.stderr
+
+
+def test_an_unparseable_json_setting_names_the_field_and_the_cause(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+    out = subprocess.run([str(Path(sys.executable).parent / "marquee"), "router"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**env, "MARQUEE_HOME": str(tmp_path),
+                              "MARQUEE_ROUTER_UPSTREAMS": "{bad"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        'error: invalid settings: error parsing value for field "upstreams" from source '
+        '"EnvSettingsSource": Expecting property name enclosed in double quotes: line 1 '
+        "column 2 (char 1)")
