@@ -196,7 +196,7 @@ def _format_error(exc: ValidationError, source: str) -> str:
         got = err.get("input")
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{loc}: {err['msg']}{got_s}")
-    return f"{source}: invalid ModelRollout\n  " + "\n  ".join(lines)
+    return f"{source}: invalid ModelRollout: " + "; ".join(lines)
 
 
 def parse_rollout(data: Any, source: str = "rollout") -> ModelRollout:

@@ -240,6 +240,7 @@ def test_cli_status_history_promote_abort(tmp_path: Path, monkeypatch: pytest.Mo
                    "spec: {candidate: {version: '2'}, strategy: canary, intervalSecond: 3}\n")
     r = runner.invoke(app, ["start", "-f", str(bad), "--detach"])
     assert r.exit_code == 1 and "spec.intervalSecond" in r.output
+    assert len(r.output.strip().splitlines()) == 1  # every problem, on one error line
 
 
 def test_cli_start_from_flags_creates_a_rollout(tmp_path: Path,
