@@ -268,7 +268,10 @@ def _status_table(name: str, stored: Any) -> Any:
                           f"{s.candidate_version or spec.candidate}")
     t.add_row("phase", s.phase.value)
     t.add_row("step", f"{s.step}/{len(spec.steps)}" if spec.steps else str(s.step))
-    t.add_row("weights", f"baseline {s.weights.baseline}% · candidate {s.weights.candidate}%")
+    t.add_row("weights", f"baseline {s.weights.baseline}% · candidate {s.weights.candidate}%"
+              + (" (decided; NOT applied)" if s.routing_error else ""))
+    if s.routing_error:
+        t.add_row("routing", f"not applied: {s.routing_error}")
     t.add_row("failed checks", f"{s.failed_checks}/{spec.analysis.failure_limit}")
     last = s.last_decision
     if last is not None:

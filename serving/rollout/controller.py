@@ -30,7 +30,7 @@ from serving.rollout.spec import RolloutSpec, VersionRef
 from serving.rollout.status import Outcome, Phase, RolloutStatus, utcnow
 from serving.rollout.store import StatusStore
 
-__all__ = ["Controller", "AliasRegistry", "MarqueeRegistry", "ALIASES"]
+__all__ = ["Controller", "AliasRegistry", "MarqueeRegistry", "ALIASES", "apply_routing"]
 
 log = logging.getLogger("marquee.rollout")
 
@@ -85,6 +85,25 @@ class MarqueeRegistry:
         self.registry.promote(version)
 
 
+def apply_routing(store: StatusStore, name: str, router: RouterAdmin | None, spec: RolloutSpec,
+                  status: RolloutStatus) -> RolloutStatus:
+    """Put the status's routing in force; the status, with ``routing_error`` saying whether
+    that worked (saved when it changed, so ``rollout status`` tells the truth)."""
+    routing = desired_routing(spec, status, name)
+    if routing is None or router is None:
+        return status
+    error = ""
+    try:
+        router.apply(routing)
+    except SourceError as exc:
+        log.error("rollout %s: routing not applied: %s", name, exc)
+        error = str(exc)[:500]
+    if error != status.routing_error:
+        status = status.model_copy(update={"routing_error": error})
+        store.save_status(name, status)
+    return status
+
+
 class Controller:
     def __init__(self, store: StatusStore, name: str, source: MetricsSource,
                  router: RouterAdmin | None = None, registry: AliasRegistry | None = None,
@@ -93,14 +112,8 @@ class Controller:
         self.router, self.registry, self.clock = router, registry, clock
 
     # Effects -------------------------------------------------------------------------------------
-    def _reconcile(self, spec: RolloutSpec, status: RolloutStatus) -> None:
-        routing = desired_routing(spec, status, self.name)
-        if routing is None or self.router is None:
-            return
-        try:
-            self.router.apply(routing)
-        except SourceError as exc:
-            log.error("rollout %s: routing not applied: %s", self.name, exc)
+    def _reconcile(self, spec: RolloutSpec, status: RolloutStatus) -> RolloutStatus:
+        return apply_routing(self.store, self.name, self.router, spec, status)
 
     def _resolve(self, ref: VersionRef) -> str:
         if ref.version is not None:
@@ -162,9 +175,8 @@ class Controller:
         stored = self.store.get(self.name)
         spec, status = stored.rollout.spec, stored.status
         if status.phase.terminal:
-            self._reconcile(spec, status)
-            return status
-        self._reconcile(spec, status)
+            return self._reconcile(spec, status)
+        status = self._reconcile(spec, status)
         now = self.clock()
         command = self.store.pending_command(self.name)
         if status.phase == Phase.PENDING:
@@ -188,7 +200,7 @@ class Controller:
         metrics.export_status(spec, new)
         if command is not None:
             self.store.clear_command(self.name, command)
-        self._reconcile(spec, new)
+        new = self._reconcile(spec, new)
         self._name_candidate(new)
         last = new.last_decision
         if last is not None and (new.phase != status.phase or new.step != status.step

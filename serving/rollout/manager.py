@@ -24,9 +24,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.rollout import metrics
-from serving.rollout.controller import AliasRegistry, Controller
-from serving.rollout.machine import desired_routing
-from serving.rollout.sources import MetricsSource, RouterAdmin, SourceError
+from serving.rollout.controller import AliasRegistry, Controller, apply_routing
+from serving.rollout.sources import MetricsSource, RouterAdmin
 from serving.rollout.status import RolloutStatus
 from serving.rollout.store import StatusStore
 
@@ -121,13 +120,7 @@ class RolloutManager:
         if self.router is None or now - self._applied.get(name, -1e18) < self.reconcile_seconds:
             return
         self._applied[name] = now
-        routing = desired_routing(spec, status, name)
-        if routing is None:
-            return
-        try:
-            self.router.apply(routing)
-        except SourceError as exc:
-            log.error("rollout %s: re-applying its routing failed: %s", name, exc)
+        apply_routing(self.store, name, self.router, spec, status)
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
         while not stop.is_set():

@@ -79,6 +79,9 @@ class RolloutStatus(_Model):
     failed_checks: int = 0
     decisions: list[Decision] = Field(default_factory=list)
     message: str = ""
+    # Why the router does not run these weights yet (unreachable, refused), "" once it does:
+    # the weights are what the controller decided, this says whether traffic follows them.
+    routing_error: str = ""
 
     # Derived from the decisions --------------------------------------------------------------
     @property

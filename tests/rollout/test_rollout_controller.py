@@ -427,3 +427,35 @@ def test_cli_run_exits_1_when_the_rollout_fails(tmp_path: Path,
     r = runner.invoke(app, ["run", "c99", "--router", "http://127.0.0.1:9"])
     assert r.exit_code == 1, r.output
     assert "rollout c99: Failed: cannot start" in r.output
+
+
+def test_status_says_when_the_router_does_not_run_the_decided_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, with the router unreachable, `rollout status` showed 'candidate 10%' as if in
+    force; only the controller's log said the routing was not applied."""
+    from serving.rollout.cli import app
+    from serving.rollout.sources import SourceError
+
+    monkeypatch.setenv("MARQUEE_HOME", str(tmp_path))
+    store = FileStatusStore(tmp_path / "rollouts")
+    store.create(rollout())
+    up = [False]
+
+    class Admin:
+        def apply(self, routing: Any) -> None:
+            if not up[0]:
+                raise SourceError("router http://127.0.0.1:9 unreachable: ConnectError")
+
+    c = Controller(store, "r1", ScriptedSource([0, 0, 0]), Admin(),  # type: ignore[arg-type]
+                   registry=DictRegistry(production="1"), clock=Clock())
+    c.tick()
+    status = store.get("r1").status
+    assert status.phase == Phase.PROGRESSING and status.weights.candidate == 10
+    assert "unreachable" in status.routing_error
+    r = CliRunner().invoke(app, ["status", "r1"], env={"COLUMNS": "200"})
+    assert "NOT applied" in r.output and "unreachable" in r.output
+    up[0] = True
+    c.tick()
+    assert store.get("r1").status.routing_error == ""
+    r = CliRunner().invoke(app, ["status", "r1"], env={"COLUMNS": "200"})
+    assert "NOT applied" not in r.output

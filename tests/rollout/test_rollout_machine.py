@@ -296,7 +296,8 @@ def test_desired_routing_follows_the_phase() -> None:
 def test_status_round_trips_with_contract_field_names() -> None:
     s = next_status(make_spec(), start(make_spec()), an(FAIL, 1))
     d = s.to_dict()
-    assert set(d) == {"phase", "step", "weights", "failedChecks", "decisions", "message"}
+    assert set(d) == {"phase", "step", "weights", "failedChecks", "decisions", "message",
+                      "routingError"}
     assert set(d["decisions"][0]) == {"time", "phase", "step", "outcome", "reason", "statistics"}
     assert d["phase"] == "Progressing" and d["decisions"][-1]["outcome"] == "Failed"
     assert RolloutStatus.from_dict(d) == s
