@@ -87,6 +87,7 @@ def all_features_values() -> dict[str, Any]:
     values["router"]["ingress"].update(host="recs.example.com", className="nginx",
                                        tlsSecretName="recs-tls",
                                        annotations={"example.com/team": "recsys"})
+    values["models"]["deploymentMode"] = "Serverless"  # canaryTrafficPercent needs it
     values["models"]["versions"] = [
         {"version": "1"},
         {"version": "2", "canaryTrafficPercent": 10, "minReplicas": 2, "maxReplicas": 4},

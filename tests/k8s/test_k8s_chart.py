@@ -207,6 +207,18 @@ def test_lint_strict_reports_no_warning_or_error(kube_version: str, features: st
 
 # --- required values and the values schema ------------------------------------------------
 
+def test_canary_traffic_percent_in_raw_deployment_mode_fails_render() -> None:
+    """KServe splits one InferenceService's traffic in Serverless mode only; before, the chart
+    rendered the field in the default RawDeployment mode, where it does nothing."""
+    import helm_python
+
+    with pytest.raises(helm_python.HelmRenderError,
+                       match="version 2 sets canaryTrafficPercent, which KServe supports in "
+                             "Serverless mode only"):
+        c.render({"models": {"versions": [{"version": "1"},
+                                          {"version": "2", "canaryTrafficPercent": 10}]}})
+
+
 REQUIRED_CASES = [
     ({"mlflow": {"enabled": False}},
      "settings.registryUri is required when mlflow.enabled is false"),

@@ -117,7 +117,6 @@ def test_controller_and_trigger_rbac_is_least_privilege() -> None:
     assert _rules(roles["marquee-controller"]) == {
         ("marquee.dev", "modelrollouts"): {"get", "list", "watch", "patch"},
         ("marquee.dev", "modelrollouts/status"): {"get", "patch"},
-        ("serving.kserve.io", "inferenceservices"): {"get", "list", "watch", "patch"},
         # leader election: it creates its Lease, and reads and renews only that one
         ("coordination.k8s.io", "leases"): {"create", "get@marquee-controller",
                                             "update@marquee-controller"},

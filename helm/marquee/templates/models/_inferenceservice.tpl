@@ -42,6 +42,9 @@ spec:
     maxReplicas: {{ default $.Values.models.maxReplicas $m.maxReplicas }}
     timeout: {{ $.Values.models.timeoutSeconds }}
     {{- if hasKey $m "canaryTrafficPercent" }}
+    {{- if eq $.Values.models.deploymentMode "RawDeployment" }}
+    {{- fail (printf "models.versions: version %v sets canaryTrafficPercent, which KServe supports in Serverless mode only (models.deploymentMode is RawDeployment): set models.deploymentMode=Serverless, or let the router split traffic with a ModelRollout" $version) }}
+    {{- end }}
     canaryTrafficPercent: {{ $m.canaryTrafficPercent }}
     {{- end }}
     {{- if and $.Values.models.logger.enabled $loggerUrl }}
