@@ -120,6 +120,11 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
     if model_version is not None:
         table = _filter_version(table, model_version)
         info.rows = table.num_rows
+    if table.num_rows < config.min_rows:
+        from monitoring.errors import NoDataError
+
+        raise NoDataError(f"only {table.num_rows} payload rows in the window; a drift verdict "
+                          f"needs at least {config.min_rows} (min_rows in the drift config)")
     if "model_version" in table.column_names:
         from monitoring.drift.stats import value_counts
 

@@ -67,6 +67,9 @@ class ReportConfig(BaseModel):
 class DriftConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     drift_share: float = Field(0.2, gt=0, le=1)
+    # Fewer rows than this in the window is no verdict (exit 2, nothing published): two
+    # requests of a quiet hour "drift" on every feature, and the alert would start a retrain.
+    min_rows: int = Field(100, ge=1)
     defaults: dict[Kind, MethodConfig]
     features: dict[str, FeatureConfig] = Field(min_length=1)
     sample_rows: int = Field(200_000, ge=1000)

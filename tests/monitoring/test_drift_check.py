@@ -272,3 +272,22 @@ def test_exporter_mode_serves_gauges_for_prometheus(tmp_path: Path) -> None:
         assert proc.poll() is None  # drift does not end the exporter
     finally:
         stop_process(proc)
+
+
+def test_a_window_of_a_few_rows_is_no_verdict(tmp_path: Path) -> None:
+    """Two requests of a quiet hour 'drifted' on 20 of 20 features (exit 3, drift share 1.0
+    published): ModelDataDrift would start a retraining run. Below min_rows it is exit 2,
+    nothing published; the same traffic with enough rows is judged."""
+    bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, payload_table(2, 3, "demographic", start_ts=HOUR), n_files=1)
+    args = ["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until",
+            "2025-03-01T01:00:00Z", "--since", "1h", "--evidently", "never"]
+    out = _drift_cli(args, tmp_path / "home")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.strip() == ("error: only 2 payload rows in the window; a drift verdict "
+                                  "needs at least 100 (min_rows in the drift config)")
+    assert not list((tmp_path / "store").glob("monitoring/drift/**/summary.json"))
+    write_payload_logs(store, payload_table(500, 4, "demographic", start_ts=HOUR + 60),
+                       n_files=1)
+    assert _drift_cli(args, tmp_path / "home").returncode == 3
