@@ -191,8 +191,14 @@ class Controller:
                 window = self.source.window(since, now.timestamp())
             except SourceError as exc:
                 log.warning("rollout %s: analysis skipped: %s", self.name, exc)
-                return status
-            analysis = evaluate(spec, status, window, now, command)
+                if command is None:
+                    return status
+                # a person's abort or promote needs no metrics: it is carried out now (before,
+                # an unreachable router or Prometheus left an abort pending, unseen)
+                analysis = Analysis(time=now, reason=f"metrics unavailable: {exc}",
+                                    command=command)
+            else:
+                analysis = evaluate(spec, status, window, now, command)
         new = next_status(spec, status, analysis)
         if new.phase in (Phase.ROLLED_BACK, Phase.FAILED):
             self._restore_aliases(new)

@@ -459,3 +459,29 @@ def test_status_says_when_the_router_does_not_run_the_decided_weights(
     assert store.get("r1").status.routing_error == ""
     r = CliRunner().invoke(app, ["status", "r1"], env={"COLUMNS": "200"})
     assert "NOT applied" not in r.output
+
+
+def test_abort_is_carried_out_while_the_metrics_are_unreadable(tmp_path: Path) -> None:
+    """Before, the tick returned on the source's error before it read the command: with the
+    router (or Prometheus) down, `rollout abort` said yes and nothing happened."""
+    from serving.rollout.sources import SourceError
+
+    store = FileStatusStore(tmp_path)
+    store.create(rollout())
+    reg = DictRegistry(production="1")
+    src = ScriptedSource([0, 0, 0])
+    clock = Clock()
+    c = Controller(store, "r1", src, registry=reg, clock=clock)
+    c.tick()
+    assert store.get("r1").status.phase == Phase.PROGRESSING
+
+    class Down:
+        def window(self, since: float, until: float) -> Any:
+            raise SourceError("router http://127.0.0.1:9 unreachable")
+
+    c = Controller(store, "r1", Down(), registry=reg, clock=clock)  # type: ignore[arg-type]
+    assert c.tick().phase == Phase.PROGRESSING  # no command: the tick waits for metrics
+    store.request("r1", "abort")
+    status = c.tick()
+    assert status.phase == Phase.ROLLED_BACK and "aborted by user" in status.message
+    assert reg.aliases["production"] == "1" and store.pending_command("r1") is None
