@@ -9,6 +9,7 @@ boundary (the retrain webhook's exception handler, the commands' ``main`` functi
     │                                                   missing reference)
     ├── UnauthorizedError                          401  missing or wrong bearer token
     ├── MalformedAlertError                        400  body is not JSON or not a v4 message
+    │   └── BodyTooLargeError                      413  a body over the webhook's limit
     └── LaunchError                                502  the pipeline launcher failed to start a run
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "NoDataError",
     "UnauthorizedError",
     "MalformedAlertError",
+    "BodyTooLargeError",
     "LaunchError",
 ]
 
@@ -48,6 +50,10 @@ class UnauthorizedError(MonitoringError):
 
 class MalformedAlertError(MonitoringError):
     status_code = 400
+
+
+class BodyTooLargeError(MalformedAlertError):
+    status_code = 413
 
 
 class LaunchError(MonitoringError):

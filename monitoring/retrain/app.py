@@ -22,12 +22,31 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from marquee.errors import MarqueeError
-from monitoring.errors import MalformedAlertError, UnauthorizedError
+from monitoring.errors import BodyTooLargeError, MalformedAlertError, UnauthorizedError
 from monitoring.retrain import metrics
 from monitoring.retrain.models import ManualRequest, WebhookMessage
 from monitoring.retrain.trigger import RetrainTrigger
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "MAX_BODY_BYTES"]
+
+# Alertmanager sends one notification per group; even a thousand alerts is about 1 MB.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+async def _body(request: Request) -> bytes:
+    """The body, refused with a 413 past :data:`MAX_BODY_BYTES` (by ``Content-Length`` before
+    reading, or while reading a chunked one)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise BodyTooLargeError(f"body: {int(length)} bytes is more than the limit of "
+                                f"{MAX_BODY_BYTES}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BodyTooLargeError(f"body: more than the limit of {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -78,7 +97,7 @@ def create_app(trigger: RetrainTrigger, token: str) -> FastAPI:
     @app.post("/webhook")
     async def webhook(request: Request) -> JSONResponse:
         check_auth(request)
-        message = _parse(await request.body(), WebhookMessage)
+        message = _parse(await _body(request), WebhookMessage)
         decisions = await run_in_threadpool(trigger.handle_webhook, message)
         metrics.WEBHOOK_REQUESTS.labels(code="200").inc()
         return JSONResponse({"decisions": [d.model_dump(mode="json") for d in decisions]})
@@ -86,7 +105,7 @@ def create_app(trigger: RetrainTrigger, token: str) -> FastAPI:
     @app.post("/retrain")
     async def retrain(request: Request) -> JSONResponse:
         check_auth(request)
-        req = _parse(await request.body(), ManualRequest)
+        req = _parse(await _body(request), ManualRequest)
         decision = await run_in_threadpool(trigger.handle_manual, req)
         return JSONResponse(decision.model_dump(mode="json"),
                             status_code=202 if decision.started else 409)

@@ -114,6 +114,8 @@ class KfpLocalLauncher:
     exception lines of its output (the failing step's first).
     """
 
+    trains_requested_model = False  # the pipeline trains MARQUEE_MODEL_NAME
+
     name = "kfp-local"
 
     def __init__(self, settings: Settings, params: Mapping[str, Any] | None = None,
@@ -150,6 +152,8 @@ class KubeflowLauncher:
     counts as a failed read (``max_poll_errors`` in a row fail the run, which releases the
     claim).
     """
+
+    trains_requested_model = False  # the pipeline trains MARQUEE_MODEL_NAME
 
     name = "kubeflow"
 
@@ -282,6 +286,8 @@ class CommandLauncher:
     trigger shutting down) stops a running child the same way: in a session of its own it
     would not get the terminal's Ctrl-C, and would run on after the trigger.
     """
+
+    trains_requested_model = True  # the command gets MARQUEE_RETRAIN_MODEL
 
     name = "command"
 

@@ -93,6 +93,7 @@ class DecisionKind(str, Enum):
     COOLDOWN = "cooldown"
     BUSY = "busy"
     RESOLVED_IGNORED = "resolved-ignored"
+    OTHER_MODEL = "other-model"   # an alert or request for a model this trigger does not train
     UNAUTHORIZED = "unauthorized"
     # after a run succeeded (monitoring.retrain.rollout, source "auto-rollout")
     ROLLOUT_STARTED = "rollout-started"

@@ -74,6 +74,8 @@ class RetrainTrigger:
         self.lease_seconds = lease_seconds
         self._queue: queue.Queue[tuple[RunRecord, bool] | None] = queue.Queue()
         self._pending = 0  # runs queued or running in this process
+        self._last_unauthorized: datetime | None = None  # the last 401 written to the log
+        self._unauthorized_since = 0  # 401s since then (counted, not logged)
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
 
@@ -199,6 +201,10 @@ class RetrainTrigger:
                     decisions.append(Decision(decision=DecisionKind.RESOLVED_IGNORED,
                                               detail="resolved alerts start nothing", **base))
                     continue
+                if not self._trains(model):
+                    decisions.append(Decision(decision=DecisionKind.OTHER_MODEL,
+                                              detail=self._other_model(model), **base))
+                    continue
                 key = alert.dedup_key
                 if key in state.covered:
                     run_id = state.covered[key][0]
@@ -242,7 +248,10 @@ class RetrainTrigger:
             who = f" by {request.requested_by}" if request.requested_by else ""
             base = dict(time=now, source="manual", model=model)
             refusal = self._refusal(state, model, now, force=request.force)
-            if refusal is not None:
+            if not self._trains(model):
+                decision = Decision(decision=DecisionKind.OTHER_MODEL,
+                                    detail=self._other_model(model), **base)
+            elif refusal is not None:
                 decision = Decision(decision=refusal[0], detail=refusal[1], **base)
             else:
                 run = self._start(state, model, now, f"manual{who}: {request.reason}",
@@ -255,9 +264,32 @@ class RetrainTrigger:
         self._record([decision], runs)
         return decision
 
+    def _trains(self, model: str) -> bool:
+        """Whether a run for ``model`` would train ``model``: the pipeline launchers train the
+        configured model whatever the alert names (``trains_requested_model = False``)."""
+        return model == self.default_model or \
+            getattr(self.launcher, "trains_requested_model", True)
+
+    def _other_model(self, model: str) -> str:
+        # its launcher trains the configured model whatever the alert says: a run for another
+        # model's alert would retrain this one, outside this one's cooldown
+        return (f"this trigger retrains {self.default_model!r} only; model {model!r} starts "
+                "nothing")
+
     def record_unauthorized(self, detail: str) -> Decision:
-        decision = Decision(time=self._now(), decision=DecisionKind.UNAUTHORIZED,
-                            source="webhook", detail=detail)
+        """Log a refused request: at most one line a minute (the metric counts every one), so
+        that requests without a token cannot rotate the real decisions out of the log."""
+        now = self._now()
+        decision = Decision(time=now, decision=DecisionKind.UNAUTHORIZED, source="webhook",
+                            detail=detail)
+        last = self._last_unauthorized
+        if last is not None and (now - last).total_seconds() < 60:
+            self._unauthorized_since += 1
+            metrics.DECISIONS.labels(reason=decision.decision.value).inc()
+            return decision
+        if self._unauthorized_since:
+            decision.detail += f" (and {self._unauthorized_since} more in the last minute)"
+        self._last_unauthorized, self._unauthorized_since = now, 0
         self._record([decision], [])
         return decision
 

@@ -370,3 +370,35 @@ def test_a_dead_worker_fails_the_liveness_probe(tmp_path: Path, clock: Clock) ->
         got = http.get("/healthz")
         assert got.status_code == 503 and "worker thread has ended" in got.json()["status"]
         assert http.get("/readyz").status_code == 503
+
+
+def test_an_alert_for_another_model_starts_nothing_when_the_launcher_trains_one(
+        tmp_path: Path, clock: Clock) -> None:
+    """The pipeline launchers train the configured model whatever the alert names: before,
+    alerts labelled model="x" each started a run of movie-recommender, past its cooldown."""
+    launcher = GateLauncher()
+    launcher.trains_requested_model = False  # as KfpLocalLauncher and KubeflowLauncher
+    launcher.release()
+    trig = make(tmp_path, launcher, clock)
+    assert kinds(trig.handle_webhook(message(alert("a1")))) == ["started"]
+    trig.wait_idle(10)
+    assert kinds(trig.handle_webhook(message(alert("b1", model="movie-recommender-typo")))) \
+        == ["other-model"]
+    assert trig.handle_manual(ManualRequest(reason="typo", model="x")).decision.value \
+        == "other-model"
+    assert len(launcher.requests) == 1
+    trig.close()
+
+
+def test_refused_tokens_are_logged_at_most_once_a_minute(tmp_path: Path, clock: Clock) -> None:
+    """Each 401 added a line to the decision log, so requests without a token could rotate
+    the real decisions out of it."""
+    launcher = GateLauncher()
+    trig = make(tmp_path, launcher, clock)
+    for _ in range(50):
+        trig.record_unauthorized("POST /webhook: wrong bearer token")
+    clock.advance(61)
+    trig.record_unauthorized("POST /webhook: wrong bearer token")
+    logged = [d for d in trig.store.decisions() if d.decision.value == "unauthorized"]
+    assert len(logged) == 2 and "and 49 more in the last minute" in logged[-1].detail
+    trig.close()
