@@ -207,9 +207,18 @@ def controller(
     from serving.rollout.controller import MarqueeRegistry
     from serving.rollout.manager import RolloutManager, serve_health
 
+    from serving.rollout.store import ControllerBusy, FileStatusStore
+
     settings = Settings()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
     store = _store(namespace)
+    held = None
+    if isinstance(store, FileStatusStore):  # no leader election here: one process per store
+        try:
+            held = store.manager_lock().__enter__()
+        except ControllerBusy as exc:
+            raise _fail(f"{exc}: another `marquee rollout controller` runs these "
+                        "rollouts") from None
     admin, source = _admin_and_source(settings, router, router_replicas)
     leader = _leader_lease(namespace, lease)
     manager = RolloutManager(store, source, admin,
@@ -229,6 +238,8 @@ def controller(
             leader.stop()  # released: a standby takes over at its next try
         health.shutdown()
         admin.close()
+        if held is not None:
+            held.__exit__(None, None, None)
 
 
 def _leader_lease(namespace: str | None, name: str | None) -> Any:

@@ -14,6 +14,7 @@ rollouts or apply routing; the others stand by, ready.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ from serving.rollout import metrics
 from serving.rollout.controller import AliasRegistry, Controller, apply_routing
 from serving.rollout.sources import MetricsSource, RouterAdmin
 from serving.rollout.status import RolloutStatus
-from serving.rollout.store import StatusStore
+from serving.rollout.store import ControllerBusy, FileStatusStore, StatusStore
 
 __all__ = ["RolloutManager", "serve_health"]
 
@@ -83,11 +84,16 @@ class RolloutManager:
                 if now - self._last.get(name, -1e18) < spec.interval_seconds:
                     self._reapply(name, spec, status, now)
                     continue
+                before = len(status.decisions)
+                try:
+                    with self._tick_lock(name):
+                        new = Controller(self.store, name, self.source, self.router,
+                                         self.registry).tick()
+                except ControllerBusy:  # a `marquee rollout run` process owns this rollout
+                    log.debug("rollout %s: skipped, another controller holds it", name)
+                    continue
                 self._last[name] = now
                 self._applied[name] = now
-                before = len(status.decisions)
-                new = Controller(self.store, name, self.source, self.router,
-                                 self.registry).tick()
                 ticked[name] = new
                 metrics.TICKS.labels("ok").inc()
                 if len(new.decisions) > before or new.decisions[-1:] != status.decisions[-1:]:
@@ -111,6 +117,14 @@ class RolloutManager:
                 except Exception:  # noqa: BLE001
                     log.exception("rollout %s: re-applying its final routing failed", name)
         return ticked
+
+    def _tick_lock(self, name: str) -> Any:
+        """On a file store, the rollout's own lock (the one ``rollout run`` holds for its
+        whole run), so two controllers never tick one rollout; elsewhere leader election
+        keeps one replica acting."""
+        if isinstance(self.store, FileStatusStore):
+            return self.store.lock(name)
+        return contextlib.nullcontext()
 
     def _reapply(self, name: str, spec: Any, status: RolloutStatus, now: float) -> None:
         """Between analysis ticks, re-apply the rollout's current routing every

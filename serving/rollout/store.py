@@ -153,6 +153,10 @@ class FileStatusStore:
     def lock(self, name: str) -> ControllerLock:
         return ControllerLock(self._dir(name) / "controller.lock")
 
+    def manager_lock(self) -> ControllerLock:
+        """Held by a ``marquee rollout controller`` for its life: one per store."""
+        return ControllerLock(self.root / "manager.lock")
+
 
 class ControllerLock:
     """An exclusive flock on a file; released by the kernel if the holder dies."""

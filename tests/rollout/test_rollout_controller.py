@@ -485,3 +485,28 @@ def test_abort_is_carried_out_while_the_metrics_are_unreadable(tmp_path: Path) -
     status = c.tick()
     assert status.phase == Phase.ROLLED_BACK and "aborted by user" in status.message
     assert reg.aliases["production"] == "1" and store.pending_command("r1") is None
+
+
+def test_the_manager_leaves_a_rollout_that_another_controller_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, `marquee rollout controller` ticked a rollout that `marquee rollout run` was
+    running too (0.4 s apart, one status write over the other), and two `rollout controller`
+    processes on one home both acted."""
+    from serving.rollout.cli import app
+    from serving.rollout.manager import RolloutManager
+
+    store = FileStatusStore(tmp_path / "rollouts")
+    store.create(rollout())
+    t = [0.0]
+    mgr = RolloutManager(store, ScriptedSource([0, 0]), None,  # type: ignore[arg-type]
+                         DictRegistry(production="1"), clock=lambda: t[0])
+    with store.lock("r1"):  # as `marquee rollout run r1` holds it
+        assert mgr.run_once() == {}
+        assert store.get("r1").status.phase == Phase.PENDING
+    assert set(mgr.run_once()) == {"r1"}  # released: the manager takes it at once
+    assert store.get("r1").status.phase == Phase.PROGRESSING
+
+    monkeypatch.setenv("MARQUEE_HOME", str(tmp_path))
+    with store.manager_lock():  # a `marquee rollout controller` runs these rollouts
+        r = CliRunner().invoke(app, ["controller", "--port", "1"])
+    assert r.exit_code == 1 and "another `marquee rollout controller`" in r.output
