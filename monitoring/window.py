@@ -7,6 +7,7 @@ read, and rows are kept when ``since <= ts < until``.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ import pyarrow.parquet as pq
 
 from marquee.store import ObjectStore, local_path_of
 from monitoring.errors import MonitoringInputError, NoDataError
+
+log = logging.getLogger("marquee.monitoring")
 
 __all__ = ["Window", "parse_time", "parse_window", "partition_prefixes", "list_window_keys",
            "read_window", "read_parquet_path", "parquet_files", "PAYLOG_PREFIX"]
@@ -127,15 +130,23 @@ def read_window(store: ObjectStore, keys: Sequence[str], window: Window | None,
                           + (f" {window.since.isoformat()} .. {window.until.isoformat()}"
                              if window else ""))
     cols = None if columns is None else sorted(set(columns) | ({"ts"} if window else set()))
-    tables = []
+    tables, unreadable = [], []
     with tempfile.TemporaryDirectory(prefix="marquee-window-") as tmp:
         for i, key in enumerate(keys):
             local = local_path_of(store.uri(key))
             if local is None:  # remote store: download (the store verifies the sha256)
                 local = Path(tmp) / f"{i}.parquet"
                 store.get_file(key, local)
-            part = _read_file(local, cols, dictionary)
+            try:
+                part = _read_file(local, cols, dictionary)
+            except MonitoringInputError as exc:  # one damaged file must not hide the rest
+                log.warning("skipping an unreadable payload-log file: %s", exc.message)
+                unreadable.append(key)
+                continue
             tables.append(part if window is None else _inside(part, window))
+        if not tables:
+            raise NoDataError(f"none of the {len(keys)} payload-log files in the window could "
+                              f"be read (first: {unreadable[0]})")
         table = pa.concat_tables(tables, promote_options="default")
     if table.num_rows == 0:
         raise NoDataError(f"no payload-log rows in the window ({len(keys)} files)")

@@ -291,3 +291,18 @@ def test_a_window_of_a_few_rows_is_no_verdict(tmp_path: Path) -> None:
     write_payload_logs(store, payload_table(500, 4, "demographic", start_ts=HOUR + 60),
                        n_files=1)
     assert _drift_cli(args, tmp_path / "home").returncode == 3
+
+
+def test_a_damaged_payload_file_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """Before, one truncated or random-bytes part file failed the check (exit 2) for its
+    whole window, whatever the good files held."""
+    bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, payload_table(2_000, 3, "demographic", start_ts=HOUR), n_files=2)
+    good = store.list("payload-logs")[0]
+    store.put_bytes(good.rsplit("/", 1)[0] + "/part-damaged.parquet", b"PAR1 not parquet")
+    out = _drift_cli(["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until",
+                      "2025-03-01T01:00:00Z", "--since", "1h", "--evidently", "never"],
+                     tmp_path / "home")
+    assert out.returncode == 3, out.stdout + out.stderr  # the demographic drift is found
+    assert "skipping an unreadable payload-log file" in out.stderr
