@@ -6,16 +6,17 @@ loads neither the runtime (faiss, torch) nor a web framework.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 __all__ = ["MAX_K", "MAX_HISTORY", "REQUEST_ID_PATTERN", "REQUEST_ID_MAX_LENGTH", "UserId",
-           "ItemId", "TopK", "History", "ContextValue", "Context", "check_context"]
+           "ItemId", "TopK", "History", "ContextValue", "Context", "check_context", "INT64_MAX",
+           "short_repr", "flatten"]
 
 MAX_K = 500
 MAX_HISTORY = 1000
-_INT64_MAX = 2**63 - 1
+INT64_MAX = 2**63 - 1
 _TS_MAX = 4_102_444_800  # 2100-01-01: a context "ts" is unix seconds
 # A request id, wherever it comes from (body field, x-request-id header, V2 id): it is
 # echoed in responses and written to logs, so it is kept short and printable.
@@ -24,12 +25,11 @@ REQUEST_ID_MAX_LENGTH = 128
 
 # The field types of one request, shared with the router's product API so that a request
 # the router accepts is one the model server accepts.
-UserId = Annotated[int, Field(strict=True, ge=1, le=_INT64_MAX)]
-ItemId = Annotated[int, Field(strict=True, ge=1, le=_INT64_MAX)]
+UserId = Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
+ItemId = Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
 TopK = Annotated[int, Field(strict=True, ge=1, le=MAX_K)]
 History = Annotated[list[ItemId], Field(max_length=MAX_HISTORY)]
 ContextValue = str | int | float | bool | None
-Context = Annotated[dict[Annotated[str, Field(max_length=64)], ContextValue], Field(max_length=32)]
 
 
 def check_context(v: dict[str, ContextValue] | None) -> dict[str, ContextValue] | None:
@@ -39,3 +39,26 @@ def check_context(v: dict[str, ContextValue] | None) -> dict[str, ContextValue] 
                            or not 0 <= ts <= _TS_MAX):
         raise ValueError(f"context.ts must be unix seconds within 0..{_TS_MAX}")
     return v
+
+
+Context = Annotated[dict[Annotated[str, Field(max_length=64)], ContextValue], Field(max_length=32),
+                    AfterValidator(check_context)]
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a refused value echoed in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def flatten(values: list[Any]) -> list[Any]:
+    """The leaves of nested lists in order (V2 tensor ``data`` may be nested to its shape)."""
+    flat: list[Any] = []
+    stack = list(reversed(values))
+    while stack:
+        x = stack.pop()
+        if isinstance(x, list):
+            stack.extend(reversed(x))
+        else:
+            flat.append(x)
+    return flat

@@ -26,6 +26,7 @@ from kserve import InferOutput, InferRequest, InferResponse
 from pydantic import ValidationError
 
 from serving.errors import BadRequest, ModelNotLoaded
+from serving.fields import flatten
 from serving.runtime.schema import Instance, parse_v1, request_id_from
 from serving.runtime.service import RecommendService
 
@@ -109,14 +110,7 @@ def _ints(inp: Any, field: str) -> list[int]:
         data = data.tolist()
     if not isinstance(data, list):
         raise BadRequest(f"{field}.data: expected a list of integers", field=f"{field}.data")
-    flat: list[Any] = []
-    stack = list(reversed(data))
-    while stack:
-        x = stack.pop()
-        if isinstance(x, list):
-            stack.extend(reversed(x))
-        else:
-            flat.append(x)
+    flat = flatten(data)
     for x in flat:
         if isinstance(x, bool) or not isinstance(x, int):
             raise BadRequest(f"{field}.data: expected integers (got {x!r})", field=f"{field}.data")

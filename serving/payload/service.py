@@ -69,13 +69,9 @@ def run_sink(settings: Settings, serving: ServingSettings) -> None:
     until SIGTERM or SIGINT."""
     import uvicorn
 
-    from marquee.store import open_store
+    from serving.runtime.loader import start_payload_logger
 
-    store = open_store(settings.resolved_store_uri, settings.s3_endpoint_url)
-    logger = PayloadLogger(store, queue_size=serving.payload_log_queue_size,
-                           batch_rows=serving.payload_log_batch_rows,
-                           flush_seconds=serving.payload_log_flush_seconds).start()
-    app = build_sink_service(logger)
+    app = build_sink_service(start_payload_logger(settings, serving))
     uvicorn.run(app, host=serving.host or settings.bind_host, port=serving.port,
                 access_log=False, log_level="warning",
                 timeout_graceful_shutdown=serving.grace_period_seconds)

@@ -28,6 +28,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from serving import metrics
+from serving.fields import INT64_MAX, flatten, short_repr
 from serving.payload.logger import PayloadLogger
 from serving.payload.schema import payload_row
 
@@ -55,8 +56,6 @@ class SinkError(ValueError):
 CE_TIME_MAX_FUTURE_SECONDS = 3600.0
 CE_TIME_MAX_PAST_SECONDS = 7 * 86400.0
 
-_INT64_MAX = 2**63 - 1
-
 
 def _ts(value: str | None, now: float | None = None) -> float:
     """Unix seconds of ``Ce-Time`` when it parses and is plausible, else the receive time."""
@@ -77,11 +76,6 @@ def _ts(value: str | None, now: float | None = None) -> float:
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def rows_from_pair(ce_id: str, attrs: Mapping[str, str], request: Any, response: Any
@@ -118,7 +112,7 @@ def _v1_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
         features = pred.get("features")
         if features is not None and not isinstance(features, dict):
             raise SinkError(f"predictions.{i}.features",
-                            f"expected an object or null (got {_short(features)})")
+                            f"expected an object or null (got {short_repr(features)})")
         rows.append(payload_row(
             request_id=_str(pred.get("request_id"), f"predictions.{i}.request_id")
             or f"{ce_id}-{i}", ts=ts,
@@ -179,31 +173,31 @@ def _v2_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
 # Type checks: each returns the value it accepts or raises SinkError naming the field ------------
 def _list(value: Any, field: str) -> list[Any]:
     if not isinstance(value, list):
-        raise SinkError(field, f"expected a list (got {_short(value)})")
+        raise SinkError(field, f"expected a list (got {short_repr(value)})")
     return value
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise SinkError(field, f"expected an object (got {_short(value)})")
+        raise SinkError(field, f"expected an object (got {short_repr(value)})")
     return value
 
 
 def _int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _INT64_MAX:
-        raise SinkError(field, f"expected an integer in 1..2^63-1 (got {_short(value)})")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= INT64_MAX:
+        raise SinkError(field, f"expected an integer in 1..2^63-1 (got {short_repr(value)})")
     return value
 
 
 def _str(value: Any, field: str) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise SinkError(field, f"expected a string (got {_short(value)})")
+        raise SinkError(field, f"expected a string (got {short_repr(value)})")
     return value
 
 
 def _bool(value: Any, field: str) -> bool | None:
     if value is not None and not isinstance(value, bool):
-        raise SinkError(field, f"expected true, false or null (got {_short(value)})")
+        raise SinkError(field, f"expected true, false or null (got {short_repr(value)})")
     return value
 
 
@@ -211,15 +205,7 @@ def _flat(value: Any, field: str, optional: bool) -> list[Any] | None:
     """A list, nested lists flattened (V2 ``data`` may be nested to the tensor's shape)."""
     if value is None and optional:
         return None
-    flat: list[Any] = []
-    stack = list(reversed(_list(value, field)))
-    while stack:
-        x = stack.pop()
-        if isinstance(x, list):
-            stack.extend(reversed(x))
-        else:
-            flat.append(x)
-    return flat
+    return flatten(_list(value, field))
 
 
 def _int_list(value: Any, field: str, *, optional: bool = False) -> list[int] | None:
@@ -227,8 +213,8 @@ def _int_list(value: Any, field: str, *, optional: bool = False) -> list[int] | 
     if flat is None:
         return None
     for x in flat:
-        if isinstance(x, bool) or not isinstance(x, int) or not -_INT64_MAX - 1 <= x <= _INT64_MAX:
-            raise SinkError(field, f"expected 64-bit integers (got {_short(x)})")
+        if isinstance(x, bool) or not isinstance(x, int) or not -INT64_MAX - 1 <= x <= INT64_MAX:
+            raise SinkError(field, f"expected 64-bit integers (got {short_repr(x)})")
     return flat
 
 
@@ -239,11 +225,11 @@ def _number_list(value: Any, field: str, *, optional: bool = False) -> list[floa
     out = []
     for x in flat:
         if isinstance(x, bool) or not isinstance(x, int | float):
-            raise SinkError(field, f"expected numbers (got {_short(x)})")
+            raise SinkError(field, f"expected numbers (got {short_repr(x)})")
         try:
             out.append(float(x))
         except OverflowError:
-            raise SinkError(field, f"expected numbers within float64 (got {_short(x)})") from None
+            raise SinkError(field, f"expected numbers within float64 (got {short_repr(x)})") from None
     return out
 
 
@@ -260,7 +246,7 @@ def _tensors(value: Any, field: str) -> dict[str, Any]:
         t = _object(t, f"{field}.{i}")
         name = t.get("name")
         if not isinstance(name, str):
-            raise SinkError(f"{field}.{i}.name", f"expected a string (got {_short(name)})")
+            raise SinkError(f"{field}.{i}.name", f"expected a string (got {short_repr(name)})")
         out[name] = t.get("data")
     return out
 

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from serving.fields import short_repr
 from serving.router.core import Router
 from serving.router.errors import BadRequest, MalformedBody, PayloadTooLarge, RouterError
 from serving.router.exposure import (
@@ -58,11 +59,6 @@ def _error(exc: RouterError) -> Response:
 MAX_BODY_BYTES = 64 * 1024
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _decode(raw: bytes, model: type[BaseModel]) -> Any:
     try:
         data = orjson.loads(raw)
@@ -76,7 +72,7 @@ def _decode(raw: bytes, model: type[BaseModel]) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"
-        got_s = "" if err["type"] == "missing" else f" (got {_short(err.get('input'))})"
+        got_s = "" if err["type"] == "missing" else f" (got {short_repr(err.get('input'))})"
         raise BadRequest(f"{field}: {err['msg']}{got_s}", field=field) from None
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serving.fields import (
     REQUEST_ID_MAX_LENGTH,
@@ -18,7 +18,6 @@ from serving.fields import (
     ItemId,
     TopK,
     UserId,
-    check_context,
 )
 
 __all__ = [
@@ -45,11 +44,6 @@ class RecommendRequest(_Strict):
     k: TopK = 10
     context: Context | None = None
     history: History | None = None
-
-    @field_validator("context")
-    @classmethod
-    def _context_ts(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        return check_context(v)
 
 
 class RecommendResponse(BaseModel):

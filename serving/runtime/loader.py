@@ -20,7 +20,7 @@ from serving.runtime.runtime import Runtime
 from serving.settings import ServingSettings
 
 __all__ = ["resolve_bundle_uri", "fetch_verified", "load_recommender", "load_runtime",
-           "open_payload_logger", "build_service"]
+           "open_payload_logger", "start_payload_logger", "build_service"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,12 @@ def open_payload_logger(settings: Settings, serving: ServingSettings):  # -> Pay
     """The started payload logger writing to the object store, or None when disabled."""
     if not serving.payload_log_enabled:
         return None
+    return start_payload_logger(settings, serving)
+
+
+def start_payload_logger(settings: Settings, serving: ServingSettings):  # -> PayloadLogger
+    """A started payload logger writing to the object store, with the settings' queue size,
+    batch size and flush interval (the payload sink's logger, whatever payload_log_enabled)."""
     from marquee.store import open_store
     from serving.payload.logger import PayloadLogger
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from serving.errors import BadRequest
 from serving.fields import (
@@ -18,12 +18,12 @@ from serving.fields import (
     REQUEST_ID_MAX_LENGTH,
     REQUEST_ID_PATTERN,
     Context,
-    ContextValue,
     History,
     ItemId,
     TopK,
     UserId,
     check_context,
+    short_repr,
 )
 
 __all__ = ["Instance", "V1Request", "Prediction", "V1Response", "MAX_K", "MAX_HISTORY",
@@ -45,11 +45,6 @@ class Instance(BaseModel):
     history: History | None = None
     context: Context | None = None
     request_id: RequestId | None = None
-
-    @field_validator("context")
-    @classmethod
-    def _context_ts(cls, v: dict[str, ContextValue] | None) -> dict[str, ContextValue] | None:
-        return check_context(v)
 
 
 class V1Request(BaseModel):
@@ -75,17 +70,13 @@ class V1Response(BaseModel):
     predictions: list[Prediction]
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
 
 def bad_request_from(exc: ValidationError, prefix: str = "") -> BadRequest:
     """The first validation error as a 400 naming the field and the value received."""
     err = exc.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
     field = loc or "body"
-    got = f" (got {_short(err['input'])})" if err["type"] != "missing" else ""
+    got = f" (got {short_repr(err['input'])})" if err["type"] != "missing" else ""
     more = f" [+{exc.error_count() - 1} more]" if exc.error_count() > 1 else ""
     return BadRequest(f"{field}: {err['msg']}{got}{more}", field=field)
 
@@ -93,7 +84,7 @@ def bad_request_from(exc: ValidationError, prefix: str = "") -> BadRequest:
 def parse_v1(body: Any, max_instances: int) -> V1Request:
     """Validate a decoded V1 body; raise :class:`BadRequest` naming the field."""
     if not isinstance(body, dict):
-        raise BadRequest(f"body: expected a JSON object with 'instances' (got {_short(body)})",
+        raise BadRequest(f"body: expected a JSON object with 'instances' (got {short_repr(body)})",
                          field="body")
     instances = body.get("instances")
     if isinstance(instances, list) and len(instances) > max_instances:
