@@ -10,11 +10,14 @@ boundary (the retrain webhook's exception handler, the commands' ``main`` functi
     ├── UnauthorizedError                          401  missing or wrong bearer token
     ├── MalformedAlertError                        400  body is not JSON or not a v4 message
     │   └── BodyTooLargeError                      413  a body over the webhook's limit
-    └── LaunchError                                502  the pipeline launcher failed to start a run
+    ├── LaunchError                                502  the pipeline launcher failed to start a run
+    └── StateCorruptError                          503  exit 1: the retrain trigger's state file
+                                                        cannot be read; no decision is taken
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from marquee.errors import MarqueeError
@@ -27,6 +30,7 @@ __all__ = [
     "MalformedAlertError",
     "BodyTooLargeError",
     "LaunchError",
+    "StateCorruptError",
 ]
 
 
@@ -58,3 +62,19 @@ class BodyTooLargeError(MalformedAlertError):
 
 class LaunchError(MonitoringError):
     status_code = 502
+
+
+class StateCorruptError(MonitoringError):
+    """``state.json`` exists but cannot be read: no decision can be taken safely (503 at the
+    webhook, not ready; exit 1 in the commands)."""
+
+    status_code = 503
+    exit_code = 1
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(
+            f"retrain state {path}: not valid trigger state ({reason}); no retraining run is "
+            "started or refused until it is repaired or moved aside (monitoring/README.md, "
+            "\"Retrain trigger state\")")
+        self.path = path
+        self.reason = reason

@@ -3,7 +3,9 @@
     POST /webhook    Alertmanager webhook (v4), bearer token  -> 200 {"decisions": [...]}
     POST /retrain    ManualRequest, bearer token              -> 202 started | 409 refused
     GET  /runs       recent runs and decisions, bearer token
-    GET  /healthz    liveness;  GET /readyz  the worker is running
+    GET  /healthz    liveness: 503 once the worker thread has ended
+    GET  /readyz     readiness: the worker runs and the state file is readable; else 503
+                     {"ready": false, "reason": ...}
     GET  /metrics    Prometheus
 
 Handlers decode, call the trigger, encode. Errors are MonitoringError subclasses mapped to a
@@ -128,8 +130,10 @@ def create_app(trigger: RetrainTrigger, token: str) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        ok = trigger.worker_alive
-        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+        reason = await run_in_threadpool(trigger.not_ready)
+        if reason is not None:  # e.g. a corrupt state file: every decision would be a 503
+            return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+        return JSONResponse({"ready": True})
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

@@ -49,14 +49,15 @@ def trigger(
     console = Console(stderr=True)
     settings = Settings()
     overrides = {k: v for k, v in {"port": port, "launcher": launcher}.items() if v is not None}
+    # before the trigger starts: it logs what it finds in its state (a corrupt file) then
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         ts = TriggerSettings(**overrides)
         token = ts.read_token()
         trig = make_trigger(settings, ts).start()
     except MarqueeError as exc:
         _fail(console, exc)
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     rollout = (f"shadow rollout of candidates via {ts.router_url}"
                if ts.auto_rollout == "shadow" else "no automatic rollout")
     console.print(f"retrain trigger on http://{settings.bind_host}:{ts.port} "
@@ -127,7 +128,10 @@ def retrain(
     except MarqueeError as exc:
         _fail(console, exc)
     try:
-        decision = trig.handle_manual(req)
+        try:
+            decision = trig.handle_manual(req)
+        except MarqueeError as exc:  # e.g. an unreadable state file (StateCorruptError)
+            _fail(console, exc)
         _print_decision(console, decision)
         if not decision.started:
             raise SystemExit(EXIT_REFUSED)
@@ -196,24 +200,31 @@ def incidents(
     else:
         source = "no Alertmanager configured (MARQUEE_ALERTMANAGER_URL)"
 
-    runs, decisions = _recent(settings, limit)
+    runs, decisions, problem = _recent(settings, limit)
     render_incidents(console, alerts, runs, decisions, source)
-    if am and alerts is None:
+    if problem is not None:  # the trigger can decide nothing: that is an incident too
+        typer.secho(f"error: {problem}", fg="red", err=True)
+    if (am and alerts is None) or problem is not None:
         raise SystemExit(1)
 
 
-def _recent(settings: Settings, limit: int) -> tuple[list[RunRecord], list[Decision]]:
-    """From the running trigger when it answers, else from the local state."""
+def _recent(settings: Settings, limit: int
+            ) -> tuple[list[RunRecord], list[Decision], str | None]:
+    """Runs, decisions and why the trigger cannot decide (an unreadable state file), from
+    the running trigger when it answers, else from the local state."""
     ts = TriggerSettings()
     try:
         token = ts.read_token()
-        resp = httpx.get(ts.url.rstrip("/") + "/runs", params={"limit": limit},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=5.0)
+        base, auth = ts.url.rstrip("/"), {"Authorization": f"Bearer {token}"}
+        resp = httpx.get(base + "/runs", params={"limit": limit}, headers=auth, timeout=5.0)
         if resp.status_code == 200:
             body = resp.json()
+            ready = httpx.get(base + "/readyz", timeout=5.0)
+            problem = None if ready.status_code == 200 else \
+                f"trigger at {ts.url} is not ready: {ready.json().get('reason', ready.text)}"
             return ([RunRecord.model_validate(r) for r in body["runs"]],
-                    [Decision.model_validate(d) for d in body["decisions"]])
-    except (MarqueeError, httpx.HTTPError, ValueError, KeyError):
+                    [Decision.model_validate(d) for d in body["decisions"]], problem)
+    except (MarqueeError, httpx.HTTPError, ValueError, KeyError, AttributeError):
         pass
     store = StateStore(state_dir(settings))
-    return store.runs(limit), store.decisions(limit)
+    return store.runs(limit), store.decisions(limit), store.problem()

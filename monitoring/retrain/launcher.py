@@ -19,9 +19,11 @@ stack, and a missing one is reported as a failed run, not as an import error at 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -65,6 +67,8 @@ class LaunchRequest:
     # called with the pipeline run's id as soon as a remote run is submitted, so the trigger
     # records it before the run ends (and can follow it again after a restart)
     on_submitted: Callable[[str], None] | None = field(default=None, compare=False)
+    # called with a local child's pid (the leader of its own process group) once it runs
+    on_child: Callable[[int], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -284,7 +288,12 @@ class CommandLauncher:
     children too) and the run fails: a hung command would otherwise hold the trigger's only
     worker, and the model's in-flight claim, for as long as the pod lives. ``close`` (the
     trigger shutting down) stops a running child the same way: in a session of its own it
-    would not get the terminal's Ctrl-C, and would run on after the trigger.
+    would not get the terminal's Ctrl-C, and would run on after the trigger. On Linux the
+    child also gets SIGTERM when the trigger dies without a chance to stop it (SIGKILL, OOM
+    kill): ``prctl(PR_SET_PDEATHSIG)``. That reaches the child only, not processes it
+    started itself; so its pid goes to ``request.on_child``, and the trigger records it with
+    its claim on the run (a restarted trigger refuses a second run while that process group
+    lives).
     """
 
     trains_requested_model = True  # the command gets MARQUEE_RETRAIN_MODEL
@@ -326,10 +335,16 @@ class CommandLauncher:
             try:
                 proc = subprocess.Popen(self.argv, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True,
-                                        start_new_session=True)
+                                        start_new_session=True,
+                                        preexec_fn=_die_with_parent())
             except OSError as exc:
                 raise LaunchError(f"{self.argv[0]}: {exc}") from exc
             self._running = proc
+        if request.on_child is not None:
+            try:
+                request.on_child(proc.pid)
+            except Exception:  # noqa: BLE001 - the child runs: it is waited for all the same
+                log.exception("%s: recording child pid %d failed", request.run_id, proc.pid)
         # Both streams are read as they come: each line goes to this process's log (a long
         # pipeline run shows its progress there) and the last OUTPUT_TAIL lines are kept
         # for the result (the last stdout line) and the error of a failed run.
@@ -369,6 +384,30 @@ class CommandLauncher:
             if isinstance(last, dict):
                 return _result_of(last)
         return LaunchResult(detail="exit 0")
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send SIGTERM to the child when the process that
+    started it dies (Linux; elsewhere None). libc is loaded here, in the parent: the function
+    itself runs in the forked child before exec and only calls prctl and getppid. A parent
+    that died between fork and prctl is caught by the getppid check."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def _pump(pipe: Any, tail: deque, prefix: str) -> None:

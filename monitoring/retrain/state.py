@@ -8,12 +8,19 @@
                       ``max_log_bytes`` it is rotated to ``decisions.jsonl.1`` … ``.N``
                       (``keep_logs`` files), so the log's size stays bounded
     runs/<id>.json    one record per retraining run, updated as it progresses
+
+A ``state.json`` that cannot be read (truncated, not JSON, not the schema) is never
+overwritten nor replaced by an empty state: an empty state would forget the run in flight,
+the cooldowns and the alerts already covered, and let re-sent alerts start runs again.
+Every read raises ``StateCorruptError`` (503, naming the file and the parse error) until
+someone repairs the file or moves it aside (monitoring/README.md, "Retrain trigger state").
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import threading
@@ -23,11 +30,16 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
+from monitoring.errors import StateCorruptError
 from monitoring.retrain.models import Decision, RunRecord
 
-__all__ = ["InFlight", "TriggerState", "StateStore", "LEASE_SECONDS", "PROCESS_TOKEN"]
+__all__ = ["InFlight", "TriggerState", "StateStore", "StateCorruptError", "LEASE_SECONDS",
+           "PROCESS_TOKEN"]
+
+log = logging.getLogger("marquee.retrain.state")
+log.addHandler(logging.NullHandler())  # a command prints the error itself, once
 
 
 # This process's identity in an InFlight record: a pid alone is not one (a restarted
@@ -46,6 +58,8 @@ class InFlight(BaseModel):
     host: str
     owner: str = ""
     heartbeat: datetime | None = Field(None, description="last renewal by the owner")
+    child_pid: int | None = Field(None, description="the launcher's child process, leader "
+                                  "of its own process group (command and kfp-local launchers)")
 
     @classmethod
     def mine(cls, run_id: str, model: str, since: datetime, now: datetime) -> InFlight:
@@ -77,6 +91,35 @@ class InFlight(BaseModel):
             return True
         return True
 
+    def child_running(self) -> bool:
+        """Whether a process of the run's child process group still runs on this host: a
+        child that outlived its trigger (killed with SIGKILL) still trains, and a second run
+        for the model must not start beside it."""
+        if self.child_pid is None or self.host != socket.gethostname():
+            return False
+        return _group_alive(self.child_pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` runs (zombies, which nobody may reap, do not)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: any member, zombie or not
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
 
 class TriggerState(BaseModel):
     covered: dict[str, tuple[str, datetime]] = Field(
@@ -97,6 +140,7 @@ class StateStore:
         self.max_log_bytes = max_log_bytes
         self.keep_logs = keep_logs
         self._thread_lock = threading.RLock()
+        self._reported: tuple[int, int, str] | None = None  # the corrupt file last logged
 
     @property
     def state_path(self) -> Path:
@@ -137,9 +181,42 @@ class StateStore:
             self._write_atomic(self.state_path, state.model_dump_json(indent=1))
 
     def read(self) -> TriggerState:
-        if not self.state_path.is_file():
+        """The state; an absent file is the empty state, an unreadable one raises
+        ``StateCorruptError`` (and is left as it is)."""
+        path = self.state_path
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
             return TriggerState()
-        return TriggerState.model_validate_json(self.state_path.read_bytes())
+        except OSError as exc:
+            raise self._corrupt(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
+        try:
+            return TriggerState.model_validate_json(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise self._corrupt((f"{where}: " if where else "") + first["msg"]) from None
+
+    def _corrupt(self, reason: str) -> StateCorruptError:
+        """The error, logged once per version of the file (every request reads it)."""
+        error = StateCorruptError(self.state_path, reason)
+        try:
+            st = self.state_path.stat()
+            seen = (st.st_mtime_ns, st.st_size, reason)
+        except OSError:
+            seen = (0, 0, reason)
+        if seen != self._reported:
+            self._reported = seen
+            log.error("%s", error.message)
+        return error
+
+    def problem(self) -> str | None:
+        """Why the state cannot be read (readiness, ``marquee incidents``), else None."""
+        try:
+            self.read()
+        except StateCorruptError as exc:
+            return exc.message
+        return None
 
     # decisions ------------------------------------------------------------------------
     def append_decisions(self, decisions: list[Decision]) -> None:
@@ -150,8 +227,12 @@ class StateStore:
             path = self.decisions_path
             if path.is_file() and path.stat().st_size + len(lines) > self.max_log_bytes:
                 self._rotate()
-            with open(path, "a") as fh:
-                fh.write(lines)
+            with open(path, "a+b") as fh:
+                if fh.tell():  # a line cut short by a crash ends here: start on a new one
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        lines = "\n" + lines
+                fh.write(lines.encode())
 
     def _log_files(self) -> list[Path]:
         """The decision log's files, oldest first."""
@@ -176,7 +257,15 @@ class StateStore:
                 break
         if limit is not None:
             lines = lines[-limit:]
-        return [Decision.model_validate_json(line) for line in lines]
+        decisions, bad = [], 0
+        for line in lines:
+            try:
+                decisions.append(Decision.model_validate_json(line))
+            except ValueError:  # a line cut short by a crash mid-write: the rest still count
+                bad += 1
+        if bad:
+            log.warning("%s: %d unreadable line(s) skipped", self.decisions_path, bad)
+        return decisions
 
     # runs -----------------------------------------------------------------------------
     def save_run(self, run: RunRecord) -> None:

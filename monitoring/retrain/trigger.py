@@ -6,7 +6,8 @@ For each alert of a notification (and for each on-call request) ``RetrainTrigger
     (fingerprint, startsAt) already covered by a run  -> duplicate
     another alert of the same notification and model
       already started a run                           -> duplicate (covered by that run)
-    a run is in flight (any model)                    -> busy
+    a run is in flight (any model), or the child of a
+      run whose trigger died still runs               -> busy
     the model started a run less than cooldown ago    -> cooldown
     otherwise                                         -> started: a run is queued
 
@@ -16,6 +17,8 @@ rollout of a version that passed the gate) decides what follows; its decision go
 same log. It runs after the run has left the in-flight slot, on the same worker thread.
 State lives in a ``StateStore`` under ``<home>/retrain`` and is read and written under a lock,
 so concurrent requests, and several processes sharing the home, take consistent decisions.
+A state file that cannot be read stops every decision (``StateCorruptError``, 503) instead
+of being replaced by an empty state that would forget the run in flight and the cooldowns.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ from monitoring.retrain.models import (
     RunStatus,
     WebhookMessage,
 )
-from monitoring.retrain.state import LEASE_SECONDS, InFlight, StateStore, TriggerState
+from monitoring.retrain.state import (
+    LEASE_SECONDS,
+    InFlight,
+    StateCorruptError,
+    StateStore,
+    TriggerState,
+)
 
 __all__ = ["RetrainTrigger", "new_run_id"]
 
@@ -82,7 +91,11 @@ class RetrainTrigger:
     # lifecycle ------------------------------------------------------------------------
     def start(self) -> RetrainTrigger:
         if self._worker is None:
-            self._resume()
+            self.store.problem()  # a corrupt state file is logged at start-up already
+            try:
+                self._resume()
+            except StateCorruptError:
+                pass  # nothing can be resumed or decided until the file is repaired
             self._worker = threading.Thread(target=self._work, name="retrain-worker",
                                             daemon=True)
             self._worker.start()
@@ -129,6 +142,12 @@ class RetrainTrigger:
     def worker_alive(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
 
+    def not_ready(self) -> str | None:
+        """Why the trigger cannot take decisions now (readiness), else None."""
+        if not self.worker_alive:
+            return "the retrain worker thread is not running"
+        return self.store.problem()
+
     @property
     def worker_died(self) -> bool:
         """Started and not closed, yet its worker thread has ended: nothing will run again,
@@ -147,6 +166,11 @@ class RetrainTrigger:
     def _clear_stale(self, state: TriggerState) -> None:
         flight = state.in_flight
         if flight is not None and not flight.owner_alive(self._now(), self.lease_seconds):
+            if flight.child_running():  # its trigger died, its pipeline did not: still busy
+                log.warning("run %s: owner process %s is gone but its child process group "
+                            "%s still runs; the run stays in flight", flight.run_id,
+                            flight.pid, flight.child_pid)
+                return
             log.warning("run %s: owner process %s is gone; no longer in flight",
                         flight.run_id, flight.pid)
             try:
@@ -163,8 +187,11 @@ class RetrainTrigger:
                  force: bool = False) -> tuple[DecisionKind, str] | None:
         if state.in_flight is not None:
             f = state.in_flight
-            return DecisionKind.BUSY, (f"run {f.run_id} for {f.model} is in flight since "
-                                       f"{f.since.isoformat()}")
+            detail = f"run {f.run_id} for {f.model} is in flight since {f.since.isoformat()}"
+            if f.child_pid is not None and not f.owner_alive(now, self.lease_seconds):
+                detail += (f"; its child process group {f.child_pid} is still running although "
+                           f"the trigger that started it (pid {f.pid}) is gone")
+            return DecisionKind.BUSY, detail
         last = state.last_started.get(model)
         if not force and last is not None and now - last < self.cooldown:
             until = last + self.cooldown
@@ -335,7 +362,7 @@ class RetrainTrigger:
                 run.status, run.finished_at = RunStatus.FAILED, self._now()
                 run.error = run.error or "the trigger's own bookkeeping failed (see its log)"
                 self.store.save_run(run)
-        except OSError as exc:
+        except (OSError, StateCorruptError) as exc:
             log.error("run %s: its claim could not be released: %s", run.run_id, exc)
 
     def _release_claim(self, run_id: str) -> None:
@@ -348,6 +375,16 @@ class RetrainTrigger:
         run.pipeline_run_id = pipeline_run_id
         self.store.save_run(run)
         log.info("run %s: submitted as pipeline run %s", run.run_id, pipeline_run_id)
+
+    def _child_started(self, run_id: str, pid: int) -> None:
+        """Record the launcher's child with the claim: should this process die without
+        stopping it, a restarted trigger sees it still running and starts no second run."""
+        try:
+            with self.store.transaction() as state:
+                if state.in_flight is not None and state.in_flight.run_id == run_id:
+                    state.in_flight.child_pid = pid
+        except (OSError, StateCorruptError) as exc:  # the run goes on; it is still claimed
+            log.warning("run %s: child pid %s not recorded: %s", run_id, pid, exc)
 
     def _execute(self, run: RunRecord, resume: bool = False) -> None:
         """Launch ``run`` and wait for the launcher; ``resume``: follow the pipeline run it
@@ -371,7 +408,8 @@ class RetrainTrigger:
                 result = self.launcher.launch(LaunchRequest(
                     run_id=run.run_id, model=run.model, reason=run.reason,
                     alerts=tuple(run.alerts), params=self.pipeline_params,
-                    on_submitted=lambda rid: self._submitted(run, rid)))
+                    on_submitted=lambda rid: self._submitted(run, rid),
+                    on_child=lambda pid: self._child_started(run.run_id, pid)))
         except Exception as exc:  # noqa: BLE001 - any launcher failure ends the run as failed
             run.status, run.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             log.error("run %s failed: %s", run.run_id, run.error)
@@ -405,7 +443,7 @@ class RetrainTrigger:
                     if flight is None or flight.run_id != run_id:
                         return
                     flight.heartbeat = self._now()
-            except OSError as exc:  # a full or read-only volume: the next renewal may work
+            except (OSError, StateCorruptError) as exc:  # the next renewal may work
                 log.warning("run %s: heartbeat not written: %s", run_id, exc)
 
     def _after(self, run: RunRecord) -> None:

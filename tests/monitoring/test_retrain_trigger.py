@@ -309,6 +309,21 @@ def test_decision_log_rotates_at_its_size_cap_and_reads_across_files(tmp_path: P
         d.fingerprint for d in written[-(len(kept) - 1):]]
 
 
+
+def test_a_decision_line_cut_short_by_a_crash_is_skipped_not_fatal(tmp_path: Path) -> None:
+    from monitoring.retrain.models import Decision
+
+    store = StateStore(tmp_path / "retrain")
+    store.append_decisions([Decision(time=T0 + timedelta(seconds=i), decision=DecisionKind.DUPLICATE,
+                                     source="webhook", fingerprint=f"fp{i}") for i in range(3)])
+    with open(store.decisions_path, "a") as fh:  # the trigger died in the middle of a line
+        fh.write('{"time": "2026-11-')
+    store.append_decisions([Decision(time=T0, decision=DecisionKind.DUPLICATE,
+                                     source="webhook", fingerprint="after")])
+    # the cut line is skipped (and kept in the file); the decision after it starts a new line
+    assert [d.fingerprint for d in store.decisions()] == ["fp0", "fp1", "fp2", "after"]
+    assert '{"time": "2026-11-\n' in store.decisions_path.read_text()
+
 class FullVolume(StateStore):
     """The trigger's state volume, full for the first ``failures`` run writes (ENOSPC)."""
 
