@@ -2,13 +2,20 @@
 
 Exit codes: 0 no drift, 3 drift detected (data, prediction or embedding), 2 bad input
 (nothing in the window, no reference, bad configuration), 1 anything else.
+
+A bundle's verdict is taken on the rows that bundle's model version served, and published
+under that version: the window is restricted to its ``model_version`` (partitions and rows),
+and a window without any of its rows is no data (exit 2, naming the versions it does hold),
+never a verdict on another version's traffic published under this one's label.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Optional
 
@@ -23,7 +30,7 @@ from marquee.errors import MarqueeError
 from marquee.settings import Settings
 from monitoring.drift.config import DEFAULT_CONFIG, DriftConfig, load_config
 from monitoring.drift.summary import DriftSummary, WindowInfo
-from monitoring.errors import MonitoringInputError
+from monitoring.errors import MonitoringInputError, NoDataError
 
 __all__ = ["app", "check", "run_once", "EXIT_DRIFT"]
 
@@ -42,6 +49,43 @@ def _filter_version(table: pa.Table, version: str) -> pa.Table:
     if "model_version" not in table.column_names:
         return table
     return table.filter(pc.equal(table.column("model_version").cast(pa.string()), version))
+
+
+def _checked_version(bundle: str | None, bundle_version: str,
+                     model_version: str | None) -> str | None:
+    """Whose rows are checked: the bundle's version (``--model-version`` may only repeat
+    it); without a bundle (``--reference`` alone), ``--model-version`` or every row."""
+    if bundle is None:
+        return model_version
+    if model_version is not None and model_version != bundle_version:
+        raise MonitoringInputError(
+            f"--model-version {model_version}: bundle {bundle!r} is model version "
+            f"{bundle_version}; its verdict is published as version {bundle_version}, so it "
+            f"is never taken on the rows of version {model_version} (check that version with "
+            "its own bundle)")
+    return bundle_version
+
+
+def _no_rows_of(version: str, found: dict[str, int], unit: str, where: str) -> NoDataError:
+    """The window holds rows of other versions only."""
+    held = ", ".join(f"model_version={v} ({n:,} {unit}{'' if n == 1 else 's'})"
+                     for v, n in sorted(found.items()))
+    return NoDataError(f"no payload rows of model version {version} in {where}; it holds "
+                       f"{held} only: a verdict is taken and published for the version that "
+                       "served the rows (check --bundle)")
+
+
+def _row_versions(table: pa.Table) -> dict[str, int]:
+    """Rows per ``model_version``."""
+    if "model_version" not in table.column_names:
+        return {}
+    counts = pc.value_counts(table.column("model_version").cast(pa.string()))
+    return {str(c["values"]): int(c["counts"]) for c in counts.to_pylist()}
+
+
+def _key_versions(keys: list[str]) -> dict[str, int]:
+    """Files per ``model_version=`` partition."""
+    return dict(Counter(m[1] for k in keys if (m := re.search(r"model_version=([^/]+)/", k))))
 
 
 def _speculate(config: DriftConfig) -> bool:
@@ -97,6 +141,7 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
     )
 
     reference = load_reference(bundle, settings, features_path=reference_file)
+    version = _checked_version(bundle, reference.model_version, model_version)
     source = None
     if embeddings and reference.bundle_dir is not None and \
             (reference.bundle_dir / "model" / "config.json").is_file():
@@ -113,16 +158,22 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
 
         store = open_store(store_uri or settings.resolved_store_uri, settings.s3_endpoint_url)
         win = parse_window(since, until)
-        keys = list_window_keys(store, win, model_version)
+        keys = list_window_keys(store, win, version)
+        if not keys and version is not None:
+            others = _key_versions(list_window_keys(store, win))
+            if others:
+                raise _no_rows_of(version, others, "file", f"the window {win.since.isoformat()}"
+                                  f" .. {win.until.isoformat()}")
         table = read_window(store, keys, win, cols, dcols)
         info = WindowInfo(since=win.since, until=win.until, source=store.uri("payload-logs"),
                           files=len(keys), rows=table.num_rows)
-    if model_version is not None:
-        table = _filter_version(table, model_version)
+    if version is not None:
+        found = _row_versions(table)
+        table = _filter_version(table, version)
         info.rows = table.num_rows
+        if table.num_rows == 0 and found:
+            raise _no_rows_of(version, found, "row", info.source)
     if table.num_rows < config.min_rows:
-        from monitoring.errors import NoDataError
-
         raise NoDataError(f"only {table.num_rows} payload rows in the window; a drift verdict "
                           f"needs at least {config.min_rows} (min_rows in the drift config)")
     if "model_version" in table.column_names:
@@ -298,10 +349,10 @@ def check(
                     html=(evidently or cfg.report.evidently) != "never",
                     embeddings=embeddings,
                     pushgateway=pushgateway)
-            except MarqueeError as exc:
+            except (MarqueeError, OSError) as exc:
                 if every is None:
                     raise
-                typer.secho(f"error: {exc.message}", fg="red", err=True)
+                _withdraw(exc, pushgateway)
             else:
                 if as_json:
                     sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
@@ -315,6 +366,23 @@ def check(
         raise SystemExit(getattr(exc, "exit_code", 1)) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+def _withdraw(exc: Exception, pushgateway: str | None) -> None:
+    """A check of the long-running exporter failed (the store went away, a bad window): its
+    last verdict is no longer served as if fresh. The last completed check's timestamp stays,
+    so DriftJobStale fires while the failures go on."""
+    from monitoring.drift import metrics
+
+    message = exc.message if isinstance(exc, MarqueeError) else f"{type(exc).__name__}: {exc}"
+    typer.secho(f"error: {message} (the last verdict's gauges are withdrawn until a check "
+                "completes)", fg="red", err=True)
+    metrics.withdraw()
+    if pushgateway:
+        try:
+            metrics.push(pushgateway)
+        except OSError as push_exc:  # the gateway may be what is down
+            log.warning("withdrawn gauges not pushed to %s: %s", pushgateway, push_exc)
 
 
 def main() -> None:  # python -m monitoring.drift.cli

@@ -2,7 +2,10 @@
 
 Locally ``marquee drift check --metrics-port`` serves them; in a cluster the CronJob pushes
 them to a Pushgateway (``--pushgateway``). Every export replaces the previous one, so a
-model version that is no longer checked disappears instead of lingering.
+model version that is no longer checked disappears instead of lingering; a failed check
+(``withdraw``) drops the last verdict, so a long-running exporter never serves an old drift
+share as if fresh, and keeps the time of the last completed check, from which
+``DriftJobStale`` counts.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from prometheus_client import CollectorRegistry, push_to_gateway
 from monitoring.drift.summary import DriftSummary
 from monitoring.metrics import build
 
-__all__ = ["REGISTRY", "export", "push"]
+__all__ = ["REGISTRY", "export", "withdraw", "push"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _NAMES = [
@@ -26,12 +29,20 @@ _NAMES = [
     "marquee_drift_last_run_duration_seconds",
 ]
 G = build(_NAMES, REGISTRY)
+#: What a check found; the last two names tell when the last completed check ran.
+_VERDICT = [n for n in _NAMES if n not in ("marquee_drift_last_run_timestamp_seconds",
+                                           "marquee_drift_last_run_duration_seconds")]
+
+
+def withdraw() -> None:
+    """Drop the last verdict's series (every labelled gauge); the last completed check's
+    timestamp and duration stay."""
+    for name in _VERDICT:
+        G[name].clear()
 
 
 def export(s: DriftSummary, duration_seconds: float, now: float | None = None) -> None:
-    for name in _NAMES:
-        if name != "marquee_drift_last_run_timestamp_seconds":
-            G[name].clear()
+    withdraw()
     v = s.model_version
     G["marquee_drift_share"].labels(model_version=v).set(s.drift_share)
     G["marquee_drift_share_threshold"].labels(model_version=v).set(s.drift_share_threshold)

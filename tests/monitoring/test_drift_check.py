@@ -306,3 +306,89 @@ def test_a_damaged_payload_file_is_skipped_not_fatal(tmp_path: Path) -> None:
                      tmp_path / "home")
     assert out.returncode == 3, out.stdout + out.stderr  # the demographic drift is found
     assert "skipping an unreadable payload-log file" in out.stderr
+
+
+def _published(store_dir: Path) -> list[Path]:
+    return sorted(store_dir.glob("monitoring/drift/**/summary.json"))
+
+
+def test_a_bundle_is_never_judged_on_traffic_of_another_version(tmp_path: Path) -> None:
+    """--bundle 1 over an hour that version 2 served: before, the verdict (drift, exit 3)
+    was published as version 1's. The rows of another version are no verdict on this one."""
+    bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)  # version "1"
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, payload_table(2_000, 3, "demographic", start_ts=HOUR,
+                                            model_version="2"))
+    window = ["--store", str(tmp_path / "store"), "--until", "2025-03-01T01:00:00Z",
+              "--since", "1h", "--evidently", "never"]
+    out = _drift_cli(["--bundle", str(bundle), *window], tmp_path / "home")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("error: no payload rows of model version 1 "), out.stderr
+    assert "model_version=2" in out.stderr, out.stderr
+    assert not _published(tmp_path / "store")
+    # asking for version 2's rows against version 1's bundle is refused, naming both
+    other = _drift_cli(["--bundle", str(bundle), "--model-version", "2", *window],
+                       tmp_path / "home")
+    assert other.returncode == 2, other.stdout + other.stderr
+    assert "--model-version 2" in other.stderr and "version 1" in other.stderr, other.stderr
+    assert not _published(tmp_path / "store")
+
+
+def test_a_mixed_window_is_judged_on_the_bundles_own_rows_only(tmp_path: Path) -> None:
+    """A canary hour: version 1 and version 2 both served. Version 1's verdict is taken on
+    version 1's rows (before: on all of them, the candidate's drifted traffic included)."""
+    bundle = write_bundle(tmp_path / "bundle", n_reference=5_000)
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, payload_table(3_000, 3, "none", start_ts=HOUR))
+    write_payload_logs(store, payload_table(3_000, 4, "demographic", start_ts=HOUR,
+                                            model_version="2"))
+    out = _drift_cli(["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until",
+                      "2025-03-01T01:00:00Z", "--since", "1h", "--evidently", "never",
+                      "--json"], tmp_path / "home")
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["model_version"] == "1"
+    assert summary["window"]["rows"] == 3_000
+    assert summary["window"]["model_versions"] == {"1": 3_000}
+    assert summary["drifted_features"] == []
+
+
+def test_the_exporter_drops_its_verdict_when_the_store_goes_away(tmp_path: Path) -> None:
+    """`--metrics-port --every`: once the checks fail (store gone), the last drift share is
+    no longer served as if fresh; the last-success timestamp stays, so DriftJobStale
+    (time() - marquee_drift_last_run_timestamp_seconds) fires when the failures go on."""
+    import shutil
+
+    import httpx
+    from conftest import free_port, stop_process, wait_until
+
+    bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, payload_table(2_000, 4, "demographic", start_ts=HOUR))
+    port = free_port()
+    log = open(tmp_path / "exporter.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marquee.cli", "drift", "check", "--bundle", str(bundle),
+         "--store", str(tmp_path / "store"), "--since", "2025-03-01T00:00:00Z", "--until",
+         "2025-03-01T01:00:00Z", "--evidently", "never", "--no-publish", "--no-embeddings",
+         "--metrics-port", str(port), "--every", "1"],
+        env={"PATH": "/usr/bin:/bin", "MARQUEE_HOME": str(tmp_path / "home"),
+             "MARQUEE_BIND_HOST": "127.0.0.1"},
+        cwd=REPO, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_until(lambda: 'marquee_drift_share{model_version="1"}'
+                   in httpx.get(url, timeout=1).text, timeout=90, what="drift gauges served")
+        shutil.rmtree(tmp_path / "store")
+        wait_until(lambda: "marquee_drift_share{" not in httpx.get(url, timeout=1).text,
+                   timeout=30, what="the stale drift share dropped")
+        text = httpx.get(url, timeout=1).text
+        assert "marquee_drift_feature_score{" not in text
+        assert "marquee_drift_window_rows{" not in text
+        assert "\nmarquee_drift_last_run_timestamp_seconds " in text  # last success kept
+        assert proc.poll() is None  # the exporter goes on
+    finally:
+        stop_process(proc)
+        log.close()
+    assert "error: " in (tmp_path / "exporter.log").read_text()
