@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ServingSettings", "Runtime"]
@@ -98,6 +98,14 @@ class ServingSettings(BaseSettings):
     payload_log_batch_rows: int = Field(2_000, ge=1, description="Rows per Parquet file at most.")
     payload_log_flush_seconds: float = Field(5.0, gt=0, description="Flush at least this often.")
     variant: str = Field("", description="Variant label written to payload logs and metrics.")
+    # A secret: from sink.auth.existingSecret in the chart, never a plain value; left out of
+    # model_dump() (so never copied into a child's environment or a log line).
+    payload_sink_token: SecretStr | None = Field(
+        None, exclude=True,
+        description="Shared token POST /payload-sink requires (Authorization: Bearer <token>, "
+        "or ?token=<token> in KServe's logger URL); unset: the sink is open (a warning at "
+        "start-up).",
+    )
 
     # Fault injection for rollout tests (default off) -------------------------------------------
     fault_error_rate: float = Field(
@@ -108,12 +116,25 @@ class ServingSettings(BaseSettings):
     )
     fault_seed: int | None = Field(None, description="Seed of the fault injector's RNG.")
 
+    @field_validator("payload_sink_token")
+    @classmethod
+    def _token_not_blank(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("is blank: unset it to run the sink without authentication")
+        return v
+
     @model_validator(mode="after")
     def _one_model_reference(self) -> ServingSettings:
         given = [x for x in (self.model_version, self.alias, self.bundle_uri) if x]
         if len(given) > 1:
             raise ValueError("set only one of model_version, alias, bundle_uri")
         return self
+
+    @property
+    def sink_token(self) -> str | None:
+        """The payload sink's token, or None when the sink runs without authentication."""
+        return self.payload_sink_token.get_secret_value().strip() if self.payload_sink_token \
+            else None
 
     @property
     def model_ref(self) -> str | None:

@@ -28,7 +28,8 @@ def run(settings: Settings, serving: ServingSettings) -> None:
             enable_grpc=serving.enable_grpc, grpc_port=serving.grpc_port,
             grace_period=serving.grace_period_seconds, max_body_bytes=serving.max_body_bytes,
             variant=serving.variant,
-            pairer=CloudEventPairer(payload) if payload is not None else None)
+            pairer=CloudEventPairer(payload) if payload is not None else None,
+            sink_token=serving.sink_token)
         server.start([model])
     finally:
         if payload is not None:

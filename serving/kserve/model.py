@@ -26,13 +26,20 @@ from kserve import InferOutput, InferRequest, InferResponse
 from pydantic import ValidationError
 
 from serving.errors import BadRequest, ModelNotLoaded
-from serving.fields import flatten
+from serving.fields import INT64_MAX, flatten, short_repr
 from serving.runtime.schema import Instance, parse_v1, request_id_from
 from serving.runtime.service import RecommendService
 
 __all__ = ["RecommenderModel"]
 
-_INT_TYPES = {"INT64", "INT32", "INT16", "INT8", "UINT64", "UINT32", "UINT16", "UINT8"}
+# The integer datatypes of the Open Inference protocol and the values each can hold. The
+# model's inputs are ids and counts, so only these are accepted (a float id loses precision).
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    **{f"INT{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    **{f"UINT{b}": (0, 2**b - 1) for b in (8, 16, 32, 64)},
+}
+assert _INT_RANGES["INT64"][1] == INT64_MAX
+_INT_TYPES = frozenset(_INT_RANGES)
 
 
 @dataclass(frozen=True)
@@ -103,17 +110,23 @@ class RecommenderModel(kserve.Model):
 # V2 -------------------------------------------------------------------------------------------
 def _ints(inp: Any, field: str) -> list[int]:
     if inp.datatype not in _INT_TYPES:
-        raise BadRequest(f"{field}.datatype: expected INT64 (got {inp.datatype!r})",
+        raise BadRequest(f"{field}.datatype: expected INT64 or another integer datatype "
+                         f"(INT8..INT64, UINT8..UINT64) (got {short_repr(inp.datatype)})",
                          field=f"{field}.datatype")
+    low, high = _INT_RANGES[inp.datatype]
     data = inp.data
     if isinstance(data, np.ndarray):
         data = data.tolist()
     if not isinstance(data, list):
         raise BadRequest(f"{field}.data: expected a list of integers", field=f"{field}.data")
     flat = flatten(data)
-    for x in flat:
+    for i, x in enumerate(flat):
         if isinstance(x, bool) or not isinstance(x, int):
-            raise BadRequest(f"{field}.data: expected integers (got {x!r})", field=f"{field}.data")
+            raise BadRequest(f"{field}.data.{i}: expected integers (got {short_repr(x)})",
+                             field=f"{field}.data")
+        if not low <= x <= high:
+            raise BadRequest(f"{field}.data.{i}: {short_repr(x)} does not fit datatype "
+                             f"{inp.datatype} ({low}..{high})", field=f"{field}.data")
     shape = list(inp.shape or [])
     if any(not isinstance(s, int) or s < 0 for s in shape) or int(np.prod(shape)) != len(flat):
         raise BadRequest(f"{field}.shape: {shape} does not match {len(flat)} values",
@@ -146,7 +159,8 @@ def _v2_instances(req: InferRequest, max_instances: int) -> list[Instance]:
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             name = err["loc"][0] if err["loc"] else "user_id"
-            raise BadRequest(f"inputs.{name}.data.{i}: {err['msg']} (got {err['input']!r})",
+            raise BadRequest(f"inputs.{name}.data.{i}: {err['msg']} "
+                             f"(got {short_repr(err['input'])})",
                              field=f"inputs.{name}") from None
     return out
 

@@ -7,7 +7,8 @@ host), leaves gRPC off unless asked, and adds:
 
 * a body-size limit (413) and per-route request/error counters (``marquee_serving_*``);
 * handlers that turn every validation failure into a 4xx naming the field;
-* ``POST /payload-sink`` (KServe's CloudEvents payload logger) and ``GET /marquee/model``
+* ``POST /payload-sink`` (KServe's CloudEvents payload logger; with ``sink_token`` only for
+  requests that carry it) and ``GET /marquee/model``
   (loaded version, bundle and the index report with its measured recall).
 """
 
@@ -57,10 +58,25 @@ async def _invalid_input(_: Request, exc: Exception) -> JSONResponse:
                         status_code=400)
 
 
+def _json_position(doc: Any, pos: Any) -> str:
+    """``line L, column C (character P)`` of a JSON decode error in ``doc`` (1-based)."""
+    if not isinstance(pos, int) or not isinstance(doc, str):
+        return f"character {pos}"
+    line = doc.count("\n", 0, pos) + 1
+    column = pos - (doc.rfind("\n", 0, pos) + 1) + 1
+    return f"line {line}, column {column} (character {pos})"
+
+
 async def _request_validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":  # FastAPI puts the offset where a field would be
+        loc = tuple(first.get("loc", ()))
+        where = _json_position(exc.body, loc[-1] if loc else None)
+        reason = (first.get("ctx") or {}).get("error") or first.get("msg")
+        return JSONResponse({"error": f"body: not valid JSON at {where}: {reason}",
+                             "code": "bad_request", "field": "body"}, status_code=400)
     loc = [str(p) for p in first.get("loc", ())
            if p not in ("body", "InferenceRequest", "bytes")] or ["body"]
     field = ".".join(loc)
@@ -104,7 +120,8 @@ class _BoundRESTServer(RESTServer):
 class MarqueeModelServer(kserve.ModelServer):
     def __init__(self, *, host: str, http_port: int, enable_grpc: bool = False,
                  grpc_port: int = 8081, grace_period: int = 20, max_body_bytes: int = 65536,
-                 variant: str = "", pairer: CloudEventPairer | None = None) -> None:
+                 variant: str = "", pairer: CloudEventPairer | None = None,
+                 sink_token: str | None = None) -> None:
         super().__init__(http_port=http_port, grpc_port=grpc_port, workers=1,
                          enable_grpc=enable_grpc, enable_docs_url=False,
                          enable_latency_logging=False, grace_period=grace_period)
@@ -112,6 +129,7 @@ class MarqueeModelServer(kserve.ModelServer):
         self.max_body_bytes = max_body_bytes
         self.variant = variant
         self.pairer = pairer
+        self.sink_token = sink_token
 
     def _model(self) -> RecommenderModel | None:
         for model in self.registered_models.get_models().values():
@@ -138,7 +156,7 @@ class MarqueeModelServer(kserve.ModelServer):
         app.add_exception_handler(RequestValidationError, _request_validation)
         app.add_exception_handler(StarletteHTTPException, _http_exception)
         if self.pairer is not None:
-            app.include_router(sink_router(self.pairer))
+            app.include_router(sink_router(self.pairer, self.sink_token))
 
         @app.get("/marquee/model")
         async def model_info() -> dict[str, Any]:

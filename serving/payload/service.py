@@ -4,7 +4,8 @@ In a cluster every InferenceService's ``logger`` posts KServe's CloudEvents here
 ``sink`` Deployment); the sink pairs requests with responses and writes payload-log rows to the
 object store, like a model server's own logger. Beside ``POST /payload-sink`` it serves the
 probes (``/healthz``, ``/readyz``) and ``/metrics``. It loads no model. SIGTERM flushes what
-is queued before the process ends.
+is queued before the process ends. With ``MARQUEE_SERVING_PAYLOAD_SINK_TOKEN`` set, only events
+carrying that token are taken (``serving.payload.sink``).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ __all__ = ["SINK_MAX_BODY_BYTES", "build_sink_service", "run_sink"]
 SINK_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
-def build_sink_service(logger: PayloadLogger, ttl_seconds: float = 60.0) -> FastAPI:
-    """The sink application; the logger is flushed and closed when the application stops."""
+def build_sink_service(logger: PayloadLogger, ttl_seconds: float = 60.0,
+                       token: str | None = None) -> FastAPI:
+    """The sink application; the logger is flushed and closed when the application stops.
+    With ``token``, ``POST /payload-sink`` needs it (``serving.payload.sink``); the probes
+    and ``/metrics`` stay open."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     from serving.runtime.middleware import ServingMiddleware
@@ -45,7 +49,7 @@ def build_sink_service(logger: PayloadLogger, ttl_seconds: float = 60.0) -> Fast
 
     app = FastAPI(title="marquee payload sink", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)
-    app.include_router(sink_router(CloudEventPairer(logger, ttl_seconds=ttl_seconds)))
+    app.include_router(sink_router(CloudEventPairer(logger, ttl_seconds=ttl_seconds), token))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -71,7 +75,7 @@ def run_sink(settings: Settings, serving: ServingSettings) -> None:
 
     from serving.runtime.loader import start_payload_logger
 
-    app = build_sink_service(start_payload_logger(settings, serving))
+    app = build_sink_service(start_payload_logger(settings, serving), token=serving.sink_token)
     uvicorn.run(app, host=serving.host or settings.bind_host, port=serving.port,
                 access_log=False, log_level="warning",
                 timeout_graceful_shutdown=serving.grace_period_seconds)

@@ -12,10 +12,19 @@ Every value a row takes from the bodies is type-checked: a pair that does not fi
 ``400 {"error": "<field>: <what was wrong>", "field": "<field>"}`` and writes no row. A row's
 ``ts`` (and so its partition) is the ``Ce-Time`` only when that lies within
 ``CE_TIME_MAX_PAST_SECONDS`` / ``CE_TIME_MAX_FUTURE_SECONDS`` of the receive time.
+
+With a token (``MARQUEE_SERVING_PAYLOAD_SINK_TOKEN``) every event must carry it, as
+``Authorization: Bearer <token>`` or, since KServe's logger sends no custom headers, as
+``?token=<token>`` in the logger URL; otherwise ``401 {"error": "authorization: …",
+"field": "authorization"}``, counted in ``marquee_serving_payload_sink_unauthorized_total``,
+before the body is read or any half is held for pairing. Without a token the sink is open,
+as before, and says so in a warning when it is built.
 """
 
 from __future__ import annotations
 
+import hmac
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -29,13 +38,17 @@ from fastapi.responses import JSONResponse
 
 from serving import metrics
 from serving.fields import INT64_MAX, flatten, short_repr
+from serving.payload import metrics as sink_metrics
 from serving.payload.logger import PayloadLogger
 from serving.payload.schema import payload_row
 
-__all__ = ["SINK_PATH", "CE_TIME_MAX_FUTURE_SECONDS", "CE_TIME_MAX_PAST_SECONDS", "SinkError",
-           "CloudEventPairer", "rows_from_pair", "sink_router", "build_sink_app"]
+__all__ = ["SINK_PATH", "TOKEN_ENV", "CE_TIME_MAX_FUTURE_SECONDS", "CE_TIME_MAX_PAST_SECONDS",
+           "SinkError", "CloudEventPairer", "rows_from_pair", "sink_router", "build_sink_app"]
+
+log = logging.getLogger(__name__)
 
 SINK_PATH = "/payload-sink"
+TOKEN_ENV = "MARQUEE_SERVING_PAYLOAD_SINK_TOKEN"
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 
@@ -306,11 +319,47 @@ class CloudEventPairer:
         return len(self._pending)
 
 
-def sink_router(pairer: CloudEventPairer) -> APIRouter:
+def _presented_token(request: Request) -> str | None:
+    """The token a request carries: the ``Authorization: Bearer`` header when there is one,
+    else the ``token`` query parameter (KServe's logger URL); None when neither is given."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+    return request.query_params.get("token")
+
+
+def _refusal(request: Request, expected: bytes) -> str | None:
+    """Why the request may not write (``missing`` or ``wrong``), or None when it may."""
+    presented = _presented_token(request)
+    if presented is None:
+        return "missing"
+    if not hmac.compare_digest(presented.encode(), expected):
+        return "wrong"
+    return None
+
+
+def _unauthorized(reason: str) -> JSONResponse:
+    sink_metrics.SINK_UNAUTHORIZED.labels(reason).inc()
+    what = ("missing token" if reason == "missing" else "wrong token")
+    return JSONResponse(
+        {"error": f"authorization: {what} (send Authorization: Bearer <token>, or ?token=<token> "
+                  "in the logger URL)", "field": "authorization"},
+        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def sink_router(pairer: CloudEventPairer, token: str | None = None) -> APIRouter:
+    """``POST /payload-sink``; with ``token``, only for requests that carry it."""
     router = APIRouter()
+    expected = token.encode() if token else None
+    if expected is None:
+        log.warning("%s is unauthenticated: anyone who can reach it can write payload-log "
+                    "rows (which feed drift detection); set %s", SINK_PATH, TOKEN_ENV)
 
     @router.post(SINK_PATH, status_code=202)
     async def payload_sink(request: Request) -> JSONResponse:
+        if expected is not None and (reason := _refusal(request, expected)) is not None:
+            return _unauthorized(reason)
         body = await request.body()
         try:
             rows = pairer.accept(request.headers, body)
@@ -321,8 +370,8 @@ def sink_router(pairer: CloudEventPairer) -> APIRouter:
     return router
 
 
-def build_sink_app(pairer: CloudEventPairer) -> FastAPI:
+def build_sink_app(pairer: CloudEventPairer, token: str | None = None) -> FastAPI:
     """A standalone sink service (the logger is closed by the caller on shutdown)."""
     app = FastAPI(title="marquee payload sink", docs_url=None, redoc_url=None)
-    app.include_router(sink_router(pairer))
+    app.include_router(sink_router(pairer, token))
     return app

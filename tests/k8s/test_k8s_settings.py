@@ -44,10 +44,12 @@ def test_core_settings_are_mirrored() -> None:
 def test_model_server_settings_are_mirrored() -> None:
     from serving.settings import ServingSettings
 
-    set_by_chart = {"model_version", "alias", "bundle_uri", "runtime", "host"}
+    set_by_chart = {"model_version", "alias", "bundle_uri", "runtime", "host",
+                    "payload_sink_token"}  # the token: from sink.auth.existingSecret
     values = c.chart_defaults()["modelServer"]
     assert {to_camel(f) for f in set(ServingSettings.model_fields) - set_by_chart} == set(values)
     data = configmap("marquee-model-server")
+    assert "MARQUEE_SERVING_PAYLOAD_SINK_TOKEN" not in data  # a secret, never a ConfigMap value
     for field in ServingSettings.model_fields:
         if field not in set_by_chart and values[to_camel(field)] is not None:
             assert f"MARQUEE_SERVING_{field.upper()}" in data, field

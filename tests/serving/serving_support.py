@@ -124,6 +124,7 @@ def kserve_app(bundle: Path, home: Path, **serving: object):
     model = RecommenderModel(MODEL, lambda: build_service(settings, ss, payload))
     model.load()
     server = MarqueeModelServer(host="127.0.0.1", http_port=0, max_body_bytes=ss.max_body_bytes,
-                                pairer=CloudEventPairer(payload) if payload else None)
+                                pairer=CloudEventPairer(payload) if payload else None,
+                                sink_token=ss.sink_token)
     server.register_model(model)
     return server.create_application(), model, payload

@@ -174,3 +174,64 @@ def test_bad_v2_fields_are_named(client: TestClient) -> None:
     for body, field in cases:
         r = client.post(V2_PATH, json=body)
         assert r.status_code == 400 and r.json()["field"] == field, r.text
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    (b'{"inputs": [', "line 1, column 13 (character 12)"),
+    (b'not json', "line 1, column 1 (character 0)"),
+    (b'{"inputs": [\n  {"name": "user_id",}\n]}', "line 2, column 22 (character 34)"),
+])
+def test_malformed_v2_json_is_a_400_that_says_so_and_where(client: TestClient, body: bytes,
+                                                           where: str) -> None:
+    r = client.post(V2_PATH, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    data = r.json()
+    assert data["field"] == "body", data  # not the character offset as if it were a field
+    assert data["error"].startswith("body: not valid JSON") and where in data["error"], data
+
+
+def _v2_user(datatype: str, value: object, k: dict | None = None) -> dict:
+    inputs = [{"name": "user_id", "shape": [1], "datatype": datatype, "data": [value]}]
+    return {"inputs": inputs + ([k] if k else [])}
+
+
+@pytest.mark.parametrize(("body", "field", "shown"), [
+    (_v2_user("UINT8", 300), "inputs.user_id.data", "300"),
+    (_v2_user("UINT8", -1), "inputs.user_id.data", "-1"),
+    (_v2_user("INT8", 200), "inputs.user_id.data", "200"),
+    (_v2_user("UINT16", 70_000), "inputs.user_id.data", "70000"),
+    (_v2_user("INT32", 2**31), "inputs.user_id.data", str(2**31)),
+    (_v2_user("UINT32", 2**32), "inputs.user_id.data", str(2**32)),
+    (_v2_user("UINT64", -5), "inputs.user_id.data", "-5"),
+    (_v2_user("INT64", 2**63), "inputs.user_id.data", str(2**63)),
+    (_v2_user("INT64", 1, {"name": "k", "shape": [1], "datatype": "UINT8", "data": [300]}),
+     "inputs.k.data", "300"),
+    (_v2_user("INT64", 1, {"name": "k", "shape": [1], "datatype": "INT8", "data": [-129]}),
+     "inputs.k.data", "-129"),
+])
+def test_v2_values_must_fit_their_declared_datatype(client: TestClient, body: dict, field: str,
+                                                    shown: str) -> None:
+    r = client.post(V2_PATH, content=_dumps(body), headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    data = r.json()
+    assert data["field"] == field and shown in data["error"], data
+    assert body["inputs"][-1]["datatype"] in data["error"], data
+
+
+# FP16 over JSON is refused by KServe itself before the model sees it (400, field "body").
+@pytest.mark.parametrize("datatype", ["FP32", "FP64", "BOOL", "BYTES"])
+def test_v2_non_integer_datatypes_are_refused_for_ids(client: TestClient, datatype: str) -> None:
+    value = {"BOOL": True, "BYTES": "1"}.get(datatype, 1.0)
+    r = client.post(V2_PATH, json=_v2_user(datatype, value))
+    assert r.status_code == 400 and r.json()["field"] == "inputs.user_id.datatype", r.text
+    assert datatype in r.json()["error"]
+
+
+@pytest.mark.parametrize(("datatype", "value"), [("UINT8", 255), ("INT8", 127), ("UINT16", 7),
+                                                 ("INT32", 42), ("UINT64", 42)])
+def test_v2_values_within_their_datatype_are_served(client: TestClient, datatype: str,
+                                                    value: int) -> None:
+    k = {"name": "k", "shape": [1], "datatype": datatype, "data": [5]}
+    r = client.post(V2_PATH, json=_v2_user(datatype, value, k))
+    assert r.status_code == 200, r.text
+    assert next(o for o in r.json()["outputs"] if o["name"] == "items")["shape"] == [1, 5]

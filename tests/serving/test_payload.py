@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from serving_support import bundle_dir, kserve_app  # noqa: F401 - fixture
 from starlette.testclient import TestClient
 
 from marquee.store import open_store
@@ -143,3 +144,18 @@ def test_sink_rejects_events_without_id_or_type(tmp_path: Path) -> None:
     assert r.status_code == 400 and r.json()["field"] == "ce-id"
     r = client.post(SINK_PATH, json={}, headers={"Ce-Id": "x", "Ce-Type": "other"})
     assert r.status_code == 400 and r.json()["field"] == "ce-type"
+
+
+def test_the_model_servers_own_sink_needs_the_token_when_one_is_set(
+        bundle_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    app, _, payload = kserve_app(bundle_dir, tmp_path / "home", payload_sink_token="tok-123")
+    common = {"Ce-Id": "m1", "content-type": "application/json", "Ce-Type": REQUEST_TYPE}
+    try:
+        with TestClient(app) as client:
+            r = client.post(SINK_PATH, json={"instances": [{"user_id": 1}]}, headers=common)
+            assert r.status_code == 401 and r.json()["field"] == "authorization", r.text
+            r = client.post(SINK_PATH, json={"instances": [{"user_id": 1}]},
+                            headers={**common, "Authorization": "Bearer tok-123"})
+            assert r.status_code == 202 and r.json() == {"rows": 0}, r.text
+    finally:
+        payload.close()

@@ -286,3 +286,131 @@ def test_long_model_version_is_cut_in_the_path_and_stays_distinct() -> None:
     assert "/" not in evil.rsplit("model_version=", 1)[1]
     assert partition_key(1_700_000_000.0, "20261124T012259Z-9f07e020").endswith(
         "/model_version=20261124T012259Z-9f07e020")
+
+
+# 6. Authentication: with a token set, only requests that carry it write ----------------------------
+SINK_TOKEN = "s3cret-sink-token"
+
+
+def _unauthorized(reason: str) -> float:
+    from serving.payload import metrics as sink_metrics
+
+    return sink_metrics.SINK_UNAUTHORIZED.labels(reason)._value.get()
+
+
+@pytest.fixture()
+def authed(tmp_path: Path):
+    from serving.payload.service import build_sink_service
+
+    logger = PayloadLogger(open_store(str(tmp_path / "store")))
+    yield TestClient(build_sink_service(logger, token=SINK_TOKEN)), logger
+    logger.close()
+
+
+@pytest.mark.parametrize(("headers", "query", "reason"), [
+    ({}, "", "missing"),
+    ({"Authorization": "Bearer wrong-token"}, "", "wrong"),
+    ({"Authorization": f"Basic {SINK_TOKEN}"}, "", "wrong"),
+    ({"Authorization": "Bearer "}, "", "wrong"),
+    ({}, "?token=wrong-token", "wrong"),
+    ({}, f"?token={SINK_TOKEN}x", "wrong"),
+    ({}, "?token=", "wrong"),
+])
+def test_without_the_token_the_sink_answers_401_counts_it_and_writes_nothing(
+        authed, tmp_path: Path, headers: dict[str, str], query: str, reason: str) -> None:
+    client, logger = authed
+    before = _unauthorized(reason)
+    common = {"Ce-Id": "forged", "content-type": "application/json", **headers}
+    for kind, body in ((REQUEST_TYPE, V1_REQUEST), (RESPONSE_TYPE, _v1_response())):
+        r = client.post(SINK_PATH + query, json=body, headers={**common, "Ce-Type": kind})
+        assert r.status_code == 401, r.text
+        assert r.json()["field"] == "authorization" and r.json()["error"].startswith(
+            "authorization: "), r.json()
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert SINK_TOKEN not in r.text
+    assert _unauthorized(reason) == before + 2
+    assert logger.pending == 0
+    logger.close()
+    assert _read(tmp_path / "store") == []
+
+
+def test_with_the_token_as_bearer_or_query_parameter_the_sink_writes(authed,
+                                                                      tmp_path: Path) -> None:
+    client, logger = authed
+    bearer = {"Authorization": f"Bearer {SINK_TOKEN}"}
+    r = _post_pair(client, "by-header", V1_REQUEST, _v1_response(request_id="h1"), **bearer)
+    assert r.status_code == 202 and r.json() == {"rows": 1}, r.text
+    # KServe's logger cannot add headers: the token rides in the logger URL's query string
+    common = {"Ce-Id": "by-query", "content-type": "application/json"}
+    url = f"{SINK_PATH}?token={SINK_TOKEN}"
+    assert client.post(url, json=V1_REQUEST, headers={**common, "Ce-Type": REQUEST_TYPE}
+                       ).json() == {"rows": 0}
+    r = client.post(url, json=_v1_response(request_id="q1"),
+                    headers={**common, "Ce-Type": RESPONSE_TYPE})
+    assert r.status_code == 202 and r.json() == {"rows": 1}, r.text
+    logger.close()
+    assert sorted(row["request_id"] for row in _read(tmp_path / "store")) == ["h1", "q1"]
+
+
+def test_a_forged_half_cannot_complete_a_real_pair(authed, tmp_path: Path) -> None:
+    client, logger = authed
+    common = {"Ce-Id": "shared", "content-type": "application/json"}
+    ok = {"Authorization": f"Bearer {SINK_TOKEN}"}
+    assert client.post(SINK_PATH, json=V1_REQUEST, headers={**common, **ok,
+                       "Ce-Type": REQUEST_TYPE}).status_code == 202
+    forged = client.post(SINK_PATH, json=_v1_response(request_id="forged"),
+                         headers={**common, "Ce-Type": RESPONSE_TYPE})
+    assert forged.status_code == 401
+    real = client.post(SINK_PATH, json=_v1_response(request_id="real"),
+                       headers={**common, **ok, "Ce-Type": RESPONSE_TYPE})
+    assert real.json() == {"rows": 1}
+    logger.close()
+    assert [row["request_id"] for row in _read(tmp_path / "store")] == ["real"]
+
+
+def test_the_sinks_limits_hold_with_a_valid_token(authed) -> None:
+    from serving.payload.service import SINK_MAX_BODY_BYTES
+
+    client, _ = authed
+    r = client.post(f"{SINK_PATH}?token={SINK_TOKEN}", content=b"x" * (SINK_MAX_BODY_BYTES + 1),
+                    headers={"content-type": "application/json", "Ce-Id": "big",
+                             "Ce-Type": REQUEST_TYPE})
+    assert r.status_code == 413 and r.json()["field"] == "body"
+    r = client.post(f"{SINK_PATH}?token={SINK_TOKEN}", json=V1_REQUEST,
+                    headers={"content-type": "application/json", "Ce-Id": "t",
+                             "Ce-Type": "junk"})
+    assert r.status_code == 400 and r.json()["field"] == "ce-type"
+
+
+def test_without_a_token_the_sink_is_open_and_says_so(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from serving.payload.service import build_sink_service
+
+    logger = PayloadLogger(open_store(str(tmp_path / "store")))
+    with caplog.at_level("WARNING", logger="serving.payload.sink"):
+        client = TestClient(build_sink_service(logger))
+    assert any("unauthenticated" in r.getMessage() and "MARQUEE_SERVING_PAYLOAD_SINK_TOKEN"
+               in r.getMessage() for r in caplog.records), caplog.text
+    assert _post_pair(client, "open", V1_REQUEST, _v1_response()).json() == {"rows": 1}
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="serving.payload.sink"):
+        build_sink_service(PayloadLogger(open_store(str(tmp_path / "s2"))), token=SINK_TOKEN)
+    assert not any("unauthenticated" in r.getMessage() for r in caplog.records)
+    logger.close()
+
+
+def test_the_token_setting_is_a_secret_read_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from serving.settings import ServingSettings
+
+    assert ServingSettings().payload_sink_token is None
+    monkeypatch.setenv("MARQUEE_SERVING_PAYLOAD_SINK_TOKEN", SINK_TOKEN)
+    s = ServingSettings()
+    assert s.payload_sink_token is not None
+    assert s.payload_sink_token.get_secret_value() == SINK_TOKEN
+    assert SINK_TOKEN not in repr(s) and "payload_sink_token" not in s.model_dump()
+    monkeypatch.setenv("MARQUEE_SERVING_PAYLOAD_SINK_TOKEN", "  ")
+    with pytest.raises(ValidationError, match="payload_sink_token"):
+        ServingSettings()

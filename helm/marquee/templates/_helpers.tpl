@@ -172,8 +172,9 @@ Settings. The URI of the model registry: the value, else the in-chart MLflow Ser
 {{- end -}}
 
 {{/* Environment of every Marquee container: the settings ConfigMap (plus the model-server
-     ConfigMap when serving is true), S3 credentials from an existing Secret, the pod's
-     namespace, and extraEnv. Call with (dict "ctx" $ "serving" true|false). */}}
+     ConfigMap and the payload sink's token, when set, when serving is true), S3 credentials
+     from an existing Secret, the pod's namespace, and extraEnv.
+     Call with (dict "ctx" $ "serving" true|false). */}}
 {{- define "marquee.envWith" -}}
 {{- $ctx := .ctx -}}
 envFrom:
@@ -194,6 +195,14 @@ env:
       secretKeyRef:
         name: {{ $ctx.Values.s3.existingSecret }}
         key: {{ $ctx.Values.s3.secretAccessKeyKey }}
+  {{- if and .serving $ctx.Values.sink.auth.existingSecret }}
+  {{- /* serving.settings.ServingSettings.payload_sink_token: never a plain value. */}}
+  - name: MARQUEE_SERVING_PAYLOAD_SINK_TOKEN
+    valueFrom:
+      secretKeyRef:
+        name: {{ $ctx.Values.sink.auth.existingSecret }}
+        key: {{ $ctx.Values.sink.auth.tokenKey }}
+  {{- end }}
   - name: POD_NAMESPACE
     valueFrom:
       fieldRef:
@@ -230,13 +239,32 @@ readinessProbe:
   failureThreshold: {{ .ctx.Values.probes.failureThreshold }}
 {{- end -}}
 
-{{/* URL of the payload-log sink, or empty when there is none. */}}
+{{/* URL of the payload-log sink, or empty when there is none. models.logger.url is used as
+     given; the chart's own sink URL carries the sink's token (sink.auth.existingSecret) as
+     ?token=, since KServe's logger sends no custom headers. */}}
 {{- define "marquee.loggerUrl" -}}
 {{- if .Values.models.logger.url -}}
 {{- .Values.models.logger.url -}}
 {{- else if .Values.sink.enabled -}}
 {{- printf "http://%s.%s.svc.cluster.local:%d%s" (include "marquee.componentName" (dict "ctx" . "component" "sink")) (include "marquee.namespace" .) (.Values.sink.service.port | int) .Values.sink.loggerPath -}}
+{{- with .Values.sink.auth.existingSecret -}}
+{{- printf "?token=%s" (include "marquee.sinkToken" $ | urlquery) -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The payload sink's token, read from sink.auth.existingSecret with lookup (install and
+     upgrade against a cluster). Offline renders (helm template, client-side dry runs) cannot
+     read it: fail rather than render a logger whose every event the sink refuses. */}}
+{{- define "marquee.sinkToken" -}}
+{{- $auth := .Values.sink.auth -}}
+{{- $secret := lookup "v1" "Secret" (include "marquee.namespace" .) $auth.existingSecret -}}
+{{- $data := (get (default dict $secret) "data") | default dict -}}
+{{- $token := (get $data $auth.tokenKey) | default "" | b64dec | trim -}}
+{{- if not $token -}}
+{{- fail (printf "sink.auth.existingSecret: Secret %q (key %q) could not be read while rendering, and the InferenceServices' logger URL must carry the payload sink's token (KServe's logger sends no custom headers). Create the Secret before installing (lookup needs a cluster: helm template and client-side dry runs cannot read it), or set models.logger.url to the sink URL with ?token=<token>." $auth.existingSecret $auth.tokenKey) -}}
+{{- end -}}
+{{- $token -}}
 {{- end -}}
 
 {{- /* "true" when the retrain trigger creates InferenceServices and ModelRollouts itself

@@ -9,7 +9,8 @@ later (for example once it is promoted) lets `helm upgrade` take the object over
 {{- $ := .ctx -}}
 {{- $m := .m -}}
 {{- $storeUri := include "marquee.storeUri" $ -}}
-{{- $loggerUrl := include "marquee.loggerUrl" $ -}}
+{{- $loggerUrl := "" -}}
+{{- if $.Values.models.logger.enabled }}{{ $loggerUrl = include "marquee.loggerUrl" $ }}{{ end -}}
 {{- $version := toString $m.version }}
 {{- $name := include "marquee.inferenceServiceName" (dict "ctx" $ "version" $version) }}
 apiVersion: serving.kserve.io/v1beta1
