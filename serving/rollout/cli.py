@@ -353,17 +353,26 @@ def history(name: str, output: Annotated[str, typer.Option("-o", "--output")] = 
 
 
 def _command(name: str, command: str, namespace: str | None) -> None:
+    from serving.rollout.status import Phase
+
     store = _store(namespace)
     stored = _get(store, name)
     if stored.status.phase.terminal:
         raise _fail(f"rollout {name} already ended ({stored.status.phase.value})")
+    if command == "promote" and stored.status.phase == Phase.PENDING:
+        # Nothing is resolved or analysed before the first tick: refused, not queued (the
+        # controller would refuse it too, in the status).
+        raise _fail(f"rollout {name} has not started yet (Pending: no controller tick so far, "
+                    "so no version resolved and nothing analysed); promote once `marquee "
+                    f"rollout status {name}` shows it running, or abort it")
     store.request(name, command)  # type: ignore[arg-type]
     typer.echo(f"{command} requested for {name}; the controller applies it at its next tick")
 
 
 @app.command()
 def promote(name: str, namespace: NamespaceOpt = None) -> None:
-    """Promote the candidate now (skips remaining steps; ends a pause)."""
+    """Promote the candidate now (skips remaining steps; ends a pause). Refused before the
+    rollout's first tick (Pending)."""
     _command(name, "promote", namespace)
 
 

@@ -181,7 +181,10 @@ class Controller:
         command = self.store.pending_command(self.name)
         if status.phase == Phase.PENDING:
             analysis = self._start(spec, now)
-            analysis.command = command if command == "abort" else None
+            analysis.command = command  # abort is honoured; promote refused (machine.py)
+            if command == "promote":
+                log.warning("rollout %s: promote refused: issued before the rollout started",
+                            self.name)
         elif status.phase == Phase.PROMOTING:
             self._promote(status)  # raises → retried at the next tick, status unchanged
             analysis = Analysis(time=now, outcome=Outcome.SUCCESSFUL, reason="aliases moved")
@@ -190,12 +193,14 @@ class Controller:
             try:
                 window = self.source.window(since, now.timestamp())
             except SourceError as exc:
-                log.warning("rollout %s: analysis skipped: %s", self.name, exc)
-                if command is None:
-                    return status
-                # a person's abort or promote needs no metrics: it is carried out now (before,
-                # an unreachable router or Prometheus left an abort pending, unseen)
-                analysis = Analysis(time=now, reason=f"metrics unavailable: {exc}",
+                log.warning("rollout %s: analysis unavailable: %s", self.name, exc)
+                # No metrics is Inconclusive, recorded: it never passes an interval (a pause
+                # waits for a Successful analysis), never counts as a failed check, and
+                # maxDurationSeconds still applies. A person's abort or promote needs no
+                # metrics: it is carried out now.
+                analysis = Analysis(time=now, outcome=Outcome.INCONCLUSIVE,
+                                    reason=f"metrics unavailable: {exc}",
+                                    statistics={"metricsUnavailable": str(exc)[:300]},
                                     command=command)
             else:
                 analysis = evaluate(spec, status, window, now, command)

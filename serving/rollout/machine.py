@@ -17,6 +17,15 @@ No I/O and no clock: the analysis carries the time, the controller applies the e
 Analysis outcomes (Successful / Failed / Inconclusive) advance a step, count a failed check,
 or wait. Conclusive test results (A/B, interleaving) and invalid experiments (SRM) end the
 stage at once; plain failed checks roll back when they reach ``analysis.failureLimit``.
+
+Timing rules:
+
+* a timed pause ends at the first *Successful* analysis once its time is up: an Inconclusive
+  one (too little traffic, or no metrics at all because the router or Prometheus was down)
+  is not a passing interval, so the pause waits (bounded by ``limits.maxDurationSeconds``);
+* ``promote`` before the rollout started (Pending) is refused, said in the start decision:
+  nothing is resolved or analysed yet, so there is nothing to vouch for the candidate
+  (``abort`` is honoured in every phase).
 """
 
 from __future__ import annotations
@@ -143,7 +152,11 @@ def next_status(spec: RolloutSpec, status: RolloutStatus, analysis: Analysis) ->
             if not analysis.statistics.get(key):
                 return _end(s, analysis, Phase.FAILED, Outcome.FAILED,
                             f"cannot start: {key} unresolved ({analysis.reason or 'no reason'})")
-        return _enter_strategy(spec, s, analysis, spec.strategy, START_REASON)
+        reason = START_REASON
+        if analysis.command == "promote":
+            reason += (" (promote refused: it was issued before the rollout started, with "
+                       "nothing analysed yet; promote again once it runs)")
+        return _enter_strategy(spec, s, analysis, spec.strategy, reason)
 
     if s.phase == Phase.PROMOTING:  # the controller has moved the aliases before this tick
         return _enter(s, analysis, Phase.SUCCEEDED, s.step, _ALL_CANDIDATE, Outcome.SUCCESSFUL,
@@ -184,11 +197,16 @@ def next_status(spec: RolloutSpec, status: RolloutStatus, analysis: Analysis) ->
                            "paused until `marquee rollout promote`")
         since = s.stage_started_at or now
         elapsed = (now - since).total_seconds()
-        if elapsed >= pause.seconds:
-            return _enter_step(spec, s, analysis, s.step + 1,
-                               f"pause of {pause.seconds:g}s over")
-        return _record(s, analysis, Outcome.INCONCLUSIVE,
-                       f"paused, {pause.seconds - elapsed:.0f}s left")
+        waiting = f" ({analysis.reason})" if analysis.outcome == Outcome.INCONCLUSIVE \
+            and analysis.reason else ""
+        if elapsed < pause.seconds:
+            return _record(s, analysis, Outcome.INCONCLUSIVE,
+                           f"paused, {pause.seconds - elapsed:.0f}s left{waiting}")
+        if analysis.outcome != Outcome.SUCCESSFUL:  # no analysis is not a passing interval
+            return _record(s, analysis, Outcome.INCONCLUSIVE,
+                           f"pause of {pause.seconds:g}s over, but no passing analysis "
+                           f"yet{waiting}")
+        return _enter_step(spec, s, analysis, s.step + 1, f"pause of {pause.seconds:g}s over")
 
     if analysis.outcome == Outcome.INCONCLUSIVE:
         return _record(s, analysis, Outcome.INCONCLUSIVE, analysis.reason)

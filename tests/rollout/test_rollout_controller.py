@@ -510,3 +510,73 @@ def test_the_manager_leaves_a_rollout_that_another_controller_holds(
     with store.manager_lock():  # a `marquee rollout controller` runs these rollouts
         r = CliRunner().invoke(app, ["controller", "--port", "1"])
     assert r.exit_code == 1 and "another `marquee rollout controller`" in r.output
+
+
+def test_promote_before_the_first_tick_is_refused_with_a_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the first tick cleared a pending promote without a word: the rollout then ran
+    its whole analysis while the release owner believed it promoted."""
+    from serving.rollout.cli import app
+
+    monkeypatch.setenv("MARQUEE_HOME", str(tmp_path))
+    store = FileStatusStore(tmp_path / "rollouts")
+    store.create(rollout())
+    runner = CliRunner()
+    r = runner.invoke(app, ["promote", "r1"])
+    assert r.exit_code == 1, r.output
+    assert "error: rollout r1 has not started yet" in r.output and "Pending" in r.output
+    assert store.pending_command("r1") is None
+    # the same command set behind the CLI's back (kubectl annotate): refused in the status
+    store.request("r1", "promote")
+    reg = DictRegistry(production="1")
+    c = Controller(store, "r1", ScriptedSource([0]), registry=reg, clock=Clock())
+    status = c.tick()
+    assert (status.phase, status.step) == (Phase.PROGRESSING, 1)
+    assert "promote refused" in status.message and store.pending_command("r1") is None
+    assert reg.aliases["production"] == "1"
+    r = runner.invoke(app, ["history", "r1"], env={"COLUMNS": "250"})
+    assert "promote refused" in r.output
+    # once it runs, promote is taken
+    r = runner.invoke(app, ["promote", "r1"])
+    assert r.exit_code == 0, r.output
+    assert c.tick().phase == Phase.PROMOTING
+    assert c.tick().phase == Phase.SUCCEEDED and reg.aliases["production"] == "2"
+
+
+def test_a_pause_does_not_pass_while_the_router_is_down(tmp_path: Path) -> None:
+    """A timed pause whose whole interval had no analysis (router down, then back with an
+    empty window) waits, Inconclusive, instead of advancing; it advances on healthy data."""
+    from serving.rollout.sources import SourceError
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.mode = "healthy"
+
+        def window(self, since: float, until: float) -> WindowStats:
+            if self.mode == "down":
+                raise SourceError("router http://127.0.0.1:9 unreachable")
+            n = 100 if self.mode == "healthy" else 0
+            return WindowStats(since=since, until=until, variants={
+                "baseline": VariantWindow(requests=9 * n, errors=0, latency_p99_ms=10.0),
+                "candidate": VariantWindow(requests=n, errors=0, latency_p99_ms=10.0)})
+
+    store = FileStatusStore(tmp_path)
+    store.create(rollout(steps=[{"weight": 10}, {"pause": {"seconds": 5}}, {"weight": 50}]))
+    clock, src = Clock(), Flaky()
+    c = Controller(store, "r1", src, registry=DictRegistry(production="1"), clock=clock)
+    c.tick()
+    status = c.tick()
+    assert (status.phase, status.step) == (Phase.PAUSED, 2)
+    src.mode = "down"
+    for _ in range(10):  # 10 s, twice the pause, without a single window
+        status = c.tick()
+        assert (status.phase, status.step) == (Phase.PAUSED, 2), status.message
+    assert "metrics unavailable" in status.message and status.failed_checks == 0
+    last = status.last_decision
+    assert last is not None and last.outcome.value == "Inconclusive"
+    src.mode = "empty"  # back, but restarted: nothing seen in this stage
+    status = c.tick()
+    assert (status.phase, status.step) == (Phase.PAUSED, 2), status.message
+    src.mode = "healthy"
+    status = c.tick()
+    assert (status.phase, status.step, status.weights.candidate) == (Phase.PROGRESSING, 3, 50)

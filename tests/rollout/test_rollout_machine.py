@@ -301,3 +301,32 @@ def test_status_round_trips_with_contract_field_names() -> None:
     assert set(d["decisions"][0]) == {"time", "phase", "step", "outcome", "reason", "statistics"}
     assert d["phase"] == "Progressing" and d["decisions"][-1]["outcome"] == "Failed"
     assert RolloutStatus.from_dict(d) == s
+
+
+# --- timing: a promote before the start, a pause without analysis --------------------------------
+def test_promote_before_the_start_is_refused_in_the_status_not_dropped() -> None:
+    spec = make_spec(steps=[{"weight": 10}, {"weight": 100}])
+    s = next_status(spec, RolloutStatus(), Analysis(
+        time=T0, outcome=OK, command="promote",
+        statistics={"baselineVersion": "1", "candidateVersion": "2"}))
+    assert (s.phase, s.step, s.weights.candidate) == (Phase.PROGRESSING, 1, 10)
+    assert s.started is not None and s.candidate_version == "2"
+    assert "promote refused" in s.message and "before the rollout started" in s.message
+    assert "promote refused" in s.decisions[0].reason
+
+
+def test_a_timed_pause_ends_only_on_a_passing_analysis() -> None:
+    """Analysis that could not be obtained (the router down: Inconclusive) does not count as
+    a passing interval: the pause ends at the first Successful analysis after its time."""
+    spec = make_spec(steps=[{"weight": 10}, {"pause": {"seconds": 10}}, {"weight": 50}],
+                     analysis={"failureLimit": 2})
+    s = next_status(spec, start(spec), an(OK, 1))
+    assert (s.phase, s.step) == (Phase.PAUSED, 2)
+    for t in (5, 11, 30):
+        s = next_status(spec, s, an(WAIT, t))
+        assert (s.phase, s.step, s.weights.candidate) == (Phase.PAUSED, 2, 10), s.message
+        assert s.failed_checks == 0  # not a failed check either: nothing was measured
+    assert "pause of 10s over" in s.message and "no passing analysis" in s.message
+    s = next_status(spec, s, an(OK, 31))
+    assert (s.phase, s.step, s.weights.candidate) == (Phase.PROGRESSING, 3, 50)
+    assert "pause of 10s over" in s.message
