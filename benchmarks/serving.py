@@ -210,10 +210,24 @@ async def open_loop(port: int, rate: float, seconds: float, bodies: list[bytes],
             "errors": errors["n"]}
 
 
-async def closed_loop(port: int, conns: int, seconds: float, bodies: list[bytes]
-                      ) -> dict[str, Any]:
-    """Saturation: ``conns`` connections each sending back to back."""
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
+async def closed_loop(port: int, conns: int, seconds: float, bodies: list[bytes],
+                      server_pid: int | None = None) -> dict[str, Any]:
+    """Saturation: ``conns`` connections each sending back to back.
+
+    With ``server_pid``, also the CPU time per request of the server process and of this
+    load generator: on a machine where both share the cores, the cores bound throughput at
+    ``cores / (server + generator CPU per request)`` whatever the number of workers.
+    """
     done = {"n": 0, "errors": 0}
+    server0 = process_cpu_seconds(server_pid) if server_pid else 0.0
+    client0 = time.process_time()
     stop = time.perf_counter() + seconds
 
     async def worker(w: int) -> None:
@@ -228,9 +242,15 @@ async def closed_loop(port: int, conns: int, seconds: float, bodies: list[bytes]
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(conns)))
-    return {"connections": conns, "throughput_rps": round(done["n"] /
-                                                          (time.perf_counter() - started), 1),
-            "errors": done["errors"]}
+    out = {"connections": conns, "throughput_rps": round(done["n"] /
+                                                         (time.perf_counter() - started), 1),
+           "errors": done["errors"]}
+    if server_pid and done["n"]:
+        out["server_cpu_ms_per_request"] = round(
+            (process_cpu_seconds(server_pid) - server0) * 1e3 / done["n"], 3)
+        out["generator_cpu_ms_per_request"] = round(
+            (time.process_time() - client0) * 1e3 / done["n"], 3)
+    return out
 
 
 def _wait_ready(port: int, path: str, proc: subprocess.Popen, timeout: float = 900) -> None:
@@ -290,7 +310,8 @@ def http_bench(bundle: Path, home: Path, rates: list[float], seconds: float, con
             load_avg = os.getloadavg()
             res = {"open_loop": [asyncio.run(open_loop(port, r, seconds, bodies))
                                  for r in rates],
-                   "saturation": asyncio.run(closed_loop(port, conns, seconds, bodies))}
+                   "saturation": asyncio.run(closed_loop(port, conns, seconds, bodies,
+                                                             proc.pid))}
             res["load_avg"] = [list(load_avg), list(os.getloadavg())]  # before / after
         finally:
             stop(proc)
@@ -448,16 +469,33 @@ def markdown(results: dict[str, Any]) -> str:
             for r in h["open_loop"]:
                 lines.append(f"| {name} | {kind} | {r['rate']:.0f} | {r['achieved_rps']} | "
                              f"{r['p50_ms']} / {r['p99_ms']} / {r['max_ms']} | {r['errors']} |")
-    lines += ["", "| catalogue | server | saturation throughput (req/s) | vs constant floor |",
-              "|---|---|---:|---:|"]
+    lines += ["", "| catalogue | server | saturation throughput (req/s) | vs constant floor | "
+              "server CPU / request (ms) | generator CPU / request (ms) | "
+              f"CPU-bound ceiling on {os.cpu_count()} cores (req/s) | ceiling vs floor's |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, res in results["catalogues"].items():
         http = res.get("http", {})
-        floor = http.get("constant", {}).get("saturation", {}).get("throughput_rps")
+        floor_sat = http.get("constant", {}).get("saturation", {})
+        floor = floor_sat.get("throughput_rps")
+        floor_cap = ceiling(floor_sat, results["machine"]["cpus"])
         for kind, h in http.items():
-            t = h["saturation"]["throughput_rps"]
+            sat = h["saturation"]
+            t = sat["throughput_rps"]
             ratio = f"{t / floor:.2f}" if floor else "–"
-            lines.append(f"| {name} | {kind} | {t} | {ratio} |")
+            cap = ceiling(sat, results["machine"]["cpus"])
+            cap_ratio = f"{cap / floor_cap:.2f}" if cap and floor_cap else "–"
+            lines.append(f"| {name} | {kind} | {t} | {ratio} | "
+                         f"{sat.get('server_cpu_ms_per_request', '–')} | "
+                         f"{sat.get('generator_cpu_ms_per_request', '–')} | "
+                         f"{round(cap) if cap else '–'} | {cap_ratio} |")
     return "\n".join(lines)
+
+
+def ceiling(saturation: dict[str, Any], cores: int) -> float | None:
+    """Requests a second the cores allow when server and generator share them, CPU-bound."""
+    per = (saturation.get("server_cpu_ms_per_request", 0)
+           + saturation.get("generator_cpu_ms_per_request", 0))
+    return cores * 1e3 / per if per else None
 
 
 if __name__ == "__main__":
