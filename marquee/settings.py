@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "MODEL_NAME"]
@@ -39,7 +39,13 @@ class Settings(BaseSettings):
     )
     prometheus_url: str | None = Field(None, description="Prometheus HTTP API for analysis.")
     alertmanager_url: str | None = Field(None, description="Alertmanager API for incidents.")
-    pushgateway_url: str | None = Field(None, description="Pushgateway for batch-job metrics.")
+    pushgateway_url: str | None = Field(
+        None, description="Pushgateway the drift and skew checks push their gauges to "
+        "(their --pushgateway default).")
+    namespace: str | None = Field(
+        None, validation_alias=AliasChoices("MARQUEE_NAMESPACE", "POD_NAMESPACE"),
+        description="Kubernetes namespace of this deployable (the chart sets POD_NAMESPACE "
+        "from the pod); pushed gauges are grouped by it, so they keep it in Prometheus.")
     code_revision: str | None = Field(
         None, description="Code revision recorded with each model (images have no .git).")
     bind_host: str = Field("127.0.0.1", description="Address servers bind to.")

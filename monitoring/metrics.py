@@ -23,7 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    push_to_gateway,
+)
 
 __all__ = [
     "MetricSpec",
@@ -33,6 +39,8 @@ __all__ = [
     "spec",
     "build",
     "metric_names",
+    "push_group",
+    "pushgateway_url",
 ]
 
 Kind = Literal["gauge", "counter", "histogram"]
@@ -165,8 +173,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                ("model_version", "strategy"), _ROLLOUT),
     # --- what the router and the controller also export (rollout analysis, dashboards) ----
     MetricSpec("marquee_router_errors_total", "counter",
-               "Model-server calls that failed (reason: status_5xx, timeout, connect, "
-               "bad_response), by the variant that made them.",
+               "Model-server calls that failed (reason: status_5xx, status_4xx, timeout, "
+               "connect, bad_response), by the variant that made them.",
                ("variant", "model_version", "reason"), _ROUTER),
     MetricSpec("marquee_router_upstream_duration_seconds", "histogram",
                "Time of successful model-server calls, by variant.",
@@ -295,3 +303,21 @@ def build(names: Iterable[str], registry: CollectorRegistry) -> dict[str, Gauge 
             out[name] = Histogram(m.name, m.help, m.labels, registry=registry,
                                   buckets=m.buckets or Histogram.DEFAULT_BUCKETS)
     return out
+
+
+def push_group(registry: CollectorRegistry, gateway_url: str, job: str,
+               namespace: str | None) -> None:
+    """Replace (PUT) the Pushgateway group ``job/<job>[/namespace/<namespace>]`` with
+    ``registry``'s series. The grouping key's labels are added to every series; scraped
+    with ``honor_labels`` they win over the Pushgateway's own ``job`` and ``namespace``, so
+    the alerts built on them carry the namespace of the job that pushed (what a namespaced
+    AlertmanagerConfig matches), not the Pushgateway's."""
+    push_to_gateway(gateway_url, job=job, registry=registry,
+                    grouping_key={"namespace": namespace} if namespace else None)
+
+
+def pushgateway_url(flag: str | None, configured: str | None) -> str | None:
+    """Where a check pushes its gauges: ``--pushgateway`` when given ('' for nowhere), else
+    the ``MARQUEE_PUSHGATEWAY_URL`` setting (``configured``; the chart's
+    ``settings.pushgatewayUrl``, which the drift and skew CronJobs run with)."""
+    return (configured if flag is None else flag) or None

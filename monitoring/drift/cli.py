@@ -12,15 +12,11 @@ never a verdict on another version's traffic published under this one's label.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import typer
 from rich import box
 from rich.console import Console
@@ -31,6 +27,7 @@ from marquee.settings import Settings
 from monitoring.drift.config import DEFAULT_CONFIG, DriftConfig, load_config
 from monitoring.drift.summary import DriftSummary, WindowInfo
 from monitoring.errors import MonitoringInputError, NoDataError
+from monitoring.metrics import pushgateway_url
 
 __all__ = ["app", "check", "run_once", "EXIT_DRIFT"]
 
@@ -43,49 +40,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.callback()
 def _group() -> None:
     """Check payload logs for data and prediction drift."""  # keeps `check` a sub-command
-
-
-def _filter_version(table: pa.Table, version: str) -> pa.Table:
-    if "model_version" not in table.column_names:
-        return table
-    return table.filter(pc.equal(table.column("model_version").cast(pa.string()), version))
-
-
-def _checked_version(bundle: str | None, bundle_version: str,
-                     model_version: str | None) -> str | None:
-    """Whose rows are checked: the bundle's version (``--model-version`` may only repeat
-    it); without a bundle (``--reference`` alone), ``--model-version`` or every row."""
-    if bundle is None:
-        return model_version
-    if model_version is not None and model_version != bundle_version:
-        raise MonitoringInputError(
-            f"--model-version {model_version}: bundle {bundle!r} is model version "
-            f"{bundle_version}; its verdict is published as version {bundle_version}, so it "
-            f"is never taken on the rows of version {model_version} (check that version with "
-            "its own bundle)")
-    return bundle_version
-
-
-def _no_rows_of(version: str, found: dict[str, int], unit: str, where: str) -> NoDataError:
-    """The window holds rows of other versions only."""
-    held = ", ".join(f"model_version={v} ({n:,} {unit}{'' if n == 1 else 's'})"
-                     for v, n in sorted(found.items()))
-    return NoDataError(f"no payload rows of model version {version} in {where}; it holds "
-                       f"{held} only: a verdict is taken and published for the version that "
-                       "served the rows (check --bundle)")
-
-
-def _row_versions(table: pa.Table) -> dict[str, int]:
-    """Rows per ``model_version``."""
-    if "model_version" not in table.column_names:
-        return {}
-    counts = pc.value_counts(table.column("model_version").cast(pa.string()))
-    return {str(c["values"]): int(c["counts"]) for c in counts.to_pylist()}
-
-
-def _key_versions(keys: list[str]) -> dict[str, int]:
-    """Files per ``model_version=`` partition."""
-    return dict(Counter(m[1] for k in keys if (m := re.search(r"model_version=([^/]+)/", k))))
 
 
 def _speculate(config: DriftConfig) -> bool:
@@ -131,6 +85,13 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
     from monitoring.drift.embedding import RecommenderEmbeddings
     from monitoring.drift.job import dictionary_columns, run_check, window_columns
     from monitoring.drift.report import EvidentlyRenderer, prefetch_evidently
+    from monitoring.drift.rows import (
+        checked_version,
+        no_logged_features,
+        only_version,
+        split_featured,
+        version_keys,
+    )
     from monitoring.reference import load_reference
     from monitoring.window import (
         list_window_keys,
@@ -141,7 +102,7 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
     )
 
     reference = load_reference(bundle, settings, features_path=reference_file)
-    version = _checked_version(bundle, reference.model_version, model_version)
+    version = checked_version(bundle, reference.model_version, model_version)
     source = None
     if embeddings and reference.bundle_dir is not None and \
             (reference.bundle_dir / "model" / "config.json").is_file():
@@ -158,24 +119,23 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
 
         store = open_store(store_uri or settings.resolved_store_uri, settings.s3_endpoint_url)
         win = parse_window(since, until)
-        keys = list_window_keys(store, win, version)
-        if not keys and version is not None:
-            others = _key_versions(list_window_keys(store, win))
-            if others:
-                raise _no_rows_of(version, others, "file", f"the window {win.since.isoformat()}"
-                                  f" .. {win.until.isoformat()}")
+        keys = version_keys(store, win, version)
         table = read_window(store, keys, win, cols, dcols)
         info = WindowInfo(since=win.since, until=win.until, source=store.uri("payload-logs"),
                           files=len(keys), rows=table.num_rows)
-    if version is not None:
-        found = _row_versions(table)
-        table = _filter_version(table, version)
-        info.rows = table.num_rows
-        if table.num_rows == 0 and found:
-            raise _no_rows_of(version, found, "row", info.source)
+    table = only_version(table, version, info.source)
+    table, info.rows_without_features = split_featured(
+        table, [f.column for f in config.resolved()])
+    info.rows = table.num_rows
+    without = info.rows_without_features
+    if table.num_rows == 0 and without:
+        raise no_logged_features(without, version, "a drift verdict")
     if table.num_rows < config.min_rows:
-        raise NoDataError(f"only {table.num_rows} payload rows in the window; a drift verdict "
-                          f"needs at least {config.min_rows} (min_rows in the drift config)")
+        featured = " with logged features" if without else ""
+        left_out = f" ({without:,} more carry none and are left out)" if without else ""
+        raise NoDataError(f"only {table.num_rows} payload rows{featured} in the window"
+                          f"{left_out}; a drift verdict needs at least {config.min_rows} "
+                          "(min_rows in the drift config)")
     if "model_version" in table.column_names:
         from monitoring.drift.stats import value_counts
 
@@ -235,7 +195,7 @@ def _finish(settings: Settings, config: DriftConfig, t0: float, renderer,  # noq
     summary.timings_seconds["verdict"] = round(time.perf_counter() - t0, 3)
     metrics.export(summary, time.perf_counter() - t0)
     if pushgateway:
-        metrics.push(pushgateway)
+        metrics.push(pushgateway, settings.namespace)
     if renderer is not None:
         t = time.perf_counter()
         try:
@@ -279,6 +239,9 @@ def _print(console: Console, s: DriftSummary) -> None:
             table.add_row("user embeddings", e.method, f"{e.score:.4f}", f"{e.threshold:g}",
                           "[red]DRIFT[/red]" if e.drifted else "", f"{e.rows_current:,}")
     console.print(table)
+    if s.window.rows_without_features:
+        skipped.insert(0, f"{s.window.rows_without_features:,} payload rows without logged "
+                          "features (every f_* null: KServe's logger sink)")
     for line in skipped:
         console.print(f"[yellow]skipped[/yellow] {line}")
     verdict = "[bold red]drift detected[/bold red]" if s.drift_detected else \
@@ -314,7 +277,9 @@ def check(
     evidently: Optional[str] = typer.Option(
         None, help="Evidently's report: always | on_drift | never (default: config)."),
     embeddings: bool = typer.Option(True, help="Embedding drift with the bundle's model."),
-    pushgateway: Optional[str] = typer.Option(None, help="Push gauges to this Pushgateway."),
+    pushgateway: Optional[str] = typer.Option(
+        None, help="Push gauges to this Pushgateway, grouped by job and namespace "
+                   "(default: MARQUEE_PUSHGATEWAY_URL; '' for none)."),
     metrics_port: Optional[int] = typer.Option(None, min=1, max=65535,
                                                help="Serve /metrics on this port."),
     every: Optional[float] = typer.Option(None, min=0.1, help="Repeat every N seconds (with "
@@ -324,6 +289,7 @@ def check(
     """Compare the payload-log window with the training reference; exit 3 on drift."""
     console = Console(stderr=as_json)
     settings = Settings()
+    pushgateway = pushgateway_url(pushgateway, settings.pushgateway_url)
     if bundle in ("", "none") or (reference is not None and bundle == "production"):
         bundle = None  # --reference alone: no bundle needed
     try:
@@ -352,7 +318,7 @@ def check(
             except (MarqueeError, OSError) as exc:
                 if every is None:
                     raise
-                _withdraw(exc, pushgateway)
+                _withdraw(exc, pushgateway, settings.namespace)
             else:
                 if as_json:
                     sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
@@ -368,7 +334,7 @@ def check(
         raise SystemExit(130) from None
 
 
-def _withdraw(exc: Exception, pushgateway: str | None) -> None:
+def _withdraw(exc: Exception, pushgateway: str | None, namespace: str | None) -> None:
     """A check of the long-running exporter failed (the store went away, a bad window): its
     last verdict is no longer served as if fresh. The last completed check's timestamp stays,
     so DriftJobStale fires while the failures go on."""
@@ -380,7 +346,7 @@ def _withdraw(exc: Exception, pushgateway: str | None) -> None:
     metrics.withdraw()
     if pushgateway:
         try:
-            metrics.push(pushgateway)
+            metrics.push(pushgateway, namespace)
         except OSError as push_exc:  # the gateway may be what is down
             log.warning("withdrawn gauges not pushed to %s: %s", pushgateway, push_exc)
 

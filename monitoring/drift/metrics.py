@@ -1,7 +1,8 @@
 """Prometheus gauges of the drift check, on their own registry.
 
 Locally ``marquee drift check --metrics-port`` serves them; in a cluster the CronJob pushes
-them to a Pushgateway (``--pushgateway``). Every export replaces the previous one, so a
+them to a Pushgateway (``--pushgateway``, default ``MARQUEE_PUSHGATEWAY_URL``; grouped by
+job and namespace). Every export replaces the previous one, so a
 model version that is no longer checked disappears instead of lingering; a failed check
 (``withdraw``) drops the last verdict, so a long-running exporter never serves an old drift
 share as if fresh, and keeps the time of the last completed check, from which
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, push_to_gateway
+from prometheus_client import CollectorRegistry
 
 from monitoring.drift.summary import DriftSummary
-from monitoring.metrics import build
+from monitoring.metrics import build, push_group
 
 __all__ = ["REGISTRY", "export", "withdraw", "push"]
 
@@ -67,5 +68,6 @@ def export(s: DriftSummary, duration_seconds: float, now: float | None = None) -
     G["marquee_drift_last_run_timestamp_seconds"].set(time.time() if now is None else now)
 
 
-def push(gateway_url: str, job: str = "marquee-drift") -> None:
-    push_to_gateway(gateway_url, job=job, registry=REGISTRY)
+def push(gateway_url: str, namespace: str | None = None, job: str = "marquee-drift") -> None:
+    """Replace the job's group on the Pushgateway (grouped by ``namespace`` when set)."""
+    push_group(REGISTRY, gateway_url, job, namespace)

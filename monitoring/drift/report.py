@@ -126,7 +126,7 @@ tr.drift td{{background:#fdecea}} .verdict{{font-size:1.4em;font-weight:bold;col
 ({s.drift_share:.0%}; dataset drift at {s.drift_share_threshold:.0%})</p>
 <p>Window: {e(s.window.source)} — {s.window.rows:,} requests in {s.window.files} files
 {('from ' + s.window.since.isoformat() + ' to ' + s.window.until.isoformat()) if s.window.since and s.window.until else ''}
-(model versions {versions or 'n/a'}). Reference: {e(s.reference)}, {s.reference_rows:,} rows.
+(model versions {versions or 'n/a'}){f'; {s.window.rows_without_features:,} rows without logged features left out' if s.window.rows_without_features else ''}. Reference: {e(s.reference)}, {s.reference_rows:,} rows.
 Checked {s.created.isoformat()}.</p>
 {link}
 <h2>Features</h2>

@@ -52,7 +52,10 @@ class WindowInfo(BaseModel):
     until: datetime | None = None
     source: str
     files: int
-    rows: int
+    rows: int = Field(description="Rows judged: the checked version's, with logged features")
+    rows_without_features: int = Field(0, description="Rows of the checked version left out "
+                                       "because every f_* column is null (KServe's logger "
+                                       "sink logs no features)")
     model_versions: dict[str, int] = Field(default_factory=dict)
 
 

@@ -1,6 +1,11 @@
 """``marquee skew check``: served features against the pipeline's feature code, per request.
 
 Exit codes: 0 no skew, 3 skew detected, 2 bad input, 1 anything else.
+
+As in ``marquee drift check``, a bundle's verdict is taken on the rows its own model version
+served and published under that version (``monitoring.drift.rows``): other versions' rows
+are left out, a window without the bundle's rows is no data (exit 2, naming the versions it
+holds), and ``--model-version`` may only repeat the bundle's version.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from rich.table import Table
 
 from marquee.errors import MarqueeError, error_text
 from marquee.settings import Settings
+from monitoring.metrics import pushgateway_url
 from monitoring.skew.job import SkewConfig, SkewSummary
 
 __all__ = ["app", "check", "EXIT_SKEW"]
@@ -34,23 +40,26 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
          model_version: str | None, store_uri: str | None, publish: bool,
          pushgateway: str | None) -> SkewSummary:
     from marquee.store import open_store
+    from monitoring.drift.rows import checked_version, only_version, version_keys
     from monitoring.features import feature_kinds
     from monitoring.reference import resolve_bundle_dir
     from monitoring.skew import metrics
     from monitoring.skew.job import run_skew
     from monitoring.skew.offline import bundle_recompute
-    from monitoring.window import list_window_keys, parse_window, read_window
+    from monitoring.window import parse_window, read_window
 
     t0 = time.perf_counter()
     root, manifest = resolve_bundle_dir(bundle, settings)
+    version = checked_version(bundle, manifest.version, model_version)
     kinds = feature_kinds()
     store = open_store(store_uri or settings.resolved_store_uri, settings.s3_endpoint_url)
     win = parse_window(since, until)
     cols = ["request_id", "user_id", "ts", "request_json", "model_version",
             *(f"f_{n}" for n in kinds)]
-    table = read_window(store, list_window_keys(store, win, model_version), win, cols)
+    table = read_window(store, version_keys(store, win, version), win, cols)
+    table = only_version(table, version, store.uri("payload-logs"))
     summary = run_skew(table, bundle_recompute(root), kinds, cfg, model_name=manifest.name,
-                       model_version=model_version or manifest.version)
+                       model_version=version)
     summary.timings_seconds["total"] = round(time.perf_counter() - t0, 3)
     if publish:
         prefix = (f"monitoring/skew/{summary.model_name}/{summary.model_version}/"
@@ -59,13 +68,15 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
         store.put_bytes(f"{prefix}/summary.json", summary.model_dump_json(indent=2).encode())
     metrics.export(summary)
     if pushgateway:
-        metrics.push(pushgateway)
+        metrics.push(pushgateway, settings.namespace)
     return summary
 
 
 def _print(console: Console, s: SkewSummary) -> None:
+    left_out = (f", {s.rows_without_features:,} rows without logged features left out"
+                if s.rows_without_features else "")
     table = Table(title=f"Skew: {s.model_name} {s.model_version} — {s.joined:,} requests "
-                        f"joined ({s.unmatched} unmatched)", title_justify="left",
+                        f"joined ({s.unmatched} unmatched{left_out})", title_justify="left",
                   box=box.SIMPLE_HEAD)
     table.add_column("feature", no_wrap=True)
     for col in ("mismatch", "thr", "distance", ""):
@@ -99,7 +110,9 @@ def check(
                                     "skewed."),
     store: Optional[str] = typer.Option(None, help="Object store (default settings)."),
     publish: bool = typer.Option(True, help="Write the summary to the store."),
-    pushgateway: Optional[str] = typer.Option(None, help="Push gauges to this Pushgateway."),
+    pushgateway: Optional[str] = typer.Option(
+        None, help="Push gauges to this Pushgateway, grouped by job and namespace "
+                   "(default: MARQUEE_PUSHGATEWAY_URL; '' for none)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Join served feature vectors with an offline recomputation; exit 3 on skew."""
@@ -109,7 +122,7 @@ def check(
         cfg = SkewConfig(max_requests=max_requests, mismatch_threshold=threshold)
         summary = _run(settings, cfg, bundle=bundle, since=since, until=until,
                        model_version=model_version, store_uri=store, publish=publish,
-                       pushgateway=pushgateway)
+                       pushgateway=pushgateway_url(pushgateway, settings.pushgateway_url))
     except MarqueeError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise SystemExit(getattr(exc, "exit_code", 1)) from None

@@ -11,6 +11,10 @@ user, history and timestamp, and the two are joined by ``request_id``. Per featu
 * distance: the distribution distance between served and recomputed values (normed
   Wasserstein for numbers, Jensen-Shannon for categories), to tell a shift from a shuffle;
 * examples: a few request ids with both values, for the engineer who fixes it.
+
+Rows without logged features (every ``f_*`` null: what KServe's logger writes through the
+payload sink) are left out and counted (``rows_without_features``): a null served value is
+not evidence of skew. A window of such rows only is no data.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from monitoring.drift.rows import no_logged_features, split_featured
 from monitoring.drift.stats import jensenshannon_counts, wasserstein_norm
 from monitoring.errors import MonitoringInputError, NoDataError
 
@@ -75,6 +80,8 @@ class SkewSummary(BaseModel):
     model_name: str
     model_version: str
     window_rows: int
+    rows_without_features: int = Field(0, description="Window rows left out: every f_* null "
+                                       "(KServe's logger sink logs no features).")
     requests_sampled: int
     joined: int
     unmatched: int
@@ -203,12 +210,15 @@ def run_skew(window: pa.Table, recompute: Recompute, kinds: Mapping[str, str], c
         raise MonitoringInputError(f"payload logs have no column(s) {missing}")
     if window.num_rows == 0:
         raise NoDataError("no requests to compare")
+    featured, without = split_featured(window, [f"f_{n}" for n in kinds])
+    if featured.num_rows == 0:
+        raise no_logged_features(without, None, "the skew check")
     timings = {}
     rng = np.random.default_rng(cfg.seed)
-    take = window
-    if window.num_rows > cfg.max_requests:
-        take = window.take(np.sort(rng.choice(window.num_rows, cfg.max_requests,
-                                              replace=False)))
+    take = featured
+    if featured.num_rows > cfg.max_requests:
+        take = featured.take(np.sort(rng.choice(featured.num_rows, cfg.max_requests,
+                                                replace=False)))
     cols = needed + [c for c in ("request_json",) if c in take.column_names] + \
         [f"f_{n}" for n in kinds if f"f_{n}" in take.column_names]
     served = take.select(cols).to_pandas()
@@ -223,6 +233,7 @@ def run_skew(window: pa.Table, recompute: Recompute, kinds: Mapping[str, str], c
     skewed = [r.name for r in results if r.skewed]
     return SkewSummary(
         created=datetime.now(timezone.utc), model_name=model_name, model_version=model_version,
-        window_rows=window.num_rows, requests_sampled=take.num_rows, joined=joined,
+        window_rows=window.num_rows, rows_without_features=without,
+        requests_sampled=take.num_rows, joined=joined,
         unmatched=take.num_rows - joined, features=results, skewed_features=skewed,
         skew_detected=bool(skewed), timings_seconds=timings)

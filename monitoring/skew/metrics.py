@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, push_to_gateway
+from prometheus_client import CollectorRegistry
 
-from monitoring.metrics import build
+from monitoring.metrics import build, push_group
 from monitoring.skew.job import SkewSummary
 
 __all__ = ["REGISTRY", "export", "push"]
@@ -33,5 +33,6 @@ def export(s: SkewSummary, now: float | None = None) -> None:
     G["marquee_skew_last_run_timestamp_seconds"].set(time.time() if now is None else now)
 
 
-def push(gateway_url: str, job: str = "marquee-skew") -> None:
-    push_to_gateway(gateway_url, job=job, registry=REGISTRY)
+def push(gateway_url: str, namespace: str | None = None, job: str = "marquee-skew") -> None:
+    """Replace the job's group on the Pushgateway (grouped by ``namespace`` when set)."""
+    push_group(REGISTRY, gateway_url, job, namespace)

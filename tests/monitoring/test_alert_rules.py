@@ -92,3 +92,20 @@ def test_rules_only_use_catalogued_metrics() -> None:
     used = set(re.findall(r"\bmarquee_[a-z0-9_]+", text))
     assert used, "no metric found in the rules"
     assert used <= known, f"not in monitoring.metrics.CATALOGUE: {sorted(used - known)}"
+
+
+_AGGREGATION = re.compile(r"\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|"
+                          r"count_values)\s*(by\s*\(([^)]*)\)|without\s*\([^)]*\))?\s*\(")
+
+
+def test_every_aggregation_keeps_the_namespace_label() -> None:
+    """The chart routes alerts with a namespaced AlertmanagerConfig, which the Prometheus
+    Operator matches on namespace="<release namespace>" only: an alert whose expression
+    aggregates the label away (ClickThroughDrop's `sum by (variant)`) reaches neither the
+    retrain trigger nor that route. `absent()` alone has no namespace to keep."""
+    for rule in _rules():
+        for m in _AGGREGATION.finditer(rule["expr"]):
+            grouping = m[3]
+            assert grouping is not None and "namespace" in {g.strip() for g in
+                                                            grouping.split(",")}, \
+                f"{rule['alert']}: {m[0]!r} drops the namespace label"

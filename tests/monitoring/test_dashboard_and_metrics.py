@@ -143,3 +143,19 @@ def test_every_catalogued_serving_metric_is_emitted_with_its_labels() -> None:
             assert tuple(by_name[base]._labelnames) == m.labels, m.name
             if m.kind == "histogram":  # the catalogue's copy of the buckets stays the router's
                 assert tuple(by_name[base]._upper_bounds[:-1]) == m.buckets, m.name
+
+
+def test_router_error_reasons_are_all_documented() -> None:
+    """Every `reason` the router's upstream client counts in marquee_router_errors_total is
+    named by the catalogue and by monitoring/README.md (status_4xx was missing from both)."""
+    from monitoring.metrics import spec
+
+    source = (REPO / "serving" / "router" / "upstream.py").read_text()
+    reasons = set(re.findall(r'reason="([a-z0-9_]+)"', source))
+    assert {"status_5xx", "status_4xx", "timeout", "connect", "bad_response"} <= reasons
+    row = next(line for line in (REPO / "monitoring" / "README.md").read_text().splitlines()
+               if line.startswith("| `marquee_router_errors_total` |"))
+    help_text = spec("marquee_router_errors_total").help
+    for reason in reasons:
+        assert reason in row, f"monitoring/README.md: {reason} missing from {row}"
+        assert reason in help_text, f"CATALOGUE: {reason} missing from {help_text!r}"

@@ -191,8 +191,9 @@ def test_metrics_export_replaces_the_previous_run() -> None:
     assert 'model_version="1"' not in generate_latest(metrics.REGISTRY).decode()
 
 
-def _drift_cli(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "MARQUEE_HOME": str(home), "COLUMNS": "200"}
+def _drift_cli(args: list[str], home: Path,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "MARQUEE_HOME": str(home), "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "marquee.cli", "drift", "check", *args],
                           env=env, cwd=REPO, capture_output=True, text=True, timeout=180)
 
@@ -392,3 +393,84 @@ def test_the_exporter_drops_its_verdict_when_the_store_goes_away(tmp_path: Path)
         stop_process(proc)
         log.close()
     assert "error: " in (tmp_path / "exporter.log").read_text()
+
+
+def _without_features(table: pa.Table) -> pa.Table:
+    """The rows as KServe's logger writes them through the payload sink: every f_* null
+    (KServe V1 responses carry no features)."""
+    for i, name in enumerate(table.column_names):
+        if name.startswith("f_"):
+            table = table.set_column(i, name, pa.nulls(table.num_rows,
+                                                       table.schema.field(name).type))
+    return table
+
+
+def test_rows_without_logged_features_are_no_drift_evidence(tmp_path: Path) -> None:
+    """Before, 30 rows with features among 2,000 sink rows without any passed min_rows and
+    were judged alone: 19 of 20 features "drifted" (exit 3, a retraining run). Rows without
+    logged features are left out and counted; min_rows counts the rows that have them, and a
+    window of featureless rows only is no data (exit 2, saying why)."""
+    bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, _without_features(payload_table(2_000, 5, start_ts=HOUR)))
+    args = ["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until",
+            "2025-03-01T01:00:00Z", "--since", "1h", "--evidently", "never", "--no-publish",
+            "--no-embeddings"]
+    only_sink = _drift_cli(args, tmp_path / "home")
+    assert only_sink.returncode == 2, only_sink.stdout + only_sink.stderr
+    assert len(only_sink.stderr.strip().splitlines()) == 1, only_sink.stderr
+    assert only_sink.stderr.startswith(
+        "error: none of the 2,000 payload rows of model version 1 in the window carries "
+        "logged features (every f_* column is null"), only_sink.stderr
+
+    write_payload_logs(store, payload_table(30, 3, "none", start_ts=HOUR))
+    few = _drift_cli(args, tmp_path / "home")
+    assert few.returncode == 2, few.stdout + few.stderr
+    assert few.stderr.strip() == (
+        "error: only 30 payload rows with logged features in the window (2,000 more carry "
+        "none and are left out); a drift verdict needs at least 100 (min_rows in the drift "
+        "config)")
+
+    write_payload_logs(store, payload_table(2_000, 3, "none", start_ts=HOUR))
+    ok = _drift_cli([*args, "--json"], tmp_path / "home")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    summary = json.loads(ok.stdout)
+    assert summary["drifted_features"] == []
+    assert summary["window"]["rows"] == 2_030
+    assert summary["window"]["rows_without_features"] == 2_000
+    assert {f["rows_current"] for f in summary["features"]} == {2_030}
+
+
+def test_drift_check_pushes_to_the_settings_pushgateway(tmp_path: Path) -> None:
+    """MARQUEE_PUSHGATEWAY_URL (the chart's settings.pushgatewayUrl) is where the gauges go
+    without --pushgateway: before, nothing read it, the CronJob pushed nothing and the drift
+    alerts could never fire in a cluster. The push is grouped by the job's namespace
+    (POD_NAMESPACE), so with honor_labels the series, and the alerts built on them, carry
+    the release's namespace. An explicit --pushgateway wins; an empty one pushes nothing.
+    The Pushgateway is a stand-in (pushgateway_stand_in.py)."""
+    from pushgateway_stand_in import stand_in_pushgateway
+
+    bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, payload_table(2_000, 4, "demographic", start_ts=HOUR))
+    args = ["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until",
+            "2025-03-01T01:00:00Z", "--since", "1h", "--evidently", "never", "--no-publish",
+            "--no-embeddings"]
+    with stand_in_pushgateway() as setting, stand_in_pushgateway() as flag:
+        env = {"MARQUEE_PUSHGATEWAY_URL": setting.url, "POD_NAMESPACE": "marquee"}
+        out = _drift_cli(args, tmp_path / "home", env)
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert setting.paths() == ["/metrics/job/marquee-drift/namespace/marquee"]
+        push = setting.pushes[0]
+        assert push.method == "PUT"  # replaces the job's last push: no stale feature series
+        assert 'marquee_drift_share{model_version="1"} 0.25' in push.body
+        assert "marquee_drift_last_run_timestamp_seconds " in push.body
+
+        out = _drift_cli([*args, "--pushgateway", flag.url], tmp_path / "home", env)
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert flag.paths() == ["/metrics/job/marquee-drift/namespace/marquee"]
+        assert len(setting.pushes) == 1
+
+        out = _drift_cli([*args, "--pushgateway", ""], tmp_path / "home", env)
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert len(setting.pushes) == 1 and len(flag.pushes) == 1

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 from monitoring.features import CONTRACT_FEATURES
+from monitoring.errors import NoDataError
 from monitoring.skew.job import OfflineRecompute, SkewConfig, compare, run_skew
 from monitoring.drift.scenarios import item_tables
 from recsys.data.schema import AGE_BUCKETS, GENDERS, GENRES, REGIONS
@@ -187,21 +188,51 @@ def test_contract_features_match_recsys_feature_spec_and_drift_config() -> None:
     assert dict(features.FEATURE_SPEC) == CONTRACT_FEATURES
 
 
-def test_skew_check_command_with_the_pipelines_feature_code(world: dict, tmp_path) -> None:
-    """`marquee skew check` end to end: bundle tables, payload logs in a store, and the
-    offline side computed by recsys.features itself."""
-    import subprocess
-    import sys
+def _without_features(table: pa.Table) -> pa.Table:
+    """The rows as KServe's logger writes them through the payload sink: every f_* null
+    (KServe V1 responses carry no features)."""
+    for i, name in enumerate(table.column_names):
+        if name.startswith("f_"):
+            table = table.set_column(i, name, pa.nulls(table.num_rows,
+                                                       table.schema.field(name).type))
+    return table
 
+
+def test_rows_without_logged_features_are_left_out_not_skew(world: dict) -> None:
+    """The same requests logged twice: by the model server with its features, and by
+    KServe's logger sink without any. Before, null against the offline value counted as a
+    mismatch, so every feature was "skewed" (TrainingServingSkew paged on every window)."""
+    clean = served_window(world)
+    s = skew(world, pa.concat_tables([clean, _without_features(clean)]))
+    assert s.skewed_features == [] and not s.skew_detected
+    assert s.window_rows == 6000 and s.rows_without_features == 3000
+    assert s.requests_sampled == 3000 and s.joined == 3000 and s.unmatched == 0
+    assert max(f.mismatch_rate for f in s.features) == 0.0
+    # a real bug among such rows is still found, on the right features only
+    buggy = served_window(world, tz_hours=-5)
+    s = skew(world, pa.concat_tables([_without_features(clean), buggy]))
+    assert set(s.skewed_features) == {"hour_of_day", "day_of_week"}
+    assert s.rows_without_features == 3000 and s.joined == 3000
+
+
+def test_a_window_without_logged_features_is_no_data(world: dict) -> None:
+    """Only sink rows: nothing to compare, so no verdict (exit 2), not skew on every
+    feature."""
+    with pytest.raises(NoDataError) as err:
+        skew(world, _without_features(served_window(world)))
+    assert err.value.message.startswith(
+        "none of the 3,000 payload rows in the window carries logged features (every f_* "
+        "column is null"), err.value.message
+
+
+def _skew_bundle(world: dict, tmp_path) -> tuple:  # noqa: ANN001
+    """A bundle directory (model version "1") with the tables recsys.features reads, and
+    the feature function it builds."""
     import pyarrow.parquet as pq
-    from conftest import REPO
 
     from marquee.bundle import finalize_bundle
-    from marquee.store import LocalStore
-    from monitoring.drift.scenarios import write_payload_logs
     from monitoring.skew.offline import bundle_feature_fn
 
-    pytest.importorskip("recsys.features")
     bundle = tmp_path / "bundle"
     (bundle / "model").mkdir(parents=True)
     items, pop = item_tables(n_items=500, seed=3)
@@ -211,29 +242,100 @@ def test_skew_check_command_with_the_pipelines_feature_code(world: dict, tmp_pat
     pq.write_table(pa.Table.from_pandas(users, preserve_index=False),
                    bundle / "model" / "user_features.parquet")
     finalize_bundle(bundle, "movie-recommender", "1", {}, "0" * 64, {}, code_revision="t")
-    fn = bundle_feature_fn(bundle)
+    return bundle, bundle_feature_fn(bundle)
+
+
+def _served_logs(world: dict, fn, start: int, *, shift: float = 0.0,  # noqa: ANN001
+                 version: str = "1") -> pa.Table:
+    """3,000 requests from ``start`` (one a second) with the features serving logged:
+    ``fn`` with the clock shifted by ``shift`` seconds (a time-zone bug when non-zero)."""
+    req = world["requests"].assign(ts=start + np.arange(3000) * 1.0,
+                                   request_id=[f"{version}-{start}-{i}" for i in range(3000)])
+    feats = OfflineRecompute(lambda u, h, ts: fn(u, h, ts + shift), world["users"])(req)
+    frame = req.merge(feats, on="request_id").rename(
+        columns={n: f"f_{n}" for n in CONTRACT_FEATURES})
+    frame["model_version"] = version
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _skew_cli(tmp_path, bundle, until: str, *extra: str,  # noqa: ANN001
+              env: dict[str, str] | None = None):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    return subprocess.run(
+        [sys.executable, "-m", "marquee.cli", "skew", "check", "--bundle", str(bundle),
+         "--store", str(tmp_path / "store"), "--since", "2h", "--until", until, "--json",
+         *extra],
+        env={"PATH": "/usr/bin:/bin", "MARQUEE_HOME": str(tmp_path / "home"), **(env or {})},
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_skew_check_command_with_the_pipelines_feature_code(world: dict, tmp_path) -> None:
+    """`marquee skew check` end to end: bundle tables, payload logs in a store, and the
+    offline side computed by recsys.features itself."""
+    from marquee.store import LocalStore
+    from monitoring.drift.scenarios import write_payload_logs
+
+    pytest.importorskip("recsys.features")
+    bundle, fn = _skew_bundle(world, tmp_path)
     store = LocalStore(tmp_path / "store")
     for shift, start in ((0, 1_740_787_200), (-5 * 3600, 1_740_787_200 + 86400)):
-        req = world["requests"].assign(ts=start + np.arange(3000) * 1.0,
-                                       request_id=[f"{start}-{i}" for i in range(3000)])
-        feats = OfflineRecompute(lambda u, h, ts: fn(u, h, ts + shift), world["users"])(req)
-        frame = req.merge(feats, on="request_id").rename(
-            columns={n: f"f_{n}" for n in CONTRACT_FEATURES})
-        frame["model_version"] = "1"
-        write_payload_logs(store, pa.Table.from_pandas(frame, preserve_index=False))
+        write_payload_logs(store, _served_logs(world, fn, start, shift=shift))
 
-    def run(until: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "marquee.cli", "skew", "check", "--bundle", str(bundle),
-             "--store", str(tmp_path / "store"), "--since", "2h", "--until", until, "--json"],
-            env={"PATH": "/usr/bin:/bin", "MARQUEE_HOME": str(tmp_path / "home")}, cwd=REPO,
-            capture_output=True, text=True, timeout=120)
-
-    clean = run("2025-03-01T02:00:00Z")
+    clean = _skew_cli(tmp_path, bundle, "2025-03-01T02:00:00Z")
     assert clean.returncode == 0, clean.stderr
     assert json.loads(clean.stdout)["joined"] == 3000
-    buggy = run("2025-03-02T02:00:00Z")
+    buggy = _skew_cli(tmp_path, bundle, "2025-03-02T02:00:00Z")
     assert buggy.returncode == 3, buggy.stderr
     summary = json.loads(buggy.stdout)
     assert set(summary["skewed_features"]) == {"hour_of_day", "day_of_week"}
     assert store.exists(summary["outputs"]["summary_json"].split("/store/", 1)[1])
+
+
+def test_skew_check_judges_only_the_bundles_version_and_pushes_by_default(
+        world: dict, tmp_path) -> None:
+    """A canary window: version 1 (the bundle) logs clean features, version 2 a time-zone
+    bug. Before, the check read both versions' rows and published version 2's skew as
+    version 1's (exit 3). Now only version 1's rows are compared; a window of version 2's
+    rows alone is no data (exit 2, naming it), and --model-version may only repeat the
+    bundle's. The gauges go to MARQUEE_PUSHGATEWAY_URL without --pushgateway (before,
+    nothing read it), grouped by the job's namespace. The Pushgateway is a stand-in
+    (pushgateway_stand_in.py)."""
+    from pushgateway_stand_in import stand_in_pushgateway
+
+    from marquee.store import LocalStore
+    from monitoring.drift.scenarios import write_payload_logs
+
+    pytest.importorskip("recsys.features")
+    bundle, fn = _skew_bundle(world, tmp_path)
+    store = LocalStore(tmp_path / "store")
+    write_payload_logs(store, _served_logs(world, fn, 1_740_787_200))
+    write_payload_logs(store, _served_logs(world, fn, 1_740_787_200, shift=-5 * 3600,
+                                           version="2"))
+    write_payload_logs(store, _served_logs(world, fn, 1_740_787_200 + 86400,
+                                           shift=-5 * 3600, version="2"))
+
+    with stand_in_pushgateway() as gateway:
+        env = {"MARQUEE_PUSHGATEWAY_URL": gateway.url, "POD_NAMESPACE": "marquee"}
+        canary = _skew_cli(tmp_path, bundle, "2025-03-01T02:00:00Z", env=env)
+        assert canary.returncode == 0, canary.stdout + canary.stderr
+        summary = json.loads(canary.stdout)
+        assert summary["model_version"] == "1" and summary["skewed_features"] == []
+        assert summary["window_rows"] == 3000 and summary["joined"] == 3000
+        assert gateway.paths() == ["/metrics/job/marquee-skew/namespace/marquee"]
+        assert ('marquee_skew_mismatch_rate{feature="hour_of_day",model_version="1"} 0.0'
+                in gateway.pushes[0].body)
+
+        other = _skew_cli(tmp_path, bundle, "2025-03-02T02:00:00Z", env=env)
+        assert other.returncode == 2, other.stdout + other.stderr
+        assert other.stderr.startswith("error: no payload rows of model version 1 "), \
+            other.stderr
+        assert "model_version=2" in other.stderr
+        asked = _skew_cli(tmp_path, bundle, "2025-03-01T02:00:00Z", "--model-version", "2",
+                          env=env)
+        assert asked.returncode == 2, asked.stdout + asked.stderr
+        assert "--model-version 2" in asked.stderr and "version 1" in asked.stderr
+        assert len(gateway.pushes) == 1  # no verdict, nothing pushed
