@@ -19,6 +19,7 @@ CORE_KINDS = {
     "CustomResourceDefinition", "PersistentVolumeClaim",
 }
 CR_KINDS = {"InferenceService", "ServiceMonitor", "PrometheusRule", "AlertmanagerConfig"}
+SEVERAL_ROUTERS_KINDS = {"HorizontalPodAutoscaler", "PodDisruptionBudget"}
 
 
 def kinds(objs: list[dict[str, Any]]) -> Counter[str]:
@@ -33,7 +34,8 @@ def by_kind_name(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
 
 def test_renders_with_default_values() -> None:
     objs = c.default_objects()
-    assert set(kinds(objs)) == CORE_KINDS | CR_KINDS
+    # one router replica by default: no HPA, and no budget that would block every drain
+    assert set(kinds(objs)) == CORE_KINDS - SEVERAL_ROUTERS_KINDS | CR_KINDS
     names = by_kind_name(objs)
     for component in ("router", "controller", "sink", "trigger", "mlflow"):
         assert ("Deployment", f"marquee-{component}") in names
@@ -47,6 +49,7 @@ def test_renders_with_default_values() -> None:
 
 def test_renders_with_every_optional_feature_on() -> None:
     objs = c.all_feature_objects()
+    assert set(kinds(objs)) >= CORE_KINDS | CR_KINDS | {"Ingress", "PriorityClass"}
     names = by_kind_name(objs)
     ingress = names[("Ingress", "marquee-router")]
     assert ingress["spec"]["rules"][0]["host"] == "recs.example.com"
@@ -353,7 +356,10 @@ def test_controller_applies_routing_to_every_router_replica_through_a_headless_s
 
     with pytest.raises(helm_python.HelmRenderError,
                        match="settings.prometheusUrl is empty but the router runs several"):
-        c.render({"settings": {"prometheusUrl": ""}})
+        c.render({"settings": {"prometheusUrl": ""}, "router": {"autoscaling": {"enabled": True}}})
+    with pytest.raises(helm_python.HelmRenderError,
+                       match="settings.prometheusUrl is empty but the router runs several"):
+        c.render({"settings": {"prometheusUrl": ""}, "router": {"replicaCount": 2}})
     one = c.objects({"settings": {"prometheusUrl": ""},
                      "router": {"autoscaling": {"enabled": False}, "replicaCount": 1}})
     assert any(o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-controller")

@@ -82,10 +82,10 @@ def test_the_charts_own_logger_url_needs_the_secret_readable_at_install() -> Non
 
     with pytest.raises(helm_python.HelmRenderError,
                        match=re.escape('sink.auth.existingSecret: Secret "marquee-sink-token"')):
-        c.render(SECRET)
-    # no logger, no URL to put the token in: renders, and the sink still gets the token
-    objs = c.objects(_with(SECRET, {"models": {"logger": {"enabled": False, "mode": "all",
-                                                          "url": ""}}}))
+        c.render(_with(SECRET, {"models": {"logger": {"enabled": True}}}))
+    # no logger (the default), no URL to put the token in: renders, and the sink still gets
+    # the token
+    objs = c.objects(SECRET)
     sink = next(o for o in objs if o["kind"] == "Deployment"
                 and o["metadata"]["name"] == "marquee-sink")
     (ctr,) = c.pod_specs(sink)[0]["containers"]

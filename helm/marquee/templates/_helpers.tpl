@@ -274,3 +274,11 @@ readinessProbe:
 true
 {{- end -}}
 {{- end -}}
+
+{{- /* "true" when more than one router replica can run (an HPA, or replicaCount > 1), else
+       empty. Each replica keeps the request state /feedback needs in its own memory. */ -}}
+{{- define "marquee.routerSeveralReplicas" -}}
+{{- if or .Values.router.autoscaling.enabled (gt (int .Values.router.replicaCount) 1) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -8,7 +8,12 @@ later (for example once it is promoted) lets `helm upgrade` take the object over
 {{- define "marquee.inferenceService" -}}
 {{- $ := .ctx -}}
 {{- $m := .m -}}
-{{- $storeUri := include "marquee.storeUri" $ -}}
+{{- /* The bundle: by default the server asks the registry for version N's bundle_uri itself
+       (no STORAGE_URI, so KServe injects no storage initializer). With .m.bundleUri (the
+       registry's bundle_uri tag: bundles live under their own <UTC stamp>-<hex> version, never
+       under the registry number) KServe's storage initializer fetches it to /mnt/models, where
+       the server verifies and loads it. */ -}}
+{{- $bundleUri := $m.bundleUri | default "" -}}
 {{- $loggerUrl := "" -}}
 {{- if $.Values.models.logger.enabled }}{{ $loggerUrl = include "marquee.loggerUrl" $ }}{{ end -}}
 {{- $version := toString $m.version }}
@@ -79,8 +84,13 @@ spec:
           - serve
           - --runtime
           - kserve
+          {{- if $bundleUri }}
+          - --bundle-uri
+          - /mnt/models
+          {{- else }}
           - --model-version
           - {{ $version | quote }}
+          {{- end }}
           {{- with $.Values.models.extraArgs }}
           {{- toYaml . | nindent 10 }}
           {{- end }}
@@ -89,8 +99,10 @@ spec:
             containerPort: {{ $.Values.modelServer.port }}
             protocol: TCP
         {{- include "marquee.servingEnv" $ | nindent 8 }}
+          {{- with $bundleUri }}
           - name: STORAGE_URI
-            value: {{ printf "%s/%s/%s/%s/" $storeUri $.Values.models.bundlePrefix $.Values.settings.modelName $version | quote }}
+            value: {{ . | quote }}
+          {{- end }}
           - name: MARQUEE_MODEL_VERSION
             value: {{ $version | quote }}
         readinessProbe:
