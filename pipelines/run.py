@@ -100,16 +100,26 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
     this machine's local paths, which a pod cannot reach). A URI with a password in it is
     refused: a run's parameters are shown to everyone who can see the run.
 
+    The evaluation gate's tolerance and the training seed (``MARQUEE_GATE_TOLERANCE``,
+    ``MARQUEE_SEED``; the chart's ``settings.gateTolerance`` and ``settings.seed``, which it
+    sets for the retrain trigger) are passed too, when the pipeline has those parameters and
+    the caller did not pass them: locally always, for a Kubeflow run when the submitter's
+    settings name them explicitly, as for the store. Otherwise a cluster run would take the
+    pipeline's seed and the step pod's own tolerance whatever the platform is configured with.
+
     The caller's parameters are checked first (:func:`check_arguments`), so a typo fails
     here, before any step runs, and not after ingest in a cluster."""
     args: dict[str, Any] = dict(params or {})
+    known = build_pipeline().component_spec.inputs or {}
+    for key in ("gate_tolerance", "seed"):
+        if key in known and (local or key in settings.model_fields_set):
+            args.setdefault(key, getattr(settings, key))
     if local:
         args.setdefault("store_uri", settings.resolved_store_uri)
         args.setdefault("registry_uri", settings.resolved_registry_uri)
         args.setdefault("home", str(settings.home.resolve()))
         if settings.s3_endpoint_url:
             args.setdefault("s3_endpoint_url", settings.s3_endpoint_url)
-        args.setdefault("gate_tolerance", settings.gate_tolerance)
     else:
         for key in ("store_uri", "registry_uri", "s3_endpoint_url"):
             value = getattr(settings, key)

@@ -191,6 +191,37 @@ def test_submit_passes_the_shared_store_and_registry_to_the_run(monkeypatch):
     assert "s3cret" not in str(err.value) and "mlflow:***@db:5432" in str(err.value)
 
 
+def test_submit_passes_the_gate_tolerance_and_seed_to_the_run(monkeypatch):
+    """The chart's settings.gateTolerance and settings.seed (MARQUEE_GATE_TOLERANCE,
+    MARQUEE_SEED, set for the retrain trigger) reach a Kubeflow run's evaluate (gate) and
+    training steps as pipeline parameters; a value the caller passes wins. The client is a
+    fake (RecordingClient): no Kubeflow host can run on this machine."""
+    from google.protobuf import json_format
+
+    monkeypatch.setenv("MARQUEE_GATE_TOLERANCE", "0.07")
+    monkeypatch.setenv("MARQUEE_SEED", "11")
+    client = RecordingClient()
+    submit(Settings(), {"n_trials": 2}, client=client)
+    call = client.calls[0]
+    assert call["arguments"]["gate_tolerance"] == 0.07
+    assert call["arguments"]["seed"] == 11
+    # the parameters feed the gate and the training seed in the submitted pipeline
+    tasks = json_format.MessageToDict(call["func"].pipeline_spec)["root"]["dag"]["tasks"]
+    assert tasks["evaluate"]["inputs"]["parameters"]["tolerance"] == {
+        "componentInputParameter": "gate_tolerance"}
+    assert tasks["train"]["inputs"]["parameters"]["seed"] == {"componentInputParameter": "seed"}
+    # the caller's own values are not overridden
+    submit(Settings(), {"gate_tolerance": 0.0, "seed": 3}, client=client)
+    assert client.calls[1]["arguments"]["gate_tolerance"] == 0.0
+    assert client.calls[1]["arguments"]["seed"] == 3
+    # not set: left to the pipeline's and the pods' defaults, as for the store
+    monkeypatch.delenv("MARQUEE_GATE_TOLERANCE")
+    monkeypatch.delenv("MARQUEE_SEED")
+    submit(Settings(), {}, client=client)
+    assert "gate_tolerance" not in client.calls[2]["arguments"]
+    assert "seed" not in client.calls[2]["arguments"]
+
+
 def test_submit_without_host_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("MARQUEE_KUBEFLOW_HOST", raising=False)
     with pytest.raises(InvalidArgumentError, match="MARQUEE_KUBEFLOW_HOST"):
