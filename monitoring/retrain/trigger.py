@@ -155,9 +155,19 @@ class RetrainTrigger:
         return self._worker is not None and not self._worker.is_alive()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until no run is queued or running in this process."""
+        """Block until no run is queued or running in this process.
+
+        Waits in slices of half a second: a signal (SIGTERM to ``marquee retrain``) that the
+        kernel hands to one of the other threads does not interrupt the main thread's lock
+        wait, and its Python handler only runs once the main thread wakes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+            while self._pending:
+                left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), tz=timezone.utc)

@@ -417,3 +417,49 @@ def test_refused_tokens_are_logged_at_most_once_a_minute(tmp_path: Path, clock: 
     logged = [d for d in trig.store.decisions() if d.decision.value == "unauthorized"]
     assert len(logged) == 2 and "and 49 more in the last minute" in logged[-1].detail
     trig.close()
+
+
+WAIT_IDLE_UNDER_SIGTERM = """
+import signal, sys, threading, time
+from pathlib import Path
+from monitoring.retrain.models import ManualRequest
+from monitoring.retrain.state import StateStore
+from monitoring.retrain.trigger import RetrainTrigger
+
+class Forever:
+    name = "forever"
+    def launch(self, request):
+        threading.Event().wait()
+
+def stop(signum, frame):
+    raise SystemExit(128 + signum)
+
+signal.signal(signal.SIGTERM, stop)  # as marquee.cli.main does
+trig = RetrainTrigger(StateStore(Path(sys.argv[1])), Forever(),
+                      default_model="movie-recommender").start()
+trig.handle_manual(ManualRequest(reason="a run that never ends"))
+
+def deliver_here():  # the kernel may hand a process's SIGTERM to any of its threads
+    time.sleep(0.5)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+threading.Thread(target=deliver_here, daemon=True).start()
+trig.wait_idle()
+print("wait_idle returned", flush=True)
+"""
+
+
+def test_wait_idle_lets_a_sigterm_taken_by_another_thread_stop_the_command(tmp_path: Path) -> None:
+    """``marquee retrain`` waits in ``wait_idle`` for its run. A SIGTERM that the kernel gives
+    to another thread used to leave the main thread asleep in its lock wait for ever (the
+    Python handler only runs in the main thread, once it wakes): the command hung."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "wait_idle.py"
+    script.write_text(WAIT_IDLE_UNDER_SIGTERM)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "retrain")],
+                          capture_output=True, text=True, timeout=30,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 143, (proc.stdout, proc.stderr)
+    assert "wait_idle returned" not in proc.stdout
