@@ -30,7 +30,7 @@ from recsys.data.synth import OCCUPATIONS
 
 __all__ = ["SCENARIOS", "SHARE_GENRES", "FEATURES", "CATEGORICAL", "feature_frame",
            "payload_table", "payload_frame", "item_tables", "write_bundle",
-           "write_payload_logs", "expected_drifted"]
+           "write_payload_logs", "expected_drifted", "without_features"]
 
 Scenario = Literal["none", "demographic", "genre"]
 SCENARIOS: tuple[str, ...] = ("none", "demographic", "genre")
@@ -124,6 +124,16 @@ def feature_frame(n: int, seed: int, scenario: Scenario = "none") -> pd.DataFram
     for c in CATEGORICAL:  # plain strings, as the serving runtime logs them
         frame[c] = frame[c].astype(str)
     return frame
+
+
+def without_features(table: pa.Table) -> pa.Table:
+    """The rows as KServe's logger writes them through the payload sink: every ``f_*`` null
+    (KServe V1 responses carry no features)."""
+    for i, name in enumerate(table.column_names):
+        if name.startswith("f_"):
+            table = table.set_column(i, name, pa.nulls(table.num_rows,
+                                                       table.schema.field(name).type))
+    return table
 
 
 def payload_table(n: int, seed: int, scenario: Scenario = "none", *,

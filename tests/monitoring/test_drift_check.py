@@ -25,6 +25,7 @@ from monitoring.drift.scenarios import (
     feature_frame,
     payload_table,
     write_bundle,
+    without_features,
     write_payload_logs,
 )
 from monitoring.drift.stats import (
@@ -395,16 +396,6 @@ def test_the_exporter_drops_its_verdict_when_the_store_goes_away(tmp_path: Path)
     assert "error: " in (tmp_path / "exporter.log").read_text()
 
 
-def _without_features(table: pa.Table) -> pa.Table:
-    """The rows as KServe's logger writes them through the payload sink: every f_* null
-    (KServe V1 responses carry no features)."""
-    for i, name in enumerate(table.column_names):
-        if name.startswith("f_"):
-            table = table.set_column(i, name, pa.nulls(table.num_rows,
-                                                       table.schema.field(name).type))
-    return table
-
-
 def test_rows_without_logged_features_are_no_drift_evidence(tmp_path: Path) -> None:
     """Before, 30 rows with features among 2,000 sink rows without any passed min_rows and
     were judged alone: 19 of 20 features "drifted" (exit 3, a retraining run). Rows without
@@ -412,7 +403,7 @@ def test_rows_without_logged_features_are_no_drift_evidence(tmp_path: Path) -> N
     window of featureless rows only is no data (exit 2, saying why)."""
     bundle = write_bundle(tmp_path / "bundle", n_reference=2_000)
     store = LocalStore(tmp_path / "store")
-    write_payload_logs(store, _without_features(payload_table(2_000, 5, start_ts=HOUR)))
+    write_payload_logs(store, without_features(payload_table(2_000, 5, start_ts=HOUR)))
     args = ["--bundle", str(bundle), "--store", str(tmp_path / "store"), "--until",
             "2025-03-01T01:00:00Z", "--since", "1h", "--evidently", "never", "--no-publish",
             "--no-embeddings"]

@@ -20,7 +20,7 @@ import pytest
 from monitoring.features import CONTRACT_FEATURES
 from monitoring.errors import NoDataError
 from monitoring.skew.job import OfflineRecompute, SkewConfig, compare, run_skew
-from monitoring.drift.scenarios import item_tables
+from monitoring.drift.scenarios import item_tables, without_features
 from recsys.data.schema import AGE_BUCKETS, GENDERS, GENRES, REGIONS
 
 SHARE = ("Drama", "Comedy", "Action", "Thriller", "Romance", "Adventure", "Sci-Fi", "Crime",
@@ -188,29 +188,19 @@ def test_contract_features_match_recsys_feature_spec_and_drift_config() -> None:
     assert dict(features.FEATURE_SPEC) == CONTRACT_FEATURES
 
 
-def _without_features(table: pa.Table) -> pa.Table:
-    """The rows as KServe's logger writes them through the payload sink: every f_* null
-    (KServe V1 responses carry no features)."""
-    for i, name in enumerate(table.column_names):
-        if name.startswith("f_"):
-            table = table.set_column(i, name, pa.nulls(table.num_rows,
-                                                       table.schema.field(name).type))
-    return table
-
-
 def test_rows_without_logged_features_are_left_out_not_skew(world: dict) -> None:
     """The same requests logged twice: by the model server with its features, and by
     KServe's logger sink without any. Before, null against the offline value counted as a
     mismatch, so every feature was "skewed" (TrainingServingSkew paged on every window)."""
     clean = served_window(world)
-    s = skew(world, pa.concat_tables([clean, _without_features(clean)]))
+    s = skew(world, pa.concat_tables([clean, without_features(clean)]))
     assert s.skewed_features == [] and not s.skew_detected
     assert s.window_rows == 6000 and s.rows_without_features == 3000
     assert s.requests_sampled == 3000 and s.joined == 3000 and s.unmatched == 0
     assert max(f.mismatch_rate for f in s.features) == 0.0
     # a real bug among such rows is still found, on the right features only
     buggy = served_window(world, tz_hours=-5)
-    s = skew(world, pa.concat_tables([_without_features(clean), buggy]))
+    s = skew(world, pa.concat_tables([without_features(clean), buggy]))
     assert set(s.skewed_features) == {"hour_of_day", "day_of_week"}
     assert s.rows_without_features == 3000 and s.joined == 3000
 
@@ -219,7 +209,7 @@ def test_a_window_without_logged_features_is_no_data(world: dict) -> None:
     """Only sink rows: nothing to compare, so no verdict (exit 2), not skew on every
     feature."""
     with pytest.raises(NoDataError) as err:
-        skew(world, _without_features(served_window(world)))
+        skew(world, without_features(served_window(world)))
     assert err.value.message.startswith(
         "none of the 3,000 payload rows in the window carries logged features (every f_* "
         "column is null"), err.value.message
