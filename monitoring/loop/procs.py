@@ -20,7 +20,7 @@ from typing import IO
 import httpx
 
 __all__ = ["Service", "ServiceError", "free_port", "poll", "marquee_cmd", "clean_env",
-           "stop_process", "stop_group"]
+           "group_alive", "stop_process", "stop_group"]
 
 LOCALHOST = "127.0.0.1"
 
@@ -85,14 +85,27 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             proc.wait(timeout=timeout)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False
-    return True
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. Zombies do not count: they have
+    ended, and one whose parent does not reap it (a trigger that is PID 1) stays for ever.
+    Without ``/proc`` (not Linux), whether the group can be signalled at all."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -101,19 +114,19 @@ def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     trigger was asked to stop): SIGTERM, a grace period, SIGKILL."""
     stop_process(proc, timeout)
     pgid = proc.pid  # the session (and group) leader's pid is the group's id
-    if not _group_alive(pgid):
+    if not group_alive(pgid):
         return
     try:
         os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or not ours to stop
         return
     deadline = time.monotonic() + 5.0
-    while _group_alive(pgid) and time.monotonic() < deadline:
+    while group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _group_alive(pgid):
+    if group_alive(pgid):
         try:
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
 
 

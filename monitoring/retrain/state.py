@@ -33,6 +33,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from monitoring.errors import StateCorruptError
+from monitoring.loop.procs import group_alive
 from monitoring.retrain.models import Decision, RunRecord
 
 __all__ = ["InFlight", "TriggerState", "StateStore", "StateCorruptError", "LEASE_SECONDS",
@@ -97,28 +98,7 @@ class InFlight(BaseModel):
         for the model must not start beside it."""
         if self.child_pid is None or self.host != socket.gethostname():
             return False
-        return _group_alive(self.child_pid)
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` runs (zombies, which nobody may reap, do not)."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: any member, zombie or not
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # ended while we looked
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
+        return group_alive(self.child_pid)
 
 
 class TriggerState(BaseModel):
