@@ -26,7 +26,7 @@ from kserve import InferOutput, InferRequest, InferResponse
 from pydantic import ValidationError
 
 from serving.errors import BadRequest, ModelNotLoaded
-from serving.fields import INT64_MAX, flatten, short_repr
+from serving.fields import flatten, short_repr
 from serving.runtime.schema import Instance, parse_v1, request_id_from
 from serving.runtime.service import RecommendService
 
@@ -38,8 +38,6 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     **{f"INT{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
     **{f"UINT{b}": (0, 2**b - 1) for b in (8, 16, 32, 64)},
 }
-assert _INT_RANGES["INT64"][1] == INT64_MAX
-_INT_TYPES = frozenset(_INT_RANGES)
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,7 @@ class RecommenderModel(kserve.Model):
 
 # V2 -------------------------------------------------------------------------------------------
 def _ints(inp: Any, field: str) -> list[int]:
-    if inp.datatype not in _INT_TYPES:
+    if inp.datatype not in _INT_RANGES:
         raise BadRequest(f"{field}.datatype: expected INT64 or another integer datatype "
                          f"(INT8..INT64, UINT8..UINT64) (got {short_repr(inp.datatype)})",
                          field=f"{field}.datatype")
