@@ -7,7 +7,9 @@ and who emits it. A test checks that the rules and the dashboard name nothing el
 The monitoring jobs build their own Prometheus objects from these specs, each on its own
 registry (``monitoring/drift/metrics.py``, ``monitoring/skew/metrics.py``,
 ``monitoring/retrain/metrics.py``). Metrics owned by ``serving`` are declared here for the
-alerts' sake; the router and the rollout controller create them with these names and labels.
+alerts' and the dashboard's sake; the model server (``serving/metrics.py``), the router and
+the rollout controller create them with these names, labels and buckets (tests check that
+both sides agree).
 
 Naming: ``marquee_<subsystem>_<thing>_<unit>``; labels only from the small fixed set in
 ``docs/CONTRACTS.md`` § Metrics (plus ``event`` on feedback, see ``EXTRA_LABELS``).
@@ -57,6 +59,12 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2
 #: The router's own buckets (serving/router/metrics.py), finer than LATENCY_BUCKETS.
 ROUTER_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
                           0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
+#: The model server's buckets (serving/metrics.py): per-stage latencies, down to 250 µs.
+SERVING_LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
+                           0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: The model server's buckets for the final scores of returned items (serving/metrics.py).
+SERVING_SCORE_BUCKETS = (-10.0, -5.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5,
+                         0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 5.0, 10.0)
 RATIO_BUCKETS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 TAU_BUCKETS = (-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 RUN_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
@@ -84,6 +92,7 @@ class MetricSpec:
 _DRIFT = "monitoring.drift"
 _SKEW = "monitoring.skew"
 _RETRAIN = "monitoring.retrain"
+_SERVING = "serving"
 _ROUTER = "serving.router"
 _ROLLOUT = "serving.rollout"
 
@@ -140,6 +149,40 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                _SKEW),
     MetricSpec("marquee_skew_last_run_timestamp_seconds", "gauge",
                "Unix time at which the last skew check completed.", (), _SKEW),
+    # --- model servers (serving/metrics.py, scraped by the ServiceMonitor marquee-model) ---
+    MetricSpec("marquee_serving_requests_total", "counter",
+               "Requests answered by the model server, by route and HTTP status code.",
+               ("model_version", "variant", "route", "code"), _SERVING),
+    MetricSpec("marquee_serving_errors_total", "counter",
+               "Requests answered with a 4xx or 5xx, by route and HTTP status code.",
+               ("model_version", "variant", "route", "code"), _SERVING),
+    MetricSpec("marquee_serving_stage_latency_seconds", "histogram",
+               "Time spent per recommendation stage (features, retrieve, rank, rerank, total).",
+               ("model_version", "stage"), _SERVING, SERVING_LATENCY_BUCKETS),
+    MetricSpec("marquee_serving_cold_starts_total", "counter",
+               "Recommendations for unknown users or users with too little history.",
+               ("model_version",), _SERVING),
+    MetricSpec("marquee_serving_fallbacks_total", "counter",
+               "Recommendations answered from popularity because a stage failed or ran over "
+               "budget.", ("model_version", "reason"), _SERVING),
+    MetricSpec("marquee_serving_score", "histogram",
+               "Distribution of the final scores of returned items.",
+               ("model_version",), _SERVING, SERVING_SCORE_BUCKETS),
+    MetricSpec("marquee_serving_payload_log_dropped_total", "counter",
+               "Payload-log rows dropped (queue full, or a flush that failed for good).",
+               ("reason",), _SERVING),
+    MetricSpec("marquee_serving_payload_log_rows_total", "counter",
+               "Payload-log rows written to the object store.",
+               ("model_version",), _SERVING),
+    MetricSpec("marquee_serving_payload_log_flush_errors_total", "counter",
+               "Failed attempts to write a payload-log file (retried).",
+               (), _SERVING),
+    MetricSpec("marquee_serving_index_recall_ratio", "gauge",
+               "Recall@candidates of the retrieval index against exact search, measured at "
+               "load.", ("model_version",), _SERVING),
+    MetricSpec("marquee_serving_model_ready", "gauge",
+               "1 once the bundle is loaded and the index is built.",
+               ("model_version",), _SERVING),
     # --- router (serving/router) ---------------------------------------------------------
     MetricSpec("marquee_router_requests_total", "counter",
                "Requests answered by the router, by variant, model version and HTTP status "
