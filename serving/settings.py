@@ -98,6 +98,12 @@ class ServingSettings(BaseSettings):
     payload_log_batch_rows: int = Field(2_000, ge=1, description="Rows per Parquet file at most.")
     payload_log_flush_seconds: float = Field(5.0, gt=0, description="Flush at least this often.")
     variant: str = Field("", description="Variant label written to payload logs and metrics.")
+    payload_sink_enabled: bool = Field(
+        False,
+        description="Also mount POST /payload-sink on the KServe model server, for KServe's "
+        "CloudEvents payload logger (off by default: the model server writes its own payload "
+        "log, and an idle sink would only let others inject rows that drift jobs judge).",
+    )
     # A secret: from sink.auth.existingSecret in the chart, never a plain value; left out of
     # model_dump() (so never copied into a child's environment or a log line).
     payload_sink_token: SecretStr | None = Field(

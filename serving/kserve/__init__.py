@@ -15,7 +15,7 @@ def run(settings: Settings, serving: ServingSettings) -> None:
     """Load the bundle, then serve it until SIGTERM/SIGINT; payload logs flushed on the way out."""
     from serving.kserve.model import RecommenderModel
     from serving.kserve.server import MarqueeModelServer
-    from serving.payload.sink import CloudEventPairer
+    from serving.payload.sink import sink_pairer
     from serving.runtime.loader import build_service, open_payload_logger
 
     payload = open_payload_logger(settings, serving)
@@ -28,7 +28,7 @@ def run(settings: Settings, serving: ServingSettings) -> None:
             enable_grpc=serving.enable_grpc, grpc_port=serving.grpc_port,
             grace_period=serving.grace_period_seconds, max_body_bytes=serving.max_body_bytes,
             variant=serving.variant,
-            pairer=CloudEventPairer(payload) if payload is not None else None,
+            pairer=sink_pairer(serving, payload),
             sink_token=serving.sink_token)
         server.start([model])
     finally:

@@ -7,8 +7,9 @@ host), leaves gRPC off unless asked, and adds:
 
 * a body-size limit (413) and per-route request/error counters (``marquee_serving_*``);
 * handlers that turn every validation failure into a 4xx naming the field;
-* ``POST /payload-sink`` (KServe's CloudEvents payload logger; with ``sink_token`` only for
-  requests that carry it) and ``GET /marquee/model``
+* ``POST /payload-sink`` (KServe's CloudEvents payload logger; only when given a ``pairer``,
+  which ``serving.payload.sink.sink_pairer`` gives only with ``payload_sink_enabled``; with
+  ``sink_token`` only for requests that carry it) and ``GET /marquee/model``
   (loaded version, bundle and the index report with its measured recall).
 """
 

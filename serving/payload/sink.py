@@ -19,6 +19,10 @@ With a token (``MARQUEE_SERVING_PAYLOAD_SINK_TOKEN``) every event must carry it,
 "field": "authorization"}``, counted in ``marquee_serving_payload_sink_unauthorized_total``,
 before the body is read or any half is held for pairing. Without a token the sink is open,
 as before, and says so in a warning when it is built.
+
+The sink service (``marquee serve --runtime payload-sink``) always serves this route; a KServe
+model server mounts it only with ``MARQUEE_SERVING_PAYLOAD_SINK_ENABLED=true``
+(:func:`sink_pairer`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -42,8 +46,12 @@ from serving.payload import metrics as sink_metrics
 from serving.payload.logger import PayloadLogger
 from serving.payload.schema import payload_row
 
+if TYPE_CHECKING:
+    from serving.settings import ServingSettings
+
 __all__ = ["SINK_PATH", "TOKEN_ENV", "CE_TIME_MAX_FUTURE_SECONDS", "CE_TIME_MAX_PAST_SECONDS",
-           "SinkError", "CloudEventPairer", "rows_from_pair", "sink_router", "build_sink_app"]
+           "SinkError", "CloudEventPairer", "rows_from_pair", "sink_router", "build_sink_app",
+           "sink_pairer"]
 
 log = logging.getLogger(__name__)
 
@@ -375,3 +383,14 @@ def build_sink_app(pairer: CloudEventPairer, token: str | None = None) -> FastAP
     app = FastAPI(title="marquee payload sink", docs_url=None, redoc_url=None)
     app.include_router(sink_router(pairer, token))
     return app
+
+
+def sink_pairer(serving: ServingSettings, payload: PayloadLogger | None) -> CloudEventPairer | None:
+    """The pairer behind a model server's own ``POST /payload-sink``, or None to mount no sink.
+
+    Only when ``serving.payload_sink_enabled`` and a payload logger exists: by default nothing
+    posts there (the model server writes its own payload log), and an open route would let
+    anyone who reaches the server write the rows that drift detection judges."""
+    if not serving.payload_sink_enabled or payload is None:
+        return None
+    return CloudEventPairer(payload)

@@ -37,8 +37,10 @@ def test_renders_with_default_values() -> None:
     # one router replica by default: no HPA, and no budget that would block every drain
     assert set(kinds(objs)) == CORE_KINDS - SEVERAL_ROUTERS_KINDS | CR_KINDS
     names = by_kind_name(objs)
-    for component in ("router", "controller", "sink", "trigger", "mlflow"):
+    for component in ("router", "controller", "trigger", "mlflow"):
         assert ("Deployment", f"marquee-{component}") in names
+    # the payload-log sink is off by default (KServe's logger is): tests/k8s/test_k8s_sink_auth.py
+    assert not [key for key in names if key[1] == "marquee-sink"]
     for job in ("drift", "skew"):
         assert names[("CronJob", f"marquee-{job}")]["apiVersion"] == "batch/v1"
     assert ("CustomResourceDefinition", "modelrollouts.marquee.dev") in names
@@ -138,6 +140,8 @@ def test_each_enabled_flag_switches_objects(flag: tuple[str, ...]) -> None:
     off = _set(c.all_features_values(), flag, False)
     if flag == ("mlflow", "enabled"):  # an external registry replaces the in-chart one
         off["settings"]["registryUri"] = "http://mlflow.mlflow.svc.cluster.local:5000"
+    if flag == ("sink", "enabled"):  # KServe's logger (on here) then needs a sink of its own
+        off["models"]["logger"]["url"] = "http://sink.example.svc.cluster.local/payload-sink"
     assert c.objects(off) != c.objects(on), f"{'.'.join(flag)}=false changes nothing"
     with_it = {(o["kind"], o["metadata"]["name"]) for o in c.objects(on)}
     without = {(o["kind"], o["metadata"]["name"]) for o in c.objects(off)}

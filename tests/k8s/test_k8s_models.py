@@ -122,8 +122,9 @@ def test_by_default_only_the_model_servers_own_payload_logger_runs() -> None:
     assert "logger" not in _trigger_template(objs)["spec"]["predictor"]
     data = _get(objs, "ConfigMap", "marquee-model-server")["data"]
     assert data["MARQUEE_SERVING_PAYLOAD_LOG_ENABLED"] == "true"
-    # the option for model servers that are not Marquee's still renders the sink URL
-    on = c.objects({"models": {"logger": {"enabled": True}}})
+    # the option for model servers that are not Marquee's, with the sink it posts to, renders
+    # the sink URL (without the sink: tests/k8s/test_k8s_sink_auth.py)
+    on = c.objects({"models": {"logger": {"enabled": True}}, "sink": {"enabled": True}})
     assert _isvcs(on)["marquee-v1"]["spec"]["predictor"]["logger"]["url"] == \
         "http://marquee-sink.marquee.svc.cluster.local:80/payload-sink"
 

@@ -114,7 +114,7 @@ def kserve_app(bundle: Path, home: Path, **serving: object):
     from marquee.settings import Settings
     from serving.kserve.model import RecommenderModel
     from serving.kserve.server import MarqueeModelServer
-    from serving.payload.sink import CloudEventPairer
+    from serving.payload.sink import sink_pairer
     from serving.runtime.loader import build_service, open_payload_logger
     from serving.settings import ServingSettings
 
@@ -124,7 +124,7 @@ def kserve_app(bundle: Path, home: Path, **serving: object):
     model = RecommenderModel(MODEL, lambda: build_service(settings, ss, payload))
     model.load()
     server = MarqueeModelServer(host="127.0.0.1", http_port=0, max_body_bytes=ss.max_body_bytes,
-                                pairer=CloudEventPairer(payload) if payload else None,
+                                pairer=sink_pairer(ss, payload),  # as serving.kserve.run
                                 sink_token=ss.sink_token)
     server.register_model(model)
     return server.create_application(), model, payload

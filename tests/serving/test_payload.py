@@ -16,7 +16,15 @@ from recsys.features import FEATURE_SPEC
 from serving import metrics
 from serving.payload.logger import PayloadLogger
 from serving.payload.schema import payload_row, payload_schema
-from serving.payload.sink import REQUEST_TYPE, RESPONSE_TYPE, SINK_PATH, CloudEventPairer, build_sink_app
+from serving.payload.sink import (
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    SINK_PATH,
+    CloudEventPairer,
+    build_sink_app,
+    sink_pairer,
+)
+from serving.settings import ServingSettings
 
 CONTRACT_COLUMNS = ["request_id", "ts", "model_version", "variant", "user_id", "k", "cold_start",
                     "fallback", "status", "latency_ms", "items", "scores", "request_json",
@@ -146,9 +154,70 @@ def test_sink_rejects_events_without_id_or_type(tmp_path: Path) -> None:
     assert r.status_code == 400 and r.json()["field"] == "ce-type"
 
 
+_PAIR_REQUEST = {"instances": [{"user_id": 7, "k": 2}]}
+_PAIR_RESPONSE = {"predictions": [{"user_id": 7, "items": [1, 2], "scores": [0.5, 0.4],
+                                   "model_version": "3", "request_id": "q7", "cold_start": False,
+                                   "fallback": False}]}
+
+
+def test_the_model_server_mounts_no_sink_by_default(
+        bundle_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Nothing posts there by default (KServe's logger is off): no route to inject rows through,
+    with or without a token."""
+    request, response = _PAIR_REQUEST, _PAIR_RESPONSE
+    for extra in ({}, {"payload_sink_token": "tok-123"}):
+        home = tmp_path / f"home{len(extra)}"
+        app, _, payload = kserve_app(bundle_dir, home, **extra)
+        try:
+            with TestClient(app) as client:
+                for headers in ({}, {"Authorization": "Bearer tok-123"}):
+                    for ce_type, body in ((REQUEST_TYPE, request), (RESPONSE_TYPE, response)):
+                        r = client.post(SINK_PATH, json=body,
+                                        headers={"Ce-Id": "m1", "Ce-Type": ce_type, **headers})
+                        assert r.status_code == 404, (extra, r.text)
+        finally:
+            payload.close()
+        assert not list(home.rglob("*.parquet")), extra
+
+
+def test_sink_pairer_follows_payload_sink_enabled(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MARQUEE_SERVING_PAYLOAD_SINK_ENABLED", raising=False)
+    logger = PayloadLogger(open_store(str(tmp_path)))
+    try:
+        assert ServingSettings().payload_sink_enabled is False
+        assert sink_pairer(ServingSettings(), logger) is None
+        assert sink_pairer(ServingSettings(payload_sink_token="t"), logger) is None
+        monkeypatch.setenv("MARQUEE_SERVING_PAYLOAD_SINK_ENABLED", "true")
+        enabled = ServingSettings()
+        assert enabled.payload_sink_enabled is True
+        assert isinstance(sink_pairer(enabled, logger), CloudEventPairer)
+        assert sink_pairer(enabled, None) is None  # no payload logger: nowhere to write
+    finally:
+        logger.close()
+
+
+def test_an_enabled_open_model_server_sink_writes_and_warns(
+        bundle_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    home = tmp_path / "home"
+    with caplog.at_level("WARNING", logger="serving.payload.sink"):
+        app, _, payload = kserve_app(bundle_dir, home, payload_sink_enabled=True)
+    assert any("unauthenticated" in r.getMessage() for r in caplog.records)
+    try:
+        with TestClient(app) as client:
+            for ce_type, body in ((REQUEST_TYPE, _PAIR_REQUEST), (RESPONSE_TYPE, _PAIR_RESPONSE)):
+                r = client.post(SINK_PATH, json=body, headers={"Ce-Id": "m1", "Ce-Type": ce_type})
+                assert r.status_code == 202, r.text
+            assert r.json() == {"rows": 1}
+    finally:
+        payload.close()
+    assert [r["request_id"] for r in _read(home / "store" / "payload-logs")] == ["q7"]
+
+
 def test_the_model_servers_own_sink_needs_the_token_when_one_is_set(
         bundle_dir: Path, tmp_path: Path) -> None:  # noqa: F811
-    app, _, payload = kserve_app(bundle_dir, tmp_path / "home", payload_sink_token="tok-123")
+    app, _, payload = kserve_app(bundle_dir, tmp_path / "home", payload_sink_enabled=True,
+                                 payload_sink_token="tok-123")
     common = {"Ce-Id": "m1", "content-type": "application/json", "Ce-Type": REQUEST_TYPE}
     try:
         with TestClient(app) as client:

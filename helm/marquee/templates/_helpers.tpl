@@ -239,10 +239,20 @@ readinessProbe:
   failureThreshold: {{ .ctx.Values.probes.failureThreshold }}
 {{- end -}}
 
-{{/* URL of the payload-log sink, or empty when there is none. models.logger.url is used as
+{{/* Fails when KServe's logger is on but has nowhere to post: no models.logger.url and no sink
+     of this chart (sink.enabled is off by default). Without this the logger would silently
+     disappear from every InferenceService. */}}
+{{- define "marquee.checkLogger" -}}
+{{- if and .Values.models.logger.enabled (not .Values.models.logger.url) (not .Values.sink.enabled) -}}
+{{- fail "models.logger.enabled is true but models.logger.url is empty and sink.enabled is false: KServe's logger would have nowhere to post payload logs. Set sink.enabled=true (this chart's payload-log sink; consider sink.auth.existingSecret), set models.logger.url to your own sink, or set models.logger.enabled=false (Marquee's model server writes its own payload log)." -}}
+{{- end -}}
+{{- end -}}
+
+{{/* URL of the payload-log sink (models.logger.enabled only). models.logger.url is used as
      given; the chart's own sink URL carries the sink's token (sink.auth.existingSecret) as
-     ?token=, since KServe's logger sends no custom headers. */}}
+     ?token=, since KServe's logger sends no custom headers. Neither: fails (marquee.checkLogger). */}}
 {{- define "marquee.loggerUrl" -}}
+{{- include "marquee.checkLogger" . -}}
 {{- if .Values.models.logger.url -}}
 {{- .Values.models.logger.url -}}
 {{- else if .Values.sink.enabled -}}
