@@ -137,3 +137,47 @@ def test_router_settings_are_mirrored() -> None:
         assert host.removesuffix("-predictor") in isvcs
     RouterSettings.model_validate({k.removeprefix("MARQUEE_ROUTER_").lower(): v
                                    for k, v in env.items() if k.startswith("MARQUEE_ROUTER_")})
+
+
+def _read_variables() -> set[str]:
+    """Every MARQUEE_* variable the code reads: a field of a settings class (with its env
+    prefix, or a validation alias) or a CLI option's ``envvar``."""
+    import re
+
+    from marquee.settings import Settings
+    from monitoring.retrain.config import TriggerSettings
+    from serving.router.settings import RouterSettings
+    from serving.settings import ServingSettings
+
+    names: set[str] = set()
+    for cls in (Settings, ServingSettings, RouterSettings, TriggerSettings):
+        prefix = cls.model_config["env_prefix"]
+        for field, info in cls.model_fields.items():
+            names.add(f"{prefix}{field}".upper())
+            alias = info.validation_alias
+            names.update(a for a in getattr(alias, "choices", [alias]) if isinstance(a, str))
+    for package in ("marquee", "serving", "monitoring", "components", "pipelines"):
+        for path in (c.REPO / package).rglob("*.py"):
+            names.update(re.findall(r'envvar="(MARQUEE_[A-Z0-9_]+)"', path.read_text()))
+    return names
+
+
+def test_the_chart_sets_no_marquee_variable_that_nothing_reads() -> None:
+    """A MARQUEE_* variable in a container or a settings ConfigMap that no settings class or
+    CLI option reads is a setting that silently does nothing (InferenceServices once carried
+    MARQUEE_MODEL_VERSION, while the server reads --model-version)."""
+    # extraEnv is the user's own (the all-features values put one variable there)
+    known = _read_variables() | {e["name"] for e in c.all_features_values()["extraEnv"]}
+    assert {"MARQUEE_SERVING_PAYLOAD_SINK_ENABLED", "MARQUEE_ROUTER_PORT",
+            "MARQUEE_RETRAIN_COOLDOWN_SECONDS", "MARQUEE_NAMESPACE"} <= known
+    unread: set[tuple[str, str]] = set()
+    for o in c.all_feature_objects():
+        name = o["metadata"]["name"]
+        if o["kind"] == "ConfigMap":
+            unread |= {(name, k) for k in o.get("data", {})
+                       if k.startswith("MARQUEE_") and k not in known}
+        for pod in c.pod_specs(o):
+            for ctr in pod["containers"] + pod.get("initContainers", []):
+                unread |= {(name, e["name"]) for e in ctr.get("env", [])
+                           if e["name"].startswith("MARQUEE_") and e["name"] not in known}
+    assert not unread, sorted(unread)

@@ -33,12 +33,16 @@ from monitoring.retrain.launcher import KubeflowLauncher, LaunchRequest
 from monitoring.retrain.models import ManualRequest, RunRecord, RunStatus
 from monitoring.retrain.state import InFlight, StateStore
 from monitoring.retrain.trigger import RetrainTrigger
+from serving.settings import ServingSettings
 from tests.conftest import silent_server
 from tests.k8s import chartlib as c
 from tests.rollout.fake_kube import FakeKubeAPI
 
 MODEL = "movie-recommender"
 NS = "marquee"
+#: The MARQUEE_* variables a model server reads (marquee.settings.Settings, ServingSettings).
+SERVING_ENV = frozenset({f"MARQUEE_{f.upper()}" for f in Settings.model_fields}
+                        | {f"MARQUEE_SERVING_{f.upper()}" for f in ServingSettings.model_fields})
 
 
 class FakeKfpClient:
@@ -263,7 +267,9 @@ def test_a_retrained_version_goes_into_a_shadow_rollout_in_the_cluster(
     env = {e["name"]: e.get("value") for e in ctr["env"]}
     # the server resolves version 2's bundle through the registry: no STORAGE_URI built
     # from the registry number (bundles live under their own timestamped version path)
-    assert env["MARQUEE_MODEL_VERSION"] == "2" and "STORAGE_URI" not in env
+    assert "STORAGE_URI" not in env
+    assert not {k for k in env if k.startswith("MARQUEE_") and k not in SERVING_ENV}, \
+        "a MARQUEE_* variable no settings class reads"
     assert isvc["metadata"]["labels"]["marquee.dev/model-version"] == "2"
     schema = c.shared_schema("serving.kserve.io", "v1beta1", "InferenceService")
     assert c.errors(jsonschema.Draft7Validator, schema,

@@ -103,8 +103,6 @@ spec:
           - name: STORAGE_URI
             value: {{ . | quote }}
           {{- end }}
-          - name: MARQUEE_MODEL_VERSION
-            value: {{ $version | quote }}
         readinessProbe:
           httpGet:
             path: /v2/health/ready
