@@ -8,9 +8,37 @@ def evaluate(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset]
              test: Input[Dataset], model: Input[Model], scores: Output[Metrics],
              report: Output[Artifact], tolerance: float = -1.0, store_uri: str = "",
              registry_uri: str = "", s3_endpoint_url: str = "", home: str = "") -> None:
-    """Recall/NDCG/MAP/MRR/precision/hit-rate at 10 and 50, coverage, novelty, per segment
-    (cold, warm, heavy); then the gate against the registry's ``production`` version on the
-    same split. ``tolerance`` < 0 takes the settings' gate tolerance."""
+    """Score the model on the test split and gate it against the registry's production version.
+
+    Recall/NDCG/MAP/precision/hit-rate at 10 and 50, MRR, coverage and novelty, per segment
+    (cold, warm, heavy); the ``production`` version is scored on the same split. The gate
+    passes when the model's NDCG@10 is at least production's × (1 − tolerance); with no
+    production version the decision is ``promoted-first``.
+
+    Args:
+        dataset: The validated contract tables (users and items are read from it).
+        train: The training interactions: with val, the events the model has seen, which set
+            each test user's segment (cold: fewer than 5, heavy: 100 or more) and item
+            popularity for novelty.
+        val: The validation interactions (seen events too).
+        test: The held-out interactions the recommendations are scored against.
+        model: The trained recommender.
+        tolerance: Relative NDCG@10 drop from production still accepted, 0 to 1 (0.02: up to
+            2 % worse). Negative: the step's MARQUEE_GATE_TOLERANCE setting (0.02 unless set).
+        store_uri: Object store setting; not used by this step (the production bundle is
+            fetched from the URI its registry version records).
+        registry_uri: MLflow tracking URI of the registry that holds the production version.
+            Empty: the step's MARQUEE_REGISTRY_URI, else sqlite:///<home>/registry.db.
+        s3_endpoint_url: S3 endpoint for fetching an s3:// production bundle. Empty: the
+            step's MARQUEE_S3_ENDPOINT_URL, else the AWS default.
+        home: Marquee home directory, where the default registry is. Empty: the step's
+            MARQUEE_HOME, else .marquee.
+
+    Returns:
+        scores: The headline metrics and gate_passed.
+        report: JSON with every metric, production's metrics (null without a production
+            version) and the gate decision.
+    """
     import tempfile
     from pathlib import Path
 

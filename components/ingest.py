@@ -5,13 +5,23 @@ from kfp.dsl import Dataset, Output
 
 
 def ingest(source: str, dataset: Output[Dataset], home: str = "", seed: int = 42) -> None:
-    """Read ``source`` and write interactions/users/items Parquet into ``dataset``.
+    """Read ``source`` and write the interactions, users and items tables as Parquet.
 
-    ``source``: ``movielens-100k`` (fetched and cached under the home directory),
-    ``movielens-100k:<dir or zip>`` (a GroupLens or RecBole copy the user provides),
-    ``synth:users=N,items=N,events=N[,seed=N]`` (the synthetic generator), or a directory
-    holding contract tables as CSV or Parquet (coerced and checked on the way in).
     Raw ages and zip codes never leave this step: they are coarsened to buckets and regions.
+
+    Args:
+        source: movielens-100k (downloaded once and cached under the home directory),
+            movielens-100k:<dir or zip> (a GroupLens or RecBole copy the user provides),
+            synth:users=N,items=N,events=N[,seed=N] (the synthetic generator; 2000 users,
+            1000 items and 50000 events unless given) or a directory holding the contract
+            tables as .parquet, .csv or .tsv (coerced and checked on the way in).
+        home: Marquee home directory; MovieLens is cached under its data/movielens-100k.
+            Empty: the step's MARQUEE_HOME, else .marquee.
+        seed: Seed of the synthetic generator when source does not set seed=.
+
+    Returns:
+        dataset: The contract tables as Parquet; its metadata holds the data fingerprint, the
+            source and the row counts.
     """
     from pathlib import Path
 

@@ -9,10 +9,36 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
              report: Input[Artifact], best_params: Input[Artifact], registered: Output[Artifact],
              run_id: str = "local", run_uid: str = "", store_uri: str = "",
              registry_uri: str = "", s3_endpoint_url: str = "", home: str = "") -> int:
-    """Returns the registered version number. The first version becomes ``production``; a
-    version that passes the gate becomes ``candidate``; a rejected one gets no alias.
-    ``run_id`` is the pipeline run's name, ``run_uid`` its id (in Kubeflow, the run id the
-    retrain trigger follows and finds the version by)."""
+    """Bundle and publish the model, register it with its lineage and move its alias.
+
+    The first version becomes ``production``; a version that passes the gate becomes
+    ``candidate``; a rejected one is registered with no alias.
+
+    Args:
+        dataset: The validated contract tables; their data fingerprint is recorded.
+        model: The trained recommender, copied into the bundle.
+        reference: The drift reference profile, copied into the bundle's reference/ with
+            a prediction reference (top-10 recommendations of up to 2000 users).
+        report: The evaluation report: the metrics registered and the gate decision.
+        best_params: The search result of tune, recorded as the best_params tag.
+        run_id: The pipeline run's name, recorded as pipeline_run_id in the bundle and
+            the registry.
+        run_uid: The pipeline run's id (in Kubeflow, the run id the retrain trigger follows and
+            finds the version by), recorded as pipeline_run_uid; empty: not recorded.
+        store_uri: Object store the bundle is published to: a directory or
+            s3://bucket/prefix. Empty: the step's MARQUEE_STORE_URI, else
+            <home>/store.
+        registry_uri: MLflow tracking URI of the registry the version is registered in.
+            Empty: the step's MARQUEE_REGISTRY_URI, else sqlite:///<home>/registry.db.
+        s3_endpoint_url: S3 endpoint for an s3:// store (MinIO, …). Empty: the step's
+            MARQUEE_S3_ENDPOINT_URL, else the AWS default.
+        home: Marquee home directory, where the default store and registry are. Empty: the
+            step's MARQUEE_HOME, else .marquee.
+
+    Returns:
+        registered: JSON with the version number, the bundle URI and the gate decision.
+        Output: The registered version number.
+    """
     import json
     import shutil
     import tempfile

@@ -7,9 +7,27 @@ from kfp.dsl import Dataset, Input, Output
 def split(dataset: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
           test: Output[Dataset], mode: str = "user_temporal", test_frac: float = 0.2,
           val_frac: float = 0.1, seed: int = 42) -> None:
-    """``mode``: ``user_temporal`` (each user's last events are held out, the ones
-    before them are validation), ``temporal`` (global time cutoffs: no held-out event precedes
-    a training event) or ``user_random``. Tuning sees validation, never test."""
+    """Split the interactions into leakage-safe train, validation and test parts.
+
+    Tuning sees validation, never test. In the per-user modes a user with fewer than 3 events
+    stays entirely in train.
+
+    Args:
+        dataset: The validated contract tables; only the interactions are split.
+        mode: user_temporal (each user's last events are held out, the ones before them
+            are validation), temporal (global time cutoffs: no held-out event precedes a
+            training event) or user_random (a seeded random draw per user).
+        test_frac: Share of the events held out for test (per user in the user_* modes),
+            in [0, 1).
+        val_frac: Share of the events held out for validation, in [0, 1); test_frac +
+            val_frac must be below 1.
+        seed: Seed of the user_random draw; the other modes do not use it.
+
+    Returns:
+        train: The training interactions (interactions.parquet).
+        val: The validation interactions (interactions.parquet).
+        test: The test interactions (interactions.parquet).
+    """
     from pathlib import Path
 
     import pandas as pd

@@ -7,9 +7,26 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 def train(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
           best_params: Input[Artifact], model: Output[Model], stats: Output[Metrics],
           config_json: str = "{}", seed: int = 42) -> None:
-    """Fit ``recsys.Recommender`` with the defaults, the ``config_json`` overrides and then
-    the tuned parameters (in that order of precedence, last wins: tune searched around the
-    defaults with ``config_json``, so its choices are the ones to keep)."""
+    """Fit the multi-stage recommender (two-tower retrieval, ranker) on train + validation.
+
+    The configuration is the defaults, then the ``config_json`` overrides, then the tuned
+    parameters (last wins: tune searched around the defaults with ``config_json``, so its
+    choices are the ones to keep).
+
+    Args:
+        dataset: The validated contract tables (users and items are read from it).
+        train: The training interactions.
+        val: The validation interactions, fitted on too.
+        best_params: The search result of tune; its params are applied last.
+        config_json: JSON object of recommender settings merged over the defaults; {}
+            keeps the defaults. An unknown setting or a bad value fails the step.
+        seed: Seed of the model; a seed in config_json wins over it.
+
+    Returns:
+        model: The saved recommender; its metadata holds the configuration, the number of
+            training rows and the data fingerprint.
+        stats: train_seconds and final_loss.
+    """
     import time
     from pathlib import Path
 

@@ -7,9 +7,27 @@ from kfp.dsl import Artifact, Dataset, Input, Output
 def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
          best_params: Output[Artifact], n_trials: int = 4, timeout_seconds: int = 600,
          config_json: str = "{}", seed: int = 42) -> None:
-    """Search on train → validation around the base configuration (the defaults with the
-    pipeline's ``config_json`` overrides); ``n_trials`` 0 keeps the base. Writes the best
-    parameters as JSON (train applies them last; register records them in the registry)."""
+    """Search the recommender's hyper-parameters with Optuna (TPE sampler, median pruning).
+
+    Searches on train → validation around the base configuration (the defaults with the
+    pipeline's ``config_json`` overrides), maximising validation NDCG@10.
+
+    Args:
+        dataset: The validated contract tables (users and items are read from it).
+        train: The interactions the trials are fitted on.
+        val: The interactions the trials are scored on.
+        n_trials: Number of trials; 0 or less skips the search and keeps the base.
+        timeout_seconds: Time budget of the whole search in seconds: no new trial starts
+            after it.
+        config_json: JSON object of recommender settings merged over the defaults: the base
+            configuration the search varies; {} is the defaults.
+        seed: Seed of the sampler, of the users scored for pruning and of the models.
+
+    Returns:
+        best_params: JSON with params (the best trial's settings; empty when the search
+            was skipped or no trial completed; train applies them last, register records
+            them) and the search summary.
+    """
     from components.common import read_tables, recommender_config, write_json
 
     result: dict = {"params": {}, "trials": 0, "best_value": None}

@@ -5,8 +5,18 @@ from kfp.dsl import Dataset, Input, Metrics, Output
 
 
 def validate(dataset: Input[Dataset], validated: Output[Dataset], stats: Output[Metrics]) -> None:
-    """Raise DataValidationError (column, rule, bad rows, examples) on a bad dataset;
-    otherwise pass the tables on unchanged."""
+    """Check the tables' schema, value ranges and references; a bad dataset stops the run.
+
+    Raises DataValidationError (column, rule, bad rows, examples) on a bad dataset; otherwise
+    passes the tables on unchanged.
+
+    Args:
+        dataset: The contract tables written by ingest.
+
+    Returns:
+        validated: The same tables (hard-linked where possible) with the same metadata.
+        stats: Row counts of the interactions, users and items tables.
+    """
     from pathlib import Path
 
     from components.common import link_tree

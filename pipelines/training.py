@@ -39,6 +39,50 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
         s3_endpoint_url: str = "",
         home: str = "",
     ) -> int:
+        """Ingest movie events, train the multi-stage recommender, evaluate it against
+        production and register it.
+
+        Args:
+            source: Where the events come from: movielens-100k (downloaded once, cached
+                under home), movielens-100k:PATH (a GroupLens or RecBole copy, directory
+                or zip), synth:users=N,items=N,events=N[,seed=N] (synthetic events) or a
+                directory of interactions/users/items tables (.parquet, .csv or .tsv). Paths
+                are read inside the step's container.
+            split_mode: How events are held out: user_temporal (each user's latest events),
+                temporal (global time cutoffs) or user_random (a seeded per-user draw).
+            test_frac: Share of the events held out for the test split (per user in the
+                user_* modes), in [0, 1).
+            val_frac: Share of the events held out for validation, which tuning scores its
+                trials on, in [0, 1); test_frac + val_frac must be below 1. The final model is
+                trained on train + validation.
+            n_trials: Optuna trials of the hyper-parameter search (0 or more); 0 skips tuning
+                and trains the defaults with the config_json overrides.
+            tune_timeout_seconds: Time budget of the whole search in seconds (1 or more): no
+                new trial starts after it. Used only when n_trials > 0.
+            config_json: JSON object of recommender settings merged over the defaults, e.g.
+                {"retrieval": {"epochs": 10}, "ranker": {"enabled": false}}; {} keeps
+                the defaults. Tuned values override it; an unknown setting or a bad value fails
+                the run.
+            gate_tolerance: Relative NDCG@10 drop from production the gate still accepts, 0 to
+                1 (0.02: up to 2 % worse). Negative (the default -1.0): the evaluate step's
+                MARQUEE_GATE_TOLERANCE setting, 0.02 unless set.
+            reference_rows: Most training events (1 or more) sampled for the drift reference
+                profile that monitoring compares served requests with.
+            seed: Random seed of the synthetic generator (unless the source sets seed=), the
+                user_random split, the reference sample, the search and the model.
+            store_uri: Object store the model bundle is published to: a directory or
+                s3://bucket/prefix. Empty: the step's MARQUEE_STORE_URI, else
+                <home>/store.
+            registry_uri: MLflow tracking URI of the model registry, e.g. http://mlflow:5000.
+                Empty: the step's MARQUEE_REGISTRY_URI, else sqlite:///<home>/registry.db.
+            s3_endpoint_url: S3 endpoint for an s3:// store and bundles (MinIO, …). Empty:
+                the step's MARQUEE_S3_ENDPOINT_URL, else the AWS default.
+            home: Marquee home directory inside the step's container (MovieLens cache, default
+                store and registry). Empty: the step's MARQUEE_HOME, else .marquee.
+
+        Returns:
+            Output: The registry version number the trained model was registered as.
+        """
         ingested = c.ingest(source=source, home=home, seed=seed)
         checked = c.validate(dataset=ingested.outputs["dataset"])
         data = checked.outputs["validated"]
