@@ -44,13 +44,13 @@ def evaluate(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset]
 
     from components.common import read_tables, settings_from, write_json
     from marquee.bundle import fetch_bundle
-    from marquee.gate import decide
+    from marquee.gate import decide, resolve_tolerance
     from marquee.registry import Registry
     from recsys.metrics import evaluate as offline_metrics
     from recsys.recommender import Recommender
 
     settings = settings_from(store_uri, registry_uri, s3_endpoint_url, home)
-    tol = settings.gate_tolerance if tolerance < 0 else tolerance
+    tol = resolve_tolerance(tolerance, settings.gate_tolerance)  # before any scoring
     seen, users, items = read_tables(dataset.path, train.path, val.path)
     truth, _, _ = read_tables(dataset.path, test.path)
     test_users = truth["user_id"].unique()

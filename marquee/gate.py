@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-__all__ = ["GateDecision", "decide"]
+from marquee.errors import InvalidArgumentError
+
+__all__ = ["GateDecision", "decide", "resolve_tolerance"]
 
 Decision = Literal["promoted-first", "candidate", "rejected"]
 
@@ -31,9 +33,25 @@ class GateDecision(BaseModel):
         return tags
 
 
+def resolve_tolerance(given: float, configured: float) -> float:
+    """The gate's tolerance: ``given`` (the pipeline's ``gate_tolerance``) when it is 0 or
+    more, ``configured`` (``MARQUEE_GATE_TOLERANCE``) when it is negative.
+
+    Above 1 the accepted floor ``production × (1 − tolerance)`` falls below zero and every
+    model would pass: refused, as is NaN (which would reject every model in silence)."""
+    value = configured if given < 0 else given
+    if not 0.0 <= value <= 1.0:  # also False for NaN
+        raise InvalidArgumentError(
+            "gate_tolerance", value, "must be from 0 to 1 (0.02: a model up to 2% worse than "
+            "production on NDCG@10 passes), or negative for the configured "
+            "MARQUEE_GATE_TOLERANCE; above 1 every model would pass the gate")
+    return value
+
+
 def decide(candidate: float, production: float | None, tolerance: float,
            production_version: int | None = None) -> GateDecision:
     """Relative tolerance: accept when ``candidate >= production * (1 - tolerance)``."""
+    resolve_tolerance(tolerance, tolerance)
     if production is None:
         return GateDecision(decision="promoted-first", candidate_score=candidate,
                             tolerance=tolerance, reason="no production version yet")

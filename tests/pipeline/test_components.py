@@ -10,6 +10,7 @@ import pytest
 from kfp.dsl import Artifact, Dataset, Metrics, Model
 
 from components.factory import build_components
+from marquee.errors import InvalidArgumentError
 from marquee.registry import Registry
 from marquee.settings import Settings
 from tests.pipeline.conftest import SYNTH, TINY_CONFIG
@@ -89,6 +90,23 @@ def test_second_version_is_gated_against_production(tmp_path, home):
     assert reg.get_alias("production").version == first["version"]
     if info.tags["gate.decision"] == "candidate":
         assert reg.get_alias("candidate").version == second["version"]
+
+
+def test_a_gate_tolerance_above_one_fails_the_evaluate_step_before_it_scores(tmp_path, home):
+    """A run started from the Kubeflow UI skips the client's argument check: the step itself
+    refuses a tolerance under which every model would pass (floor = production × (1 − 1.5) < 0),
+    before it loads any model, and writes no report."""
+    settings = Settings()
+    out = run_chain(tmp_path / "run1", settings)
+    scores, report = art(Metrics, tmp_path, "scores2"), art(Artifact, tmp_path, "report2")
+    with pytest.raises(InvalidArgumentError, match=r"gate_tolerance=1\.5: must be from 0 to 1"):
+        C.evaluate.python_func(dataset=out["validated"], train=out["train"], val=out["val"],
+                               test=out["test"], model=art(Model, tmp_path, "never-written"),
+                               scores=scores, report=report, tolerance=1.5,
+                               registry_uri=settings.resolved_registry_uri)
+    assert not Path(report.path).exists()
+    reg = Registry(settings.resolved_registry_uri)
+    assert reg.get_alias("production").version == out["version"]  # nothing else changed
 
 
 def test_split_modes_are_leakage_safe(tmp_path, home):

@@ -266,6 +266,8 @@ def test_a_failed_step_ends_the_command_with_its_step_and_cause(home):
     ({"test_frac": "abc"}, "test_frac='abc': must be a number"),
     ({"source": 123}, "source=123: must be a string"),
     ({"tune_timeout_seconds": 0}, "tune_timeout_seconds=0: must be 1 or more"),
+    ({"gate_tolerance": 1.5}, "gate_tolerance=1.5: must be from 0 to 1"),
+    ({"gate_tolerance": float("nan")}, "gate_tolerance=nan: must be from 0 to 1"),
     ({"source": "synth:users=10,colour=red"}, "'colour=red' is not one of users=N"),
 ])
 def test_bad_pipeline_arguments_fail_before_any_step_runs(home, params, message):
