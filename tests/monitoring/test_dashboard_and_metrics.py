@@ -30,7 +30,7 @@ def _queries(dash: dict) -> list[str]:
 
 def _concrete(expr: str) -> str:
     return (expr.replace("$__rate_interval", "5m").replace("$variant", ".*")
-            .replace("$model_version", ".*"))
+            .replace("$model_version", ".*").replace("$namespace", ".*"))
 
 
 def test_dashboard_layout_and_datasource() -> None:
@@ -166,3 +166,42 @@ def test_router_error_reasons_are_all_documented() -> None:
     for reason in reasons:
         assert reason in row, f"monitoring/README.md: {reason} missing from {row}"
         assert reason in help_text, f"CATALOGUE: {reason} missing from {help_text!r}"
+
+
+#: A metric name with its selector, if any: ``marquee_x`` or ``marquee_x{...}``.
+_SELECTOR = re.compile(r"\b(marquee_[a-z0-9_]+|ALERTS)\b(\{[^}]*\})?")
+NAMESPACE_MATCHER = 'namespace=~"$namespace"'
+
+
+def _variable_queries(dash: dict) -> list[str]:
+    out = []
+    for v in dash["templating"]["list"]:
+        if v["type"] != "query":
+            continue
+        query = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+        out += [query, v["definition"]]
+    return out
+
+
+def test_every_query_is_scoped_to_the_namespace_variable() -> None:
+    """Two releases (say staging and prod) can share one Prometheus: a `namespace` variable
+    picks one, and every selector of every panel, annotation and metric-naming variable query
+    filters on it (a bare metric name without braces fails too). `namespace` is a target
+    label (scrape target / Pushgateway grouping key), not one of the catalogue's labels."""
+    dash = _dashboard()
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    ns = variables["namespace"]
+    assert ns["type"] == "query" and ns["includeAll"] and not ns["multi"], ns
+    assert ns["allValue"] == ".*" and ns["current"]["value"] == "$__all", ns
+    assert ns["query"]["query"] == ns["definition"] == \
+        "label_values(marquee_router_variant_info, namespace)", ns  # set at router start
+    names = [v["name"] for v in dash["templating"]["list"]]
+    assert names[:2] == ["datasource", "namespace"], names
+    scoped = _queries(dash) + [q for q in _variable_queries(dash) if q != ns["definition"]
+                               and q != ns["query"]["query"]]
+    checked = 0
+    for expr in scoped:
+        for name, selector in _SELECTOR.findall(expr):
+            assert NAMESPACE_MATCHER in (selector or ""), (name, selector, expr)
+            checked += 1
+    assert checked >= 40, checked  # 39 panel selectors, the annotation, the variables
