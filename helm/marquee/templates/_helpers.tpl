@@ -241,7 +241,9 @@ readinessProbe:
 
 {{/* Fails when KServe's logger is on but has nowhere to post: no models.logger.url and no sink
      of this chart (sink.enabled is off by default). Without this the logger would silently
-     disappear from every InferenceService. */}}
+     disappear from every InferenceService. Called once per render, at the top of
+     models/inferenceservices.yaml (rendered whether or not there are versions), so every
+     caller of marquee.loggerUrl may rely on it. */}}
 {{- define "marquee.checkLogger" -}}
 {{- if and .Values.models.logger.enabled (not .Values.models.logger.url) (not .Values.sink.enabled) -}}
 {{- fail "models.logger.enabled is true but models.logger.url is empty and sink.enabled is false: KServe's logger would have nowhere to post payload logs. Set sink.enabled=true (this chart's payload-log sink; consider sink.auth.existingSecret), set models.logger.url to your own sink, or set models.logger.enabled=false (Marquee's model server writes its own payload log)." -}}
@@ -250,9 +252,9 @@ readinessProbe:
 
 {{/* URL of the payload-log sink (models.logger.enabled only). models.logger.url is used as
      given; the chart's own sink URL carries the sink's token (sink.auth.existingSecret) as
-     ?token=, since KServe's logger sends no custom headers. Neither: fails (marquee.checkLogger). */}}
+     ?token=, since KServe's logger sends no custom headers. Neither cannot happen: the render
+     has failed in marquee.checkLogger. */}}
 {{- define "marquee.loggerUrl" -}}
-{{- include "marquee.checkLogger" . -}}
 {{- if .Values.models.logger.url -}}
 {{- .Values.models.logger.url -}}
 {{- else if .Values.sink.enabled -}}

@@ -53,7 +53,7 @@ spec:
     {{- end }}
     canaryTrafficPercent: {{ $m.canaryTrafficPercent }}
     {{- end }}
-    {{- if and $.Values.models.logger.enabled $loggerUrl }}
+    {{- if $loggerUrl }}
     logger:
       mode: {{ $.Values.models.logger.mode }}
       url: {{ $loggerUrl }}
