@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from marquee.errors import InvalidArgumentError
 
-__all__ = ["GateDecision", "decide", "resolve_tolerance"]
+__all__ = ["GateDecision", "decide", "check_tolerance", "resolve_tolerance"]
 
 Decision = Literal["promoted-first", "candidate", "rejected"]
 
@@ -33,13 +33,11 @@ class GateDecision(BaseModel):
         return tags
 
 
-def resolve_tolerance(given: float, configured: float) -> float:
-    """The gate's tolerance: ``given`` (the pipeline's ``gate_tolerance``) when it is 0 or
-    more, ``configured`` (``MARQUEE_GATE_TOLERANCE``) when it is negative.
+def check_tolerance(value: float) -> float:
+    """``value`` when it is a usable tolerance, from 0 to 1.
 
     Above 1 the accepted floor ``production × (1 − tolerance)`` falls below zero and every
     model would pass: refused, as is NaN (which would reject every model in silence)."""
-    value = configured if given < 0 else given
     if not 0.0 <= value <= 1.0:  # also False for NaN
         raise InvalidArgumentError(
             "gate_tolerance", value, "must be from 0 to 1 (0.02: a model up to 2% worse than "
@@ -48,10 +46,16 @@ def resolve_tolerance(given: float, configured: float) -> float:
     return value
 
 
+def resolve_tolerance(given: float, configured: float) -> float:
+    """The gate's tolerance: ``given`` (the pipeline's ``gate_tolerance``) when it is 0 or
+    more, ``configured`` (``MARQUEE_GATE_TOLERANCE``) when it is negative; checked."""
+    return check_tolerance(configured if given < 0 else given)
+
+
 def decide(candidate: float, production: float | None, tolerance: float,
            production_version: int | None = None) -> GateDecision:
     """Relative tolerance: accept when ``candidate >= production * (1 - tolerance)``."""
-    resolve_tolerance(tolerance, tolerance)
+    check_tolerance(tolerance)
     if production is None:
         return GateDecision(decision="promoted-first", candidate_score=candidate,
                             tolerance=tolerance, reason="no production version yet")

@@ -159,11 +159,12 @@ def _redacted(uri: str) -> str:
 def check_arguments(args: dict[str, Any]) -> None:
     """Raise ``InvalidArgumentError`` for a parameter the pipeline does not have, a value
     of the wrong type for its parameter (an integer, a number or a string), a value out of
-    its range (split fractions, gate tolerance, trial count, timeout, reference rows), a ``source`` of an
-    unknown form, a split mode the split step does not know, or a ``config_json`` that the
-    recommender would refuse: what a step would refuse later, refused before any runs."""
+    its range (split fractions, gate tolerance, trial count, timeout, reference rows), a
+    ``source`` of an unknown form, a split mode the split step does not know, or a
+    ``config_json`` that the recommender would refuse: what a step would refuse later, refused
+    before any runs."""
     from components.common import SPLIT_MODES, recommender_config
-    from marquee.gate import resolve_tolerance
+    from marquee.gate import check_tolerance
 
     args = {k: json.dumps(v) if k == "config_json" and isinstance(v, dict) else v
             for k, v in args.items()}  # as pipeline_arguments passes it
@@ -192,7 +193,8 @@ def check_arguments(args: dict[str, Any]) -> None:
     for name, least in (("n_trials", 0), ("tune_timeout_seconds", 1), ("reference_rows", 1)):
         if full[name] < least:
             raise InvalidArgumentError(name, full[name], f"must be {least} or more")
-    resolve_tolerance(full["gate_tolerance"], 0.0)  # negative: the step's own setting, later
+    if not full["gate_tolerance"] < 0:  # negative: the step's own setting; NaN is checked
+        check_tolerance(full["gate_tolerance"])
     if full["split_mode"] not in SPLIT_MODES:
         raise InvalidArgumentError("split_mode", full["split_mode"],
                                    f"use one of {', '.join(SPLIT_MODES)}")
