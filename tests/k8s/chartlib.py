@@ -253,3 +253,17 @@ def load_all(text: str) -> list[dict[str, Any]]:
 
 def load_yaml_docs(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
     return [(p, d) for p in paths for d in yaml.safe_load_all(p.read_text()) if d]
+
+
+def settings_variables(*classes: Any) -> set[str]:
+    """The environment variables the given pydantic-settings classes read: each field under
+    the class's env prefix, plus any string validation alias (``MARQUEE_NAMESPACE`` /
+    ``POD_NAMESPACE``)."""
+    names: set[str] = set()
+    for cls in classes:
+        prefix = cls.model_config["env_prefix"]
+        for field, info in cls.model_fields.items():
+            names.add(f"{prefix}{field}".upper())
+            alias = info.validation_alias
+            names.update(a for a in getattr(alias, "choices", [alias]) if isinstance(a, str))
+    return names

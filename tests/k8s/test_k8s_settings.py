@@ -149,13 +149,7 @@ def _read_variables() -> set[str]:
     from serving.router.settings import RouterSettings
     from serving.settings import ServingSettings
 
-    names: set[str] = set()
-    for cls in (Settings, ServingSettings, RouterSettings, TriggerSettings):
-        prefix = cls.model_config["env_prefix"]
-        for field, info in cls.model_fields.items():
-            names.add(f"{prefix}{field}".upper())
-            alias = info.validation_alias
-            names.update(a for a in getattr(alias, "choices", [alias]) if isinstance(a, str))
+    names = c.settings_variables(Settings, ServingSettings, RouterSettings, TriggerSettings)
     for package in ("marquee", "serving", "monitoring", "components", "pipelines"):
         for path in (c.REPO / package).rglob("*.py"):
             names.update(re.findall(r'envvar="(MARQUEE_[A-Z0-9_]+)"', path.read_text()))

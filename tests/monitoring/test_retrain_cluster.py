@@ -41,8 +41,7 @@ from tests.rollout.fake_kube import FakeKubeAPI
 MODEL = "movie-recommender"
 NS = "marquee"
 #: The MARQUEE_* variables a model server reads (marquee.settings.Settings, ServingSettings).
-SERVING_ENV = frozenset({f"MARQUEE_{f.upper()}" for f in Settings.model_fields}
-                        | {f"MARQUEE_SERVING_{f.upper()}" for f in ServingSettings.model_fields})
+SERVING_ENV = frozenset(c.settings_variables(Settings, ServingSettings))
 
 
 class FakeKfpClient:
