@@ -53,6 +53,19 @@ def wait_until(check: Callable[[], bool], timeout: float = 60.0, interval: float
     raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last error: {last!r})")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie waiting for its reaper (init, for an orphan) counts as
+    gone, although it still answers signal 0."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def require_binary(name: str) -> str:
     """Path of a system binary; skipped locally, a failure in CI (CI must install it)."""
     path = shutil.which(name)

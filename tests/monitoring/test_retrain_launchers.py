@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from conftest import pid_alive, wait_until
 
 from marquee.settings import Settings
 from monitoring.errors import LaunchError
@@ -82,17 +82,8 @@ def test_a_hung_command_is_killed_with_its_children_and_fails_the_run(tmp_path: 
         launcher.launch(REQUEST)
     assert time.monotonic() - t0 < 60  # not the grandchild's 120 s
     grandchild = int(pid_file.read_text())
-    wait_until(lambda: _gone(grandchild), timeout=10, what="the grandchild killed with the group")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # a zombie still answers signal 0 until its parent (init here) reaps it
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z"
+    wait_until(lambda: not pid_alive(grandchild), timeout=10,
+               what="the grandchild killed with the group")
 
 
 def test_pipeline_params_the_pipeline_would_refuse_stop_the_trigger_at_start(
@@ -206,7 +197,7 @@ def test_a_local_pipeline_run_reports_a_bad_source_as_a_failed_run(
 
 
 def _pids_alive(text: str) -> list[int]:
-    return [pid for pid in _processes_mentioning(text) if not _gone(pid)]
+    return [pid for pid in _processes_mentioning(text) if pid_alive(pid)]
 
 
 def test_closing_the_local_launcher_stops_the_running_pipeline(tmp_path: Path) -> None:

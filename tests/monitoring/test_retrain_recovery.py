@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port, stop_process, wait_until
+from conftest import REPO, free_port, pid_alive, stop_process, wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -93,19 +93,6 @@ def notification(fp: str, model: str) -> dict:
 def _marquee(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "marquee.cli", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # --- 1. a corrupt state.json ---------------------------------------------------------------
@@ -183,13 +170,13 @@ def test_sigkill_of_the_trigger_takes_its_pipeline_child_with_it(tmp_path: Path)
             == "started"
         wait_until(lambda: len(trig.stand_in_runs()) == 1, timeout=30, what="child started")
         child = trig.stand_in_runs()[0]["pid"]
-        assert _alive(child)
+        assert pid_alive(child)
         trig.proc.send_signal(signal.SIGKILL)
         trig.proc.wait(10)
         try:
-            wait_until(lambda: not _alive(child), timeout=15, what="the child gone")
+            wait_until(lambda: not pid_alive(child), timeout=15, what="the child gone")
         finally:
-            if _alive(child):
+            if pid_alive(child):
                 os.kill(child, signal.SIGKILL)
 
 
@@ -209,7 +196,7 @@ def test_a_restarted_trigger_starts_no_second_run_while_the_orphan_lives(
             grandchild = trig.stand_in_runs()[0]["pid"]
             trig.proc.send_signal(signal.SIGKILL)
             trig.proc.wait(10)
-        assert _alive(grandchild)
+        assert pid_alive(grandchild)
         with running_trigger(tmp_path, command, STAND_IN_SECONDS="300") as again:
             resp = again.post("dead0003", "model-orphan")
             decision = resp.json()["decisions"][0]
@@ -217,9 +204,9 @@ def test_a_restarted_trigger_starts_no_second_run_while_the_orphan_lives(
             assert "still running" in decision["detail"]
             assert len(again.stand_in_runs()) == 1  # no second pipeline
             os.kill(grandchild, signal.SIGKILL)
-            wait_until(lambda: not _alive(grandchild), timeout=10, what="orphan gone")
+            wait_until(lambda: not pid_alive(grandchild), timeout=10, what="orphan gone")
             after = again.post("dead0004", "model-orphan").json()["decisions"][0]
             assert after["decision"] == "started", after
     finally:
-        if grandchild is not None and _alive(grandchild):
+        if grandchild is not None and pid_alive(grandchild):
             os.kill(grandchild, signal.SIGKILL)
