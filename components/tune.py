@@ -26,11 +26,14 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
     Returns:
         best_params: JSON with params (the best trial's settings; empty when the search
             was skipped or no trial completed; train applies them last, register records
-            them) and the search summary.
+            them) and the search summary (n_trials, completed, pruned, failed, trials: one
+            record per trial, best_value, best_params, best_trial; zeros, an empty list
+            and nulls when the search was skipped).
     """
     from components.common import read_tables, recommender_config, write_json
+    from recsys.tuning import empty_summary
 
-    result: dict = {"params": {}, "trials": 0, "best_value": None}
+    result: dict = {"params": {}, **empty_summary()}
     if n_trials > 0:
         from recsys.tuning import tune as run_study
 

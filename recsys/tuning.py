@@ -129,22 +129,26 @@ def tune(train: pd.DataFrame, val: pd.DataFrame, users: pd.DataFrame, items: pd.
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
     study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,))
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    summary: dict[str, Any] = {
-        "n_trials": len(study.trials),
-        "completed": len(done),
-        "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
-        "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials),
-        "trials": [{"number": t.number, "state": t.state.name, "value": t.value,
-                    "params": t.params, **t.user_attrs} for t in study.trials],
-    }
+    summary = empty_summary()
+    summary.update(
+        n_trials=len(study.trials), completed=len(done),
+        pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        failed=sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials),
+        trials=[{"number": t.number, "state": t.state.name, "value": t.value,
+                 "params": t.params, **t.user_attrs} for t in study.trials])
     if not done:
         log.warning("tune: no trial completed; keeping the base configuration")
-        summary.update(best_value=None, best_params={})
         return {}, summary
     best = study.best_trial
     params = _nest(best.params)
     summary.update(best_value=best.value, best_params=params, best_trial=best.number)
     return params, summary
+
+
+def empty_summary() -> dict[str, Any]:
+    """The search summary's shape before any trial: what a skipped search records too."""
+    return {"n_trials": 0, "completed": 0, "pruned": 0, "failed": 0, "trials": [],
+            "best_value": None, "best_params": {}, "best_trial": None}
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -49,6 +49,18 @@ def run_chain(root: Path, settings: Settings, source: str = SYNTH, config: dict 
                 model=model, train_stats=stats, scores=scores, report=report, version=version)
 
 
+def test_skipped_search_records_the_summary_of_a_search(tmp_path):
+    """n_trials 0 writes the fields a search writes (trials a list, not a count)."""
+    from recsys.tuning import empty_summary
+
+    bp = art(Artifact, tmp_path, "best_params")
+    unused = art(Dataset, tmp_path, "unused")  # a skipped search reads no data
+    C.tune.python_func(dataset=unused, train=unused, val=unused, best_params=bp, n_trials=0)
+    written = json.loads(Path(bp.path).read_text())
+    assert written == {"params": {}, **empty_summary()}
+    assert written["trials"] == [] and written["n_trials"] == 0
+
+
 def test_chain_registers_first_version_as_production(tmp_path, home):
     settings = Settings()
     out = run_chain(tmp_path / "run1", settings)

@@ -7,7 +7,7 @@ import torch
 from recsys.config import RecommenderConfig
 from recsys.data.split import per_user_temporal_split
 from recsys.data.synth import generate
-from recsys.tuning import apply_params, tune
+from recsys.tuning import apply_params, empty_summary, tune
 
 BASE = {"retrieval": {"dim": 16, "epochs": 2, "batch_size": 256, "history_len": 10},
         "ranker": {"n_candidates": 30, "n_estimators": 20, "early_stopping_rounds": 0,
@@ -37,3 +37,6 @@ def test_two_trials_return_parameters_that_make_a_valid_config() -> None:
     assert cfg.retrieval.history_mode in ("causal", "set")
     for trial in summary["trials"]:
         assert trial["state"] in ("COMPLETE", "PRUNED", "FAIL")
+    # a skipped search (the tune component with n_trials 0) records the same fields
+    assert set(summary) == set(empty_summary())
+    assert all(type(summary[k]) is type(v) for k, v in empty_summary().items() if v is not None)
