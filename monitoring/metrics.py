@@ -177,6 +177,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec("marquee_serving_payload_log_flush_errors_total", "counter",
                "Failed attempts to write a payload-log file (retried).",
                (), _SERVING),
+    MetricSpec("marquee_serving_payload_sink_unauthorized_total", "counter",
+               "Payload-sink requests refused with 401 (token missing or wrong); nothing was "
+               "written.", ("reason",), _SERVING),
     MetricSpec("marquee_serving_index_recall_ratio", "gauge",
                "Recall@candidates of the retrieval index against exact search, measured at "
                "load.", ("model_version",), _SERVING),
