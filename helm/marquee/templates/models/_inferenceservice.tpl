@@ -18,6 +18,8 @@ later (for example once it is promoted) lets `helm upgrade` take the object over
 {{- if $.Values.models.logger.enabled }}{{ $loggerUrl = include "marquee.loggerUrl" $ }}{{ end -}}
 {{- $version := toString $m.version }}
 {{- $name := include "marquee.inferenceServiceName" (dict "ctx" $ "version" $version) }}
+{{- /* KServe 0.15+ calls RawDeployment "Standard" (plain Deployments, no Knative). */}}
+{{- $raw := has $.Values.models.deploymentMode (list "RawDeployment" "Standard") }}
 apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata:
@@ -28,7 +30,7 @@ metadata:
     marquee.dev/model-version: {{ $version | quote }}
   annotations:
     serving.kserve.io/deploymentMode: {{ $.Values.models.deploymentMode }}
-    {{- if eq $.Values.models.deploymentMode "RawDeployment" }}
+    {{- if $raw }}
     serving.kserve.io/autoscalerClass: hpa
     {{- end }}
     {{- if .adoptable }}
@@ -44,12 +46,13 @@ spec:
       marquee.dev/tier: {{ ternary "shadow" "serving" (default false $m.shadow) }}
     serviceAccountName: {{ include "marquee.componentName" (dict "ctx" $ "component" "model") }}
     automountServiceAccountToken: false
-    minReplicas: {{ default $.Values.models.minReplicas $m.minReplicas }}
+    {{- /* hasKey, not default: a version's minReplicas 0 (scale to zero) is a value. */}}
+    minReplicas: {{ ternary $m.minReplicas $.Values.models.minReplicas (hasKey $m "minReplicas") }}
     maxReplicas: {{ default $.Values.models.maxReplicas $m.maxReplicas }}
     timeout: {{ $.Values.models.timeoutSeconds }}
     {{- if hasKey $m "canaryTrafficPercent" }}
-    {{- if eq $.Values.models.deploymentMode "RawDeployment" }}
-    {{- fail (printf "models.versions: version %v sets canaryTrafficPercent, which KServe supports in Serverless mode only (models.deploymentMode is RawDeployment): set models.deploymentMode=Serverless, or let the router split traffic with a ModelRollout" $version) }}
+    {{- if $raw }}
+    {{- fail (printf "models.versions: version %v sets canaryTrafficPercent, which KServe supports in Serverless mode only (models.deploymentMode is %s): set models.deploymentMode=Serverless, or let the router split traffic with a ModelRollout" $version $.Values.models.deploymentMode) }}
     {{- end }}
     canaryTrafficPercent: {{ $m.canaryTrafficPercent }}
     {{- end }}
