@@ -47,7 +47,10 @@ Context = Annotated[dict[Annotated[str, Field(max_length=64)], ContextValue], Fi
 
 def short_repr(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters: a refused value echoed in a message."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # JSON nested ~1,000 deep parses, but its repr does not
+        text = f"<{type(value).__name__} nested too deeply>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -134,6 +134,10 @@ def _ints(inp: Any, field: str) -> list[int]:
 
 def _v2_instances(req: InferRequest, max_instances: int) -> list[Instance]:
     by_name = {inp.name: inp for inp in req.inputs}
+    if len(by_name) != len(req.inputs):  # a dict would silently keep the last one
+        dup = next(inp.name for i, inp in enumerate(req.inputs)
+                   if any(o.name == inp.name for o in req.inputs[:i]))
+        raise BadRequest(f"inputs.{dup}: given more than once", field=f"inputs.{dup}")
     unknown = sorted(set(by_name) - {"user_id", "k"})
     if unknown:
         raise BadRequest(f"inputs.{unknown[0]}: unknown input (expected user_id, k)",

@@ -39,12 +39,28 @@ __all__ = ["BoundConfig", "MarqueeModelServer"]
 log = logging.getLogger(__name__)
 
 
+# KServe routes this server does not serve: the model repository extension (anyone who can
+# reach the server could unload its one model, for good: it cannot be loaded back, and
+# /v2/health/ready stays true), explanations (no explainer) and versioned inference (KServe
+# answers both with a 501 and logs a traceback at ERROR). Each is a 4xx naming the path.
+_UNSERVED_ROUTES = frozenset({
+    "/v2/repository/models/{model_name}/load",
+    "/v2/repository/models/{model_name}/unload",
+    "/v1/models/{model_name}:explain",
+    "/v2/models/{model_name}/versions/{model_version}/infer",
+})
+
+
 class BoundConfig(uvicorn.Config):
     """A ``uvicorn.Config`` that always binds ``bind_host`` (KServe passes ``0.0.0.0``)."""
 
     def __init__(self, app: Any, *, bind_host: str, **kwargs: Any) -> None:
         kwargs.pop("host", None)
         super().__init__(app, host=bind_host, **kwargs)
+
+
+async def _unserved(request: Request) -> None:
+    raise StarletteHTTPException(404)
 
 
 async def _serving_error(_: Request, exc: Exception) -> JSONResponse:
@@ -149,6 +165,8 @@ class MarqueeModelServer(kserve.ModelServer):
         helper = _BoundRESTServer(app, self, host=self.host, port=self.http_port,
                                   grace_period=self.grace_period,
                                   timeout_keep_alive=self.timeout_keep_alive)
+        for path in _UNSERVED_ROUTES:  # before KServe's: the first route that matches wins
+            app.add_api_route(path, _unserved, methods=["POST"], include_in_schema=False)
         helper._register_endpoints(app)
         helper._add_exception_handlers(app)
         app.add_exception_handler(ServingError, _serving_error)

@@ -95,8 +95,11 @@ def _ts(value: str | None, now: float | None = None) -> float:
     return now
 
 
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
+def _dumps(obj: Any, field: str) -> str:
+    try:
+        return orjson.dumps(obj).decode()
+    except orjson.JSONEncodeError as exc:  # e.g. nested deeper than orjson writes (254)
+        raise SinkError(field, f"cannot be stored as JSON ({exc})") from None
 
 
 def rows_from_pair(ce_id: str, attrs: Mapping[str, str], request: Any, response: Any
@@ -123,8 +126,11 @@ def _v1_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
     if "predictions" not in response:  # an error response: nothing was answered
         return []
     preds = _list(response.get("predictions"), "predictions")
+    if len(preds) != len(instances):
+        raise SinkError("predictions", f"expected one per instance ({len(preds)} predictions "
+                        f"for {len(instances)} instances)")
     rows = []
-    for i, (inst, pred) in enumerate(zip(instances, preds, strict=False)):
+    for i, (inst, pred) in enumerate(zip(instances, preds, strict=True)):
         inst = _object(inst, f"instances.{i}")
         pred = _object(pred, f"predictions.{i}")
         items = _int_list(pred.get("items"), f"predictions.{i}.items", optional=True)
@@ -144,7 +150,8 @@ def _v1_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
             cold_start=_bool(pred.get("cold_start"), f"predictions.{i}.cold_start"),
             fallback=_bool(pred.get("fallback"), f"predictions.{i}.fallback"), status=200,
             latency_ms=None, items=items, scores=scores,
-            request_json=_dumps(inst), response_json=_dumps(pred), features=features))
+            request_json=_dumps(inst, f"instances.{i}"),
+            response_json=_dumps(pred, f"predictions.{i}"), features=features))
     return rows
 
 
@@ -186,8 +193,9 @@ def _v2_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
             cold_start=None, fallback=None, status=200, latency_ms=None,
             items=[items[j] for j in kept],
             scores=[scores[j] for j in kept] if scores else scores,
-            request_json=_dumps({"user_id": user}),
-            response_json=_dumps({"items": items, "scores": scores}), features=None))
+            request_json=_dumps({"user_id": user}, f"inputs.user_id.data.{i}"),
+            response_json=_dumps({"items": items, "scores": scores}, "outputs"),
+            features=None))
     return rows
 
 

@@ -37,7 +37,12 @@ from serving.router.exposure import (
     BlobWriter,
     EventLog,
 )
-from serving.router.schema import FeedbackRequest, RecommendRequest, RoutingConfig
+from serving.router.schema import (
+    UPSTREAM_URL_PATTERN,
+    FeedbackRequest,
+    RecommendRequest,
+    RoutingConfig,
+)
 from serving.router.settings import RouterSettings
 from serving.router.upstream import make_upstream
 
@@ -55,8 +60,12 @@ def _error(exc: RouterError) -> Response:
 
 
 # The largest valid product request (a history of 1,000 item ids and a context of 32 keys)
-# is about 30 KB of JSON; anything above this is refused before it is read in full.
-MAX_BODY_BYTES = 64 * 1024
+# is about 30 KB of JSON; anything above this is refused before it is read in full. The
+# request the router forwards is re-encoded and wrapped in ``{"instances": [...]}`` (and
+# gains ``"k"``, floats such as 1E5 grow to 100000.0): up to a few hundred bytes more. The
+# limit keeps 1 KB under the model server's default ``max_body_bytes`` (64 KiB), so a body
+# the router accepts is never one the model server refuses as too large.
+MAX_BODY_BYTES = 63 * 1024
 
 
 def _decode(raw: bytes, model: type[BaseModel]) -> Any:
@@ -85,7 +94,7 @@ class UpstreamRegistration(BaseModel):
     model_config = {"extra": "forbid"}
 
     version: str = Field(min_length=1, max_length=64)
-    url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=512)
+    url: str = Field(pattern=UPSTREAM_URL_PATTERN, max_length=512)
 
 
 class ProductAPI:

@@ -24,6 +24,7 @@ __all__ = [
     "RecommendRequest", "RecommendResponse", "FeedbackRequest", "FeedbackResponse",
     "Upstream", "RoutingConfig", "SavedRouting", "RoutingState", "VariantWindow", "ShadowWindow",
     "InterleaveWindow", "WindowStats", "RoutingStrategy", "Variant", "FeedbackEvent",
+    "UPSTREAM_URL_PATTERN",
 ]
 
 RoutingStrategy = Literal["single", "shadow", "canary", "ab", "interleave"]
@@ -71,11 +72,15 @@ class FeedbackResponse(BaseModel):
 
 
 # --- admin API -----------------------------------------------------------------------------
+# A model server's base URL (``PUT /admin/routing`` and ``PUT /admin/upstreams``).
+UPSTREAM_URL_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
+
+
 class Upstream(_Strict):
     """A model server: a version, and its URL unless the router knows it."""
 
     version: str = Field(min_length=1)
-    url: str | None = None
+    url: str | None = Field(None, pattern=UPSTREAM_URL_PATTERN, max_length=512)
 
 
 class RoutingConfig(_Strict):

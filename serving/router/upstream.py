@@ -206,6 +206,9 @@ class RawUpstream(UpstreamClient):
         except (RawHTTPError, OSError) as exc:
             raise UpstreamFailed(f"{variant} model server unreachable: {exc}",
                                  reason="connect", variant=variant) from None
+        except ValueError as exc:  # a URL this client cannot call (https://)
+            raise UpstreamFailed(f"{variant} model server URL unusable: {exc}",
+                                 reason="connect", variant=variant) from None
 
     async def aclose(self) -> None:
         self.pool.close()
