@@ -15,8 +15,8 @@ response in one place; 401 and 400 name what was wrong.
 from __future__ import annotations
 
 import hmac
-import json
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -60,9 +60,9 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def _parse(body: bytes, model: type):
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    try:  # orjson: also refuses lone surrogates and nesting deeper than 1,024 (json: 500s)
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise MalformedAlertError(f"body is not JSON: {exc}") from exc
     try:
         return model.model_validate(data)
