@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 __all__ = [
     "WebhookAlert",
@@ -82,8 +82,10 @@ class ManualRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=500)
-    model: str | None = Field(None, description="Registered model; default: settings.model_name")
-    force: bool = Field(False, description="Ignore the cooldown (never the one-run limit).")
+    model: str | None = Field(None, min_length=1, max_length=256,
+                              description="Registered model; default: settings.model_name")
+    # strict: "yes", "1" or 1 do not lift the cooldown; only JSON true does
+    force: StrictBool = Field(False, description="Ignore the cooldown (never the one-run limit).")
     requested_by: str | None = Field(None, max_length=100)
 
 

@@ -57,3 +57,22 @@ def test_bodies_the_stdlib_parser_let_through_are_a_400(tmp_path: Path, path: st
             assert [d["decision"] for d in good.json()["decisions"]] == ["started"]
     finally:
         trig.close(5)
+
+
+@pytest.mark.parametrize("extra", [{"force": "yes"}, {"force": 1}, {"force": "true"},
+                                   {"model": ""}, {"model": "m" * 257}])
+def test_a_manual_request_with_a_loose_field_is_a_400_that_starts_nothing(
+        tmp_path: Path, extra: dict) -> None:
+    """``force`` lifts the cooldown, so only JSON true does; a model name is 1–256 chars."""
+    launcher = GateLauncher()
+    launcher.release()
+    trig = make(tmp_path, launcher, Clock())
+    try:
+        with TestClient(create_app(trig, "token"), raise_server_exceptions=False) as http:
+            r = http.post("/retrain", json={"reason": "on-call retrain", **extra},
+                          headers=HEADERS)
+            assert r.status_code == 400, r.text
+            assert next(iter(extra)) in r.json()["message"], r.text
+            assert trig.store.runs(10) == []
+    finally:
+        trig.close(5)
