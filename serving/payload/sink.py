@@ -284,11 +284,15 @@ class CloudEventPairer:
     """Holds one half of each pair until the other arrives (bounded, with a time limit)."""
 
     def __init__(self, logger: PayloadLogger, ttl_seconds: float = 60.0,
-                 max_pending: int = 10_000) -> None:
+                 max_pending: int = 10_000, max_pending_bytes: int = 256 * 1024 * 1024) -> None:
         self._logger = logger
         self._ttl = ttl_seconds
         self._max = max_pending
-        self._pending: OrderedDict[str, tuple[float, str, dict[str, str], Any]] = OrderedDict()
+        # bodies of up to 8 MiB each: without a byte bound, 10,000 halves could hold 80 GB
+        self._max_bytes = max_pending_bytes
+        self._bytes = 0
+        self._pending: OrderedDict[str, tuple[float, str, dict[str, str], Any, int]] = \
+            OrderedDict()
         self._lock = threading.Lock()
 
     def accept(self, headers: Mapping[str, str], body: bytes) -> int:
@@ -309,10 +313,14 @@ class CloudEventPairer:
         with self._lock:
             self._expire(now)
             other = self._pending.pop(ce_id, None)
+            if other is not None:
+                self._bytes -= other[4]
             if other is None or other[1] == ce_type:
-                self._pending[ce_id] = (now, ce_type, h, payload)
+                self._pending[ce_id] = (now, ce_type, h, payload, len(body))
+                self._bytes += len(body)
+                self._expire(now)  # the count and the byte bound, with this half in
                 return 0
-        _, other_type, other_h, other_payload = other
+        _, other_type, other_h, other_payload, _size = other
         if ce_type == REQUEST_TYPE:
             request, response, attrs = payload, other_payload, {**other_h, **h}
         else:
@@ -323,16 +331,23 @@ class CloudEventPairer:
         return len(rows)
 
     def _expire(self, now: float) -> None:
+        """Drop the oldest halves past the time limit, the count or the byte bound."""
         while self._pending:
             oldest_id, (t, *_rest) = next(iter(self._pending.items()))
-            if now - t <= self._ttl and len(self._pending) < self._max:
+            if (now - t <= self._ttl and len(self._pending) <= self._max
+                    and self._bytes <= self._max_bytes):
                 break
-            self._pending.pop(oldest_id)
+            self._bytes -= self._pending.pop(oldest_id)[4]
             metrics.PAYLOG_DROPPED.labels("unpaired").inc()
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the bodies of the halves waiting for their pair."""
+        return self._bytes
 
 
 def _presented_token(request: Request) -> str | None:

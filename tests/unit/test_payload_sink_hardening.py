@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -414,3 +415,25 @@ def test_the_token_setting_is_a_secret_read_from_the_environment(
     monkeypatch.setenv("MARQUEE_SERVING_PAYLOAD_SINK_TOKEN", "  ")
     with pytest.raises(ValidationError, match="payload_sink_token"):
         ServingSettings()
+
+
+def test_unpaired_halves_are_bounded_in_bytes_not_only_in_count(tmp_path: Path) -> None:
+    """Halves that never find their pair (bodies up to 8 MiB each) cannot fill the sink's
+    memory: past the byte bound the oldest go first, counted as dropped, and a pair whose
+    halves arrive together is still written."""
+    logger = PayloadLogger(open_store(str(tmp_path / "store")))
+    pairer = CloudEventPairer(logger, max_pending_bytes=10_000)
+    dropped = metrics.PAYLOG_DROPPED.labels("unpaired")
+    before = dropped._value.get()
+    padding = {"instances": [{"user_id": 7, "k": 2, "pad": "x" * 1_000}]}
+    body = orjson.dumps(padding)
+    for i in range(50):  # 50 × ~1 KB of halves whose pair never comes
+        assert pairer.accept({"Ce-Id": f"orphan-{i}", "Ce-Type": REQUEST_TYPE}, body) == 0
+    assert pairer.pending_bytes <= 10_000 and pairer.pending < 10, pairer.pending
+    assert dropped._value.get() - before == 50 - pairer.pending
+    assert pairer.accept({"Ce-Id": "real", "Ce-Type": REQUEST_TYPE},
+                         orjson.dumps(V1_REQUEST)) == 0
+    assert pairer.accept({"Ce-Id": "real", "Ce-Type": RESPONSE_TYPE},
+                         orjson.dumps(_v1_response())) == 1
+    logger.close()
+    assert [r["request_id"] for r in _read(tmp_path / "store")] == ["q7"]
