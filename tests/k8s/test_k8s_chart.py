@@ -76,14 +76,18 @@ def test_shadow_version_yields_to_serving_versions() -> None:
             {"key": "pool", "operator": "In", "values": ["ml"]}]}}]}}
     objs = c.objects(values)
     names = by_kind_name(objs)
-    pc = names[("PriorityClass", "marquee-shadow")]
+    pc = names[("PriorityClass", "marquee-marquee-shadow")]  # <fullname>-<namespace>-shadow
     assert pc["value"] < 0 and pc["preemptionPolicy"] == "Never" and not pc["globalDefault"]
     serving = names[("InferenceService", "marquee-v1")]["spec"]["predictor"]
     shadow = names[("InferenceService", "marquee-v2")]["spec"]["predictor"]
     assert serving["labels"]["marquee.dev/tier"] == "serving"
     assert shadow["labels"]["marquee.dev/tier"] == "shadow"
     assert "priorityClassName" not in serving and "podAntiAffinity" not in serving["affinity"]
-    assert shadow["priorityClassName"] == "marquee-shadow"
+    assert shadow["priorityClassName"] == "marquee-marquee-shadow"
+    # cluster-scoped: the same release name in another namespace names another class
+    other = c.split(c.render(values, namespace="recs-eu"))
+    assert [o["metadata"]["name"] for o in other if o["kind"] == "PriorityClass"] == [
+        "marquee-recs-eu-shadow"]
     anti = shadow["affinity"]["podAntiAffinity"]
     (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == {

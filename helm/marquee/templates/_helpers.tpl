@@ -139,14 +139,15 @@ affinity:
 {{- end }}
 {{- end -}}
 
-{{/* PriorityClass of shadow versions: the value, else "<fullname>-shadow" when the chart
-     creates it, else empty (no class). */}}
+{{/* PriorityClass of shadow versions: the value, else "<fullname>-<namespace>-shadow" when
+     the chart creates it (PriorityClasses are cluster-scoped: the namespace keeps two releases
+     of one name in two namespaces from claiming the same object), else empty (no class). */}}
 {{- define "marquee.shadowPriorityClassName" -}}
 {{- $pc := .Values.models.shadowPriorityClass -}}
 {{- if $pc.name -}}
 {{- $pc.name -}}
 {{- else if $pc.enabled -}}
-{{- include "marquee.componentName" (dict "ctx" . "component" "shadow") -}}
+{{- printf "%s-%s" (include "marquee.fullname" .) (include "marquee.namespace" .) | trunc 56 | trimSuffix "-" -}}-shadow
 {{- end -}}
 {{- end -}}
 
