@@ -296,3 +296,22 @@ def test_the_schema_refuses_a_sink_path_the_sink_does_not_serve() -> None:
     with pytest.raises(helm_python.HelmValuesError, match="/sink/loggerPath"):
         c.render({"sink": {"enabled": True, "loggerPath": "/events"},
                   "models": {"logger": {"enabled": True}}})
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"router": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
+     "router.autoscaling: minReplicas (5) is greater than maxReplicas (2)"),
+    ({"models": {"minReplicas": 4, "maxReplicas": 3}},
+     "would run minReplicas 4 above maxReplicas 3"),
+    ({"models": {"versions": [{"version": "1"}, {"version": "2", "minReplicas": 2,
+                                                  "maxReplicas": 1}]}},
+     "models: version 2 would run minReplicas 2 above maxReplicas 1"),
+])
+def test_minimum_replicas_above_the_maximum_fail_the_render(values: dict[str, Any],
+                                                           message: str) -> None:
+    """The schema cannot compare two values; the API server would refuse the object at
+    install time, halfway through the release. The render fails first, naming both."""
+    import helm_python
+
+    with pytest.raises(helm_python.HelmRenderError, match=re.escape(message)):
+        c.render(values)

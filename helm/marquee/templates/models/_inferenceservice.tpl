@@ -47,8 +47,14 @@ spec:
     serviceAccountName: {{ include "marquee.componentName" (dict "ctx" $ "component" "model") }}
     automountServiceAccountToken: false
     {{- /* hasKey, not default: a version's minReplicas 0 (scale to zero) is a value. */}}
-    minReplicas: {{ ternary $m.minReplicas $.Values.models.minReplicas (hasKey $m "minReplicas") }}
-    maxReplicas: {{ default $.Values.models.maxReplicas $m.maxReplicas }}
+    {{- $min := ternary $m.minReplicas $.Values.models.minReplicas (hasKey $m "minReplicas") }}
+    {{- $max := default $.Values.models.maxReplicas $m.maxReplicas }}
+    {{- if gt (int $min) (int $max) }}
+    {{- $what := ternary "a retrained version (the retrain trigger's InferenceService)" (printf "version %v" $version) (eq $version "__MARQUEE_VERSION__") }}
+    {{- fail (printf "models: %s would run minReplicas %v above maxReplicas %v (a version's own value, else models.minReplicas / models.maxReplicas)" $what $min $max) }}
+    {{- end }}
+    minReplicas: {{ $min }}
+    maxReplicas: {{ $max }}
     timeout: {{ $.Values.models.timeoutSeconds }}
     {{- if hasKey $m "canaryTrafficPercent" }}
     {{- if $raw }}
