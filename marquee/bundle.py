@@ -248,7 +248,7 @@ def _download(ref: str, into: Path, store: ObjectStore | None, s3_endpoint_url: 
     """Copy the bundle named by ``ref`` (store key or URI) into the empty directory ``into``."""
     if store is not None:
         base = store.uri("").rstrip("/") + "/"
-        if "://" not in ref:
+        if "://" not in ref and not Path(ref).expanduser().is_absolute():  # a key, not a path
             store.get_dir(check_key(ref), into)
             return
         if ref.startswith(base):

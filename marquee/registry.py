@@ -316,7 +316,9 @@ class Registry:
     # Helpers ----------------------------------------------------------------------------
     def _version_number(self, version: int | str) -> int:
         text = str(version).strip()
-        if isinstance(version, bool) or not text.isdigit() or int(text) < 1:
+        # isdecimal and ASCII: '²'.isdigit() is true, yet int('²') raises
+        if isinstance(version, bool) or not (text.isascii() and text.isdecimal()) \
+                or int(text) < 1:
             raise InvalidReferenceError(f"{version!r} is not a version number (1, 2, …)")
         return int(text)
 

@@ -54,6 +54,31 @@ class Settings(BaseSettings):
     )
     seed: int = Field(42, description="Global random seed for training.")
 
+    @field_validator("home", mode="before")
+    @classmethod
+    def _check_home(cls, v: object) -> object:
+        # Path("") is ".": an empty MARQUEE_HOME would silently put state (a new, empty
+        # registry) in whatever directory the command runs in
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty (it would mean the current directory)")
+        return v
+
+    @field_validator("model_name", "bind_host")
+    @classmethod
+    def _not_empty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_s3_endpoint_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            return None  # empty means AWS S3 (the chart's settings.s3EndpointUrl)
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("s3_endpoint_url must be an http:// or https:// URL")
+        return v
+
     @field_validator("store_uri")
     @classmethod
     def _check_store_uri(cls, v: str | None) -> str | None:
