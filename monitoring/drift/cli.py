@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pyarrow import ArrowException
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from marquee.errors import MarqueeError
+from marquee.errors import MarqueeError, error_text
 from marquee.settings import Settings
 from monitoring.drift.config import DEFAULT_CONFIG, DriftConfig, load_config
 from monitoring.drift.summary import DriftSummary, WindowInfo
@@ -330,6 +331,10 @@ def check(
     except MarqueeError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
         raise SystemExit(getattr(exc, "exit_code", 1)) from None
+    except ArrowException as exc:  # e.g. a --reference file that is not Parquet: bad input
+        typer.secho(f"error: not a readable Parquet file: {error_text(exc)}", fg="red",
+                    err=True)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 

@@ -23,6 +23,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Replay held-out interactions as live traffic.")
 
 
+def _load_users(path: Path, holdout: Path | None, **kwargs: object) -> list:
+    """``load_users``, with a file that is not a readable table named on one error line
+    (before: pyarrow's or pandas' traceback)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from marquee.errors import InvalidArgumentError, error_text
+    from serving.replay.users import load_users
+
+    try:
+        return load_users(path, holdout, **kwargs)  # type: ignore[arg-type]
+    except (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError,
+            UnicodeDecodeError) as exc:
+        field = "holdout" if holdout is not None else "interactions"
+        raise InvalidArgumentError(field, str(holdout or path), "not a readable Parquet or "
+                                   f"CSV table: {error_text(exc)}") from None
+
+
 @app.command("replay")
 def replay_command(
     interactions: Annotated[Path | None, typer.Option(
@@ -31,32 +49,34 @@ def replay_command(
     router: Annotated[str, typer.Option(envvar="MARQUEE_ROUTER_URL",
                                         help="Router URL.")] = "http://127.0.0.1:8090",
     rate: Annotated[float, typer.Option(min=0.001, help="Requests per second.")] = 20.0,
-    requests: Annotated[int | None, typer.Option(help="Stop after this many requests.")] = None,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    k: Annotated[int, typer.Option(help="Items per request.")] = 10,
+    requests: Annotated[int | None, typer.Option(
+        min=1, help="Stop after this many requests.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.001,
+                                                   help="Stop after this many seconds.")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Items per request.")] = 10,
     position_bias: Annotated[float, typer.Option(
-        help="Examination 1/(pos+1)^b; 0 = no position bias.")] = 0.0,
+        min=0.0, help="Examination 1/(pos+1)^b; 0 = no position bias.")] = 0.0,
     relevant_click: Annotated[float, typer.Option(
-        help="P(click) of an examined item among the user's future ones.")] = 1.0,
+        min=0.0, max=1.0, help="P(click) of an examined item among the user's future ones.")] = 1.0,
     noise_click: Annotated[float, typer.Option(
-        help="P(click) of an examined item that is not.")] = 0.0,
+        min=0.0, max=1.0, help="P(click) of an examined item that is not.")] = 0.0,
     with_replacement: Annotated[bool, typer.Option(
         help="Visits drawn with replacement from the users (--requests of them).")] = False,
     test_frac: Annotated[float, typer.Option(min=0.01, max=0.99,
                                              help="Per-user held-out share.")] = 0.25,
     order: Annotated[Literal["time", "random"], typer.Option(help="time or random.")] = "time",
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at most.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed (clicks, order).")] = 0,
-    output: Annotated[str, typer.Option("-o", "--output", help="table or json.")] = "table",
+    output: Annotated[Literal["table", "json"], typer.Option(
+        "-o", "--output", help="table or json.")] = "table",
 ) -> None:
     """Replay users at a request rate; print requests, errors, latency and CTR per variant."""
     from serving.replay.engine import run_replay
-    from serving.replay.users import load_users
 
     if interactions is None and holdout is None:
         raise typer.BadParameter("give --interactions or --holdout", param_hint="--interactions")
-    users = load_users(interactions or holdout, holdout, test_frac=test_frac,  # type: ignore[arg-type]
-                       order=order, seed=seed)
+    users = _load_users(interactions or holdout, holdout,  # type: ignore[arg-type]
+                        test_frac=test_frac, order=order, seed=seed)
     if not users:
         typer.secho("no held-out users", fg="red", err=True)
         raise typer.Exit(2)
@@ -98,8 +118,6 @@ def users_command(
                                              help="Per-user held-out share.")] = 0.25,
 ) -> None:
     """How many users a replay would have, and their mean number of future items."""
-    from serving.replay.users import load_users
-
-    users = load_users(interactions, None, test_frac=test_frac)
+    users = _load_users(interactions, None, test_frac=test_frac)
     mean = sum(len(u.future) for u in users) / max(1, len(users))
     typer.echo(json.dumps({"users": len(users), "mean_future_items": round(mean, 2)}))

@@ -20,7 +20,7 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -42,6 +42,7 @@ ReplicasOpt = Annotated[str | None, typer.Option(
     help="URL whose host resolves to every router replica (Kubernetes: the router's headless "
     "Service); routing is then applied to each replica.")]
 DEFAULT_ROUTER = "http://127.0.0.1:8090"
+OutputFormat = Literal["table", "json"]
 
 
 def _store(namespace: str | None) -> StatusStore:
@@ -162,7 +163,9 @@ def start(
                 body["spec"]["intervalSeconds"] = interval
             rollout = parse_rollout(body, "flags")
     except SpecError as exc:
-        raise _fail(str(exc)) from None
+        from marquee.errors import error_text
+
+        raise _fail(error_text(exc)) from None  # one line, a YAML parser's message too
     store = _store(namespace)
     try:
         store.create(rollout)
@@ -316,7 +319,8 @@ def _decisions_table(name: str, decisions: list[Any], title: str) -> Any:
 @app.command()
 def status(
     name: Annotated[str | None, typer.Argument(help="Rollout (default: all).")] = None,
-    output: Annotated[str, typer.Option("-o", "--output", help="table or json.")] = "table",
+    output: Annotated[OutputFormat, typer.Option("-o", "--output", help="table or json.")
+                      ] = "table",
     namespace: NamespaceOpt = None,
 ) -> None:
     """Phase, step, weights, metrics and the last decisions of a rollout."""
@@ -340,7 +344,8 @@ def status(
 
 
 @app.command()
-def history(name: str, output: Annotated[str, typer.Option("-o", "--output")] = "table",
+def history(name: str, output: Annotated[OutputFormat, typer.Option(
+                "-o", "--output", help="table or json.")] = "table",
             namespace: NamespaceOpt = None) -> None:
     """Every decision of a rollout, with its statistics in JSON output."""
     from rich.console import Console
@@ -365,6 +370,10 @@ def _command(name: str, command: str, namespace: str | None) -> None:
         raise _fail(f"rollout {name} has not started yet (Pending: no controller tick so far, "
                     "so no version resolved and nothing analysed); promote once `marquee "
                     f"rollout status {name}` shows it running, or abort it")
+    if command == "promote" and store.pending_command(name) == "abort":
+        # one pending command per rollout: a promote would silently replace the abort
+        raise _fail(f"rollout {name} has an abort pending (the controller applies it at its "
+                    "next tick); not replacing it with a promote")
     store.request(name, command)  # type: ignore[arg-type]
     typer.echo(f"{command} requested for {name}; the controller applies it at its next tick")
 
