@@ -1,9 +1,11 @@
 """``marquee trigger`` (the webhook service), ``marquee retrain`` and ``marquee incidents``.
 
 ``marquee retrain --reason TEXT`` asks the running trigger (``MARQUEE_RETRAIN_URL``) so that
-on-call requests and alerts share one decision path; when no trigger answers there, it takes
-the same decision in this process against the same state under ``<home>/retrain`` and runs
-the pipeline in the foreground.
+on-call requests and alerts share one decision path. Without a token, or with no trigger
+answering there, it starts nothing and says so: a dropped port-forward must not turn into a
+training on the on-call engineer's machine beside the cluster's. ``--local`` takes the same
+decision in this process instead, against the state under ``<home>/retrain``, and runs the
+pipeline in the foreground.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def retrain(
     model: Optional[str] = typer.Option(None, help="Registered model (default settings)."),
     force: bool = typer.Option(False, help="Skip the cooldown (never the one-run limit)."),
     url: Optional[str] = typer.Option(None, help="Trigger URL (default MARQUEE_RETRAIN_URL)."),
+    local: bool = typer.Option(
+        False, "--local", help="Decide and train in this process (state under "
+        "<home>/retrain, this machine's settings, no automatic rollout) instead of asking "
+        "the trigger."),
 ) -> None:
     """Start a retraining run through the trigger's decision path."""
     console = Console()
@@ -100,17 +106,24 @@ def retrain(
         raise SystemExit(2) from None
 
     decision = None
-    try:
-        token = ts.read_token()
-    except MonitoringInputError:
-        console.print("[yellow]no trigger token configured (MARQUEE_RETRAIN_TOKEN_FILE); "
-                      f"deciding in this process (state {state_dir(settings)})[/yellow]")
+    if local:
+        console.print(f"[yellow]--local: deciding in this process (state "
+                      f"{state_dir(settings)})[/yellow]")
     else:
+        try:
+            token = ts.read_token()
+        except MonitoringInputError as exc:
+            typer.secho(f"error: {exc.message}: the trigger at {ts.url} needs it; nothing was "
+                        "started (--local decides and trains on this machine instead)",
+                        fg="red", err=True)
+            raise SystemExit(2) from None
         try:
             decision = _ask_service(ts.url, token, req)
         except httpx.ConnectError:
-            console.print(f"[yellow]no trigger answers at {ts.url}; deciding in this process "
-                          f"(state {state_dir(settings)})[/yellow]")
+            typer.secho(f"error: no trigger answers at {ts.url} (MARQUEE_RETRAIN_URL; a "
+                        "port-forward down?); nothing was started (--local decides and "
+                        "trains on this machine instead)", fg="red", err=True)
+            raise SystemExit(1) from None
         except MarqueeError as exc:
             _fail(console, exc)
 

@@ -36,22 +36,40 @@ def _marquee(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=120)
 
 
-def test_retrain_without_a_trigger_decides_and_runs_in_process(tmp_path: Path) -> None:
+def test_retrain_without_a_trigger_starts_nothing_unless_local(tmp_path: Path) -> None:
+    """A dropped port-forward or a missing token is an error, not a training on this machine
+    beside the cluster's; ``--local`` asks for that explicitly."""
     env = _env(tmp_path)
-    out = _marquee(["retrain", "--reason", "drift after the catalogue import"], env)
+    nobody = _marquee(["retrain", "--reason", "drift after the catalogue import"], env)
+    assert nobody.returncode == 1, nobody.stdout + nobody.stderr
+    assert f"error: no trigger answers at {env['MARQUEE_RETRAIN_URL']}" in nobody.stderr
+    assert "nothing was started" in nobody.stderr and "--local" in nobody.stderr
+    no_token = {k: v for k, v in env.items() if k != "MARQUEE_RETRAIN_TOKEN"}
+    untokened = _marquee(["retrain", "--reason", "drift after the catalogue import"], no_token)
+    assert untokened.returncode == 2, untokened.stdout + untokened.stderr
+    assert "MARQUEE_RETRAIN_TOKEN_FILE" in untokened.stderr
+    assert "nothing was started" in untokened.stderr
+    assert not (tmp_path / "stand-in-runs").exists()
+    assert not (tmp_path / "home" / "retrain" / "decisions.jsonl").exists()
+
+
+def test_retrain_local_decides_and_runs_in_process(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    out = _marquee(["retrain", "--local", "--reason", "drift after the catalogue import"], env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "deciding in this process" in out.stdout
     assert "succeeded, version 7, gate candidate" in out.stdout.replace("\n", " ")
     ran = list((tmp_path / "stand-in-runs").glob("*.json"))
     assert len(ran) == 1
     # the cooldown recorded by that run applies to the next request, in a new process
-    again = _marquee(["retrain", "--reason", "once more"], env)
+    again = _marquee(["retrain", "--local", "--reason", "once more"], env)
     assert again.returncode == 1 and "cooldown" in again.stdout
     assert len(list((tmp_path / "stand-in-runs").glob("*.json"))) == 1
 
 
 def test_failed_run_exits_non_zero(tmp_path: Path) -> None:
-    out = _marquee(["retrain", "--reason", "try it"], _env(tmp_path, STAND_IN_FAIL="1"))
+    out = _marquee(["retrain", "--local", "--reason", "try it"],
+                   _env(tmp_path, STAND_IN_FAIL="1"))
     assert out.returncode == 1
     assert "failed" in out.stdout and "planted failure" in out.stdout
 
@@ -96,7 +114,8 @@ def test_incidents_lists_firing_alerts_with_runbooks_and_recent_runs(
     wait_until(lambda: len(httpx.get(f"{alertmanager}/api/v2/alerts").json()) == 2,
                timeout=10, what="alerts visible")
     env = _env(tmp_path, MARQUEE_ALERTMANAGER_URL=alertmanager)
-    assert _marquee(["retrain", "--reason", "drift on age_bucket"], env).returncode == 0
+    assert _marquee(["retrain", "--local", "--reason", "drift on age_bucket"],
+                    env).returncode == 0
 
     out = _marquee(["incidents"], env)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -228,7 +228,7 @@ def test_closing_the_local_launcher_stops_the_running_pipeline(tmp_path: Path) -
 
 
 def test_a_retrain_command_stopped_by_sigterm_stops_its_pipeline_run(tmp_path: Path) -> None:
-    """``marquee retrain`` without a trigger service runs the pipeline from its own process;
+    """``marquee retrain --local`` runs the pipeline from its own process;
     a SIGTERM to that command (``timeout``, ``kill``, a pod ending) unwinds it like Ctrl-C,
     so the run's child and steps are stopped instead of outliving it."""
     import signal
@@ -239,7 +239,8 @@ def test_a_retrain_command_stopped_by_sigterm_stops_its_pipeline_run(tmp_path: P
            "MARQUEE_RETRAIN_TOKEN_FILE": str(tmp_path / "no-token"),
            "MARQUEE_RETRAIN_PIPELINE_PARAMS":
                '{"source": "synth:users=300,items=100,events=6000,seed=1"}'}
-    proc = subprocess.Popen([sys.executable, "-m", "marquee.cli", "retrain", "--reason", "sigterm test"],
+    proc = subprocess.Popen([sys.executable, "-m", "marquee.cli", "retrain", "--local",
+                             "--reason", "sigterm test"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:

@@ -152,7 +152,7 @@ def test_retrain_and_incidents_on_a_corrupt_state_print_one_error_line(tmp_path:
     state = _corrupt_state(tmp_path)
     (tmp_path / "token").write_text(TOKEN)
     env = _env(tmp_path, free_port(), [sys.executable, str(STAND_IN)])  # no trigger there
-    for args in (["retrain", "--reason", "fresh data landed"], ["incidents"]):
+    for args in (["retrain", "--local", "--reason", "fresh data landed"], ["incidents"]):
         out = _marquee(args, env)
         assert out.returncode == 1, (args, out.stdout, out.stderr)
         assert "Traceback" not in out.stderr, out.stderr
