@@ -24,7 +24,8 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MARQUEE_SERVING_", extra="ignore")
 
     # What to load: exactly one of these (the CLI flags set them) ------------------------------
-    model_version: str | None = Field(None, description="Registry version number to serve.")
+    model_version: str | None = Field(None, description="Registry version number to serve "
+                                      "(1, 2, …; an alias goes in alias).")
     alias: str | None = Field(None, description="Registry alias to serve (production, candidate…).")
     bundle_uri: str | None = Field(
         None, description="Bundle directory or s3://…/models/<name>/<version>/ (KServe storageUri)."
@@ -121,6 +122,17 @@ class ServingSettings(BaseSettings):
         0.0, ge=0.0, description="Delay added to every request (ms)."
     )
     fault_seed: int | None = Field(None, description="Seed of the fault injector's RNG.")
+
+    @field_validator("model_version")
+    @classmethod
+    def _version_number(cls, v: str | None) -> str | None:
+        # a name here was looked up as an alias ("no version with alias 'abc'"), and the flag
+        # and MARQUEE_SERVING_MODEL_VERSION both land in this field
+        if v is not None and not (v.strip().isascii() and v.strip().isdecimal()
+                                  and int(v) >= 1):
+            raise ValueError(f"{v!r} is not a version number (1, 2, …); an alias such as "
+                             "production goes in alias (--alias)")
+        return v.strip() if v is not None else v
 
     @field_validator("payload_sink_token")
     @classmethod

@@ -215,3 +215,18 @@ def test_a_yaml_syntax_error_in_a_rollout_file_is_one_line(tmp_path: Path) -> No
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: not valid YAML: ")
     assert "line 1, column 7" in lines[0]
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (("--model-version", "abc"), {}),
+    (("--model-version", "0"), {}),
+    ((), {"MARQUEE_SERVING_MODEL_VERSION": "production"}),
+])
+def test_a_model_version_that_is_not_a_number_is_named(tmp_path: Path, args: tuple[str, ...],
+                                                       env: dict[str, str]) -> None:
+    """Before: the value was looked up as an alias ("no version with alias 'abc'"), which
+    sends the reader to the registry instead of to the flag."""
+    out = marquee(tmp_path, "serve", "--runtime", "kserve", *args, **env)
+    assert out.returncode == 2, out.stderr
+    assert last_line(out).startswith("error: invalid settings: model_version:")
+    assert "is not a version number (1, 2, …)" in last_line(out)
