@@ -94,7 +94,7 @@ def users_from_holdout(holdout: pd.DataFrame, *, order: str = "time",
 def load_users(interactions: str | Path, holdout: str | Path | None = None,
                test_frac: float = 0.25, order: str = "time", seed: int = 0) -> list[ReplayUser]:
     """From a held-out file, or from all interactions split per user in time (last events)."""
-    def read(path: str | Path) -> pd.DataFrame:
+    def read(path: str | Path, field: str) -> pd.DataFrame:
         p = Path(path)
         if p.is_dir():
             p = p / "interactions.parquet"
@@ -104,15 +104,15 @@ def load_users(interactions: str | Path, holdout: str | Path | None = None,
             from marquee.errors import InvalidArgumentError
 
             raise InvalidArgumentError(
-                "interactions", str(p), f"not an interactions table: no column "
+                field, str(p), f"not an interactions table: no column "
                 f"{', '.join(missing)} (it has {', '.join(map(str, frame.columns))})")
         return frame
 
     if holdout is not None:
-        return users_from_holdout(read(holdout), order=order, seed=seed)
+        return users_from_holdout(read(holdout, "holdout"), order=order, seed=seed)
     from recsys.data.split import per_user_temporal_split
 
-    split = per_user_temporal_split(read(interactions), test_frac=test_frac)
+    split = per_user_temporal_split(read(interactions, "interactions"), test_frac=test_frac)
     return users_from_holdout(split.test, order=order, seed=seed)
 
 

@@ -230,3 +230,12 @@ def test_a_model_version_that_is_not_a_number_is_named(tmp_path: Path, args: tup
     assert out.returncode == 2, out.stderr
     assert last_line(out).startswith("error: invalid settings: model_version:")
     assert "is not a version number (1, 2, …)" in last_line(out)
+
+
+def test_a_holdout_file_without_the_columns_is_named_as_the_holdout(tmp_path: Path) -> None:
+    """Before: ``--holdout`` was reported as ``interactions='…'``."""
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,age\n1,30\n")
+    out = marquee(tmp_path, "traffic", "replay", "--holdout", str(users), "--requests", "1")
+    assert out.returncode == 1, out.stderr
+    assert last_line(out).startswith(f"error: holdout='{users}': not an interactions table")
