@@ -42,6 +42,7 @@ __all__ = [
     "ModelVersionInfo",
     "Promotion",
     "Registry",
+    "version_number",
 ]
 
 PRODUCTION, CANDIDATE, PREVIOUS = "production", "candidate", "previous"
@@ -77,6 +78,15 @@ class Promotion(BaseModel):
 
     production: int
     previous: int | None
+
+
+def version_number(version: int | str) -> int:
+    """A registry version number (1, 2, …) from an int or its text; anything else raises."""
+    text = str(version).strip()
+    # isdecimal and ASCII: '²'.isdigit() is true, yet int('²') raises
+    if isinstance(version, bool) or not (text.isascii() and text.isdecimal()) or int(text) < 1:
+        raise InvalidReferenceError(f"{version!r} is not a version number (1, 2, …)")
+    return int(text)
 
 
 def _check_alias(alias: str) -> str:
@@ -185,7 +195,7 @@ class Registry:
         )
 
     def get_version(self, version: int | str) -> ModelVersionInfo:
-        number = self._version_number(version)
+        number = version_number(version)
         with self._errors(f"reading version {number}",
                           not_found=lambda: VersionNotFoundError(self.model_name, number)):
             mv = self.client.get_model_version(self.model_name, str(number))
@@ -312,13 +322,3 @@ class Registry:
         if aliases.get(CANDIDATE) == target:
             self.delete_alias(CANDIDATE)
         return Promotion(production=target, previous=old)
-
-    # Helpers ----------------------------------------------------------------------------
-    def _version_number(self, version: int | str) -> int:
-        text = str(version).strip()
-        # isdecimal and ASCII: '²'.isdigit() is true, yet int('²') raises
-        if isinstance(version, bool) or not (text.isascii() and text.isdecimal()) \
-                or int(text) < 1:
-            raise InvalidReferenceError(f"{version!r} is not a version number (1, 2, …)")
-        return int(text)
-

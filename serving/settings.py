@@ -128,11 +128,17 @@ class ServingSettings(BaseSettings):
     def _version_number(cls, v: str | None) -> str | None:
         # a name here was looked up as an alias ("no version with alias 'abc'"), and the flag
         # and MARQUEE_SERVING_MODEL_VERSION both land in this field
-        if v is not None and not (v.strip().isascii() and v.strip().isdecimal()
-                                  and int(v) >= 1):
-            raise ValueError(f"{v!r} is not a version number (1, 2, …); an alias such as "
-                             "production goes in alias (--alias)")
-        return v.strip() if v is not None else v
+        from marquee.errors import InvalidReferenceError
+        from marquee.registry import version_number
+
+        if v is None:
+            return v
+        try:
+            version_number(v)
+        except InvalidReferenceError as exc:
+            raise ValueError(f"{exc.message}; an alias such as production goes in alias "
+                             "(--alias)") from None
+        return v.strip()
 
     @field_validator("payload_sink_token")
     @classmethod
