@@ -23,24 +23,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Replay held-out interactions as live traffic.")
 
 
-def _load_users(path: Path, holdout: Path | None, **kwargs: object) -> list:
-    """``load_users``, with a file that is not a readable table named on one error line
-    (before: pyarrow's or pandas' traceback)."""
-    import pandas as pd
-    import pyarrow as pa
-
-    from marquee.errors import InvalidArgumentError, error_text
-    from serving.replay.users import load_users
-
-    try:
-        return load_users(path, holdout, **kwargs)  # type: ignore[arg-type]
-    except (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError,
-            UnicodeDecodeError) as exc:
-        field = "holdout" if holdout is not None else "interactions"
-        raise InvalidArgumentError(field, str(holdout or path), "not a readable Parquet or "
-                                   f"CSV table: {error_text(exc)}") from None
-
-
 @app.command("replay")
 def replay_command(
     interactions: Annotated[Path | None, typer.Option(
@@ -72,11 +54,12 @@ def replay_command(
 ) -> None:
     """Replay users at a request rate; print requests, errors, latency and CTR per variant."""
     from serving.replay.engine import run_replay
+    from serving.replay.users import load_users
 
     if interactions is None and holdout is None:
         raise typer.BadParameter("give --interactions or --holdout", param_hint="--interactions")
-    users = _load_users(interactions or holdout, holdout,  # type: ignore[arg-type]
-                        test_frac=test_frac, order=order, seed=seed)
+    users = load_users(interactions or holdout, holdout,  # type: ignore[arg-type]
+                       test_frac=test_frac, order=order, seed=seed)
     if not users:
         typer.secho("no held-out users", fg="red", err=True)
         raise typer.Exit(2)
@@ -118,6 +101,8 @@ def users_command(
                                              help="Per-user held-out share.")] = 0.25,
 ) -> None:
     """How many users a replay would have, and their mean number of future items."""
-    users = _load_users(interactions, None, test_frac=test_frac)
+    from serving.replay.users import load_users
+
+    users = load_users(interactions, None, test_frac=test_frac)
     mean = sum(len(u.future) for u in users) / max(1, len(users))
     typer.echo(json.dumps({"users": len(users), "mean_future_items": round(mean, 2)}))

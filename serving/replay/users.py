@@ -95,14 +95,21 @@ def load_users(interactions: str | Path, holdout: str | Path | None = None,
                test_frac: float = 0.25, order: str = "time", seed: int = 0) -> list[ReplayUser]:
     """From a held-out file, or from all interactions split per user in time (last events)."""
     def read(path: str | Path, field: str) -> pd.DataFrame:
+        import pyarrow as pa
+
+        from marquee.errors import InvalidArgumentError, error_text
+
         p = Path(path)
         if p.is_dir():
             p = p / "interactions.parquet"
-        frame = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+        try:
+            frame = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+        except (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError,
+                UnicodeDecodeError) as exc:  # named on one error line, not a traceback
+            raise InvalidArgumentError(field, str(path), "not a readable Parquet or CSV "
+                                       f"table: {error_text(exc)}") from None
         missing = sorted({"user_id", "item_id", "timestamp"} - set(frame.columns))
         if missing:
-            from marquee.errors import InvalidArgumentError
-
             raise InvalidArgumentError(
                 field, str(p), f"not an interactions table: no column "
                 f"{', '.join(missing)} (it has {', '.join(map(str, frame.columns))})")
