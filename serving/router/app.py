@@ -37,14 +37,10 @@ from serving.router.exposure import (
     BlobWriter,
     EventLog,
 )
-from serving.router.schema import (
-    UPSTREAM_URL_PATTERN,
-    FeedbackRequest,
-    RecommendRequest,
-    RoutingConfig,
-)
+from serving.router.schema import FeedbackRequest, RecommendRequest, RoutingConfig, UpstreamUrl
 from serving.router.settings import RouterSettings
 from serving.router.upstream import make_upstream
+from serving.settings import ServingSettings
 
 __all__ = ["create_app", "ProductAPI"]
 
@@ -65,7 +61,7 @@ def _error(exc: RouterError) -> Response:
 # gains ``"k"``, floats such as 1E5 grow to 100000.0): up to a few hundred bytes more. The
 # limit keeps 1 KB under the model server's default ``max_body_bytes`` (64 KiB), so a body
 # the router accepts is never one the model server refuses as too large.
-MAX_BODY_BYTES = 63 * 1024
+MAX_BODY_BYTES = ServingSettings.model_fields["max_body_bytes"].default - 1024
 
 
 def _decode(raw: bytes, model: type[BaseModel]) -> Any:
@@ -94,7 +90,7 @@ class UpstreamRegistration(BaseModel):
     model_config = {"extra": "forbid"}
 
     version: str = Field(min_length=1, max_length=64)
-    url: str = Field(pattern=UPSTREAM_URL_PATTERN, max_length=512)
+    url: UpstreamUrl
 
 
 class ProductAPI:

@@ -6,7 +6,7 @@ Admin API (the rollout controller): ``GET/PUT /admin/routing``, ``GET /admin/sta
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -24,7 +24,7 @@ __all__ = [
     "RecommendRequest", "RecommendResponse", "FeedbackRequest", "FeedbackResponse",
     "Upstream", "RoutingConfig", "SavedRouting", "RoutingState", "VariantWindow", "ShadowWindow",
     "InterleaveWindow", "WindowStats", "RoutingStrategy", "Variant", "FeedbackEvent",
-    "UPSTREAM_URL_PATTERN",
+    "UpstreamUrl",
 ]
 
 RoutingStrategy = Literal["single", "shadow", "canary", "ab", "interleave"]
@@ -73,14 +73,14 @@ class FeedbackResponse(BaseModel):
 
 # --- admin API -----------------------------------------------------------------------------
 # A model server's base URL (``PUT /admin/routing`` and ``PUT /admin/upstreams``).
-UPSTREAM_URL_PATTERN = r"^https?://[^\s/]+(/\S*)?$"
+UpstreamUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=512)]
 
 
 class Upstream(_Strict):
     """A model server: a version, and its URL unless the router knows it."""
 
     version: str = Field(min_length=1)
-    url: str | None = Field(None, pattern=UPSTREAM_URL_PATTERN, max_length=512)
+    url: UpstreamUrl | None = None
 
 
 class RoutingConfig(_Strict):

@@ -70,7 +70,6 @@ class V1Response(BaseModel):
     predictions: list[Prediction]
 
 
-
 def bad_request_from(exc: ValidationError, prefix: str = "") -> BadRequest:
     """The first validation error as a 400 naming the field and the value received."""
     err = exc.errors(include_url=False)[0]
