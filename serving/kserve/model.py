@@ -133,11 +133,11 @@ def _ints(inp: Any, field: str) -> list[int]:
 
 
 def _v2_instances(req: InferRequest, max_instances: int) -> list[Instance]:
-    by_name = {inp.name: inp for inp in req.inputs}
-    if len(by_name) != len(req.inputs):  # a dict would silently keep the last one
-        dup = next(inp.name for i, inp in enumerate(req.inputs)
-                   if any(o.name == inp.name for o in req.inputs[:i]))
+    names = [inp.name for inp in req.inputs]
+    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if dup is not None:  # the dict below would silently keep the last one
         raise BadRequest(f"inputs.{dup}: given more than once", field=f"inputs.{dup}")
+    by_name = {inp.name: inp for inp in req.inputs}
     unknown = sorted(set(by_name) - {"user_id", "k"})
     if unknown:
         raise BadRequest(f"inputs.{unknown[0]}: unknown input (expected user_id, k)",

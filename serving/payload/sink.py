@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
@@ -280,6 +280,16 @@ def _tensors(value: Any, field: str) -> dict[str, Any]:
     return out
 
 
+class _Half(NamedTuple):
+    """One event of a pair, held until the other arrives."""
+
+    received: float  # time.monotonic()
+    ce_type: str
+    headers: dict[str, str]
+    payload: Any
+    size: int  # bytes of the body
+
+
 class CloudEventPairer:
     """Holds one half of each pair until the other arrives (bounded, with a time limit)."""
 
@@ -291,8 +301,7 @@ class CloudEventPairer:
         # bodies of up to 8 MiB each: without a byte bound, 10,000 halves could hold 80 GB
         self._max_bytes = max_pending_bytes
         self._bytes = 0
-        self._pending: OrderedDict[str, tuple[float, str, dict[str, str], Any, int]] = \
-            OrderedDict()
+        self._pending: OrderedDict[str, _Half] = OrderedDict()
         self._lock = threading.Lock()
 
     def accept(self, headers: Mapping[str, str], body: bytes) -> int:
@@ -314,17 +323,17 @@ class CloudEventPairer:
             self._expire(now)
             other = self._pending.pop(ce_id, None)
             if other is not None:
-                self._bytes -= other[4]
-            if other is None or other[1] == ce_type:
-                self._pending[ce_id] = (now, ce_type, h, payload, len(body))
+                self._bytes -= other.size
+            if other is None or other.ce_type == ce_type:
+                self._pending[ce_id] = _Half(now, ce_type, h, payload, len(body))
                 self._bytes += len(body)
                 self._expire(now)  # the count and the byte bound, with this half in
                 return 0
-        _, other_type, other_h, other_payload, _size = other
+        attrs = {**other.headers, **h}
         if ce_type == REQUEST_TYPE:
-            request, response, attrs = payload, other_payload, {**other_h, **h}
+            request, response = payload, other.payload
         else:
-            request, response, attrs = other_payload, payload, {**other_h, **h}
+            request, response = other.payload, payload
         rows = rows_from_pair(ce_id, attrs, request, response)
         for row in rows:
             self._logger.log(row)
@@ -333,11 +342,11 @@ class CloudEventPairer:
     def _expire(self, now: float) -> None:
         """Drop the oldest halves past the time limit, the count or the byte bound."""
         while self._pending:
-            oldest_id, (t, *_rest) = next(iter(self._pending.items()))
-            if (now - t <= self._ttl and len(self._pending) <= self._max
+            oldest_id, oldest = next(iter(self._pending.items()))
+            if (now - oldest.received <= self._ttl and len(self._pending) <= self._max
                     and self._bytes <= self._max_bytes):
                 break
-            self._bytes -= self._pending.pop(oldest_id)[4]
+            self._bytes -= self._pending.pop(oldest_id).size
             metrics.PAYLOG_DROPPED.labels("unpaired").inc()
 
     @property
