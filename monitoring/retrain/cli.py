@@ -84,6 +84,30 @@ def _print_decision(console: Console, d: Decision) -> None:
     console.print(f"[{colour}]{d.decision.value}[/{colour}]: {d.detail}")
 
 
+def _retrain_through_trigger(console: Console, ts: TriggerSettings, req: ManualRequest) -> None:
+    """Ask the trigger at ``ts.url``; without a token or an answer, start nothing and exit."""
+    try:
+        token = ts.read_token()
+    except MonitoringInputError as exc:
+        typer.secho(f"error: {exc.message}: the trigger at {ts.url} needs it; nothing was "
+                    "started (--local decides and trains on this machine instead)",
+                    fg="red", err=True)
+        raise SystemExit(2) from None
+    try:
+        decision = _ask_service(ts.url, token, req)
+    except httpx.ConnectError:
+        typer.secho(f"error: no trigger answers at {ts.url} (MARQUEE_RETRAIN_URL; a "
+                    "port-forward down?); nothing was started (--local decides and "
+                    "trains on this machine instead)", fg="red", err=True)
+        raise SystemExit(1) from None
+    except MarqueeError as exc:
+        _fail(console, exc)
+    _print_decision(console, decision)
+    if not decision.started:
+        raise SystemExit(EXIT_REFUSED)
+    console.print(f"follow it with `marquee incidents` (run {decision.run_id})")
+
+
 def retrain(
     reason: str = typer.Option(..., "--reason", "-r", help="Why (recorded with the run)."),
     model: Optional[str] = typer.Option(None, help="Registered model (default settings)."),
@@ -105,35 +129,11 @@ def retrain(
         typer.secho(f"error: {error_text(exc)}", fg="red", err=True)
         raise SystemExit(2) from None
 
-    decision = None
-    if local:
-        console.print(f"[yellow]--local: deciding in this process (state "
-                      f"{state_dir(settings)})[/yellow]")
-    else:
-        try:
-            token = ts.read_token()
-        except MonitoringInputError as exc:
-            typer.secho(f"error: {exc.message}: the trigger at {ts.url} needs it; nothing was "
-                        "started (--local decides and trains on this machine instead)",
-                        fg="red", err=True)
-            raise SystemExit(2) from None
-        try:
-            decision = _ask_service(ts.url, token, req)
-        except httpx.ConnectError:
-            typer.secho(f"error: no trigger answers at {ts.url} (MARQUEE_RETRAIN_URL; a "
-                        "port-forward down?); nothing was started (--local decides and "
-                        "trains on this machine instead)", fg="red", err=True)
-            raise SystemExit(1) from None
-        except MarqueeError as exc:
-            _fail(console, exc)
-
-    if decision is not None:
-        _print_decision(console, decision)
-        if not decision.started:
-            raise SystemExit(EXIT_REFUSED)
-        console.print(f"follow it with `marquee incidents` (run {decision.run_id})")
+    if not local:
+        _retrain_through_trigger(console, ts, req)
         return
-
+    console.print(f"[yellow]--local: deciding in this process (state "
+                  f"{state_dir(settings)})[/yellow]")
     try:
         # no automatic rollout from this short-lived process: it could not keep the
         # candidate's server and the rollout controller running after it exits
