@@ -28,6 +28,19 @@ def notification(fp: str, model: str) -> dict:
             "groupKey": f'{{}}/{{retrain="true"}}:{{model="{model}"}}', "truncatedAlerts": 0}
 
 
+@pytest.fixture()
+def trigger_app(tmp_path: Path):
+    """The webhook app over a trigger whose launcher runs at once; (client, trigger)."""
+    launcher = GateLauncher()
+    launcher.release()
+    trig = make(tmp_path, launcher, Clock())
+    try:
+        with TestClient(create_app(trig, "token"), raise_server_exceptions=False) as http:
+            yield http, trig
+    finally:
+        trig.close(5)
+
+
 def _with_model(model_json: str) -> bytes:
     """A valid notification whose ``model`` label is ``model_json`` (raw JSON text)."""
     return json.dumps(notification("fp-s", "PLACEHOLDER")).replace(
@@ -40,39 +53,26 @@ def _with_model(model_json: str) -> bytes:
     ("/webhook", _with_model('"\\ud800"')),
     ("/retrain", b'{"reason": "lone surrogate", "model": "\\udfff"}'),
 ])
-def test_bodies_the_stdlib_parser_let_through_are_a_400(tmp_path: Path, path: str,
+def test_bodies_the_stdlib_parser_let_through_are_a_400(trigger_app, path: str,
                                                         body: bytes) -> None:
-    launcher = GateLauncher()
-    launcher.release()
-    trig = make(tmp_path, launcher, Clock())
-    try:
-        with TestClient(create_app(trig, "token"), raise_server_exceptions=False) as http:
-            r = http.post(path, content=body, headers=HEADERS)
-            assert r.status_code == 400, r.text
-            assert "not JSON" in r.json()["message"]
-            assert trig.store.runs(10) == []
-            good = http.post("/webhook", json=notification("fp-ok", "movie-recommender"),
-                             headers=HEADERS)
-            assert good.status_code == 200, good.text
-            assert [d["decision"] for d in good.json()["decisions"]] == ["started"]
-    finally:
-        trig.close(5)
+    http, trig = trigger_app
+    r = http.post(path, content=body, headers=HEADERS)
+    assert r.status_code == 400, r.text
+    assert "not JSON" in r.json()["message"]
+    assert trig.store.runs(10) == []
+    good = http.post("/webhook", json=notification("fp-ok", "movie-recommender"),
+                     headers=HEADERS)
+    assert good.status_code == 200, good.text
+    assert [d["decision"] for d in good.json()["decisions"]] == ["started"]
 
 
 @pytest.mark.parametrize("extra", [{"force": "yes"}, {"force": 1}, {"force": "true"},
                                    {"model": ""}, {"model": "m" * 257}])
 def test_a_manual_request_with_a_loose_field_is_a_400_that_starts_nothing(
-        tmp_path: Path, extra: dict) -> None:
+        trigger_app, extra: dict) -> None:
     """``force`` lifts the cooldown, so only JSON true does; a model name is 1–256 chars."""
-    launcher = GateLauncher()
-    launcher.release()
-    trig = make(tmp_path, launcher, Clock())
-    try:
-        with TestClient(create_app(trig, "token"), raise_server_exceptions=False) as http:
-            r = http.post("/retrain", json={"reason": "on-call retrain", **extra},
-                          headers=HEADERS)
-            assert r.status_code == 400, r.text
-            assert next(iter(extra)) in r.json()["message"], r.text
-            assert trig.store.runs(10) == []
-    finally:
-        trig.close(5)
+    http, trig = trigger_app
+    r = http.post("/retrain", json={"reason": "on-call retrain", **extra}, headers=HEADERS)
+    assert r.status_code == 400, r.text
+    assert next(iter(extra)) in r.json()["message"], r.text
+    assert trig.store.runs(10) == []
