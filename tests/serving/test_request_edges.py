@@ -10,8 +10,9 @@ server left unable to serve, or a 2xx that accepted what it should have refused.
 - ``POST /v2/repository/models/<name>/unload`` (KServe's repository extension) unloaded the
   one model for good, unauthenticated; :explain and versioned V2 inference were 501s.
 - V2 inputs with the same name twice: the last one was served, the others ignored.
-- The payload sink answered 500 to a pair nested too deep to store (after holding its first
-  half), and wrote rows for a V1 pair whose prediction count did not match its instances.
+
+The payload sink's cases of the same hunt (a pair nested too deep to store, a prediction count
+unlike the instance count) are in tests/unit/test_payload_sink_hardening.py's BAD_PAIRS.
 """
 
 from __future__ import annotations
@@ -160,61 +161,3 @@ def test_a_v2_input_given_twice_is_refused(model_server, name: str) -> None:
     r = c.post(V2_PATH, json={"inputs": inputs})
     assert r.status_code == 400, r.text
     assert r.json()["field"] == f"inputs.{name}" and "more than once" in r.json()["error"]
-
-
-# Payload sink -----------------------------------------------------------------------------------
-@pytest.fixture()
-def sink(tmp_path: Path):
-    from marquee.store import open_store
-    from serving.payload.logger import PayloadLogger
-    from serving.payload.sink import CloudEventPairer, build_sink_app
-
-    logger = PayloadLogger(open_store(str(tmp_path / "store")))
-    with TestClient(build_sink_app(CloudEventPairer(logger)),
-                    raise_server_exceptions=False) as c:
-        yield c, logger, tmp_path / "store"
-    logger.close()
-
-
-def _post_pair(c: TestClient, ce_id: str, request: bytes, response: bytes) -> httpx.Response:
-    from serving.payload.sink import REQUEST_TYPE, RESPONSE_TYPE, SINK_PATH
-
-    h = {"Ce-Id": ce_id, "content-type": "application/json"}
-    first = c.post(SINK_PATH, content=request, headers={**h, "Ce-Type": REQUEST_TYPE})
-    assert first.status_code == 202, first.text
-    return c.post(SINK_PATH, content=response, headers={**h, "Ce-Type": RESPONSE_TYPE})
-
-
-def _prediction(rid: str) -> dict[str, Any]:
-    return {"user_id": 7, "items": [1, 2], "scores": [0.5, 0.4], "model_version": "3",
-            "request_id": rid, "cold_start": False, "fallback": False}
-
-
-@pytest.mark.parametrize(("request_body", "response_body", "field"), [
-    # nested deeper than orjson writes (254 levels): before, a 500 after the first half
-    (b'{"instances": [{"user_id": 7, "k": 2, "x": ' + b"[" * 300 + b"]" * 300 + b"}]}",
-     json.dumps({"predictions": [_prediction("q1")]}).encode(), "instances.0"),
-    (b'{"instances": [{"user_id": 7, "k": 2}]}',
-     b'{"predictions": [{"user_id": 7, "items": [1], "scores": [0.5], "x": '
-     + b"[" * 300 + b"]" * 300 + b"}]}", "predictions.0"),
-    # one prediction for two instances: before, one row (which user's?) and a 202
-    (json.dumps({"instances": [{"user_id": 7}, {"user_id": 8}]}).encode(),
-     json.dumps({"predictions": [_prediction("q2")]}).encode(), "predictions"),
-    (json.dumps({"instances": [{"user_id": 7}]}).encode(),
-     json.dumps({"predictions": [_prediction("q3"), _prediction("q4")]}).encode(),
-     "predictions"),
-])
-def test_a_sink_pair_that_cannot_be_stored_is_a_400_and_writes_nothing(
-        sink, request_body: bytes, response_body: bytes, field: str) -> None:
-    c, logger, store = sink
-    r = _post_pair(c, "edge-1", request_body, response_body)
-    assert r.status_code == 400 and r.json()["field"] == field, r.text
-    r = _post_pair(c, "edge-2", json.dumps({"instances": [{"user_id": 7, "k": 2}]}).encode(),
-                   json.dumps({"predictions": [_prediction("good")]}).encode())
-    assert r.status_code == 202 and r.json() == {"rows": 1}
-    logger.close()
-    import pyarrow.parquet as pq
-
-    rows = [row for f in sorted((store / "payload-logs").rglob("*.parquet"))
-            for row in pq.read_table(f).to_pylist()]
-    assert [row["request_id"] for row in rows] == ["good"]

@@ -41,6 +41,14 @@ def _v1_response(**pred: Any) -> dict[str, Any]:
     return {"predictions": [{**base, **pred}]}
 
 
+def _nested(depth: int) -> list[Any]:
+    """``[[[…]]]``, ``depth`` lists deep."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def _v2_request(user_data: Any = (1,), k_data: Any = None) -> dict[str, Any]:
     inputs = [{"name": "user_id", "shape": [1], "datatype": "INT64",
                "data": list(user_data) if isinstance(user_data, tuple) else user_data}]
@@ -121,6 +129,12 @@ BAD_PAIRS = [
     ({"inputs": [{"name": ["user_id"], "data": [1]}]}, _v2_response(), "inputs.0.name"),
     (_v2_request(), {"outputs": [7]}, "outputs.0"),
     (_v2_request(), {**_v2_response(), "model_version": 3}, "model_version"),
+    # the second bug hunt: nested deeper than orjson writes (254 levels), a 500 after the
+    # first half was held; a prediction count unlike the instance count, a 202 and rows
+    ({"instances": [{"user_id": 7, "k": 2, "x": _nested(300)}]}, _v1_response(), "instances.0"),
+    (V1_REQUEST, _v1_response(x=_nested(300)), "predictions.0"),
+    ({"instances": [{"user_id": 7}, {"user_id": 8}]}, _v1_response(), "predictions"),
+    (V1_REQUEST, {"predictions": _v1_response()["predictions"] * 2}, "predictions"),
 ]
 
 
