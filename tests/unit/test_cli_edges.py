@@ -4,23 +4,17 @@ several lines; or it silently replaced or misplaced what a user had stored."""
 
 from __future__ import annotations
 
-import os
+import functools
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-EXE = str(Path(sys.executable).parent / "marquee")
+from tests.unit.test_cli_errors import marquee as run_marquee
+
 NOBODY = "http://127.0.0.1:9"  # nothing listens on the discard port
-
-
-def marquee(home: Path, *args: str, cwd: Path | None = None, **env: str
-            ) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
-    return subprocess.run([EXE, *args], env={**clean, "MARQUEE_HOME": str(home), **env},
-                          capture_output=True, text=True, timeout=60, cwd=cwd)
+marquee = functools.partial(run_marquee, timeout=60)
 
 
 def last_line(out: subprocess.CompletedProcess) -> str:

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 
-def marquee(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+def marquee(home: Path, *args: str, cwd: Path | None = None, timeout: float = 120,
+            **env: str) -> subprocess.CompletedProcess:
+    """The installed ``marquee`` with home ``home``, no other MARQUEE_* but ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
     return subprocess.run([str(Path(sys.executable).parent / "marquee"), *args],
-                          env={**env, "MARQUEE_HOME": str(home)}, capture_output=True,
-                          text=True, timeout=120)
+                          env={**clean, "MARQUEE_HOME": str(home), **env}, capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd)
 
 
 @pytest.mark.parametrize(("args", "message"), [
