@@ -116,16 +116,39 @@ def group_of(obj: dict[str, Any]) -> str:
     return api.split("/")[0] if "/" in api else ""
 
 
-def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pod specs inside a workload (Deployment, CronJob, InferenceService predictor)."""
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether ``labels`` are selected: a label selector (``matchLabels`` and
+    ``matchExpressions``) or a Service's plain ``{label: value}`` selector."""
+    plain = "matchLabels" not in selector and "matchExpressions" not in selector
+    for key, value in (selector if plain else selector.get("matchLabels", {})).items():
+        if labels.get(key) != value:
+            return False
+    for e in selector.get("matchExpressions", []):
+        have = e["key"] in labels
+        ok = {"In": have and labels[e["key"]] in e.get("values", []),
+              "NotIn": not have or labels[e["key"]] not in e.get("values", []),
+              "Exists": have, "DoesNotExist": not have}[e["operator"]]
+        if not ok:
+            return False
+    return True
+
+
+def pod_templates(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod templates (``metadata`` and ``spec``) of a Kubernetes workload; none for other
+    kinds (an InferenceService's predictor is a spec without a template)."""
     kind = obj["kind"]
     if kind in {"Deployment", "StatefulSet", "DaemonSet", "Job"}:
-        return [obj["spec"]["template"]["spec"]]
+        return [obj["spec"]["template"]]
     if kind == "CronJob":
-        return [obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
-    if kind == "InferenceService":
-        return [obj["spec"]["predictor"]]
+        return [obj["spec"]["jobTemplate"]["spec"]["template"]]
     return []
+
+
+def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod specs inside a workload (Deployment, CronJob, InferenceService predictor)."""
+    if obj["kind"] == "InferenceService":
+        return [obj["spec"]["predictor"]]
+    return [tpl["spec"] for tpl in pod_templates(obj)]
 
 
 # --- kubernetes-validate, cached ------------------------------------------------------------

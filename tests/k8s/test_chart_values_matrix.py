@@ -89,33 +89,10 @@ def _render(values: dict[str, Any], name: str = c.RELEASE,
     return c.split(c.render(values, name=name, namespace=namespace))
 
 
-def _matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    for key, value in selector.get("matchLabels", selector if "matchExpressions" not in selector
-                                   and "matchLabels" not in selector else {}).items():
-        if labels.get(key) != value:
-            return False
-    for e in selector.get("matchExpressions", []):
-        have = e["key"] in labels
-        ok = {"In": have and labels[e["key"]] in e.get("values", []),
-              "NotIn": not have or labels[e["key"]] not in e.get("values", []),
-              "Exists": have, "DoesNotExist": not have}[e["operator"]]
-        if not ok:
-            return False
-    return True
-
-
 def _pods(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
     """(name, pod labels, pod spec) of the chart's own workloads (not KServe's predictors)."""
-    out = []
-    for o in objs:
-        if o["kind"] == "Deployment":
-            tpl = o["spec"]["template"]
-        elif o["kind"] == "CronJob":
-            tpl = o["spec"]["jobTemplate"]["spec"]["template"]
-        else:
-            continue
-        out.append((f"{o['kind']}/{o['metadata']['name']}", tpl["metadata"]["labels"], tpl["spec"]))
-    return out
+    return [(f"{o['kind']}/{o['metadata']['name']}", tpl["metadata"]["labels"], tpl["spec"])
+            for o in objs for tpl in c.pod_templates(o)]
 
 
 def _ports(spec: dict[str, Any]) -> dict[str | None, int]:
@@ -172,25 +149,27 @@ def test_combination_renders_valid_secure_and_wired(values: dict[str, Any], name
                     assert _has_port(port, ports), f"{where} {probe} on port {port}: {ports}"
     services = [o for o in objs if o["kind"] == "Service"]
     for svc in services:
-        hit = [spec for _, labels, spec in pods if _matches(svc["spec"]["selector"], labels)]
+        hit = [spec for _, labels, spec in pods
+               if c.selector_matches(svc["spec"]["selector"], labels)]
         assert hit, f"Service {svc['metadata']['name']} selects no pod"
         for port in svc["spec"]["ports"]:
             assert all(_has_port(port["targetPort"], _ports(spec)) for spec in hit), \
                 f"Service {svc['metadata']['name']}: no container port {port['targetPort']}"
     for policy in (o for o in objs if o["kind"] == "NetworkPolicy"):
-        hit = [spec for _, labels, spec in pods if _matches(policy["spec"]["podSelector"], labels)]
+        hit = [spec for _, labels, spec in pods
+               if c.selector_matches(policy["spec"]["podSelector"], labels)]
         assert hit, f"NetworkPolicy {policy['metadata']['name']} selects no pod"
         for rule in policy["spec"].get("ingress", []):
             for port in rule.get("ports", []):
                 assert all(_has_port(port["port"], _ports(spec)) for spec in hit), policy
     if any(o["kind"] == "NetworkPolicy" for o in objs):
         for where, labels, _ in pods:
-            assert any(_matches(p["spec"]["podSelector"], labels)
+            assert any(c.selector_matches(p["spec"]["podSelector"], labels)
                        for p in objs if p["kind"] == "NetworkPolicy"), f"{where}: no policy"
     for monitor in (o for o in objs if o["kind"] == "ServiceMonitor"):
         if "matchExpressions" in monitor["spec"]["selector"]:
             continue  # the model servers': KServe's predictor Services, not rendered here
-        hit = [s for s in services if _matches(monitor["spec"]["selector"],
+        hit = [s for s in services if c.selector_matches(monitor["spec"]["selector"],
                                                s["metadata"]["labels"])]
         # two Services over the same pods would make Prometheus scrape every pod twice
         assert len(hit) == 1, (monitor["metadata"]["name"], [s["metadata"]["name"] for s in hit])
@@ -207,7 +186,7 @@ def test_router_pods_are_scraped_through_one_service_only() -> None:
         (monitor,) = [o for o in objs if o["kind"] == "ServiceMonitor"
                       and o["metadata"]["name"] == "marquee-router"]
         scraped = [o["metadata"]["name"] for o in objs if o["kind"] == "Service"
-                   and _matches(monitor["spec"]["selector"], o["metadata"]["labels"])]
+                   and c.selector_matches(monitor["spec"]["selector"], o["metadata"]["labels"])]
         assert scraped == ["marquee-router"], scraped
         (headless,) = [o for o in objs if o["metadata"]["name"] == "marquee-router-replicas"]
         router = next(o for o in objs if o["kind"] == "Deployment"

@@ -139,18 +139,12 @@ def test_every_pod_is_selected_by_a_network_policy() -> None:
     policies = [o["spec"]["podSelector"] for o in objs if o["kind"] == "NetworkPolicy"]
 
     def selected(labels: dict[str, str]) -> bool:
-        for sel in policies:
-            if all(labels.get(k) == v for k, v in sel.get("matchLabels", {}).items()) and all(
-                    labels.get(e["key"]) in e["values"] for e in sel.get("matchExpressions", [])):
-                return True
-        return False
+        return any(c.selector_matches(sel, labels) for sel in policies)
 
-    for o in objs:
-        if o["kind"] == "Deployment":
-            assert selected(o["spec"]["template"]["metadata"]["labels"]), o["metadata"]["name"]
-        if o["kind"] == "CronJob":
-            tpl = o["spec"]["jobTemplate"]["spec"]["template"]
-            assert selected(tpl["metadata"]["labels"]), o["metadata"]["name"]
+    templates = [(o["metadata"]["name"], tpl) for o in objs for tpl in c.pod_templates(o)]
+    assert templates
+    for name, tpl in templates:
+        assert selected(tpl["metadata"]["labels"]), name
 
 
 def test_no_credentials_in_values_or_rendered_objects() -> None:
