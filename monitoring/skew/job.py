@@ -3,7 +3,8 @@
 The payload logs hold what serving computed for each request (``f_<feature>``). The same
 features are recomputed offline with the training pipeline's feature code — a function
 taken as a parameter (``recsys.features.request_features`` in production) — from the same
-user, history and timestamp, and the two are joined by ``request_id``. Per feature:
+user, history and timestamp, and each logged request is compared with its own recomputation
+(reported by ``request_id``). Per feature:
 
 * mismatch rate: share of joined requests whose values differ (categories: not equal;
   numbers: beyond ``atol + rtol * |offline|``) — catches a bug on every request even when the
@@ -39,6 +40,7 @@ __all__ = ["FeatureFn", "Recompute", "SkewConfig", "SkewFeatureResult", "SkewSum
 #: (user demographics or None, history item ids, unix ts) -> {feature: value}
 FeatureFn = Callable[[Mapping[str, object] | None, Sequence[int], float], Mapping[str, object]]
 #: requests [request_id, user_id, ts, request_json] -> [request_id, <feature>...]
+#: (``run_skew`` passes one unique ``request_id`` key per sampled row, to be returned as is)
 Recompute = Callable[[pd.DataFrame], pd.DataFrame]
 
 DEMOGRAPHICS = ("age_bucket", "gender", "occupation", "region")
@@ -203,7 +205,7 @@ def compare(served: pd.DataFrame, offline: pd.DataFrame, kinds: Mapping[str, str
 
 def run_skew(window: pa.Table, recompute: Recompute, kinds: Mapping[str, str], cfg: SkewConfig,
              *, model_name: str, model_version: str) -> SkewSummary:
-    """Sample the window, recompute offline, join by request_id, compare."""
+    """Sample the window, recompute offline, join each row with its recomputation, compare."""
     needed = ["request_id", "user_id", "ts"]
     missing = [c for c in needed if c not in window.column_names]
     if missing:
@@ -222,6 +224,13 @@ def run_skew(window: pa.Table, recompute: Recompute, kinds: Mapping[str, str], c
     cols = needed + [c for c in ("request_json",) if c in take.column_names] + \
         [f"f_{n}" for n in kinds if f"f_{n}" in take.column_names]
     served = take.select(cols).to_pandas()
+    # Each row is compared with its own recomputation, under a key unique to the row: request
+    # ids a client sends (x-request-id, the body's request_id) can repeat (a retry, a client
+    # numbering its requests from 1 again) and a join on them paired every row of an id with
+    # every recomputation of it: other requests' features, reported as skew, in a join
+    # that grows with the square of the repeats.
+    request_ids = served["request_id"].to_numpy(dtype=object, copy=True)
+    served["request_id"] = np.arange(len(served)).astype(str)
     t = time.perf_counter()
     offline = recompute(served[[c for c in ("request_id", "user_id", "ts", "request_json")
                                 if c in served.columns]])
@@ -229,6 +238,9 @@ def run_skew(window: pa.Table, recompute: Recompute, kinds: Mapping[str, str], c
     t = time.perf_counter()
     results, joined = compare(served.drop(columns=["request_json"], errors="ignore"), offline,
                               kinds, cfg)
+    for r in results:  # examples name the requests as they were logged
+        for ex in r.examples:
+            ex.request_id = str(request_ids[int(ex.request_id)])
     timings["compare"] = round(time.perf_counter() - t, 3)
     skewed = [r.name for r in results if r.skewed]
     return SkewSummary(
