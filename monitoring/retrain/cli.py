@@ -224,8 +224,11 @@ def incidents(
 def _recent(settings: Settings, limit: int
             ) -> tuple[list[RunRecord], list[Decision], str | None]:
     """Runs, decisions and why the trigger cannot decide (an unreadable state file), from
-    the running trigger when it answers, else from the local state."""
+    the running trigger when it answers, else from the local state. A trigger that answers
+    but refuses (a wrong token, an error) is a problem too: the local runs shown instead are
+    this machine's, not the trigger's."""
     ts = TriggerSettings()
+    refused = None
     try:
         token = ts.read_token()
         base, auth = ts.url.rstrip("/"), {"Authorization": f"Bearer {token}"}
@@ -237,7 +240,16 @@ def _recent(settings: Settings, limit: int
                 f"trigger at {ts.url} is not ready: {ready.json().get('reason', ready.text)}"
             return ([RunRecord.model_validate(r) for r in body["runs"]],
                     [Decision.model_validate(d) for d in body["decisions"]], problem)
+        try:
+            why = resp.json().get("message", resp.text)
+        except (ValueError, AttributeError):
+            why = resp.text
+        refused = f"trigger at {ts.url} answered {resp.status_code}: {why}"
     except (MarqueeError, httpx.HTTPError, ValueError, KeyError, AttributeError):
         pass
     store = StateStore(state_dir(settings))
-    return store.runs(limit), store.decisions(limit), store.problem()
+    problem = store.problem()
+    if refused is not None:
+        problem = (f"{refused}; the runs and decisions shown are this machine's "
+                   f"({store.root}), not the trigger's") + (f"; {problem}" if problem else "")
+    return store.runs(limit), store.decisions(limit), problem

@@ -331,18 +331,24 @@ class RetrainTrigger:
         return decision
 
     def _record(self, decisions: list[Decision], runs: list[RunRecord]) -> None:
-        self.store.append_decisions(decisions)
-        for d in decisions:
-            metrics.DECISIONS.labels(reason=d.decision.value).inc()
-            log.info("decision=%s model=%s alert=%s run=%s %s", d.decision.value, d.model,
-                     d.alertname, d.run_id, d.detail)
-        for run in runs:
-            metrics.LAST_STARTED.set(run.requested_at.timestamp())
-            with self._cond:
-                self._pending += 1
-            self._queue.put((run, False))
-        if runs and self._worker is None:
-            log.warning("run queued but the worker is not started (call start())")
+        """Append what was decided to the decision log, count it and queue the runs. The
+        runs are already committed in the state (the claim, the cooldown, the covered
+        alerts): they are queued even when the log cannot be written (the error still
+        reaches the caller), or nothing would ever run them and release the claim."""
+        try:
+            self.store.append_decisions(decisions)
+        finally:
+            for d in decisions:
+                metrics.DECISIONS.labels(reason=d.decision.value).inc()
+                log.info("decision=%s model=%s alert=%s run=%s %s", d.decision.value,
+                         d.model, d.alertname, d.run_id, d.detail)
+            for run in runs:
+                metrics.LAST_STARTED.set(run.requested_at.timestamp())
+                with self._cond:
+                    self._pending += 1
+                self._queue.put((run, False))
+            if runs and self._worker is None:
+                log.warning("run queued but the worker is not started (call start())")
 
     # the worker -------------------------------------------------------------------------
     def _work(self) -> None:
