@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from monitoring.drift.config import PredictionConfig
 from monitoring.drift.stats import score_categorical, score_numeric, to_float
 from monitoring.drift.summary import PredictionResult
+from monitoring.errors import MonitoringInputError
 
 __all__ = ["ItemLookup", "prediction_drift", "top_scores", "recommended_items"]
 
@@ -91,6 +92,15 @@ def recommended_items(table: pa.Table) -> np.ndarray:
     return np.asarray(pc.cast(flat, pa.int64()).to_numpy(), dtype=np.int64)
 
 
+def _score(name: str, compute):  # noqa: ANN001, ANN202 - a FeatureScore
+    """``compute()``; what it cannot score (a model that returns NaN scores, no list with an
+    item) is bad input naming the prediction metric, as for a feature (exit 2)."""
+    try:
+        return compute()
+    except (ValueError, TypeError, pa.ArrowInvalid) as exc:
+        raise MonitoringInputError(f"prediction drift {name!r}: {exc}") from exc
+
+
 def prediction_drift(cfg: PredictionConfig, window: pa.Table, reference_scores: np.ndarray | None,
                      reference_predictions: pa.Table | None, lookup: ItemLookup, *,
                      sample_rows: int, exact_margin: float,
@@ -107,8 +117,9 @@ def prediction_drift(cfg: PredictionConfig, window: pa.Table, reference_scores: 
                                     skipped="the reference has no score column"))
     else:
         cur = _first(window.column("scores"))
-        s = score_numeric(c.method, reference_scores, cur, c.threshold, sample_rows=sample_rows,
-                          exact_margin=exact_margin, rng=rng)
+        s = _score("score", lambda: score_numeric(
+            c.method, reference_scores, cur, c.threshold, sample_rows=sample_rows,
+            exact_margin=exact_margin, rng=rng))
         out.append(PredictionResult(name="score", method=c.method, threshold=c.threshold,
                                     score=s.score, drifted=s.drifted,
                                     rows_reference=s.rows_reference, rows_current=s.rows_current))
@@ -129,9 +140,9 @@ def prediction_drift(cfg: PredictionConfig, window: pa.Table, reference_scores: 
         out.append(PredictionResult(name="item_popularity", method=c.method,
                                     threshold=c.threshold, skipped=skip))
     else:
-        s = score_numeric(c.method, lookup.log_popularity(ref_items),
-                          lookup.log_popularity(cur_items), c.threshold,
-                          sample_rows=sample_rows, exact_margin=exact_margin, rng=rng)
+        s = _score("item_popularity", lambda: score_numeric(
+            c.method, lookup.log_popularity(ref_items), lookup.log_popularity(cur_items),
+            c.threshold, sample_rows=sample_rows, exact_margin=exact_margin, rng=rng))
         out.append(PredictionResult(name="item_popularity", method=c.method,
                                     threshold=c.threshold, score=s.score, drifted=s.drifted,
                                     rows_reference=s.rows_reference, rows_current=s.rows_current))
@@ -143,9 +154,9 @@ def prediction_drift(cfg: PredictionConfig, window: pa.Table, reference_scores: 
         out.append(PredictionResult(name="genre_mix", method=c.method, threshold=c.threshold,
                                     skipped=skip))
     else:
-        s = score_categorical(c.method, lookup.genre_counts(ref_items),
-                              lookup.genre_counts(cur_items), c.threshold,
-                              sample_rows=sample_rows, rng=rng)
+        s = _score("genre_mix", lambda: score_categorical(
+            c.method, lookup.genre_counts(ref_items), lookup.genre_counts(cur_items),
+            c.threshold, sample_rows=sample_rows, rng=rng))
         out.append(PredictionResult(name="genre_mix", method=c.method, threshold=c.threshold,
                                     score=s.score, drifted=s.drifted,
                                     rows_reference=s.rows_reference, rows_current=s.rows_current))

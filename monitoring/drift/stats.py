@@ -51,6 +51,16 @@ def finite(x: np.ndarray) -> np.ndarray:
     return x if mask.all() else x[mask]
 
 
+def _both_sides(ref_kept: int, ref_total: int, cur_kept: int, cur_total: int,
+                what: str = "finite value", dropped: str = "NaN or ±inf") -> None:
+    """A ValueError naming the side without a usable value (nothing to compare)."""
+    for side, kept, total in (("reference", ref_kept, ref_total),
+                              ("current window", cur_kept, cur_total)):
+        if kept == 0:
+            raise ValueError(f"the {side} has no {what}"
+                             + (f" (all {total:,} values are {dropped})" if total else ""))
+
+
 def _integer_grid(ref: np.ndarray, cur: np.ndarray) -> tuple[float, int] | None:
     """(lowest value, number of unit steps) when both hold small-range integers only."""
     lo = min(ref.min(), cur.min())
@@ -84,9 +94,9 @@ def wasserstein_norm(ref: np.ndarray, cur: np.ndarray, threshold: float, *,
                      sample_rows: int, exact_margin: float,
                      rng: np.random.Generator) -> FeatureScore:
     """Evidently's normed Wasserstein distance (numeric features)."""
+    n_ref, n_cur = np.size(ref), np.size(cur)
     ref, cur = finite(ref), finite(cur)
-    if ref.size == 0 or cur.size == 0:
-        raise ValueError("empty column after dropping NaN/inf")
+    _both_sides(ref.size, n_ref, cur.size, n_cur)
     norm = max(float(np.std(ref)), 0.001)
     grid = _integer_grid(ref, cur)
     if grid is not None:
@@ -105,8 +115,7 @@ def jensenshannon_counts(ref: Counts, cur: Counts, threshold: float) -> FeatureS
     """Evidently's Jensen-Shannon distance between category frequencies."""
     keys = list(set(ref) | set(cur))
     n_ref, n_cur = sum(ref.values()), sum(cur.values())
-    if n_ref == 0 or n_cur == 0:
-        raise ValueError("empty column after dropping nulls")
+    _both_sides(n_ref, n_ref, n_cur, n_cur, what="non-null value")
     p = np.array([ref.get(k, 0) for k in keys], dtype=np.float64) / n_ref
     q = np.array([cur.get(k, 0) for k in keys], dtype=np.float64) / n_cur
     score = float(distance.jensenshannon(p, q))
@@ -115,7 +124,9 @@ def jensenshannon_counts(ref: Counts, cur: Counts, threshold: float) -> FeatureS
 
 def jensenshannon_numeric(ref: np.ndarray, cur: np.ndarray, threshold: float) -> FeatureScore:
     """Evidently's Jensen-Shannon distance for a numeric feature (its binning rule)."""
+    n_ref, n_cur = np.size(ref), np.size(cur)
     ref, cur = finite(ref), finite(cur)
+    _both_sides(ref.size, n_ref, cur.size, n_cur)
     if np.unique(ref).size > 20:
         lo, hi = min(ref.min(), cur.min()), max(ref.max(), cur.max())
         n_bins = int(np.ceil(np.log2(ref.size + cur.size) + 1.0)) if hi > lo else 1
@@ -140,7 +151,9 @@ def evidently_stattest(method: str, ref: np.ndarray, cur: np.ndarray, kind: str,
 
     ctype = ColumnType.Numerical if kind == "numeric" else ColumnType.Categorical
     if kind == "numeric":
+        n_ref, n_cur = np.size(ref), np.size(cur)
         ref, cur = finite(ref), finite(cur)
+        _both_sides(ref.size, n_ref, cur.size, n_cur)
     exact = len(cur) <= sample_rows
     if not exact:
         cur = np.asarray(cur)[rng.choice(len(cur), sample_rows, replace=False)]
