@@ -95,6 +95,7 @@ class DecisionKind(str, Enum):
     COOLDOWN = "cooldown"
     BUSY = "busy"
     RESOLVED_IGNORED = "resolved-ignored"
+    NOT_RETRAIN = "not-retrain"   # a firing alert not labelled retrain="true"
     OTHER_MODEL = "other-model"   # an alert or request for a model this trigger does not train
     UNAUTHORIZED = "unauthorized"
     # after a run succeeded (monitoring.retrain.rollout, source "auto-rollout")

@@ -3,6 +3,8 @@
 For each alert of a notification (and for each on-call request) ``RetrainTrigger`` decides:
 
     resolved alert                                    -> resolved-ignored
+    firing alert not labelled retrain="true" (an
+      Alertmanager route wider than the shipped one)  -> not-retrain
     (fingerprint, startsAt) already covered by a run  -> duplicate
     another alert of the same notification and model
       already started a run                           -> duplicate (covered by that run)
@@ -228,7 +230,8 @@ class RetrainTrigger:
             state.prune(now, self.dedup_ttl)
             self._clear_stale(state)
             started_here: dict[str, RunRecord] = {}
-            firing = [a for a in message.alerts if a.status == "firing"]
+            firing = [a for a in message.alerts
+                      if a.status == "firing" and a.labels.get("retrain") == "true"]
             for alert in message.alerts:
                 model = alert.labels.get("model") or self.default_model
                 base = dict(time=now, source="webhook", model=model,
@@ -237,6 +240,13 @@ class RetrainTrigger:
                 if alert.status == "resolved":
                     decisions.append(Decision(decision=DecisionKind.RESOLVED_IGNORED,
                                               detail="resolved alerts start nothing", **base))
+                    continue
+                if alert.labels.get("retrain") != "true":
+                    decisions.append(Decision(
+                        decision=DecisionKind.NOT_RETRAIN, **base,
+                        detail=f"alert {alert.alertname} is labelled retrain="
+                               f"{alert.labels.get('retrain')!r}, not 'true': it starts "
+                               "nothing (only retrain-worthy alerts are routed here)"))
                     continue
                 if not self._trains(model):
                     decisions.append(Decision(decision=DecisionKind.OTHER_MODEL,

@@ -76,3 +76,31 @@ def test_a_manual_request_with_a_loose_field_is_a_400_that_starts_nothing(
     assert r.status_code == 400, r.text
     assert next(iter(extra)) in r.json()["message"], r.text
     assert trig.store.runs(10) == []
+
+
+def test_an_alert_not_labelled_retrain_true_starts_nothing(trigger_app) -> None:
+    """A route wider than the shipped one (every alert to the webhook) must not turn a page
+    that says "do not retrain" (TrainingServingSkew: a serving bug, retrain="false") or an
+    alert without the label into a run; a retrain-worthy alert of the same notification still
+    starts one, and its reason names only that alert."""
+    http, trig = trigger_app
+    skew = notification("fp-skew", "movie-recommender")
+    skew["alerts"][0]["labels"].update(alertname="TrainingServingSkew", retrain="false")
+    unlabelled = notification("fp-latency", "movie-recommender")
+    del unlabelled["alerts"][0]["labels"]["retrain"]
+    unlabelled["alerts"][0]["labels"]["alertname"] = "HighLatency"
+    for body in (skew, unlabelled):
+        r = http.post("/webhook", json=body, headers=HEADERS)
+        assert r.status_code == 200, r.text
+        [d] = r.json()["decisions"]
+        assert d["decision"] == "not-retrain", d
+        assert "starts nothing" in d["detail"]
+    assert trig.store.runs(10) == []
+
+    mixed = notification("fp-drift", "movie-recommender")
+    mixed["alerts"].append(skew["alerts"][0] | {"fingerprint": "fp-skew-2"})
+    r = http.post("/webhook", json=mixed, headers=HEADERS)
+    assert r.status_code == 200, r.text
+    assert [d["decision"] for d in r.json()["decisions"]] == ["started", "not-retrain"]
+    [run] = trig.store.runs(10)
+    assert run.reason.startswith("ModelDataDrift") and "TrainingServingSkew" not in run.reason
