@@ -103,10 +103,17 @@ class _Checks:
         self.waiting: list[str] = []
         self.values: dict[str, Any] = {}
 
-    def bound(self, check: MetricCheck, value: float | None, missing: str | None = None) -> None:
+    def bound(self, check: MetricCheck, value: float | None, missing: str | None = None,
+              unmeasured: str | None = None) -> None:
+        """Check ``value`` against the bounds. ``None``: with ``missing``, the check does not
+        apply here (skipped, said in the statistics); with ``unmeasured``, the candidate gave
+        nothing to measure (every request failed …), so the check waits: a value that could
+        not be measured never passes."""
         self.values[check.name] = value
         if value is None:
-            if missing:
+            if unmeasured:
+                self.waiting.append(f"{check.name} not measurable: {unmeasured}")
+            elif missing:
                 self.values[f"{check.name}Skipped"] = missing
             return
         problem = _bound_check(check, value)
@@ -140,11 +147,14 @@ def _guardrails(spec: RolloutSpec, checks: _Checks, cand: VariantWindow, base: V
         if check.name in _SHADOW_ONLY:
             continue
         if check.name == "errorRate":
-            checks.bound(check, cand.error_rate)
+            checks.bound(check, cand.error_rate, unmeasured="no candidate requests")
         elif check.name == "latencyP99Ms":
-            checks.bound(check, cand.latency_p99_ms)
+            checks.bound(check, cand.latency_p99_ms,
+                         unmeasured="no successful candidate requests")
         elif check.name == "latencyP99Ratio":
-            if base.requests >= min_n and base.latency_p99_ms and cand.latency_p99_ms:
+            if cand.latency_p99_ms is None:
+                checks.bound(check, None, unmeasured="no successful candidate requests")
+            elif base.requests >= min_n and base.latency_p99_ms:
                 checks.bound(check, cand.latency_p99_ms / base.latency_p99_ms)
             else:
                 checks.bound(check, None, "baseline has too little traffic")
@@ -178,19 +188,20 @@ def _shadow(spec: RolloutSpec, window: WindowStats, now: datetime) -> Analysis:
                         reason=f"{sh.mirrored}/{spec.analysis.min_requests} mirrored requests")
     for check in spec.analysis.metrics:
         if check.name == "errorRate":
-            checks.bound(check, sh.error_rate)
+            checks.bound(check, sh.error_rate, unmeasured="no mirrored requests")
         elif check.name == "latencyP99Ms":
-            checks.bound(check, sh.latency_p99_ms)
+            checks.bound(check, sh.latency_p99_ms, unmeasured="no successful mirrors")
         elif check.name == "latencyP99Ratio":
             ratio = (sh.latency_p99_ms / sh.baseline_latency_p99_ms
                      if sh.latency_p99_ms and sh.baseline_latency_p99_ms else None)
-            checks.bound(check, ratio, "no latency on one side")
+            checks.bound(check, ratio, unmeasured="no latency on one side")
         elif check.name == "topKOverlap":
-            checks.bound(check, sh.topk_overlap_mean, "no successful mirrors")
+            checks.bound(check, sh.topk_overlap_mean, unmeasured="no successful mirrors")
         elif check.name == "rankBiasedOverlap":
-            checks.bound(check, sh.rbo_mean, "no successful mirrors")
+            checks.bound(check, sh.rbo_mean, unmeasured="no successful mirrors")
         elif check.name == "kendallTau":
-            checks.bound(check, sh.kendall_tau_mean, "no shared items")
+            checks.bound(check, sh.kendall_tau_mean,
+                         unmeasured="no mirrored list shares two items with the baseline's")
     done = sh.mirrored >= spec.shadow.min_requests
     ok = (f"shadow clean over {sh.mirrored} mirrored requests" if done else
           f"shadow clean so far: {sh.mirrored}/{spec.shadow.min_requests} mirrored requests")
