@@ -54,7 +54,8 @@ class _Model(BaseModel):
 class VersionRef(_Model):
     """A model version, by number or by registry alias (exactly one)."""
 
-    version: str | None = None
+    # A registry version number, as the ModelRollout CRD requires (pattern ^[0-9]+$).
+    version: str | None = Field(None, pattern=r"^[0-9]+$", max_length=20)
     alias: str | None = None
 
     @model_validator(mode="before")
@@ -77,7 +78,8 @@ class VersionRef(_Model):
 
 
 class Pause(_Model):
-    seconds: float | None = Field(None, ge=0, description="None: until `marquee rollout promote`.")
+    seconds: float | None = Field(None, ge=0, le=604_800,  # the CRD's bounds (one week)
+                                  description="None: until `marquee rollout promote`.")
 
 
 class CanaryStep(_Model):
@@ -132,12 +134,12 @@ class Limits(_Model):
 
 
 class RolloutSpec(_Model):
-    model_name: str = "movie-recommender"
+    model_name: str = Field("movie-recommender", min_length=1, max_length=253)
     baseline: VersionRef = VersionRef(alias="production")
     candidate: VersionRef
     strategy: Strategy
-    stickiness_salt: str | None = None
-    interval_seconds: float = Field(30.0, gt=0)
+    stickiness_salt: str | None = Field(None, max_length=253)
+    interval_seconds: float = Field(30.0, gt=0, le=86_400)
     steps: tuple[CanaryStep, ...] = ()
     shadow: ShadowSpec = ShadowSpec()
     ab: ABSpec = ABSpec()
@@ -155,10 +157,35 @@ class RolloutSpec(_Model):
                                tuple(CanaryStep(weight=w) for w in DEFAULT_STEPS))
         if uses_canary and not any(s.weight for s in self.steps):
             raise ValueError("steps: a canary needs at least one step with weight > 0")
+        if uses_canary:
+            _check_steps_get_traffic(self.steps)
+        if self.baseline == self.candidate:
+            raise ValueError(f"candidate: the same as the baseline ({self.candidate}); a "
+                             "rollout needs two different versions")
         return self
 
     def salt(self, rollout_name: str) -> str:
         return self.stickiness_salt or rollout_name
+
+
+def _check_steps_get_traffic(steps: tuple[CanaryStep, ...]) -> None:
+    """Refuse canary steps that can never pass: a step is judged by a *Successful* analysis
+    of the candidate's own requests (a timed pause too: it ends at the first one once its
+    time is up), and at weight 0 the candidate has none, so the rollout would wait until
+    ``limits.maxDurationSeconds`` and then fail. A pause without seconds (a gate that only
+    ``marquee rollout promote`` opens) needs no analysis and stays allowed."""
+    weight = 0
+    for i, step in enumerate(steps):
+        if step.weight is not None:
+            if step.weight == 0:
+                raise ValueError(f"steps[{i}].weight: 0 sends the candidate no traffic, so "
+                                 "its analysis can never pass; give a weight of 1 to 100")
+            weight = step.weight
+        elif step.pause is not None and step.pause.seconds is not None and weight == 0:
+            raise ValueError(f"steps[{i}].pause: a timed pause before any weight step can "
+                             "never end (it waits for a passing analysis of a candidate "
+                             "that gets no traffic); put a weight step first, or pause "
+                             "without seconds until `marquee rollout promote`")
 
 
 class Metadata(BaseModel):
