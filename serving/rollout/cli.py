@@ -65,12 +65,15 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _get(store: StatusStore, name: str) -> Any:
-    from serving.rollout.store import RolloutNotFound
+    from serving.rollout.spec import SpecError
+    from serving.rollout.store import RolloutNotFound, RolloutUnreadable
 
     try:
         return store.get(name)
     except RolloutNotFound:
         raise _fail(f"no rollout named {name!r} (see `marquee rollout status`)") from None
+    except (RolloutUnreadable, SpecError) as exc:  # a damaged or newer file: one line
+        raise _fail(str(exc)) from None
 
 
 def _admin_and_source(settings: Any, router_url: str, replicas: str | None) -> tuple[Any, Any]:
@@ -90,7 +93,13 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
                     replicas: str | None = None) -> RolloutStatus:
     from marquee.settings import Settings
     from serving.rollout.controller import Controller, MarqueeRegistry
-    from serving.rollout.store import ControllerBusy, FileStatusStore
+    from serving.rollout.spec import SpecError
+    from serving.rollout.store import (
+        ControllerBusy,
+        FileStatusStore,
+        RolloutNotFound,
+        RolloutUnreadable,
+    )
 
     settings = Settings()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -116,6 +125,8 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
         return controller.run(stop, on_tick=show)
     except ControllerBusy as exc:
         raise _fail(f"{exc}: a controller is already running this rollout") from None
+    except (RolloutNotFound, RolloutUnreadable, SpecError) as exc:  # gone or damaged mid-run
+        raise _fail(f"rollout {name}: {exc}") from None
     finally:
         admin.close()
 
@@ -172,7 +183,7 @@ def start(
         typer.echo(f"rollout {rollout.name} created ({rollout.spec.strategy}, candidate "
                    f"{rollout.spec.candidate}, baseline {rollout.spec.baseline})")
     except RolloutExists:
-        current = store.get(rollout.name)
+        current = _get(store, rollout.name)
         if current.status.phase.terminal:
             raise _fail(f"rollout {rollout.name} already ended ({current.status.phase.value}); "
                         "pick another name") from None

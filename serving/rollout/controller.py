@@ -26,9 +26,9 @@ from serving.rollout import metrics
 from serving.rollout.analysis import Analysis, evaluate
 from serving.rollout.machine import desired_routing, next_status
 from serving.rollout.sources import MetricsSource, RouterAdmin, SourceError
-from serving.rollout.spec import RolloutSpec, VersionRef
+from serving.rollout.spec import RolloutSpec, SpecError, VersionRef
 from serving.rollout.status import Outcome, Phase, RolloutStatus, utcnow
-from serving.rollout.store import StatusStore
+from serving.rollout.store import RolloutNotFound, RolloutUnreadable, StatusStore
 
 __all__ = ["Controller", "AliasRegistry", "MarqueeRegistry", "ALIASES", "apply_routing"]
 
@@ -185,6 +185,11 @@ class Controller:
             if command == "promote":
                 log.warning("rollout %s: promote refused: issued before the rollout started",
                             self.name)
+        elif status.phase == Phase.PROMOTING and command == "abort":
+            # Aborted before the promotion finished: the aliases are not moved; rolling back
+            # restores them (they may have moved in a tick that crashed before saving).
+            analysis = Analysis(time=now, outcome=Outcome.INCONCLUSIVE, command=command,
+                                reason="aborted while promoting")
         elif status.phase == Phase.PROMOTING:
             self._promote(status)  # raises → retried at the next tick, status unchanged
             analysis = Analysis(time=now, outcome=Outcome.SUCCESSFUL, reason="aliases moved")
@@ -222,19 +227,37 @@ class Controller:
 
     def run(self, stop: threading.Event | None = None, max_ticks: int | None = None,
             on_tick: Callable[[RolloutStatus], None] | None = None) -> RolloutStatus:
-        """Tick every ``intervalSeconds`` until the rollout ends (or ``stop`` is set)."""
+        """Tick every ``intervalSeconds`` until the rollout ends (or ``stop`` is set).
+
+        A tick that fails (the registry or the store briefly unreachable while aliases move)
+        is logged and tried again at the next interval, as the multi-rollout controller does:
+        the stored status is the only memory and every effect is idempotent, so the next tick
+        carries on. Only a rollout that is gone or can no longer be read ends the loop."""
         stop = stop or threading.Event()
         ticks = 0
         next_at = time.monotonic()
-        status = self.store.get(self.name).status
+        stored = self.store.get(self.name)
+        status, interval = stored.status, stored.rollout.spec.interval_seconds
         while not stop.is_set():
-            status = self.tick()
+            try:
+                status = self.tick()
+                failed = False
+            except (RolloutNotFound, RolloutUnreadable, SpecError):
+                raise
+            except Exception:  # noqa: BLE001 - retried at the next interval, like the manager
+                log.exception("rollout %s: tick failed; retrying in %gs", self.name, interval)
+                failed = True
             ticks += 1
-            if on_tick is not None:
+            if on_tick is not None and not failed:
                 on_tick(status)
             if status.phase.terminal or (max_ticks is not None and ticks >= max_ticks):
                 break
-            interval = self.store.get(self.name).rollout.spec.interval_seconds
+            try:
+                interval = self.store.get(self.name).rollout.spec.interval_seconds
+            except (RolloutNotFound, RolloutUnreadable, SpecError):
+                raise
+            except Exception:  # noqa: BLE001 - keep the last interval
+                log.exception("rollout %s: reading the rollout failed", self.name)
             next_at += interval
             delay = next_at - time.monotonic()
             if delay < 0:  # we fell behind (a slow tick): do not burst to catch up

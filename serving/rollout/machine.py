@@ -144,7 +144,8 @@ def next_status(spec: RolloutSpec, status: RolloutStatus, analysis: Analysis) ->
     s = status.model_copy(deep=True)
     now = analysis.time
 
-    if analysis.command == "abort" and s.phase != Phase.PROMOTING:
+    if analysis.command == "abort":  # in Promoting too: the controller then restores the
+        # aliases instead of moving them (a crash may have moved them already)
         return _end(s, analysis, Phase.ROLLED_BACK, Outcome.FAILED, "aborted by user")
 
     if s.phase == Phase.PENDING:

@@ -29,9 +29,9 @@ from serving.rollout.spec import ModelRollout, parse_rollout
 from serving.rollout.status import RolloutStatus
 
 __all__ = ["StoredRollout", "StatusStore", "FileStatusStore", "KubernetesStatusStore",
-           "RolloutNotFound", "RolloutExists", "ControllerBusy", "COMMAND_ANNOTATION",
-           "GROUP", "VERSION", "PLURAL", "KUBE_REQUEST_TIMEOUT", "kube_timeout",
-           "load_kube_config"]
+           "RolloutNotFound", "RolloutExists", "RolloutUnreadable", "ControllerBusy",
+           "COMMAND_ANNOTATION", "GROUP", "VERSION", "PLURAL", "KUBE_REQUEST_TIMEOUT",
+           "kube_timeout", "load_kube_config"]
 
 GROUP, VERSION, PLURAL = "marquee.dev", "v1alpha1", "modelrollouts"
 COMMAND_ANNOTATION = "marquee.dev/command"
@@ -44,6 +44,27 @@ class RolloutNotFound(KeyError):
 
 class RolloutExists(ValueError):
     pass
+
+
+class RolloutUnreadable(ValueError):
+    """A stored rollout or status that does not parse (damaged, or written by a newer
+    Marquee): the message names the file or object and what is wrong with it."""
+
+
+def _status_from(data: Any, where: str) -> RolloutStatus:
+    from pydantic import ValidationError
+
+    from marquee.errors import validation_text
+
+    if data is not None and not isinstance(data, dict):
+        raise RolloutUnreadable(f"{where}: status is not a mapping (got "
+                                f"{type(data).__name__})")
+    try:
+        return RolloutStatus.from_dict(data)
+    except ValidationError as exc:
+        raise RolloutUnreadable(f"{where}: status not readable by this version of Marquee "
+                                f"(damaged, or written by a newer one): "
+                                f"{validation_text(exc)}") from None
 
 
 class ControllerBusy(RuntimeError):
@@ -114,12 +135,18 @@ class FileStatusStore:
             doc = yaml.safe_load((d / "rollout.yaml").read_text())
         except FileNotFoundError:
             raise RolloutNotFound(name) from None
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise RolloutUnreadable(f"{d / 'rollout.yaml'}: not valid YAML: "
+                                    f"{' '.join(str(exc).split())}") from None
         rollout = parse_rollout(doc, str(d / "rollout.yaml"))
+        path = d / "status.json"
         try:
-            status = RolloutStatus.from_dict(json.loads((d / "status.json").read_text()))
+            data = json.loads(path.read_text())
         except FileNotFoundError:
-            status = RolloutStatus()
-        return StoredRollout(rollout, status)
+            data = None
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise RolloutUnreadable(f"{path}: damaged, not JSON ({exc})") from None
+        return StoredRollout(rollout, _status_from(data, str(path)))
 
     def list(self) -> list[str]:
         if not self.root.is_dir():
@@ -253,7 +280,7 @@ class KubernetesStatusStore:
 
     def get(self, name: str) -> StoredRollout:
         obj = self._object(name)
-        status = RolloutStatus.from_dict(obj.get("status"))
+        status = _status_from(obj.get("status"), f"{self.namespace}/{name}")
         doc = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
         return StoredRollout(parse_rollout(doc, f"{self.namespace}/{name}"), status)
 

@@ -14,8 +14,15 @@ __all__ = ["bucket", "assign", "BUCKETS"]
 BUCKETS = 10_000
 
 
+def _key(salt: str) -> bytes:
+    """The salt as a BLAKE2b key (at most 64 bytes): a longer salt is hashed to 64 bytes, not
+    cut, so salts that differ only after their 64th byte still reshuffle users."""
+    raw = salt.encode()
+    return raw if len(raw) <= 64 else blake2b(raw, digest_size=64).digest()
+
+
 def bucket(user_id: int, salt: str) -> int:
-    digest = blake2b(f"{user_id}".encode(), digest_size=8, key=salt.encode()[:64]).digest()
+    digest = blake2b(f"{user_id}".encode(), digest_size=8, key=_key(salt)).digest()
     return int.from_bytes(digest, "big") % BUCKETS
 
 
