@@ -36,7 +36,7 @@ from serving.router.schema import (
 from serving.router.seen import SeenUsers, UserTallies
 from serving.router.settings import RouterSettings
 from serving.router.shadow import ShadowOutcome, make_mirror
-from serving.router.stats import WindowedStats
+from serving.router.stats import BucketKey, WindowedStats
 from serving.router.upstream import Prediction, UpstreamClient
 from serving.stats import team_draft
 
@@ -55,6 +55,7 @@ class RequestState:
     items: tuple[int, ...]
     ts: float
     teams: dict[int, str] | None = None   # item → "baseline" / "candidate" (interleaving)
+    at: BucketKey | None = None  # the stats bucket the list was counted in: its clicks go there
     clicked: set[int] = field(default_factory=set)
     winner: str | None = None
 
@@ -268,7 +269,7 @@ class Router:
         (the same label on errors, where no answer names a version)."""
         now = time.time()
         self.stats.request(variant, elapsed_ms, error=False)
-        self.stats.exposure(variant, self._tally(variant, req.user_id, clicked=False))
+        at = self.stats.exposure(variant, self._tally(variant, req.user_id, clicked=False))
         m = self._served_metrics.get((variant, label))
         if m is None:
             m = self._served_metrics[(variant, label)] = (
@@ -280,7 +281,7 @@ class Router:
         ctr = self._ctr.setdefault(variant, [0, 0])
         ctr[0] += 1
         m[3].set(ctr[1] / ctr[0])
-        state = RequestState(req.user_id, variant, version, tuple(pred.items), now)
+        state = RequestState(req.user_id, variant, version, tuple(pred.items), now, at=at)
         if teams is not None:
             state.teams = {item: _TEAM_VARIANT[t] for item, t in zip(pred.items, teams)}
         self._remember(request_id, state)
@@ -419,7 +420,12 @@ class Router:
         first = not state.clicked
         state.clicked.add(fb.item_id)
         if first:
-            self.stats.clicked_exposure(variant, self._tally(variant, state.user_id, clicked=True))
+            # the per-user sums restart with each routing: a list served under an earlier one
+            # has no place in them
+            same_routing = state.at is None or state.at[1] == self.stats.epoch
+            self.stats.clicked_exposure(
+                variant, self._tally(variant, state.user_id, clicked=True) if same_routing
+                else None, at=state.at)
             metrics.CLICKED_EXPOSURES.labels(variant).inc()
             ctr = self._ctr.setdefault(variant, [0, 0])
             ctr[1] += 1
@@ -429,7 +435,7 @@ class Router:
             b, c = counts["baseline"], counts["candidate"]
             new = "tie" if b == c else ("baseline" if b > c else "candidate")
             if new != state.winner:
-                self.stats.interleave_outcome(state.winner, new)
+                self.stats.interleave_outcome(state.winner, new, at=state.at)
                 if state.winner is not None:
                     metrics.INTERLEAVE_REVERSALS.labels(state.winner).inc()
                 metrics.INTERLEAVE_WINS.labels(new).inc()

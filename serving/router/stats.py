@@ -10,7 +10,9 @@ Each bucket also belongs to the routing epoch in force when it was written (``ep
 the router when a routing is applied), and a window for an epoch reads only that epoch's
 buckets. A window's edges are rounded out to whole buckets, so without this the first window
 of a new step would count the traffic of the bucket before the switch: users assigned under
-the old weights, which looks like a sample-ratio mismatch.
+the old weights, which looks like a sample-ratio mismatch. For the same reason a list's first click and its
+interleaving winner count in the bucket (time and epoch) where the list was served, not where
+the feedback arrives: a window never holds more clicked lists than lists.
 
 Everything runs on the router's event loop: no locks.
 """
@@ -26,7 +28,10 @@ from dataclasses import dataclass, field
 from serving.router.schema import InterleaveWindow, ShadowWindow, VariantWindow, WindowStats
 from serving.stats import coverage, exposure_gini
 
-__all__ = ["WindowedStats", "LatencyHistogram"]
+__all__ = ["WindowedStats", "LatencyHistogram", "BucketKey"]
+
+#: (time bucket, routing epoch) of what was recorded
+BucketKey = tuple[int, str | None]
 
 _LAT_MIN_MS = 0.01
 _LAT_LOG_STEP = math.log(1.05)
@@ -138,8 +143,12 @@ class WindowedStats:
             "candidate": deque(maxlen=shadow_window_lists)}
 
     # Recording ---------------------------------------------------------------------------------
-    def _bucket(self) -> _Bucket:
-        key = (int(self.clock() // self.bucket_seconds), self.epoch)
+    def key(self) -> BucketKey:
+        """The bucket what is recorded now goes to: (time bucket, routing epoch)."""
+        return (int(self.clock() // self.bucket_seconds), self.epoch)
+
+    def _bucket(self, key: BucketKey | None = None) -> _Bucket:
+        key = key or self.key()
         b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = _Bucket()
@@ -161,16 +170,30 @@ class WindowedStats:
         if not error:
             v.latency.add(latency_ms)
 
-    def exposure(self, variant: str, tally: tuple[int, int, int] | None = None) -> None:
+    def exposure(self, variant: str, tally: tuple[int, int, int] | None = None) -> BucketKey:
         """A list served; ``tally``: the increments of the per-user sums
-        (:meth:`serving.router.seen.UserTallies.exposure`)."""
-        v = self._bucket().v(variant)
+        (:meth:`serving.router.seen.UserTallies.exposure`). Returns the bucket it went to:
+        what happens to the list later (its first click, the interleaving winner) is
+        counted there too."""
+        key = self.key()
+        v = self._bucket(key).v(variant)
         v.exposures += 1
         if tally is not None:
             v.tally(tally)
+        return key
 
-    def clicked_exposure(self, variant: str, tally: tuple[int, int, int] | None = None) -> None:
-        v = self._bucket().v(variant)
+    def _served_in(self, at: BucketKey | None) -> _Bucket | None:
+        """The bucket of a list served earlier (``at``, from :meth:`exposure`), so that a
+        click counts for the time and the routing its list was served under, never more
+        clicked lists than lists in a window; None once that bucket has expired."""
+        return self._bucket() if at is None else self._buckets.get(at)
+
+    def clicked_exposure(self, variant: str, tally: tuple[int, int, int] | None = None,
+                         at: BucketKey | None = None) -> None:
+        b = self._served_in(at)
+        if b is None:
+            return
+        v = b.v(variant)
         v.clicked_exposures += 1
         if tally is not None:
             v.tally(tally)
@@ -215,9 +238,14 @@ class WindowedStats:
     def interleaved(self) -> None:
         self._bucket().interleaved += 1
 
-    def interleave_outcome(self, old: str | None, new: str | None) -> None:
-        """A request's winner changed (``baseline``, ``candidate``, ``tie`` or None)."""
-        wins = self._bucket().wins
+    def interleave_outcome(self, old: str | None, new: str | None,
+                           at: BucketKey | None = None) -> None:
+        """A request's winner changed (``baseline``, ``candidate``, ``tie`` or None); ``at``:
+        the bucket its list was served in."""
+        b = self._served_in(at)
+        if b is None:
+            return
+        wins = b.wins
         if old is not None:
             wins[old] -= 1
         if new is not None:

@@ -381,3 +381,37 @@ def test_routing_survives_a_router_restart(tmp_path: Path) -> None:
         again = c.get("/admin/routing").json()
         assert (again["strategy"], again["candidate_weight"]) == ("canary", 30)
         assert again["epoch"] == first["epoch"]
+
+
+def test_a_click_counts_for_the_routing_its_list_was_served_under() -> None:
+    """Clicks that arrive after a routing change (the next canary step, a new A/B weight) on
+    lists served before it count for the routing they were served under. Counted where they
+    arrived, the new step's window held more clicked lists than lists: 40 clicked of 0 here,
+    an mSPRT that raised on every tick ("need 0 <= successes <= n") and a click-through
+    above 1. The same for interleaving wins."""
+    with client_for(FakeServers(), stats_bucket_seconds=3600.0) as c:
+        for strategy, weight in (("ab", 50), ("interleave", 0)):
+            route(c, strategy, weight, salt=f"{strategy}-1")
+            served = [c.post("/recommend", json={"user_id": u, "k": 3}).json()
+                      for u in range(1, 41)]
+            route(c, strategy, weight, salt=f"{strategy}-2")  # a new routing, same hour
+            for body in served:
+                r = c.post("/feedback", json={"request_id": body["request_id"],
+                                              "item_id": body["items"][0], "event": "click"})
+                assert r.status_code == 202
+            stats = c.get("/admin/stats", params={"since": 0}).json()
+            assert all(v["clicked_exposures"] == 0 and v["exposures_clicked"] == 0
+                       for v in stats["variants"].values()), stats["variants"]
+            assert stats["interleave"]["baseline_wins"] + \
+                stats["interleave"]["candidate_wins"] == 0
+            fresh = [c.post("/recommend", json={"user_id": u, "k": 3}).json()
+                     for u in range(41, 51)]
+            for body in fresh[:4]:
+                c.post("/feedback", json={"request_id": body["request_id"],
+                                          "item_id": body["items"][0], "event": "click"})
+            stats = c.get("/admin/stats", params={"since": 0}).json()
+            counts = [(v["exposures"], v["clicked_exposures"]) for v in stats["variants"].values()]
+            assert sum(e for e, _ in counts) == 10 and sum(k for _, k in counts) == 4, counts
+            if strategy == "interleave":
+                il = stats["interleave"]
+                assert il["baseline_wins"] + il["candidate_wins"] + il["ties"] == 4, il
