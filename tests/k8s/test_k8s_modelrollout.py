@@ -16,6 +16,7 @@ BROKEN = sorted((c.K8S / "examples" / "broken").glob("rollout-*.yaml"))
 # what each broken example must be rejected for (the field and the reason)
 BROKEN_BECAUSE = {
     "rollout-canary-weight-150.yaml": "spec/steps/1/weight: 150 is greater than the maximum of 100",
+    "rollout-canary-weight-0.yaml": "spec/steps/0/weight: 0 is less than the minimum of 1",
     "rollout-unknown-strategy.yaml": "spec/strategy: 'bluegreen' is not one of",
     "rollout-unknown-field.yaml": "'stepz' was unexpected",
 }
