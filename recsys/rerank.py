@@ -20,27 +20,58 @@ def rerank(cand: np.ndarray, scores: np.ndarray, k: int, cfg: RerankConfig,
     """Final top-k item rows and scores from ranked candidates.
 
     ``blocked`` item rows (seen or unavailable) are removed; with ``cfg.diversity`` > 0 the
-    list is built greedily by maximal marginal relevance over genre overlap.
+    list is built greedily by maximal marginal relevance over genre overlap. The scores
+    returned are the ones the list is ordered by, so they never increase along it.
+
+    ``rules`` only filter or re-score: whatever a rule returns is checked (as many scores as
+    items, only items it was given) and deduplicated again, so no rule can bring back a
+    blocked item or a duplicate.
     """
     cand = np.asarray(cand, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float32)
-    _, first = np.unique(cand, return_index=True)  # deduplicate, keep the first occurrence
-    keep = np.zeros(cand.size, dtype=bool)
-    keep[first] = True
-    if blocked is not None and len(blocked):
-        keep &= ~isin_small(cand, np.asarray(blocked))
-    cand, scores = cand[keep], scores[keep]
+    cand, scores = _unique(cand, scores, blocked)
     for rule in rules or ():
-        cand, scores = rule(cand, scores)
+        cand, scores = _apply_rule(rule, cand, scores)
     if cfg.freshness > 0 and cand.size:
         y = years[cand].astype(np.float32)
-        recent = np.where(y > 0, (y - y[y > 0].min(initial=y.max())) / max(np.ptp(y) or 1, 1), 0)
+        known = y[y > 0]
+        # Known years scaled to [0, 1] over their own range (unknown years, 0, get no boost).
+        lo, span = (float(known.min()), float(np.ptp(known))) if known.size else (0.0, 0.0)
+        recent = np.where(y > 0, (y - lo) / max(span, 1.0), 0)
         scores = scores + cfg.freshness * recent.astype(np.float32) * (np.std(scores) + 1e-6)
     order = np.argsort(-scores, kind="stable")
     cand, scores = cand[order], scores[order]
     if cfg.diversity <= 0 or cand.size <= k:
         return cand[:k], scores[:k]
     return _mmr(cand, scores, k, cfg.diversity, genres)
+
+
+def _unique(cand: np.ndarray, scores: np.ndarray, blocked: np.ndarray | None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates without duplicates (the first occurrence kept) and without ``blocked``."""
+    _, first = np.unique(cand, return_index=True)
+    keep = np.zeros(cand.size, dtype=bool)
+    keep[first] = True
+    if blocked is not None and len(blocked):
+        keep &= ~isin_small(cand, np.asarray(blocked))
+    return cand[keep], scores[keep]
+
+
+def _apply_rule(rule: BusinessRule, cand: np.ndarray, scores: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    name = getattr(rule, "__name__", repr(rule))
+    out_cand, out_scores = rule(cand.copy(), scores.copy())
+    out_cand = np.asarray(out_cand, dtype=np.int64).reshape(-1)
+    out_scores = np.asarray(out_scores, dtype=np.float32).reshape(-1)
+    if out_cand.size != out_scores.size:
+        raise ValueError(f"business rule {name}: returned {out_cand.size} items but "
+                         f"{out_scores.size} scores")
+    foreign = ~isin_small(out_cand, cand)
+    if foreign.any():
+        raise ValueError(f"business rule {name}: returned items that were not among its "
+                         f"candidates (item rows {out_cand[foreign][:5].tolist()}); a rule "
+                         "may only filter or re-score")
+    return _unique(out_cand, out_scores, None)
 
 
 def isin_small(values: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -58,6 +89,7 @@ def _mmr(cand: np.ndarray, scores: np.ndarray, k: int, weight: float,
     g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
     rel = (scores - scores.min()) / max(float(np.ptp(scores)), 1e-6)
     chosen: list[int] = []
+    value: list[float] = []
     max_sim = np.zeros(cand.size, dtype=np.float32)
     available = np.ones(cand.size, dtype=bool)
     for _ in range(min(k, cand.size)):
@@ -65,7 +97,14 @@ def _mmr(cand: np.ndarray, scores: np.ndarray, k: int, weight: float,
         mmr[~available] = -np.inf
         j = int(np.argmax(mmr))
         chosen.append(j)
+        value.append(float(mmr[j]))
         available[j] = False
         max_sim = np.maximum(max_sim, g @ g[j])
     idx = np.asarray(chosen, dtype=np.int64)
-    return cand[idx], scores[idx]
+    # Scores that follow the list: the first pick keeps its score, each later one is lower
+    # by the MMR value it has less, on the scale of ``scores`` (weight 0: the scores
+    # themselves). Similarities only grow, so a pick's value is at most any earlier one's.
+    value_arr = np.asarray(value, dtype=np.float64)
+    span = max(float(np.ptp(scores)), 1e-6)
+    out = float(scores[idx[0]]) + span * (value_arr - value_arr[0]) if idx.size else value_arr
+    return cand[idx], np.asarray(out, dtype=np.float32)
