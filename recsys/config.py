@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["RetrievalConfig", "RankerConfig", "RerankConfig", "RecommenderConfig"]
 
@@ -20,7 +20,8 @@ class RetrievalConfig(BaseModel):
     separate_history_table: bool = Field(False, description=(
         "History items pooled from their own embedding table instead of the item tower's."))
     history_dropout: float = Field(0.0, ge=0, lt=1, description="Drop history items in training.")
-    user_buckets: int = Field(0, ge=0, description="Hash buckets for user ids (0: 2 × users).")
+    user_buckets: int = Field(0, ge=0, description=(
+        "Hash buckets for user ids (0: 2 × users; else at least 2, bucket 0 is padding)."))
     epochs: int = Field(5, ge=1, le=500)
     batch_size: int = Field(1024, ge=16, le=65536)
     lr: float = Field(3e-3, gt=0, le=1.0)
@@ -33,6 +34,14 @@ class RetrievalConfig(BaseModel):
         "Drop the item id embedding in training, so the item tower also learns vectors from "
         "metadata alone (new items get no id vector)."))
     use_user_id: bool = True
+
+    @field_validator("user_buckets")
+    @classmethod
+    def _buckets_hold_an_id(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("must be 0 (automatic) or at least 2: bucket 0 is padding, so "
+                             "1 bucket leaves none for user ids")
+        return value
 
 
 class RankerConfig(BaseModel):
@@ -88,7 +97,7 @@ class RerankConfig(BaseModel):
 class RecommenderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = 42
+    seed: int = Field(42, ge=0, description="Seed of every random draw (numpy needs >= 0).")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     rerank: RerankConfig = Field(default_factory=RerankConfig)

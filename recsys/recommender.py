@@ -28,12 +28,30 @@ __all__ = ["Recommender", "UserState"]
 
 log = logging.getLogger(__name__)
 DEMO_COLUMNS = ("age_bucket", "gender", "occupation", "region")
+MISSING_DEMO = {"age_bucket": "unknown", "gender": "U", "occupation": "unknown",
+                "region": "unknown"}
 YEAR_MIN, YEAR_STEP, YEAR_BUCKETS = 1920, 5, 24
 
 
 def year_buckets(years: np.ndarray) -> np.ndarray:
     y = np.asarray(years, dtype=np.int64)
     return np.where(y > 0, np.clip((y - YEAR_MIN) // YEAR_STEP + 1, 1, YEAR_BUCKETS - 1), 0)
+
+
+def _check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
+                 key: str | None = None) -> None:
+    """A clear error for a table ``fit`` cannot use: missing columns, or a key that repeats
+    (rows are matched to ids by position, so a repeated id would shift every later row)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{name}: expected a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {missing} (has {list(frame.columns)})")
+    if key is not None:
+        dup = frame[key].duplicated(keep=False)
+        if dup.any():
+            raise ValueError(f"{name}: {key} must be unique, but {int(dup.sum())} rows share "
+                             f"an id (e.g. {key} {frame[key][dup].iloc[0]})")
 
 
 class Recommender:
@@ -52,8 +70,27 @@ class Recommender:
     # ------------------------------------------------------------------ fitting
     def _index(self, interactions: pd.DataFrame, users: pd.DataFrame,
                items: pd.DataFrame) -> pd.DataFrame:
+        _check_table("interactions", interactions, ("user_id", "item_id", "timestamp"))
+        _check_table("users", users, ("user_id", *DEMO_COLUMNS), key="user_id")
+        _check_table("items", items, ("item_id", "year", "genres"), key="item_id")
         self.items = items.sort_values("item_id").reset_index(drop=True)
+        # Users with interactions but no row in ``users`` are users all the same, of unknown
+        # demographics: their events train the model and are their seen items.
+        ids = pd.unique(interactions["user_id"].to_numpy(np.int64))
+        extra = np.setdiff1d(ids, users["user_id"].to_numpy(np.int64))
+        if extra.size:
+            log.warning("fit: %d users of the interactions have no row in users (e.g. %d); "
+                        "their demographics are unknown", extra.size, int(extra[0]))
+            users = pd.concat([users[["user_id", *DEMO_COLUMNS]].astype(object), pd.DataFrame(
+                {"user_id": extra, **{c: MISSING_DEMO[c] for c in DEMO_COLUMNS}})],
+                ignore_index=True).astype({"user_id": np.int64})
         self.users = users.sort_values("user_id").reset_index(drop=True)
+        # Missing demographics become the contract's "unknown" values (as in the serving
+        # features), so that they encode, and save and load, the same way as any other value.
+        missing = {c: self.users[c].isna() for c in DEMO_COLUMNS}
+        self.users = self.users.assign(**{
+            c: self.users[c].astype(object).where(~na, MISSING_DEMO[c])
+            for c, na in missing.items() if na.any()})
         self.item_index = IdIndex(self.items["item_id"].to_numpy())
         self.user_index = IdIndex(self.users["user_id"].to_numpy())
         self.vocabs = {c: Vocab(sorted(self.users[c].astype(str).unique())) for c in DEMO_COLUMNS}
@@ -64,7 +101,7 @@ class Recommender:
             item_row=self.item_index.lookup(interactions["item_id"].to_numpy()))
         dropped = int(((inter.user_row < 0) | (inter.item_row < 0)).sum())
         if dropped:
-            log.warning("fit: %d interactions reference unknown users or items; ignored", dropped)
+            log.warning("fit: %d interactions reference items not in items; ignored", dropped)
         return inter[(inter.user_row >= 0) & (inter.item_row >= 0)]
 
     def indexed(self, interactions: pd.DataFrame) -> pd.DataFrame:
@@ -245,20 +282,46 @@ class Recommender:
         Users with fewer than ``cold_start_events`` training events (or unknown ones) get the
         popular-in-segment answer when ``cold_start == "popular"``, as the model server does
         with its cold-start strategy ``popular``. ``stages="retrieval"`` stops after the
-        two-tower model (for ablations).
+        two-tower model (for ablations). A ``k`` that is not an integer >= 0, another
+        ``stages`` or ``user_ids`` that are not a flat sequence of integers raise
+        ``ValueError`` naming the argument; no users or ``k=0`` give an empty frame of the
+        same columns and dtypes.
         """
-        uid = np.asarray(user_ids, dtype=np.int64)
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"k: expected an integer >= 0, got {k!r}")
+        if stages not in ("full", "retrieval"):
+            raise ValueError(f"stages: expected 'full' or 'retrieval', got {stages!r}")
+        if isinstance(chunk, (bool, np.bool_)) or not isinstance(chunk, (int, np.integer)) \
+                or chunk < 1:
+            raise ValueError(f"chunk: expected an integer >= 1, got {chunk!r}")
+        uid = np.asarray(user_ids)
+        if uid.ndim != 1:
+            raise ValueError(f"user_ids: expected a one-dimensional sequence of user ids, got "
+                             f"{type(user_ids).__name__} of shape {uid.shape}")
+        try:
+            uid = uid.astype(np.int64)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"user_ids: expected integer user ids ({exc})") from None
+        k = int(k)
         frames = [self._recommend_chunk(uid[s:s + chunk], k, exclude_seen, stages)
                   for s in range(0, uid.size, chunk)]
         frames = [f for f in frames if len(f)]
         if not frames:
-            return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
+            return pd.DataFrame({"user_id": np.zeros(0, np.int64),
+                                 "item_id": np.zeros(0, np.int64),
+                                 "score": np.zeros(0, np.float32),
+                                 "rank": np.zeros(0, np.int64)})
         return pd.concat(frames, ignore_index=True)
 
     def _recommend_chunk(self, uid: np.ndarray, k: int, exclude_seen: bool, stages: str
                          ) -> pd.DataFrame:
         use_ranker = self.ranker is not None and stages == "full"
-        n = max(self.config.ranker.n_candidates if use_ranker else k, k)
+        rr = self.config.rerank
+        # A pool of n_candidates (as the model server retrieves) whenever a later stage can
+        # change which items make the top k: the ranker, diversity, freshness, or unavailable
+        # items removed (with only k candidates the user would get fewer than k).
+        pooled = use_ranker or rr.diversity > 0 or rr.freshness > 0 or bool(rr.exclude_items)
+        n = max(self.config.ranker.n_candidates if pooled else k, k)
         rows = self.user_index.lookup(uid)
         cold = (self.config.cold_start == "popular") & (
             self.history.lengths()[np.maximum(rows, 0)] * (rows >= 0)
