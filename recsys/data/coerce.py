@@ -52,6 +52,59 @@ def _to_seconds(raw: pd.Series) -> pd.Series:
     return numeric.astype("float64")
 
 
+_INT64 = np.iinfo(np.int64)
+_TWO_63 = 2.0 ** 63
+
+
+def _to_int64(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(nullable Int64 values, mask of non-null values that are not whole numbers in the int64
+    range). Exact: integers, in a file's integer column or as text, never pass through float64,
+    which changes every id above 2**53 (64-bit ids from an event system: a user's id in the
+    model would no longer be the id the product sends, and near ids would merge)."""
+    no_junk = pd.Series(False, index=raw.index)
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.astype("Int64"), no_junk
+    if pd.api.types.is_integer_dtype(raw.dtype):
+        if raw.dtype.kind == "u" or str(raw.dtype).startswith("UInt"):
+            junk = (raw > _INT64.max).fillna(False).astype(bool)
+            return raw.where(~junk).astype("Int64"), junk
+        return raw.astype("Int64"), no_junk
+    n = len(raw)
+    data, known = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    junk = np.zeros(n, dtype=bool)
+    if pd.api.types.is_float_dtype(raw.dtype):
+        floats = raw.to_numpy(dtype="float64", na_value=np.nan)
+    else:  # text or objects: whole-number text is parsed exactly, the rest as numbers
+        parsed = pd.to_numeric(raw, errors="coerce")
+        if parsed.dtype.kind == "i":  # the common case: every value an int64, read exactly
+            return parsed.astype("Int64"), no_junk
+        text = raw.astype("string").str.strip()
+        integral = text.str.fullmatch(r"[+-]?\d+").fillna(False).to_numpy(dtype=bool)
+        if integral.any():
+            rows = np.flatnonzero(integral)
+            ints = pd.to_numeric(text[integral], errors="coerce")
+            if ints.dtype.kind == "i":  # every one fits in int64: parsed exactly
+                data[rows], known[rows] = ints.to_numpy(), True
+            else:  # some beyond int64 (pandas went to uint64, float or objects)
+                exact = [int(t) for t in text[integral]]
+                fits = np.array([_INT64.min <= v <= _INT64.max for v in exact], dtype=bool)
+                data[rows[fits]] = np.array([v for v, ok in zip(exact, fits) if ok],
+                                            dtype=np.int64)
+                known[rows[fits]] = True
+                junk[rows[~fits]] = True
+        floats = pd.to_numeric(raw.where(~integral), errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan)
+        junk |= np.isnan(floats) & raw.notna().to_numpy() & ~integral
+    finite = np.isfinite(floats)
+    whole = finite & (np.mod(floats, 1, where=finite, out=np.ones(n)) == 0) \
+        & (floats >= -_TWO_63) & (floats < _TWO_63)
+    junk |= ~np.isnan(floats) & ~whole
+    data[whole] = floats[whole].astype(np.int64)
+    known |= whole
+    values = pd.Series(pd.arrays.IntegerArray(data, ~known), index=raw.index)
+    return values, pd.Series(junk, index=raw.index)
+
+
 def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | None,
                                                                  list[Finding]]:
     """(frame cast as far as possible, findings). Values that could not be cast become missing
@@ -77,16 +130,21 @@ def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | N
                 findings.append(_bad(spec, col.name, "parseable timestamp", junk, raw,
                                      "unix seconds or an ISO-8601 date-time"))
             values = np.floor(values)
+        elif col.dtype == "int64":
+            values, junk = _to_int64(raw)
+            if junk.any():
+                findings.append(_bad(spec, col.name, "integer", junk, raw,
+                                     "ids and counts must be whole numbers"))
+            if values.isna().any():
+                out[col.name] = values
+            else:
+                out[col.name] = values.to_numpy(dtype="int64")
+            continue
         else:
             values = pd.to_numeric(raw, errors="coerce").astype("float64")
             junk = values.isna() & raw.notna()
-            if col.dtype == "int64":
-                junk = junk | (values.notna() & (values % 1 != 0))
-                rule, detail = "integer", "ids and counts must be whole numbers"
-            else:
-                rule, detail = "numeric", "must be a number"
             if junk.any():
-                findings.append(_bad(spec, col.name, rule, junk, raw, detail))
+                findings.append(_bad(spec, col.name, "numeric", junk, raw, "must be a number"))
             values = values.where(~junk)
         if values.isna().any() or junk.any():
             out[col.name] = values.astype("Int64" if col.dtype == "int64" else "Float32")
