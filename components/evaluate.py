@@ -13,7 +13,8 @@ def evaluate(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset]
     Recall/NDCG/MAP/precision/hit-rate at 10 and 50, MRR, coverage and novelty, per segment
     (cold, warm, heavy); the ``production`` version is scored on the same split. The gate
     passes when the model's NDCG@10 is at least production's × (1 − tolerance); with no
-    production version the decision is ``promoted-first``.
+    production version the decision is ``promoted-first``. An empty test split fails the step
+    (an unscored model passes no gate).
 
     Args:
         dataset: The validated contract tables (users and items are read from it).
@@ -54,6 +55,11 @@ def evaluate(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset]
     seen, users, items = read_tables(dataset.path, train.path, val.path)
     truth, _, _ = read_tables(dataset.path, test.path)
     test_users = truth["user_id"].unique()
+    if len(test_users) == 0:  # NDCG@10 would be 0 for both models, and 0 >= 0 passes the gate
+        raise ValueError(
+            "the test split holds no events, so the model cannot be scored and must not pass "
+            "the gate: hold events out with test_frac > 0 (in the per-user split modes only "
+            "users with 3 or more events give test events)")
 
     def score(rec: Recommender) -> dict[str, float]:
         return offline_metrics(rec.recommend(test_users, k=50), truth, seen, (10, 50),

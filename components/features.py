@@ -14,7 +14,8 @@ def features(dataset: Input[Dataset], train: Input[Dataset], reference: Output[D
     Args:
         dataset: The validated contract tables (users and items are read from it).
         train: The training interactions.
-        max_rows: Most events sampled (seeded, without replacement) into the reference.
+        max_rows: Most events sampled (seeded, without replacement) into the reference, 1
+            or more.
         seed: Seed of the sample.
         val: The validation interactions. The model is fitted on train + validation, and its
             online feature table holds those histories; the reference is built from the same
@@ -31,6 +32,10 @@ def features(dataset: Input[Dataset], train: Input[Dataset], reference: Output[D
 
     from recsys.reference import build_reference, write_reference
 
+    if max_rows < 1:  # a run started from the Kubeflow UI skips the client's argument check
+        raise ValueError(f"max_rows={max_rows}: must be 1 or more (the pipeline's "
+                         "reference_rows): an empty drift reference gives monitoring nothing "
+                         "to compare served requests with")
     base = Path(dataset.path)
     parts = [Path(train.path)] + ([Path(val.path)] if val is not None else [])
     inter = pd.concat([pd.read_parquet(p / "interactions.parquet") for p in parts],

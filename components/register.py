@@ -12,7 +12,9 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
     """Bundle and publish the model, register it with its lineage and move its alias.
 
     The first version becomes ``production``; a version that passes the gate becomes
-    ``candidate``; a rejected one is registered with no alias.
+    ``candidate``; a rejected one is registered with no alias. A model that evaluate found no
+    production for, while one exists now (registered by another run since), fails the step
+    unregistered: it was never gated against that production.
 
     Args:
         dataset: The validated contract tables; their data fingerprint is recorded.
@@ -82,6 +84,17 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
         tags["pipeline_run_uid"] = run_uid
     tags.update(GateDecision.model_validate(gate).tags())
     registry = Registry(settings.resolved_registry_uri, settings.model_name)
+    if gate["decision"] == "promoted-first":
+        # evaluate found no production; another run may have registered one since. This model
+        # was never compared with it, so it must not take its place (nor be registered as if
+        # it were the first).
+        production = registry.get_alias("production")
+        if production is not None:
+            raise RuntimeError(
+                f"{settings.model_name} version {production.version} became production after "
+                "this run's evaluation found none, so this model was not gated against it and "
+                f"is not registered (its bundle stays unregistered at {uri}): run the pipeline "
+                "again to gate it")
     number = registry.register(uri, {k: v for k, v in metrics.items()
                                      if "." not in k or k.endswith(".cold")}, tags)
     if gate["decision"] == "promoted-first":

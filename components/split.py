@@ -10,7 +10,8 @@ def split(dataset: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
     """Split the interactions into leakage-safe train, validation and test parts.
 
     Tuning sees validation, never test. In the per-user modes a user with fewer than 3 events
-    stays entirely in train.
+    stays entirely in train. A split that holds out no test events fails the step (nothing to
+    evaluate the model on).
 
     Args:
         dataset: The validated contract tables; only the interactions are split.
@@ -46,6 +47,12 @@ def split(dataset: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
     else:
         raise ValueError(f"split mode {mode!r}: use one of {', '.join(SPLIT_MODES)}")
     tr, va, te = parts.train, parts.val, parts.test
+    if len(te) == 0:  # fail before training: evaluate could not score the model on nothing
+        raise ValueError(
+            f"split mode {mode!r} with test_frac={test_frac} held out no test events from "
+            f"{len(inter)} events of {inter['user_id'].nunique()} users: the model could not be "
+            "evaluated or gated (use test_frac > 0; in the per-user modes only users with 3 or "
+            "more events give test events)")
     for art, frame in ((train, tr), (val, va), (test, te)):
         Path(art.path).mkdir(parents=True, exist_ok=True)
         frame.to_parquet(Path(art.path) / "interactions.parquet", index=False)

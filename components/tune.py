@@ -15,7 +15,8 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
     Args:
         dataset: The validated contract tables (users and items are read from it).
         train: The interactions the trials are fitted on.
-        val: The interactions the trials are scored on.
+        val: The interactions the trials are scored on; with none the search fails the step
+            (every trial would score 0).
         n_trials: Number of trials; 0 or less skips the search and keeps the base.
         timeout_seconds: Time budget of the whole search in seconds: no new trial starts
             after it.
@@ -39,6 +40,11 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
 
         inter, users, items = read_tables(dataset.path, train.path)
         val_inter, _, _ = read_tables(dataset.path, val.path)
+        if len(val_inter) == 0:  # every trial would score 0 and a random one would be kept
+            raise ValueError(
+                f"n_trials={n_trials}, but the validation split holds no events to score the "
+                "trials on: hold events out with val_frac > 0 (in the per-user split modes "
+                "only users with 3 or more events give validation events), or set n_trials=0")
         base = recommender_config(config_json, seed)
         params, summary = run_study(inter, val_inter, users, items, n_trials=n_trials,
                                     timeout=timeout_seconds, seed=seed, base_config=base)

@@ -136,6 +136,9 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
         if isinstance(args.get(key), dict):
             args[key] = json.dumps(args[key])
     check_arguments(args)
+    for key, value in args.items():  # kfp refuses an int for a float parameter: 0 → 0.0
+        if known[key].type == "Float" and isinstance(value, int) and not isinstance(value, bool):
+            args[key] = float(value)
     return args
 
 
@@ -159,7 +162,8 @@ def _redacted(uri: str) -> str:
 def check_arguments(args: dict[str, Any]) -> None:
     """Raise ``InvalidArgumentError`` for a parameter the pipeline does not have, a value
     of the wrong type for its parameter (an integer, a number or a string), a value out of
-    its range (split fractions, gate tolerance, trial count, timeout, reference rows), a
+    its range (split fractions, gate tolerance, trial count, timeout, reference rows; no test
+    split, or a search with no validation split to score its trials on), a
     ``source`` of an unknown form, a split mode the split step does not know, or a
     ``config_json`` that the recommender would refuse: what a step would refuse later, refused
     before any runs."""
@@ -190,9 +194,18 @@ def check_arguments(args: dict[str, Any]) -> None:
         raise InvalidArgumentError("val_frac", full["val_frac"],
                                    f"test_frac + val_frac must be below 1 (test_frac is "
                                    f"{full['test_frac']}): nothing would be left to train on")
+    if full["test_frac"] == 0:
+        raise InvalidArgumentError("test_frac", full["test_frac"],
+                                   "must be above 0: the evaluate step scores the model on the "
+                                   "test split, and an unscored model must not pass the gate")
     for name, least in (("n_trials", 0), ("tune_timeout_seconds", 1), ("reference_rows", 1)):
         if full[name] < least:
             raise InvalidArgumentError(name, full[name], f"must be {least} or more")
+    if full["n_trials"] > 0 and full["val_frac"] == 0:
+        raise InvalidArgumentError("val_frac", full["val_frac"],
+                                   f"must be above 0 when n_trials={full['n_trials']}: the search "
+                                   "scores its trials on the validation split, and with none "
+                                   "every trial scores 0 and a random one would be kept")
     if not full["gate_tolerance"] < 0:  # negative: the step's own setting; NaN is checked
         check_tolerance(full["gate_tolerance"])
     if full["split_mode"] not in SPLIT_MODES:
@@ -216,6 +229,8 @@ def _check_source(source: str) -> None:
         if key not in ("users", "items", "events", "seed") or not eq or not value.isdigit():
             raise InvalidArgumentError("source", source, f"{part!r} is not one of users=N, "
                                        "items=N, events=N, seed=N")
+        if key != "seed" and int(value) < 1:
+            raise InvalidArgumentError("source", source, f"{part!r}: {key} must be 1 or more")
 
 
 def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunResult:

@@ -51,10 +51,10 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
             split_mode: How events are held out: user_temporal (each user's latest events),
                 temporal (global time cutoffs) or user_random (a seeded per-user draw).
             test_frac: Share of the events held out for the test split (per user in the
-                user_* modes), in [0, 1).
+                user_* modes), in (0, 1): the model is evaluated and gated on it.
             val_frac: Share of the events held out for validation, which tuning scores its
-                trials on, in [0, 1); test_frac + val_frac must be below 1. The final model is
-                trained on train + validation.
+                trials on, in [0, 1), above 0 when n_trials > 0; test_frac + val_frac must be
+                below 1. The final model is trained on train + validation.
             n_trials: Optuna trials of the hyper-parameter search (0 or more); 0 skips tuning
                 and trains the defaults with the config_json overrides.
             tune_timeout_seconds: Time budget of the whole search in seconds (1 or more): no
