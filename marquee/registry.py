@@ -185,8 +185,13 @@ class Registry:
 
     def _info(self, mv: Any, aliases: dict[str, int]) -> ModelVersionInfo:
         tags = dict(mv.tags or {})
-        metrics = {k[len("metric."):]: float(v) for k, v in tags.items()
-                   if k.startswith("metric.")}
+        metrics = {}
+        for key, value in tags.items():
+            if key.startswith("metric."):
+                try:  # a tag set by hand (MLflow UI) need not be a number: it stays a tag
+                    metrics[key[len("metric."):]] = _metric_value(key, value)
+                except InvalidArgumentError:
+                    continue
         version = int(mv.version)
         return ModelVersionInfo(
             version=version, bundle_uri=tags.get("bundle_uri", mv.source), metrics=metrics,
