@@ -293,7 +293,16 @@ def fetch_bundle(
             _download(uri_or_key, staging, store, s3_endpoint_url)
         except ObjectNotFoundError as exc:
             raise BundleNotFoundError(f"no bundle at {uri_or_key}: {exc}") from exc
-        manifest = verify_bundle(staging)
+        try:
+            manifest = verify_bundle(staging)
+        except BundleNotFoundError as exc:  # it named the staging directory, gone by now
+            raise BundleNotFoundError(
+                f"no {MANIFEST_NAME} at {uri_or_key}: not a model bundle, or one whose upload "
+                "did not finish (the manifest goes up last)") from exc
+        except BundleIntegrityError:  # names the file inside the bundle: clear as it is
+            raise
+        except BundleError as exc:  # an invalid manifest, named by its staging path
+            raise BundleError(str(exc).replace(str(staging), str(uri_or_key))) from exc
         if target.exists():
             target.rmdir()
         os.replace(staging, target)

@@ -149,12 +149,13 @@ class StoreBase(ABC):
     def get_dir(self, prefix: str, path: Path | str) -> dict[str, str]:
         """Download every object under the directory ``prefix`` into ``path``; return {rel: sha256}.
 
-        Each object is checked against its recorded sha256. Raises ObjectNotFoundError when
-        nothing is stored under ``prefix``.
+        Each object is checked against its recorded sha256. Folder markers (S3 keys ending in
+        ``/``, which S3 consoles create for "folders") hold no file and are skipped. Raises
+        ObjectNotFoundError when nothing is stored under ``prefix``.
         """
         prefix = check_key(prefix, allow_empty=True)
         dir_prefix = f"{prefix}/" if prefix else ""
-        keys = self.list(dir_prefix)
+        keys = [key for key in self.list(dir_prefix) if not key.endswith("/")]
         if not keys:
             raise ObjectNotFoundError(dir_prefix or "/", self.uri(prefix))
         root = Path(path)

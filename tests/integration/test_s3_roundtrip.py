@@ -22,7 +22,7 @@ from marquee.bundle import (
     save_arrays,
     verify_bundle,
 )
-from marquee.errors import BundleIntegrityError
+from marquee.errors import BundleIntegrityError, BundleNotFoundError
 from marquee.registry import Registry
 from marquee.store import S3Store, open_store
 
@@ -95,3 +95,26 @@ def test_publish_register_resolve_fetch(s3_env: str, tmp_path: Path,
     with pytest.raises(BundleIntegrityError, match="model/item_ids.npy"):
         fetch_bundle(previous_uri, tmp_path / "serving" / "previous", s3_endpoint_url=s3_env)
     assert not (tmp_path / "serving" / "previous").exists()
+
+
+def test_a_folder_marker_in_the_bucket_does_not_break_a_fetch(s3_env: str, tmp_path: Path) -> None:
+    """S3 consoles create a zero-byte ``<folder>/`` object for each folder made by hand. Before:
+    fetching a bundle with one in it failed with "invalid object key '': a key must not be
+    empty"; a prefix holding only markers is no bundle at all."""
+    bucket = f"marquee-{uuid.uuid4().hex[:12]}"
+    store = open_store(f"s3://{bucket}/team", s3_env, create_bucket=True)
+    assert isinstance(store, S3Store)
+    version = "20250103T000000Z-cccc"
+    _train(tmp_path / version, version, 3)
+    uri = publish_bundle(store, tmp_path / version, NAME, version)
+    key = f"team/models/{NAME}/{version}"
+    for marker in (f"{key}/", f"{key}/model/"):
+        store.client.put_object(Bucket=bucket, Key=marker, Body=b"")
+    path, manifest = fetch_bundle(uri, tmp_path / "serving", s3_endpoint_url=s3_env)
+    assert manifest.version == version
+    assert verify_bundle(path) == manifest
+
+    store.client.put_object(Bucket=bucket, Key="team/models/empty-folder/", Body=b"")
+    with pytest.raises(BundleNotFoundError, match="no bundle at"):
+        fetch_bundle(f"s3://{bucket}/team/models/empty-folder", tmp_path / "none",
+                     s3_endpoint_url=s3_env)
