@@ -34,6 +34,7 @@ from marquee.errors import (
     InvalidKeyError,
     ObjectNotFoundError,
 )
+from marquee.settings import NAME_PATTERN
 from marquee.store import (
     LocalStore,
     ObjectStore,
@@ -65,7 +66,7 @@ __all__ = [
 
 MANIFEST_NAME = "bundle.json"
 SCHEMA_VERSION = 1
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SEGMENT = re.compile(NAME_PATTERN)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -12,9 +12,12 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "MODEL_NAME"]
+__all__ = ["Settings", "MODEL_NAME", "NAME_PATTERN"]
 
 MODEL_NAME = "movie-recommender"
+#: A model name (and a bundle's name or version): one path segment of the object store, which
+#: the registry's filters and the bundle format both accept.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 
 class Settings(BaseSettings):
@@ -31,7 +34,9 @@ class Settings(BaseSettings):
     registry_uri: str | None = Field(
         None, description="MLflow tracking/registry URI. Default: sqlite under <home>."
     )
-    model_name: str = Field(MODEL_NAME, description="Registered model name.")
+    model_name: str = Field(MODEL_NAME, pattern=NAME_PATTERN, description=(
+        "Registered model name: letters, digits, '.', '_' and '-', up to 128 characters (it "
+        "names the bundles' directory in the store)."))
     kubeflow_host: str | None = Field(None, description="Kubeflow Pipelines API endpoint.")
     pipeline_image: str = Field(
         "ghcr.io/marquee-mlops/marquee-pipeline:0.1.0",
@@ -63,10 +68,10 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty (it would mean the current directory)")
         return v
 
-    @field_validator("model_name", "bind_host")
+    @field_validator("model_name", "bind_host", mode="before")
     @classmethod
-    def _not_empty(cls, v: str) -> str:
-        if not v.strip():
+    def _not_empty(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip():
             raise ValueError("must not be empty")
         return v
 

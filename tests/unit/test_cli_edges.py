@@ -99,6 +99,18 @@ def test_an_empty_setting_is_named(tmp_path: Path, variable: str, value: str, li
     assert list(cwd.iterdir()) == []  # no registry.db left in the working directory
 
 
+@pytest.mark.parametrize("name", ["Movie Recommender", 'movie"recommender', "-movie", "m" * 129])
+def test_a_model_name_the_store_and_registry_cannot_hold_is_named(tmp_path: Path,
+                                                                   name: str) -> None:
+    """Before: "Movie Recommender" trained the whole pipeline and failed in its register step
+    (the bundle name rule), and a quote broke MLflow's filter in `registry list`."""
+    out = marquee(tmp_path, "registry", "list", MARQUEE_MODEL_NAME=name)
+    assert out.returncode == 2
+    assert last_line(out) == ("error: invalid settings: model_name: String should match "
+                              "pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' "
+                              f"(got {name!r})")
+
+
 def test_a_malformed_s3_endpoint_is_named(tmp_path: Path) -> None:
     """Before: botocore's ``ValueError: Invalid endpoint: notaurl`` traceback."""
     out = marquee(tmp_path, "registry", "list", MARQUEE_S3_ENDPOINT_URL="notaurl")
