@@ -21,40 +21,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port, stop_process, wait_until
-from test_retrain_webhook import STAND_IN, TOKEN, Trigger, notification
+from conftest import REPO, wait_until
+from test_retrain_webhook import TOKEN, Trigger, notification, running_trigger
 
 pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture()
 def trigger(tmp_path: Path) -> Iterator[Trigger]:
-    (tmp_path / "token").write_text(TOKEN + "\n")
-    port = free_port()
-    env = {**os.environ,
-           "MARQUEE_HOME": str(tmp_path / "home"),
-           "MARQUEE_BIND_HOST": "127.0.0.1",
-           "MARQUEE_RETRAIN_TOKEN_FILE": str(tmp_path / "token"),
-           "MARQUEE_RETRAIN_PORT": str(port),
-           "MARQUEE_RETRAIN_URL": f"http://127.0.0.1:{port}",
-           "MARQUEE_RETRAIN_COOLDOWN_SECONDS": "0",
-           "MARQUEE_RETRAIN_LAUNCHER": "command",
-           "MARQUEE_RETRAIN_COMMAND": json.dumps([sys.executable, str(STAND_IN)]),
-           "STAND_IN_RUNS_DIR": str(tmp_path / "stand-in-runs"),
-           "STAND_IN_SECONDS": "0.2"}
-    env.pop("MARQUEE_RETRAIN_TOKEN", None)
-    log = open(tmp_path / "trigger.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "marquee.cli", "trigger", "--log-level",
-                             "warning"], env=env, cwd=REPO, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: proc.poll() is None
-                   and httpx.get(f"{url}/readyz", timeout=1).status_code == 200,
-                   timeout=60, what="retrain trigger ready")
-        yield Trigger(url, tmp_path / "home", tmp_path / "stand-in-runs", env)
-    finally:
-        stop_process(proc)
-        log.close()
+    with running_trigger(tmp_path, 0, 0.2) as t:
+        yield t
 
 
 def test_a_run_started_while_the_decision_log_fails_still_runs_and_frees_the_slot(

@@ -7,6 +7,7 @@ real training pipeline (pipelines.run) has not landed yet.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -58,9 +59,11 @@ class Trigger:
                    timeout=30, what="runs finished")
 
 
-@pytest.fixture(scope="module")
-def trigger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trigger]:
-    tmp = tmp_path_factory.mktemp("trigger")
+@contextlib.contextmanager
+def running_trigger(tmp: Path, cooldown_seconds: float,
+                    stand_in_seconds: float) -> Iterator[Trigger]:
+    """A real `marquee trigger` on 127.0.0.1 under ``tmp``, its runs made by the stand-in
+    pipeline; stopped by its process id when the block ends."""
     (tmp / "token").write_text(TOKEN + "\n")
     port = free_port()
     env = {**os.environ,
@@ -69,11 +72,11 @@ def trigger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trigger]:
            "MARQUEE_RETRAIN_TOKEN_FILE": str(tmp / "token"),
            "MARQUEE_RETRAIN_PORT": str(port),
            "MARQUEE_RETRAIN_URL": f"http://127.0.0.1:{port}",
-           "MARQUEE_RETRAIN_COOLDOWN_SECONDS": "3600",
+           "MARQUEE_RETRAIN_COOLDOWN_SECONDS": str(cooldown_seconds),
            "MARQUEE_RETRAIN_LAUNCHER": "command",
            "MARQUEE_RETRAIN_COMMAND": json.dumps([sys.executable, str(STAND_IN)]),
            "STAND_IN_RUNS_DIR": str(tmp / "stand-in-runs"),
-           "STAND_IN_SECONDS": "0.3"}
+           "STAND_IN_SECONDS": str(stand_in_seconds)}
     env.pop("MARQUEE_RETRAIN_TOKEN", None)
     log = open(tmp / "trigger.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "marquee.cli", "trigger", "--log-level",
@@ -87,6 +90,12 @@ def trigger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trigger]:
     finally:
         stop_process(proc)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def trigger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trigger]:
+    with running_trigger(tmp_path_factory.mktemp("trigger"), 3600, 0.3) as t:
+        yield t
 
 
 def notification(fp: str, model: str, status: str = "firing",
