@@ -20,6 +20,19 @@ from tests.pipeline.conftest import SYNTH
 from tests.pipeline.test_components import C, art, run_chain
 
 
+def _validated(root: Path, settings: Settings, events_per_user: int | None = None):
+    """The ingest and validate steps on SYNTH (each user cut to ``events_per_user`` events
+    in between, when given); the validated dataset."""
+    ds, ok, st = art(Dataset, root, "raw"), art(Dataset, root, "ok"), art(Metrics, root, "s")
+    C.ingest.python_func(source=SYNTH, dataset=ds, home=str(settings.home))
+    if events_per_user:
+        path = Path(ds.path) / "interactions.parquet"
+        pd.read_parquet(path).groupby("user_id").head(events_per_user).to_parquet(path,
+                                                                                  index=False)
+    C.validate.python_func(dataset=ds, validated=ok, stats=st)
+    return ok
+
+
 def _split(root: Path, validated, test_frac: float, val_frac: float):
     parts = [art(Dataset, root, n) for n in ("train", "val", "test")]
     C.split.python_func(dataset=validated, train=parts[0], val=parts[1], test=parts[2],
@@ -55,14 +68,7 @@ def test_a_split_that_holds_out_no_test_events_fails_before_training(
     """test_frac=0 (a run started from the Kubeflow UI skips the client's check), or users who
     all have fewer than 3 events: before, the run trained, then passed the gate unscored."""
     settings = Settings()
-    ds, ok, st = art(Dataset, tmp_path, "raw"), art(Dataset, tmp_path, "ok"), art(Metrics,
-                                                                                   tmp_path, "s")
-    C.ingest.python_func(source=SYNTH, dataset=ds, home=str(settings.home))
-    if events_per_user:
-        path = Path(ds.path) / "interactions.parquet"
-        pd.read_parquet(path).groupby("user_id").head(events_per_user).to_parquet(path,
-                                                                                  index=False)
-    C.validate.python_func(dataset=ds, validated=ok, stats=st)
+    ok = _validated(tmp_path, settings, events_per_user)
     with pytest.raises(ValueError, match=rf"test_frac={test_frac} held out no test events"):
         _split(tmp_path, ok, test_frac=test_frac, val_frac=0.1)
     assert not (tmp_path / "train" / "interactions.parquet").exists()
@@ -72,10 +78,7 @@ def test_a_search_without_a_validation_split_fails_tune(tmp_path, home):
     """Before: every trial scored 0 on the empty validation split and the first trial's random
     parameters (learning rate, dimension, dropouts) were kept and applied over config_json."""
     settings = Settings()
-    ds, ok, st = art(Dataset, tmp_path, "raw"), art(Dataset, tmp_path, "ok"), art(Metrics,
-                                                                                   tmp_path, "s")
-    C.ingest.python_func(source=SYNTH, dataset=ds, home=str(settings.home))
-    C.validate.python_func(dataset=ds, validated=ok, stats=st)
+    ok = _validated(tmp_path, settings)
     tr, va, _ = _split(tmp_path, ok, test_frac=0.2, val_frac=0.0)
     bp = art(Artifact, tmp_path, "best_params")
     with pytest.raises(ValueError, match="validation split holds no events"):
@@ -162,10 +165,7 @@ def test_features_refuses_an_empty_drift_reference(tmp_path, home):
     reference_rows=0 wrote a drift reference of 0 rows (statistics of nothing) into the
     bundle, and monitoring had nothing to compare served requests with."""
     settings = Settings()
-    ds, ok, st = art(Dataset, tmp_path, "raw"), art(Dataset, tmp_path, "ok"), art(Metrics,
-                                                                                   tmp_path, "s")
-    C.ingest.python_func(source=SYNTH, dataset=ds, home=str(settings.home))
-    C.validate.python_func(dataset=ds, validated=ok, stats=st)
+    ok = _validated(tmp_path, settings)
     tr, va, _ = _split(tmp_path, ok, test_frac=0.2, val_frac=0.1)
     ref = art(Dataset, tmp_path, "reference")
     with pytest.raises(ValueError, match=r"max_rows=0: must be 1 or more"):
