@@ -213,8 +213,8 @@ def incidents(
     else:
         source = "no Alertmanager configured (MARQUEE_ALERTMANAGER_URL)"
 
-    runs, decisions, problem = _recent(settings, limit)
-    render_incidents(console, alerts, runs, decisions, source)
+    runs, decisions, problem, runs_source = _recent(settings, limit)
+    render_incidents(console, alerts, runs, decisions, source, runs_source)
     if problem is not None:  # the trigger can decide nothing: that is an incident too
         typer.secho(f"error: {problem}", fg="red", err=True)
     if (am and alerts is None) or problem is not None:
@@ -222,13 +222,15 @@ def incidents(
 
 
 def _recent(settings: Settings, limit: int
-            ) -> tuple[list[RunRecord], list[Decision], str | None]:
-    """Runs, decisions and why the trigger cannot decide (an unreadable state file), from
-    the running trigger when it answers, else from the local state. A trigger that answers
-    but refuses (a wrong token, an error) is a problem too: the local runs shown instead are
-    this machine's, not the trigger's."""
+            ) -> tuple[list[RunRecord], list[Decision], str | None, str]:
+    """Runs, decisions, why the trigger cannot decide (an unreadable state file) and where
+    the runs come from: the running trigger when it answers, else the local state (said in
+    the table's title, so that a port-forward that dropped does not read as "no run
+    started"). A trigger that answers but refuses (a wrong token, an error) is a problem
+    too: the local runs shown instead are this machine's, not the trigger's."""
     ts = TriggerSettings()
     refused = None
+    local_because = f"no trigger answers at {ts.url}"
     try:
         token = ts.read_token()
         base, auth = ts.url.rstrip("/"), {"Authorization": f"Bearer {token}"}
@@ -239,17 +241,21 @@ def _recent(settings: Settings, limit: int
             problem = None if ready.status_code == 200 else \
                 f"trigger at {ts.url} is not ready: {ready.json().get('reason', ready.text)}"
             return ([RunRecord.model_validate(r) for r in body["runs"]],
-                    [Decision.model_validate(d) for d in body["decisions"]], problem)
+                    [Decision.model_validate(d) for d in body["decisions"]], problem,
+                    f"from the trigger at {ts.url}")
         try:
             why = resp.json().get("message", resp.text)
         except (ValueError, AttributeError):
             why = resp.text
         refused = f"trigger at {ts.url} answered {resp.status_code}: {why}"
-    except (MarqueeError, httpx.HTTPError, ValueError, KeyError, AttributeError):
+    except MarqueeError:  # no token to ask the trigger with
+        local_because = "no trigger token (MARQUEE_RETRAIN_TOKEN[_FILE])"
+    except (httpx.HTTPError, ValueError, KeyError, AttributeError):
         pass
     store = StateStore(state_dir(settings))
     problem = store.problem()
     if refused is not None:
         problem = (f"{refused}; the runs and decisions shown are this machine's "
                    f"({store.root}), not the trigger's") + (f"; {problem}" if problem else "")
-    return store.runs(limit), store.decisions(limit), problem
+    return (store.runs(limit), store.decisions(limit), problem,
+            f"this machine's, in {store.root}: {local_because}")

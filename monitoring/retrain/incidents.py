@@ -90,7 +90,7 @@ def _duration(run: RunRecord) -> str:
 
 def render_incidents(console: Console, alerts: list[ActiveAlert] | None,
                      runs: list[RunRecord], decisions: list[Decision],
-                     alert_source: str) -> None:
+                     alert_source: str, runs_source: str = "") -> None:
     now = datetime.now(timezone.utc)
     if alerts is None:
         console.print(f"[yellow]Alerts: {alert_source}[/yellow]")
@@ -122,6 +122,8 @@ def render_incidents(console: Console, alerts: list[ActiveAlert] | None,
             for name, url in runbooks.items():  # whole URLs, never folded: on-call copies them
                 console.print(f"  {name}: {url}", soft_wrap=True, highlight=False)
 
+    if runs_source:  # whole, never folded: it names a directory or a URL
+        console.print(f"Runs and decisions: {runs_source}", soft_wrap=True, highlight=False)
     table = Table(title="Recent retraining runs", title_justify="left")
     table.add_column("run", no_wrap=True)
     table.add_column("status", no_wrap=True)

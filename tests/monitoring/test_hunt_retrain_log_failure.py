@@ -83,3 +83,21 @@ def test_incidents_with_a_token_the_trigger_refuses_says_so_and_exits_1(
                         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert trigger.runs()[0]["run_id"] in ok.stdout
+    assert f"Runs and decisions: from the trigger at {trigger.url}\n" in ok.stdout
+
+
+def test_incidents_says_whose_runs_it_shows_when_no_trigger_answers(tmp_path: Path) -> None:
+    """The port-forward to the trigger dropped: the runs shown are this machine's (the same
+    command serves a local setup, so it still exits 0), and a line above the table says so and
+    why. Before, "none yet" under "Recent retraining runs" read as "no run started"."""
+    from conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+    env.update({"MARQUEE_HOME": str(tmp_path / "oncall-home"), "COLUMNS": "320",
+                "MARQUEE_RETRAIN_URL": url, "MARQUEE_RETRAIN_TOKEN": TOKEN})
+    out = subprocess.run([sys.executable, "-m", "marquee.cli", "incidents"], env=env,
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (f"Runs and decisions: this machine's, in {tmp_path / 'oncall-home' / 'retrain'}: "
+            f"no trigger answers at {url}\n") in out.stdout, out.stdout
