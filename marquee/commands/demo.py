@@ -57,6 +57,40 @@ def _train_only(settings, n_trials: int, config_json: str) -> None:
     console.print(_registry_table(settings))
 
 
+def _json_option(text: str, option: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc} (got {text!r})", param_hint=option) from None
+
+
+def _segment(text: str) -> dict[str, list[str]]:
+    """``--segment``: user columns of the data contract and the values that pick the drifted
+    population, checked here rather than minutes later, after the first training."""
+    from recsys.data.schema import AGE_BUCKETS, GENDERS, REGIONS, USERS
+
+    vocab = {"age_bucket": AGE_BUCKETS, "gender": GENDERS, "region": REGIONS}
+    columns = [c.name for c in USERS.columns if c.name != "user_id"]
+    seg = _json_option(text, "--segment")
+    example = '{"occupation": ["student"]}'
+    if not isinstance(seg, dict) or not seg:
+        raise typer.BadParameter(f"a JSON object of user columns and their values, e.g. "
+                                 f"{example} (got {text!r})", param_hint="--segment")
+    for column, values in seg.items():
+        if column not in columns:
+            raise typer.BadParameter(f"{column!r} is not a user column (one of "
+                                     f"{', '.join(columns)})", param_hint="--segment")
+        if (not isinstance(values, list) or not values
+                or not all(isinstance(v, str) for v in values)):
+            raise typer.BadParameter(f"{column}: a non-empty list of strings, e.g. {example} "
+                                     f"(got {values!r})", param_hint="--segment")
+        unknown = [v for v in values if column in vocab and v not in vocab[column]]
+        if unknown:
+            raise typer.BadParameter(f"{column}: {unknown[0]!r} is not one of "
+                                     f"{', '.join(vocab[column])}", param_hint="--segment")
+    return seg
+
+
 def demo(
     train_only: bool = typer.Option(False, "--train-only",
                                     help="Only train, evaluate, gate and register a version."),
@@ -82,11 +116,11 @@ def demo(
         from monitoring.loop.demo import DEMO_CONFIG
 
         config_json = "{}" if train_only else DEMO_CONFIG
-    try:
-        config = json.loads(config_json)
-        seg = json.loads(segment)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not JSON: {exc}") from None
+    config = _json_option(config_json, "--config-json")
+    if not isinstance(config, dict):
+        raise typer.BadParameter(f"a JSON object of RecommenderConfig overrides (got "
+                                 f"{config_json!r})", param_hint="--config-json")
+    seg = _segment(segment)
     if alerting not in ("auto", "prometheus", "direct"):
         raise typer.BadParameter("auto, prometheus or direct", param_hint="--alerting")
     if train_only:

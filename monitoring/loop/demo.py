@@ -291,6 +291,9 @@ class Demo:
             population = Population.from_run(self.settings.runs_dir / run_id)
             self.say(f"replay population: {len(population.users)} users, "
                      f"{len(population.holdout)} held-out events")
+            problem = population.segment_problem(opt.segment)
+            if problem is not None:  # the drift step would replay nothing and wait for ever
+                raise DemoFailed(f"--segment: {problem}")
 
         with LoopStack(self.settings.home, env={
                 "MARQUEE_GATE_TOLERANCE": str(self.settings.gate_tolerance)}) as stack:

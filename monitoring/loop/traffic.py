@@ -96,6 +96,22 @@ class Population:
             mask &= self.users[column].astype(str).isin([str(v) for v in values]).to_numpy()
         return set(int(u) for u in self.users.loc[mask, "user_id"])
 
+    def segment_problem(self, where: Mapping[str, Sequence[str]]) -> str | None:
+        """Why ``where`` picks no held-out events (a column the users lack, or values no user
+        with held-out events has), naming the values that are there; None when it picks some."""
+        for column in where:
+            if column not in self.users.columns or column == "user_id":
+                return (f"segment column {column!r} is not a user column (one of "
+                        f"{', '.join(c for c in self.users.columns if c != 'user_id')})")
+        if self.share(where) > 0:
+            return None
+        active = self.users[self.users["user_id"].isin(self.holdout["user_id"].unique())]
+        present = "; ".join(
+            f"{column}: " + ", ".join(sorted(active[column].astype(str).unique())[:20])
+            for column in where)
+        wanted = ", ".join(f"{k} in {list(v)}" for k, v in where.items())
+        return f"no held-out events of users with {wanted} (values present: {present})"
+
     def events(self, where: Mapping[str, Sequence[str]] | None = None,
                seed: int = 0) -> list[Event]:
         """Held-out events (of the segment ``where``, else everyone's), shuffled."""
