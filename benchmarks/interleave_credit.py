@@ -6,7 +6,9 @@
 Fixed-horizon users needed, A/B ÷ interleaving, from exact per-visit moments under the replay's
 click model (position bias 1, relevant 0.4, noise 0.02 unless given; ``0 1 0`` is the issue's
 own model: every held-out item shown is clicked) for three pairs of cached lists:
-- A/B: 2·(p_a q_a + p_b q_b)/d² on the clicked-visit rate;
+- A/B: 2·(p_a q_a + p_b q_b)/d² on the clicked-visit rate (what the controller tests), and
+  "A/B clicks": the same on clicks per list (click-through as clicks / impressions), with the
+  per-visit variance of the click count, between users included;
 - TD sign: Var/mean² of the visit outcome in {−1, 0, +1} (the router's credit);
 - TD linear: the per-visit difference of clicks credited to each team;
 - RB linear: the same difference averaged over every draft (coin-flip sequence) that shows the
@@ -43,10 +45,12 @@ def main() -> None:
     cm = ClickModel(*(args + [1.0, 0.4, 0.02][len(args):]))
     k, flips = 10, 5
     for name, (a, b) in PAIRS.items():
-        ab, td, lin, rb = [], [], [], []
+        ab, td, lin, rb, cl = [], [], [], [], []
         for u in users:
             la, lb = lists[a][u.user_id], lists[b][u.user_id]
             ab.append([1 - np.prod(1 - cm.probabilities(x, u.future)) for x in (la, lb)])
+            ps = [cm.probabilities(x, u.future) for x in (la, lb)]  # clicks per list: mean, E[X²]
+            cl.append([(p.sum(), (p * (1 - p)).sum() + p.sum() ** 2) for p in ps])
             drafts = [team_draft(la, lb, k, _Script(bits)) for bits in range(2 ** flips)]
             groups: dict[tuple[int, ...], list] = {}
             for d in drafts:
@@ -72,6 +76,9 @@ def main() -> None:
         abp, tdp = np.array(ab), np.array(td)
         pa, pbb = abp.mean(axis=0)
         n_ab = 2 * (pa * (1 - pa) + pbb * (1 - pbb)) / (pbb - pa) ** 2
+        clp = np.array(cl).mean(axis=0)  # [[mean_a, m2_a], [mean_b, m2_b]]
+        var_a, var_b = clp[0, 1] - clp[0, 0] ** 2, clp[1, 1] - clp[1, 0] ** 2
+        n_cl = 2 * (var_a + var_b) / (clp[1, 0] - clp[0, 0]) ** 2
         c, bb = tdp.mean(axis=0)
         n_td = ((c + bb) - (c - bb) ** 2) / (c - bb) ** 2
 
@@ -80,7 +87,8 @@ def main() -> None:
             mean = arr[:, 0].mean()
             return (arr[:, 1].mean() - mean ** 2) / mean ** 2
 
-        print(f"{name:12s} A/B {n_ab:9.0f} | TD sign {n_td:8.0f} ({n_ab / n_td:.1f}×) | "
+        print(f"{name:12s} A/B {n_ab:9.0f} | A/B clicks {n_cl:9.0f} ({n_cl / n_td:.1f}× TD sign) | "
+              f"TD sign {n_td:8.0f} ({n_ab / n_td:.1f}×) | "
               f"TD linear {n_of(lin):8.0f} ({n_ab / n_of(lin):.1f}×) | "
               f"RB linear {n_of(rb):8.0f} ({n_ab / n_of(rb):.1f}×)")
 
