@@ -51,14 +51,18 @@ def finite(x: np.ndarray) -> np.ndarray:
     return x if mask.all() else x[mask]
 
 
-def _both_sides(ref_kept: int, ref_total: int, cur_kept: int, cur_total: int,
-                what: str = "finite value", dropped: str = "NaN or ±inf") -> None:
-    """A ValueError naming the side without a usable value (nothing to compare)."""
-    for side, kept, total in (("reference", ref_kept, ref_total),
-                              ("current window", cur_kept, cur_total)):
-        if kept == 0:
-            raise ValueError(f"the {side} has no {what}"
-                             + (f" (all {total:,} values are {dropped})" if total else ""))
+def _finite_sides(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides without NaN and ±inf (:func:`finite`); a ValueError naming the side left
+    with no value (nothing to compare)."""
+    kept = []
+    for side, x in (("reference", ref), ("current window", cur)):
+        k = finite(x)
+        if k.size == 0:
+            n = np.size(x)
+            raise ValueError(f"the {side} has no finite value"
+                             + (f" (all {n:,} values are NaN or ±inf)" if n else ""))
+        kept.append(k)
+    return kept[0], kept[1]
 
 
 def _integer_grid(ref: np.ndarray, cur: np.ndarray) -> tuple[float, int] | None:
@@ -94,9 +98,7 @@ def wasserstein_norm(ref: np.ndarray, cur: np.ndarray, threshold: float, *,
                      sample_rows: int, exact_margin: float,
                      rng: np.random.Generator) -> FeatureScore:
     """Evidently's normed Wasserstein distance (numeric features)."""
-    n_ref, n_cur = np.size(ref), np.size(cur)
-    ref, cur = finite(ref), finite(cur)
-    _both_sides(ref.size, n_ref, cur.size, n_cur)
+    ref, cur = _finite_sides(ref, cur)
     norm = max(float(np.std(ref)), 0.001)
     grid = _integer_grid(ref, cur)
     if grid is not None:
@@ -115,7 +117,9 @@ def jensenshannon_counts(ref: Counts, cur: Counts, threshold: float) -> FeatureS
     """Evidently's Jensen-Shannon distance between category frequencies."""
     keys = list(set(ref) | set(cur))
     n_ref, n_cur = sum(ref.values()), sum(cur.values())
-    _both_sides(n_ref, n_ref, n_cur, n_cur, what="non-null value")
+    for side, n in (("reference", n_ref), ("current window", n_cur)):
+        if n == 0:
+            raise ValueError(f"the {side} has no non-null value")
     p = np.array([ref.get(k, 0) for k in keys], dtype=np.float64) / n_ref
     q = np.array([cur.get(k, 0) for k in keys], dtype=np.float64) / n_cur
     score = float(distance.jensenshannon(p, q))
@@ -124,9 +128,7 @@ def jensenshannon_counts(ref: Counts, cur: Counts, threshold: float) -> FeatureS
 
 def jensenshannon_numeric(ref: np.ndarray, cur: np.ndarray, threshold: float) -> FeatureScore:
     """Evidently's Jensen-Shannon distance for a numeric feature (its binning rule)."""
-    n_ref, n_cur = np.size(ref), np.size(cur)
-    ref, cur = finite(ref), finite(cur)
-    _both_sides(ref.size, n_ref, cur.size, n_cur)
+    ref, cur = _finite_sides(ref, cur)
     if np.unique(ref).size > 20:
         lo, hi = min(ref.min(), cur.min()), max(ref.max(), cur.max())
         n_bins = int(np.ceil(np.log2(ref.size + cur.size) + 1.0)) if hi > lo else 1
@@ -151,9 +153,7 @@ def evidently_stattest(method: str, ref: np.ndarray, cur: np.ndarray, kind: str,
 
     ctype = ColumnType.Numerical if kind == "numeric" else ColumnType.Categorical
     if kind == "numeric":
-        n_ref, n_cur = np.size(ref), np.size(cur)
-        ref, cur = finite(ref), finite(cur)
-        _both_sides(ref.size, n_ref, cur.size, n_cur)
+        ref, cur = _finite_sides(ref, cur)
     exact = len(cur) <= sample_rows
     if not exact:
         cur = np.asarray(cur)[rng.choice(len(cur), sample_rows, replace=False)]
