@@ -176,11 +176,16 @@ def _ask_service(url: str, token: str, req: ManualRequest) -> Decision:
                       headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
     if resp.status_code in (202, 409):
         return Decision.model_validate(resp.json())
+    raise MonitoringError(_refusal(url, resp))
+
+
+def _refusal(url: str, resp: httpx.Response) -> str:
+    """What a trigger that answered with an error said: its ``message``, else the body."""
     try:
         message = resp.json().get("message", resp.text)
-    except ValueError:
+    except (ValueError, AttributeError):  # not JSON, or JSON that is not an object
         message = resp.text
-    raise MonitoringError(f"trigger at {url} answered {resp.status_code}: {message}")
+    return f"trigger at {url} answered {resp.status_code}: {message}"
 
 
 def _print_run(console: Console, run: RunRecord) -> None:
@@ -243,11 +248,7 @@ def _recent(settings: Settings, limit: int
             return ([RunRecord.model_validate(r) for r in body["runs"]],
                     [Decision.model_validate(d) for d in body["decisions"]], problem,
                     f"from the trigger at {ts.url}")
-        try:
-            why = resp.json().get("message", resp.text)
-        except (ValueError, AttributeError):
-            why = resp.text
-        refused = f"trigger at {ts.url} answered {resp.status_code}: {why}"
+        refused = _refusal(ts.url, resp)
     except MarqueeError:  # no token to ask the trigger with
         local_because = "no trigger token (MARQUEE_RETRAIN_TOKEN[_FILE])"
     except (httpx.HTTPError, ValueError, KeyError, AttributeError):
