@@ -54,6 +54,13 @@ def _check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
                              f"an id (e.g. {key} {frame[key][dup].iloc[0]})")
 
 
+def _check_int(name: str, value: object, least: int) -> None:
+    """A ValueError naming ``name`` unless ``value`` is an integer (not a bool) >= least."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < least:
+        raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
+
+
 class Recommender:
     """Two-tower retrieval, an optional learned ranker and a rule/diversity re-ranker."""
 
@@ -287,13 +294,10 @@ class Recommender:
         ``ValueError`` naming the argument; no users or ``k=0`` give an empty frame of the
         same columns and dtypes.
         """
-        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise ValueError(f"k: expected an integer >= 0, got {k!r}")
+        _check_int("k", k, 0)
         if stages not in ("full", "retrieval"):
             raise ValueError(f"stages: expected 'full' or 'retrieval', got {stages!r}")
-        if isinstance(chunk, (bool, np.bool_)) or not isinstance(chunk, (int, np.integer)) \
-                or chunk < 1:
-            raise ValueError(f"chunk: expected an integer >= 1, got {chunk!r}")
+        _check_int("chunk", chunk, 1)
         uid = np.asarray(user_ids)
         if uid.ndim != 1:
             raise ValueError(f"user_ids: expected a one-dimensional sequence of user ids, got "
