@@ -93,13 +93,7 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
                     replicas: str | None = None) -> RolloutStatus:
     from marquee.settings import Settings
     from serving.rollout.controller import Controller, MarqueeRegistry
-    from serving.rollout.spec import SpecError
-    from serving.rollout.store import (
-        ControllerBusy,
-        FileStatusStore,
-        RolloutNotFound,
-        RolloutUnreadable,
-    )
+    from serving.rollout.store import ROLLOUT_UNUSABLE, ControllerBusy, FileStatusStore
 
     settings = Settings()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -125,7 +119,7 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
         return controller.run(stop, on_tick=show)
     except ControllerBusy as exc:
         raise _fail(f"{exc}: a controller is already running this rollout") from None
-    except (RolloutNotFound, RolloutUnreadable, SpecError) as exc:  # gone or damaged mid-run
+    except ROLLOUT_UNUSABLE as exc:  # gone or damaged mid-run
         raise _fail(f"rollout {name}: {exc}") from None
     finally:
         admin.close()

@@ -26,9 +26,9 @@ from serving.rollout import metrics
 from serving.rollout.analysis import Analysis, evaluate
 from serving.rollout.machine import desired_routing, next_status
 from serving.rollout.sources import MetricsSource, RouterAdmin, SourceError
-from serving.rollout.spec import RolloutSpec, SpecError, VersionRef
+from serving.rollout.spec import RolloutSpec, VersionRef
 from serving.rollout.status import Outcome, Phase, RolloutStatus, utcnow
-from serving.rollout.store import RolloutNotFound, RolloutUnreadable, StatusStore
+from serving.rollout.store import ROLLOUT_UNUSABLE, StatusStore
 
 __all__ = ["Controller", "AliasRegistry", "MarqueeRegistry", "ALIASES", "apply_routing"]
 
@@ -241,20 +241,19 @@ class Controller:
         while not stop.is_set():
             try:
                 status = self.tick()
-                failed = False
-            except (RolloutNotFound, RolloutUnreadable, SpecError):
+            except ROLLOUT_UNUSABLE:
                 raise
             except Exception:  # noqa: BLE001 - retried at the next interval, like the manager
                 log.exception("rollout %s: tick failed; retrying in %gs", self.name, interval)
-                failed = True
+            else:
+                if on_tick is not None:
+                    on_tick(status)
             ticks += 1
-            if on_tick is not None and not failed:
-                on_tick(status)
             if status.phase.terminal or (max_ticks is not None and ticks >= max_ticks):
                 break
             try:
                 interval = self.store.get(self.name).rollout.spec.interval_seconds
-            except (RolloutNotFound, RolloutUnreadable, SpecError):
+            except ROLLOUT_UNUSABLE:
                 raise
             except Exception:  # noqa: BLE001 - keep the last interval
                 log.exception("rollout %s: reading the rollout failed", self.name)

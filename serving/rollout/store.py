@@ -25,12 +25,12 @@ from typing import Any, Protocol, runtime_checkable
 import yaml
 
 from serving.rollout.analysis import Command
-from serving.rollout.spec import ModelRollout, parse_rollout
+from serving.rollout.spec import ModelRollout, SpecError, parse_rollout
 from serving.rollout.status import RolloutStatus
 
 __all__ = ["StoredRollout", "StatusStore", "FileStatusStore", "KubernetesStatusStore",
-           "RolloutNotFound", "RolloutExists", "RolloutUnreadable", "ControllerBusy",
-           "COMMAND_ANNOTATION", "GROUP", "VERSION", "PLURAL", "KUBE_REQUEST_TIMEOUT",
+           "RolloutNotFound", "RolloutExists", "RolloutUnreadable", "ROLLOUT_UNUSABLE",
+           "ControllerBusy", "COMMAND_ANNOTATION", "GROUP", "VERSION", "PLURAL", "KUBE_REQUEST_TIMEOUT",
            "kube_timeout", "load_kube_config"]
 
 GROUP, VERSION, PLURAL = "marquee.dev", "v1alpha1", "modelrollouts"
@@ -65,6 +65,10 @@ def _status_from(data: Any, where: str) -> RolloutStatus:
         raise RolloutUnreadable(f"{where}: status not readable by this version of Marquee "
                                 f"(damaged, or written by a newer one): "
                                 f"{validation_text(exc)}") from None
+
+
+#: A rollout that is gone or can no longer be read (its spec or its status): nothing to tick.
+ROLLOUT_UNUSABLE = (RolloutNotFound, RolloutUnreadable, SpecError)
 
 
 class ControllerBusy(RuntimeError):
