@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections import deque
@@ -303,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
               "python -m pipelines.run", file=sys.stderr)
         return 2
     spec = json.loads(text)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # the launcher stops a run with SIGTERM: unwind, so kfp.local removes its workspace
+    signal.signal(signal.SIGTERM, stop)
     try:
         result = run_local(Settings(**spec.get("settings", {})), spec.get("params") or {})
     except MarqueeError as exc:  # the step's log is above; this is the one-line summary

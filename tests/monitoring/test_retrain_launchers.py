@@ -152,12 +152,16 @@ def _launch_in_thread(launcher: Any) -> tuple[threading.Thread, list[BaseExcepti
     return worker, outcome
 
 
-def test_a_local_pipeline_run_over_its_time_is_stopped_with_its_steps(tmp_path: Path) -> None:
+def test_a_local_pipeline_run_over_its_time_is_stopped_with_its_steps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The kfp-local launcher runs the real pipeline in a child process; past its timeout
     the child and kfp.local's step processes are killed and the run fails, naming the
-    setting."""
+    setting. The stopped child leaves no kfp.local workspace behind in $TMPDIR."""
     from monitoring.retrain.launcher import KfpLocalLauncher
 
+    scratch = tmp_path / "tmp"  # the child's $TMPDIR
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     home = tmp_path / "home-kfp-timeout"
     launcher = KfpLocalLauncher(
         Settings(home=home), {"source": "synth:users=300,items=100,events=6000,seed=1"},
@@ -173,6 +177,7 @@ def test_a_local_pipeline_run_over_its_time_is_stopped_with_its_steps(tmp_path: 
     assert "did not exit within 25s" in str(outcome[0])
     assert "COMMAND_TIMEOUT_SECONDS" in str(outcome[0])
     wait_until(lambda: not _pids_alive(str(home)), timeout=15, what="the run's processes gone")
+    assert not list(scratch.glob("kfp-workspace-*"))
 
 
 def test_a_local_pipeline_run_reports_a_bad_source_as_a_failed_run(
