@@ -11,8 +11,10 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,18 +236,37 @@ def _check_source(source: str) -> None:
             raise InvalidArgumentError("source", source, f"{part!r}: {key} must be 1 or more")
 
 
+@contextlib.contextmanager
+def _scratch_tmpdir() -> Iterator[str]:
+    """A temporary directory that the run's step processes take as their $TMPDIR."""
+    before = os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="marquee-run-") as scratch:
+        os.environ["TMPDIR"] = scratch
+        try:
+            yield scratch
+        finally:
+            if before is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = before
+
+
 def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunResult:
     """Run the same pipeline in this machine's interpreter (kfp.local, no containers)."""
     import kfp.local
 
     args = pipeline_arguments(settings, params)  # checked before anything is created
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
-                   pipeline_root=str(settings.runs_dir.resolve()), raise_on_error=True)
     started = time.perf_counter()
     tee = _Tee(sys.stdout, STEP_LOG_TAIL)
     try:
-        with contextlib.redirect_stdout(tee):
+        # kfp.local's workspace and each step's own temporary files (its shell wrapper's
+        # mktemp -d) go into one scratch directory that is removed with the run; they were
+        # left in $TMPDIR, a directory per step
+        with _scratch_tmpdir() as scratch, contextlib.redirect_stdout(tee):
+            kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
+                           pipeline_root=str(settings.runs_dir.resolve()),
+                           workspace_root=str(Path(scratch, "workspace")), raise_on_error=True)
             task = build_pipeline()(**args)
     except RuntimeError as exc:  # kfp.local: "Pipeline … FAILURE. Inner task failed: 'x'."
         step = _FAILED_STEP.search(ANSI.sub("", str(exc)))

@@ -3,6 +3,7 @@ nothing is registered."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -92,13 +93,17 @@ def test_good_directory_is_ingested(tmp_path, home):
     assert out.metadata["interactions"] == 600
 
 
-def test_bad_dataset_stops_the_pipeline_and_registers_nothing(tmp_path, home, capfd):
+def test_bad_dataset_stops_the_pipeline_and_registers_nothing(tmp_path, home, capfd,
+                                                              monkeypatch):
     from marquee.errors import PipelineRunError
     from marquee.registry import Registry
     from pipelines.run import run_local
 
     src = write_tables(tmp_path / "src", _duplicates(good_interactions()))
     settings = Settings()
+    scratch = tmp_path / "tmp"  # this run's $TMPDIR, so other runs' files do not count
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     with pytest.raises(PipelineRunError, match="failed in step 'ingest': .*DataValidationError: "
                        ".*data validation failed") as err:
         run_local(settings, {"source": str(src)})
@@ -107,3 +112,6 @@ def test_bad_dataset_stops_the_pipeline_and_registers_nothing(tmp_path, home, ca
     assert "duplicate" in (logs.out + logs.err).lower()
     assert Registry(settings.resolved_registry_uri).list_versions() == []
     assert not list((settings.home / "store").rglob("bundle.json"))
+    # the steps' temporary files went with the run (kfp's step wrapper left a tmp.* each)
+    assert not list(scratch.iterdir())
+    assert os.environ["TMPDIR"] == str(scratch)
