@@ -29,9 +29,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(cmd: list[str], root: Path) -> dict:
-    # a new session, so a timeout can stop torchrun's workers with it
+    # a new session, so a timeout can stop torchrun's workers with it; a $TMPDIR of its own,
+    # where torchrun leaves its torchelastic_* log directory
+    tmp = root.parent / f"{root.name}-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, "TMPDIR": str(tmp)})
     try:
         out, _ = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
