@@ -30,15 +30,18 @@ fetch_app = typer.Typer(add_completion=False, no_args_is_help=True,
 app.add_typer(fetch_app, name="fetch")
 
 
-def _counts_table(title: str, counts: dict[str, int], extra: dict[str, str]) -> Table:
+def _print_counts(console: Console, title: str, counts: dict[str, int],
+                  extra: dict[str, str]) -> None:
+    """Row counts as a table, then one ``key: value`` line each for the fingerprint and path:
+    whole, never cut to the console's width (a pipe's is 80), so they can be copied."""
     table = Table(title=title, show_header=True)
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, n in counts.items():
         table.add_row(name, f"{n:,}")
+    console.print(table)
     for key, value in extra.items():
-        table.add_row(f"[dim]{key}[/dim]", value)
-    return table
+        console.print(f"{key}: {value}", markup=False, highlight=False, soft_wrap=True)
 
 
 @fetch_app.command("movielens-100k")
@@ -69,8 +72,8 @@ def fetch_movielens(
     fingerprint = dataset.fingerprint()
     target = out or settings.data_dir / "datasets" / "movielens-100k" / fingerprint
     write_dataset(dataset, target)
-    console.print(_counts_table("movielens-100k", dataset.counts(),
-                                {"fingerprint": fingerprint, "written to": str(target)}))
+    _print_counts(console, "movielens-100k", dataset.counts(),
+                  {"fingerprint": fingerprint, "written to": str(target)})
 
 
 @app.command()
@@ -97,8 +100,8 @@ def synth(
                        n_groups=groups, progress=console.is_terminal,
                        drift=Drift(demographic_shift=demographic_shift, genre_shift=genre_shift))
     write_dataset(dataset, out)
-    console.print(_counts_table("synthetic", dataset.counts(),
-                                {"fingerprint": dataset.fingerprint(), "written to": str(out)}))
+    _print_counts(console, "synthetic", dataset.counts(),
+                  {"fingerprint": dataset.fingerprint(), "written to": str(out)})
 
 
 @app.command()
@@ -119,15 +122,17 @@ def validate(
             console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         else:
             table = Table(title=f"{directory}: {len(exc.report)} problem(s)", show_lines=False)
-            for column in ("table", "column", "rule", "bad rows", "examples", "detail"):
+            for column in ("table", "column", "rule", "bad rows", "first rows", "examples",
+                           "detail"):
                 table.add_column(column, overflow="fold")
             for f in exc.report:
                 table.add_row(f.table, f.column, f.rule, str(f.bad_count),
-                              ", ".join(map(repr, f.examples)), f.detail)
+                              ", ".join(map(str, f.rows)), ", ".join(map(repr, f.examples)),
+                              f.detail)
             console.print(table)
         # the report above is on stdout; the command ends, like every other, with one line
         typer.secho(f"error: {directory}: data validation failed: {len(exc.report)} "
                     "problem(s)", fg="red", err=True)
         raise SystemExit(1) from exc
-    console.print(_counts_table(f"{directory}: valid", dataset.counts(),
-                                {"fingerprint": dataset.fingerprint()}))
+    _print_counts(console, f"{directory}: valid", dataset.counts(),
+                  {"fingerprint": dataset.fingerprint()})

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.errors import DataValidationError
-from recsys.data.findings import Finding, examples_of
+from recsys.data.findings import Finding, examples_of, rows_of
 from recsys.data.schema import TABLES, TableSpec
 
 __all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "read_table_file",
@@ -28,15 +28,17 @@ FILE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".tsv")
 def _bad(spec: TableSpec, column: str, rule: str, mask: pd.Series, raw: pd.Series,
          detail: str) -> Finding:
     return Finding(table=spec.name, column=column, rule=rule, bad_count=int(mask.sum()),
-                   examples=examples_of(raw[mask]), detail=detail)
+                   examples=examples_of(raw[mask]), rows=rows_of(mask), detail=detail)
 
 
 def _to_seconds(raw: pd.Series) -> pd.Series:
     """Unix seconds (float, NaN where unparseable) from numbers, numeric text, ISO text or
     datetimes."""
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
-        stamps = pd.to_datetime(raw, utc=True)
-        return pd.Series(stamps.astype("int64") // 10**9, index=raw.index, dtype="float64").where(
+        # as_unit("s"), not astype(int64) // 10**9: a Parquet timestamp column reads in its own
+        # unit (ms from pyarrow/pandas writers, us from Spark, DuckDB and Polars), not always ns
+        stamps = pd.to_datetime(raw, utc=True).dt.floor("s").dt.as_unit("s")
+        return pd.Series(stamps.astype("int64"), index=raw.index, dtype="float64").where(
             stamps.notna())
     if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw):
         return raw.astype("float64")
@@ -46,7 +48,7 @@ def _to_seconds(raw: pd.Series) -> pd.Series:
         parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
         seconds = pd.Series(np.nan, index=text.index)
         ok = parsed.notna()
-        seconds[ok] = parsed[ok].astype("int64") // 10**9
+        seconds[ok] = parsed[ok].dt.floor("s").dt.as_unit("s").astype("int64")
         numeric = numeric.astype("float64")
         numeric[text.index] = seconds
     return numeric.astype("float64")

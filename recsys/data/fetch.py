@@ -21,8 +21,10 @@ from typing import Protocol
 
 from recsys.data.errors import DataFetchError, DataSourceError
 from recsys.data.files import has_tables, read_raw_dataset, write_raw_dataset
+from recsys.data.ingest import ingest
 from recsys.data.movielens import ATOMIC_FILES, load_atomic, load_movielens_100k
 from recsys.data.schema import RawDataset
+from recsys.data.validate import validate_dataset
 
 __all__ = [
     "RECBOLE_REQUIREMENT",
@@ -108,7 +110,9 @@ def fetch_movielens_100k(cache_dir: Path, source: Path | None = None, *, refresh
     ``source``: a directory or zip in the GroupLens layout or holding the atomic files; when
     ``None`` the recbole wheel is downloaded with ``downloader`` (default: pip) unless a cache
     exists; with a ``source`` the cache is used only when it was made from that same source.
-    ``refresh`` ignores an existing cache.
+    ``refresh`` ignores an existing cache. A copy whose ingested tables break the data contract
+    raises :class:`DataValidationError` before the cache is touched, so a bad ``source`` never
+    replaces a good cached copy (which the pipeline's ``movielens-100k`` source reads).
     """
     target = Path(cache_dir) / CACHE_NAME
     cached = None if refresh else _cached_origin(target)
@@ -123,6 +127,7 @@ def fetch_movielens_100k(cache_dir: Path, source: Path | None = None, *, refresh
             wheel = download(Path(tmp) / "wheel")
             raw = load_atomic(extract_movielens_from_wheel(wheel, Path(tmp) / "ml-100k"))
             origin = f"pypi:{getattr(download, 'requirement', wheel.name)}"
+    validate_dataset(ingest(raw))
     (target / _MANIFEST).unlink(missing_ok=True)
     write_raw_dataset(raw, target)
     manifest = {"source": origin, "fingerprint": raw.fingerprint(), "counts": raw.counts()}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Finding", "examples_of"]
+__all__ = ["Finding", "examples_of", "rows_of"]
 
 MAX_EXAMPLES = 5
 
@@ -39,6 +40,12 @@ def examples_of(values: pd.Series | list[Any]) -> list[Any]:
     return seen
 
 
+def rows_of(mask: pd.Series | np.ndarray) -> list[int]:
+    """The first five rows where ``mask`` holds, counted from 1 in table order (in a CSV file
+    row 1 is the line after the header), whatever the frame's index."""
+    return (np.flatnonzero(np.asarray(mask, dtype=bool))[:MAX_EXAMPLES] + 1).tolist()
+
+
 class Finding(BaseModel):
     """A broken rule. ``column`` is ``"*"`` for table-level rules (empty table, duplicate rows)."""
 
@@ -49,6 +56,9 @@ class Finding(BaseModel):
     rule: str = Field(description="Short rule name, e.g. 'positive id', 'missing column'.")
     bad_count: int = Field(ge=0, description="Rows that break the rule.")
     examples: list[Any] = Field(default_factory=list, max_length=MAX_EXAMPLES)
+    rows: list[int] = Field(default_factory=list, max_length=MAX_EXAMPLES, description=(
+        "The first bad rows, counted from 1 in table order (row 1 of a CSV file is the line "
+        "after the header)."))
     detail: str = ""
 
     def describe(self) -> str:
@@ -58,6 +68,9 @@ class Finding(BaseModel):
             text += f" ({self.detail})"
         if self.bad_count:
             text += f"; {self.bad_count} bad row(s)"
+        if self.rows:
+            more = ", …" if self.bad_count > len(self.rows) else ""
+            text += f" at data row {', '.join(map(str, self.rows))}{more}"
         if self.examples:
             text += f", e.g. {self.examples}"
         return text

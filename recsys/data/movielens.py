@@ -125,26 +125,41 @@ def split_title(title: str, year_hint: str | None = None) -> tuple[str, int]:
     return text, year or 0
 
 
-def _read_table(data: bytes, sep: str, encoding: str, header: bool) -> pd.DataFrame:
-    return pd.read_csv(
-        io.BytesIO(data), sep=sep, header=0 if header else None, dtype=str, encoding=encoding,
-        keep_default_na=False, quoting=csv.QUOTE_NONE, engine="c",
-    )
+def _read_table(data: bytes, sep: str, encoding: str, header: bool, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(
+            io.BytesIO(data), sep=sep, header=0 if header else None, dtype=str,
+            encoding=encoding, keep_default_na=False, quoting=csv.QUOTE_NONE, engine="c",
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise DataSourceError(f"{what} is empty") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataSourceError(f"{what} is not readable as {encoding} text with {sep!r} "
+                              f"between fields: {exc}".strip()) from exc
 
 
 def _int(column: pd.Series, what: str) -> np.ndarray:
     values = pd.to_numeric(column.str.strip(), errors="coerce")
+    bad = values.isna() | (values % 1 != 0)  # 1.5 would become id 1, another user's
+    if bad.any():
+        raise DataSourceError(f"{what}: values that are not whole numbers "
+                              f"{column[bad].head(5).tolist()}")
+    return values.to_numpy(dtype="int64")
+
+
+def _float(column: pd.Series, what: str) -> np.ndarray:
+    values = pd.to_numeric(column.str.strip(), errors="coerce")
     if values.isna().any():
         bad = column[values.isna()].head(5).tolist()
         raise DataSourceError(f"{what}: non-numeric values {bad}")
-    return values.to_numpy(dtype="int64")
+    return values.to_numpy(dtype="float32")
 
 
 def _interactions(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "user_id": _int(frame["user_id"], "ratings user_id"),
         "item_id": _int(frame["item_id"], "ratings item_id"),
-        "rating": pd.to_numeric(frame["rating"]).to_numpy(dtype="float32"),
+        "rating": _float(frame["rating"], "ratings rating"),
         "timestamp": _int(frame["timestamp"].str.split(".").str[0], "ratings timestamp"),
     })
 
@@ -179,15 +194,15 @@ def _items(ids: pd.Series, titles: pd.Series, hints: pd.Series,
 
 def _load_grouplens(files: _Files) -> RawDataset:
     data, user, item = (files.read(n) for n in files.names)
-    ratings = _read_table(data, "\t", "latin-1", header=False)
+    ratings = _read_table(data, "\t", "latin-1", header=False, what=files.names[0])
     if ratings.shape[1] != 4:
         raise DataSourceError(f"u.data: expected 4 tab-separated columns, got {ratings.shape[1]}")
     ratings.columns = ["user_id", "item_id", "rating", "timestamp"]
-    users = _read_table(user, "|", "latin-1", header=False)
+    users = _read_table(user, "|", "latin-1", header=False, what=files.names[1])
     if users.shape[1] != 5:
         raise DataSourceError(f"u.user: expected 5 |-separated columns, got {users.shape[1]}")
     users.columns = ["user_id", "age", "gender", "occupation", "zip_code"]
-    items = _read_table(item, "|", "latin-1", header=False)
+    items = _read_table(item, "|", "latin-1", header=False, what=files.names[2])
     if items.shape[1] != 5 + len(GENRES):
         raise DataSourceError(
             f"u.item: expected {5 + len(GENRES)} |-separated columns, got {items.shape[1]}")
@@ -201,7 +216,7 @@ def _load_grouplens(files: _Files) -> RawDataset:
 
 
 def _atomic_table(data: bytes, what: str, required: tuple[str, ...]) -> pd.DataFrame:
-    frame = _read_table(data, "\t", "utf-8", header=True)
+    frame = _read_table(data, "\t", "utf-8", header=True, what=what)
     frame.columns = [str(c).split(":", 1)[0] for c in frame.columns]  # user_id:token -> user_id
     missing = [c for c in required if c not in frame.columns]
     if missing:

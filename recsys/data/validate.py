@@ -22,7 +22,7 @@ import pandas as pd
 
 from recsys.data.coerce import coerce_raw_frame, read_dataset_files
 from recsys.data.errors import DataValidationError
-from recsys.data.findings import Finding, examples_of
+from recsys.data.findings import Finding, examples_of, rows_of
 from recsys.data.schema import (
     AGE_BUCKETS,
     EVENTS,
@@ -69,7 +69,7 @@ def _finding(spec: TableSpec, column: str, rule: str, bad: pd.Series, values: pd
     if count == 0:
         return None
     return Finding(table=spec.name, column=column, rule=rule, bad_count=count,
-                   examples=examples_of(values[bad]), detail=detail)
+                   examples=examples_of(values[bad]), rows=rows_of(bad), detail=detail)
 
 
 def _value_rules(now: float) -> dict[str, tuple[str, Callable[[pd.Series], pd.Series], str]]:
@@ -158,10 +158,11 @@ def check_table(frame: pd.DataFrame, spec: TableSpec, now: float | None = None) 
                 rows = frame.loc[dup, key].head(50)
                 labels = pd.Series([", ".join(f"{k}={v}" for k, v in zip(key, r, strict=True))
                                     for r in rows.itertuples(index=False)])
+                repeats = frame.duplicated(subset=key, keep="first")
                 findings.append(Finding(
                     table=spec.name, column="*", rule="duplicate rows",
-                    bad_count=int(frame.duplicated(subset=key, keep="first").sum()),
-                    examples=examples_of(labels), detail=f"same {', '.join(key)}"))
+                    bad_count=int(repeats.sum()), examples=examples_of(labels),
+                    rows=rows_of(repeats), detail=f"same {', '.join(key)}"))
     return [f for f in findings if f is not None]
 
 
@@ -208,10 +209,15 @@ def validate_directory(directory: Path | str, now: float | None = None) -> Datas
     unparseable timestamps, non-integer ids) and the validation findings together.
     """
     tables, findings = read_dataset_files(Path(directory))
+    # Values that could not be cast are missing after coercion and already reported: their
+    # column's "not null" would count them again. Coercion also chose the dtypes (nullable ones
+    # only where values are missing), so a "dtype" finding says nothing about the file. Every
+    # other rule still holds for the values that were cast (a -2 beside an 'x' is reported).
     coerced = {(f.table, f.column) for f in findings}
     for name, frame in tables.items():
         findings += [f for f in check_table(frame, TABLES[name], now)
-                     if (f.table, f.column) not in coerced]
+                     if f.rule != "dtype"
+                     and not (f.rule == "not null" and (f.table, f.column) in coerced)]
     if len(tables) == len(TABLES):
         findings += check_references(tables)
     if findings:
