@@ -192,12 +192,8 @@ def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, l
     return frame, []
 
 
-def _find_file(directory: Path, name: str) -> Path | None:
-    for suffix in FILE_SUFFIXES:
-        candidate = directory / f"{name}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+def _find_files(directory: Path, name: str) -> list[Path]:
+    return [p for p in (directory / f"{name}{suffix}" for suffix in FILE_SUFFIXES) if p.is_file()]
 
 
 def read_dataset_files(directory: Path) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
@@ -206,12 +202,18 @@ def read_dataset_files(directory: Path) -> tuple[dict[str, pd.DataFrame], list[F
     tables: dict[str, pd.DataFrame] = {}
     findings: list[Finding] = []
     for name, spec in TABLES.items():
-        path = _find_file(directory, name)
-        if path is None:
+        paths = _find_files(directory, name)
+        if not paths:
             findings.append(Finding(
                 table=name, column="*", rule="missing file", bad_count=0,
                 detail=f"no {name}{{{','.join(FILE_SUFFIXES)}}} in {directory}"))
             continue
+        if len(paths) > 1:  # which one is the data? Not for us to pick silently
+            findings.append(Finding(
+                table=name, column="*", rule="ambiguous file", bad_count=0,
+                detail=f"{' and '.join(p.name for p in paths)} both in {directory}: keep one"))
+            continue
+        path = paths[0]
         frame, problems = read_table_file(path, spec)
         findings += problems
         if frame is None:

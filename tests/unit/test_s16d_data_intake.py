@@ -161,3 +161,19 @@ def test_a_broken_movielens_copy_is_one_error_line_naming_file_and_value(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_a_table_in_two_files_is_refused_naming_both(tmp_path: Path) -> None:
+    """``interactions.parquet`` beside ``interactions.csv`` (``data synth --out`` into a folder
+    of the user's CSVs makes this): before, the Parquet file was read and the CSV ignored,
+    without a word."""
+    inter, users, items = _tables()
+    directory = _write_csv(tmp_path / "events", inter, users, items)
+    inter.iloc[:2].to_parquet(directory / "interactions.parquet", index=False)
+    done = _marquee("data", "validate", str(directory), home=tmp_path / "home")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "ambiguous file" in done.stdout
+    assert "interactions.parquet and interactions.csv" in " ".join(done.stdout.split())
+    (directory / "interactions.parquet").unlink()
+    assert _marquee("data", "validate", str(directory), home=tmp_path / "home").returncode == 0
+
