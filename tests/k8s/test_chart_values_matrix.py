@@ -63,8 +63,10 @@ MATRIX: list[tuple[str, dict[str, Any], str, str]] = [
     ("several-router-replicas-no-policies", {"router": {"replicaCount": 3},
                                              "networkPolicy": {"enabled": False}},
      "marquee", "marquee"),
-    ("pull-secrets-digest", {"image": {"pullSecrets": ["regcred", "mirror"],
-                                       "digest": "sha256:" + "1" * 64}}, "marquee", "marquee"),
+    ("pull-secrets-digest", {"image": {
+        "pullSecrets": ["regcred", "mirror"],
+        **{f"{k}Digest": "sha256:" + "1" * 64 for k in ("pipeline", "server", "router", "mlflow")},
+    }}, "marquee", "marquee"),
     ("other-ports", {
         "router": {"port": 9000, "service": {"port": 8081}}, "controller": {"containerPort": 9091},
         "modelServer": {"port": 9092}, "retrainTrigger": {"port": 9093, "service": {"port": 9094}},

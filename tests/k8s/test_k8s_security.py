@@ -180,7 +180,8 @@ def _checkov(objs_by_template: dict[str, str], tmp_path: Path) -> dict[str, Any]
 
 def test_checkov_finds_no_failed_high_severity_check(tmp_path: Path) -> None:
     values = c.all_features_values()
-    values["image"]["digest"] = "sha256:" + "0" * 64  # production pins images by digest
+    values["image"].update({f"{k}Digest": "sha256:" + "0" * 64  # production pins by digest
+                            for k in ("pipeline", "server", "router", "mlflow")})
     report = _checkov(c.render(values), tmp_path)
     assert report["summary"]["parsing_errors"] == 0
     results = report["results"]

@@ -74,13 +74,15 @@ matchLabels:
 {{- end -}}
 
 {{/*
-Images. Call with (dict "ctx" $ "repository" .Values.image.routerRepository).
+Images. Call with (dict "ctx" $ "repository" .Values.image.routerRepository "digest"
+.Values.image.routerDigest): each image has its own digest (the four Dockerfile targets are
+four images), which replaces the tag when set.
 */}}
 {{- define "marquee.image" -}}
 {{- $img := .ctx.Values.image -}}
 {{- $tag := default .ctx.Chart.AppVersion $img.tag | toString -}}
-{{- if $img.digest -}}
-{{- printf "%s/%s@%s" $img.registry .repository $img.digest -}}
+{{- if .digest -}}
+{{- printf "%s/%s@%s" $img.registry .repository .digest -}}
 {{- else -}}
 {{- printf "%s/%s:%s" $img.registry .repository $tag -}}
 {{- end -}}
@@ -169,7 +171,7 @@ Settings. The URI of the model registry: the value, else the in-chart MLflow Ser
 {{- end -}}
 
 {{- define "marquee.pipelineImage" -}}
-{{- default (include "marquee.image" (dict "ctx" . "repository" .Values.image.pipelineRepository)) .Values.settings.pipelineImage -}}
+{{- default (include "marquee.image" (dict "ctx" . "repository" .Values.image.pipelineRepository "digest" .Values.image.pipelineDigest)) .Values.settings.pipelineImage -}}
 {{- end -}}
 
 {{/* Environment of every Marquee container: the settings ConfigMap (plus the model-server
@@ -284,6 +286,16 @@ readinessProbe:
        (automatic shadow rollout, Kubernetes target), else empty. */ -}}
 {{- define "marquee.triggerCreatesRollouts" -}}
 {{- if and (eq .Values.retrainTrigger.autoRollout "shadow") (eq .Values.retrainTrigger.rolloutTarget "kubernetes") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- /* "true" when model servers of this release can run, else empty: the InferenceServices of
+       models.versions (models.enabled), or those the retrain trigger creates for retrained
+       versions from its template (trigger/configmap.yaml). Either needs the model-server
+       ConfigMap and ServiceAccount their pods name. */ -}}
+{{- define "marquee.modelServersRun" -}}
+{{- if or .Values.models.enabled (and .Values.retrainTrigger.enabled (include "marquee.triggerCreatesRollouts" .)) -}}
 true
 {{- end -}}
 {{- end -}}

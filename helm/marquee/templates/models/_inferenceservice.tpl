@@ -87,7 +87,7 @@ spec:
     {{- end }}
     containers:
       - name: kserve-container
-        image: {{ include "marquee.image" (dict "ctx" $ "repository" $.Values.image.serverRepository) }}
+        image: {{ include "marquee.image" (dict "ctx" $ "repository" $.Values.image.serverRepository "digest" $.Values.image.serverDigest) }}
         imagePullPolicy: {{ $.Values.image.pullPolicy }}
         args:
           - serve
