@@ -161,10 +161,16 @@ def test_a_servicemonitor_scrapes_every_predictor(mode: str) -> None:
         assert exprs["networking.internal.knative.dev/serviceType"]["values"] == ["Private"]
     else:
         assert "networking.internal.knative.dev/serviceType" not in exprs
-    # gated like the other monitors
-    for off in ({"serviceMonitor": {"enabled": False}}, {"models": {"enabled": False}}):
-        assert not [o for o in c.objects(off) if o["kind"] == "ServiceMonitor"
-                    and o["metadata"]["name"] == "marquee-model"]
+    # gated like the other monitors, and kept while only retrained candidates can run (the
+    # trigger's shadow rollouts), whose servers it scrapes
+    def monitors(values: dict) -> list[dict]:
+        return [o for o in c.objects(values) if o["kind"] == "ServiceMonitor"
+                and o["metadata"]["name"] == "marquee-model"]
+
+    assert monitors({"models": {"enabled": False}})
+    for off in ({"serviceMonitor": {"enabled": False}},
+                {"models": {"enabled": False}, "retrainTrigger": {"autoRollout": "none"}}):
+        assert not monitors(off)
 
 
 # --- item 3: the router's admin API --------------------------------------------------------------

@@ -115,7 +115,7 @@ def test_controller_and_trigger_rbac_is_least_privilege() -> None:
     assert {r["kind"] for r in roles.values()} == {"Role"}
     assert set(roles) == {"marquee-controller", "marquee-trigger"}
     assert _rules(roles["marquee-controller"]) == {
-        ("marquee.dev", "modelrollouts"): {"get", "list", "watch", "patch"},
+        ("marquee.dev", "modelrollouts"): {"get", "list", "patch"},
         ("marquee.dev", "modelrollouts/status"): {"get", "patch"},
         # leader election: it creates its Lease, and reads and renews only that one
         ("coordination.k8s.io", "leases"): {"create", "get@marquee-controller",
