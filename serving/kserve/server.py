@@ -5,9 +5,16 @@ KServe 0.21 hard-codes ``host="0.0.0.0"`` in its REST server and starts gRPC on 
 but runs uvicorn with :class:`BoundConfig` (a ``uvicorn.Config`` that binds the configured
 host), leaves gRPC off unless asked, and adds:
 
+* a V2 request in the binary data extension (``inference-header-content-length``) whose
+  header or binary part does not fit is a 400 naming the body (KServe: a 500 and a traceback);
+* gRPC (``enable_grpc``) on the same configured host, not ``[::]``, without the model
+  repository's load/unload (UNIMPLEMENTED, as their REST routes are 404s), messages limited
+  to ``max_body_bytes``, and a bad request answered INVALID_ARGUMENT naming the field (KServe
+  answered INTERNAL and logged a traceback);
 * a body-size limit (413) and per-route request/error counters (``marquee_serving_*``);
 * handlers that turn every validation failure into a 4xx naming the field;
-* ``POST /payload-sink`` (KServe's CloudEvents payload logger; only when given a ``pairer``,
+* ``POST /payload-sink`` (KServe's CloudEvents payload logger, bodies up to the sink
+  service's 8 MiB; only when given a ``pairer``,
   which ``serving.payload.sink.sink_pairer`` gives only with ``payload_sink_enabled``; with
   ``sink_token`` only for requests that carry it) and ``GET /marquee/model``
   (loaded version, bundle and the index report with its measured recall).
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -25,12 +33,18 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse
+from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+from kserve.protocol.grpc.server import GRPCServer
+from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.errors import ServingError, error_body
 from serving.kserve.model import RecommenderModel
+from serving.payload.service import SINK_MAX_BODY_BYTES
 from serving.payload.sink import CloudEventPairer, sink_router
 from serving.runtime.middleware import ServingMiddleware
 
@@ -116,6 +130,25 @@ async def _http_exception(_: Request, exc: Exception) -> JSONResponse:
                          "field": field}, status_code=exc.status_code, headers=exc.headers)
 
 
+class _DataPlane(DataPlane):
+    """KServe's data plane; a malformed request of the V2 binary data extension is InvalidInput
+    (a 400 naming the body), not the ValueError, KeyError or struct.error KServe lets out."""
+
+    def decode_inference_request(self, body: Any, headers: Any, model_name: str) -> Any:
+        if not isinstance(body, bytes):
+            return super().decode_inference_request(body, headers, model_name)
+        try:
+            return super().decode_inference_request(body, headers, model_name)
+        except InvalidInput:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, struct.error) as exc:
+            what = f"field {exc} missing" if isinstance(exc, KeyError) else str(exc)[:200]
+            raise InvalidInput(f"not a valid request of the binary data extension (the "
+                               f"{INFERENCE_CONTENT_LENGTH_HEADER} header, the JSON part and "
+                               f"each input's binary_data_size must fit the body): {what}"
+                               ) from None
+
+
 class _BoundRESTServer(RESTServer):
     """KServe's REST server on a prepared app, bound to the configured host."""
 
@@ -134,6 +167,85 @@ class _BoundRESTServer(RESTServer):
         return None
 
 
+# gRPC ----------------------------------------------------------------------------------------
+def _grpc_address(host: str, port: int) -> str:
+    """``host:port`` as gRPC spells it (an IPv6 literal in brackets)."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def _grpc_code(status: int) -> Any:
+    import grpc
+
+    return {400: grpc.StatusCode.INVALID_ARGUMENT, 422: grpc.StatusCode.INVALID_ARGUMENT,
+            404: grpc.StatusCode.NOT_FOUND, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+            503: grpc.StatusCode.UNAVAILABLE}.get(status, grpc.StatusCode.INTERNAL)
+
+
+class _Servicer(InferenceServicer):
+    """KServe's gRPC servicer without the model repository extension: over gRPC as over REST,
+    nobody who reaches the server can unload its one model (it cannot be loaded back)."""
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        import grpc
+
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "model repository: load is not served by this server")
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        import grpc
+
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "model repository: unload is not served by this server")
+
+
+class _StatusInterceptor(ExceptionToStatusInterceptor):
+    """A ServingError keeps its meaning over gRPC (a bad field is INVALID_ARGUMENT with the
+    message naming it), logged in one line; KServe's own interceptor made it INTERNAL."""
+
+    async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any,
+                               method_name: str) -> None:
+        if isinstance(ex, ServingError):
+            log.log(logging.INFO if ex.status_code < 500 else logging.WARNING,
+                    "gRPC %s %d: %s", method_name, ex.status_code, ex.message)
+            await context.abort(_grpc_code(ex.status_code), ex.message)
+        if isinstance(ex, ModelNotFound):
+            log.info("gRPC %s 404: %s", method_name, ex)
+            await context.abort(_grpc_code(404), f"model: {ex}")
+        await super().handle_exception(ex, request_or_iterator, context, method_name)
+
+
+class _BoundGRPCServer(GRPCServer):
+    """KServe's gRPC server bound to the configured host (KServe listens on ``[::]``, every
+    interface, whatever the REST host), with :class:`_Servicer` and messages up to
+    ``max_message_bytes``."""
+
+    def __init__(self, host: str, port: int, dataplane: Any, *, max_message_bytes: int,
+                 grace_period: int) -> None:
+        super().__init__(port, dataplane, None, kwargs={}, grace_period=grace_period)
+        self._host = host
+        self._max_message_bytes = max_message_bytes
+
+    async def start(self, max_workers: int) -> None:
+        from concurrent import futures
+
+        from grpc import aio
+        from kserve.constants.constants import MAX_GRPC_MESSAGE_LENGTH
+        from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
+
+        self._server = aio.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=(_StatusInterceptor(),),
+            options=[("grpc.max_send_message_length", MAX_GRPC_MESSAGE_LENGTH),
+                     ("grpc.max_receive_message_length", self._max_message_bytes)])
+        grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            _Servicer(self._data_plane, None), self._server)
+        address = _grpc_address(self._host, self._port)
+        self._server.add_insecure_port(address)
+        log.info("serving gRPC on %s", address)
+        await self._server.start()
+        await self._server.wait_for_termination()
+
+
 class MarqueeModelServer(kserve.ModelServer):
     def __init__(self, *, host: str, http_port: int, enable_grpc: bool = False,
                  grpc_port: int = 8081, grace_period: int = 20, max_body_bytes: int = 65536,
@@ -142,6 +254,7 @@ class MarqueeModelServer(kserve.ModelServer):
         super().__init__(http_port=http_port, grpc_port=grpc_port, workers=1,
                          enable_grpc=enable_grpc, enable_docs_url=False,
                          enable_latency_logging=False, grace_period=grace_period)
+        self.dataplane = _DataPlane(model_registry=self.registered_models)
         self.host = host
         self.max_body_bytes = max_body_bytes
         self.variant = variant
@@ -187,8 +300,13 @@ class MarqueeModelServer(kserve.ModelServer):
                     "bundle_uri": rt.bundle_uri, "n_items": rt.n_items,
                     "candidates": rt.candidates, "index": rt.index_report.as_dict()}
 
+        # KServe's logger posts whole requests and responses to the sink: a response to 64
+        # instances of k=500 is far above a request's limit (the sink service's limit, too)
+        sink_limit = {"payload_sink": max(SINK_MAX_BODY_BYTES, self.max_body_bytes)} \
+            if self.pairer is not None else None
         app.add_middleware(ServingMiddleware, max_body_bytes=self.max_body_bytes,
-                           version=self._version, variant=self.variant)
+                           version=self._version, variant=self.variant,
+                           route_max_body_bytes=sink_limit)
         return app
 
     def start(self, models: list[kserve.Model]) -> None:
@@ -200,13 +318,9 @@ class MarqueeModelServer(kserve.ModelServer):
                                              timeout_keep_alive=self.timeout_keep_alive)
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:
-            from kserve.model_server import args as kserve_args
-            from kserve.protocol.grpc.server import GRPCServer
-
-            self._grpc_server = GRPCServer(self.grpc_port, self.dataplane,
-                                           self.model_repository_extension,
-                                           kwargs=vars(kserve_args),
-                                           grace_period=self.grace_period)
+            self._grpc_server = _BoundGRPCServer(self.host, self.grpc_port, self.dataplane,
+                                                 max_message_bytes=self.max_body_bytes,
+                                                 grace_period=self.grace_period)
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()

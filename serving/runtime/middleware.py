@@ -1,13 +1,15 @@
 """ASGI middleware both model servers use: a body-size limit and request counters.
 
 Bodies over ``max_body_bytes`` get a 413 naming ``body`` (by ``Content-Length`` before the
-app runs, or while a chunked body is read); every answered request is counted in
-``marquee_serving_requests_total`` (and ``_errors_total`` for 4xx/5xx) by route and code.
+app runs, or while a chunked body is read); ``route_max_body_bytes`` gives a route its own
+limit (a model server's ``/payload-sink`` takes whole CloudEvents, as the sink service does).
+Every answered request is counted in ``marquee_serving_requests_total`` (and
+``_errors_total`` for 4xx/5xx) by route and code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -37,9 +39,11 @@ class ServingMiddleware:
     """ASGI middleware: body-size limit and request/error counters by route and status."""
 
     def __init__(self, app: Any, *, max_body_bytes: int | Callable[[], int],
-                 version: Callable[[], str], variant: str | Callable[[], str] = "") -> None:
+                 version: Callable[[], str], variant: str | Callable[[], str] = "",
+                 route_max_body_bytes: Mapping[str, int] | None = None) -> None:
         self.app = app
         self._max_body_bytes = max_body_bytes
+        self._route_max_body_bytes = dict(route_max_body_bytes or {})
         self.version = version
         self.variant = variant
 
@@ -53,16 +57,17 @@ class ServingMiddleware:
             await self.app(scope, receive, send)
             return
         route = route_of(scope.get("path", ""))
+        limit = self._route_max_body_bytes.get(route) or self.max_body_bytes
         status = {"code": 500}
         length = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
         if length is not None:
             try:
-                too_big = int(length) > self.max_body_bytes
+                too_big = int(length) > limit
             except ValueError:
                 too_big = False
             if too_big:
                 exc = PayloadTooLarge(f"body: {int(length)} bytes is more than the limit of "
-                                      f"{self.max_body_bytes}", field="body")
+                                      f"{limit}", field="body")
                 await JSONResponse(error_body(exc), status_code=413)(scope, receive, send)
                 self._count(route, 413)
                 return
@@ -75,8 +80,8 @@ class ServingMiddleware:
                     break
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                if size > self.max_body_bytes:
-                    exc = PayloadTooLarge(f"body: more than the limit of {self.max_body_bytes} "
+                if size > limit:
+                    exc = PayloadTooLarge(f"body: more than the limit of {limit} "
                                           "bytes", field="body")
                     await JSONResponse(error_body(exc), status_code=413)(scope, receive, send)
                     self._count(route, 413)
