@@ -24,6 +24,7 @@ it to a message and a non-zero exit code.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "AliasNotFoundError",
     "PipelineRunError",
     "validation_text",
+    "redact_uri",
 ]
 
 
@@ -189,3 +191,13 @@ def validation_text(exc: Exception) -> str:
     return "; ".join(
         f"{'.'.join(str(x) for x in err.get('loc', ())) or 'value'}: {err.get('msg', '')} "
         f"(got {err.get('input')!r})" for err in exc.errors())  # type: ignore[attr-defined]
+
+
+def redact_uri(text: str) -> str:
+    """``text`` with the password of every URI's user info in it replaced by ``***``, for
+    messages, logs and reprs (``postgresql://mlflow:secret@db/mlflow`` →
+    ``postgresql://mlflow:***@db/mlflow``; MLflow's own errors quote the URL whole)."""
+    return _URI_PASSWORD.sub(r"\1:***@", text)
+
+
+_URI_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/@]*@")

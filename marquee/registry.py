@@ -30,6 +30,7 @@ from marquee.errors import (
     MarqueeError,
     RegistryError,
     VersionNotFoundError,
+    redact_uri,
 )
 from marquee.settings import MODEL_NAME
 
@@ -144,7 +145,7 @@ class Registry:
         self.model_name = model_name
 
     def __repr__(self) -> str:
-        return f"Registry({self.tracking_uri!r}, model_name={self.model_name!r})"
+        return f"Registry({redact_uri(self.tracking_uri)!r}, model_name={self.model_name!r})"
 
     @cached_property
     def client(self) -> Any:
@@ -165,9 +166,11 @@ class Registry:
         except MlflowException as exc:
             if not_found is not None and exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 raise not_found() from exc
-            raise RegistryError(f"{what} failed on {self.tracking_uri}: {exc.message}") from exc
+            raise RegistryError(redact_uri(f"{what} failed on {self.tracking_uri}: "
+                                           f"{exc.message}")) from exc
         except Exception as exc:  # noqa: BLE001 - network, database: all registry failures
-            raise RegistryError(f"{what} failed on {self.tracking_uri}: {exc}") from exc
+            raise RegistryError(redact_uri(f"{what} failed on {self.tracking_uri}: {exc}")
+                                ) from exc
 
     # Reading ----------------------------------------------------------------------------
     def _aliases(self) -> dict[str, int]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marquee.errors import InvalidArgumentError, MarqueeError, PipelineRunError
+from marquee.errors import InvalidArgumentError, MarqueeError, PipelineRunError, redact_uri
 from marquee.settings import Settings
 from pipelines.logs import ANSI, exception_lines
 from pipelines.training import PIPELINE_NAME, build_pipeline
@@ -129,9 +129,9 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
             if value and key not in args:
                 args[key] = value
         for key in ("store_uri", "registry_uri", "s3_endpoint_url"):
-            if isinstance(args.get(key), str) and _has_password(args[key]):
+            if isinstance(args.get(key), str) and redact_uri(args[key]) != args[key]:
                 raise InvalidArgumentError(
-                    key, _redacted(args[key]), "carries a password, and a Kubeflow run's "
+                    key, redact_uri(args[key]), "carries a password, and a Kubeflow run's "
                     "parameters are visible to everyone who can see the run: use a URI without "
                     "credentials (the MLflow server's URL) and give the pipeline's pods their "
                     "credentials from a Secret")
@@ -143,23 +143,6 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
         if known[key].type == "Float" and isinstance(value, int) and not isinstance(value, bool):
             args[key] = float(value)
     return args
-
-
-def _has_password(uri: str) -> bool:
-    from urllib.parse import urlsplit
-
-    try:
-        return urlsplit(uri).password is not None
-    except ValueError:
-        return False
-
-
-def _redacted(uri: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri)
-    return parts._replace(netloc=f"{parts.username}:***@{parts.hostname or ''}"
-                          + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 def check_arguments(args: dict[str, Any]) -> None:

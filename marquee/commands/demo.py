@@ -106,12 +106,13 @@ def demo(
     drift_window: int = typer.Option(30, min=10, help="Drift job window, seconds."),
 ) -> None:
     """Run the whole loop on MovieLens-100k locally and write an HTML report."""
+    from marquee.errors import redact_uri
     from marquee.settings import Settings
 
     settings = Settings()
     console.print(Panel.fit(f"Marquee demo — home {settings.home.resolve()}\n"
-                            f"store {settings.resolved_store_uri}\n"
-                            f"registry {settings.resolved_registry_uri}"))
+                            f"store {redact_uri(settings.resolved_store_uri)}\n"
+                            f"registry {redact_uri(settings.resolved_registry_uri)}"))
     if config_json is None:
         from monitoring.loop.demo import DEMO_CONFIG
 

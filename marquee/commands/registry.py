@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from marquee.errors import InvalidArgumentError, MarqueeError
+from marquee.errors import InvalidArgumentError, MarqueeError, redact_uri
 from marquee.registry import PRODUCTION, ModelVersionInfo, Registry
 from marquee.settings import Settings
 
@@ -66,9 +66,10 @@ def list_versions() -> None:
         versions = registry.list_versions()
     console = Console()
     if not versions:
-        console.print(f"no versions of {settings.model_name} in {registry.tracking_uri}")
+        console.print(f"no versions of {settings.model_name} in "
+                      f"{redact_uri(registry.tracking_uri)}")
         return
-    table = Table(title=f"{settings.model_name} ({registry.tracking_uri})")
+    table = Table(title=f"{settings.model_name} ({redact_uri(registry.tracking_uri)})")
     for column in ("version", "aliases", "ndcg@10", "gate decision", "created"):
         table.add_column(column, justify="right" if column in ("version", "ndcg@10") else "left")
     for info in reversed(versions):

@@ -179,3 +179,19 @@ def test_an_unparseable_json_setting_names_the_field_and_the_cause(tmp_path: Pat
         'error: invalid settings: error parsing value for field "upstreams" from source '
         '"EnvSettingsSource": Expecting property name enclosed in double quotes: line 1 '
         "column 2 (char 1)")
+
+
+def test_a_registry_password_stays_out_of_errors(tmp_path: Path) -> None:
+    """A registry URI may carry credentials (http://user:password@mlflow, postgresql://…): a
+    failing registry call named the URI whole, password included, in its one error line."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = marquee(tmp_path, "registry", "list",
+                  MARQUEE_REGISTRY_URI=f"http://ops:s3cret-pw@127.0.0.1:{port}",
+                  MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
+    assert out.returncode == 1, out.stderr
+    assert f"http://ops:***@127.0.0.1:{port}" in out.stderr.strip().splitlines()[-1]
+    assert "s3cret-pw" not in out.stdout + out.stderr
