@@ -21,6 +21,7 @@ the caller's environment.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import time
@@ -63,8 +64,10 @@ class LoopStack:
                           **(env or {})}
         self.token = token or secrets.token_urlsafe(24)
         self.token_file = self.dir / "retrain-token"
-        self.token_file.write_text(self.token + "\n")
-        self.token_file.chmod(0o600)
+        self.token_file.unlink(missing_ok=True)  # created owner-only, never readable by others
+        with os.fdopen(os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                       "w") as f:
+            f.write(self.token + "\n")
         self.services: list[Service] = []
         self.oncall: OncallSink | None = None
 
