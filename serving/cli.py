@@ -44,7 +44,7 @@ def resolve_for_bento(settings: Settings, serving: ServingSettings) -> ServingSe
     restart a worker that fails to load, for ever), and the worker loads what was checked."""
     from serving.runtime.loader import fetch_verified, resolve_bundle_uri
 
-    uri = resolve_bundle_uri(serving.model_ref or "production", settings)
+    uri = resolve_bundle_uri(serving, settings)
     cache = Path(serving.cache_dir) if serving.cache_dir else settings.home / "bundles"
     fetch_verified(uri, settings, cache)  # the worker finds the verified copy in this cache
     return serving.model_copy(update={"bundle_uri": uri, "alias": None, "model_version": None})

@@ -25,16 +25,16 @@ __all__ = ["resolve_bundle_uri", "fetch_verified", "load_recommender", "load_run
 log = logging.getLogger(__name__)
 
 
-def _looks_like_uri(ref: str) -> bool:
-    return "://" in ref or ref.startswith(("/", "./", "../", "~")) or Path(ref).is_dir()
-
-
-def resolve_bundle_uri(ref: str, settings: Settings) -> str:
-    """An alias, a version number or a URI → the bundle URI (the registry is asked if needed)."""
-    if _looks_like_uri(ref) or ref.startswith("models/"):
-        return ref
+def resolve_bundle_uri(serving: ServingSettings, settings: Settings) -> str:
+    """The bundle URI that ``serving`` names: its ``bundle_uri`` as given, else what the
+    registry resolves its version or alias (default ``production``) to. An alias is never
+    read as a path: ``--alias production`` run in a directory holding a ``production/`` folder
+    asks the registry, as everywhere else."""
+    if serving.bundle_uri:
+        return serving.bundle_uri
     from marquee.registry import Registry
 
+    ref = str(serving.model_version or serving.alias or "production")
     return Registry(settings.resolved_registry_uri, settings.model_name).resolve(ref)
 
 
@@ -81,8 +81,7 @@ def load_recommender(bundle_dir: Path):  # -> recsys.Recommender
 
 def load_runtime(settings: Settings, serving: ServingSettings) -> Runtime:
     """Everything ``marquee serve`` does before it is ready."""
-    ref = serving.model_ref or "production"
-    uri = resolve_bundle_uri(ref, settings)
+    uri = resolve_bundle_uri(serving, settings)
     cache = Path(serving.cache_dir) if serving.cache_dir else settings.home / "bundles"
     bundle_dir = fetch_verified(uri, settings, cache)
     if serving.torch_threads:  # one request is a tiny forward pass: threads only add contention

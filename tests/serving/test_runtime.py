@@ -199,3 +199,22 @@ def test_warm_up_records_nothing_and_leaves_the_budgets(runtime: Runtime,
     rec = runtime.recommend(_known_user(runtime), 10, {"ts": TS})
     assert len(rec.items) == 10
     assert samples() != before  # a real request is recorded again
+
+
+def test_an_alias_asks_the_registry_even_beside_a_folder_of_that_name(
+        bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """``--alias production`` run where a ``production/`` folder holds a bundle served that
+    folder (a bare word that named a directory was taken for a path), not the registry's
+    production."""
+    import shutil
+
+    from marquee.registry import Registry
+
+    settings = Settings(home=tmp_path / "home")
+    registry = Registry(settings.resolved_registry_uri, settings.model_name)
+    registry.set_alias("production", registry.register(str(bundle_dir), {"ndcg_at_10": 0.1}))
+    workdir = tmp_path / "work"
+    shutil.copytree(bundle_dir, workdir / "production")  # some other bundle, named production
+    monkeypatch.chdir(workdir)
+    rt = load_runtime(settings, ServingSettings(alias="production"))
+    assert rt.bundle_uri == str(bundle_dir)
