@@ -50,10 +50,33 @@ class RedisHistory:
         except Exception as exc:  # noqa: BLE001 - a feature store outage must not fail a request
             log.warning("redis history lookup failed for user %s: %s", user_id, exc)
             return None
-        return [int(x) for x in raw] if raw else None
+        return _item_ids(raw, user_id) if raw else None
 
     def close(self) -> None:
         self._client.close()
+
+
+_MAX_ID = 2**63 - 1
+
+
+def _item_id(value: bytes) -> int | None:
+    try:
+        i = int(value)
+    except (TypeError, ValueError):
+        return None
+    return i if 0 < i <= _MAX_ID else None
+
+
+def _item_ids(raw: list[bytes], user_id: int) -> list[int] | None:
+    """The list's values as item ids. A value that is none (text, 0, negative, beyond int64)
+    means the list is not what the runtime expects: the bundle's table answers, instead of
+    every request of this user failing."""
+    ids = [_item_id(x) for x in raw]
+    if None in ids:
+        log.warning("redis history of user %s holds %r, not an item id: using the bundle's "
+                    "table", user_id, raw[ids.index(None)])
+        return None
+    return ids  # type: ignore[return-value]
 
 
 def history_source(redis_url: str | None, key_prefix: str = "marquee:history:",

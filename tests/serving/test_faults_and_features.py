@@ -53,3 +53,31 @@ def test_redis_outage_falls_back_to_the_bundle_table() -> None:
     pytest.importorskip("redis")  # optional dependency: not needed unless configured
     source = history_source("redis://127.0.0.1:1/0", timeout_ms=50)
     assert source.history(1) is None
+
+
+@pytest.mark.parametrize("stored", [[b"12", b"abc"], [b"12", b"-3"], [b"0"],
+                                    [str(2**63).encode()]])
+def test_a_redis_list_that_is_not_item_ids_falls_back_to_the_bundle_table(
+        stored: list[bytes], caplog: pytest.LogCaptureFixture) -> None:
+    """A value in the user's Redis list that is no item id raised on the request path (a 500
+    on every request of that user); it now falls back like an outage. The client is a
+    stand-in: no Redis server runs here."""
+    from serving.runtime.online import RedisHistory
+
+    class Lists:  # the stand-in answers lrange from a dict of lists
+        def __init__(self, lists: dict[str, list[bytes]]) -> None:
+            self.lists = lists
+
+        def lrange(self, key: str, start: int, end: int) -> list[bytes]:
+            return self.lists.get(key, [])
+
+    def source(lists: dict[str, list[bytes]]) -> RedisHistory:
+        history = RedisHistory.__new__(RedisHistory)  # no redis.Redis: not installed here
+        history._client, history._prefix, history._max = Lists(lists), "marquee:history:", 200
+        return history
+
+    assert source({"marquee:history:7": stored}).history(7) is None
+    assert "not an item id" in caplog.text
+    good = source({"marquee:history:7": [b"12", b"31"]})
+    assert good.history(7) == [12, 31]
+    assert good.history(8) is None
