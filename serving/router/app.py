@@ -11,7 +11,6 @@ field and the value it got; a failed model server is a 502/504 naming the varian
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -44,7 +43,6 @@ from serving.settings import ServingSettings
 
 __all__ = ["create_app", "ProductAPI"]
 
-log = logging.getLogger("marquee.router")
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -230,8 +228,7 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
             reg = _decode(await request.body(), UpstreamRegistration)
         except RouterError as exc:
             return _error(exc)
-        router().settings.upstreams[reg.version] = reg.url.rstrip("/")
-        log.info("upstream of version %s: %s", reg.version, reg.url)
+        router().register_upstream(reg.version, reg.url.rstrip("/"))
         return _json(router().settings.upstreams)
 
     async def stats(request: Request) -> Response:

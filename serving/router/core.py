@@ -156,6 +156,15 @@ class Router:
                     if config.candidate else None)
         epoch = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
         if self.routing is not None and self.routing.epoch == epoch:
+            if (self.routing.baseline_url, self.routing.candidate_url) != (base_url, cand_url):
+                # the same experiment (same epoch, assignment and stats) at a version's new
+                # model server URL, e.g. one registered again through PUT /admin/upstreams
+                self.routing = self.routing.model_copy(
+                    update={"baseline_url": base_url, "candidate_url": cand_url})
+                if persist:
+                    self._save_routing(config, base_url, cand_url)
+                log.info("routing %s: baseline at %s, candidate at %s", epoch, base_url,
+                         cand_url)
             return self.routing
         self.routing = RoutingState(**config.model_dump(), epoch=epoch, baseline_url=base_url,
                                     candidate_url=cand_url, applied_at=time.time())
@@ -179,6 +188,17 @@ class Router:
                  config.candidate.version if config.candidate else None,
                  config.candidate_weight, config.salt)
         return self.routing
+
+    def register_upstream(self, version: str, url: str) -> None:
+        """Where ``version``'s model server is (``PUT /admin/upstreams``). A version the
+        routing in force serves without a URL of its own is called there from now on."""
+        self.settings.upstreams[version] = url
+        log.info("upstream of version %s: %s", version, url)
+        r = self.routing
+        if r is not None and version in (r.baseline.version,
+                                         r.candidate.version if r.candidate else None):
+            self.apply(RoutingConfig.model_validate(
+                r.model_dump(include=set(RoutingConfig.model_fields))))
 
     def _tally(self, variant: str, user_id: int, clicked: bool) -> tuple[int, int, int] | None:
         """Per-user sums of an A/B variant (baseline / candidate lists only), also exported."""
@@ -263,12 +283,17 @@ class Router:
 
     def _served(self, request_id: str, req: RecommendRequest, variant: str, version: str,
                 pred: Prediction, elapsed_ms: float, strategy: str,
-                teams: list[str] | None = None, *, label: str) -> None:
+                teams: list[str] | None = None, *, label: str,
+                upstream_ms: float | None = None) -> None:
         """Record a served list. ``version``: what the model server says it is (the bundle's
         version, logged); ``label``: the routing's version, the metrics' ``model_version``
-        (the same label on errors, where no answer names a version)."""
+        (the same label on errors, where no answer names a version). ``upstream_ms``: the
+        list of one side of an interleaving whose other side failed; that side's call is
+        already a request in the stats, and its latency is its own (not the wait for the
+        failed side, which must not count against the variant that answered)."""
         now = time.time()
-        self.stats.request(variant, elapsed_ms, error=False)
+        if upstream_ms is None:
+            self.stats.request(variant, elapsed_ms, error=False)
         at = self.stats.exposure(variant, self._tally(variant, req.user_id, clicked=False))
         m = self._served_metrics.get((variant, label))
         if m is None:
@@ -276,7 +301,7 @@ class Router:
                 metrics.REQUESTS.labels(variant, label, "200"), metrics.LATENCY.labels(variant),
                 metrics.EXPOSURES.labels(variant), metrics.CLICK_THROUGH.labels(variant))
         m[0].inc()
-        m[1].observe(elapsed_ms / 1000)
+        m[1].observe((elapsed_ms if upstream_ms is None else upstream_ms) / 1000)
         m[2].inc()
         ctr = self._ctr.setdefault(variant, [0, 0])
         ctr[0] += 1
@@ -367,7 +392,8 @@ class Router:
             metrics.UPSTREAM_LATENCY.labels(variant).observe(ms / 1000)
             return p, ms
 
-        (base, _), (cand, _) = await asyncio.gather(one("baseline"), one("candidate"))
+        (base, base_ms), (cand, cand_ms) = await asyncio.gather(one("baseline"),
+                                                                one("candidate"))
         versions = f"{r.baseline.version}+{r.candidate.version}"  # type: ignore[union-attr]
         if base is None and cand is None:
             metrics.REQUESTS.labels("interleaved", versions, "502").inc()
@@ -378,7 +404,8 @@ class Router:
             variant = "baseline" if base is not None else "candidate"
             elapsed = (time.perf_counter() - start) * 1000
             self._served(request_id, req, variant, only.model_version, only, elapsed,
-                         r.strategy, label=calls[variant][1])
+                         r.strategy, label=calls[variant][1],
+                         upstream_ms=base_ms if base is not None else cand_ms)
             return self._response(request_id, req.user_id, only.items, only.scores, variant,
                                   only.model_version, only)
         rng = random.Random(request_id)

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from serving.router.schema import UpstreamUrl
+
 __all__ = ["RouterSettings"]
 
 
@@ -20,9 +22,9 @@ class RouterSettings(BaseSettings):
     host: str | None = Field(None, description="Bind address. Default: MARQUEE_BIND_HOST.")
     port: int = Field(8090, ge=1, le=65535, description="HTTP port.")
     model_name: str = Field("movie-recommender", description="KServe model name upstream.")
-    upstreams: dict[str, str] = Field(
+    upstreams: dict[str, UpstreamUrl] = Field(
         default_factory=dict, description="Model server URL per version, e.g. {'1': 'http://…'}.")
-    upstream_url_template: str | None = Field(
+    upstream_url_template: UpstreamUrl | None = Field(
         None, description="URL of a version not in upstreams, e.g. "
         "'http://movie-recommender-v{version}-predictor.marquee.svc.cluster.local'.")
     baseline_version: str | None = Field(
