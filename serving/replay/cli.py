@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from serving.fields import MAX_K
+
 __all__ = ["app"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -35,7 +37,7 @@ def replay_command(
         min=1, help="Stop after this many requests.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.001,
                                                    help="Stop after this many seconds.")] = None,
-    k: Annotated[int, typer.Option(min=1, help="Items per request.")] = 10,
+    k: Annotated[int, typer.Option(min=1, max=MAX_K, help="Items per request.")] = 10,
     position_bias: Annotated[float, typer.Option(
         min=0.0, help="Examination 1/(pos+1)^b; 0 = no position bias.")] = 0.0,
     relevant_click: Annotated[float, typer.Option(
@@ -74,10 +76,19 @@ def replay_command(
     failed = bool(summary["requests"]) and summary["errors"] == summary["requests"]
     if output == "json":
         typer.echo(json.dumps(summary, indent=2))
+    reasons = report.error_reasons()
     if failed:  # nothing answered: not a replay, whatever the table says
-        typer.secho(f"error: all {summary['requests']} requests to {router} failed",
+        why = "; ".join(f"{n}x {text}" for text, n in reasons.items())
+        typer.secho(f"error: all {summary['requests']} requests to {router} failed: {why}",
                     fg="red", err=True)
         raise typer.Exit(1)
+    if reasons:  # some requests failed, or clicks the router refused are missing from the CTR
+        clicks = report.feedback_errors + sum(o.clicks for o in report.outcomes)
+        typer.secho(f"warning: {summary['errors']} of {summary['requests']} requests failed, "
+                    f"the router refused {report.feedback_errors} of {clicks} clicks (left out "
+                    "of the click-through rates): "
+                    + "; ".join(f"{n}x {text}" for text, n in reasons.items()),
+                    fg="yellow", err=True)
     if output == "json":
         return
     from rich.console import Console

@@ -3,8 +3,10 @@
 Open-loop: requests start on a fixed schedule (``rate`` per second) whatever the latency, with
 at most ``concurrency`` in flight, so a slow candidate does not slow the offered load down.
 Each user's clicks are sent as ``POST /feedback`` right after the response. The report keeps
-per-request outcomes (variant, status, latency, clicks, interleaving credit), which the tests
-and benchmarks use.
+per-request outcomes (variant, status, latency, clicks, interleaving credit, what went wrong),
+which the tests and benchmarks use. Clicks are drawn from a generator seeded by ``(seed, visit
+number)``: the same seed gives the same clicks for the same lists, whatever order the answers
+come back in.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class Outcome:
     model_version: str | None = None
     clicks: int = 0
     credited: Counter[str] = field(default_factory=Counter)  # interleaving: team → clicks
+    error: str | None = None      # why the request failed: "<status> <code>: <message>"
+    feedback_errors: int = 0      # clicks the router did not accept (not in ``clicks``)
+    feedback_error: str | None = None  # why the last of them was refused
 
 
 @dataclass
@@ -66,6 +71,25 @@ class ReplayReport:
             d["ctr"] = d["clicked"] / ok if ok else 0.0
         return out
 
+    @property
+    def feedback_errors(self) -> int:
+        """Clicks sent as feedback that the router refused (so not counted as clicks)."""
+        return sum(o.feedback_errors for o in self.outcomes)
+
+    def error_reasons(self, limit: int = 5) -> dict[str, int]:
+        """The most common reasons of failed requests and refused feedback, with counts: one
+        example message per variant and kind of failure (status and error code)."""
+        counts: Counter[tuple[str | None, str]] = Counter()
+        example: dict[tuple[str | None, str], str] = {}
+        for o in self.outcomes:
+            for text, n in ((o.error or str(o.status), int(o.status != 200)),
+                            (f"feedback: {o.feedback_error}", o.feedback_errors)):
+                if n:
+                    key = (o.variant, text.split(":", 1)[0])
+                    counts[key] += n
+                    example.setdefault(key, text)
+        return {example[key]: n for key, n in counts.most_common(limit)}
+
     def users_with_errors(self) -> set[int]:
         return {o.user_id for o in self.outcomes if o.status != 200}
 
@@ -73,7 +97,21 @@ class ReplayReport:
         return {"requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 2),
                 "rate": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
                 "p50_ms": self.latency_ms(0.5), "p99_ms": self.latency_ms(0.99),
+                "feedback_errors": self.feedback_errors, "error_reasons": self.error_reasons(),
                 "variants": self.by_variant()}
+
+
+def _failure(r: httpx.Response) -> tuple[str | None, str]:
+    """The variant a router's error answer names, and "<status> <code>: <its message>"."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        variant = body.get("variant") if isinstance(body.get("variant"), str) else None
+        code = f" {body['code']}" if isinstance(body.get("code"), str) else ""
+        return variant, f"{r.status_code}{code}: {str(body.get('error') or body)[:200]}"
+    return None, f"{r.status_code}: {r.text[:200]}".rstrip(": ")
 
 
 async def open_loop(launch: Callable[[int, float], Awaitable[None]], *, rate: float,
@@ -119,7 +157,6 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
         raise ValueError(f"rate must be > 0, got {rate}")
     if requests is None and duration is None:
         requests = len(users)
-    rng = random.Random(seed)
     click_model = ClickModel(position_bias, relevant_click, noise_click)
     own = client is None
     client = client or httpx.AsyncClient(
@@ -129,39 +166,47 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
     outcomes: list[Outcome] = []
     start = time.perf_counter()
 
-    async def one(user: ReplayUser, t: float) -> None:
+    async def one(i: int, user: ReplayUser, t: float) -> None:
         async with sem:
             t0 = time.perf_counter()
+            error = None
             try:
                 r = await client.post("/recommend", json={"user_id": user.user_id, "k": k})
                 status = r.status_code
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 status, r = 0, None
+                error = f"0 {type(exc).__name__}: {exc}".rstrip(": ")  # no answer at all
             out = Outcome(user.user_id, t, status, (time.perf_counter() - t0) * 1000)
             outcomes.append(out)
             if status != 200 or r is None:
-                if r is not None:  # the router names the variant that failed
-                    try:
-                        out.variant = r.json().get("variant")
-                    except ValueError:
-                        pass
+                if r is not None:  # the router names the variant that failed, and why
+                    out.variant, out.error = _failure(r)
+                else:
+                    out.error = error
                 return
             body = r.json()
             out.variant, out.model_version = body.get("variant"), body.get("model_version")
+            # one generator per visit: clicks do not depend on the order answers arrive in
+            rng = random.Random(f"{seed}:{i}")
             for item in click_model.clicks(body["items"], user.future, rng):
                 try:
                     fb = await client.post("/feedback", json={
                         "request_id": body["request_id"], "item_id": item, "event": "click"})
-                    if fb.status_code == 202:
-                        out.clicks += 1
-                        team = fb.json().get("credited")
-                        if team:
-                            out.credited[team] += 1
-                except httpx.HTTPError:
-                    pass
+                except httpx.HTTPError as exc:
+                    out.feedback_errors += 1
+                    out.feedback_error = f"0 {type(exc).__name__}: {exc}".rstrip(": ")
+                    continue
+                if fb.status_code == 202:
+                    out.clicks += 1
+                    team = fb.json().get("credited")
+                    if team:
+                        out.credited[team] += 1
+                else:  # a click the router did not take is not a click in the report
+                    out.feedback_errors += 1
+                    out.feedback_error = _failure(fb)[1]
 
     try:
-        await open_loop(lambda i, t: one(users[i % len(users)], t), rate=rate, start=start,
+        await open_loop(lambda i, t: one(i, users[i % len(users)], t), rate=rate, start=start,
                         requests=requests, duration=duration, stop=stop)
     finally:
         if own:
