@@ -44,7 +44,6 @@ from serving.settings import ServingSettings
 __all__ = ["create_app", "ProductAPI"]
 
 
-
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
