@@ -189,7 +189,10 @@ class PrometheusSource:
         names = set(requests) | set(errors) | set(upstream_ok) | set(exposures)
         variants: dict[str, VariantWindow] = {}
         for v in names:
-            n = requests.get(v, 0.0) or (upstream_ok.get(v, 0.0) + errors.get(v, 0.0))
+            # Under interleave a side's requests_total counts only the lists it served alone
+            # (the other side failed), its errors_total every failed call: its calls are the
+            # answered upstream calls plus the errors. Elsewhere requests_total counts them all.
+            n = max(requests.get(v, 0.0), upstream_ok.get(v, 0.0) + errors.get(v, 0.0))
             variants[v] = VariantWindow(
                 requests=round(n), errors=round(errors.get(v, 0.0)),
                 latency_p99_ms=latency.get(v, upstream_latency.get(v)),

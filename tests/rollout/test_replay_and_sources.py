@@ -205,3 +205,35 @@ def test_prometheus_source_agrees_with_the_routers_own_stats(
     assert b_prom.exposures_clicked > 0
     assert prom.variant("baseline").latency_p99_ms is not None
     admin.close()
+
+
+def test_prometheus_error_rate_of_an_interleaving_side_counts_every_call(
+        prometheus: tuple[str, LiveRouter]) -> None:
+    """Under interleave, requests_total{variant=candidate} counts only the lists the candidate
+    served alone (the baseline failed), while errors_total counts every failed candidate call:
+    once the baseline had failed a few times, the candidate's error rate from Prometheus was
+    errors / those few lists, far above 1. It is now errors / every call of that side."""
+    url, router = prometheus
+    from serving.router.schema import RoutingConfig
+
+    admin = RouterAdmin(router.url)
+    admin.apply(RoutingConfig(strategy="interleave", baseline={"version": "1"},
+                              candidate={"version": "2"}, salt="prom-il"))
+    start = time.time()
+    users = [ReplayUser(u, frozenset(ranked(u, 0, 10)[:1])) for u in range(1, 2001)]
+    router.servers.fail = {"cand.test"}  # type: ignore[attr-defined]
+    run_replay(router.url, users, rate=100, duration=4, seed=3)
+    router.servers.fail = {"base.test"}  # type: ignore[attr-defined]  # the candidate answers alone
+    run_replay(router.url, users, rate=100, duration=3, seed=4)
+    router.servers.fail = set()  # type: ignore[attr-defined]
+    until = float(int(time.time()) + 2)  # the scrapes after the last failures are inside
+    wait_until(lambda: time.time() > until + 2.5, timeout=10, what="two more scrapes")
+    own = admin.stats(float(int(start)), until).variant("candidate")
+    cand = PrometheusSource(url).window(float(int(start)), until).variant("candidate")
+    assert own.errors > 100 and own.exposures > 50
+    assert 0 < own.error_rate < 1
+    # a share of the candidate's calls, as the router's own count says (increase()
+    # extrapolates to the window's edges: roughly), not a multiple of its lists
+    assert cand.exposures > 0 and cand.errors > 100
+    assert abs(cand.error_rate - own.error_rate) < 0.15, (cand, own)
+    admin.close()
