@@ -159,8 +159,3 @@ class ServingSettings(BaseSettings):
         """The payload sink's token, or None when the sink runs without authentication."""
         return self.payload_sink_token.get_secret_value().strip() if self.payload_sink_token \
             else None
-
-    @property
-    def model_ref(self) -> str | None:
-        """The reference the registry resolves: a version, an alias or a bundle URI."""
-        return self.bundle_uri or self.model_version or self.alias
