@@ -60,6 +60,9 @@ def replay_command(
 
     if interactions is None and holdout is None:
         raise typer.BadParameter("give --interactions or --holdout", param_hint="--interactions")
+    if interactions is not None and holdout is not None:  # one would be ignored
+        raise typer.BadParameter("give --interactions or --holdout, not both",
+                                 param_hint="--interactions")
     users = load_users(interactions or holdout, holdout,  # type: ignore[arg-type]
                        test_frac=test_frac, order=order, seed=seed)
     if not users:

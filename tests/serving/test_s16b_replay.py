@@ -115,3 +115,16 @@ def test_k_over_the_product_api_limit_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "--k" in result.output
     assert servers.calls == {}
+
+
+def test_interactions_and_holdout_together_are_a_usage_error(tmp_path: Path) -> None:
+    """With both, the held-out file was replayed and --interactions (and --test-frac) ignored
+    without a word."""
+    holdout = str(_holdout(tmp_path))
+    servers = FakeServers()
+    with LiveRouter(servers) as r:
+        result = CliRunner().invoke(app, ["replay", "--holdout", holdout, "--interactions",
+                                          holdout, "--router", r.url, "--requests", "2"])
+    assert result.exit_code == 2, result.output
+    assert "not both" in result.output
+    assert servers.calls == {}
