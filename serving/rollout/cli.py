@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -74,6 +77,22 @@ def _get(store: StatusStore, name: str) -> Any:
         raise _fail(f"no rollout named {name!r} (see `marquee rollout status`)") from None
     except (RolloutUnreadable, SpecError) as exc:  # a damaged or newer file: one line
         raise _fail(str(exc)) from None
+    except ValueError as exc:  # a name the file store refuses ("a/b", ".x"): one line too
+        raise _fail(f"{exc} (see `marquee rollout status`)") from None
+
+
+def _log_in_utc() -> None:
+    """Log lines stamped in UTC and saying so, as the decisions are (``basicConfig``: a
+    process that configured logging already keeps its own)."""
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s",
+                                  "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
 
 
 def _admin_and_source(settings: Any, router_url: str, replicas: str | None) -> tuple[Any, Any]:
@@ -96,7 +115,7 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
     from serving.rollout.store import ROLLOUT_UNUSABLE, ControllerBusy, FileStatusStore
 
     settings = Settings()
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _log_in_utc()
     admin, source = _admin_and_source(settings, router_url, replicas)
     registry = MarqueeRegistry(settings.resolved_registry_uri,
                                _get(store, name).rollout.spec.model_name)
@@ -104,13 +123,17 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    seen = [0]
+    seen: list[Any] = [0, None]  # decisions shown, and the time of the last one shown
 
     def show(status: RolloutStatus) -> None:
-        for d in status.decisions[seen[0]:]:
-            typer.echo(f"{d.time:%H:%M:%S} {d.phase.value:<11} step {d.step} "
-                       f"{d.outcome.value:<12} {d.reason}")
-        seen[0] = len(status.decisions)
+        ds, first = status.decisions, seen[0]
+        if 0 < first <= len(ds) and ds[first - 1].time != seen[1]:
+            first -= 1  # the last one shown was folded into a newer "not yet" (×repeats)
+        for d in ds[first:]:
+            rep = d.statistics.get("repeats")
+            typer.echo(f"{_utc(d.time, '%H:%M:%SZ')} {d.phase.value:<11} step {d.step} "
+                       f"{d.outcome.value + (f' ×{rep}' if rep else ''):<12} {d.reason}")
+        seen[:] = [len(ds), ds[-1].time if ds else None]
 
     try:
         if isinstance(store, FileStatusStore):
@@ -125,13 +148,21 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
         admin.close()
 
 
+def _version_ref(ref: str) -> dict[str, str]:
+    """``--baseline``: a registry version number, else an alias (``@production`` too)."""
+    return {"version": ref} if ref.isdigit() else {"alias": ref.removeprefix("@")}
+
+
 @app.command()
 def start(
     file: Annotated[Path | None, typer.Option("-f", "--file", help="ModelRollout YAML.")] = None,
     strategy: Annotated[str | None, typer.Option(
         help="shadow, canary, ab or interleave (instead of -f).")] = None,
-    candidate: Annotated[str | None, typer.Option(help="Candidate version (with --strategy).")] = None,
-    baseline: Annotated[str, typer.Option(help="Baseline version or alias.")] = "production",
+    candidate: Annotated[str | None, typer.Option(
+        help="Candidate version (needed with --strategy; with -f it replaces the file's).")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="Baseline version or alias (default: the production alias; with -f it replaces "
+        "the file's).")] = None,
     name: Annotated[str | None, typer.Option(help="Rollout name (default from the file).")] = None,
     interval: Annotated[float | None, typer.Option(help="Analysis interval, seconds.")] = None,
     detach: Annotated[bool, typer.Option(help="Only create it; run the controller elsewhere.")] = False,
@@ -153,19 +184,23 @@ def start(
         if file is not None:
             rollout = load_rollout(file)
         else:
-            ref = {"version": baseline} if baseline.isdigit() else {"alias": baseline}
             doc: dict[str, Any] = {
                 "apiVersion": "marquee.dev/v1alpha1", "kind": "ModelRollout",
                 "metadata": {"name": name or f"{strategy}-v{candidate}"},
-                "spec": {"baseline": ref, "candidate": {"version": candidate},
-                         "strategy": strategy}}
+                "spec": {"baseline": _version_ref(baseline or "production"),
+                         "candidate": {"version": candidate}, "strategy": strategy}}
             rollout = parse_rollout(doc, "flags")
-        if name or interval is not None:
+        # Flags given with -f replace the file's values (none is silently ignored).
+        if name or interval is not None or (file is not None and (candidate or baseline)):
             body = rollout.model_dump(by_alias=True, exclude_none=True, mode="json")
             if name:
                 body["metadata"]["name"] = name
             if interval is not None:  # 0 too: the spec refuses it, it is not "not given"
                 body["spec"]["intervalSeconds"] = interval
+            if candidate is not None:
+                body["spec"]["candidate"] = {"version": candidate}
+            if baseline is not None:
+                body["spec"]["baseline"] = _version_ref(baseline)
             rollout = parse_rollout(body, "flags")
     except SpecError as exc:
         from marquee.errors import error_text
@@ -197,7 +232,8 @@ def controller(
     router: RouterOpt = DEFAULT_ROUTER,
     router_replicas: ReplicasOpt = None,
     namespace: NamespaceOpt = None,
-    port: Annotated[int, typer.Option(help="Port of /healthz, /readyz and /metrics.")] = 8080,
+    port: Annotated[int, typer.Option(min=1, max=65535,
+                                      help="Port of /healthz, /readyz and /metrics.")] = 8080,
     host: Annotated[str | None, typer.Option(help="Bind address (default MARQUEE_BIND_HOST).")] = None,
     lease: Annotated[str | None, typer.Option(
         "--lease", envvar="MARQUEE_ROLLOUT_LEASE",
@@ -218,7 +254,7 @@ def controller(
     from serving.rollout.store import ControllerBusy, FileStatusStore
 
     settings = Settings()
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _log_in_utc()
     store = _store(namespace)
     held = None
     if isinstance(store, FileStatusStore):  # no leader election here: one process per store
@@ -227,13 +263,25 @@ def controller(
         except ControllerBusy as exc:
             raise _fail(f"{exc}: another `marquee rollout controller` runs these "
                         "rollouts") from None
-    admin, source = _admin_and_source(settings, router, router_replicas)
-    leader = _leader_lease(namespace, lease)
-    manager = RolloutManager(store, source, admin,
-                             MarqueeRegistry(settings.resolved_registry_uri, settings.model_name),
-                             leading=leader.leading if leader is not None else None)
-    health = serve_health(host or settings.bind_host, port, lambda: manager.ready,
-                          lambda: manager.alive(stall_seconds))
+    try:
+        admin, source = _admin_and_source(settings, router, router_replicas)
+        leader = _leader_lease(namespace, lease)
+        manager = RolloutManager(store, source, admin,
+                                 MarqueeRegistry(settings.resolved_registry_uri,
+                                                 settings.model_name),
+                                 leading=leader.leading if leader is not None else None)
+        bind = host or settings.bind_host
+        try:
+            health = serve_health(bind, port, lambda: manager.ready,
+                                  lambda: manager.alive(stall_seconds))
+        except OSError as exc:  # the port is taken, or the address is not this machine's
+            admin.close()
+            raise _fail(f"cannot serve /healthz on {bind}:{port}: "
+                        f"{exc.strerror or exc}") from None
+    except BaseException:
+        if held is not None:  # not left locked for whoever runs the store next
+            held.__exit__(None, None, None)
+        raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -275,49 +323,127 @@ def run(name: str, router: RouterOpt = DEFAULT_ROUTER, router_replicas: Replicas
         raise typer.Exit(code=1)
 
 
+def _utc(t: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A decision time in UTC, as the status stores it (a naive time is taken as UTC)."""
+    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.strftime(fmt)
+
+
+def _num(x: Any, unit: str = "", signed: bool = False) -> str:
+    """A figure for the table: ``n/a`` when it is missing or not a finite number (a rollout
+    that has not ticked, a check that could not be measured)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return "n/a"
+    return (str(x) if isinstance(x, int) and not signed else f"{x:{'+' if signed else ''}.4g}"
+            ) + unit
+
+
+def _figures(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the last analysis measured, per strategy: shadow agreement, both variants'
+    traffic, the A/B mSPRT and SRM, the interleaving wins (rows of plain text)."""
+    rows: list[tuple[str, str]] = []
+    if stats.get("metricsUnavailable"):
+        rows.append(("metrics", f"unavailable: {stats['metricsUnavailable']}"))
+    checks = stats.get("checks") or {}
+    shown = [f"{k} {_num(v)}" + (f" (95% {_num(checks[k + 'Interval'][0])}.."
+                                  f"{_num(checks[k + 'Interval'][1])})"
+                                  if isinstance(checks.get(k + "Interval"), list)
+                                  and len(checks[k + "Interval"]) == 2 else "")
+             for k, v in checks.items() if not k.endswith(("Skipped", "Interval"))]
+    if shown:
+        rows.append(("metrics", ", ".join(shown)))
+    sh = stats.get("shadow")
+    if isinstance(sh, dict):
+        rows.append(("mirrored", f"{_num(sh.get('mirrored'))} (errors {_num(sh.get('errors'))}"
+                                 f", dropped {_num(sh.get('dropped'))})"))
+        rows.append(("agreement", f"top-k overlap {_num(sh.get('topk_overlap_mean'))}, RBO "
+                                  f"{_num(sh.get('rbo_mean'))}, Kendall tau "
+                                  f"{_num(sh.get('kendall_tau_mean'))}"))
+        rows.append(("latency p99", f"candidate {_num(sh.get('latency_p99_ms'), ' ms')} · "
+                                    f"baseline {_num(sh.get('baseline_latency_p99_ms'), ' ms')}"))
+    for variant in ("baseline", "candidate"):
+        v = stats.get(variant)
+        if isinstance(v, dict):
+            rows.append((variant, f"{_num(v.get('requests'))} requests, {_num(v.get('errors'))} "
+                                  f"errors (rate {_num(v.get('errorRate'))}), p99 "
+                                  f"{_num(v.get('latencyP99Ms'), ' ms')}, CTR "
+                                  f"{_num(v.get('clickThroughRate'))} "
+                                  f"({_num(v.get('clickedExposures'))}/"
+                                  f"{_num(v.get('exposures'))} lists), users "
+                                  f"{_num(v.get('users'))}"))
+    srm = stats.get("srm")
+    if isinstance(srm, dict):
+        rows.append(("srm", f"p {_num(srm.get('p_value'))}, chi2 {_num(srm.get('chi2'))}"
+                            + (" MISMATCH" if srm.get("mismatch") else "")))
+    m = stats.get("msprt")
+    if isinstance(m, dict):
+        rows.append(("msprt", f"CTR candidate {_num(m.get('rate_b'))} vs baseline "
+                              f"{_num(m.get('rate_a'))}, difference "
+                              f"{_num(m.get('difference'), signed=True)} "
+                              f"in [{_num(m.get('ci_low'), signed=True)}, "
+                              f"{_num(m.get('ci_high'), signed=True)}], "
+                              f"always-valid p {_num(m.get('p_value'))} "
+                              f"(alpha {_num(m.get('alpha'))}, unit {m.get('unit', 'n/a')})"))
+    il = stats.get("interleave")
+    if isinstance(il, dict):
+        rows.append(("interleave", f"{_num(il.get('impressions'))} lists: candidate wins "
+                                   f"{_num(il.get('candidate_wins'))}, baseline wins "
+                                   f"{_num(il.get('baseline_wins'))}, ties "
+                                   f"{_num(il.get('ties'))}"))
+    st = stats.get("signTest")
+    if isinstance(st, dict):
+        rows.append(("signTest", f"candidate share {_num(st.get('share_b'))} of "
+                                 f"{_num(st.get('n'))}, always-valid p {_num(st.get('p_value'))}"
+                                 f" (alpha {_num(st.get('alpha'))})"))
+    w = stats.get("window")
+    if isinstance(w, dict) and all(isinstance(w.get(k), (int, float)) for k in ("since", "until")):
+        since = datetime.fromtimestamp(w["since"], timezone.utc)
+        until = datetime.fromtimestamp(w["until"], timezone.utc)
+        rows.append(("window", f"{_utc(since)} → {_utc(until)} UTC "
+                               f"({_num(w['until'] - w['since'], ' s')})"))
+    return rows
+
+
 def _status_table(name: str, stored: Any) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     s, spec = stored.status, stored.rollout.spec
-    t = Table(title=f"rollout {name}", show_header=False)
+    t = Table(title=escape(f"rollout {name}"), show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value")
     t.add_row("strategy", spec.strategy)
-    t.add_row("versions", f"baseline {s.baseline_version or spec.baseline} → candidate "
-                          f"{s.candidate_version or spec.candidate}")
+    t.add_row("versions", escape(f"baseline {s.baseline_version or spec.baseline} → candidate "
+                                 f"{s.candidate_version or spec.candidate}"))
     t.add_row("phase", s.phase.value)
     t.add_row("step", f"{s.step}/{len(spec.steps)}" if spec.steps else str(s.step))
     t.add_row("weights", f"baseline {s.weights.baseline}% · candidate {s.weights.candidate}%"
               + (" (decided; NOT applied)" if s.routing_error else ""))
     if s.routing_error:
-        t.add_row("routing", f"not applied: {s.routing_error}")
+        t.add_row("routing", escape(f"not applied: {s.routing_error}"))
     t.add_row("failed checks", f"{s.failed_checks}/{spec.analysis.failure_limit}")
     last = s.last_decision
     if last is not None:
-        checks = last.statistics.get("checks") or {}
-        shown = {k: v for k, v in checks.items() if isinstance(v, (int, float))}
-        if shown:
-            t.add_row("metrics", ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
-        for key in ("msprt", "signTest", "srm"):
-            if key in last.statistics:
-                p = last.statistics[key].get("p_value")
-                t.add_row(key, f"p {p:.3g}" if isinstance(p, float) else "")
-    t.add_row("message", s.message)
+        t.add_row("last analysis", f"{_utc(last.time)} UTC")
+        for field, value in _figures(last.statistics):
+            t.add_row(field, escape(value))
+    t.add_row("message", escape(s.message))
     return t
 
 
 def _decisions_table(name: str, decisions: list[Any], title: str) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=title)
-    for col in ("time", "phase", "step", "outcome", "reason"):
+    t = Table(title=escape(title))
+    for col in ("time (UTC)", "phase", "step", "outcome", "reason"):
         t.add_column(col)
     colour = {"Successful": "green", "Failed": "red", "Inconclusive": "yellow"}
     for d in decisions:
         rep = d.statistics.get("repeats")
-        t.add_row(f"{d.time:%Y-%m-%d %H:%M:%S}", d.phase.value, str(d.step),
+        t.add_row(_utc(d.time), d.phase.value, str(d.step),
                   f"[{colour[d.outcome.value]}]{d.outcome.value}[/]" + (f" ×{rep}" if rep else ""),
-                  d.reason)
+                  escape(d.reason))
     return t
 
 
@@ -334,7 +460,10 @@ def status(
     store = _store(namespace)
     names = [name] if name else store.list()
     if output == "json":
-        typer.echo(json.dumps({n: _get(store, n).status.to_dict() for n in names}, indent=2))
+        # the table's pending command too (a script polls for an abort it asked for)
+        typer.echo(json.dumps({n: {**_get(store, n).status.to_dict(),
+                                   "pendingCommand": store.pending_command(n)}
+                               for n in names}, indent=2))
         return
     console = Console()
     if not names:
