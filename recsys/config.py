@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Unknown keys are refused (a typo is an error, not a silently kept default), and so are
+# infinities: a bound like ``ge=0`` lets ``Infinity`` (which json.loads accepts) through,
+# and e.g. retrieval.weight_decay=inf trains NaN embeddings without an error.
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
 __all__ = ["RetrievalConfig", "RankerConfig", "RerankConfig", "RecommenderConfig"]
 
 
 class RetrievalConfig(BaseModel):
     """Two-tower retrieval trained with in-batch sampled softmax and logQ correction."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     dim: int = Field(64, ge=4, le=1024, description="Embedding size of both towers.")
     history_len: int = Field(50, ge=1, le=1000, description="Most recent items pooled per user.")
@@ -47,7 +52,7 @@ class RetrievalConfig(BaseModel):
 class RankerConfig(BaseModel):
     """Second stage: scores retrieval candidates with user, item and cross features."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     enabled: bool = True
     n_candidates: int = Field(200, ge=10, le=5000, description="Retrieval candidates per user.")
@@ -87,7 +92,7 @@ class RankerConfig(BaseModel):
 class RerankConfig(BaseModel):
     """Third stage: business rules, deduplication, genre diversity, freshness."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     diversity: float = Field(0.0, ge=0, le=1, description="MMR weight on genre novelty.")
     freshness: float = Field(0.0, ge=0, le=1, description="Boost for recent release years.")
@@ -95,7 +100,7 @@ class RerankConfig(BaseModel):
 
 
 class RecommenderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     seed: int = Field(42, ge=0, description="Seed of every random draw (numpy needs >= 0).")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)

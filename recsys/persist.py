@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,15 +67,40 @@ def save_recommender(rec: Recommender, directory: str | Path) -> Path:
     return out
 
 
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A file of the model that is missing or unreadable is an error naming it (the readers'
+    own errors, e.g. safetensors' "incomplete metadata", do not say which file)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # JSON, pydantic, Arrow, safetensors and numpy errors alike
+        raise ValueError(f"{path}: not a readable file of a saved recommender (truncated, "
+                         f"corrupt or from another version?): {exc}") from exc
+
+
 def load_recommender(cls: type[Recommender], directory: str | Path) -> Recommender:
     src = Path(directory) / "model"
-    meta = json.loads((src / "config.json").read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{src / 'config.json'}: unsupported format_version "
-                         f"{meta.get('format_version')!r} (expected {FORMAT_VERSION})")
-    rec = cls(RecommenderConfig.model_validate(meta["config"]))
-    rec.items = pd.read_parquet(src / "items.parquet")
-    table = pq.read_table(src / "user_features.parquet")
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{directory}: no saved recommender in it "
+                                f"({src / 'config.json'} is missing)")
+    with _reading(src / "config.json"):
+        meta = json.loads((src / "config.json").read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported format_version {meta.get('format_version')!r} "
+                             f"(expected {FORMAT_VERSION})")
+        config = RecommenderConfig.model_validate(meta["config"])
+    return _load(cls, src, meta, config)
+
+
+def _load(cls: type[Recommender], src: Path, meta: dict, config: RecommenderConfig
+          ) -> Recommender:
+    rec = cls(config)
+    with _reading(src / "items.parquet"):
+        rec.items = pd.read_parquet(src / "items.parquet")
+    with _reading(src / "user_features.parquet"):
+        table = pq.read_table(src / "user_features.parquet")
     rec.users = table.select(["user_id", *DEMO_COLUMNS]).to_pandas()
     rec.item_index = IdIndex(rec.items["item_id"].to_numpy())
     rec.user_index = IdIndex(rec.users["user_id"].to_numpy())
@@ -83,26 +110,32 @@ def load_recommender(cls: type[Recommender], directory: str | Path) -> Recommend
     offsets = hist.offsets.to_numpy().astype(np.int64)
     flat = rec.item_index.lookup(hist.values.to_numpy())
     rec.history = HistoryTable(flat, offsets, table.column("last_ts").to_numpy())
-    pop = pd.read_parquet(src / "popularity.parquet")
+    with _reading(src / "popularity.parquet"):
+        pop = pd.read_parquet(src / "popularity.parquet")
     rec.train_counts = pop["count"].to_numpy(np.int64)
     rec.demo = rec._demo_array()
     rec.feature_ctx = FeatureContext.build(rec.items, rec.train_counts)
-    segs = pd.read_parquet(src / "segment_popularity.parquet")
+    with _reading(src / "segment_popularity.parquet"):
+        segs = pd.read_parquet(src / "segment_popularity.parquet")
     segments = {s: rec.item_index.lookup(part.sort_values("rank")["item_id"].to_numpy())
                 for s, part in segs.groupby("segment")}
     counts = rec.train_counts.astype(np.float64)
     global_rank = segments.pop(GLOBAL_SEGMENT, np.argsort(-counts, kind="stable")[:1000])
     rec.popularity = SegmentPopularity(global_rank, segments, counts)
     rec.model = rec._new_model()
-    rec.model.load_state_dict(load_file(str(src / "retrieval.safetensors")))
+    with _reading(src / "retrieval.safetensors"):
+        rec.model.load_state_dict(load_file(str(src / "retrieval.safetensors")))
     rec.model.eval()
-    rec._item_emb = np.load(src / "item_embeddings.npy", allow_pickle=False)
+    with _reading(src / "item_embeddings.npy"):
+        rec._item_emb = np.load(src / "item_embeddings.npy", allow_pickle=False)
     if meta.get("has_ranker"):
         from recsys.models.ranker import Ranker
 
         from recsys.models.rank_features import RankContext
 
-        rec.ranker = Ranker.load(src, rec.config.ranker)
-        rec.rank_ctx = RankContext.load(src, rec.feature_ctx.genres, rec.feature_ctx.years,
-                                        rec.train_counts)
+        with _reading(src / "ranker.*"):
+            rec.ranker = Ranker.load(src, rec.config.ranker)
+        with _reading(src / "rank_*"):
+            rec.rank_ctx = RankContext.load(src, rec.feature_ctx.genres,
+                                            rec.feature_ctx.years, rec.train_counts)
     return rec

@@ -41,16 +41,48 @@ def main(argv: list[str] | None = None) -> int:
                         help="test users scored with --holdout (a seeded sample)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     args = parser.parse_args(argv)
+    for option, value in (("--threads", args.threads), ("--eval-users", args.eval_users)):
+        if value < 1:
+            parser.error(f"{option}: must be 1 or more, got {value}")
 
     import numpy as np
     import torch
     import torch.distributed as dist
+    from pydantic import ValidationError
 
     from recsys.config import RecommenderConfig
+    from recsys.data.errors import DataError
     from recsys.data.files import read_dataset
     from recsys.data.split import per_user_random_split, per_user_temporal_split
     from recsys.metrics import evaluate
     from recsys.recommender import Recommender
+
+    # Bad arguments are usage errors naming the option (and the setting), on every process
+    # before any joins the group, not tracebacks.
+    try:
+        cfg = (RecommenderConfig.model_validate_json(args.config.read_text()) if args.config
+               else RecommenderConfig())
+    except OSError as exc:
+        parser.error(f"--config {args.config}: cannot read it: {exc.strerror or exc}")
+    except ValidationError as exc:
+        parser.error(f"--config {args.config}: " + "; ".join(
+            f"{'.'.join(str(x) for x in err['loc']) or 'value'}: {err['msg']}"
+            + (f" (got {err['input']!r})" if err["type"] != "json_invalid" else "")
+            for err in exc.errors()))
+    started = time.perf_counter()
+    try:
+        data = read_dataset(args.data)
+    except (DataError, OSError, ValueError) as exc:
+        parser.error(f"--data {args.data}: {exc}")
+    train, test = data.interactions, None
+    if args.holdout != "none":
+        split = (per_user_temporal_split(train, 0.25) if args.holdout == "temporal"
+                 else per_user_random_split(train, 0.25, seed=cfg.seed))
+        train, test = split.train, split.test
+        if len(test) == 0:  # every metric would be 0 and read as a model that scores 0
+            parser.error(f"--holdout {args.holdout}: held out no test events from {args.data} "
+                         "(only users with 3 or more events give test events)")
+    loaded = time.perf_counter()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -59,17 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         dist.init_process_group("gloo")
     rank = dist.get_rank() if distributed else 0
     torch.set_num_threads(args.threads)
-    cfg = (RecommenderConfig.model_validate_json(args.config.read_text()) if args.config
-           else RecommenderConfig())
-
-    started = time.perf_counter()
-    data = read_dataset(args.data)
-    train, test = data.interactions, None
-    if args.holdout != "none":
-        split = (per_user_temporal_split(train, 0.25) if args.holdout == "temporal"
-                 else per_user_random_split(train, 0.25, seed=cfg.seed))
-        train, test = split.train, split.test
-    loaded = time.perf_counter()
     rec = Recommender(cfg).fit(train, data.users, data.items, progress=rank == 0,
                                distributed=distributed)
     fitted = time.perf_counter()

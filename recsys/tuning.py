@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.config import RecommenderConfig
+from recsys.config import RecommenderConfig, RetrievalConfig
 from recsys.metrics import evaluate
 
 __all__ = ["apply_params", "search_space", "tune"]
@@ -30,13 +30,15 @@ def search_space(trial: Any, base: RecommenderConfig) -> dict[str, dict[str, Any
     """The parameters one trial tries, as a nested override of the base config."""
     # Sizes and epochs are searched around the base configuration (half to twice), so a
     # small base (the demo's) keeps every trial small and a large one is not cut down.
+    # Never beyond what the configuration accepts: a trial outside a field's bounds fails
+    # its validation and is lost (epochs 300 searched up to 600, above retrieval.epochs' 500).
     r = base.retrieval
-    dims = sorted({max(8, r.dim // 2), r.dim, min(1024, r.dim * 2)})
+    dims = sorted({max(8, r.dim // 2), r.dim, min(_most(RetrievalConfig, "dim"), r.dim * 2)})
     retrieval = {
         "dim": trial.suggest_categorical("retrieval.dim", dims),
         "lr": trial.suggest_float("retrieval.lr", 1e-3, 1e-2, log=True),
-        "epochs": trial.suggest_int("retrieval.epochs", max(1, r.epochs // 2),
-                                    max(r.epochs * 2, 2)),
+        "epochs": trial.suggest_int("retrieval.epochs", max(1, r.epochs // 2), min(
+            _most(RetrievalConfig, "epochs"), max(r.epochs * 2, 2))),
         "temperature": trial.suggest_float("retrieval.temperature", 0.03, 0.2, log=True),
         "history_mode": trial.suggest_categorical("retrieval.history_mode", ["causal", "set"]),
         "separate_history_table": trial.suggest_categorical(
@@ -60,6 +62,12 @@ def search_space(trial: Any, base: RecommenderConfig) -> dict[str, dict[str, Any
                                                     ["temporal", "random"]),
         }
     return params
+
+
+def _most(model: type, name: str) -> int:
+    """The largest value ``model``'s field ``name`` accepts (its ``le`` bound)."""
+    return next(m.le for m in model.model_fields[name].metadata if getattr(m, "le", None)
+                is not None)
 
 
 def apply_params(base: RecommenderConfig, params: dict[str, dict[str, Any]]
