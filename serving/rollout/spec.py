@@ -237,12 +237,15 @@ def parse_rollout(data: Any, source: str = "rollout") -> ModelRollout:
 
 
 def load_rollout(path: str | Path) -> ModelRollout:
-    """Read and validate a ModelRollout YAML file."""
+    """Read and validate a ModelRollout YAML file: one document (``---`` separators around it,
+    as generated manifests carry, are fine)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a text file (not UTF-8)") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_rollout(data, str(path))
+    if len(docs) > 1:
+        raise SpecError(f"{path}: {len(docs)} YAML documents; give one ModelRollout per file")
+    return parse_rollout(docs[0] if docs else None, str(path))

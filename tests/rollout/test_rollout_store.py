@@ -124,3 +124,20 @@ def test_kubernetes_store_against_a_fake_api_server(fake_kube: FakeKubeAPI) -> N
         "marquee.dev", "v1alpha1", "marquee", "modelrollouts", "recommender-v2",
         {"metadata": {"annotations": {"marquee.dev/command": "abort"}}})
     assert store.pending_command("recommender-v2") == "abort"
+
+
+def test_a_rollout_file_between_document_separators_loads(tmp_path: Path) -> None:
+    """A generated manifest often carries ``---`` before and after its one document: it was
+    refused as "not valid YAML: expected a single document". Two documents are refused by
+    name."""
+    from serving.rollout.spec import SpecError
+
+    example = (Path(__file__).resolve().parents[2] / "k8s" / "examples"
+               / "rollout-interleave.yaml").read_text()
+    framed = tmp_path / "framed.yaml"
+    framed.write_text(f"---\n{example}\n---\n")
+    assert load_rollout(framed).spec.strategy == "interleave"
+    two = tmp_path / "two.yaml"
+    two.write_text(f"{example}\n---\n{example}")
+    with pytest.raises(SpecError, match="2 YAML documents; give one ModelRollout per file"):
+        load_rollout(two)
