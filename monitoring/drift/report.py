@@ -15,6 +15,7 @@ Stored under ``monitoring/drift/<model>/<version>/<UTC stamp>/`` with ``latest.j
 from __future__ import annotations
 
 import html
+import math
 import threading
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import pyarrow as pa
 
 from marquee.store import ObjectStore
 from monitoring.drift.config import DriftConfig
-from monitoring.drift.summary import DriftSummary, Histogram
+from monitoring.drift.summary import DriftSummary, FeatureResult, Histogram, drift_ratio
 
 __all__ = ["prefetch_evidently", "summary_html", "evidently_html", "EvidentlyRenderer",
            "publish", "put_evidently", "output_prefix"]
@@ -45,15 +46,26 @@ def prefetch_evidently() -> threading.Thread:
     return thread
 
 
-def _bar(score: float | None, threshold: float) -> str:
-    if score is None:
+def _bar(method: str, score: float | None, threshold: float, drifted: bool) -> str:
+    """The score's way towards drift (:func:`drift_ratio`: a p-value's runs the other way
+    from a distance's) on a scale to three times the threshold, red when it drifted."""
+    ratio = drift_ratio(method, score, threshold)
+    if ratio is None:
         return ""
-    scale = max(threshold * 3, 1e-9)
-    width = min(score / scale, 1.0) * 100
-    mark = threshold / scale * 100
-    colour = "#c0392b" if score >= threshold else "#27ae60"
+    width = min(ratio / 3, 1.0) * 100
+    colour = "#c0392b" if drifted else "#27ae60"
     return (f'<div class="bar"><div style="width:{width:.1f}%;background:{colour}"></div>'
-            f'<span style="left:{mark:.1f}%"></span></div>')
+            f'<span style="left:33.3%"></span></div>')
+
+
+def _score(x: float | None, fmt: str = ".4f") -> str:
+    return "n/a" if x is None or math.isnan(x) else format(x, fmt)
+
+
+def _worst_first(f: FeatureResult) -> tuple[bool, float]:
+    """Drifted features first, then by how far each has gone towards its threshold."""
+    ratio = drift_ratio(f.method, f.score, f.threshold)
+    return (not f.drifted, -(ratio if ratio is not None else -math.inf))
 
 
 def _svg(h: Histogram | None, width: int = 440, height: int = 150) -> str:
@@ -82,15 +94,22 @@ def _svg(h: Histogram | None, width: int = 440, height: int = 150) -> str:
 def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html") -> str:
     e = html.escape
     verdict = "DRIFT" if s.drift_detected else "no drift"
+    # what else made the verdict DRIFT ("0 of 20 features drifted" alone reads as no drift)
+    moved = [p.name for p in s.prediction if p.drifted]
+    also = "".join([f"; prediction drift: {e(', '.join(moved))}" if moved else "",
+                    "; user embedding drift" if s.embedding and s.embedding.drifted else ""])
+    features = sorted(s.features, key=_worst_first)
     rows = "".join(
-        f"<tr class={'drift' if f.drifted else 'ok'}><td>{e(f.name)}</td><td>{f.kind}</td>"
-        f"<td>{e(f.method)}</td><td>{f.score:.4f}</td><td>{f.threshold:g}</td>"
-        f"<td>{_bar(f.score, f.threshold)}</td><td>{'yes' if f.drifted else ''}</td>"
+        f"<tr class={'drift' if f.drifted else 'ok'}><td>{e(f.name)}</td><td>{e(f.kind)}</td>"
+        f"<td>{e(f.method)}</td><td>{_score(f.score)}</td><td>{f.threshold:g}</td>"
+        f"<td>{_bar(f.method, f.score, f.threshold, f.drifted)}</td>"
+        f"<td>{'yes' if f.drifted else ''}</td>"
         f"<td>{f.rows_current:,}{'' if f.exact else ' (sample)'}</td></tr>"
-        for f in sorted(s.features, key=lambda f: -f.score / max(f.threshold, 1e-12)))
+        for f in features)
     pred = "".join(
-        f"<tr class={'drift' if p.drifted else 'ok'}><td>{p.name}</td><td>{e(p.method)}</td>"
-        + (f"<td>{p.score:.4f}</td><td>{p.threshold:g}</td><td>{_bar(p.score, p.threshold)}</td>"
+        f"<tr class={'drift' if p.drifted else 'ok'}><td>{e(p.name)}</td><td>{e(p.method)}</td>"
+        + (f"<td>{_score(p.score)}</td><td>{p.threshold:g}</td>"
+           f"<td>{_bar(p.method, p.score, p.threshold, p.drifted)}</td>"
            f"<td>{'yes' if p.drifted else ''}</td>" if p.skipped is None else
            f"<td colspan=4>skipped: {e(p.skipped)}</td>") + "</tr>"
         for p in s.prediction)
@@ -98,16 +117,16 @@ def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html")
     if s.embedding is not None:
         m = s.embedding
         emb = (f"<h2>User embeddings</h2><p>{e(m.method)}: "
-               + (f"score {m.score:.4f}, threshold {m.threshold:g} — "
+               + (f"score {_score(m.score)}, threshold {m.threshold:g} — "
                   f"{'drift' if m.drifted else 'no drift'} ({m.rows_current} users vs "
                   f"{m.rows_reference})" if m.skipped is None else f"skipped: {e(m.skipped)}")
                + "</p>")
     charts = "".join(
-        f"<div class=chart><h3>{e(f.name)} — {f.method} {f.score:.3f} "
+        f"<div class=chart><h3>{e(f.name)} — {e(f.method)} {_score(f.score, '.3f')} "
         f"(threshold {f.threshold:g})</h3>{_svg(f.histogram)}</div>"
-        for f in s.features if f.drifted)
-    others = "".join(f"<div class=chart><h3>{e(f.name)} — {f.score:.3f}</h3>"
-                     f"{_svg(f.histogram)}</div>" for f in s.features if not f.drifted)
+        for f in features if f.drifted)
+    others = "".join(f"<div class=chart><h3>{e(f.name)} — {_score(f.score, '.3f')}</h3>"
+                     f"{_svg(f.histogram)}</div>" for f in features if not f.drifted)
     versions = ", ".join(f"{e(k)}: {v:,}" for k, v in s.window.model_versions.items())
     link = (f'<p>Distributions per feature (Evidently, on a sample): '
             f'<a href="{evidently_file}">{evidently_file}</a></p>' if evidently_file else "")
@@ -123,7 +142,7 @@ tr.drift td{{background:#fdecea}} .verdict{{font-size:1.4em;font-weight:bold;col
 </style></head><body>
 <h1>Drift check — {e(s.model_name)} version {e(s.model_version)}</h1>
 <p class="verdict">{verdict}: {len(s.drifted_features)} of {len(s.features)} features drifted
-({s.drift_share:.0%}; dataset drift at {s.drift_share_threshold:.0%})</p>
+({s.drift_share:.0%}; dataset drift at {s.drift_share_threshold:.0%}){also}</p>
 <p>Window: {e(s.window.source)} — {s.window.rows:,} requests in {s.window.files} files
 {('from ' + s.window.since.isoformat() + ' to ' + s.window.until.isoformat()) if s.window.since and s.window.until else ''}
 (model versions {versions or 'n/a'}){f'; {s.window.rows_without_features:,} rows without logged features left out' if s.window.rows_without_features else ''}. Reference: {e(s.reference)}, {s.reference_rows:,} rows.
@@ -229,7 +248,10 @@ class EvidentlyRenderer:
 
 
 def output_prefix(s: DriftSummary) -> str:
-    return f"monitoring/drift/{s.model_name}/{s.model_version}/{s.created:%Y%m%dT%H%M%SZ}"
+    """``monitoring/drift/<model>/<version>/<UTC stamp>``; the stamp has microseconds, so two
+    checks of one version finishing in the same second (two jobs, ``--every`` under 1 s)
+    do not write over each other's report."""
+    return f"monitoring/drift/{s.model_name}/{s.model_version}/{s.created:%Y%m%dT%H%M%S.%fZ}"
 
 
 def publish(store: ObjectStore, s: DriftSummary, report: str) -> dict[str, str]:
@@ -253,4 +275,22 @@ def put_evidently(store: ObjectStore, s: DriftSummary, html: str) -> None:
 def _put_summary(store: ObjectStore, s: DriftSummary) -> None:
     body = s.model_dump_json(indent=2).encode()
     store.put_bytes(f"{output_prefix(s)}/summary.json", body)
-    store.put_bytes(f"monitoring/drift/{s.model_name}/{s.model_version}/latest.json", body)
+    latest = f"monitoring/drift/{s.model_name}/{s.model_version}/latest.json"
+    if _newer_published(store, latest, s):
+        return  # a later check published meanwhile (Evidently's report came after it)
+    store.put_bytes(latest, body)
+
+
+def _newer_published(store: ObjectStore, latest: str, s: DriftSummary) -> bool:
+    """Whether ``latest`` holds a check created after ``s``: latest.json stays the newest
+    summary, whichever of two checks finishes writing last."""
+    import json
+    from datetime import datetime
+
+    from marquee.errors import MarqueeError
+
+    try:
+        created = json.loads(store.get_bytes(latest))["created"]
+        return datetime.fromisoformat(created.replace("Z", "+00:00")) > s.created
+    except (MarqueeError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False  # none yet, or unreadable: this summary replaces it

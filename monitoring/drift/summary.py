@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 __all__ = ["Histogram", "FeatureResult", "PredictionResult", "EmbeddingResult", "WindowInfo",
-           "DriftSummary"]
+           "DriftSummary", "P_VALUE_METHODS", "drift_ratio"]
+
+#: Evidently stat tests whose score is a p-value: drift when the score is *below* the
+#: threshold (every other method, distances such as wasserstein, jensenshannon, psi, kl_div,
+#: hellinger, ed: drift when the score is at or above it).
+P_VALUE_METHODS = frozenset({"anderson", "chisquare", "cramer_von_mises", "es", "fisher_exact",
+                             "g_test", "ks", "mannw", "empirical_mmd", "t_test", "TVD", "z"})
+
+
+def drift_ratio(method: str, score: float | None, threshold: float) -> float | None:
+    """How far ``score`` has gone towards drift, in multiples of the threshold, whatever the
+    method's direction: ``score / threshold`` for distances, ``threshold / score`` for
+    p-values (1 at the threshold, above 1 past it; inf for a zero p-value or a zero
+    threshold). None for no score (a test that returned NaN)."""
+    if score is None or math.isnan(score):
+        return None
+    num, den = (threshold, score) if method in P_VALUE_METHODS else (score, threshold)
+    if den <= 0:
+        return math.inf if num > 0 else 1.0
+    return num / den
 
 
 class Histogram(BaseModel):
@@ -29,6 +49,11 @@ class FeatureResult(BaseModel):
     rows_current: int
     exact: bool = Field(description="False when the score comes from a sample of the window")
     histogram: Histogram | None = None
+
+    @field_validator("score", mode="before")
+    @classmethod
+    def _nan_from_null(cls, v: object) -> object:
+        return math.nan if v is None else v  # a NaN score is written to JSON as null
 
 
 class EmbeddingResult(BaseModel):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import socket
@@ -29,9 +30,11 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from marquee.settings import Settings
+from monitoring.drift.summary import drift_ratio
 from monitoring.loop.procs import marquee_cmd, poll, stop_group
 from monitoring.loop.stack import MODEL, LoopStack, find_binary
 
@@ -223,15 +226,21 @@ class Demo:
                  f"{len(drifted)}/{len(summary['features'])} features drifted "
                  f"(share {summary['drift_share']:.0%}, alert at "
                  f"{summary['drift_share_threshold']:.0%})")
-        top = sorted(summary["features"], key=lambda f: -f["score"] / f["threshold"])[:6]
+
+        def worst_first(f: dict[str, Any]) -> tuple[bool, float]:
+            ratio = drift_ratio(f["method"], f["score"], f["threshold"])  # p-values run down
+            return not f["drifted"], -(ratio if ratio is not None else -math.inf)
+
+        top = sorted(summary["features"], key=worst_first)[:6]
         t = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
         for col in ("feature", "method", "score", "threshold", ""):
             t.add_column(col)
         for f in top:
-            t.add_row(f["name"], f["method"], f"{f['score']:.3f}", f"{f['threshold']:g}",
-                      "[red]DRIFT[/red]" if f["drifted"] else "")
+            t.add_row(f["name"], f["method"],
+                      "n/a" if f["score"] is None else f"{f['score']:.3f}",
+                      f"{f['threshold']:g}", "[red]DRIFT[/red]" if f["drifted"] else "")
         for p in summary["prediction"]:
-            if not p.get("skipped"):
+            if not p.get("skipped") and p.get("score") is not None:
                 t.add_row(f"prediction {p['name']}", p["method"], f"{p['score']:.3f}",
                           f"{p['threshold']:g}", "[red]DRIFT[/red]" if p["drifted"] else "")
         self.console.print(t)
@@ -609,22 +618,24 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
     console = console or Console()
     demo = Demo(settings, options, console)
-    error: BaseException | None = None
     try:
         demo.run()
     except KeyboardInterrupt:
         demo.rec.outcome = "interrupted"
         demo.rec.notes.append("interrupted (Ctrl-C); every process was stopped")
         console.print("[yellow]interrupted: every process started was stopped[/yellow]")
-        error = None
-    except (DemoFailed, TimeoutError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever ended the run, its report is written
+        # a registry or store error, a webhook answering 4xx, a bug: the minutes of the run
+        # so far are still reported (before, only these three kinds were, and the rest ended
+        # in a traceback with no report at all)
+        expected = isinstance(exc, (DemoFailed, TimeoutError, RuntimeError))
+        what = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         demo.rec.outcome = "failed"
-        demo.rec.notes.append(f"failed: {exc}")
-        console.print(f"[red]demo failed:[/red] {exc}")
-        error = exc
+        demo.rec.notes.append(f"failed: {what}")
+        console.print(f"[red]demo failed:[/red] {escape(what)}")
+        if not expected:
+            console.print_exception()
     finally:
         demo.rec.wall_seconds = round(time.monotonic() - demo.t0, 1)
     path, uri = write_report(settings, demo.rec, demo.out_dir)
-    if error is not None:
-        demo.rec.notes.append(f"{type(error).__name__}: {error}")
     return demo.rec, path, uri
