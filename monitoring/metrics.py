@@ -112,7 +112,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "Threshold the feature's drift score is compared with.",
                ("model_version", "feature"), _DRIFT),
     MetricSpec("marquee_drift_feature_drifted", "gauge",
-               "1 when the feature's drift score reached its threshold, else 0.",
+               "1 when the feature drifted by its method (a distance at or above its "
+               "threshold, a p-value test's p below it), else 0.",
                ("model_version", "feature"), _DRIFT),
     MetricSpec("marquee_prediction_drift_score", "gauge",
                "Drift of what the model returns: feature=score (score distribution), "
@@ -121,6 +122,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec("marquee_prediction_drift_threshold", "gauge",
                "Threshold of each prediction drift score.", ("model_version", "feature"),
                _DRIFT),
+    MetricSpec("marquee_prediction_drift_drifted", "gauge",
+               "1 when the prediction feature drifted by its method (a distance at or above "
+               "its threshold, a p-value test's p below it), else 0; PredictionDrift fires on "
+               "it.", ("model_version", "feature"), _DRIFT),
     MetricSpec("marquee_embedding_drift_score", "gauge",
                "Drift score of user embeddings (Evidently embedding drift method).",
                ("model_version",), _DRIFT),

@@ -25,6 +25,7 @@ _NAMES = [
     "marquee_drift_share", "marquee_drift_share_threshold", "marquee_drift_feature_score",
     "marquee_drift_feature_threshold", "marquee_drift_feature_drifted",
     "marquee_prediction_drift_score", "marquee_prediction_drift_threshold",
+    "marquee_prediction_drift_drifted",
     "marquee_embedding_drift_score", "marquee_embedding_drift_threshold",
     "marquee_drift_window_rows", "marquee_drift_last_run_timestamp_seconds",
     "marquee_drift_last_run_duration_seconds",
@@ -59,6 +60,8 @@ def export(s: DriftSummary, duration_seconds: float, now: float | None = None) -
         G["marquee_prediction_drift_score"].labels(model_version=v, feature=p.name).set(p.score)
         G["marquee_prediction_drift_threshold"].labels(model_version=v, feature=p.name).set(
             p.threshold)
+        G["marquee_prediction_drift_drifted"].labels(model_version=v, feature=p.name).set(
+            float(p.drifted))
     if s.embedding is not None and s.embedding.score is not None:
         G["marquee_embedding_drift_score"].labels(model_version=v).set(s.embedding.score)
         G["marquee_embedding_drift_threshold"].labels(model_version=v).set(

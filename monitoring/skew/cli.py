@@ -63,7 +63,7 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
     summary.timings_seconds["total"] = round(time.perf_counter() - t0, 3)
     if publish:
         prefix = (f"monitoring/skew/{summary.model_name}/{summary.model_version}/"
-                  f"{summary.created:%Y%m%dT%H%M%SZ}")
+                  f"{summary.created:%Y%m%dT%H%M%S.%fZ}")
         summary.outputs = {"summary_json": store.uri(f"{prefix}/summary.json")}
         store.put_bytes(f"{prefix}/summary.json", summary.model_dump_json(indent=2).encode())
     metrics.export(summary)

@@ -187,6 +187,18 @@ def test_metrics_export_replaces_the_previous_run() -> None:
     assert 'marquee_drift_share_threshold{model_version="1"} 0.2' in text
     assert 'marquee_drift_feature_drifted{feature="gender",model_version="1"} 1.0' in text
     assert "marquee_drift_last_run_timestamp_seconds 1234.0" in text
+    # PredictionDrift fires on the job's own verdict per prediction feature: a p-value test
+    # (ks) drifts below its threshold, so score >= threshold cannot tell
+    from monitoring.drift.summary import PredictionResult
+
+    summary.prediction = [PredictionResult(name="score", method="ks", score=0.001,
+                                           threshold=0.05, drifted=True),
+                          PredictionResult(name="genre_mix", method="ks", score=0.6,
+                                           threshold=0.05, drifted=False)]
+    metrics.export(summary, 1.5, now=1234.0)
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'marquee_prediction_drift_drifted{feature="score",model_version="1"} 1.0' in text
+    assert 'marquee_prediction_drift_drifted{feature="genre_mix",model_version="1"} 0.0' in text
     summary.model_version = "2"
     metrics.export(summary, 1.0)
     assert 'model_version="1"' not in generate_latest(metrics.REGISTRY).decode()
