@@ -459,22 +459,32 @@ def status(
 
     store = _store(namespace)
     names = [name] if name else store.list()
+    # One unreadable rollout is its own error line (exit 1 at the end): the others are shown.
+    readable: dict[str, Any] = {}
+    for n in names:
+        try:
+            readable[n] = _get(store, n)
+        except typer.Exit:
+            if name:
+                raise
+    end = typer.Exit(code=1) if len(readable) < len(names) else None
     if output == "json":
         # the table's pending command too (a script polls for an abort it asked for)
-        typer.echo(json.dumps({n: {**_get(store, n).status.to_dict(),
+        typer.echo(json.dumps({n: {**stored.status.to_dict(),
                                    "pendingCommand": store.pending_command(n)}
-                               for n in names}, indent=2))
-        return
-    console = Console()
-    if not names:
-        console.print("no rollouts")
-    for n in names:
-        stored = _get(store, n)
-        console.print(_status_table(n, stored))
-        console.print(_decisions_table(n, stored.status.decisions[-5:], "last decisions"))
-        pending = store.pending_command(n)
-        if pending:
-            console.print(f"pending command: [bold]{pending}[/] (next controller tick)")
+                               for n, stored in readable.items()}, indent=2))
+    else:
+        console = Console()
+        if not names:
+            console.print("no rollouts")
+        for n, stored in readable.items():
+            console.print(_status_table(n, stored))
+            console.print(_decisions_table(n, stored.status.decisions[-5:], "last decisions"))
+            pending = store.pending_command(n)
+            if pending:
+                console.print(f"pending command: [bold]{pending}[/] (next controller tick)")
+    if end is not None:
+        raise end
 
 
 @app.command()

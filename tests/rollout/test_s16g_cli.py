@@ -226,3 +226,23 @@ def test_start_keeps_printing_decisions_that_are_folded(tmp_path: Path) -> None:
     assert len(lines) >= 2, out.stdout
     assert "Inconclusive ×2" in lines[1] and "metrics unavailable" in lines[1], out.stdout
     assert lines[0].split()[0].endswith("Z"), out.stdout  # the time says it is UTC
+
+
+def test_one_damaged_rollout_does_not_hide_the_others(rollouts: FileStatusStore,
+                                                      tmp_path: Path) -> None:
+    """`status` of every rollout ended at the first unreadable one, showing none of the
+    others: that one is now its own error line (exit 1), and the others are shown."""
+    from serving.rollout.cli import app
+
+    (tmp_path / "rollouts" / "ab" / "status.json").write_text("{not json")
+    runner = CliRunner()
+    for args in (["status"], ["status", "-o", "json"]):
+        out = runner.invoke(app, args, env=WIDE)
+        assert out.exit_code == 1, out.output
+        assert "error: " in out.output and "ab" in out.output
+        if args == ["status"]:
+            for other in ("rollout sh", "rollout il", "rollout pend"):
+                assert other in out.output
+    shown = json.loads(out.stdout)
+    assert sorted(shown) == ["il", "pend", "sh"]
+    assert runner.invoke(app, ["status", "ab"]).exit_code == 1
