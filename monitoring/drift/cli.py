@@ -203,6 +203,8 @@ def _finish(settings: Settings, config: DriftConfig, t0: float, renderer,  # noq
             page = renderer.result()
         except RuntimeError as exc:  # the report is for people; the verdict stands without it
             log.warning("no Evidently report: %s", exc)
+            if publish:  # report.html linked to an evidently.html that will never be there
+                put(store, summary, summary_html(summary, None))
         else:
             summary.timings_seconds["evidently_report_wait"] = round(time.perf_counter() - t, 3)
             if publish:

@@ -181,3 +181,28 @@ def test_a_prediction_drift_verdict_says_so_beside_zero_drifted_features(
     verdict = re.search(r'<p class="verdict">(.*?)</p>', report, re.S).group(1)
     assert verdict.startswith(f"DRIFT: {len(summary['drifted_features'])} of 20 features")
     assert f"prediction drift: {', '.join(moved)}" in verdict
+
+
+def test_a_failed_evidently_report_leaves_no_dead_link(tmp_path: Path) -> None:
+    """report.html is published before Evidently's report and links to it; when Evidently
+    then fails, the page is published again without the link (it led to a missing file).
+    The renderer is a stand-in whose result() raises as EvidentlyRenderer's does on a
+    worker failure (Evidently itself cannot be made to fail on purpose here)."""
+    import time
+
+    from marquee.settings import Settings
+    from monitoring.drift.cli import _finish
+    from monitoring.drift.report import output_prefix
+
+    class Failing:
+        def result(self) -> str:
+            raise RuntimeError("the Evidently worker died")
+
+    store = LocalStore(tmp_path / "store")
+    summary = _summary(datetime(2026, 3, 1, 12, tzinfo=timezone.utc), 0.3)
+    _finish(Settings(home=tmp_path / "home"), DEFAULT_CONFIG, time.perf_counter(), Failing(),
+            summary, store, None, True, None)
+    page = store.get_bytes(f"{output_prefix(summary)}/report.html").decode()
+    assert "DRIFT" in page
+    assert "evidently.html" not in page
+    assert not store.exists(f"{output_prefix(summary)}/evidently.html")
