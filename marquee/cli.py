@@ -80,18 +80,14 @@ def main() -> None:
     unreadable), 128 + signal number when stopped by SIGTERM. SIGTERM unwinds like Ctrl-C,
     so a command's ``finally`` blocks run: a retraining run started in this process is
     stopped with it instead of outliving it."""
-    import signal
     import sys
 
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from marquee.errors import MarqueeError, error_text, validation_text
+    from marquee.errors import MarqueeError, error_text, unwind_on_sigterm, validation_text
 
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)  # servers started by a command install their own
+    unwind_on_sigterm()  # servers started by a command install their own
     try:
         # Typer bundles its own click: its exceptions are not click's, so the group's
         # standalone mode lets them through; map them here.

@@ -47,6 +47,7 @@ __all__ = [
     "PipelineRunError",
     "validation_text",
     "redact_uri",
+    "unwind_on_sigterm",
 ]
 
 
@@ -201,3 +202,17 @@ def redact_uri(text: str) -> str:
 
 
 _URI_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/@]*@")
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds this process like Ctrl-C (``SystemExit(128 + 15)``), so ``finally``
+    blocks and context managers run: what the process started (child runs, servers,
+    temporary directories) is stopped or removed with it, not left behind as the default
+    handler's immediate death leaves it. Call it from the main thread."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+

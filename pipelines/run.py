@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
 import tempfile
 import time
@@ -19,7 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marquee.errors import InvalidArgumentError, MarqueeError, PipelineRunError, redact_uri
+from marquee.errors import (
+    InvalidArgumentError,
+    MarqueeError,
+    PipelineRunError,
+    redact_uri,
+    unwind_on_sigterm,
+)
 from marquee.settings import Settings
 from pipelines.logs import ANSI, exception_lines
 from pipelines.training import PIPELINE_NAME, build_pipeline
@@ -308,12 +313,7 @@ def main(argv: list[str] | None = None) -> int:
               "python -m pipelines.run", file=sys.stderr)
         return 2
     spec = json.loads(text)
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    # the launcher stops a run with SIGTERM: unwind, so kfp.local removes its workspace
-    signal.signal(signal.SIGTERM, stop)
+    unwind_on_sigterm()  # the launcher stops a run with SIGTERM: kfp.local's cleanup runs
     try:
         result = run_local(Settings(**spec.get("settings", {})), spec.get("params") or {})
     except MarqueeError as exc:  # the step's log is above; this is the one-line summary

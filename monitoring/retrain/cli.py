@@ -11,7 +11,6 @@ pipeline in the foreground.
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from typing import Optional
 
@@ -19,7 +18,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from marquee.errors import MarqueeError, error_text
+from marquee.errors import MarqueeError, error_text, unwind_on_sigterm
 from marquee.settings import Settings
 from monitoring.errors import MonitoringError, MonitoringInputError
 from monitoring.retrain.config import TriggerSettings, make_trigger, state_dir
@@ -65,13 +64,10 @@ def trigger(
     console.print(f"retrain trigger on http://{settings.bind_host}:{ts.port} "
                   f"(launcher {trig.launcher.name}, cooldown {ts.cooldown_seconds:.0f}s, "
                   f"{rollout}, state {state_dir(settings)})")
-    def _exit(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
     # uvicorn re-raises SIGTERM once it has shut down; with the default handler the process
     # would die there, before the `finally` that stops what the trigger started (candidate
     # model servers, rollout controllers)
-    signal.signal(signal.SIGTERM, _exit)
+    unwind_on_sigterm()
     try:
         uvicorn.run(create_app(trig, token), host=settings.bind_host, port=ts.port,
                     log_level=log_level.lower(), access_log=False)
