@@ -188,10 +188,12 @@ def error_text(exc: Exception) -> str:
 
 
 def validation_text(exc: Exception) -> str:
-    """A pydantic ``ValidationError`` in one line: ``field.path: message (got value); …``."""
+    """A pydantic ``ValidationError`` in one line: ``field.path: message (got value); …``
+    (JSON that does not parse is named without its input: that is the whole document)."""
     return "; ".join(
-        f"{'.'.join(str(x) for x in err.get('loc', ())) or 'value'}: {err.get('msg', '')} "
-        f"(got {err.get('input')!r})" for err in exc.errors())  # type: ignore[attr-defined]
+        f"{'.'.join(str(x) for x in err.get('loc', ())) or 'value'}: {err.get('msg', '')}"
+        + ("" if err.get("type") == "json_invalid" else f" (got {err.get('input')!r})")
+        for err in exc.errors())  # type: ignore[attr-defined]
 
 
 def redact_uri(text: str) -> str:

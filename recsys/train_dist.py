@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
     from pydantic import ValidationError
 
+    from marquee.errors import validation_text
     from recsys.config import RecommenderConfig
     from recsys.data.errors import DataError
     from recsys.data.files import read_dataset
@@ -65,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         parser.error(f"--config {args.config}: cannot read it: {exc.strerror or exc}")
     except ValidationError as exc:
-        parser.error(f"--config {args.config}: " + "; ".join(
-            f"{'.'.join(str(x) for x in err['loc']) or 'value'}: {err['msg']}"
-            + (f" (got {err['input']!r})" if err["type"] != "json_invalid" else "")
-            for err in exc.errors()))
+        parser.error(f"--config {args.config}: {validation_text(exc)}")
     started = time.perf_counter()
     try:
         data = read_dataset(args.data)
