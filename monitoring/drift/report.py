@@ -24,7 +24,13 @@ import pyarrow as pa
 
 from marquee.store import ObjectStore
 from monitoring.drift.config import DriftConfig
-from monitoring.drift.summary import DriftSummary, FeatureResult, Histogram, drift_ratio
+from monitoring.drift.summary import (
+    DriftSummary,
+    FeatureResult,
+    Histogram,
+    drift_ratio,
+    worst_first,
+)
 
 __all__ = ["prefetch_evidently", "summary_html", "evidently_html", "EvidentlyRenderer",
            "publish", "put_evidently", "output_prefix"]
@@ -63,9 +69,7 @@ def _score(x: float | None, fmt: str = ".4f") -> str:
 
 
 def _worst_first(f: FeatureResult) -> tuple[bool, float]:
-    """Drifted features first, then by how far each has gone towards its threshold."""
-    ratio = drift_ratio(f.method, f.score, f.threshold)
-    return (not f.drifted, -(ratio if ratio is not None else -math.inf))
+    return worst_first(f.drifted, f.method, f.score, f.threshold)
 
 
 def _svg(h: Histogram | None, width: int = 440, height: int = 150) -> str:

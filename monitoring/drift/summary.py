@@ -8,7 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, field_validator
 
 __all__ = ["Histogram", "FeatureResult", "PredictionResult", "EmbeddingResult", "WindowInfo",
-           "DriftSummary", "P_VALUE_METHODS", "drift_ratio"]
+           "DriftSummary", "P_VALUE_METHODS", "drift_ratio", "worst_first"]
 
 #: Evidently stat tests whose score is a p-value: drift when the score is *below* the
 #: threshold (every other method, distances such as wasserstein, jensenshannon, psi, kl_div,
@@ -28,6 +28,14 @@ def drift_ratio(method: str, score: float | None, threshold: float) -> float | N
     if den <= 0:
         return math.inf if num > 0 else 1.0
     return num / den
+
+
+def worst_first(drifted: bool, method: str, score: float | None, threshold: float
+                ) -> tuple[bool, float]:
+    """Sort key: drifted first, then by how far each has gone towards its threshold
+    (:func:`drift_ratio`); a missing score last."""
+    ratio = drift_ratio(method, score, threshold)
+    return (not drifted, -(ratio if ratio is not None else -math.inf))
 
 
 class Histogram(BaseModel):

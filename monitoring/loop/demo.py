@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import platform
 import socket
@@ -34,7 +33,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from marquee.settings import Settings
-from monitoring.drift.summary import drift_ratio
+from monitoring.drift.summary import worst_first
 from monitoring.loop.procs import marquee_cmd, poll, stop_group
 from monitoring.loop.stack import MODEL, LoopStack, find_binary
 
@@ -226,12 +225,8 @@ class Demo:
                  f"{len(drifted)}/{len(summary['features'])} features drifted "
                  f"(share {summary['drift_share']:.0%}, alert at "
                  f"{summary['drift_share_threshold']:.0%})")
-
-        def worst_first(f: dict[str, Any]) -> tuple[bool, float]:
-            ratio = drift_ratio(f["method"], f["score"], f["threshold"])  # p-values run down
-            return not f["drifted"], -(ratio if ratio is not None else -math.inf)
-
-        top = sorted(summary["features"], key=worst_first)[:6]
+        top = sorted(summary["features"], key=lambda f: worst_first(
+            f["drifted"], f["method"], f["score"], f["threshold"]))[:6]
         t = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
         for col in ("feature", "method", "score", "threshold", ""):
             t.add_column(col)
