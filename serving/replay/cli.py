@@ -79,19 +79,16 @@ def replay_command(
     failed = bool(summary["requests"]) and summary["errors"] == summary["requests"]
     if output == "json":
         typer.echo(json.dumps(summary, indent=2))
-    reasons = report.error_reasons()
+    why = "; ".join(f"{n}x {text}" for text, n in summary["error_reasons"].items())
     if failed:  # nothing answered: not a replay, whatever the table says
-        why = "; ".join(f"{n}x {text}" for text, n in reasons.items())
         typer.secho(f"error: all {summary['requests']} requests to {router} failed: {why}",
                     fg="red", err=True)
         raise typer.Exit(1)
-    if reasons:  # some requests failed, or clicks the router refused are missing from the CTR
+    if why:  # some requests failed, or clicks the router refused are missing from the CTR
         clicks = report.feedback_errors + sum(o.clicks for o in report.outcomes)
         typer.secho(f"warning: {summary['errors']} of {summary['requests']} requests failed, "
                     f"the router refused {report.feedback_errors} of {clicks} clicks (left out "
-                    "of the click-through rates): "
-                    + "; ".join(f"{n}x {text}" for text, n in reasons.items()),
-                    fg="yellow", err=True)
+                    f"of the click-through rates): {why}", fg="yellow", err=True)
     if output == "json":
         return
     from rich.console import Console
