@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from monitoring.loop.procs import poll
+from serving.router.settings import admin_token_from_env
 
 __all__ = ["parse_time", "prometheus_alerts", "wait_prometheus_ready_for_alerts",
            "wait_alert_firing", "wait_alertmanager_alert", "decisions", "wait_decision",
@@ -35,8 +36,8 @@ def parse_time(value: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-def _get(url: str, **params: Any) -> Any:
-    r = httpx.get(url, params=params or None, timeout=3.0, trust_env=False)
+def _get(url: str, *, headers: dict[str, str] | None = None, **params: Any) -> Any:
+    r = httpx.get(url, params=params or None, headers=headers, timeout=3.0, trust_env=False)
     r.raise_for_status()
     return r.json()
 
@@ -147,7 +148,9 @@ def wait_rollout_started(home: Path, name: str, router_url: str, *,
         stored = store.get(name)
         if stored.status.phase.value == "Pending":
             return None
-        routing = _get(f"{router_url}/admin/routing")
+        token = admin_token_from_env()  # the router reads the same variable
+        routing = _get(f"{router_url}/admin/routing",
+                       headers={"authorization": f"Bearer {token}"} if token else None)
         if routing.get("rollout") != name:
             return None
         return stored, routing

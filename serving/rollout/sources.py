@@ -22,6 +22,7 @@ from serving.router.schema import (
     VariantWindow,
     WindowStats,
 )
+from serving.router.settings import admin_token_from_env
 
 __all__ = ["MetricsSource", "RouterStatsSource", "PrometheusSource", "RouterAdmin",
            "SourceError", "resolve_all"]
@@ -53,15 +54,19 @@ class RouterAdmin:
 
     ``replicas_url``: a URL whose host name resolves to every router replica (in Kubernetes
     the router's headless Service). Routing is then applied to each replica in turn, not to
-    whichever one a load-balanced Service picks; reads still go to ``url``.
+    whichever one a load-balanced Service picks; reads still go to ``url``. ``token``: the
+    router's admin token (default: ``MARQUEE_ROUTER_ADMIN_TOKEN``, as the router reads it).
     """
 
     def __init__(self, url: str, timeout: float = 5.0,
                  transport: httpx.BaseTransport | None = None, *,
-                 replicas_url: str | None = None, resolve: Resolver = resolve_all) -> None:
+                 replicas_url: str | None = None, resolve: Resolver = resolve_all,
+                 token: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self.client = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False,
-                                   transport=transport)
+        token = token or admin_token_from_env()
+        self.client = httpx.Client(
+            base_url=self.url, timeout=timeout, trust_env=False, transport=transport,
+            headers={"authorization": f"Bearer {token}"} if token else None)
         self.replicas_url = replicas_url.rstrip("/") if replicas_url else None
         self.resolve = resolve
 
@@ -102,14 +107,17 @@ class RouterAdmin:
             r = self.client.get("/admin/routing")
         except httpx.HTTPError as exc:
             raise SourceError(f"router {self.url} unreachable: {exc}") from None
+        if r.status_code == 401:
+            raise SourceError(f"router {self.url} refused the admin call (401): {r.text}")
         return r.json() if r.status_code == 200 else None
 
     def stats(self, since: float, until: float) -> WindowStats:
         try:
             r = self.client.get("/admin/stats", params={"since": since, "until": until})
-            r.raise_for_status()
         except httpx.HTTPError as exc:
             raise SourceError(f"router stats unavailable: {exc}") from None
+        if r.status_code != 200:
+            raise SourceError(f"router stats unavailable ({r.status_code}): {r.text[:300]}")
         return WindowStats.model_validate(r.json())
 
     def close(self) -> None:

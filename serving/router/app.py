@@ -4,13 +4,17 @@ Product API: ``POST /recommend``, ``POST /feedback``. Admin API for the rollout 
 ``GET/PUT /admin/routing``, ``GET /admin/stats?since=<unix s>[&until=]``, and
 ``GET/PUT /admin/upstreams`` (``{"version": "2", "url": "http://127.0.0.1:8082"}``: where a
 version's model server is, for one started after the router, e.g. by the retrain trigger). Operations:
-``GET /metrics``, ``/healthz``, ``/readyz``. A bad body is a 400/422 whose message names the
+``GET /metrics``, ``/healthz``, ``/readyz``. With ``MARQUEE_ROUTER_ADMIN_TOKEN`` set, every
+``/admin/*`` call must carry ``Authorization: Bearer <token>`` (else a 401). A bad body is a 400/422 whose message names the
 field and the value it got; a failed model server is a 502/504 naming the variant.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hmac
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +31,13 @@ from starlette.routing import Route
 
 from serving.fields import short_repr
 from serving.router.core import Router
-from serving.router.errors import BadRequest, MalformedBody, PayloadTooLarge, RouterError
+from serving.router.errors import (
+    BadRequest,
+    MalformedBody,
+    PayloadTooLarge,
+    RouterError,
+    Unauthorized,
+)
 from serving.router.exposure import (
     EXPOSURE_PREFIX,
     EXPOSURE_SCHEMA,
@@ -37,11 +47,13 @@ from serving.router.exposure import (
     EventLog,
 )
 from serving.router.schema import FeedbackRequest, RecommendRequest, RoutingConfig, UpstreamUrl
-from serving.router.settings import RouterSettings
+from serving.router.settings import ADMIN_TOKEN_ENV, RouterSettings
 from serving.router.upstream import make_upstream
 from serving.settings import ServingSettings
 
 __all__ = ["create_app", "ProductAPI"]
+
+log = logging.getLogger("marquee.router")
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -59,6 +71,37 @@ def _error(exc: RouterError) -> Response:
 # limit keeps 1 KB under the model server's default ``max_body_bytes`` (64 KiB), so a body
 # the router accepts is never one the model server refuses as too large.
 MAX_BODY_BYTES = ServingSettings.model_fields["max_body_bytes"].default - 1024
+
+
+AdminHandler = Callable[[Request], Any]
+
+
+def _admin_guard(token: str | None) -> Callable[[AdminHandler], AdminHandler]:
+    """Wraps an ``/admin/*`` handler: with ``token``, a call without ``Authorization: Bearer
+    <token>`` is a 401 before the handler runs (nothing read, nothing changed)."""
+    if token is None:
+        log.warning("the admin API (/admin/routing, /admin/upstreams) is unauthenticated: "
+                    "anyone who reaches the router can move its traffic; set %s",
+                    ADMIN_TOKEN_ENV)
+        return lambda handler: handler
+    expected = token.encode()
+
+    def guard(handler: AdminHandler) -> AdminHandler:
+        @functools.wraps(handler)
+        async def checked(request: Request) -> Response:
+            scheme, _, presented = (request.headers.get("authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or not presented.strip():
+                refused = "missing Authorization: Bearer <token> header"
+            elif not hmac.compare_digest(presented.strip().encode(), expected):
+                refused = "wrong bearer token"
+            else:
+                return await handler(request)
+            response = _error(Unauthorized(f"authorization: {refused} (the router's "
+                                           f"{ADMIN_TOKEN_ENV})", field="authorization"))
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        return checked
+    return guard
 
 
 def _decode(raw: bytes, model: type[BaseModel]) -> Any:
@@ -257,12 +300,14 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
             return _json({"status": "not ready", "reason": "no routing configured"}, 503)
         return _json({"status": "ready", "epoch": r.epoch, "strategy": r.strategy})
 
+    admin = _admin_guard(settings.admin_token.get_secret_value().strip()
+                         if settings.admin_token else None)
     routes = [
-        Route("/admin/routing", get_routing, methods=["GET"]),
-        Route("/admin/routing", put_routing, methods=["PUT"]),
-        Route("/admin/upstreams", get_upstreams, methods=["GET"]),
-        Route("/admin/upstreams", put_upstream, methods=["PUT"]),
-        Route("/admin/stats", stats, methods=["GET"]),
+        Route("/admin/routing", admin(get_routing), methods=["GET"]),
+        Route("/admin/routing", admin(put_routing), methods=["PUT"]),
+        Route("/admin/upstreams", admin(get_upstreams), methods=["GET"]),
+        Route("/admin/upstreams", admin(put_upstream), methods=["PUT"]),
+        Route("/admin/stats", admin(stats), methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),

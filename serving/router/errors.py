@@ -4,6 +4,7 @@
     ├── BadRequest (422)          a field is missing, has the wrong type or is out of range
     │   ├── MalformedBody (400)   the body is not JSON
     │   └── PayloadTooLarge (413) the body is larger than the router reads
+    ├── Unauthorized (401)        an admin call without the admin token the router requires
     ├── UnknownRequest (404)      feedback for a request id the router does not know (any more)
     ├── NotConfigured (503)       no routing yet (no baseline version)
     ├── UnknownVersion (422)      routing names a version without a known model server URL
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RouterError", "BadRequest", "MalformedBody", "PayloadTooLarge", "UnknownRequest",
+__all__ = ["RouterError", "BadRequest", "MalformedBody", "PayloadTooLarge", "Unauthorized",
+           "UnknownRequest",
            "NotConfigured", "UnknownVersion", "UpstreamFailed", "UpstreamTimeout"]
 
 
@@ -52,6 +54,11 @@ class MalformedBody(BadRequest):
 class PayloadTooLarge(BadRequest):
     status_code = 413
     code = "payload_too_large"
+
+
+class Unauthorized(RouterError):
+    status_code = 401
+    code = "unauthorized"
 
 
 class UnknownRequest(RouterError):

@@ -6,14 +6,24 @@ Every field reads ``MARQUEE_ROUTER_<FIELD>`` from the environment; ``upstreams``
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.router.schema import UpstreamUrl
 
-__all__ = ["RouterSettings"]
+__all__ = ["RouterSettings", "ADMIN_TOKEN_ENV", "admin_token_from_env"]
+
+ADMIN_TOKEN_ENV = "MARQUEE_ROUTER_ADMIN_TOKEN"
+
+
+def admin_token_from_env() -> str | None:
+    """The admin API's token as its callers (the rollout controller, the retrain trigger) send
+    it: ``MARQUEE_ROUTER_ADMIN_TOKEN``, the variable the router reads; None when unset."""
+    token = (os.environ.get(ADMIN_TOKEN_ENV) or "").strip()
+    return token or None
 
 
 class RouterSettings(BaseSettings):
@@ -48,6 +58,13 @@ class RouterSettings(BaseSettings):
     request_state_max: int = Field(
         200_000, ge=100, description="Served requests remembered for feedback attribution.")
     request_state_ttl_seconds: float = Field(3600.0, gt=0, description="…and for how long.")
+    # A secret: from router.adminAuth.existingSecret in the chart, never a plain value; left out
+    # of model_dump() (so never in a log line or a child's environment).
+    admin_token: SecretStr | None = Field(
+        None, exclude=True,
+        description="Bearer token every /admin/* call must carry (Authorization: Bearer "
+        "<token>); the rollout controller sends the same variable. Unset: the admin API is open "
+        "to whoever reaches the router (a warning at start-up).")
     stats_bucket_seconds: float = Field(1.0, gt=0, description="Resolution of /admin/stats.")
     stats_retention_seconds: float = Field(21_600.0, gt=0, description="History of /admin/stats.")
     exposure_log_enabled: bool = Field(True, description="Write exposure and feedback logs.")
@@ -58,3 +75,10 @@ class RouterSettings(BaseSettings):
         None, ge=0, le=100,
         description="TESTS ONLY: ignore the declared candidate weight and assign this one "
         "(an injected assignment bug for the sample-ratio check).")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token_not_blank(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("is blank: unset it to run the admin API without authentication")
+        return v

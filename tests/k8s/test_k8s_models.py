@@ -208,11 +208,47 @@ def test_with_router_ingress_from_set_only_those_peers_the_controller_and_promet
         [p for r in local["spec"]["ingress"] for p in _peers(r)]
 
 
-def test_with_router_ingress_from_empty_the_notes_warn_about_the_admin_api() -> None:
-    notes = c.render()["marquee/templates/NOTES.txt"]
-    assert "/admin/routing" in notes and "networkPolicy.routerIngressFrom" in notes
-    notes = c.render(c.all_features_values())["marquee/templates/NOTES.txt"]
+def test_without_an_admin_token_the_notes_warn_about_the_admin_api() -> None:
+    notes = c.render()["marquee/templates/NOTES.txt"]  # the default: a token Secret
     assert "/admin/routing" not in notes
+    assert 'the router\'s admin token from Secret "marquee-router-admin-token"' in notes
+    values = c.chart_defaults()
+    values["router"]["adminAuth"]["existingSecret"] = ""
+    notes = c.render(values)["marquee/templates/NOTES.txt"]
+    assert "/admin/routing" in notes and "unauthenticated" in notes
+    assert "router.adminAuth.existingSecret" in notes and "networkPolicy.routerIngressFrom" in notes
+    values = c.all_features_values()
+    values["router"]["adminAuth"]["existingSecret"] = ""
+    notes = c.render(values)["marquee/templates/NOTES.txt"]  # peers set: no "any pod"
+    assert "unauthenticated" in notes and "any pod" not in notes
+
+
+def _token_env(deploy: dict[str, Any], container: str) -> dict[str, Any] | None:
+    ctr = next(x for x in deploy["spec"]["template"]["spec"]["containers"]
+               if x["name"] == container)
+    return next((e for e in ctr.get("env", []) if e["name"] == "MARQUEE_ROUTER_ADMIN_TOKEN"),
+                None)
+
+
+def test_the_router_and_its_admin_callers_read_the_admin_token_from_its_secret() -> None:
+    """The router requires MARQUEE_ROUTER_ADMIN_TOKEN on /admin/*; the controller (and the
+    trigger when it rolls out locally) must send the same one, from the same Secret."""
+    ref = {"valueFrom": {"secretKeyRef": {"name": "marquee-router-admin-token", "key": "token"}}}
+    objs = c.default_objects()
+    for deploy, container in (("marquee-router", "router"),
+                              ("marquee-controller", "controller")):
+        env = _token_env(_get(objs, "Deployment", deploy), container)
+        assert env == {"name": "MARQUEE_ROUTER_ADMIN_TOKEN", **ref}, deploy
+    values = c.all_features_values()
+    trigger = _get(c.objects(values), "Deployment", "marquee-trigger")
+    assert _token_env(trigger, "trigger") is None  # rolloutTarget kubernetes: never calls it
+    values["retrainTrigger"]["rolloutTarget"] = "local"
+    trigger = _get(c.objects(values), "Deployment", "marquee-trigger")
+    assert _token_env(trigger, "trigger") == {"name": "MARQUEE_ROUTER_ADMIN_TOKEN", **ref}
+    values = c.chart_defaults()
+    values["router"]["adminAuth"]["existingSecret"] = ""
+    objs = c.objects(values)
+    assert _token_env(_get(objs, "Deployment", "marquee-router"), "router") is None
 
 
 # --- item 4: /feedback state lives on one router replica ---------------------------------------

@@ -119,7 +119,8 @@ def test_inference_services_serve_their_bundle() -> None:
 def test_router_settings_are_mirrored() -> None:
     from serving.router.settings import RouterSettings
 
-    not_values = {"host", "fault_assignment_candidate_weight"}  # bind host; tests only
+    # bind host; tests only; the admin token: from router.adminAuth.existingSecret
+    not_values = {"host", "fault_assignment_candidate_weight", "admin_token"}
     values = c.chart_defaults()["router"]
     fields = set(RouterSettings.model_fields) - not_values
     for field in fields:
@@ -135,8 +136,11 @@ def test_router_settings_are_mirrored() -> None:
     for version in ("1", "2"):  # the template names the predictor Service of each version
         host = template.replace("{version}", version).split("//")[1].split(".")[0]
         assert host.removesuffix("-predictor") in isvcs
+    assert env["MARQUEE_ROUTER_ADMIN_TOKEN"] == {"secretKeyRef": {  # a Secret, never a value
+        "name": "marquee-router-admin-token", "key": "token"}}
     RouterSettings.model_validate({k.removeprefix("MARQUEE_ROUTER_").lower(): v
-                                   for k, v in env.items() if k.startswith("MARQUEE_ROUTER_")})
+                                   for k, v in env.items() if k.startswith("MARQUEE_ROUTER_")
+                                   and k != "MARQUEE_ROUTER_ADMIN_TOKEN"})
 
 
 def _read_variables() -> set[str]:

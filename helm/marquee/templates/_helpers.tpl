@@ -174,6 +174,19 @@ Settings. The URI of the model registry: the value, else the in-chart MLflow Ser
 {{- default (include "marquee.image" (dict "ctx" . "repository" .Values.image.pipelineRepository "digest" .Values.image.pipelineDigest)) .Values.settings.pipelineImage -}}
 {{- end -}}
 
+{{/* MARQUEE_ROUTER_ADMIN_TOKEN from router.adminAuth.existingSecret (nothing when it is empty):
+     the router requires it on /admin/*, and the callers of that API (the rollout controller, the
+     retrain trigger's local rollouts) send it. Never a plain value. */}}
+{{- define "marquee.routerAdminTokenEnv" -}}
+{{- with .Values.router.adminAuth.existingSecret }}
+- name: MARQUEE_ROUTER_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.router.adminAuth.tokenKey }}
+{{- end }}
+{{- end -}}
+
 {{/* Environment of every Marquee container: the settings ConfigMap (plus the model-server
      ConfigMap and the payload sink's token, when set, when serving is true), S3 credentials
      from an existing Secret, the pod's namespace, and extraEnv.
