@@ -1,7 +1,10 @@
 """The replay load generator: users at a request rate against the router, with clicks.
 
 Open-loop: requests start on a fixed schedule (``rate`` per second) whatever the latency, with
-at most ``concurrency`` in flight, so a slow candidate does not slow the offered load down.
+at most ``concurrency`` in flight, so a slow candidate does not slow the offered load down. A
+request's latency counts from its scheduled start, so the time it waited for one of the
+``concurrency`` slots is in it (no coordinated omission: a stalled server shows as the queue
+of late requests it causes, not as one slow answer).
 Each user's clicks are sent as ``POST /feedback`` right after the response. The report keeps
 per-request outcomes (variant, status, latency, clicks, interleaving credit, what went wrong),
 which the tests and benchmarks use. Clicks are drawn from a generator seeded by ``(seed, visit
@@ -32,7 +35,7 @@ class Outcome:
     user_id: int
     t: float                      # seconds since the replay started
     status: int                   # HTTP status, 0 for a transport error
-    latency_ms: float
+    latency_ms: float             # from the scheduled start (waiting for a slot included)
     variant: str | None = None
     model_version: str | None = None
     clicks: int = 0
@@ -40,6 +43,12 @@ class Outcome:
     error: str | None = None      # why the request failed: "<status> <code>: <message>"
     feedback_errors: int = 0      # clicks the router did not accept (not in ``clicks``)
     feedback_error: str | None = None  # why the last of them was refused
+
+    @property
+    def failed(self) -> bool:
+        """No recommendation came back: an error status, no answer, or a 200 whose body is
+        not a recommendation (e.g. a URL that is not the router's)."""
+        return self.status != 200 or self.error is not None
 
 
 @dataclass
@@ -53,10 +62,10 @@ class ReplayReport:
 
     @property
     def errors(self) -> int:
-        return sum(o.status != 200 for o in self.outcomes)
+        return sum(o.failed for o in self.outcomes)
 
     def latency_ms(self, q: float, ok_only: bool = True) -> float | None:
-        xs = [o.latency_ms for o in self.outcomes if o.status == 200 or not ok_only]
+        xs = [o.latency_ms for o in self.outcomes if not (o.failed and ok_only)]
         return float(np.quantile(xs, q)) if xs else None
 
     def by_variant(self) -> dict[str, dict[str, float]]:
@@ -64,7 +73,7 @@ class ReplayReport:
         for o in self.outcomes:
             d = out.setdefault(o.variant or "none", {"requests": 0, "errors": 0, "clicked": 0})
             d["requests"] += 1
-            d["errors"] += o.status != 200
+            d["errors"] += o.failed
             d["clicked"] += o.clicks > 0
         for d in out.values():
             ok = d["requests"] - d["errors"]
@@ -82,7 +91,7 @@ class ReplayReport:
         counts: Counter[tuple[str | None, str]] = Counter()
         example: dict[tuple[str | None, str], str] = {}
         for o in self.outcomes:
-            for text, n in ((o.error or str(o.status), int(o.status != 200)),
+            for text, n in ((o.error or str(o.status), int(o.failed)),
                             (f"feedback: {o.feedback_error}", o.feedback_errors)):
                 if n:
                     key = (o.variant, text.split(":", 1)[0])
@@ -91,7 +100,7 @@ class ReplayReport:
         return {example[key]: n for key, n in counts.most_common(limit)}
 
     def users_with_errors(self) -> set[int]:
-        return {o.user_id for o in self.outcomes if o.status != 200}
+        return {o.user_id for o in self.outcomes if o.failed}
 
     def summary(self) -> dict[str, object]:
         return {"requests": self.requests, "errors": self.errors, "seconds": round(self.seconds, 2),
@@ -167,8 +176,8 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
     start = time.perf_counter()
 
     async def one(i: int, user: ReplayUser, t: float) -> None:
+        t0 = start + t  # the scheduled start: waiting for a slot is part of the latency
         async with sem:
-            t0 = time.perf_counter()
             error = None
             try:
                 r = await client.post("/recommend", json={"user_id": user.user_id, "k": k})
@@ -184,14 +193,20 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
                 else:
                     out.error = error
                 return
-            body = r.json()
+            try:
+                body = r.json()
+                items = [int(x) for x in body["items"]]
+                request_id = str(body["request_id"])
+            except (ValueError, KeyError, TypeError):  # not the router's answer
+                out.error = f"200 not a recommendation: {r.text[:200]}".rstrip(": ")
+                return
             out.variant, out.model_version = body.get("variant"), body.get("model_version")
             # one generator per visit: clicks do not depend on the order answers arrive in
             rng = random.Random(f"{seed}:{i}")
-            for item in click_model.clicks(body["items"], user.future, rng):
+            for item in click_model.clicks(items, user.future, rng):
                 try:
                     fb = await client.post("/feedback", json={
-                        "request_id": body["request_id"], "item_id": item, "event": "click"})
+                        "request_id": request_id, "item_id": item, "event": "click"})
                 except httpx.HTTPError as exc:
                     out.feedback_errors += 1
                     out.feedback_error = f"0 {type(exc).__name__}: {exc}".rstrip(": ")
