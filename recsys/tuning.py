@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -123,8 +124,12 @@ def tune(train: pd.DataFrame, val: pd.DataFrame, users: pd.DataFrame, items: pd.
                 raise optuna.TrialPruned()
 
         started = time.perf_counter()
-        rec.fit(train, users, items, progress=False, on_epoch=report)
-        score = _ndcg(rec, val_users, val, train, "full")
+        try:
+            rec.fit(train, users, items, progress=False, on_epoch=report)
+            score = _ndcg(rec, val_users, val, train, "full")
+        except ValueError as exc:  # the trial fails (caught below); its reason is recorded
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+            raise
         trial.set_user_attr("fit_seconds", round(time.perf_counter() - started, 2))
         trial.set_user_attr("retrieval_ndcg_at_10",
                             _ndcg(rec, val_users, val, train, "retrieval"))
@@ -145,7 +150,10 @@ def tune(train: pd.DataFrame, val: pd.DataFrame, users: pd.DataFrame, items: pd.
         trials=[{"number": t.number, "state": t.state.name, "value": t.value,
                  "params": t.params, **t.user_attrs} for t in study.trials])
     if not done:
-        log.warning("tune: no trial completed; keeping the base configuration")
+        reasons = Counter(t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs)
+        why = "; ".join(f"{n}x {text}" for text, n in reasons.most_common(3))
+        log.warning("tune: no trial completed%s; keeping the base configuration",
+                    f" ({why})" if why else "")
         return {}, summary
     best = study.best_trial
     params = _nest(best.params)

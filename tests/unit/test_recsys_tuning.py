@@ -40,3 +40,21 @@ def test_two_trials_return_parameters_that_make_a_valid_config() -> None:
     # a skipped search (the tune component with n_trials 0) records the same fields
     assert set(summary) == set(empty_summary())
     assert all(type(summary[k]) is type(v) for k, v in empty_summary().items() if v is not None)
+
+
+def test_a_failed_trial_records_why(caplog) -> None:
+    """A trial whose fit raised ValueError was counted in ``failed`` with no reason anywhere but
+    optuna's own log line: the recorded summary (and the warning that the base configuration
+    is kept) did not say what went wrong. Here every trial fails: no item is known, so the
+    ranker has no held-out items among its candidates."""
+    torch.set_num_threads(1)
+    data = generate(150, 80, 5_000, seed=3)
+    split = per_user_temporal_split(data.interactions, test_frac=0.2)
+    with caplog.at_level("WARNING", logger="recsys.tuning"):
+        params, summary = tune(split.train, split.test, data.users, data.items.iloc[:0],
+                               n_trials=1, timeout=300, seed=0, base_config=BASE)
+    assert params == {} and summary["failed"] == 1
+    [trial] = summary["trials"]
+    assert trial["state"] == "FAIL"
+    assert trial["error"].startswith("ValueError: ranker: too few users")
+    assert "no trial completed (1x ValueError: ranker: too few users" in caplog.text
