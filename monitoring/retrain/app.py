@@ -2,6 +2,8 @@
 
     POST /webhook    Alertmanager webhook (v4), bearer token  -> 200 {"decisions": [...]}
     POST /retrain    ManualRequest, bearer token              -> 202 started | 409 refused
+    POST /runs/<run>/cancel  CancelRequest, bearer token      -> 202 canceled | 404 unknown
+                     run | 409 ended, or not this process's
     GET  /runs       recent runs and decisions, bearer token
     GET  /healthz    liveness: 503 once the worker thread has ended
     GET  /readyz     readiness: the worker runs and the state file is readable; else 503
@@ -26,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from marquee.errors import MarqueeError
 from monitoring.errors import BodyTooLargeError, MalformedAlertError, UnauthorizedError
 from monitoring.retrain import metrics
-from monitoring.retrain.models import ManualRequest, WebhookMessage
+from monitoring.retrain.models import CancelRequest, ManualRequest, WebhookMessage
 from monitoring.retrain.trigger import RetrainTrigger
 
 __all__ = ["create_app", "MAX_BODY_BYTES"]
@@ -111,6 +113,13 @@ def create_app(trigger: RetrainTrigger, token: str) -> FastAPI:
         decision = await run_in_threadpool(trigger.handle_manual, req)
         return JSONResponse(decision.model_dump(mode="json"),
                             status_code=202 if decision.started else 409)
+
+    @app.post("/runs/{run_id}/cancel")
+    async def cancel(run_id: str, request: Request) -> JSONResponse:
+        check_auth(request)
+        req = _parse(await _body(request), CancelRequest)
+        decision = await run_in_threadpool(trigger.cancel, run_id, req)
+        return JSONResponse(decision.model_dump(mode="json"), status_code=202)
 
     @app.get("/runs")
     async def runs(request: Request, limit: int = 20) -> JSONResponse:

@@ -5,7 +5,8 @@ on-call requests and alerts share one decision path. Without a token, or with no
 answering there, it starts nothing and says so: a dropped port-forward must not turn into a
 training on the on-call engineer's machine beside the cluster's. ``--local`` takes the same
 decision in this process instead, against the state under ``<home>/retrain``, and runs the
-pipeline in the foreground.
+pipeline in the foreground. ``marquee retrain --cancel RUN --reason TEXT`` asks the trigger to
+stop its run in flight (nothing it trained is rolled out).
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ from marquee.errors import MarqueeError, error_text, unwind_on_sigterm
 from marquee.settings import Settings
 from monitoring.errors import MonitoringError, MonitoringInputError
 from monitoring.retrain.config import TriggerSettings, make_trigger, state_dir
-from monitoring.retrain.models import Decision, ManualRequest, RunRecord, RunStatus
+from monitoring.retrain.models import (
+    CancelRequest,
+    Decision,
+    ManualRequest,
+    RunRecord,
+    RunStatus,
+)
 from monitoring.retrain.state import StateStore
+from monitoring.retrain.trigger import RUN_ID
 
 __all__ = ["trigger", "retrain", "incidents"]
 
@@ -80,25 +88,30 @@ def _print_decision(console: Console, d: Decision) -> None:
     console.print(f"[{colour}]{d.decision.value}[/{colour}]: {d.detail}")
 
 
-def _retrain_through_trigger(console: Console, ts: TriggerSettings, req: ManualRequest) -> None:
-    """Ask the trigger at ``ts.url``; without a token or an answer, start nothing and exit."""
+def _retrain_through_trigger(console: Console, ts: TriggerSettings,
+                             req: ManualRequest | CancelRequest, cancel: str | None = None
+                             ) -> None:
+    """Ask the trigger at ``ts.url`` to start a run (or to cancel run ``cancel``); without a
+    token or an answer, change nothing and exit."""
+    nothing = "nothing was canceled" if cancel else \
+        "nothing was started (--local decides and trains on this machine instead)"
     try:
         token = ts.read_token()
     except MonitoringInputError as exc:
-        typer.secho(f"error: {exc.message}: the trigger at {ts.url} needs it; nothing was "
-                    "started (--local decides and trains on this machine instead)",
+        typer.secho(f"error: {exc.message}: the trigger at {ts.url} needs it; {nothing}",
                     fg="red", err=True)
         raise SystemExit(2) from None
     try:
-        decision = _ask_service(ts.url, token, req)
+        decision = _ask_service(ts.url, token, req, cancel)
     except httpx.ConnectError:
         typer.secho(f"error: no trigger answers at {ts.url} (MARQUEE_RETRAIN_URL; a "
-                    "port-forward down?); nothing was started (--local decides and "
-                    "trains on this machine instead)", fg="red", err=True)
+                    f"port-forward down?); {nothing}", fg="red", err=True)
         raise SystemExit(1) from None
     except MarqueeError as exc:
         _fail(console, exc)
     _print_decision(console, decision)
+    if cancel:
+        return
     if not decision.started:
         raise SystemExit(EXIT_REFUSED)
     console.print(f"follow it with `marquee incidents` (run {decision.run_id})")
@@ -113,21 +126,33 @@ def retrain(
         False, "--local", help="Decide and train in this process (state under "
         "<home>/retrain, this machine's settings, no automatic rollout) instead of asking "
         "the trigger."),
+    cancel: Optional[str] = typer.Option(
+        None, "--cancel", metavar="RUN", help="Instead of starting a run, stop the trigger's "
+        "run in flight RUN (from `marquee incidents`): it ends failed with --reason, and "
+        "nothing it trained is rolled out."),
 ) -> None:
-    """Start a retraining run through the trigger's decision path."""
+    """Start a retraining run through the trigger's decision path (or cancel one)."""
     console = Console()
     settings = Settings()
     try:
+        if cancel is not None and (local or force or model):
+            raise ValueError("--cancel takes only --reason (and --url): it stops the "
+                             "trigger's run, with no --local, --force or --model")
+        if cancel is not None and not RUN_ID.fullmatch(cancel):
+            raise ValueError(f"--cancel: {cancel!r} is not a run id (like "
+                             "rt-20260101T000000Z-0a1b2c, as `marquee incidents` lists them)")
         ts = TriggerSettings(**({"url": url} if url else {}))
-        req = ManualRequest(reason=reason, model=model, force=force,
-                            requested_by=_whoami())
+        req = CancelRequest(reason=reason, requested_by=_whoami()) if cancel is not None \
+            else ManualRequest(reason=reason, model=model, force=force,
+                               requested_by=_whoami())
     except (MarqueeError, ValueError) as exc:
         typer.secho(f"error: {error_text(exc)}", fg="red", err=True)
         raise SystemExit(2) from None
 
     if not local:
-        _retrain_through_trigger(console, ts, req)
+        _retrain_through_trigger(console, ts, req, cancel)
         return
+    assert isinstance(req, ManualRequest)
     console.print(f"[yellow]--local: deciding in this process (state "
                   f"{state_dir(settings)})[/yellow]")
     try:
@@ -167,10 +192,17 @@ def _whoami() -> str | None:
         return None
 
 
-def _ask_service(url: str, token: str, req: ManualRequest) -> Decision:
-    resp = httpx.post(url.rstrip("/") + "/retrain", json=req.model_dump(mode="json"),
-                      headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
-    if resp.status_code in (202, 409):
+def _ask_service(url: str, token: str, req: ManualRequest | CancelRequest,
+                 cancel: str | None = None) -> Decision:
+    from urllib.parse import quote
+
+    path = f"/runs/{quote(cancel, safe='')}/cancel" if cancel is not None else "/retrain"
+    resp = httpx.post(url.rstrip("/") + path, json=req.model_dump(mode="json"),
+                      headers={"Authorization": f"Bearer {token}"},
+                      timeout=90.0 if cancel is not None else 10.0)  # a cancel waits for the stop
+    if cancel is not None and resp.status_code == 202:
+        return Decision.model_validate(resp.json())
+    if cancel is None and resp.status_code in (202, 409):
         return Decision.model_validate(resp.json())
     raise MonitoringError(_refusal(url, resp))
 

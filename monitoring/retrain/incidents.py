@@ -103,8 +103,10 @@ def render_incidents(console: Console, alerts: list[ActiveAlert] | None,
         table.add_column("summary", ratio=1)
         runbooks: dict[str, str] = {}
         for a in alerts:
+            # the namespace first: the runbooks' commands take it (--namespace, kubectl -n),
+            # and releases in several namespaces share one Alertmanager
             where = " ".join(f"{k}={a.labels[k]}" for k in
-                             ("model_version", "variant", "feature", "strategy")
+                             ("namespace", "model_version", "variant", "feature", "strategy")
                              if k in a.labels)
             sev = a.severity
             style = "bold red" if sev == "critical" else "yellow" if sev == "warning" else ""

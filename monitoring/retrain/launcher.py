@@ -141,6 +141,10 @@ class KfpLocalLauncher:
         """Stop a running local run (its child process and the steps it started)."""
         self._child.close()
 
+    def stop(self, pipeline_run_id: str | None = None) -> bool:
+        """Stop the run in progress (on-call canceled it): its launch then fails."""
+        return self._child.stop(pipeline_run_id)
+
 
 class KubeflowLauncher:
     """Submits a Kubeflow Pipelines run through ``pipelines.run.submit`` and follows it.
@@ -278,6 +282,17 @@ class KubeflowLauncher:
         """Stop waiting (the run goes on in Kubeflow)."""
         self._stop.set()
 
+    def stop(self, pipeline_run_id: str | None = None) -> bool:
+        """Terminate Kubeflow run ``pipeline_run_id`` (on-call canceled it); ``follow`` then
+        reads its end (CANCELED) and fails the run. False: not submitted yet."""
+        if not pipeline_run_id:
+            return False
+        try:
+            self._bounded(lambda: self._client().terminate_run(pipeline_run_id))
+        except Exception as exc:  # noqa: BLE001 - named to the caller, who asked for it
+            raise LaunchError(f"terminating Kubeflow run {pipeline_run_id}: {exc}") from exc
+        return True
+
 
 class CommandLauncher:
     """Runs ``argv`` in a child process and waits; non-zero exit is a failed run.
@@ -314,13 +329,21 @@ class CommandLauncher:
 
     def close(self) -> None:
         """Stop the running child, if any, with its process group; later launches fail."""
+        with self._lock:
+            self._closed = True
+        self.stop()
+
+    def stop(self, pipeline_run_id: str | None = None) -> bool:
+        """Stop the running child with its process group (on-call canceled the run): its
+        launch then fails; later launches run as usual. False: no child runs."""
         from monitoring.loop.procs import stop_group
 
         with self._lock:
-            self._closed = True
             proc = self._running
-        if proc is not None and proc.poll() is None:
-            stop_group(proc)
+        if proc is None or proc.poll() is not None:
+            return False
+        stop_group(proc)
+        return True
 
     def launch(self, request: LaunchRequest, env: Mapping[str, str] | None = None
                ) -> LaunchResult:

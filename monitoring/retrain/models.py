@@ -22,6 +22,7 @@ __all__ = [
     "WebhookAlert",
     "WebhookMessage",
     "ManualRequest",
+    "CancelRequest",
     "DecisionKind",
     "Decision",
     "RunStatus",
@@ -89,6 +90,15 @@ class ManualRequest(BaseModel):
     requested_by: str | None = Field(None, max_length=100)
 
 
+class CancelRequest(BaseModel):
+    """``marquee retrain --cancel RUN --reason TEXT`` (and ``POST /runs/<run>/cancel``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+    requested_by: str | None = Field(None, max_length=100)
+
+
 class DecisionKind(str, Enum):
     STARTED = "started"
     DUPLICATE = "duplicate"
@@ -98,6 +108,7 @@ class DecisionKind(str, Enum):
     NOT_RETRAIN = "not-retrain"   # a firing alert not labelled retrain="true"
     OTHER_MODEL = "other-model"   # an alert or request for a model this trigger does not train
     UNAUTHORIZED = "unauthorized"
+    CANCELED = "canceled"         # on-call stopped the run in flight (it ends failed)
     # after a run succeeded (monitoring.retrain.rollout, source "auto-rollout")
     ROLLOUT_STARTED = "rollout-started"
     ROLLOUT_SKIPPED = "rollout-skipped"

@@ -13,6 +13,10 @@ For each alert of a notification (and for each on-call request) ``RetrainTrigger
     the model started a run less than cooldown ago    -> cooldown
     otherwise                                         -> started: a run is queued
 
+On-call may cancel the run in flight (``cancel``, ``marquee retrain --cancel RUN``): the
+launcher stops it (the local child's process group, or the Kubeflow run is terminated), the
+run ends failed with who canceled it and why, and nothing is rolled out (decision canceled).
+
 A started run is executed by one background worker thread through a ``PipelineLauncher``.
 When the run succeeds, an optional ``after_run`` step (``monitoring.retrain.rollout``: a shadow
 rollout of a version that passed the gate) decides what follows; its decision goes into the
@@ -27,15 +31,18 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
+from monitoring.errors import LaunchError, MonitoringError, NoDataError
 from monitoring.retrain import metrics
 from monitoring.retrain.launcher import LaunchRequest, PipelineLauncher
 from monitoring.retrain.models import (
+    CancelRequest,
     Decision,
     DecisionKind,
     ManualRequest,
@@ -45,15 +52,25 @@ from monitoring.retrain.models import (
 )
 from monitoring.retrain.state import (
     LEASE_SECONDS,
+    PROCESS_TOKEN,
     InFlight,
     StateCorruptError,
     StateStore,
     TriggerState,
 )
 
-__all__ = ["RetrainTrigger", "new_run_id"]
+__all__ = ["RUN_ID", "RetrainTrigger", "RunNotCancelableError", "new_run_id"]
 
 log = logging.getLogger("marquee.retrain")
+
+# what new_run_id makes: a cancel names a run by it, and it becomes a file name
+RUN_ID = re.compile(r"rt-\d{8}T\d{6}Z-[0-9a-f]{6}")
+
+
+class RunNotCancelableError(MonitoringError):
+    """A cancel for a run that has ended, or that this trigger process does not run."""
+
+    status_code = 409
 
 
 def new_run_id(now: datetime) -> str:
@@ -89,6 +106,7 @@ class RetrainTrigger:
         self._unauthorized_since = 0  # 401s since then (counted, not logged)
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._canceled: dict[str, str] = {}  # run id -> why, for runs of this process
 
     # lifecycle ------------------------------------------------------------------------
     def start(self) -> RetrainTrigger:
@@ -311,6 +329,57 @@ class RetrainTrigger:
         self._record([decision], runs)
         return decision
 
+    def cancel(self, run_id: str, request: CancelRequest) -> Decision:
+        """Stop the run in flight ``run_id``: it ends failed, naming who canceled it and why,
+        and nothing is rolled out. Refused (404) for a run this trigger never started, (409)
+        for one that has ended or that another trigger process runs."""
+        if not RUN_ID.fullmatch(run_id):
+            raise NoDataError(f"no run {run_id!r}: run ids look like rt-20260101T000000Z-"
+                              "0a1b2c (marquee incidents lists them)")
+        who = f" by {request.requested_by}" if request.requested_by else ""
+        with self.store.transaction() as state:
+            now = self._now()
+            try:
+                run = self.store.load_run(run_id)
+            except (OSError, ValueError):
+                raise NoDataError(f"no run {run_id} in {self.store.root}") from None
+            if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                raise RunNotCancelableError(
+                    f"run {run_id} has already ended {run.status.value}"
+                    + (f" (version {run.model_version}, gate {run.gate_decision})"
+                       if run.model_version else "") + ": nothing to cancel"
+                    + ("; a rollout it started stops with `marquee rollout abort <name>`"
+                       if run.status is RunStatus.SUCCEEDED else ""))
+            flight = state.in_flight
+            if flight is None or flight.run_id != run_id or flight.owner != PROCESS_TOKEN:
+                raise RunNotCancelableError(
+                    f"run {run_id} is not run by this trigger process (pid "
+                    f"{flight.pid if flight and flight.run_id == run_id else '?'}): it cannot "
+                    "stop it")
+            detail = f"canceled{who}: {request.reason}"
+            with self._cond:
+                self._canceled[run_id] = detail
+        stopped = self._stop_launch(run)
+        decision = Decision(time=now, decision=DecisionKind.CANCELED, source="manual",
+                            model=run.model, run_id=run_id,
+                            detail=f"run {run_id} {detail}" + (
+                                "" if stopped else " (nothing was running to stop: not launched yet, "
+                                "or its launch has just ended)"))
+        self._record([decision], [])
+        return decision
+
+    def _stop_launch(self, run: RunRecord) -> bool:
+        """Ask the launcher to stop ``run``'s launch; False when nothing runs yet."""
+        stop = getattr(self.launcher, "stop", None)
+        if not callable(stop):
+            raise RunNotCancelableError(f"the {getattr(self.launcher, 'name', '?')} launcher "
+                                        "cannot stop a run")
+        return bool(stop(run.pipeline_run_id))
+
+    def _cancel_detail(self, run_id: str) -> str | None:
+        with self._cond:
+            return self._canceled.get(run_id)
+
     def _trains(self, model: str) -> bool:
         """Whether a run for ``model`` would train ``model``: the pipeline launchers train the
         configured model whatever the alert names (``trains_requested_model = False``)."""
@@ -401,6 +470,8 @@ class RetrainTrigger:
         run.pipeline_run_id = pipeline_run_id
         self.store.save_run(run)
         log.info("run %s: submitted as pipeline run %s", run.run_id, pipeline_run_id)
+        if self._cancel_detail(run.run_id) is not None:  # canceled while it was submitted
+            self._stop_launch(run)
 
     def _child_started(self, run_id: str, pid: int) -> None:
         """Record the launcher's child with the claim: should this process die without
@@ -411,6 +482,10 @@ class RetrainTrigger:
                     state.in_flight.child_pid = pid
         except (OSError, StateCorruptError) as exc:  # the run goes on; it is still claimed
             log.warning("run %s: child pid %s not recorded: %s", run_id, pid, exc)
+        if self._cancel_detail(run_id) is not None:  # canceled while the child started
+            stop = getattr(self.launcher, "stop", None)
+            if callable(stop):
+                stop(None)
 
     def _execute(self, run: RunRecord, resume: bool = False) -> None:
         """Launch ``run`` and wait for the launcher; ``resume``: follow the pipeline run it
@@ -428,6 +503,8 @@ class RetrainTrigger:
                  "following again" if resume else "launching", run.launcher, run.model,
                  run.reason)
         try:
+            if self._cancel_detail(run.run_id) is not None:
+                raise LaunchError("not launched")
             if resume:
                 result = self.launcher.follow(run.pipeline_run_id)  # type: ignore[attr-defined]
             else:
@@ -447,6 +524,9 @@ class RetrainTrigger:
             log.info("run %s succeeded: pipeline run %s, version %s, gate %s", run.run_id,
                      result.pipeline_run_id, result.model_version, result.gate_decision)
         finally:
+            canceled = self._cancel_detail(run.run_id)
+            if canceled is not None and run.status is RunStatus.FAILED:
+                run.error = f"{canceled} ({run.error})"
             beating.set()
             beat.join()
             run.finished_at = self._now()
@@ -455,6 +535,18 @@ class RetrainTrigger:
             metrics.RUNS_IN_FLIGHT.set(0)
             metrics.RUNS.labels(reason=run.status.value).inc()
             metrics.RUN_DURATION.observe(time.monotonic() - t0)
+        if canceled is not None:
+            with self._cond:
+                self._canceled.pop(run.run_id, None)
+            if run.status is RunStatus.SUCCEEDED and self.after_run is not None:
+                # it ended before the launcher could stop it: its version is registered, but
+                # what on-call canceled is not rolled out
+                self._record([Decision(
+                    time=self._now(), decision=DecisionKind.ROLLOUT_SKIPPED,
+                    source="auto-rollout", model=run.model, run_id=run.run_id,
+                    detail=f"run {run.run_id} {canceled}, after it had ended: version "
+                           f"{run.model_version} is registered, not rolled out")], [])
+            return
         if run.status is RunStatus.SUCCEEDED and self.after_run is not None:
             self._after(run)
 
