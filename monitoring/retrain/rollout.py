@@ -46,6 +46,7 @@ import httpx
 from marquee.mapping import deep_merge
 from monitoring.loop.procs import stop_process
 from monitoring.retrain.models import Decision, DecisionKind, RunRecord
+from serving.router.settings import ADMIN_TOKEN_ENV
 
 __all__ = ["AfterRunRollout", "AutoRollout", "RolloutChild", "rollout_name", "rollout_document",
            "skip_reason"]
@@ -208,7 +209,10 @@ class AutoRollout(AfterRunRollout):
         return child
 
     def _router(self) -> httpx.Client:
-        return httpx.Client(base_url=self.router_url, timeout=5.0, trust_env=False)
+        """The router's admin API, with the admin token its controller child gets too."""
+        token = (self._child_env().get(ADMIN_TOKEN_ENV) or "").strip()
+        return httpx.Client(base_url=self.router_url, timeout=5.0, trust_env=False,
+                            headers={"authorization": f"Bearer {token}"} if token else None)
 
     def _check_router(self) -> dict[str, Any]:
         try:

@@ -117,3 +117,23 @@ def test_without_a_token_the_router_warns_that_its_admin_api_is_open(tmp_path: P
     finally:
         proc.stop()
     assert "admin API" in proc.log.read_text() and "MARQUEE_ROUTER_ADMIN_TOKEN" in proc.log.read_text()
+
+
+def test_the_trigger_s_local_rollout_sends_the_token_its_controller_gets(
+        router: Proc, tmp_path: Path) -> None:
+    """A retrain trigger with rolloutTarget local reads the routing and registers the new
+    version's model server on the admin API (then starts a controller with the same
+    environment). Without the token it was refused, and the rollout failed."""
+    from monitoring.retrain.rollout import AutoRollout
+
+    def step(env: dict[str, str]) -> AutoRollout:
+        return AutoRollout(home=tmp_path, model_name="movie-recommender", router_url=router.url,
+                           env=env)
+
+    with_token = step({"MARQUEE_ROUTER_ADMIN_TOKEN": TOKEN})
+    assert with_token._check_router()["baseline"]["version"] == "1"
+    with_token._announce("3", "http://127.0.0.1:12")
+    upstreams = httpx.get(f"{router.url}/admin/upstreams", headers=_auth(TOKEN)).json()
+    assert upstreams["3"] == "http://127.0.0.1:12"
+    with pytest.raises(RuntimeError, match="401"):
+        step({})._check_router()
