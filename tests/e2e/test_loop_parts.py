@@ -174,7 +174,7 @@ def test_local_alertmanager_config_keeps_the_routes_and_points_receivers_here(
     assert cfg["inhibit_rules"] == original["inhibit_rules"]
     retrain = next(r for r in cfg["route"]["routes"] if r["receiver"] == "retrain-trigger")
     assert retrain["group_wait"] == "0s" and cfg["route"]["group_wait"] == "0s"
-    assert retrain["matchers"] == ['retrain="true"'] and retrain["group_by"] == ["model"]
+    assert retrain["matchers"] == ['retrain="true"'] and retrain["group_by"] == ["namespace", "model"]
     hooks = {r["name"]: r["webhook_configs"][0] for r in cfg["receivers"]}
     assert hooks["retrain-trigger"]["url"] == "http://127.0.0.1:1234/webhook"
     assert hooks["retrain-trigger"]["http_config"]["authorization"] == {

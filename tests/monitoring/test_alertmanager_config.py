@@ -44,7 +44,7 @@ def test_each_alert_routes_to_retrain_only_when_labelled(alert: str) -> None:
 def test_retrain_receiver_is_authenticated_grouped_by_model_and_sees_resolved() -> None:
     cfg = yaml.safe_load(CONFIG.read_text())
     retrain_route = next(r for r in cfg["route"]["routes"] if r["receiver"] == "retrain-trigger")
-    assert retrain_route["group_by"] == ["model"]
+    assert retrain_route["group_by"] == ["namespace", "model"]
     assert retrain_route["matchers"] == ['retrain="true"']
     receiver = next(r for r in cfg["receivers"] if r["name"] == "retrain-trigger")
     (hook,) = receiver["webhook_configs"]
@@ -58,4 +58,56 @@ def test_skew_inhibits_retraining_on_drift() -> None:
     rule = next(r for r in cfg["inhibit_rules"]
                 if r["source_matchers"] == ['alertname="TrainingServingSkew"'])
     assert rule["target_matchers"] == ['alertname=~"ModelDataDrift|PredictionDrift"']
-    assert rule["equal"] == ["model"]
+    assert rule["equal"] == ["namespace", "model"]
+
+
+def test_skew_in_one_namespace_does_not_inhibit_drift_in_another(tmp_path) -> None:
+    """Two releases sharing one Alertmanager: a TrainingServingSkew in staging inhibited the
+    ModelDataDrift of production (``equal: [model]``), which then reached neither on-call nor
+    the retrain trigger. The real Alertmanager with the repository's configuration (receivers
+    pointed at a closed local port: nothing is delivered), alerts posted to its API."""
+    from datetime import datetime, timezone
+
+    import httpx
+    from conftest import free_port, stop_process, wait_until
+
+    from monitoring.loop.configs import alertmanager_yaml
+
+    binary = require_binary("prometheus-alertmanager")
+    (tmp_path / "token").write_text("t")
+    closed = f"http://127.0.0.1:{free_port()}"
+    cfg = tmp_path / "am.yml"
+    cfg.write_text(alertmanager_yaml(closed, tmp_path / "token", f"{closed}/oncall"))
+    port = free_port()
+    with open(tmp_path / "am.log", "w") as log:
+        proc = subprocess.Popen([binary, f"--config.file={cfg}",
+                                 f"--storage.path={tmp_path / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}",
+                                 "--cluster.listen-address="], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200,
+                   timeout=30, what="alertmanager ready")
+        now = datetime.now(timezone.utc).isoformat()
+
+        def alert(name: str, namespace: str) -> dict:
+            return {"labels": {"alertname": name, "model": "movie-recommender",
+                               "namespace": namespace, "severity": "warning"},
+                    "startsAt": now}
+
+        httpx.post(f"{url}/api/v2/alerts", json=[
+            alert("TrainingServingSkew", "staging"), alert("ModelDataDrift", "prod"),
+            alert("ModelDataDrift", "staging")]).raise_for_status()
+
+        def states() -> dict[tuple[str, str], str]:
+            return {(a["labels"]["alertname"], a["labels"]["namespace"]): a["status"]["state"]
+                    for a in httpx.get(f"{url}/api/v2/alerts").json()}
+
+        # the positive control first: the inhibition works within a namespace
+        wait_until(lambda: states().get(("ModelDataDrift", "staging")) == "suppressed",
+                   timeout=20, what="staging drift inhibited by staging skew")
+        got = states()
+    finally:
+        stop_process(proc)
+    assert got[("ModelDataDrift", "prod")] == "active", got
+    assert got[("TrainingServingSkew", "staging")] == "active"
