@@ -11,6 +11,8 @@ boundary (the retrain webhook's exception handler, the commands' ``main`` functi
     ├── MalformedAlertError                        400  body is not JSON or not a v4 message
     │   └── BodyTooLargeError                      413  a body over the webhook's limit
     ├── LaunchError                                502  the pipeline launcher failed to start a run
+    ├── RunNotCancelableError                      409  exit 1: a cancel for a run that has ended,
+    │                                                   or that another trigger process runs
     └── StateCorruptError                          503  exit 1: the retrain trigger's state file
                                                         cannot be read; no decision is taken
 """
@@ -30,6 +32,7 @@ __all__ = [
     "MalformedAlertError",
     "BodyTooLargeError",
     "LaunchError",
+    "RunNotCancelableError",
     "StateCorruptError",
 ]
 
@@ -62,6 +65,12 @@ class BodyTooLargeError(MalformedAlertError):
 
 class LaunchError(MonitoringError):
     status_code = 502
+
+
+class RunNotCancelableError(MonitoringError):
+    """A cancel for a run that has ended, or that this trigger process does not run."""
+
+    status_code = 409
 
 
 class StateCorruptError(MonitoringError):

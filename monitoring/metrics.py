@@ -308,7 +308,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     # --- retrain trigger (monitoring/retrain) --------------------------------------------
     MetricSpec("marquee_retrain_decisions_total", "counter",
                "Decisions of the retrain trigger, by reason (started, duplicate, cooldown, "
-               "busy, resolved-ignored, not-retrain, other-model, unauthorized).", ("reason",), _RETRAIN),
+               "busy, resolved-ignored, not-retrain, other-model, unauthorized, canceled).", ("reason",), _RETRAIN),
     MetricSpec("marquee_retrain_webhook_requests_total", "counter",
                "HTTP requests to the retrain webhook, by status code.", ("code",), _RETRAIN),
     MetricSpec("marquee_retrain_runs_total", "counter",

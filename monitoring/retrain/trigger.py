@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from monitoring.errors import LaunchError, MonitoringError, NoDataError
+from monitoring.errors import LaunchError, NoDataError, RunNotCancelableError
 from monitoring.retrain import metrics
 from monitoring.retrain.launcher import LaunchRequest, PipelineLauncher
 from monitoring.retrain.models import (
@@ -59,18 +59,12 @@ from monitoring.retrain.state import (
     TriggerState,
 )
 
-__all__ = ["RUN_ID", "RetrainTrigger", "RunNotCancelableError", "new_run_id"]
+__all__ = ["RUN_ID", "RetrainTrigger", "new_run_id"]
 
 log = logging.getLogger("marquee.retrain")
 
 # what new_run_id makes: a cancel names a run by it, and it becomes a file name
 RUN_ID = re.compile(r"rt-\d{8}T\d{6}Z-[0-9a-f]{6}")
-
-
-class RunNotCancelableError(MonitoringError):
-    """A cancel for a run that has ended, or that this trigger process does not run."""
-
-    status_code = 409
 
 
 def new_run_id(now: datetime) -> str:
