@@ -77,6 +77,34 @@ def require_binary(name: str) -> str:
     return path
 
 
+@contextmanager
+def alertmanager_at(tmp_path: Path,
+                    config: str = "route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n"
+                    ) -> Iterator[str]:
+    """Debian's Alertmanager on 127.0.0.1 with ``config`` (default: one receiver that sends
+    nothing), polled until ready, stopped by its pid; yields its URL."""
+    import subprocess
+
+    import httpx
+
+    binary = require_binary("prometheus-alertmanager")
+    port = free_port()
+    cfg = tmp_path / "am.yml"
+    cfg.write_text(config)
+    with open(tmp_path / "am.log", "w") as log:
+        proc = subprocess.Popen([binary, f"--config.file={cfg}",
+                                 f"--storage.path={tmp_path / 'am-data'}",
+                                 f"--web.listen-address=127.0.0.1:{port}",
+                                 "--cluster.listen-address="], stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200,
+                   timeout=30, what="alertmanager ready")
+        yield url
+    finally:
+        stop_process(proc)
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A real S3-protocol endpoint: moto in server mode on 127.0.0.1."""

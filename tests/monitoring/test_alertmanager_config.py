@@ -69,25 +69,14 @@ def test_skew_in_one_namespace_does_not_inhibit_drift_in_another(tmp_path) -> No
     from datetime import datetime, timezone
 
     import httpx
-    from conftest import free_port, stop_process, wait_until
+    from conftest import alertmanager_at, free_port, wait_until
 
     from monitoring.loop.configs import alertmanager_yaml
 
-    binary = require_binary("prometheus-alertmanager")
     (tmp_path / "token").write_text("t")
     closed = f"http://127.0.0.1:{free_port()}"
-    cfg = tmp_path / "am.yml"
-    cfg.write_text(alertmanager_yaml(closed, tmp_path / "token", f"{closed}/oncall"))
-    port = free_port()
-    with open(tmp_path / "am.log", "w") as log:
-        proc = subprocess.Popen([binary, f"--config.file={cfg}",
-                                 f"--storage.path={tmp_path / 'data'}",
-                                 f"--web.listen-address=127.0.0.1:{port}",
-                                 "--cluster.listen-address="], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200,
-                   timeout=30, what="alertmanager ready")
+    config = alertmanager_yaml(closed, tmp_path / "token", f"{closed}/oncall")
+    with alertmanager_at(tmp_path, config) as url:
         now = datetime.now(timezone.utc).isoformat()
 
         def alert(name: str, namespace: str) -> dict:
@@ -107,7 +96,5 @@ def test_skew_in_one_namespace_does_not_inhibit_drift_in_another(tmp_path) -> No
         wait_until(lambda: states().get(("ModelDataDrift", "staging")) == "suppressed",
                    timeout=20, what="staging drift inhibited by staging skew")
         got = states()
-    finally:
-        stop_process(proc)
     assert got[("ModelDataDrift", "prod")] == "active", got
     assert got[("TrainingServingSkew", "staging")] == "active"

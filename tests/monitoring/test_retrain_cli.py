@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, free_port, require_binary, stop_process, wait_until
+from conftest import REPO, alertmanager_at, free_port, wait_until
 
 STAND_IN = Path(__file__).with_name("stand_in_pipeline.py")
 RUNBOOK = "https://github.com/marquee-mlops/marquee/blob/main/monitoring/runbooks/"
@@ -76,23 +76,8 @@ def test_failed_run_exits_non_zero(tmp_path: Path) -> None:
 
 @pytest.fixture()
 def alertmanager(tmp_path: Path) -> Iterator[str]:
-    binary = require_binary("prometheus-alertmanager")
-    port = free_port()
-    cfg = tmp_path / "am.yml"
-    cfg.write_text("route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n")
-    log = open(tmp_path / "am.log", "w")
-    proc = subprocess.Popen([binary, f"--config.file={cfg}",
-                             f"--storage.path={tmp_path / 'am-data'}",
-                             f"--web.listen-address=127.0.0.1:{port}",
-                             "--cluster.listen-address="], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200,
-                   timeout=30, what="alertmanager ready")
+    with alertmanager_at(tmp_path) as url:
         yield url
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 def test_incidents_lists_firing_alerts_with_runbooks_and_recent_runs(

@@ -24,7 +24,14 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from conftest import REPO, free_port, pid_alive, require_binary, stop_process, wait_until
+from conftest import (
+    REPO,
+    alertmanager_at,
+    free_port,
+    pid_alive,
+    stop_process,
+    wait_until,
+)
 
 from marquee.settings import Settings
 from monitoring.retrain.launcher import KubeflowLauncher
@@ -181,23 +188,8 @@ def test_cancel_terminates_the_kubeflow_run(tmp_path: Path) -> None:
 
 @pytest.fixture()
 def alertmanager(tmp_path: Path) -> Iterator[str]:
-    binary = require_binary("prometheus-alertmanager")
-    port = free_port()
-    cfg = tmp_path / "am.yml"
-    cfg.write_text("route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n")
-    log = open(tmp_path / "am.log", "w")
-    proc = subprocess.Popen([binary, f"--config.file={cfg}",
-                             f"--storage.path={tmp_path / 'am-data'}",
-                             f"--web.listen-address=127.0.0.1:{port}",
-                             "--cluster.listen-address="], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200,
-                   timeout=30, what="alertmanager ready")
+    with alertmanager_at(tmp_path) as url:
         yield url
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 def test_incidents_shows_the_namespace_the_runbooks_commands_take(
