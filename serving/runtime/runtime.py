@@ -5,7 +5,8 @@ on one request: features (online state) → retrieve (FAISS, ≥ ``candidates`` 
 excluded) → rank → re-rank. Each stage has a time budget; a stage that raises or overruns
 ends the request with the popularity fallback (``fallback=True``). Users the recommender calls
 cold (unknown, or too little history) and that bring no history get popularity as well
-(``cold_start=True``), never an error.
+(``cold_start=True``), never an error. The model's unavailable items (its re-rank config's
+``exclude_items``) never appear, and do not shorten a list below ``k``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class Runtime:
         self.history = history or BundleHistory()
         self.bundle_uri = bundle_uri
         self.bundle_dir = bundle_dir
+        self.unavailable = _unavailable_rows(rec, self.item_ids)
         self._lat = {s: metrics.STAGE_LATENCY.labels(self.version, s) for s in metrics.STAGES}
         self._cold = metrics.COLD_STARTS.labels(self.version)
         self._scores = metrics.SCORES.labels(self.version)
@@ -233,12 +235,13 @@ class Runtime:
             query = np.asarray(self.rec.user_embedding(state), dtype=np.float32)
             # At least k candidates: a k above the candidates setting still gets k items.
             n_cand = max(self.candidates, min(k, self.n_items))
-            want = min(self.n_items, n_cand + int(seen.size))
+            want = min(self.n_items, n_cand + int(seen.size) + int(self.unavailable.size))
             cand, cand_scores = self.index.search(query, want)
             if seen.size:
                 keep = ~isin_small(cand, seen)
                 cand, cand_scores = cand[keep], cand_scores[keep]
-            cand, cand_scores = cand[:n_cand], cand_scores[:n_cand]
+            pool = self._pool_size(cand, n_cand, k)
+            cand, cand_scores = cand[:pool], cand_scores[:pool]
         except Exception:  # noqa: BLE001 - any stage failure degrades to popularity
             log.exception("retrieve failed")
             raise _StageFailed("retrieve_error") from None
@@ -259,6 +262,18 @@ class Runtime:
         self._stage("rerank", t, b.rerank_ms, timings)
         return np.asarray(idx, dtype=np.int64), np.asarray(scores, dtype=np.float64)
 
+    def _pool_size(self, cand: np.ndarray, n_cand: int, k: int) -> int:
+        """How many of the retrieved candidates (best first) go on to rank and re-rank:
+        ``n_cand``, or more when the re-ranker's removal of unavailable items would leave
+        fewer than ``k`` of them (a pool of exactly ``n_cand`` keeps the answer the offline
+        ``Recommender.recommend`` gives)."""
+        if not self.unavailable.size or cand.size <= n_cand:
+            return n_cand
+        available = np.cumsum(~isin_small(cand, self.unavailable))
+        if available[n_cand - 1] >= k:
+            return n_cand
+        return int(min(np.searchsorted(available, k) + 1, cand.size))
+
     def _popular(self, state: Any, k: int, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx, scores = self.rec.popular(state, k, exclude=set(seen.tolist()) if seen.size else None)
         return np.asarray(idx, dtype=np.int64), np.asarray(scores, dtype=np.float64)
@@ -268,6 +283,25 @@ class Runtime:
         if close is not None:
             close()
         metrics.MODEL_READY.labels(self.version).set(0)
+
+
+def _model_setting(rec: OnlineRecommender, section: str, name: str, default: Any) -> Any:
+    """``rec.config.<section>.<name>`` when the recommender has it, else ``default``."""
+    value = getattr(getattr(getattr(rec, "config", None), section, None), name, None)
+    return default if value is None else value
+
+
+def _unavailable_rows(rec: OnlineRecommender, item_ids: np.ndarray) -> np.ndarray:
+    """Item rows of the model's unavailable items (its re-rank config's ``exclude_items``),
+    which the re-ranker removes from every list."""
+    ids = _model_setting(rec, "rerank", "exclude_items", None) or []
+    if not len(ids) or not item_ids.size:
+        return np.zeros(0, dtype=np.int64)
+    wanted = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(item_ids, kind="stable")
+    pos = np.clip(np.searchsorted(item_ids[order], wanted), 0, item_ids.size - 1)
+    found = item_ids[order][pos] == wanted
+    return np.unique(order[pos[found]]).astype(np.int64)
 
 
 def _sample_queries(rec: OnlineRecommender, n: int, seed: int = 0) -> np.ndarray:
