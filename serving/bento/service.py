@@ -14,7 +14,14 @@ so both runtimes answer the same request with the same status and body:
 * ``POST /v1/models/movie-recommender:predict`` with ``{"instances": [...]}`` (KServe V1);
   the ``x-request-id`` header is the request id when given (checked like the body's
   ``request_id``), else one is generated;
-* ``GET /marquee/model``, ``GET /`` and ``GET /metrics``;
+* ``POST /v2/models/movie-recommender/infer`` (Open Inference, JSON): the body is validated
+  by KServe's own V2 request model and the inputs by the KServe runtime's checks, and the
+  response has the same outputs (``items``, ``scores``, ``cold_start``, ``fallback``,
+  ``request_id``), so a V2 client gets the same answer from either runtime; the binary data
+  extension is refused (a 400 naming ``inference-header-content-length``);
+* ``GET /marquee/model``, ``GET /``, ``GET /metrics`` and KServe's health and readiness
+  paths (``/v2/health/live``, ``/v2/health/ready``, ``/v1/models/movie-recommender``,
+  ``/v2/models/movie-recommender/ready``);
 * every 4xx is ``{"error": "<field>: <message>", "code": ..., "field": ...}`` (an unknown path
   is a 404 naming ``path``, a known path with another method a 405 naming ``method``) and is
   logged in one line at INFO.
@@ -26,6 +33,8 @@ metrics, whose ``route`` label comes from a fixed set.
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import os
 import time
@@ -50,6 +59,8 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "movie-recommender"
 PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
+INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
+_BINARY_HEADER = "inference-header-content-length"
 
 # Content types KServe decodes as JSON itself (``kserve.protocol.dataplane.JSON_HEADERS``):
 # its message for a malformed body differs between these and any other content type.
@@ -72,6 +83,19 @@ def _decode(body: bytes, content_type: str | None) -> Any:
         if content_type is None or content_type in _JSON_TYPES:
             raise BadRequest(f"body: Unrecognized request format: {exc}", field="body") from None
         raise BadRequest(f"body: malformed JSON ({exc})", field="body") from None
+
+
+def _decode_v2(body: bytes) -> Any:
+    """A V2 body decoded as KServe's V2 endpoint (FastAPI, the standard library's JSON)
+    decodes it, and a 400 with the same message when it is not JSON."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"body: not valid JSON at line {exc.lineno}, column {exc.colno} "
+                         f"(character {exc.pos}): {exc.msg}", field="body") from None
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body: not valid JSON: not UTF-8 at byte {exc.start}",
+                         field="body") from None
 
 
 def request_id_of(headers: Any) -> str | None:
@@ -115,6 +139,47 @@ async def predict(request: Request) -> Response:
     return _json({"predictions": preds})
 
 
+async def infer_v2(request: Request) -> Response:
+    """Open Inference (V2) infer, as the KServe runtime answers it: KServe's request model,
+    the KServe runtime's input checks (:mod:`serving.kserve.model`) and response encoding."""
+    from kserve import InferRequest
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest, InferenceResponse
+    from pydantic import ValidationError
+
+    from serving.kserve.model import _Parsed, _Result, _v2_instances, _v2_response
+
+    started = time.perf_counter()
+    service = _instance().service
+    try:
+        if request.headers.get(_BINARY_HEADER) is not None:
+            raise BadRequest(f"{_BINARY_HEADER}: the binary data extension is not served by "
+                             "the BentoML runtime; send the tensors as JSON",
+                             field=_BINARY_HEADER)
+        body = _decode_v2(await request.body())
+        try:
+            parsed = InferenceRequest.model_validate(body)
+        except ValidationError as exc:  # as KServe's FastAPI validation: a 422 naming the field
+            err = exc.errors(include_url=False)[0]
+            field = ".".join(str(p) for p in err["loc"]) or "body"
+            return _error(request, BadRequest(f"{field}: {err['msg']}", field=field), 422)
+        infer = InferRequest.from_inference_request(parsed, MODEL_NAME)
+        instances = _v2_instances(infer, service.max_instances)
+        v2_id = request_id_from(infer.id, "id")
+        preds = await service.predict(instances, request_id_of(request.headers) or v2_id,
+                                      started)
+    except ServingError as exc:
+        return _error(request, exc)
+    except Exception:  # a bug, not a bad request: the traceback belongs in the log
+        log.exception("500 POST v2_infer (model_version=%s variant=%s)", _LOADED["version"],
+                      _LOADED["variant"])
+        return _json(error_body(ServingError("internal error: see the server log")), 500)
+    response = _v2_response(MODEL_NAME, service.version,
+                            _Result(_Parsed("v2", instances, started, v2_id), preds))
+    rest, _ = response.to_rest()
+    # KServe answers with its pydantic response model: the same fields, unset ones as null.
+    return _json(InferenceResponse.model_validate(rest).model_dump(mode="json"))
+
+
 async def model_info(_: Request) -> Response:
     rt = _instance().service.runtime
     return _json({"ready": True, "name": MODEL_NAME, "model_version": rt.version,
@@ -124,6 +189,17 @@ async def model_info(_: Request) -> Response:
 
 async def alive(_: Request) -> Response:
     return _json({"status": "alive"})
+
+
+async def kserve_health(request: Request) -> Response:
+    """KServe's V1/V2 health and readiness answers (routes exist once the model is loaded),
+    so a client's or probe's readiness check works on either runtime."""
+    path = request.url.path
+    if path == "/v2/health/live":
+        return _json({"live": True})
+    if path == "/v2/health/ready":
+        return _json({"ready": True})
+    return _json({"name": MODEL_NAME, "ready": True})
 
 
 async def metrics(_: Request) -> Response:
@@ -158,9 +234,13 @@ def http_app() -> Starlette:
     """The service's HTTP API (mounted at ``/`` after BentoML's ``/readyz``, ``/livez``)."""
     return Starlette(
         routes=[Route(PREDICT_PATH, predict, methods=["POST"]),
+                Route(INFER_PATH, infer_v2, methods=["POST"]),
                 Route("/marquee/model", model_info, methods=["GET"]),
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/", alive, methods=["GET"]),
+                *(Route(path, kserve_health, methods=["GET"]) for path in (
+                    "/v2/health/live", "/v2/health/ready", f"/v1/models/{MODEL_NAME}",
+                    f"/v2/models/{MODEL_NAME}/ready")),
                 Route("/{path:path}", not_found,
                       methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])],
         exception_handlers={HTTPException: _http_exception})
@@ -184,6 +264,7 @@ class MovieRecommender:
         serving = ServingSettings()
         self.payload = open_payload_logger(settings, serving)
         self.service = build_service(settings, serving, self.payload)
+        importlib.import_module("serving.kserve.model")  # V2's codec: now, not on a request
         _LOADED.update(version=self.service.version, variant=serving.variant,
                        max_body_bytes=serving.max_body_bytes)
 
