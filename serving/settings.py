@@ -47,7 +47,9 @@ class ServingSettings(BaseSettings):
     max_instances: int = Field(64, ge=1, description="Most instances in one request.")
 
     # Retrieval index ---------------------------------------------------------------------------
-    candidates: int = Field(200, ge=1, description="Candidates retrieved before ranking.")
+    candidates: int | None = Field(
+        None, ge=1, description="Candidates retrieved before ranking; unset: the model's own "
+        "ranker.n_candidates, the pool its ranker was trained and evaluated on.")
     exact_index_max_items: int = Field(
         20_000, ge=0, description="Catalogues up to this size use exact inner-product search."
     )
@@ -80,10 +82,11 @@ class ServingSettings(BaseSettings):
     budget_rank_ms: float = Field(50.0, gt=0)
     budget_rerank_ms: float = Field(20.0, gt=0)
 
-    cold_start_strategy: Literal["model", "popular"] = Field(
-        "model",
+    cold_start_strategy: Literal["model", "popular"] | None = Field(
+        None,
         description="Cold users without history: 'model' runs the towers on demographics, "
-        "'popular' answers from segment popularity.",
+        "'popular' answers from segment popularity; unset: the model's own (its cold_start, "
+        "as Recommender.recommend answers them).",
     )
 
     # Online features ---------------------------------------------------------------------------

@@ -122,7 +122,10 @@ class Runtime:
         """Build the index the settings ask for and calibrate it on a sample of queries."""
         emb = np.asarray(rec.item_embeddings(), dtype=np.float32)
         n = emb.shape[0]
-        candidates = max(1, min(settings.candidates, n))
+        # unset: the model's own pool and cold-start answer, as Recommender.recommend uses them
+        wanted = settings.candidates or _model_setting(rec, "ranker", "n_candidates", 200)
+        cold_start = settings.cold_start_strategy or getattr(rec, "cold_start_strategy", "model")
+        candidates = max(1, min(wanted, n))
         kind = settings.index_kind
         if kind == "auto":
             kind = "flat" if n <= settings.exact_index_max_items else "ivf"
@@ -140,7 +143,7 @@ class Runtime:
                    budgets=StageBudgets(settings.budget_retrieve_ms, settings.budget_rank_ms,
                                         settings.budget_rerank_ms),
                    history=history, bundle_uri=bundle_uri, bundle_dir=bundle_dir,
-                   cold_start_popular=settings.cold_start_strategy == "popular")
+                   cold_start_popular=cold_start == "popular")
 
     @property
     def index_report(self) -> IndexReport:

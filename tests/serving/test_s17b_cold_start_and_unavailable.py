@@ -3,9 +3,10 @@ items, through real model servers on 127.0.0.1 (and the router in front of one),
 with the Python API (``recsys.Recommender.recommend``) on the same bundle.
 
 * A model trained with ``cold_start: popular`` (the default) answers cold users with their
-  segment's popularity offline; the model server ignores that and runs the towers unless its
-  own setting says ``popular``, so the same user gets another list from the server (open:
-  strict xfail below). Likewise the ranker's pool size (``ranker.n_candidates``).
+  segment's popularity offline; the model server ignored that and ran the towers unless its
+  own setting said ``popular``, so the same user got another list from the server. Likewise
+  the ranker's pool size (``ranker.n_candidates``): the server ranked its own 200. Unset,
+  both settings now follow the model.
 * Unavailable items (``rerank.exclude_items``) were removed by the re-ranker after retrieval
   had cut the pool to ``candidates``: with ``k`` near that setting a client got fewer than
   ``k`` items, without a word (the contract: k items whatever the candidates setting).
@@ -69,15 +70,6 @@ def served(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa:
 
 
 # Open defects whose fix lies outside serving/runtime (see the reports of session 17, helper B):
-# ServingSettings.cold_start_strategy and .candidates default to fixed values ("model", 200)
-# instead of the loaded model's own (config.cold_start, config.ranker.n_candidates), and
-# `marquee serve --runtime bentoml` passes every setting to its worker as if set explicitly.
-_SETTINGS_DEFAULTS = pytest.mark.xfail(
-    strict=True, reason="the serving settings' defaults ignore the model's own cold_start and "
-    "n_candidates (serving/settings.py, serving/cli.py, helm values: not yet fixed)")
-
-
-@_SETTINGS_DEFAULTS
 def test_cold_users_get_the_models_cold_start_answer_on_every_path(
         served: tuple[str, str], bundle_dir: Path) -> None:  # noqa: F811
     from recsys import Recommender
@@ -156,7 +148,6 @@ def test_unavailable_items_never_shorten_a_list_below_k(
         stop_process(proc)
 
 
-@_SETTINGS_DEFAULTS
 def test_a_ranked_model_is_served_with_the_candidate_pool_it_was_trained_with(
         tmp_path: Path) -> None:
     """The model's ranker scores its ``n_candidates`` retrieved items offline; the model
