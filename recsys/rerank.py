@@ -41,7 +41,7 @@ def rerank(cand: np.ndarray, scores: np.ndarray, k: int, cfg: RerankConfig,
         scores = scores + cfg.freshness * recent.astype(np.float32) * (np.std(scores) + 1e-6)
     order = np.argsort(-scores, kind="stable")
     cand, scores = cand[order], scores[order]
-    if cfg.diversity <= 0 or cand.size <= k:
+    if cfg.diversity <= 0 or cand.size == 0:  # with k or fewer candidates MMR still orders them
         return cand[:k], scores[:k]
     return _mmr(cand, scores, k, cfg.diversity, genres)
 

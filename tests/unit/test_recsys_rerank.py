@@ -63,3 +63,21 @@ def test_business_rules_filter_and_rescore() -> None:
 def test_fewer_candidates_than_k_returns_them_all() -> None:
     idx, sc = rerank(CAND[:2], SCORES[:2], 10, RerankConfig(diversity=0.5), GENRES, YEARS)
     assert idx.tolist() == [0, 1] and sc.size == 2
+
+
+def test_diversity_orders_the_list_when_there_are_no_more_candidates_than_k() -> None:
+    """With k or fewer candidates the MMR step was skipped and the list came back in plain
+    score order: asking for one more item (k 6 instead of 5) undid the genre diversity at the
+    top of the list."""
+    genres = np.zeros((6, 3), bool)
+    genres[[0, 1, 2, 3], 0] = True
+    genres[4, 1] = True
+    genres[5, 2] = True
+    scores = np.array([.9, .8, .7, .6, .5, .4], np.float32)
+    years = np.zeros(6, np.float32)
+    cfg = RerankConfig(diversity=0.7)
+    five, _ = rerank(np.arange(6), scores, 5, cfg, genres, years)
+    six, six_scores = rerank(np.arange(6), scores, 6, cfg, genres, years)
+    assert list(five) == [0, 4, 5, 1, 2]
+    assert list(six[:5]) == list(five) and sorted(six) == list(range(6))
+    assert all(np.diff(six_scores) <= 0)  # the scores still follow the list
