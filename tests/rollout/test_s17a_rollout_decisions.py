@@ -12,11 +12,12 @@ from typing import Any
 
 from scipy import stats as sps
 
-from serving.router.schema import ShadowWindow, VariantWindow, WindowStats
+from serving.router.schema import ShadowWindow
 from serving.rollout.analysis import SRM_MIN_EXPECTED, Analysis, evaluate
 from serving.rollout.machine import desired_routing, next_status
 from serving.rollout.spec import RolloutSpec
-from serving.rollout.status import Outcome, Phase, RolloutStatus, Weights
+from serving.rollout.status import Outcome, Phase, RolloutStatus
+from tests.rollout.test_rollout_analysis import status, window
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T0 = NOW
@@ -29,23 +30,6 @@ def spec(strategy: str, metrics: list[dict[str, Any]] | None = None, **kw: Any) 
         "analysis": {"minRequests": 50, "metrics": metrics or [{"name": "errorRate", "max": 0.05}]}}
     body.update(kw)
     return RolloutSpec.model_validate(body)
-
-
-def status(cand: int, phase: Phase = Phase.PROGRESSING, step: int = 1) -> RolloutStatus:
-    return RolloutStatus(phase=phase, step=step,
-                         weights=Weights(baseline=100 - cand, candidate=cand))
-
-
-def window(base: dict[str, Any] | None = None, cand: dict[str, Any] | None = None,
-           **kw: Any) -> WindowStats:
-    b = {"requests": 900, "errors": 0, "latency_p99_ms": 20.0, "exposures": 900,
-         "clicked_exposures": 270, "users": 900}
-    c = {"requests": 100, "errors": 0, "latency_p99_ms": 22.0, "exposures": 100,
-         "clicked_exposures": 30, "users": 100}
-    b.update(base or {})
-    c.update(cand or {})
-    return WindowStats(since=0, until=1, variants={"baseline": VariantWindow(**b),
-                                                   "candidate": VariantWindow(**c)}, **kw)
 
 
 def an(outcome: Outcome = Outcome.SUCCESSFUL, t: float = 0.0, **kw: Any) -> Analysis:
