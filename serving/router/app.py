@@ -5,8 +5,9 @@ Product API: ``POST /recommend``, ``POST /feedback``. Admin API for the rollout 
 ``GET/PUT /admin/upstreams`` (``{"version": "2", "url": "http://127.0.0.1:8082"}``: where a
 version's model server is, for one started after the router, e.g. by the retrain trigger). Operations:
 ``GET /metrics``, ``/healthz``, ``/readyz``. With ``MARQUEE_ROUTER_ADMIN_TOKEN`` set, every
-``/admin/*`` call must carry ``Authorization: Bearer <token>`` (else a 401). A bad body is a 400/422 whose message names the
-field and the value it got; a failed model server is a 502/504 naming the variant.
+``/admin/*`` call must carry ``Authorization: Bearer <token>`` (else a 401). A bad body is a
+400/422 whose message names the field and the value it got; a failed model server is a
+502/504 naming the variant.
 """
 
 from __future__ import annotations
