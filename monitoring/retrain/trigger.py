@@ -330,6 +330,7 @@ class RetrainTrigger:
         if not RUN_ID.fullmatch(run_id):
             raise NoDataError(f"no run {run_id!r}: run ids look like rt-20260101T000000Z-"
                               "0a1b2c (marquee incidents lists them)")
+        stop = self._stopper()  # before anything is recorded: a refused cancel leaves no trace
         who = f" by {request.requested_by}" if request.requested_by else ""
         with self.store.transaction() as state:
             now = self._now()
@@ -353,7 +354,7 @@ class RetrainTrigger:
             detail = f"canceled{who}: {request.reason}"
             with self._cond:
                 self._canceled[run_id] = detail
-        stopped = self._stop_launch(run)
+        stopped = bool(stop(run.pipeline_run_id))
         decision = Decision(time=now, decision=DecisionKind.CANCELED, source="manual",
                             model=run.model, run_id=run_id,
                             detail=f"run {run_id} {detail}" + (
@@ -362,13 +363,14 @@ class RetrainTrigger:
         self._record([decision], [])
         return decision
 
-    def _stop_launch(self, run: RunRecord) -> bool:
-        """Ask the launcher to stop ``run``'s launch; False when nothing runs yet."""
+    def _stopper(self) -> Callable[[str | None], bool]:
+        """The launcher's ``stop(pipeline_run_id)`` (False when nothing runs yet); a launcher
+        without one cannot have its runs canceled."""
         stop = getattr(self.launcher, "stop", None)
         if not callable(stop):
             raise RunNotCancelableError(f"the {getattr(self.launcher, 'name', '?')} launcher "
                                         "cannot stop a run")
-        return bool(stop(run.pipeline_run_id))
+        return stop
 
     def _cancel_detail(self, run_id: str) -> str | None:
         with self._cond:
@@ -465,7 +467,7 @@ class RetrainTrigger:
         self.store.save_run(run)
         log.info("run %s: submitted as pipeline run %s", run.run_id, pipeline_run_id)
         if self._cancel_detail(run.run_id) is not None:  # canceled while it was submitted
-            self._stop_launch(run)
+            self._stopper()(pipeline_run_id)
 
     def _child_started(self, run_id: str, pid: int) -> None:
         """Record the launcher's child with the claim: should this process die without
@@ -477,9 +479,7 @@ class RetrainTrigger:
         except (OSError, StateCorruptError) as exc:  # the run goes on; it is still claimed
             log.warning("run %s: child pid %s not recorded: %s", run_id, pid, exc)
         if self._cancel_detail(run_id) is not None:  # canceled while the child started
-            stop = getattr(self.launcher, "stop", None)
-            if callable(stop):
-                stop(None)
+            self._stopper()(None)
 
     def _execute(self, run: RunRecord, resume: bool = False) -> None:
         """Launch ``run`` and wait for the launcher; ``resume``: follow the pipeline run it

@@ -238,3 +238,47 @@ def test_the_token_file_is_private_before_the_token_is_written(doc: str, tmp_pat
     assert (tmp_path / ".marquee-retrain-token").read_text() == "s3cret"
     assert (tmp_path / "mode-when-written").read_text().strip() == "600"
     assert oct((tmp_path / ".marquee-retrain-token").stat().st_mode & 0o777) == "0o600"
+
+
+class _UnstoppableLauncher:
+    """A launcher of the PipelineLauncher protocol without ``stop`` (a custom one): its run
+    waits for ``release`` and then succeeds."""
+
+    name = "unstoppable"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def launch(self, request):  # noqa: ANN001, ANN201
+        from monitoring.retrain.launcher import LaunchResult
+
+        self.started.set()
+        self.release.wait(timeout=60)
+        return LaunchResult(pipeline_run_id="p-1", model_version="2", gate_decision="candidate")
+
+
+def test_a_refused_cancel_leaves_the_run_alone(tmp_path: Path) -> None:
+    """A launcher that cannot stop a run refuses the cancel (409). The cancel used to be
+    recorded before that refusal: the run then went on and was still marked canceled, failed,
+    and its version not rolled out."""
+    from monitoring.errors import RunNotCancelableError
+    from monitoring.retrain.models import CancelRequest
+
+    launcher = _UnstoppableLauncher()
+    rolled: list[str] = []
+    trig = RetrainTrigger(StateStore(tmp_path / "state"), launcher,
+                          default_model="movie-recommender",
+                          after_run=lambda run: rolled.append(run.run_id)).start()
+    try:
+        decision = trig.handle_manual(ManualRequest(reason="drift on region"))
+        assert decision.started and launcher.started.wait(timeout=60)
+        with pytest.raises(RunNotCancelableError, match="cannot stop a run"):
+            trig.cancel(decision.run_id, CancelRequest(reason="broken logging"))
+        launcher.release.set()
+        assert trig.wait_idle(timeout=60)
+    finally:
+        trig.close(timeout=5)
+    run = trig.store.load_run(decision.run_id)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert rolled == [decision.run_id]
