@@ -122,6 +122,13 @@ def _instance() -> MovieRecommender:
     return bentoml.get_current_service()
 
 
+def _internal_error(route: str) -> Response:
+    """A 500 for a bug on ``route``, its traceback logged (call it from an ``except``)."""
+    log.exception("500 POST %s (model_version=%s variant=%s)", route, _LOADED["version"],
+                  _LOADED["variant"])
+    return _json(error_body(ServingError("internal error: see the server log")), 500)
+
+
 async def predict(request: Request) -> Response:
     """KServe V1 predict: the body validated as KServe does, predictions from the service."""
     started = time.perf_counter()
@@ -133,9 +140,7 @@ async def predict(request: Request) -> Response:
     except ServingError as exc:
         return _error(request, exc)
     except Exception:  # a bug, not a bad request: the traceback belongs in the log
-        log.exception("500 POST v1_predict (model_version=%s variant=%s)", _LOADED["version"],
-                      _LOADED["variant"])
-        return _json(error_body(ServingError("internal error: see the server log")), 500)
+        return _internal_error("v1_predict")
     return _json({"predictions": preds})
 
 
@@ -170,9 +175,7 @@ async def infer_v2(request: Request) -> Response:
     except ServingError as exc:
         return _error(request, exc)
     except Exception:  # a bug, not a bad request: the traceback belongs in the log
-        log.exception("500 POST v2_infer (model_version=%s variant=%s)", _LOADED["version"],
-                      _LOADED["variant"])
-        return _json(error_body(ServingError("internal error: see the server log")), 500)
+        return _internal_error("v2_infer")
     response = _v2_response(MODEL_NAME, service.version,
                             _Result(_Parsed("v2", instances, started, v2_id), preds))
     rest, _ = response.to_rest()
