@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from monitoring.loop.procs import poll
-from serving.router.settings import admin_token_from_env
+from serving.router.settings import admin_headers
 
 __all__ = ["parse_time", "prometheus_alerts", "wait_prometheus_ready_for_alerts",
            "wait_alert_firing", "wait_alertmanager_alert", "decisions", "wait_decision",
@@ -148,9 +148,7 @@ def wait_rollout_started(home: Path, name: str, router_url: str, *,
         stored = store.get(name)
         if stored.status.phase.value == "Pending":
             return None
-        token = admin_token_from_env()  # the router reads the same variable
-        routing = _get(f"{router_url}/admin/routing",
-                       headers={"authorization": f"Bearer {token}"} if token else None)
+        routing = _get(f"{router_url}/admin/routing", headers=admin_headers())
         if routing.get("rollout") != name:
             return None
         return stored, routing

@@ -46,7 +46,7 @@ import httpx
 from marquee.mapping import deep_merge
 from monitoring.loop.procs import stop_process
 from monitoring.retrain.models import Decision, DecisionKind, RunRecord
-from serving.router.settings import ADMIN_TOKEN_ENV
+from serving.router.settings import admin_headers
 
 __all__ = ["AfterRunRollout", "AutoRollout", "RolloutChild", "rollout_name", "rollout_document",
            "skip_reason"]
@@ -210,9 +210,8 @@ class AutoRollout(AfterRunRollout):
 
     def _router(self) -> httpx.Client:
         """The router's admin API, with the admin token its controller child gets too."""
-        token = (self._child_env().get(ADMIN_TOKEN_ENV) or "").strip()
         return httpx.Client(base_url=self.router_url, timeout=5.0, trust_env=False,
-                            headers={"authorization": f"Bearer {token}"} if token else None)
+                            headers=admin_headers(env=self._child_env()))
 
     def _check_router(self) -> dict[str, Any]:
         try:

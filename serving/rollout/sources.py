@@ -22,7 +22,7 @@ from serving.router.schema import (
     VariantWindow,
     WindowStats,
 )
-from serving.router.settings import admin_token_from_env
+from serving.router.settings import admin_headers
 
 __all__ = ["MetricsSource", "RouterStatsSource", "PrometheusSource", "RouterAdmin",
            "SourceError", "resolve_all"]
@@ -63,10 +63,8 @@ class RouterAdmin:
                  replicas_url: str | None = None, resolve: Resolver = resolve_all,
                  token: str | None = None) -> None:
         self.url = url.rstrip("/")
-        token = token or admin_token_from_env()
-        self.client = httpx.Client(
-            base_url=self.url, timeout=timeout, trust_env=False, transport=transport,
-            headers={"authorization": f"Bearer {token}"} if token else None)
+        self.client = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False,
+                                   transport=transport, headers=admin_headers(token))
         self.replicas_url = replicas_url.rstrip("/") if replicas_url else None
         self.resolve = resolve
 

@@ -7,6 +7,7 @@ Every field reads ``MARQUEE_ROUTER_<FIELD>`` from the environment; ``upstreams``
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -14,16 +15,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.router.schema import UpstreamUrl
 
-__all__ = ["RouterSettings", "ADMIN_TOKEN_ENV", "admin_token_from_env"]
+__all__ = ["RouterSettings", "ADMIN_TOKEN_ENV", "admin_headers"]
 
 ADMIN_TOKEN_ENV = "MARQUEE_ROUTER_ADMIN_TOKEN"
 
 
-def admin_token_from_env() -> str | None:
-    """The admin API's token as its callers (the rollout controller, the retrain trigger) send
-    it: ``MARQUEE_ROUTER_ADMIN_TOKEN``, the variable the router reads; None when unset."""
-    token = (os.environ.get(ADMIN_TOKEN_ENV) or "").strip()
-    return token or None
+def admin_headers(token: str | None = None, env: Mapping[str, str] | None = None
+                  ) -> dict[str, str]:
+    """The headers a caller of the admin API (the rollout controller, the retrain trigger, the
+    demo) sends: ``Authorization: Bearer`` with ``token``, else with ``MARQUEE_ROUTER_ADMIN_TOKEN``
+    of ``env`` (default: this process's), the variable the router reads; none when unset."""
+    token = token or ((os.environ if env is None else env).get(ADMIN_TOKEN_ENV) or "").strip()
+    return {"authorization": f"Bearer {token}"} if token else {}
 
 
 class RouterSettings(BaseSettings):
