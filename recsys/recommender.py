@@ -9,7 +9,7 @@ server builds on, request by request, with the same code.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -365,12 +365,29 @@ class Recommender:
 
     # ------------------------------------------------------------------ online interface
     def user_state(self, user_id: int, history: Sequence[int] | None = None,
-                   ts: float | None = None, context: dict | None = None) -> UserState:
+                   ts: float | None = None, context: dict | None = None,
+                   demographics: Mapping[str, object] | None = None) -> UserState:
+        """What the model knows about one user. ``demographics`` (any of ``DEMO_COLUMNS``,
+        coarsened as in the users table) stand in for a user the model has no record of:
+        the towers see them without an id and cold start uses their segment's popularity.
+        A user in the model's users table keeps the stored demographics. A key outside
+        ``DEMO_COLUMNS`` raises ``ValueError`` naming it."""
         row = int(self.user_index.lookup([user_id])[0])
         hist = (self.feature_ctx.rows_of(history) if history is not None
                 else self.history.of(row))
-        user = self._demographics(row) if row >= 0 else {}
-        demo = self.demo[row] if row >= 0 else np.zeros(len(DEMO_COLUMNS), dtype=np.int64)
+        if demographics is not None:
+            unknown = sorted(set(demographics) - set(DEMO_COLUMNS))
+            if unknown:
+                raise ValueError(f"demographics: unknown field(s) {unknown}; expected any of "
+                                 f"{list(DEMO_COLUMNS)}")
+        if row >= 0:
+            user, demo = self._demographics(row), self.demo[row]
+        elif demographics:
+            user = {c: str(demographics[c]) for c in DEMO_COLUMNS if c in demographics}
+            demo = np.array([self.vocabs[c].encode_one(user[c]) if c in user else 0
+                             for c in DEMO_COLUMNS], dtype=np.int64)
+        else:
+            user, demo = {}, np.zeros(len(DEMO_COLUMNS), dtype=np.int64)
         if ts is None:
             ts = float(self.history.last_ts[row]) if row >= 0 and self.history.last_ts[row] \
                 else float(self.history.last_ts.max(initial=0))
@@ -413,8 +430,7 @@ class Recommender:
         trained = 0 <= row < offsets.size - 1 and offsets[row + 1] > offsets[row]
         user_hash = int(stable_hash(np.array([state.user_id]), self.user_buckets)[0]) \
             if trained else 0
-        demo = self.demo[row] if row >= 0 else np.zeros(len(DEMO_COLUMNS), dtype=np.int64)
-        return self._user_tower.vector(user_hash, demo, tail,
+        return self._user_tower.vector(user_hash, state.demo, tail,
                                        time_features(np.array([state.ts]))[0])
 
     def rank(self, state: UserState, cand_idx: np.ndarray, retrieval_scores: np.ndarray
