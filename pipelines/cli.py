@@ -84,7 +84,10 @@ def run_cmd(
         if name in result.metrics:
             table.add_row(name, f"{result.metrics[name]:.4f}")
     console.print(table)
-    console.print(f"bundle {result.bundle_uri}\nrun {result.run_id} ({result.seconds:.0f} s)")
+    # soft_wrap: a URI longer than the terminal (or than 80 columns, in a pipe) stays on one
+    # line that can be copied whole (rich cut it into lines)
+    console.print(f"bundle {result.bundle_uri}\nrun {result.run_id} ({result.seconds:.0f} s)",
+                  soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("submit")

@@ -53,7 +53,8 @@ def _train_only(settings, n_trials: int, config_json: str) -> None:
                                       "config_json": json.loads(config_json)})
     console.print(f"[bold green]registered version {result.version}[/] "
                   f"(gate: {result.gate}) in {time.perf_counter() - started:.0f} s")
-    console.print(f"bundle {result.bundle_uri}")
+    console.print(f"bundle {result.bundle_uri}", soft_wrap=True, highlight=False,
+                  markup=False)  # one line, as given
     console.print(_registry_table(settings))
 
 

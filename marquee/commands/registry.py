@@ -99,7 +99,11 @@ def show(version: str = typer.Argument(..., help="A version number or an alias."
     for key in sorted(info.tags):
         if key != "bundle_uri":
             table.add_row(key, info.tags[key])
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    # the URI once more on a line of its own, whole: the table folds a long one into pieces
+    # that cannot be copied (docs/DEPLOY.md has users copy it into a version's bundleUri)
+    console.print(f"bundle_uri {info.bundle_uri}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()
