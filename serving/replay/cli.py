@@ -65,9 +65,13 @@ def replay_command(
                                  param_hint="--interactions")
     users = load_users(interactions or holdout, holdout,  # type: ignore[arg-type]
                        test_frac=test_frac, order=order, seed=seed)
-    if not users:
-        typer.secho("no held-out users", fg="red", err=True)
-        raise typer.Exit(2)
+    if not users:  # one line that says why, as every refusal (exit 1)
+        why = ("the file has no rows" if holdout is not None else
+               f"no user has enough events to hold any out (users with fewer than 3 events "
+               f"keep them all; each other user's last --test-frac {test_frac} are held out)")
+        typer.secho(f"error: no held-out users in {holdout or interactions}: {why}", fg="red",
+                    err=True)
+        raise typer.Exit(1)
     if with_replacement:
         from serving.replay.users import sample_stream
 
