@@ -28,13 +28,26 @@ KUBE_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33")
 KNOWN_CRD_GROUPS = frozenset({"serving.kserve.io", "monitoring.coreos.com", "marquee.dev"})
 
 
+# The store the tests install with (the chart has no default; k8s/render.py's placeholder).
+STORE = "s3://marquee/marquee"
+
+
+def with_store(values: dict[str, Any] | None) -> dict[str, Any]:
+    """``values`` with ``settings.storeUri`` set to :data:`STORE` unless they set it."""
+    out = copy.deepcopy(values) if values else {}
+    out.setdefault("settings", {}).setdefault("storeUri", STORE)
+    return out
+
+
 def render(values: dict[str, Any] | None = None, *, name: str = RELEASE,
            namespace: str = NAMESPACE) -> dict[str, str]:
-    """``{template path: manifest}`` of the chart, rendered like ``helm install``."""
+    """``{template path: manifest}`` of the chart, rendered like ``helm install`` with
+    ``values`` (over the chart's defaults and :data:`STORE`)."""
     import helm_python
 
     with helm_python.Chart.load(CHART) as chart:
-        return chart.render(values, name=name, namespace=namespace, is_install=True)
+        return chart.render(with_store(values), name=name, namespace=namespace,
+                            is_install=True)
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,7 +83,10 @@ def split(manifests: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def chart_defaults() -> dict[str, Any]:
-    return yaml.safe_load((CHART / "values.yaml").read_text())
+    """values.yaml, with :data:`STORE` as ``settings.storeUri`` (which has no default)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    values["settings"]["storeUri"] = STORE
+    return values
 
 
 def _enable_all(node: Any) -> Any:

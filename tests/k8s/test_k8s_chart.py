@@ -210,7 +210,7 @@ def test_notes_say_what_to_do_next() -> None:
 def test_lint_strict_reports_no_warning_or_error(kube_version: str, features: str) -> None:
     import helm_python
 
-    values = None if features == "defaults" else c.all_features_values()
+    values = c.with_store(None) if features == "defaults" else c.all_features_values()
     report = helm_python.lint(c.CHART, values, strict=True, kube_version=kube_version)
     bad = [m for m in report["messages"] if m["severity"] >= 2]
     assert not bad and not report["errors"], report
@@ -255,7 +255,7 @@ def test_missing_required_value_is_reported_by_lint(values: dict, message: str) 
             "print(json.dumps(r))\n")
     import json
 
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(values)],
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(c.with_store(values))],
                           capture_output=True, text=True, timeout=60, check=True)
     assert "missing required value" in proc.stderr and message in proc.stderr, proc.stderr
 
@@ -297,12 +297,26 @@ def test_lint_reports_a_schema_violation_as_an_error() -> None:
     assert any("/settings/storeUri" in e for e in errors), report
 
 
-def test_default_values_satisfy_the_schema() -> None:
+def test_default_values_with_a_store_satisfy_the_schema() -> None:
     import helm_python
 
     with helm_python.Chart.load(c.CHART) as chart:
-        chart.validate_schema(chart.values)
+        chart.validate_schema(c.chart_defaults())
         chart.validate_schema(c.all_features_values())
+
+
+def test_an_install_without_a_store_fails_naming_settings_store_uri() -> None:
+    """The chart has no default store: before, it installed with s3://marquee/marquee, a
+    bucket of that name that is not the user's, and every component read and wrote it."""
+    import helm_python
+
+    assert yaml.safe_load((c.CHART / "values.yaml").read_text())["settings"]["storeUri"] == ""
+    with helm_python.Chart.load(c.CHART) as chart, \
+            pytest.raises(helm_python.HelmValuesError, match="/settings/storeUri"):
+        chart.render(None, name=c.RELEASE, namespace=c.NAMESPACE, is_install=True)
+    report = helm_python.lint(c.CHART, None, strict=True)
+    errors = [m["error"] for m in report["messages"] if m["severity"] == 3]
+    assert any("/settings/storeUri" in e for e in errors), report
 
 
 # --- documentation of values ----------------------------------------------------------------
