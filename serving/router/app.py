@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -47,7 +47,13 @@ from serving.router.exposure import (
     BlobWriter,
     EventLog,
 )
-from serving.router.schema import FeedbackRequest, RecommendRequest, RoutingConfig, UpstreamUrl
+from serving.router.schema import (
+    FeedbackRequest,
+    ModelVersion,
+    RecommendRequest,
+    RoutingConfig,
+    UpstreamUrl,
+)
 from serving.router.settings import ADMIN_TOKEN_ENV, RouterSettings
 from serving.router.upstream import make_upstream
 from serving.settings import ServingSettings
@@ -72,6 +78,27 @@ def _error(exc: RouterError) -> Response:
 # limit keeps 1 KB under the model server's default ``max_body_bytes`` (64 KiB), so a body
 # the router accepts is never one the model server refuses as too large.
 MAX_BODY_BYTES = ServingSettings.model_fields["max_body_bytes"].default - 1024
+
+
+async def _read_body(scope: dict[str, Any], receive: Callable[[], Any]) -> bytes:
+    """The request body, refused with a 413 past :data:`MAX_BODY_BYTES` (by its
+    ``Content-Length`` before reading, or while reading a chunked one). Every body the router
+    reads goes through here: the product API's and the admin API's PUTs alike."""
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"body: {int(value)} bytes is more than the limit of "
+                                  f"{MAX_BODY_BYTES}", field="body")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"body: more than the limit of {MAX_BODY_BYTES} bytes",
+                                  field="body")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 AdminHandler = Callable[[Request], Any]
@@ -130,7 +157,7 @@ class UpstreamRegistration(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    version: str = Field(min_length=1, max_length=64)
+    version: ModelVersion
     url: UpstreamUrl
 
 
@@ -160,26 +187,6 @@ class ProductAPI:
         await self.app(scope, receive, send)
 
     @staticmethod
-    async def _body(scope: dict[str, Any], receive: Callable[[], Any]) -> bytes:
-        """The request body, refused with a 413 past :data:`MAX_BODY_BYTES` (by its
-        ``Content-Length`` before reading, or while reading a chunked one)."""
-        for name, value in scope.get("headers") or ():
-            if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY_BYTES:
-                raise PayloadTooLarge(f"body: {int(value)} bytes is more than the limit of "
-                                      f"{MAX_BODY_BYTES}", field="body")
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise PayloadTooLarge(f"body: more than the limit of {MAX_BODY_BYTES} bytes",
-                                      field="body")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    @staticmethod
     async def _send(send: Callable[[dict[str, Any]], Any], status: int, body: Any,
                     allow: bytes | None = None) -> None:
         payload = orjson.dumps(body)
@@ -193,7 +200,7 @@ class ProductAPI:
                          send: Callable[[dict[str, Any]], Any]) -> None:
         after: list[Callable[[], None]] = []
         try:
-            req = _decode(await self._body(scope, receive), RecommendRequest)
+            req = _decode(await _read_body(scope, receive), RecommendRequest)
             body = await self.router().recommend(req, after)
         except RouterError as exc:
             if exc.status_code < 500:  # refused before any variant was chosen
@@ -206,7 +213,7 @@ class ProductAPI:
     async def _feedback(self, scope: dict[str, Any], receive: Callable[[], Any],
                         send: Callable[[dict[str, Any]], Any]) -> None:
         try:
-            fb = _decode(await self._body(scope, receive), FeedbackRequest)
+            fb = _decode(await _read_body(scope, receive), FeedbackRequest)
             body = self.router().feedback(fb).model_dump()
         except RouterError as exc:
             return await self._send(send, exc.status_code, exc.body())
@@ -258,7 +265,7 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
 
     async def put_routing(request: Request) -> Response:
         try:
-            cfg = _decode(await request.body(), RoutingConfig)
+            cfg = _decode(await _read_body(request.scope, request.receive), RoutingConfig)
             return _json(router().apply(cfg).model_dump())
         except RouterError as exc:
             return _error(exc)
@@ -268,7 +275,8 @@ def create_app(settings: RouterSettings, store: BlobWriter | None = None, *,
 
     async def put_upstream(request: Request) -> Response:
         try:
-            reg = _decode(await request.body(), UpstreamRegistration)
+            reg = _decode(await _read_body(request.scope, request.receive),
+                          UpstreamRegistration)
         except RouterError as exc:
             return _error(exc)
         router().register_upstream(reg.version, reg.url.rstrip("/"))

@@ -24,7 +24,7 @@ __all__ = [
     "RecommendRequest", "RecommendResponse", "FeedbackRequest", "FeedbackResponse",
     "Upstream", "RoutingConfig", "SavedRouting", "RoutingState", "VariantWindow", "ShadowWindow",
     "InterleaveWindow", "WindowStats", "RoutingStrategy", "Variant", "FeedbackEvent",
-    "UpstreamUrl",
+    "UpstreamUrl", "ModelVersion",
 ]
 
 RoutingStrategy = Literal["single", "shadow", "canary", "ab", "interleave"]
@@ -76,10 +76,19 @@ class FeedbackResponse(BaseModel):
 UpstreamUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=512)]
 
 
+# A model version as the admin API takes it (``PUT /admin/routing``, ``PUT /admin/upstreams``):
+# a registry number or a bundle version. It goes into a model server's URL
+# (``upstream_url_template``), metric labels and the routing file, so it is one token: with
+# any text, '1@host/#' moved the template's traffic to another host and '2 x' was applied,
+# then failed every request.
+ModelVersion = Annotated[str, Field(min_length=1, max_length=64,
+                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
 class Upstream(_Strict):
     """A model server: a version, and its URL unless the router knows it."""
 
-    version: str = Field(min_length=1)
+    version: ModelVersion
     url: UpstreamUrl | None = None
 
 

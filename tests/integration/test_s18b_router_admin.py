@@ -1,0 +1,122 @@
+"""The router's admin API: bodies within the router's limit, versions that name a version.
+
+``PUT /admin/routing`` and ``PUT /admin/upstreams`` read the whole body before looking at it
+(Starlette's ``request.body()``), however large: with the admin API open (no admin token, the
+default) anyone who reached the router could make it hold a body of any size in memory. A
+body over the router's limit is now a 413 naming ``body``, like ``POST /recommend``, and the
+routing and upstreams stay as they were.
+
+A version in ``PUT /admin/routing`` or ``PUT /admin/upstreams`` was any non-empty text. With
+``MARQUEE_ROUTER_UPSTREAM_URL_TEMPLATE`` (the chart sets one) the router builds the model
+server's URL from it, so ``1@127.0.0.1:9/#`` sent production traffic to a host the template
+never names, and ``2 x`` was accepted (200) with every ``/recommend`` failing after. A version
+is now letters, digits, '.', '_' and '-' (at most 64), else a 422 naming the field, with
+nothing changed.
+
+The router is the real ``marquee router`` process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import free_port, stop_process, wait_until
+from serving.router.app import MAX_BODY_BYTES
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = "http://movie-recommender-v{version}-predictor.marquee.svc.cluster.local"
+
+
+@pytest.fixture()
+def router_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+    env["MARQUEE_HOME"] = str(tmp_path / "home")
+    env["MARQUEE_ROUTER_UPSTREAM_URL_TEMPLATE"] = TEMPLATE
+    cmd = [sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1",
+           "--port", str(port), "--no-logs", "--routing-file", "none",
+           "--upstream", "1=http://127.0.0.1:9", "--baseline", "1"]
+    with open(tmp_path / "router.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: proc.poll() is None
+                   and httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
+                   timeout=60, what="router ready")
+        yield url
+    finally:
+        stop_process(proc)
+
+
+def _oversized_registration() -> bytes:
+    # valid JSON, well past the limit: only its size is wrong
+    return (b'{"version": "2", "url": "http://127.0.0.1:8082", "note": "'
+            + b"x" * (4 * MAX_BODY_BYTES) + b'"}')
+
+
+@pytest.mark.parametrize("path", ["/admin/upstreams", "/admin/routing"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_admin_body_over_the_limit_is_a_413_naming_body(router_url: str, path: str,
+                                                           chunked: bool) -> None:
+    body = _oversized_registration()
+    content = iter([body[i:i + 16384] for i in range(0, len(body), 16384)]) if chunked \
+        else body
+    before_upstreams = httpx.get(f"{router_url}/admin/upstreams", timeout=5).json()
+    before_routing = httpx.get(f"{router_url}/admin/routing", timeout=5).json()
+
+    r = httpx.put(f"{router_url}{path}", content=content, timeout=30,
+                  headers={"content-type": "application/json"})
+
+    assert r.status_code == 413, r.text
+    assert r.json()["field"] == "body"
+    assert str(MAX_BODY_BYTES) in r.json()["error"]
+    assert httpx.get(f"{router_url}/admin/upstreams", timeout=5).json() == before_upstreams
+    assert httpx.get(f"{router_url}/admin/routing", timeout=5).json() == before_routing
+
+
+def test_an_admin_body_within_the_limit_still_works(router_url: str) -> None:
+    r = httpx.put(f"{router_url}/admin/upstreams", timeout=5,
+                  json={"version": "2", "url": "http://127.0.0.1:8082"})
+    assert r.status_code == 200, r.text
+    assert r.json()["2"] == "http://127.0.0.1:8082"
+
+
+_NOT_VERSIONS = ["1@127.0.0.1:9/#", "2 x", "2/../../admin", "2\r\nX-Injected: 1", "x" * 65]
+
+
+@pytest.mark.parametrize("version", _NOT_VERSIONS)
+def test_a_routing_version_that_is_no_version_is_a_422_naming_it(router_url: str,
+                                                                 version: str) -> None:
+    before = httpx.get(f"{router_url}/admin/routing", timeout=5).json()
+    r = httpx.put(f"{router_url}/admin/routing", timeout=5, json={
+        "strategy": "canary", "baseline": {"version": "1"}, "candidate": {"version": version},
+        "candidate_weight": 50})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "candidate.version"
+    assert httpx.get(f"{router_url}/admin/routing", timeout=5).json() == before
+
+
+@pytest.mark.parametrize("version", _NOT_VERSIONS)
+def test_an_upstream_version_that_is_no_version_is_a_422_naming_it(router_url: str,
+                                                                   version: str) -> None:
+    before = httpx.get(f"{router_url}/admin/upstreams", timeout=5).json()
+    r = httpx.put(f"{router_url}/admin/upstreams", timeout=5,
+                  json={"version": version, "url": "http://127.0.0.1:8082"})
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "version"
+    assert httpx.get(f"{router_url}/admin/upstreams", timeout=5).json() == before
+
+
+def test_a_version_through_the_template_still_routes(router_url: str) -> None:
+    r = httpx.put(f"{router_url}/admin/routing", timeout=5, json={
+        "strategy": "canary", "baseline": {"version": "1"},
+        "candidate": {"version": "20260101T000000Z-ab12cd34"}, "candidate_weight": 50})
+    assert r.status_code == 200, r.text
+    assert r.json()["candidate_url"] == TEMPLATE.format(version="20260101T000000Z-ab12cd34")
