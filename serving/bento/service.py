@@ -96,6 +96,8 @@ def _decode_v2(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise BadRequest(f"body: not valid JSON: not UTF-8 at byte {exc.start}",
                          field="body") from None
+    except RecursionError:  # nested past the parser's depth: KServe's answer for these bytes
+        raise BadRequest("body: There was an error parsing the body", field="body") from None
 
 
 def request_id_of(headers: Any) -> str | None:

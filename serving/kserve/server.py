@@ -7,6 +7,8 @@ host), leaves gRPC off unless asked, and adds:
 
 * a V2 request in the binary data extension (``inference-header-content-length``) whose
   header or binary part does not fit is a 400 naming the body (KServe: a 500 and a traceback);
+* a V2 body of JSON sent without a JSON content type is read as JSON, as V1 and the BentoML
+  runtime read it (KServe: a 400 asking for the binary extension's header);
 * gRPC (``enable_grpc``) on the same configured host, not ``[::]``, without the model
   repository's load/unload (UNIMPLEMENTED, as their REST routes are 404s), messages limited
   to ``max_body_bytes``, and a bad request answered INVALID_ARGUMENT naming the field (KServe
@@ -130,13 +132,43 @@ async def _http_exception(_: Request, exc: Exception) -> JSONResponse:
                          "field": field}, status_code=exc.status_code, headers=exc.headers)
 
 
+def _v2_json(body: bytes) -> Any:
+    """A V2 body of JSON that came without a JSON content type (``curl -d``, a client that
+    sets none), as KServe's V2 model reads a JSON one: InvalidInput (400) when it is no JSON,
+    RequestValidationError (422 naming the field) when it is no V2 request; the messages are
+    the BentoML runtime's for the same bytes."""
+    import json
+
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest
+    from pydantic import ValidationError
+
+    try:
+        doc = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"not valid JSON at line {exc.lineno}, column {exc.colno} "
+                           f"(character {exc.pos}): {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
+    except RecursionError:
+        raise InvalidInput("There was an error parsing the body") from None
+    try:
+        return InferenceRequest.model_validate(doc)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
 class _DataPlane(DataPlane):
     """KServe's data plane; a malformed request of the V2 binary data extension is InvalidInput
-    (a 400 naming the body), not the ValueError, KeyError or struct.error KServe lets out."""
+    (a 400 naming the body), not the ValueError, KeyError or struct.error KServe lets out; a V2
+    body of JSON without a JSON content type (and without the extension's header) is read as
+    JSON, as V1 bodies are and as the BentoML runtime reads them (KServe refused it with a 400
+    about the extension's header)."""
 
     def decode_inference_request(self, body: Any, headers: Any, model_name: str) -> Any:
         if not isinstance(body, bytes):
             return super().decode_inference_request(body, headers, model_name)
+        if (headers or {}).get(INFERENCE_CONTENT_LENGTH_HEADER) is None:
+            return super().decode_inference_request(_v2_json(body), headers, model_name)
         try:
             return super().decode_inference_request(body, headers, model_name)
         except InvalidInput:
