@@ -34,7 +34,6 @@ metrics, whose ``route`` label comes from a fixed set.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import time
@@ -51,7 +50,7 @@ from starlette.routing import Match, Route
 
 from serving.errors import BadRequest, ServingError, error_body
 from serving.runtime.middleware import ServingMiddleware, route_of
-from serving.runtime.schema import parse_v1, request_id_from
+from serving.runtime.schema import decode_v2_json, parse_v1, request_id_from
 
 __all__ = ["MovieRecommender", "http_app"]
 
@@ -86,18 +85,12 @@ def _decode(body: bytes, content_type: str | None) -> Any:
 
 
 def _decode_v2(body: bytes) -> Any:
-    """A V2 body decoded as KServe's V2 endpoint (FastAPI, the standard library's JSON)
-    decodes it, and a 400 with the same message when it is not JSON."""
+    """A V2 body decoded as KServe's V2 endpoint decodes it, and a 400 naming the body with
+    the same message when it is not JSON."""
     try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"body: not valid JSON at line {exc.lineno}, column {exc.colno} "
-                         f"(character {exc.pos}): {exc.msg}", field="body") from None
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"body: not valid JSON: not UTF-8 at byte {exc.start}",
-                         field="body") from None
-    except RecursionError:  # nested past the parser's depth: KServe's answer for these bytes
-        raise BadRequest("body: There was an error parsing the body", field="body") from None
+        return decode_v2_json(body)
+    except ValueError as exc:
+        raise BadRequest(f"body: {exc}", field="body") from None
 
 
 def request_id_of(headers: Any) -> str | None:

@@ -49,6 +49,7 @@ from serving.kserve.model import RecommenderModel
 from serving.payload.service import SINK_MAX_BODY_BYTES
 from serving.payload.sink import CloudEventPairer, sink_router
 from serving.runtime.middleware import ServingMiddleware
+from serving.runtime.schema import decode_v2_json
 
 __all__ = ["BoundConfig", "MarqueeModelServer"]
 
@@ -137,20 +138,13 @@ def _v2_json(body: bytes) -> Any:
     sets none), as KServe's V2 model reads a JSON one: InvalidInput (400) when it is no JSON,
     RequestValidationError (422 naming the field) when it is no V2 request; the messages are
     the BentoML runtime's for the same bytes."""
-    import json
-
     from kserve.protocol.rest.v2_datamodels import InferenceRequest
     from pydantic import ValidationError
 
     try:
-        doc = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"not valid JSON at line {exc.lineno}, column {exc.colno} "
-                           f"(character {exc.pos}): {exc.msg}") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
-    except RecursionError:
-        raise InvalidInput("There was an error parsing the body") from None
+        doc = decode_v2_json(body)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     try:
         return InferenceRequest.model_validate(doc)
     except ValidationError as exc:

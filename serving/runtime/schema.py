@@ -7,6 +7,7 @@ dotted path of the offending field and the value it got, e.g.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -28,7 +29,8 @@ from serving.fields import (
 
 __all__ = ["Instance", "V1Request", "Prediction", "V1Response", "MAX_K", "MAX_HISTORY",
            "REQUEST_ID_PATTERN", "REQUEST_ID_MAX_LENGTH", "UserId", "ItemId", "TopK", "History",
-           "Context", "check_context", "bad_request_from", "parse_v1", "request_id_from"]
+           "Context", "check_context", "bad_request_from", "parse_v1", "request_id_from",
+           "decode_v2_json"]
 
 RequestId = Annotated[str, Field(min_length=1, max_length=REQUEST_ID_MAX_LENGTH,
                                  pattern=REQUEST_ID_PATTERN)]
@@ -93,6 +95,21 @@ def parse_v1(body: Any, max_instances: int) -> V1Request:
         return V1Request.model_validate(body)
     except ValidationError as exc:
         raise bad_request_from(exc) from None
+
+
+def decode_v2_json(body: bytes) -> Any:
+    """A V2 body decoded as KServe's V2 endpoint (FastAPI, the standard library's JSON) decodes
+    it; ``ValueError`` with KServe's message for bytes that are no JSON, so that both runtimes
+    refuse the same bytes with the same words."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON at line {exc.lineno}, column {exc.colno} "
+                         f"(character {exc.pos}): {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not valid JSON: not UTF-8 at byte {exc.start}") from None
+    except RecursionError:  # nested past the parser's depth
+        raise ValueError("There was an error parsing the body") from None
 
 
 def request_id_from(value: Any, field: str) -> str | None:
