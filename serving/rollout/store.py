@@ -8,7 +8,8 @@
   the kernel releases when the process dies, so a restarted controller can take over.
 * :class:`KubernetesStatusStore` — the ``ModelRollout`` custom resource: the spec is the
   object's ``spec``, the status is written through the status subresource
-  (``patch_namespaced_custom_object_status``), and commands are the annotation
+  (``patch_namespaced_custom_object_status``) with the resourceVersion last read as its
+  precondition (a stale writer gets :class:`StatusConflict`), and commands are the annotation
   ``marquee.dev/command`` (what ``kubectl annotate`` would set).
 """
 
@@ -18,6 +19,7 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -30,8 +32,8 @@ from serving.rollout.status import RolloutStatus
 
 __all__ = ["StoredRollout", "StatusStore", "FileStatusStore", "KubernetesStatusStore",
            "RolloutNotFound", "RolloutExists", "RolloutUnreadable", "ROLLOUT_UNUSABLE",
-           "ControllerBusy", "COMMAND_ANNOTATION", "GROUP", "VERSION", "PLURAL", "KUBE_REQUEST_TIMEOUT",
-           "kube_timeout", "load_kube_config"]
+           "ControllerBusy", "StatusConflict", "COMMAND_ANNOTATION", "GROUP", "VERSION", "PLURAL",
+           "KUBE_REQUEST_TIMEOUT", "kube_timeout", "load_kube_config"]
 
 GROUP, VERSION, PLURAL = "marquee.dev", "v1alpha1", "modelrollouts"
 COMMAND_ANNOTATION = "marquee.dev/command"
@@ -73,6 +75,12 @@ ROLLOUT_UNUSABLE = (RolloutNotFound, RolloutUnreadable, SpecError)
 
 class ControllerBusy(RuntimeError):
     """Another live controller holds this rollout."""
+
+
+class StatusConflict(RuntimeError):
+    """The status changed since this store read it (another controller, e.g. the new leader
+    after this one's lease lapsed mid-tick, wrote it): the older decision is not written over
+    it. The tick fails and the next one starts from what is stored."""
 
 
 @dataclass(frozen=True)
@@ -259,8 +267,11 @@ class KubernetesStatusStore:
         self.api = api
         self.namespace = namespace
         self.request_timeout = kube_timeout(request_timeout)
+        # name -> the resourceVersion of the object as this store last read or wrote it
+        self._read: dict[str, str | None] = {}
 
-    def _call(self, fn: Any, *args: Any, name: str | None = None, **kw: Any) -> Any:
+    def _call(self, fn: Any, *args: Any, name: str | None = None,
+              conflict: Callable[[], Exception] | None = None, **kw: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -270,8 +281,14 @@ class KubernetesStatusStore:
             if exc.status == 404 and name is not None:
                 raise RolloutNotFound(name) from None
             if exc.status == 409:
-                raise RolloutExists(str(name)) from None
+                raise (conflict() if conflict is not None else RolloutExists(str(name))) \
+                    from None
             raise
+
+    @staticmethod
+    def _version(obj: Any) -> str | None:
+        return ((obj or {}).get("metadata") or {}).get("resourceVersion") \
+            if isinstance(obj, dict) else None
 
     def create(self, rollout: ModelRollout) -> None:
         body = rollout.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -284,6 +301,7 @@ class KubernetesStatusStore:
 
     def get(self, name: str) -> StoredRollout:
         obj = self._object(name)
+        self._read[name] = self._version(obj)
         status = _status_from(obj.get("status"), f"{self.namespace}/{name}")
         doc = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
         return StoredRollout(parse_rollout(doc, f"{self.namespace}/{name}"), status)
@@ -293,8 +311,22 @@ class KubernetesStatusStore:
         return sorted(o["metadata"]["name"] for o in objs.get("items", []))
 
     def save_status(self, name: str, status: RolloutStatus) -> None:
-        self._call(self.api.patch_namespaced_custom_object_status, name,
-                   {"status": status.to_dict()}, name=name)
+        """Written only over the object as this store last read or wrote it (its
+        resourceVersion is the patch's precondition): a controller whose tick outlived its
+        lease cannot put an older decision over the new leader's."""
+        body: dict[str, Any] = {"status": status.to_dict()}
+        seen = self._read.get(name)
+        if seen is not None:
+            body["metadata"] = {"resourceVersion": seen}
+
+        def conflict() -> StatusConflict:  # later saves conflict too, until a new get()
+            return StatusConflict(
+                f"rollout {self.namespace}/{name}: its status changed since this controller "
+                f"read it (resourceVersion {seen}); not overwritten")
+
+        obj = self._call(self.api.patch_namespaced_custom_object_status, name, body,
+                         name=name, conflict=conflict)
+        self._read[name] = self._version(obj)
 
     def request(self, name: str, command: Command) -> None:
         if command not in _COMMANDS:
@@ -308,6 +340,23 @@ class KubernetesStatusStore:
         return cmd if cmd in _COMMANDS else None
 
     def clear_command(self, name: str, command: Command) -> None:
-        if self.pending_command(name) == command:
-            self._call(self.api.patch_namespaced_custom_object, name,
-                       {"metadata": {"annotations": {COMMAND_ANNOTATION: None}}}, name=name)
+        obj = self._object(name)
+        annotations = obj.get("metadata", {}).get("annotations") or {}
+        if annotations.get(COMMAND_ANNOTATION) != command:
+            return
+        patch: dict[str, Any] = {"metadata": {"annotations": {COMMAND_ANNOTATION: None}}}
+        seen = self._read.get(name)
+        if seen is not None and self._version(obj) == seen:
+            # Nobody else wrote since this store did: the object this write makes is still
+            # the one it knows (its own write must not look like someone else's to the next
+            # save_status), provided nobody writes in between either.
+            try:
+                done = self._call(self.api.patch_namespaced_custom_object, name,
+                                  {"metadata": {**patch["metadata"], "resourceVersion": seen}},
+                                  name=name, conflict=lambda: StatusConflict(name))
+            except StatusConflict:
+                pass  # someone else wrote meanwhile: the next save_status must conflict
+            else:
+                self._read[name] = self._version(done)
+                return
+        self._call(self.api.patch_namespaced_custom_object, name, patch, name=name)
