@@ -309,12 +309,16 @@ class Registry:
 
         ``previous`` moves first, ``production`` last, so a rollback target exists whenever
         the new production is visible; if moving ``production`` fails, ``previous`` is put
-        back. A ``candidate`` alias on the promoted version is removed.
+        back. A ``candidate`` alias on the promoted version is removed. Promoting the version
+        that is production already changes nothing but that last step, so promoting again
+        after a promotion cut short finishes it (``previous`` is not touched).
         """
         target = self.get_version(version).version
         aliases = self._aliases()
         old, old_previous = aliases.get(PRODUCTION), aliases.get(PREVIOUS)
         if old == target:
+            if aliases.get(CANDIDATE) == target:
+                self.delete_alias(CANDIDATE)
             return Promotion(production=target, previous=old_previous)
         if old is not None:
             self.set_alias(PREVIOUS, old)

@@ -154,8 +154,14 @@ class Controller:
     def _promote(self, status: RolloutStatus) -> None:
         if self.registry is None or status.candidate_version is None:
             return
-        if self.registry.get_alias("production") != status.candidate_version:
-            self.registry.promote(status.candidate_version)
+        version = status.candidate_version
+        if self.registry.get_alias("production") != version:
+            self.registry.promote(version)
+        elif self.registry.get_alias("candidate") == version:
+            # A promotion cut short (the controller died) after ``production`` moved: finish
+            # it. Calling promote again would be wrong for a registry that sets ``previous``
+            # to the production of the moment, which is the candidate by now.
+            self.registry.delete_alias("candidate")
 
     def _restore_aliases(self, status: RolloutStatus) -> None:
         if self.registry is None or not status.started:
