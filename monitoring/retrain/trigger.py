@@ -108,8 +108,16 @@ class RetrainTrigger:
             self.store.problem()  # a corrupt state file is logged at start-up already
             try:
                 self._resume()
+                # A run whose trigger died (and that is not followed again) ends failed now,
+                # not whenever the next alert or request happens to arrive: until then it
+                # showed as running and held the in-flight slot.
+                with self.store.transaction() as state:
+                    self._clear_stale(state)
             except StateCorruptError:
                 pass  # nothing can be resumed or decided until the file is repaired
+            except OSError as exc:  # the next decision tries again
+                log.error("the state under %s could not be checked at start-up: %s",
+                          self.store.root, exc)
             self._worker = threading.Thread(target=self._work, name="retrain-worker",
                                             daemon=True)
             self._worker.start()
@@ -128,7 +136,7 @@ class RetrainTrigger:
                 return
             try:
                 run = self.store.load_run(flight.run_id)
-            except OSError:
+            except (OSError, ValueError):  # gone or damaged: nothing to follow
                 return
             if run.status is not RunStatus.RUNNING or not run.pipeline_run_id:
                 return
@@ -199,12 +207,23 @@ class RetrainTrigger:
                         flight.run_id, flight.pid)
             try:
                 run = self.store.load_run(flight.run_id)
-                if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
-                    run.status, run.finished_at = RunStatus.FAILED, self._now()
-                    run.error = f"owner process {flight.pid} exited during the run"
+            except FileNotFoundError:
+                run = None
+            except (OSError, ValueError) as exc:
+                # Damaged (a write cut short by a power loss): kept as it is for whoever looks
+                # into it, and the claim is released all the same. Before, the parse error
+                # escaped every decision (500s for good) and the trigger's start-up.
+                log.error("run %s: its record %s is unreadable (%s); left as it is",
+                          flight.run_id, self.store.runs_dir / f"{flight.run_id}.json",
+                          " ".join(str(exc).split())[:300])
+                run = None
+            if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+                run.status, run.finished_at = RunStatus.FAILED, self._now()
+                run.error = f"owner process {flight.pid} exited during the run"
+                try:
                     self.store.save_run(run)
-            except OSError:
-                pass
+                except OSError as exc:
+                    log.error("run %s: not marked failed: %s", flight.run_id, exc)
             state.in_flight = None
 
     def _refusal(self, state: TriggerState, model: str, now: datetime,
