@@ -148,9 +148,24 @@ class StateStore:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _write_atomic(self, path: Path, text: str) -> None:
+        """Temp file in the same directory, synced, renamed over ``path``, directory synced:
+        after a crash or a power loss ``path`` is the old or the new text, never empty or cut
+        short (unsynced, a rename can reach the disk before the data it names)."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     @contextmanager
     def transaction(self) -> Iterator[TriggerState]:
