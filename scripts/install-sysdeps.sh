@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the integration tests start for real: Prometheus (with
-# promtool) and Alertmanager (with amtool). Does nothing when they are already present.
+# promtool) and Alertmanager (with amtool); and strace, with which the durability tests watch
+# state files reach the disk. Does nothing when they are already present.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v strace >/dev/null 2>&1 || need+=(strace)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing ${need[*]}: run 'sudo apt-get install -y ${need[*]}' (tests that need them will fail)" >&2

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from marquee.durable import write_text_atomic
 from monitoring.errors import StateCorruptError
 from monitoring.loop.procs import group_alive
 from monitoring.retrain.models import Decision, RunRecord
@@ -147,33 +148,13 @@ class StateStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _write_atomic(self, path: Path, text: str) -> None:
-        """Temp file in the same directory, synced, renamed over ``path``, directory synced:
-        after a crash or a power loss ``path`` is the old or the new text, never empty or cut
-        short (unsynced, a rename can reach the disk before the data it names)."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            with open(tmp, "w") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
     @contextmanager
     def transaction(self) -> Iterator[TriggerState]:
         """Yield the state; it is written back when the block ends without an exception."""
         with self._flock("state.lock"):
             state = self.read()
             yield state
-            self._write_atomic(self.state_path, state.model_dump_json(indent=1))
+            write_text_atomic(self.state_path, state.model_dump_json(indent=1))
 
     def read(self) -> TriggerState:
         """The state; an absent file is the empty state, an unreadable one raises
@@ -265,7 +246,7 @@ class StateStore:
     # runs -----------------------------------------------------------------------------
     def save_run(self, run: RunRecord) -> None:
         self._ensure()
-        self._write_atomic(self.runs_dir / f"{run.run_id}.json", run.model_dump_json(indent=1))
+        write_text_atomic(self.runs_dir / f"{run.run_id}.json", run.model_dump_json(indent=1))
 
     def load_run(self, run_id: str) -> RunRecord:
         return RunRecord.model_validate_json((self.runs_dir / f"{run_id}.json").read_bytes())

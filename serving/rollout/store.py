@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
+from marquee.durable import write_text_atomic
 from serving.rollout.analysis import Command
 from serving.rollout.spec import ModelRollout, SpecError, parse_rollout
 from serving.rollout.status import RolloutStatus
@@ -104,25 +104,6 @@ class StatusStore(Protocol):
     def clear_command(self, name: str, command: Command) -> None: ...
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class FileStatusStore:
     """Rollouts under a local directory (the embedded default: ``<MARQUEE_HOME>/rollouts``)."""
 
@@ -138,8 +119,8 @@ class FileStatusStore:
         d = self._dir(rollout.name)
         if (d / "rollout.yaml").exists():
             raise RolloutExists(f"rollout {rollout.name} exists in {d}")
-        _atomic_write(d / "rollout.yaml", rollout.to_yaml())
-        _atomic_write(d / "status.json", json.dumps(RolloutStatus().to_dict(), indent=2))
+        write_text_atomic(d / "rollout.yaml", rollout.to_yaml())
+        write_text_atomic(d / "status.json", json.dumps(RolloutStatus().to_dict(), indent=2))
 
     def get(self, name: str) -> StoredRollout:
         d = self._dir(name)
@@ -169,13 +150,13 @@ class FileStatusStore:
         d = self._dir(name)
         if not (d / "rollout.yaml").exists():
             raise RolloutNotFound(name)
-        _atomic_write(d / "status.json", json.dumps(status.to_dict(), indent=2))
+        write_text_atomic(d / "status.json", json.dumps(status.to_dict(), indent=2))
 
     def request(self, name: str, command: Command) -> None:
         if command not in _COMMANDS:
             raise ValueError(f"command must be one of {_COMMANDS}, got {command!r}")
         self.get(name)
-        _atomic_write(self._dir(name) / "command", command)
+        write_text_atomic(self._dir(name) / "command", command)
 
     def pending_command(self, name: str) -> Command | None:
         try:

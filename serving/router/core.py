@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from marquee.durable import write_text_atomic
 from serving.router import metrics
 from serving.router.assignment import assign
 from serving.router.errors import NotConfigured, UnknownRequest, UnknownVersion, UpstreamFailed
@@ -136,18 +137,10 @@ class Router:
         path = self.routing_file
         if not path:
             return
-        import os
-        import tempfile
-
         urls = {config.baseline.version: base_url}
         if config.candidate is not None and cand_url:
             urls[config.candidate.version] = cand_url
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".routing.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(SavedRouting(routing=config, upstreams=urls).model_dump_json())
-        os.replace(tmp, path)
+        write_text_atomic(path, SavedRouting(routing=config, upstreams=urls).model_dump_json())
 
     def apply(self, config: RoutingConfig, persist: bool = True) -> RoutingState:
         """Put a routing configuration in force (idempotent for an unchanged one)."""
