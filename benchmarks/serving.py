@@ -334,7 +334,7 @@ class ConstantRecommender:
     def item_embeddings(self) -> np.ndarray:
         return self._emb
 
-    def user_state(self, user_id, history=None, ts=None, context=None):
+    def user_state(self, user_id, history=None, ts=None, context=None, demographics=None):
         return None
 
     def seen_idx(self, state) -> np.ndarray:

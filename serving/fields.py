@@ -6,13 +6,13 @@ loads neither the runtime (faiss, torch) nor a web framework.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 __all__ = ["MAX_K", "MAX_HISTORY", "REQUEST_ID_PATTERN", "REQUEST_ID_MAX_LENGTH", "UserId",
            "ItemId", "TopK", "History", "ContextValue", "Context", "check_context", "INT64_MAX",
-           "short_repr", "flatten"]
+           "Demographics", "short_repr", "flatten"]
 
 MAX_K = 500
 MAX_HISTORY = 1000
@@ -43,6 +43,16 @@ def check_context(v: dict[str, ContextValue] | None) -> dict[str, ContextValue] 
 
 Context = Annotated[dict[Annotated[str, Field(max_length=64)], ContextValue], Field(max_length=32),
                     AfterValidator(check_context)]
+
+
+# A user the model has no record of (signed up after training) can be described by the
+# coarsened demographics of the users table (DESIGN.md: age bucket, not age; region, not zip
+# code): the user tower takes them without an id and cold start uses the segment's popularity.
+# A stored user keeps the demographics the model was trained with.
+Demographics = Annotated[
+    dict[Literal["age_bucket", "gender", "occupation", "region"],
+         Annotated[str, Field(min_length=1, max_length=64)]],
+    Field(max_length=4)]
 
 
 def short_repr(value: Any, limit: int = 60) -> str:

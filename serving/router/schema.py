@@ -14,6 +14,7 @@ from serving.fields import (
     REQUEST_ID_MAX_LENGTH,
     REQUEST_ID_PATTERN,
     Context,
+    Demographics,
     History,
     ItemId,
     TopK,
@@ -45,6 +46,7 @@ class RecommendRequest(_Strict):
     k: TopK = 10
     context: Context | None = None
     history: History | None = None
+    demographics: Demographics | None = None  # a user the model has no record of
 
 
 class RecommendResponse(BaseModel):

@@ -77,6 +77,8 @@ class UpstreamClient:
             instance["history"] = req.history
         if req.context is not None:
             instance["context"] = req.context
+        if req.demographics is not None:
+            instance["demographics"] = req.demographics
         return instance
 
     async def predict(self, base_url: str, req: RecommendRequest, request_id: str, *,

@@ -40,7 +40,8 @@ class OnlineRecommender(Protocol):
 
     def item_embeddings(self) -> np.ndarray: ...
     def user_state(self, user_id: int, history: list[int] | None = None,
-                   ts: float | None = None, context: dict | None = None) -> Any: ...
+                   ts: float | None = None, context: dict | None = None,
+                   demographics: Mapping[str, str] | None = None) -> Any: ...
     def user_embedding(self, state: Any) -> np.ndarray: ...
     def rank(self, state: Any, cand_idx: np.ndarray, retrieval_scores: np.ndarray
              ) -> np.ndarray: ...
@@ -172,11 +173,13 @@ class Runtime:
     # Serving ----------------------------------------------------------------------------------
     def recommend(self, user_id: int, k: int = 10, context: Mapping[str, Any] | None = None,
                   history: list[int] | None = None, request_id: str | None = None,
-                  ts: float | None = None) -> Recommendation:
+                  ts: float | None = None, demographics: Mapping[str, str] | None = None
+                  ) -> Recommendation:
         """Top-``k`` items for one user; never raises for an unknown user.
 
         The request time is ``ts``, else a numeric ``context["ts"]`` (unix seconds, so a replay
-        or a comparison between servers is deterministic), else now.
+        or a comparison between servers is deterministic), else now. ``demographics`` describe
+        a user the model has no record of (``Recommender.user_state``).
         """
         t0 = time.perf_counter()
         request_id = request_id or uuid.uuid4().hex
@@ -188,7 +191,8 @@ class Runtime:
         if history is None:
             history = self.history.history(user_id)
         ctx = dict(context) if context else None
-        state = self.rec.user_state(user_id, history=history, ts=ts, context=ctx)
+        state = self.rec.user_state(user_id, history=history, ts=ts, context=ctx,
+                                    demographics=demographics)
         cold = bool(getattr(state, "cold_start", False))
         seen = np.asarray(self.rec.seen_idx(state), dtype=np.int64)
         feats = self.rec.features(state)

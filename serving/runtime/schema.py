@@ -19,6 +19,7 @@ from serving.fields import (
     REQUEST_ID_MAX_LENGTH,
     REQUEST_ID_PATTERN,
     Context,
+    Demographics,
     History,
     ItemId,
     TopK,
@@ -38,7 +39,9 @@ _REQUEST_ID = TypeAdapter(RequestId)
 
 
 class Instance(BaseModel):
-    """One recommendation request: ``{"user_id": 42, "k": 10, "history": [..], "context": {..}}``."""
+    """One recommendation request: ``{"user_id": 42, "k": 10, "history": [..], "context": {..},
+    "demographics": {"age_bucket": "25-34", "gender": "F", ..}}`` (demographics: for a user the
+    model has no record of)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,6 +49,7 @@ class Instance(BaseModel):
     k: TopK = 10
     history: History | None = None
     context: Context | None = None
+    demographics: Demographics | None = None
     request_id: RequestId | None = None
 
 

@@ -73,7 +73,7 @@ class RecommendService:
         out = []
         for inst, rid in zip(instances, ids, strict=True):
             rec = self.runtime.recommend(inst.user_id, inst.k, inst.context, inst.history,
-                                         request_id=rid)
+                                         request_id=rid, demographics=inst.demographics)
             pred = self._prediction(inst, rec)
             self._log_ok(inst, rec, pred, started)
             out.append(pred)
