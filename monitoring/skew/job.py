@@ -35,7 +35,7 @@ from monitoring.drift.stats import jensenshannon_counts, wasserstein_norm
 from monitoring.errors import MonitoringInputError, NoDataError
 
 __all__ = ["FeatureFn", "Recompute", "SkewConfig", "SkewFeatureResult", "SkewSummary",
-           "OfflineRecompute", "request_history", "compare", "run_skew"]
+           "OfflineRecompute", "request_history", "request_demographics", "compare", "run_skew"]
 
 #: (user demographics or None, history item ids, unix ts) -> {feature: value}
 FeatureFn = Callable[[Mapping[str, object] | None, Sequence[int], float], Mapping[str, object]]
@@ -94,8 +94,8 @@ class SkewSummary(BaseModel):
     outputs: dict[str, str] = Field(default_factory=dict)
 
 
-def request_history(request_json: object) -> list[int] | None:
-    """The ``history`` a request carried (router or KServe V1 body), else None."""
+def _request_instance(request_json: object) -> dict | None:
+    """The one instance of a logged request (router or KServe V1 body), else None."""
     if request_json is None or (isinstance(request_json, float) and np.isnan(request_json)):
         return None
     try:
@@ -105,9 +105,24 @@ def request_history(request_json: object) -> list[int] | None:
         return None
     if isinstance(body, dict) and isinstance(body.get("instances"), list) and body["instances"]:
         body = body["instances"][0]
-    if isinstance(body, dict) and isinstance(body.get("history"), list):
+    return body if isinstance(body, dict) else None
+
+
+def request_history(request_json: object) -> list[int] | None:
+    """The ``history`` a request carried (router or KServe V1 body), else None."""
+    body = _request_instance(request_json)
+    if body is not None and isinstance(body.get("history"), list):
         return [int(x) for x in body["history"]]
     return None
+
+
+def request_demographics(request_json: object) -> dict[str, object] | None:
+    """The ``demographics`` a request carried for a user the model has no record of, else
+    None."""
+    body = _request_instance(request_json)
+    demo = body.get("demographics") if body is not None else None
+    return {k: v for k, v in demo.items() if k in DEMOGRAPHICS} if isinstance(demo, dict) \
+        else None
 
 
 class OfflineRecompute:
@@ -115,7 +130,8 @@ class OfflineRecompute:
 
     ``users``: ``user_id``, the demographics, and ``history`` (item ids, most recent last) —
     the bundle's ``model/user_features.parquet``. A request's own ``history`` wins over the
-    stored one, as in serving.
+    stored one, and its ``demographics`` stand in for a user the table does not hold, as in
+    serving (``Recommender.user_state``).
     """
 
     def __init__(self, features_fn: FeatureFn, users: pd.DataFrame) -> None:
@@ -138,7 +154,8 @@ class OfflineRecompute:
             history = request_history(body)
             if history is None:
                 history = self._history.get(uid, [])
-            feats = dict(self.features_fn(self._demo.get(uid), history, float(ts)))
+            user = self._demo[uid] if uid in self._demo else request_demographics(body)
+            feats = dict(self.features_fn(user, history, float(ts)))
             feats["request_id"] = rid
             rows.append(feats)
         return pd.DataFrame(rows)
