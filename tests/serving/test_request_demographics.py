@@ -9,19 +9,18 @@ whatever their segment.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port, stop_process, wait_until
-from serving_support import V1_PATH, bundle_dir, serving_env, start_server  # noqa: F401
+from conftest import free_port, stop_process
+from serving_support import V1_PATH, bundle_dir, start_server  # noqa: F401
+
+from tests.rollout.rollout_support import start_router
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 TS = {"ts": 1_700_000_000}
 
 
@@ -29,34 +28,18 @@ TS = {"ts": 1_700_000_000}
 def served(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
     """KServe and BentoML model servers of one bundle, and the router in front of KServe."""
     home = tmp_path_factory.mktemp("demographics")
-    port, bento_port, router_port = free_port(), free_port(), free_port()
+    port, bento_port = free_port(), free_port()
     server = start_server("kserve", bundle_dir, home, port, home / "server.log")
-    bento = None
-    log = open(home / "router.log", "ab")  # noqa: SIM115 - closed below
-    router = subprocess.Popen(
-        [sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1", "--port",
-         str(router_port), "--upstream", f"1=http://127.0.0.1:{port}", "--baseline", "1",
-         "--routing-file", "none", "--no-logs"],
-        env=serving_env(home), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    router_url = f"http://127.0.0.1:{router_port}"
+    bento = router = None
     try:
         bento = start_server("bentoml", bundle_dir, home / "bento", bento_port,
                              home / "bento.log")
-
-        def up() -> bool:
-            if router.poll() is not None:
-                raise RuntimeError((home / "router.log").read_text()[-2000:])
-            try:
-                return httpx.get(router_url + "/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=60, interval=0.2, what="router ready")
+        router = start_router({"1": f"http://127.0.0.1:{port}"}, "1", home, home)
         yield {"kserve": f"http://127.0.0.1:{port}", "bentoml": f"http://127.0.0.1:{bento_port}",
-               "router": router_url}
+               "router": router.url}
     finally:
-        stop_process(router)
-        log.close()
+        if router is not None:
+            router.stop()
         if bento is not None:
             stop_process(bento)
         stop_process(server)

@@ -14,19 +14,17 @@ with the Python API (``recsys.Recommender.recommend``) on the same bundle.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port, stop_process, wait_until
-from serving_support import V1_PATH, bundle_dir, serving_env, start_server  # noqa: F401
+from conftest import free_port, stop_process
+from serving_support import V1_PATH, bundle_dir, start_server  # noqa: F401
+
+from tests.rollout.rollout_support import start_router
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _v1(url: str, instance: dict) -> dict:
@@ -43,29 +41,15 @@ def _python_items(rec, user_id: int, k: int) -> list[int]:
 def served(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
     """A KServe model server with default settings and the router in front of it."""
     home = tmp_path_factory.mktemp("s17b-cold")
-    port, router_port = free_port(), free_port()
+    port = free_port()
     server = start_server("kserve", bundle_dir, home, port, home / "server.log")
-    log = open(home / "router.log", "ab")  # noqa: SIM115 - closed below
-    router = subprocess.Popen(
-        [sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1", "--port",
-         str(router_port), "--upstream", f"1=http://127.0.0.1:{port}", "--baseline", "1",
-         "--routing-file", "none", "--no-logs"],
-        env=serving_env(home), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    router_url = f"http://127.0.0.1:{router_port}"
     try:
-        def up() -> bool:
-            if router.poll() is not None:
-                raise RuntimeError((home / "router.log").read_text()[-2000:])
-            try:
-                return httpx.get(router_url + "/readyz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=60, interval=0.2, what="router ready")
-        yield f"http://127.0.0.1:{port}", router_url
+        router = start_router({"1": f"http://127.0.0.1:{port}"}, "1", home, home)
+        try:
+            yield f"http://127.0.0.1:{port}", router.url
+        finally:
+            router.stop()
     finally:
-        stop_process(router)
-        log.close()
         stop_process(server)
 
 
