@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.router.schema import UpstreamUrl
+from serving.router.schema import ModelVersion, UpstreamUrl
 
 __all__ = ["RouterSettings", "ADMIN_TOKEN_ENV", "admin_headers"]
 
@@ -35,12 +35,12 @@ class RouterSettings(BaseSettings):
     host: str | None = Field(None, description="Bind address. Default: MARQUEE_BIND_HOST.")
     port: int = Field(8090, ge=1, le=65535, description="HTTP port.")
     model_name: str = Field("movie-recommender", description="KServe model name upstream.")
-    upstreams: dict[str, UpstreamUrl] = Field(
+    upstreams: dict[ModelVersion, UpstreamUrl] = Field(
         default_factory=dict, description="Model server URL per version, e.g. {'1': 'http://…'}.")
     upstream_url_template: UpstreamUrl | None = Field(
         None, description="URL of a version not in upstreams, e.g. "
         "'http://movie-recommender-v{version}-predictor.marquee.svc.cluster.local'.")
-    baseline_version: str | None = Field(
+    baseline_version: ModelVersion | None = Field(
         None, description="Version served before a controller sets the routing.")
     upstream_timeout_seconds: float = Field(2.0, gt=0, description="Per model-server call.")
     max_connections: int = Field(256, ge=1, description="Pooled connections to model servers.")

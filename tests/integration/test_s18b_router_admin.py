@@ -120,3 +120,24 @@ def test_a_version_through_the_template_still_routes(router_url: str) -> None:
         "candidate": {"version": "20260101T000000Z-ab12cd34"}, "candidate_weight": 50})
     assert r.status_code == 200, r.text
     assert r.json()["candidate_url"] == TEMPLATE.format(version="20260101T000000Z-ab12cd34")
+
+
+@pytest.mark.parametrize(("args", "env", "field"), [
+    (["--upstream", "1=http://127.0.0.1:9", "--baseline", "1@127.0.0.1:9/#"], {},
+     "baseline_version"),
+    (["--baseline", "1"], {"MARQUEE_ROUTER_UPSTREAMS": '{"1": "http://127.0.0.1:9", '
+                                                      '"2 x": "http://127.0.0.1:9"}'},
+     "upstreams.2 x"),
+], ids=["baseline", "upstreams"])
+def test_the_routers_own_versions_follow_the_version_rule(
+        tmp_path: Path, args: list[str], env: dict[str, str], field: str) -> None:
+    """The operator's versions (--baseline, --upstream, MARQUEE_ROUTER_UPSTREAMS) go into the
+    same URLs, labels and routing file as the admin API's: the same rule, refused at start-up
+    naming the setting, before anything listens."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
+    out = subprocess.run([sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1",
+                          "--port", "9", "--routing-file", "none", "--no-logs", *args],
+                         env={**base, "MARQUEE_HOME": str(tmp_path / "home"), **env}, cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert "invalid settings" in out.stderr and field in out.stderr, out.stderr
