@@ -12,7 +12,9 @@ there act on:
    an InferenceService of that name that already exists is kept;
 2. once KServe reports it ``Ready`` (within ``server_ready_timeout``), the **ModelRollout**
    (``strategy: shadow`` from ``production``, ``MARQUEE_RETRAIN_ROLLOUT_SPEC`` merged over
-   it), which the rollout controller Deployment picks up. The router reaches the version
+   it), which the rollout controller Deployment picks up; one of that name and spec that
+   has not ended is kept (the step run again after the trigger died), as ``marquee rollout
+   start`` resumes it. The router reaches the version
    through its predictor URL template, so nothing is announced to it.
 
 The decisions and their log lines are those of the local step (``rollout-started``,
@@ -135,16 +137,29 @@ class ClusterAutoRollout(AfterRunRollout):
         log.info("InferenceService %s/%s %s; waiting until it is Ready", self.namespace,
                  isvc_name, made)
         self._wait_ready(isvc_name)
+        store = KubernetesStatusStore(self.api, self.namespace)
+        created = "created"
         try:
-            KubernetesStatusStore(self.api, self.namespace).create(rollout)
+            store.create(rollout)
         except RolloutExists:
-            raise RuntimeError(f"a ModelRollout named {rollout.name} already exists in "
-                               f"{self.namespace}") from None
+            # this step's own, created by a trigger that died before logging its decision (the
+            # step is run again after a restart): kept, as `marquee rollout start` resumes one
+            try:
+                current = store.get(rollout.name)
+            except Exception as exc:  # noqa: BLE001 - gone again, damaged: not ours to judge
+                raise RuntimeError(f"a ModelRollout named {rollout.name} already exists in "
+                                   f"{self.namespace} and cannot be read: {exc}") from None
+            if current.rollout.spec != rollout.spec or current.status.phase.terminal:
+                raise RuntimeError(
+                    f"a ModelRollout named {rollout.name} already exists in {self.namespace}"
+                    + (f" and has ended ({current.status.phase.value})"
+                       if current.status.phase.terminal else " with a different spec"))
+            created = f"already there ({current.status.phase.value}), kept"
         except ApiException as exc:
             raise RuntimeError(f"ModelRollout {rollout.name} not created ({exc.status} "
                                f"{exc.reason}): {exc.body}") from None
         detail = (f"shadow rollout {rollout.name} of version {version} against production "
-                  f"created in namespace {self.namespace}; InferenceService {isvc_name} "
+                  f"{created} in namespace {self.namespace}; InferenceService {isvc_name} "
                   f"{made}, Ready")
         log.info(detail)
         return detail, rollout.name

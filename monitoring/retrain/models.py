@@ -26,6 +26,7 @@ __all__ = [
     "DecisionKind",
     "Decision",
     "RunStatus",
+    "AfterRunMark",
     "RunRecord",
 ]
 
@@ -141,6 +142,17 @@ class RunStatus(str, Enum):
     FAILED = "failed"
 
 
+class AfterRunMark(BaseModel):
+    """A succeeded run whose after-run step (its rollout) is due: saved with the run's end,
+    before the step starts, and cleared once the step's decision is in the log. A trigger
+    that died in between leaves it, and the next one to start finds it."""
+
+    pid: int
+    host: str
+    owner: str = Field(description="the trigger process's token (monitoring.retrain.state)")
+    since: datetime
+
+
 class RunRecord(BaseModel):
     """A retraining run started by the trigger (``<home>/retrain/runs/<run_id>.json``)."""
 
@@ -160,3 +172,5 @@ class RunRecord(BaseModel):
     error: str | None = None
     rollout: str | None = Field(None, description="The rollout started for the new version "
                                 "(monitoring.retrain.rollout), when one was.")
+    after_run: AfterRunMark | None = Field(None, description="Set while the after-run step "
+                                           "of this succeeded run has not been decided yet.")

@@ -21,6 +21,12 @@ A started run is executed by one background worker thread through a ``PipelineLa
 When the run succeeds, an optional ``after_run`` step (``monitoring.retrain.rollout``: a shadow
 rollout of a version that passed the gate) decides what follows; its decision goes into the
 same log. It runs after the run has left the in-flight slot, on the same worker thread.
+The run is saved succeeded with a mark (``RunRecord.after_run``) that the step's logged
+decision clears: a trigger that dies in between (SIGKILL, OOM kill, a replaced pod) leaves the
+mark, and the next trigger to start runs the step again, its decision saying so. That is safe
+to repeat: the local step resumes a rollout of that name that has not ended (``marquee
+rollout start`` does; one a surviving controller still runs ends rollout-failed naming it),
+and the Kubernetes step keeps the InferenceService and the ModelRollout of that spec it finds.
 State lives in a ``StateStore`` under ``<home>/retrain`` and is read and written under a lock,
 so concurrent requests, and several processes sharing the home, take consistent decisions.
 A state file that cannot be read stops every decision (``StateCorruptError``, 503) instead
@@ -30,9 +36,11 @@ of being replaced by an empty state that would forget the run in flight and the 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +50,7 @@ from monitoring.errors import LaunchError, NoDataError, RunNotCancelableError
 from monitoring.retrain import metrics
 from monitoring.retrain.launcher import LaunchRequest, PipelineLauncher
 from monitoring.retrain.models import (
+    AfterRunMark,
     CancelRequest,
     Decision,
     DecisionKind,
@@ -71,6 +80,24 @@ def new_run_id(now: datetime) -> str:
     return f"rt-{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
+def _owner_gone(mark: AfterRunMark) -> bool:
+    """Whether the process that marked an after-run step due is gone. Another host's: yes (the
+    trigger runs as one replica, replaced with Recreate, so that pod has ended); this host's:
+    when no process of its pid exists, or that pid is now this process (a restarted container
+    is pid 1 again)."""
+    if mark.owner == PROCESS_TOKEN:
+        return False
+    if mark.host != socket.gethostname() or mark.pid == os.getpid():
+        return True
+    try:
+        os.kill(mark.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class RetrainTrigger:
     def __init__(
         self,
@@ -94,7 +121,10 @@ class RetrainTrigger:
         self._clock = clock
         self.after_run = after_run
         self.lease_seconds = lease_seconds
-        self._queue: queue.Queue[tuple[RunRecord, bool] | None] = queue.Queue()
+        # (run, what to do: "launch", "follow" or "after-run", the dead owner's mark of an
+        # after-run step done again)
+        self._queue: queue.Queue[tuple[RunRecord, str, AfterRunMark | None] | None] = \
+            queue.Queue()
         self._pending = 0  # runs queued or running in this process
         self._last_unauthorized: datetime | None = None  # the last 401 written to the log
         self._unauthorized_since = 0  # 401s since then (counted, not logged)
@@ -113,6 +143,7 @@ class RetrainTrigger:
                 # showed as running and held the in-flight slot.
                 with self.store.transaction() as state:
                     self._clear_stale(state)
+                self._resume_after_runs()
             except StateCorruptError:
                 pass  # nothing can be resumed or decided until the file is repaired
             except OSError as exc:  # the next decision tries again
@@ -145,7 +176,45 @@ class RetrainTrigger:
                     run.run_id, flight.pid, run.pipeline_run_id)
         with self._cond:
             self._pending += 1
-        self._queue.put((run, True))
+        self._queue.put((run, "follow", None))
+
+    def _resume_after_runs(self) -> None:
+        """Succeeded runs whose after-run step never got its decision logged (the trigger that
+        ran them died in between) get the step again, on the worker; before, the version was
+        registered and never rolled out, and nothing said so. A run whose decision made it to
+        the log (only the mark's clearing was lost) just has its mark cleared. A process
+        without an after-run step (``marquee retrain --local``) leaves them alone."""
+        if self.after_run is None:
+            return
+        decided: set[str] | None = None
+        again: list[tuple[RunRecord, AfterRunMark]] = []
+        with self.store.transaction():  # one process claims each: several may start at once
+            for run in self.store.runs():
+                mark = run.after_run
+                if run.status is not RunStatus.SUCCEEDED or mark is None or \
+                        not _owner_gone(mark):
+                    continue
+                if decided is None:
+                    decided = {d.run_id for d in self.store.decisions()
+                               if d.source == "auto-rollout" and d.run_id}
+                if run.run_id in decided:
+                    run.after_run = None
+                    self.store.save_run(run)
+                    continue
+                run.after_run = self._mark()
+                self.store.save_run(run)
+                again.append((run, mark))
+        for run, mark in again:
+            log.warning("run %s: the trigger that ran it (pid %s on %s) exited before its "
+                        "after-run step was decided; running the step again", run.run_id,
+                        mark.pid, mark.host)
+            with self._cond:
+                self._pending += 1
+            self._queue.put((run, "after-run", mark))
+
+    def _mark(self) -> AfterRunMark:
+        return AfterRunMark(pid=os.getpid(), host=socket.gethostname(), owner=PROCESS_TOKEN,
+                            since=self._now())
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the worker; the after-run step stops what it started (model servers,
@@ -440,7 +509,7 @@ class RetrainTrigger:
                 metrics.LAST_STARTED.set(run.requested_at.timestamp())
                 with self._cond:
                     self._pending += 1
-                self._queue.put((run, False))
+                self._queue.put((run, "launch", None))
             if runs and self._worker is None:
                 log.warning("run queued but the worker is not started (call start())")
 
@@ -450,8 +519,12 @@ class RetrainTrigger:
             item = self._queue.get()
             if item is None:
                 return
+            run, mode, mark = item
             try:
-                self._execute(*item)
+                if mode == "after-run":
+                    self._after(run, mark)
+                else:
+                    self._execute(run, resume=mode == "follow")
             except Exception:  # noqa: BLE001 - e.g. the state volume: the worker must go on
                 log.exception("run %s: the trigger's own bookkeeping failed", item[0].run_id)
                 self._abandon(item[0])
@@ -543,6 +616,9 @@ class RetrainTrigger:
             beating.set()
             beat.join()
             run.finished_at = self._now()
+            if run.status is RunStatus.SUCCEEDED and canceled is None and \
+                    self.after_run is not None:
+                run.after_run = self._mark()  # cleared once the step's decision is logged
             self.store.save_run(run)
             self._release_claim(run.run_id)
             metrics.RUNS_IN_FLIGHT.set(0)
@@ -577,8 +653,9 @@ class RetrainTrigger:
             except (OSError, StateCorruptError) as exc:  # the next renewal may work
                 log.warning("run %s: heartbeat not written: %s", run_id, exc)
 
-    def _after(self, run: RunRecord) -> None:
-        """The after-run step (e.g. the shadow rollout); it never fails the run."""
+    def _after(self, run: RunRecord, dead: AfterRunMark | None = None) -> None:
+        """The after-run step (e.g. the shadow rollout); it never fails the run. ``dead``: the
+        mark of a trigger that died before this step's decision was logged (done again)."""
         try:
             decision = self.after_run(run)  # type: ignore[misc]
         except Exception as exc:  # noqa: BLE001 - recorded, the run stays succeeded
@@ -586,7 +663,13 @@ class RetrainTrigger:
             decision = Decision(time=self._now(), decision=DecisionKind.ROLLOUT_FAILED,
                                 source="auto-rollout", model=run.model, run_id=run.run_id,
                                 detail=f"{type(exc).__name__}: {exc}")
-        if decision is None:
-            return
-        self.store.save_run(run)  # the step may have recorded what it started (run.rollout)
-        self._record([decision], [])
+        if decision is not None:
+            if dead is not None:
+                decision.detail = (f"after a restart (the trigger that ran the run, pid "
+                                   f"{dead.pid} on {dead.host}, exited at "
+                                   f"{dead.since.isoformat()} or later, before its rollout "
+                                   f"was decided): {decision.detail}")
+            self.store.save_run(run)  # the step may have recorded what it started (run.rollout)
+            self._record([decision], [])
+        run.after_run = None  # decided (and logged): a restart need not do it again
+        self.store.save_run(run)
