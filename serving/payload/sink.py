@@ -8,7 +8,9 @@ POSTs every request and every response as a CloudEvent whose attributes travel i
 instance through the same :class:`~serving.payload.logger.PayloadLogger`. Halves whose partner
 does not arrive within ``ttl_seconds`` are dropped and counted (``reason="unpaired"``).
 
-Every value a row takes from the bodies is type-checked: a pair that does not fit is answered
+Every value a row takes from the bodies is type-checked (a request id as the model servers
+hold one: ``serving.fields.REQUEST_ID_PATTERN``, at most ``REQUEST_ID_MAX_LENGTH``
+characters): a pair that does not fit is answered
 ``400 {"error": "<field>: <what was wrong>", "field": "<field>"}`` and writes no row. A row's
 ``ts`` (and so its partition) is the ``Ce-Time`` only when that lies within
 ``CE_TIME_MAX_PAST_SECONDS`` / ``CE_TIME_MAX_FUTURE_SECONDS`` of the receive time.
@@ -17,8 +19,11 @@ With a token (``MARQUEE_SERVING_PAYLOAD_SINK_TOKEN``) every event must carry it,
 ``Authorization: Bearer <token>`` or, since KServe's logger sends no custom headers, as
 ``?token=<token>`` in the logger URL; otherwise ``401 {"error": "authorization: …",
 "field": "authorization"}``, counted in ``marquee_serving_payload_sink_unauthorized_total``,
-before the body is read or any half is held for pairing. Without a token the sink is open,
-as before, and says so in a warning when it is built.
+before the body is parsed or any half is held for pairing. (Where the route sits behind
+``ServingMiddleware``, as in the sink service and a model server, a chunked body, one without
+``Content-Length``, is read by the middleware first, within the route's body limit, so the 401
+comes after that read; a body with ``Content-Length`` is refused before it is read.) Without
+a token the sink is open, as before, and says so in a warning when it is built.
 
 The sink service (``marquee serve --runtime payload-sink``) always serves this route; a KServe
 model server mounts it only with ``MARQUEE_SERVING_PAYLOAD_SINK_ENABLED=true``
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -41,7 +47,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from serving import metrics
-from serving.fields import INT64_MAX, flatten, short_repr
+from serving.fields import (
+    INT64_MAX,
+    REQUEST_ID_MAX_LENGTH,
+    REQUEST_ID_PATTERN,
+    flatten,
+    short_repr,
+)
 from serving.payload import metrics as sink_metrics
 from serving.payload.logger import PayloadLogger
 from serving.payload.schema import payload_row
@@ -141,7 +153,7 @@ def _v1_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
             raise SinkError(f"predictions.{i}.features",
                             f"expected an object or null (got {short_repr(features)})")
         rows.append(payload_row(
-            request_id=_str(pred.get("request_id"), f"predictions.{i}.request_id")
+            request_id=_request_id(pred.get("request_id"), f"predictions.{i}.request_id")
             or f"{ce_id}-{i}", ts=ts,
             model_version=_str(pred.get("model_version"), f"predictions.{i}.model_version")
             or fallback_version,
@@ -178,7 +190,7 @@ def _v2_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
     ids = outputs.get("request_id")
     ids = _list(ids, "outputs.request_id.data") if ids is not None else []
     for j, rid in enumerate(ids):
-        _str(rid, f"outputs.request_id.data.{j}")
+        _request_id(rid, f"outputs.request_id.data.{j}")
     version = _str(response.get("model_version"), "model_version") or fallback_version
     width = len(all_items) // n if n else 0
     rows = []
@@ -221,6 +233,25 @@ def _int(value: Any, field: str) -> int:
 def _str(value: Any, field: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise SinkError(field, f"expected a string (got {short_repr(value)})")
+    return value
+
+
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+
+
+def _request_id(value: Any, field: str) -> str | None:
+    """A request id as the model servers hold one (``serving.fields``): at most
+    ``REQUEST_ID_MAX_LENGTH`` printable characters of ``REQUEST_ID_PATTERN``; None or empty
+    when not given (the row then gets the CloudEvent's id)."""
+    value = _str(value, field)
+    if not value:
+        return value
+    if len(value) > REQUEST_ID_MAX_LENGTH:
+        raise SinkError(field, f"expected at most {REQUEST_ID_MAX_LENGTH} characters (got "
+                        f"{len(value)}: {short_repr(value)})")
+    if not _REQUEST_ID.fullmatch(value):
+        raise SinkError(field, f"expected letters, digits and . _ : - only (got "
+                        f"{short_repr(value)})")
     return value
 
 
