@@ -38,7 +38,7 @@ from monitoring.loop.procs import group_alive
 from monitoring.retrain.models import Decision, RunRecord
 
 __all__ = ["InFlight", "TriggerState", "StateStore", "StateCorruptError", "LEASE_SECONDS",
-           "PROCESS_TOKEN"]
+           "PROCESS_TOKEN", "pid_alive_here"]
 
 log = logging.getLogger("marquee.retrain.state")
 log.addHandler(logging.NullHandler())  # a command prints the error itself, once
@@ -50,6 +50,21 @@ PROCESS_TOKEN = uuid.uuid4().hex
 # How long an in-flight record without a fresh heartbeat counts as owned: the owner renews
 # it every LEASE_SECONDS / 5 while its run goes on.
 LEASE_SECONDS = 300.0
+
+
+def pid_alive_here(pid: int) -> bool:
+    """Whether another process of this pid runs on this host: not when it is this process's
+    own pid (a restarted container is pid 1 again, so the pid was reused), nor when no process
+    has it; yes when one exists, even another user's."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class InFlight(BaseModel):
@@ -81,17 +96,7 @@ class InFlight(BaseModel):
         beat = self.heartbeat or self.since
         if (now - beat).total_seconds() >= lease_seconds:
             return False
-        if self.host != socket.gethostname():
-            return True
-        if self.pid == os.getpid():
-            return False  # same pid, another process: the pid was reused after a restart
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return self.host != socket.gethostname() or pid_alive_here(self.pid)
 
     def child_running(self) -> bool:
         """Whether a process of the run's child process group still runs on this host: a

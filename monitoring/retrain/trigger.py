@@ -66,6 +66,7 @@ from monitoring.retrain.state import (
     StateCorruptError,
     StateStore,
     TriggerState,
+    pid_alive_here,
 )
 
 __all__ = ["RUN_ID", "RetrainTrigger", "new_run_id"]
@@ -87,15 +88,7 @@ def _owner_gone(mark: AfterRunMark) -> bool:
     is pid 1 again)."""
     if mark.owner == PROCESS_TOKEN:
         return False
-    if mark.host != socket.gethostname() or mark.pid == os.getpid():
-        return True
-    try:
-        os.kill(mark.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return mark.host != socket.gethostname() or not pid_alive_here(mark.pid)
 
 
 class RetrainTrigger:
