@@ -26,8 +26,12 @@ def segment_of(train_counts: pd.Series, user_ids: Iterable[int]) -> pd.Series:
 
 
 def per_user_metrics(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> pd.DataFrame:
-    """One row per user with held-out items: precision, recall, ndcg, map, mrr, hit at k."""
+    """One row per user with held-out items: precision, recall, ndcg, map, mrr, hit at k.
+
+    An item repeated in a user's list counts once, at its best rank (a list given twice,
+    e.g. for a user id repeated in ``recommend``, is no second hit)."""
     top = recs[recs["rank"] <= k][["user_id", "item_id", "rank"]]
+    top = top.sort_values("rank", kind="stable").drop_duplicates(["user_id", "item_id"])
     rel = truth[["user_id", "item_id"]].drop_duplicates()
     n_rel = rel.groupby("user_id").size().rename("n_rel")
     hits = top.merge(rel.assign(hit=1), on=["user_id", "item_id"], how="left")
@@ -55,12 +59,16 @@ def per_user_metrics(recs: pd.DataFrame, truth: pd.DataFrame, k: int) -> pd.Data
 
 def evaluate(recs: pd.DataFrame, truth: pd.DataFrame, train: pd.DataFrame,
              k_values: Iterable[int] = (10, 50), n_items: int | None = None) -> dict[str, float]:
-    """Overall and per-segment metrics; coverage and novelty of the top-k lists."""
+    """Overall and per-segment metrics; coverage and novelty of the top-k lists.
+
+    Coverage is the share of ``n_items`` (by default the distinct items of ``train`` and
+    ``recs`` together, so it never exceeds 1) that the evaluated users' top-k lists hold."""
     result: dict[str, float] = {}
     train_counts = train.groupby("user_id").size()
     users = truth["user_id"].unique()
     segments = segment_of(train_counts, users)
-    n_items = n_items or int(train["item_id"].nunique())
+    n_items = n_items or int(pd.unique(np.concatenate(
+        [train["item_id"].to_numpy(np.int64), recs["item_id"].to_numpy(np.int64)])).size)
     pop = train["item_id"].value_counts()
     n_train_users = max(int(train["user_id"].nunique()), 1)
     for k in k_values:

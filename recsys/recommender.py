@@ -16,11 +16,14 @@ import pandas as pd
 import torch
 
 from recsys.config import RecommenderConfig
+from recsys.data.fingerprint import canonical_order
+from recsys.data.schema import INTERACTIONS
 from recsys.encoding import IdIndex, Vocab, stable_hash
 from recsys.features import FeatureContext
 from recsys.models.popularity import SegmentPopularity
 from recsys.models.training import Examples, train_two_tower
 from recsys.models.two_tower import TowerSizes, TwoTower, UserBatch, time_features
+from recsys.rerank import BusinessRule, apply_rules, isin_small
 from recsys.rerank import rerank as rerank_list
 from recsys.state import HistoryTable, UserState
 
@@ -31,6 +34,7 @@ DEMO_COLUMNS = ("age_bucket", "gender", "occupation", "region")
 MISSING_DEMO = {"age_bucket": "unknown", "gender": "U", "occupation": "unknown",
                 "region": "unknown"}
 YEAR_MIN, YEAR_STEP, YEAR_BUCKETS = 1920, 5, 24
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 in unix seconds; any later time is not in seconds
 
 
 def year_buckets(years: np.ndarray) -> np.ndarray:
@@ -54,6 +58,27 @@ def _check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
                              f"an id (e.g. {key} {frame[key][dup].iloc[0]})")
 
 
+def _timestamps(interactions: pd.DataFrame) -> np.ndarray:
+    """``interactions.timestamp`` as int64 unix seconds, or a ValueError naming the column:
+    not numbers (datetimes, strings), missing values, or values past 2100-01-01 (a time in
+    milliseconds, microseconds or nanoseconds, which would give every time feature, the
+    popularity decay and the request features nonsense, then fail on the request path)."""
+    col = interactions["timestamp"]
+    if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        raise ValueError(f"interactions.timestamp: expected unix seconds (integers), got dtype "
+                         f"{col.dtype}")
+    missing = col.isna()
+    if missing.any():
+        raise ValueError(f"interactions.timestamp: {int(missing.sum())} missing value(s); "
+                         "expected unix seconds")
+    ts = col.to_numpy(np.int64)
+    if ts.size and ts.max() > MAX_TIMESTAMP:
+        raise ValueError(f"interactions.timestamp: expected unix seconds, but values go up to "
+                         f"{int(ts.max())} (after 2100-01-01); timestamps in milliseconds (or "
+                         "finer) must be converted to seconds first")
+    return ts
+
+
 def _check_int(name: str, value: object, least: int) -> None:
     """A ValueError naming ``name`` unless ``value`` is an integer (not a bool) >= least."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
@@ -62,7 +87,18 @@ def _check_int(name: str, value: object, least: int) -> None:
 
 
 class Recommender:
-    """Two-tower retrieval, an optional learned ranker and a rule/diversity re-ranker."""
+    """Two-tower retrieval, an optional learned ranker and a rule/diversity re-ranker.
+
+    ``rules`` (a list of :data:`recsys.rerank.BusinessRule`, empty by default; set it on the
+    instance, it is not saved with the model) are the business rules every list goes through:
+    ``recommend`` and the online ``rerank`` apply them to the candidates after seen and
+    unavailable items are removed and before freshness and diversity, and ``popular`` (the
+    cold-start list) to the popularity ranking before it is cut to k. A rule gets item rows
+    (``item_ids[row]`` is the raw id) and their scores and returns the rows it keeps with
+    their scores; it may filter or re-score, never add an item (see ``recsys.rerank``). A rule
+    that filters works within the retrieved pool (``ranker.n_candidates``, for warm users), so
+    one that removes most of it can leave fewer than k items.
+    """
 
     def __init__(self, config: RecommenderConfig | dict | None = None):
         if isinstance(config, dict):
@@ -73,6 +109,7 @@ class Recommender:
         self.rank_ctx = None  # recsys.models.rank_features.RankContext, with the ranker
         self._item_emb: np.ndarray | None = None
         self._user_tower = None  # NumpyUserTower, built from the model on first online use
+        self.rules: list[BusinessRule] = []  # business rules of the re-ranking (see above)
 
     # ------------------------------------------------------------------ fitting
     def _index(self, interactions: pd.DataFrame, users: pd.DataFrame,
@@ -104,8 +141,15 @@ class Recommender:
         cfg = self.config.retrieval
         self.user_buckets = cfg.user_buckets or max(2 * len(self.user_index), 1024)
         inter = interactions.assign(
+            timestamp=_timestamps(interactions),
             user_row=self.user_index.lookup(interactions["user_id"].to_numpy()),
             item_row=self.item_index.lookup(interactions["item_id"].to_numpy()))
+        # Events in the canonical order of the interactions table (user, time, item, event,
+        # rating), so that the same events in another row order fit the same model (ties in
+        # time and the ranker's folds followed the input order). Sorted input is kept as is.
+        order = canonical_order(inter, [c for c in INTERACTIONS.sort_keys if c in inter])
+        if order is not None:
+            inter = inter.iloc[order]
         dropped = int(((inter.user_row < 0) | (inter.item_row < 0)).sum())
         if dropped:
             log.warning("fit: %d interactions reference items not in items; ignored", dropped)
@@ -338,13 +382,20 @@ class Recommender:
             answers[int(j)] = self.popular(state, k)
         warm = np.flatnonzero(~cold)
         w_rows, cand, sc = self.candidates(uid[warm], n, exclude_seen)
+        wide = self._widened_pools(uid[warm], cand, sc, n, k, exclude_seen)
         if use_ranker and warm.size:
             sc = self.ranker.score_batch(self, w_rows, uid[warm], cand, sc)
         cfg = self.config.rerank
         for i, j in enumerate(warm):
+            c_i, s_i = cand[i], sc[i]
+            if i in wide:
+                c_i, s_i = wide[i]
+                if use_ranker:
+                    s_i = self.ranker.score_batch(self, w_rows[i:i + 1], uid[warm][i:i + 1],
+                                                  c_i[None, :], s_i[None, :])[0]
             blocked = self._blocked(self.history.of(int(w_rows[i])) if exclude_seen else None)
-            answers[int(j)] = rerank_list(cand[i], sc[i], k, cfg, self.feature_ctx.genres,
-                                          self.feature_ctx.years, blocked)
+            answers[int(j)] = rerank_list(c_i, s_i, k, cfg, self.feature_ctx.genres,
+                                          self.feature_ctx.years, blocked, self.rules)
         items = [answers[j][0] for j in range(uid.size)]
         sizes = np.fromiter((a.size for a in items), dtype=np.int64, count=uid.size)
         return pd.DataFrame({
@@ -355,6 +406,33 @@ class Recommender:
                 np.float32) if sizes.sum() else np.zeros(0, np.float32),
             "rank": np.concatenate([np.arange(1, m + 1) for m in sizes]) if sizes.sum() else
             np.zeros(0, np.int64)})
+
+    def _widened_pools(self, uid: np.ndarray, cand: np.ndarray, sc: np.ndarray, n: int, k: int,
+                       exclude_seen: bool) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Larger candidate pools (position in ``uid`` → item rows and retrieval scores) for
+        the users whose ``n`` candidates hold fewer than ``k`` available items once the
+        unavailable ones (``rerank.exclude_items``) are removed: each pool is the best
+        candidates up to the k-th available one, as the model server sizes its pool
+        (``_pool_size``), so a k at or above ``ranker.n_candidates`` still gets k items."""
+        unavailable = self._blocked(None)
+        n_items = len(self.item_index)
+        if unavailable is None or n >= n_items or not uid.size or k == 0:
+            return {}
+        usable = ~isin_small(cand, unavailable)
+        if exclude_seen:
+            usable &= np.isfinite(sc)  # seen items are retrieved at -inf, after the rest
+        short = np.flatnonzero(usable.sum(axis=1) < k)
+        if not short.size:
+            return {}
+        _, w_cand, w_sc = self.candidates(uid[short], n + unavailable.size, exclude_seen)
+        out = {}
+        for i, c_i, s_i in zip(short, w_cand, w_sc, strict=True):
+            ok = ~isin_small(c_i, unavailable)
+            if exclude_seen:
+                ok &= np.isfinite(s_i)
+            pool = int(min(np.searchsorted(np.cumsum(ok), k) + 1, c_i.size))
+            out[int(i)] = (c_i[:pool], s_i[:pool])
+        return out
 
     def _blocked(self, seen: np.ndarray | None) -> np.ndarray | None:
         extra = self.item_index.lookup(self.config.rerank.exclude_items)
@@ -442,7 +520,7 @@ class Recommender:
     def rerank(self, state: UserState, cand_idx: np.ndarray, scores: np.ndarray, k: int
                ) -> tuple[np.ndarray, np.ndarray]:
         return rerank_list(cand_idx, scores, k, self.config.rerank, self.feature_ctx.genres,
-                           self.feature_ctx.years, self._blocked(state.history))
+                           self.feature_ctx.years, self._blocked(state.history), self.rules)
 
     def popular(self, state: UserState, k: int, exclude: set[int] | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -450,7 +528,12 @@ class Recommender:
             if state.user else None
         blocked = self._blocked(np.unique(np.concatenate(
             [state.history, np.fromiter(exclude or (), dtype=np.int64)])))
-        return self.popularity.top(seg, k, blocked)
+        if not self.rules:
+            return self.popularity.top(seg, k, blocked)
+        ranked, scores = self.popularity.top(seg, len(self.item_index), blocked)
+        ranked, scores = apply_rules(ranked, scores, self.rules)
+        order = np.argsort(-scores, kind="stable")[:k]
+        return ranked[order], scores[order]
 
     def features(self, state: UserState) -> dict[str, object]:
         return self.feature_ctx.request_features(state.user, state.history, state.ts)

@@ -8,7 +8,7 @@ import numpy as np
 
 from recsys.config import RerankConfig
 
-__all__ = ["BusinessRule", "isin_small", "rerank"]
+__all__ = ["BusinessRule", "apply_rules", "isin_small", "rerank"]
 
 # A business rule takes (candidate item rows, scores) and returns both, filtered or re-scored.
 BusinessRule = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -30,8 +30,7 @@ def rerank(cand: np.ndarray, scores: np.ndarray, k: int, cfg: RerankConfig,
     cand = np.asarray(cand, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float32)
     cand, scores = _unique(cand, scores, blocked)
-    for rule in rules or ():
-        cand, scores = _apply_rule(rule, cand, scores)
+    cand, scores = apply_rules(cand, scores, rules)
     if cfg.freshness > 0 and cand.size:
         y = years[cand].astype(np.float32)
         known = y[y > 0]
@@ -44,6 +43,15 @@ def rerank(cand: np.ndarray, scores: np.ndarray, k: int, cfg: RerankConfig,
     if cfg.diversity <= 0 or cand.size == 0:  # with k or fewer candidates MMR still orders them
         return cand[:k], scores[:k]
     return _mmr(cand, scores, k, cfg.diversity, genres)
+
+
+def apply_rules(cand: np.ndarray, scores: np.ndarray, rules: list[BusinessRule] | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``rules`` applied in turn to distinct candidates and their scores, each rule's output
+    checked as ``rerank`` documents (as many scores as items, only items it was given)."""
+    for rule in rules or ():
+        cand, scores = _apply_rule(rule, cand, scores)
+    return cand, scores
 
 
 def _unique(cand: np.ndarray, scores: np.ndarray, blocked: np.ndarray | None
