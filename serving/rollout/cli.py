@@ -6,6 +6,7 @@
     marquee rollout promote NAME | abort NAME         # picked up at the controller's next tick
     marquee rollout history NAME                      # every decision with its statistics
     marquee rollout run NAME                          # (re)start the controller of a rollout
+                                                      # (local; in Kubernetes: `controller`)
     marquee rollout controller [--namespace NS]       # run every rollout (Kubernetes)
 
 Rollouts live in ``<MARQUEE_HOME>/rollouts`` (or, with ``--namespace``, as ModelRollout objects
@@ -170,9 +171,11 @@ def start(
     router_replicas: ReplicasOpt = None,
     namespace: NamespaceOpt = None,
 ) -> None:
-    """Create a rollout (from a file or flags) and run its controller until it ends."""
+    """Create a rollout (from a file or flags) and run its controller until it ends. Refused
+    while another rollout of the same model is active. With --namespace: --detach (the
+    cluster's controller runs it)."""
     from serving.rollout.spec import SpecError, load_rollout, parse_rollout
-    from serving.rollout.store import RolloutExists
+    from serving.rollout.store import RolloutExists, RolloutNotFound, rollout_in_the_way
 
     if (file is None) == (strategy is None):
         raise typer.BadParameter("give either -f rollout.yaml or --strategy with --candidate",
@@ -180,6 +183,14 @@ def start(
     if file is None and candidate is None:
         raise typer.BadParameter("--strategy needs --candidate VERSION",
                                  param_hint="--candidate")
+    if namespace and not detach:
+        # The cluster's controller (the chart's Deployment, elected by its Lease) runs every
+        # ModelRollout of the namespace; a second one here, outside the election, would act
+        # beside it (routing, aliases).
+        raise typer.BadParameter(
+            "the cluster's rollout controller runs the rollout: add --detach (only create "
+            f"it), then follow it with `marquee rollout status NAME --namespace {namespace}`",
+            param_hint="--namespace without --detach")
     try:
         if file is not None:
             rollout = load_rollout(file)
@@ -207,6 +218,21 @@ def start(
 
         raise _fail(error_text(exc)) from None  # one line, a YAML parser's message too
     store = _store(namespace)
+    try:
+        store.get(rollout.name)
+    except RolloutNotFound:  # a new rollout: none of its model may be running
+        other = rollout_in_the_way(store, rollout.spec.model_name)
+        if other is not None:
+            # a local rollout left by a stopped controller ends only when one ticks it again
+            unattended = "" if namespace else (
+                f" (with no controller running it, `marquee rollout run {other.name}` then "
+                f"applies the abort)")
+            raise _fail(f"rollout {other.name} of model {rollout.spec.model_name} is "
+                        f"{other.status.phase.value}; one rollout of a model at a time: wait "
+                        f"for it to end or `marquee rollout abort {other.name}`{unattended}, "
+                        f"then start {rollout.name}") from None
+    except Exception:  # noqa: BLE001 - an unreadable one is reported below, by name
+        pass
     try:
         store.create(rollout)
         typer.echo(f"rollout {rollout.name} created ({rollout.spec.strategy}, candidate "
@@ -266,9 +292,15 @@ def controller(
     try:
         admin, source = _admin_and_source(settings, router, router_replicas)
         leader = _leader_lease(namespace, lease)
-        manager = RolloutManager(store, source, admin,
-                                 MarqueeRegistry(settings.resolved_registry_uri,
-                                                 settings.model_name),
+        registries: dict[str, MarqueeRegistry] = {}
+
+        def registry(model_name: str) -> MarqueeRegistry:  # each rollout's own model
+            if model_name not in registries:
+                registries[model_name] = MarqueeRegistry(settings.resolved_registry_uri,
+                                                         model_name)
+            return registries[model_name]
+
+        manager = RolloutManager(store, source, admin, registry,
                                  leading=leader.leading if leader is not None else None)
         bind = host or settings.bind_host
         try:
@@ -314,7 +346,14 @@ def _leader_lease(namespace: str | None, name: str | None) -> Any:
 @app.command()
 def run(name: str, router: RouterOpt = DEFAULT_ROUTER, router_replicas: ReplicasOpt = None,
         namespace: NamespaceOpt = None) -> None:
-    """Run (or resume after a restart) the controller of an existing rollout."""
+    """Run (or resume after a restart) the controller of an existing rollout (a local
+    store; in Kubernetes the cluster's `marquee rollout controller` runs every rollout)."""
+    if namespace:
+        raise typer.BadParameter(
+            "in Kubernetes the cluster's rollout controller runs every ModelRollout of the "
+            f"namespace; run it with `marquee rollout controller --namespace {namespace}` "
+            "(it takes the leader Lease, so it never acts beside another replica)",
+            param_hint="--namespace")
     store = _store(namespace)
     _get(store, name)
     final = _run_controller(store, name, router, router_replicas)

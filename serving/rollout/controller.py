@@ -28,7 +28,12 @@ from serving.rollout.machine import desired_routing, next_status
 from serving.rollout.sources import MetricsSource, RouterAdmin, SourceError
 from serving.rollout.spec import RolloutSpec, VersionRef
 from serving.rollout.status import Outcome, Phase, RolloutStatus, utcnow
-from serving.rollout.store import ROLLOUT_UNUSABLE, StatusStore
+from serving.rollout.store import (
+    ROLLOUT_UNUSABLE,
+    StatusStore,
+    StoredRollout,
+    rollout_in_the_way,
+)
 
 __all__ = ["Controller", "AliasRegistry", "MarqueeRegistry", "ALIASES", "apply_routing"]
 
@@ -127,7 +132,8 @@ class Controller:
             raise LookupError(f"registry alias {ref.alias!r} is not set")
         return version
 
-    def _start(self, spec: RolloutSpec, now: datetime) -> Analysis:
+    def _start(self, stored: StoredRollout, now: datetime) -> Analysis:
+        spec = stored.rollout.spec
         stats: dict[str, object] = {}
         try:
             stats["baselineVersion"] = self._resolve(spec.baseline)
@@ -138,6 +144,13 @@ class Controller:
             return Analysis(time=now, outcome=Outcome.FAILED, statistics={},
                             reason=f"baseline and candidate are both version "
                                    f"{stats['candidateVersion']}")
+        other = rollout_in_the_way(self.store, spec.model_name, stored)
+        if other is not None:  # it owns the routing and the aliases: touch neither
+            stats["activeRollout"] = other.name
+            return Analysis(time=now, outcome=Outcome.FAILED, statistics=stats,
+                            reason=f"rollout {other.name} of model {spec.model_name} is "
+                                   f"{other.status.phase.value}: one rollout of a model at a "
+                                   f"time (wait for it to end, or abort it)")
         if self.registry is not None:  # what rollback restores (recorded before any change)
             stats["aliasesBefore"] = {a: self.registry.get_alias(a) for a in ALIASES}
         return Analysis(time=now, outcome=Outcome.SUCCESSFUL, reason="started",
@@ -163,18 +176,36 @@ class Controller:
             # to the production of the moment, which is the candidate by now.
             self.registry.delete_alias("candidate")
 
-    def _restore_aliases(self, status: RolloutStatus) -> None:
+    def _restore_aliases(self, status: RolloutStatus) -> dict[str, str | None]:
+        """Put the aliases back as they were at the start, but only those that still hold
+        what this rollout wrote (``production`` on its candidate, ``previous`` on the
+        production it replaced, ``candidate`` naming its candidate or removed by its
+        promotion). An alias someone else moved since (a rollout of the same model that ran
+        meanwhile, a person) is left alone. Returns the aliases left, with their values."""
         if self.registry is None or not status.started:
-            return
-        before = status.aliases_before
-        for alias in ALIASES:
+            return {}
+        before, mine = status.aliases_before, status.candidate_version
+        now = {alias: self.registry.get_alias(alias) for alias in ALIASES}
+        promoted = mine is not None and now["production"] == mine
+        ours = {
+            "production": promoted,
+            "previous": now["previous"] == before.get("production") and (
+                promoted or now["production"] == before.get("production")),
+            "candidate": now["candidate"] == mine or (now["candidate"] is None and promoted),
+        }
+        left: dict[str, str | None] = {}
+        for alias in ("candidate", "previous", "production"):  # production last: a tick cut
+            # short after some of these is recognised as this rollout's again by the next
             want = before.get(alias)
-            if self.registry.get_alias(alias) == want:
+            if now[alias] == want:
                 continue
-            if want is None:
+            if not ours[alias]:
+                left[alias] = now[alias]
+            elif want is None:
                 self.registry.delete_alias(alias)
             else:
                 self.registry.set_alias(alias, want)
+        return left
 
     # One tick ------------------------------------------------------------------------------------
     def tick(self) -> RolloutStatus:
@@ -186,7 +217,7 @@ class Controller:
         now = self.clock()
         command = self.store.pending_command(self.name)
         if status.phase == Phase.PENDING:
-            analysis = self._start(spec, now)
+            analysis = self._start(stored, now)
             analysis.command = command  # abort is honoured; promote refused (machine.py)
             if command == "promote":
                 log.warning("rollout %s: promote refused: issued before the rollout started",
@@ -217,7 +248,15 @@ class Controller:
                 analysis = evaluate(spec, status, window, now, command)
         new = next_status(spec, status, analysis)
         if new.phase in (Phase.ROLLED_BACK, Phase.FAILED):
-            self._restore_aliases(new)
+            left = self._restore_aliases(new)
+            if left and new.last_decision is not None:
+                said = ", ".join(f"{a} {v if v is not None else '(unset)'}"
+                                 for a, v in left.items())
+                note = (f"; aliases moved by someone else since the start left as they are "
+                        f"({said}; this rollout's candidate is {new.candidate_version})")
+                new.last_decision.reason += note
+                new.last_decision.statistics["aliasesLeft"] = left
+                new.message += note
         self.store.save_status(self.name, new)
         metrics.export_status(spec, new)
         if command is not None:

@@ -153,6 +153,10 @@ def next_status(spec: RolloutSpec, status: RolloutStatus, analysis: Analysis) ->
             if not analysis.statistics.get(key):
                 return _end(s, analysis, Phase.FAILED, Outcome.FAILED,
                             f"cannot start: {key} unresolved ({analysis.reason or 'no reason'})")
+        if analysis.outcome == Outcome.FAILED:  # resolved, but it may not start (another
+            # rollout of the model runs): said as it is, nothing routed or moved
+            return _end(s, analysis, Phase.FAILED, Outcome.FAILED,
+                        f"cannot start: {analysis.reason}")
         reason = START_REASON
         if analysis.command == "promote":
             reason += (" (promote refused: it was issued before the rollout started, with "

@@ -37,8 +37,12 @@ log = logging.getLogger("marquee.rollout")
 
 class RolloutManager:
     def __init__(self, store: StatusStore, source: MetricsSource, router: RouterAdmin | None,
-                 registry: AliasRegistry | None, clock: Callable[[], float] = time.monotonic,
+                 registry: AliasRegistry | Callable[[str], AliasRegistry] | None,
+                 clock: Callable[[], float] = time.monotonic,
                  leading: Callable[[], bool] | None = None) -> None:
+        """``registry``: one registry for every rollout, or a function of a rollout's
+        ``modelName`` giving that model's registry (the aliases a rollout moves are its own
+        model's)."""
         self.store, self.source, self.router, self.registry = store, source, router, registry
         self.clock = clock
         self.leading = leading or (lambda: True)
@@ -76,7 +80,9 @@ class RolloutManager:
                 stored = self.store.get(name)
                 spec, status = stored.rollout.spec, stored.status
                 if status.phase.terminal:
-                    if status.last_decision is not None:
+                    # only one that ran has a routing to keep: one that failed to start
+                    # (refused, or a version not in the registry) never routed anything
+                    if status.last_decision is not None and status.started is not None:
                         finished.append((status.last_decision.time, name))
                     continue
                 active[spec.strategy] = active.get(spec.strategy, 0) + 1
@@ -88,7 +94,7 @@ class RolloutManager:
                 try:
                     with self._tick_lock(name):
                         new = Controller(self.store, name, self.source, self.router,
-                                         self.registry).tick()
+                                         self._registry(spec.model_name)).tick()
                 except ControllerBusy:  # a `marquee rollout run` process owns this rollout
                     log.debug("rollout %s: skipped, another controller holds it", name)
                     continue
@@ -113,10 +119,17 @@ class RolloutManager:
                 self._last[""] = now
                 name = max(finished)[1]
                 try:
-                    Controller(self.store, name, self.source, self.router, self.registry).tick()
+                    model = self.store.get(name).rollout.spec.model_name
+                    Controller(self.store, name, self.source, self.router,
+                               self._registry(model)).tick()
                 except Exception:  # noqa: BLE001
                     log.exception("rollout %s: re-applying its final routing failed", name)
         return ticked
+
+    def _registry(self, model_name: str) -> AliasRegistry | None:
+        if callable(self.registry) and not hasattr(self.registry, "get_alias"):
+            return self.registry(model_name)
+        return self.registry  # type: ignore[return-value]
 
     def _tick_lock(self, name: str) -> Any:
         """On a file store, the rollout's own lock (the one ``rollout run`` holds for its

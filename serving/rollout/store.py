@@ -28,12 +28,12 @@ import yaml
 from marquee.durable import write_text_atomic
 from serving.rollout.analysis import Command
 from serving.rollout.spec import ModelRollout, SpecError, parse_rollout
-from serving.rollout.status import RolloutStatus
+from serving.rollout.status import Phase, RolloutStatus
 
 __all__ = ["StoredRollout", "StatusStore", "FileStatusStore", "KubernetesStatusStore",
            "RolloutNotFound", "RolloutExists", "RolloutUnreadable", "ROLLOUT_UNUSABLE",
            "ControllerBusy", "StatusConflict", "COMMAND_ANNOTATION", "GROUP", "VERSION", "PLURAL",
-           "KUBE_REQUEST_TIMEOUT", "kube_timeout", "load_kube_config"]
+           "KUBE_REQUEST_TIMEOUT", "kube_timeout", "load_kube_config", "rollout_in_the_way"]
 
 GROUP, VERSION, PLURAL = "marquee.dev", "v1alpha1", "modelrollouts"
 COMMAND_ANNOTATION = "marquee.dev/command"
@@ -87,10 +87,18 @@ class StatusConflict(RuntimeError):
 class StoredRollout:
     rollout: ModelRollout
     status: RolloutStatus
+    #: When the store created it (unix seconds; None when the store does not say): orders
+    #: two rollouts of one model that wait to start (:func:`rollout_in_the_way`)
+    created: float | None = None
 
     @property
     def name(self) -> str:
         return self.rollout.name
+
+    @property
+    def order(self) -> tuple[float, str]:
+        """Creation order (the name breaks ties, and orders rollouts of unknown age)."""
+        return (self.created if self.created is not None else float("inf"), self.name)
 
 
 @runtime_checkable
@@ -139,7 +147,11 @@ class FileStatusStore:
             data = None
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise RolloutUnreadable(f"{path}: damaged, not JSON ({exc})") from None
-        return StoredRollout(rollout, _status_from(data, str(path)))
+        try:
+            created = (d / "rollout.yaml").stat().st_mtime  # written once, by create()
+        except OSError:
+            created = None
+        return StoredRollout(rollout, _status_from(data, str(path)), created)
 
     def list(self) -> list[str]:
         if not self.root.is_dir():
@@ -234,6 +246,45 @@ def load_kube_config() -> None:
                 "at a kubeconfig") from None
 
 
+def _created(obj: dict[str, Any]) -> float | None:
+    """``metadata.creationTimestamp`` (RFC 3339, set by the API server) in unix seconds."""
+    from datetime import datetime
+
+    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def rollout_in_the_way(store: StatusStore, model_name: str, mine: StoredRollout | None = None,
+                       ) -> StoredRollout | None:
+    """Another rollout of ``model_name`` that keeps ``mine`` (or a new rollout, when None)
+    from starting, or None.
+
+    A model has one router routing its traffic and one ``production`` alias, so two rollouts
+    of it would undo each other (as Flagger and Argo Rollouts allow one canary per target).
+    What is in the way: any other rollout that runs (not Pending and not ended), and one
+    still Pending that was created before ``mine`` (so of two created together the first
+    starts and the second fails, whichever controller ticks first). A rollout whose spec or
+    status cannot be read is not counted (its model is unknown)."""
+    name = mine.name if mine is not None else None
+    for other in store.list():
+        if other == name:
+            continue
+        try:
+            stored = store.get(other)
+        except (*ROLLOUT_UNUSABLE, ValueError):
+            continue
+        if stored.rollout.spec.model_name != model_name or stored.status.phase.terminal:
+            continue
+        if mine is None or stored.status.phase != Phase.PENDING or stored.order < mine.order:
+            return stored
+    return None
+
+
 class KubernetesStatusStore:
     """``ModelRollout`` objects in one namespace, through the official Python client.
 
@@ -285,7 +336,8 @@ class KubernetesStatusStore:
         self._read[name] = self._version(obj)
         status = _status_from(obj.get("status"), f"{self.namespace}/{name}")
         doc = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
-        return StoredRollout(parse_rollout(doc, f"{self.namespace}/{name}"), status)
+        return StoredRollout(parse_rollout(doc, f"{self.namespace}/{name}"), status,
+                             _created(obj))
 
     def list(self) -> list[str]:
         objs = self._call(self.api.list_namespaced_custom_object)

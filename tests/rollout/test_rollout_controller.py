@@ -277,9 +277,11 @@ def test_the_controller_process_runs_every_rollout_and_serves_health(tmp_path: P
     from tests.conftest import free_port
 
     store = FileStatusStore(tmp_path)
+    # two models: two rollouts of one model at once are refused (one routing, one production)
     for name, errors in (("good", 0), ("bad", 20)):
         body = rollout().model_dump(by_alias=True, mode="json")
         body["metadata"]["name"] = name
+        body["spec"]["modelName"] = f"{name}-recommender"
         store.create(parse_rollout(body))
     sources = {"good": ScriptedSource([0]), "bad": ScriptedSource([20])}
 
@@ -291,7 +293,9 @@ def test_the_controller_process_runs_every_rollout_and_serves_health(tmp_path: P
 
     src = BySpec()
     t = [0.0]
-    mgr = RolloutManager(store, src, None, DictRegistry(production="1"), clock=lambda: t[0])
+    registries = {m: DictRegistry(production="1") for m in ("good-recommender",
+                                                             "bad-recommender")}
+    mgr = RolloutManager(store, src, None, registries.__getitem__, clock=lambda: t[0])
     port = free_port()
     health = serve_health("127.0.0.1", port, lambda: mgr.ready)
     try:
@@ -311,6 +315,9 @@ def test_the_controller_process_runs_every_rollout_and_serves_health(tmp_path: P
             Controller.tick = original  # type: ignore[method-assign]
         assert store.get("good").status.phase == Phase.SUCCEEDED
         assert store.get("bad").status.phase == Phase.ROLLED_BACK
+        # each rollout moved its own model's aliases only
+        assert registries["good-recommender"].aliases == {"production": "2", "previous": "1"}
+        assert registries["bad-recommender"].aliases == {"production": "1"}
         # Nothing runs now: the routing the last rollout ended with is re-applied.
         applied: list[Any] = []
 

@@ -31,7 +31,8 @@ WIDE = {"COLUMNS": "250"}
 
 
 def _create(store: FileStatusStore, name: str, **spec: object) -> None:
-    body = {"baseline": {"alias": "production"}, "candidate": {"version": "2"},
+    body = {"modelName": f"model-{name}",  # one rollout of a model at a time
+            "baseline": {"alias": "production"}, "candidate": {"version": "2"},
             "intervalSeconds": 1, **spec}
     store.create(parse_rollout({"apiVersion": "marquee.dev/v1alpha1", "kind": "ModelRollout",
                                 "metadata": {"name": name}, "spec": body}))
@@ -181,9 +182,11 @@ def test_start_from_a_file_applies_candidate_and_baseline(tmp_path: Path,
     assert (spec.candidate.version, spec.baseline.alias, spec.baseline.version) == \
         ("3", "production", None)
     assert [s.weight for s in spec.steps][:2] == [5, 25]  # the rest is the file's
-    r = CliRunner().invoke(app, ["start", "-f", str(example), "--detach"])  # as it is
+    # as it is, in another home (v3, of the same model, has not ended)
+    monkeypatch.setenv("MARQUEE_HOME", str(tmp_path / "other"))
+    r = CliRunner().invoke(app, ["start", "-f", str(example), "--detach"])
     assert r.exit_code == 0, r.output
-    spec = FileStatusStore(tmp_path / "rollouts").get("recommender-v2").rollout.spec
+    spec = FileStatusStore(tmp_path / "other" / "rollouts").get("recommender-v2").rollout.spec
     assert (spec.candidate.version, spec.baseline.version) == ("2", "1")
 
 
