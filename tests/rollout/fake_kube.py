@@ -17,6 +17,7 @@ import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 _PATH = re.compile(r"^/apis/([^/]+)/([^/]+)/namespaces/([^/]+)/([^/?]+)"
@@ -149,3 +150,14 @@ class FakeKubeAPI:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig at ``path`` whose current context is the fake API at ``url``, namespace
+    ``marquee`` (a token that is no secret: the fake checks none)."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        f"clusters: [{{name: fake, cluster: {{server: '{url}'}}}}]\n"
+        "users: [{name: fake, user: {token: not-a-secret}}]\n"
+        "contexts: [{name: fake, context: {cluster: fake, user: fake, namespace: marquee}}]\n")
+    return path

@@ -20,7 +20,7 @@ from serving.rollout.spec import parse_rollout
 from serving.rollout.status import RolloutStatus
 from serving.rollout.store import KubernetesStatusStore
 from tests.conftest import free_port, silent_server, stop_process, wait_until
-from tests.rollout.fake_kube import FakeKubeAPI
+from tests.rollout.fake_kube import FakeKubeAPI, write_kubeconfig
 
 NS, NAME = "marquee", "marquee-rollout-controller"
 REPO = Path(__file__).resolve().parents[2]
@@ -189,12 +189,7 @@ def test_a_standby_manager_ticks_nothing(kube: FakeKubeAPI) -> None:
 
 
 def _controller(kube: FakeKubeAPI, tmp_path: Path, who: str) -> tuple[subprocess.Popen, str]:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{kube.url}'}}}}]\n"
-        "users: [{name: fake, user: {token: not-a-secret}}]\n"
-        "contexts: [{name: fake, context: {cluster: fake, user: fake, namespace: marquee}}]\n")
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
     port = free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAME": who,
            "MARQUEE_HOME": str(tmp_path / who)}

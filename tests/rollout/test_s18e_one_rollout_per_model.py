@@ -28,7 +28,7 @@ from serving.rollout.spec import parse_rollout
 from serving.rollout.status import Phase
 from serving.rollout.store import FileStatusStore
 from tests.conftest import wait_until
-from tests.rollout.fake_kube import FakeKubeAPI
+from tests.rollout.fake_kube import FakeKubeAPI, write_kubeconfig
 from tests.rollout.test_hunt_rollout import Healthy
 from tests.rollout.test_rollout_controller import Clock, DictRegistry
 from tests.unit.test_cli_errors import marquee
@@ -218,12 +218,7 @@ def test_namespace_start_only_creates_and_refuses_a_second_rollout(
     foreground with no Lease, acting (routing, aliases) beside the cluster's elected one, and
     `rollout run NAME --namespace NS` did the same; a second rollout of the model was
     created beside the first."""
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
-        f"clusters: [{{name: fake, cluster: {{server: '{kube.url}'}}}}]\n"
-        "users: [{name: fake, user: {token: not-a-secret}}]\n"
-        "contexts: [{name: fake, context: {cluster: fake, user: fake, namespace: marquee}}]\n")
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", kube.url)
     env = {"KUBECONFIG": str(kubeconfig)}
     home = tmp_path / "home"
     saved = os.environ.pop("KUBERNETES_SERVICE_HOST", None)  # not in a pod
