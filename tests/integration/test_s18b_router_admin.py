@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port, stop_process, wait_until
 from serving.router.app import MAX_BODY_BYTES
+from tests.rollout.rollout_support import start_router
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = "http://movie-recommender-v{version}-predictor.marquee.svc.cluster.local"
@@ -36,23 +36,12 @@ TEMPLATE = "http://movie-recommender-v{version}-predictor.marquee.svc.cluster.lo
 
 @pytest.fixture()
 def router_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_")}
-    env["MARQUEE_HOME"] = str(tmp_path / "home")
-    env["MARQUEE_ROUTER_UPSTREAM_URL_TEMPLATE"] = TEMPLATE
-    cmd = [sys.executable, "-m", "marquee.cli", "router", "--host", "127.0.0.1",
-           "--port", str(port), "--no-logs", "--routing-file", "none",
-           "--upstream", "1=http://127.0.0.1:9", "--baseline", "1"]
-    with open(tmp_path / "router.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    router = start_router({"1": "http://127.0.0.1:9"}, "1", tmp_path / "home", tmp_path,
+                          upstream_url_template=TEMPLATE, exposure_log_enabled=False)
     try:
-        wait_until(lambda: proc.poll() is None
-                   and httpx.get(f"{url}/readyz", timeout=2).status_code == 200,
-                   timeout=60, what="router ready")
-        yield url
+        yield router.url
     finally:
-        stop_process(proc)
+        router.stop()
 
 
 def _oversized_registration() -> bytes:
