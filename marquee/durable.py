@@ -5,7 +5,8 @@ routing file are each one small text file that later decisions are read from. Ea
 through :func:`write_text_atomic`: a temp file in the same directory, synced, renamed over the
 old file, and the directory synced. After a crash, a kill or a power loss the file holds the
 old text or the new, never nothing or a part (unsynced, a rename can reach the disk before the
-data it names).
+data it names). :func:`write_text_exclusive` does the same for a file that must not exist yet
+(a rollout's spec): of two writers at once, one wins and the other gets ``FileExistsError``.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_text_atomic"]
+__all__ = ["write_text_atomic", "write_text_exclusive"]
 
 
-def write_text_atomic(path: Path | str, text: str) -> None:
-    """Replace ``path`` with ``text`` durably (its directory is created when missing); the temp
-    file is removed when the write fails, and ``path`` keeps its old text."""
-    path = Path(path)
+def _synced_temp(path: Path, text: str) -> str:
+    """A temp file beside ``path`` (its directory created when missing) holding ``text``,
+    synced to disk; removed again when that fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -28,12 +28,41 @@ def write_text_atomic(path: Path | str, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    return tmp
+
+
+def _sync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """Replace ``path`` with ``text`` durably (its directory is created when missing); the temp
+    file is removed when the write fails, and ``path`` keeps its old text."""
+    path = Path(path)
+    tmp = _synced_temp(path, text)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _sync_dir(path.parent)
+
+
+def write_text_exclusive(path: Path | str, text: str) -> None:
+    """Create ``path`` with ``text`` durably, only if it does not exist: the synced temp file
+    is hard-linked to ``path``, which raises ``FileExistsError`` when ``path`` exists (so a
+    check-then-write race cannot let two writers both succeed)."""
+    path = Path(path)
+    tmp = _synced_temp(path, text)
+    try:
+        os.link(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    _sync_dir(path.parent)

@@ -34,12 +34,16 @@ from serving.rollout.store import (
     StoredRollout,
     rollout_in_the_way,
 )
+from serving.router.schema import RoutingConfig, Upstream
 
 __all__ = ["Controller", "AliasRegistry", "MarqueeRegistry", "ALIASES", "apply_routing"]
 
 log = logging.getLogger("marquee.rollout")
 
 ALIASES = ("production", "candidate", "previous")
+
+#: rollout name -> the production version its ended routing last followed (logged once)
+_FOLLOWED: dict[str, str] = {}
 
 
 class AliasRegistry(Protocol):
@@ -91,10 +95,12 @@ class MarqueeRegistry:
 
 
 def apply_routing(store: StatusStore, name: str, router: RouterAdmin | None, spec: RolloutSpec,
-                  status: RolloutStatus) -> RolloutStatus:
-    """Put the status's routing in force; the status, with ``routing_error`` saying whether
-    that worked (saved when it changed, so ``rollout status`` tells the truth)."""
-    routing = desired_routing(spec, status, name)
+                  status: RolloutStatus, routing: RoutingConfig | None = None) -> RolloutStatus:
+    """Put the status's routing (or ``routing``) in force; the status, with ``routing_error``
+    saying whether that worked (saved when it changed, so ``rollout status`` tells the
+    truth)."""
+    if routing is None:
+        routing = desired_routing(spec, status, name)
     if routing is None or router is None:
         return status
     error = ""
@@ -119,6 +125,33 @@ class Controller:
     # Effects -------------------------------------------------------------------------------------
     def _reconcile(self, spec: RolloutSpec, status: RolloutStatus) -> RolloutStatus:
         return apply_routing(self.store, self.name, self.router, spec, status)
+
+    def _ended_routing(self, spec: RolloutSpec, status: RolloutStatus) -> RoutingConfig | None:
+        """The routing an ended rollout keeps in force (the manager re-applies the last
+        one's while none runs): all traffic on the registry's ``production``. That is the
+        version the rollout left (its baseline after a rollback, its candidate after a
+        promotion) until someone moves ``production`` since (``Registry.promote``, ``marquee
+        registry``, a rollout of the model run elsewhere): routing then follows the registry,
+        where before it kept sending every request to the version the rollout ended on. No
+        registry, ``production`` unset or the registry unreachable: the rollout's own."""
+        routing = desired_routing(spec, status, self.name)
+        if routing is None or self.registry is None or self.router is None:
+            return routing
+        try:
+            production = self.registry.get_alias("production")
+        except Exception as exc:  # noqa: BLE001 - keep the router where the rollout left it
+            log.warning("rollout %s: registry unreachable, re-applying the routing the rollout "
+                        "ended with: %s", self.name, exc)
+            return routing
+        if production is None or production == routing.baseline.version:
+            _FOLLOWED.pop(self.name, None)
+            return routing
+        if _FOLLOWED.get(self.name) != production:
+            _FOLLOWED[self.name] = production
+            log.warning("rollout %s ended (%s) on version %s, but production is version %s "
+                        "now: routing follows production", self.name, status.phase.value,
+                        routing.baseline.version, production)
+        return routing.model_copy(update={"baseline": Upstream(version=production)})
 
     def _resolve(self, ref: VersionRef) -> str:
         if ref.version is not None:
@@ -212,7 +245,8 @@ class Controller:
         stored = self.store.get(self.name)
         spec, status = stored.rollout.spec, stored.status
         if status.phase.terminal:
-            return self._reconcile(spec, status)
+            return apply_routing(self.store, self.name, self.router, spec, status,
+                                 self._ended_routing(spec, status))
         status = self._reconcile(spec, status)
         now = self.clock()
         command = self.store.pending_command(self.name)

@@ -3,7 +3,8 @@
 Each rollout is ticked every ``intervalSeconds`` by a :class:`Controller`; a failure in one
 rollout is logged and counted, never fatal to the others. When none is running, the routing
 the last one ended with is re-applied every few seconds, so a restarted router replica does
-not fall back to its configured baseline version; a running rollout's routing is re-applied
+not fall back to its configured baseline version (all traffic on the registry's
+``production``, which follows a promotion made since the rollout ended); a running rollout's routing is re-applied
 as often between its ticks. ``/healthz`` (503 once no pass over the store has ended for
 ``stall_seconds``: a hung call would otherwise leave every rollout unjudged while the pod looks
 alive), ``/readyz`` (the store could be listed) and ``/metrics`` are served on the controller's

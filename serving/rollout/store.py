@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
-from marquee.durable import write_text_atomic
+from marquee.durable import write_text_atomic, write_text_exclusive
 from serving.rollout.analysis import Command
 from serving.rollout.spec import ModelRollout, SpecError, parse_rollout
 from serving.rollout.status import Phase, RolloutStatus
@@ -124,10 +124,19 @@ class FileStatusStore:
         return self.root / name
 
     def create(self, rollout: ModelRollout) -> None:
+        """Create-if-absent, atomically: the spec is written to a synced temp file and
+        hard-linked to ``rollout.yaml``, which fails when that name exists. Of two creates of
+        one name at once (two ``rollout start``), one wins and the other gets
+        :class:`RolloutExists`; a check then a write let both pass the check, and the second
+        spec replaced the first under its running controller."""
         d = self._dir(rollout.name)
-        if (d / "rollout.yaml").exists():
+        final = d / "rollout.yaml"
+        if final.exists():
             raise RolloutExists(f"rollout {rollout.name} exists in {d}")
-        write_text_atomic(d / "rollout.yaml", rollout.to_yaml())
+        try:
+            write_text_exclusive(final, rollout.to_yaml())
+        except FileExistsError:
+            raise RolloutExists(f"rollout {rollout.name} exists in {d}") from None
         write_text_atomic(d / "status.json", json.dumps(RolloutStatus().to_dict(), indent=2))
 
     def get(self, name: str) -> StoredRollout:
