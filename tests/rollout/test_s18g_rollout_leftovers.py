@@ -20,18 +20,7 @@ from serving.rollout.spec import parse_rollout
 from serving.rollout.status import Phase
 from serving.rollout.store import FileStatusStore, RolloutExists
 from tests.rollout.test_hunt_rollout import Healthy
-
-MODEL = "movie-recommender"
-
-
-def _doc(name: str, candidate: str = "2", **spec: Any) -> dict[str, Any]:
-    body = {"modelName": MODEL, "baseline": {"alias": "production"},
-            "candidate": {"version": candidate}, "strategy": "canary", "intervalSeconds": 1,
-            "steps": [{"weight": 10}, {"weight": 100}],
-            "analysis": {"minRequests": 50, "metrics": [{"name": "errorRate", "max": 0.05}]},
-            **spec}
-    return {"apiVersion": "marquee.dev/v1alpha1", "kind": "ModelRollout",
-            "metadata": {"name": name}, "spec": body}
+from tests.rollout.test_s18e_one_rollout_per_model import MODEL, Admin, _doc
 
 
 # --- 1. create-if-absent is atomic -------------------------------------------------------------
@@ -83,16 +72,6 @@ def test_two_creates_of_one_name_at_once_one_wins_and_its_spec_stays(
 
 
 # --- 2. an ended rollout's routing follows production once it moved -------------------------
-class Admin:
-    """The router's admin API as the controller sees it: records what it is asked to run."""
-
-    def __init__(self) -> None:
-        self.applied: list[Any] = []
-
-    def apply(self, routing: Any) -> None:
-        self.applied.append(routing)
-
-
 def test_after_a_rollback_the_kept_routing_follows_a_production_promoted_since(
         tmp_path: Path) -> None:
     """r1 (candidate 2) is rolled back: production is 1 again and the router on 1. A person
