@@ -56,6 +56,21 @@ def _create(store: FileStatusStore, name: str, **kw: Any) -> None:
     store.create(parse_rollout(_doc(name, **kw)))
 
 
+def registry_and_r1(tmp_path: Path) -> tuple[str, FileStatusStore]:
+    """MLflow on SQLite under ``tmp_path`` with versions 1-3 of :data:`MODEL`, production 1,
+    and a file store holding rollout r1 (candidate 2, Pending): its URI and the store."""
+    from marquee.registry import Registry
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    registry = Registry(uri, MODEL)
+    for v in (1, 2, 3):
+        registry.register(f"file:///bundles/{v}", {"ndcg_at_10": 0.1})
+    registry.set_alias("production", 1)
+    store = FileStatusStore(tmp_path / "rollouts")
+    store.create(parse_rollout(_doc("r1")))
+    return uri, store
+
+
 class Admin:
     """The router's admin API as the controller sees it: records what it is asked to run."""
 
@@ -154,13 +169,7 @@ def test_a_rollback_leaves_aliases_that_someone_else_moved_since_it_started(
     from marquee.registry import Registry
     from serving.rollout.controller import MarqueeRegistry
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    registry = Registry(uri, MODEL)
-    for v in (1, 2, 3):
-        registry.register(f"file:///bundles/{v}", {"ndcg_at_10": 0.1})
-    registry.set_alias("production", 1)
-    store = FileStatusStore(tmp_path / "rollouts")
-    store.create(parse_rollout(_doc("r1")))
+    uri, store = registry_and_r1(tmp_path)
     c = Controller(store, "r1", Healthy(), registry=MarqueeRegistry(uri, MODEL), clock=Clock())
     assert c.tick().phase == Phase.PROGRESSING
     assert Registry(uri, MODEL)._aliases() == {"production": 1, "candidate": 2}

@@ -20,7 +20,12 @@ from serving.rollout.spec import parse_rollout
 from serving.rollout.status import Phase
 from serving.rollout.store import FileStatusStore, RolloutExists
 from tests.rollout.test_hunt_rollout import Healthy
-from tests.rollout.test_s18e_one_rollout_per_model import MODEL, Admin, _doc
+from tests.rollout.test_s18e_one_rollout_per_model import (
+    MODEL,
+    Admin,
+    _doc,
+    registry_and_r1,
+)
 
 
 # --- 1. create-if-absent is atomic -------------------------------------------------------------
@@ -82,13 +87,7 @@ def test_after_a_rollback_the_kept_routing_follows_a_production_promoted_since(
     the registry's production; it goes back with it, too."""
     from marquee.registry import Registry
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    registry = Registry(uri, MODEL)
-    for v in (1, 2, 3):
-        registry.register(f"file:///bundles/{v}", {"ndcg_at_10": 0.1})
-    registry.set_alias("production", 1)
-    store = FileStatusStore(tmp_path / "rollouts")
-    store.create(parse_rollout(_doc("r1")))
+    uri, store = registry_and_r1(tmp_path)
     admin = Admin()
     t = [0.0]
     mgr = RolloutManager(store, Healthy(), admin,  # type: ignore[arg-type]
