@@ -7,10 +7,14 @@ Parquet file per partition and batch through the object store's ``put_bytes``; a
 is retried with backoff, then dropped and counted (``reason="write_failed"``). A row that
 cannot be encoded is dropped on its own (``reason="encode_failed"``); the rest of its batch is
 written. ``close()`` drains everything that is queued and writes it: call it on graceful shutdown.
+Rows it cannot write within its timeout (the object store down or hanging) are counted
+(``reason="shutdown"``) and named in an error line, not lost in silence. Drops on the request
+path (``queue_full``, ``closed``) are reported in a warning at most once a minute.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import queue
@@ -40,6 +44,8 @@ _STOP = object()
 MAX_VERSION_LABELS = 20
 OTHER_VERSION = "other"
 _MAX_LABEL_CHARS = 128  # a longer version is no bundle version: counted as "other"
+#: Drops on the request path are reported in one warning per this many seconds at most.
+DROP_REPORT_SECONDS = 60.0
 
 
 class _VersionLabels:
@@ -83,6 +89,15 @@ class PayloadLogger:
         self.rows_written = 0
         self.rows_dropped = 0
         self.files_written: list[str] = []
+        # rows taken from the queue and not yet written or dropped (each row settles once, in
+        # the same lock as its outcome); when close() gives up on a writer stuck on the store,
+        # they are counted lost there, and the writer's own late drop of them is not counted
+        # again (``_abandoned``)
+        self._held = 0
+        self._abandoned = False
+        self._settle_lock = threading.Lock()
+        self._unreported = 0
+        self._reported_at = -DROP_REPORT_SECONDS
 
     # Producer side (request path) ----------------------------------------------------------------
     def log(self, row: Mapping[str, Any]) -> bool:
@@ -100,6 +115,29 @@ class PayloadLogger:
     def _drop(self, reason: str, n: int = 1) -> None:
         self.rows_dropped += n
         metrics.PAYLOG_DROPPED.labels(reason).inc(n)
+        if reason in ("queue_full", "closed"):  # the writer's own drops log their cause
+            self._unreported += n
+            now = time.monotonic()
+            if now - self._reported_at >= DROP_REPORT_SECONDS:
+                self._reported_at = now
+                n, self._unreported = self._unreported, 0
+                log.warning("payload log: %d rows dropped (%s) since the last report; %d rows "
+                            "queued: the object store is not taking writes fast enough",
+                            n, reason, self._queue.qsize())
+
+    def _writer_drop(self, reason: str, n: int) -> None:
+        """``n`` taken rows dropped by the writer, counted unless close() has counted them."""
+        with self._settle_lock:
+            self._held -= n
+            if not self._abandoned:
+                self._drop(reason, n)
+
+    def _take(self) -> list[Mapping[str, Any]]:
+        """Everything queued now, held by the caller until it is written or dropped."""
+        with self._settle_lock:
+            rows = self._drain_nowait()
+            self._held += len(rows)
+        return rows
 
     @property
     def pending(self) -> int:
@@ -122,14 +160,36 @@ class PayloadLogger:
             self._closed.set()
             thread = self._thread
         if thread is not None:
-            self._queue.put(_STOP)  # the writer drains everything queued before it
-            thread.join(timeout)
+            deadline = time.monotonic() + timeout
+            try:
+                # the writer drains everything queued before it; a full queue behind a stuck
+                # writer must not hold the shutdown for ever
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                pass
+            else:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self._abandon(timeout)
         else:
-            self._write(self._drain_nowait())
+            self._write(self._take())
+
+    def _abandon(self, timeout: float) -> None:
+        """The writer is still busy (the store down or hanging) when close() stops waiting:
+        what it holds and what is still queued is lost with the process. Count it and say so."""
+        with self._settle_lock:
+            self._abandoned = True
+            lost = self._held + len(self._drain_nowait())
+        with contextlib.suppress(queue.Full):  # drained above: let the writer stop once it can
+            self._queue.put_nowait(_STOP)
+        if lost:
+            self._drop("shutdown", lost)
+        log.error("payload log: the object store did not take the last writes within %gs of "
+                  "closing; %d rows not written, dropped", timeout, lost)
 
     def flush(self) -> None:
         """Write what is queued now, from the calling thread (tests and shutdown hooks)."""
-        self._write(self._drain_nowait())
+        self._write(self._take())
 
     def _drain_nowait(self) -> list[Mapping[str, Any]]:
         rows = []
@@ -151,11 +211,12 @@ class PayloadLogger:
             except queue.Empty:
                 item = None
             if item is _STOP:
-                batch.extend(self._drain_nowait())
-                self._write(batch)
+                self._write(batch + self._take())
                 return
             if item is not None:
                 batch.append(item)
+                with self._settle_lock:
+                    self._held += 1
             if len(batch) >= self._batch_rows or time.monotonic() >= deadline:
                 self._write(batch)
                 batch = []
@@ -175,7 +236,7 @@ class PayloadLogger:
             parts[key].append(row)
         if unplaced:
             log.error("%d payload rows have no usable ts or model_version; dropped", unplaced)
-            self._drop("encode_failed", unplaced)
+            self._writer_drop("encode_failed", unplaced)
         for (prefix, version), part in parts.items():
             for start in range(0, len(part), self._batch_rows):
                 self._write_file(prefix, version, part[start:start + self._batch_rows])
@@ -192,7 +253,7 @@ class PayloadLogger:
         except Exception:  # noqa: BLE001 - a bad row must not kill the writer thread
             log.exception("payload rows could not be written as Parquet; %d dropped",
                           table.num_rows)
-            self._drop("encode_failed", table.num_rows)
+            self._writer_drop("encode_failed", table.num_rows)
             return
         for attempt in range(self._retries + 1):
             try:
@@ -203,11 +264,14 @@ class PayloadLogger:
                 if attempt < self._retries:
                     time.sleep(min(2.0, 0.1 * 2**attempt))
                 continue
+            with self._settle_lock:
+                self._held -= table.num_rows
             self.rows_written += table.num_rows
             self.files_written.append(key)
             metrics.PAYLOG_ROWS.labels(_version_label(version)).inc(table.num_rows)
             return
-        self._drop("write_failed", table.num_rows)
+        log.error("payload log write %s failed for good; %d rows dropped", key, table.num_rows)
+        self._writer_drop("write_failed", table.num_rows)
 
     def _encode(self, rows: list[Mapping[str, Any]]) -> pa.Table | None:
         """The rows as one Arrow table. When the batch does not encode, each row is tried
@@ -226,5 +290,5 @@ class PayloadLogger:
         if bad:
             log.error("%d of %d payload rows could not be encoded; dropped (%s: %s)", bad,
                       len(rows), type(first).__name__, first)
-            self._drop("encode_failed", bad)
+            self._writer_drop("encode_failed", bad)
         return pa.concat_tables(tables) if tables else None

@@ -9,7 +9,9 @@ ts, user_id, item_id, event, variant, model_version``.
 ``log(row)`` never blocks and never raises: it appends to an in-memory buffer (no lock, no
 thread wake-up on the request path); a full buffer drops the row and counts it. A background
 thread takes the buffer every ``flush_seconds`` (or as soon as ``batch_rows`` are waiting) and
-writes Parquet with the store's ``put_bytes``.
+writes Parquet with the store's ``put_bytes``. Rows dropped on the request path are reported in
+a warning at most once a minute; rows ``close()`` cannot write within its timeout (the store
+down or hanging) are counted (``reason="shutdown"``) and named in an error line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 import uuid
 from collections import defaultdict, deque
 from datetime import datetime, timezone
@@ -46,6 +49,9 @@ FEEDBACK_SCHEMA = pa.schema([
     ("model_version", pa.string()),
 ])
 
+#: Rows dropped on the request path are reported in one warning per this many seconds at most.
+DROP_REPORT_SECONDS = 60.0
+
 
 class BlobWriter(Protocol):
     def put_bytes(self, key: str, data: bytes) -> str: ...
@@ -65,6 +71,13 @@ class EventLog:
         self._thread: threading.Thread | None = None
         self.rows_written = 0
         self.files: list[str] = []
+        # rows the writer has taken and not yet written or dropped; counted lost by close()
+        # when it stops waiting for a writer stuck on the store (then ``_abandoned``)
+        self._held = 0
+        self._abandoned = False
+        self._settle_lock = threading.Lock()
+        self._unreported = 0
+        self._reported_at = -DROP_REPORT_SECONDS
 
     def start(self) -> EventLog:
         self._thread = threading.Thread(target=self._run, name=f"log-{self.prefix}", daemon=True)
@@ -75,6 +88,14 @@ class EventLog:
         n = len(self._rows)
         if n >= self._max_rows:
             metrics.LOG_DROPPED.labels(reason="queue_full").inc()
+            self._unreported += 1
+            now = time.monotonic()
+            if now - self._reported_at >= DROP_REPORT_SECONDS:
+                self._reported_at = now
+                dropped, self._unreported = self._unreported, 0
+                log.warning("%s: %d rows dropped since the last report, %d buffered: the "
+                            "object store is not taking writes fast enough", self.prefix,
+                            dropped, n)
             return
         self._rows.append(row)  # deque.append is atomic: no lock needed
         if n + 1 == self._batch_rows:
@@ -85,8 +106,16 @@ class EventLog:
             return
         self._closing = True
         self._wake.set()
-        self._thread.join(timeout)
-        self._thread = None
+        thread, self._thread = self._thread, None
+        thread.join(timeout)
+        if thread.is_alive():  # stuck on the store: what it holds dies with the process
+            with self._settle_lock:
+                self._abandoned = True
+                lost = self._held + len(self._take())
+            if lost:
+                metrics.LOG_DROPPED.labels(reason="shutdown").inc(lost)
+            log.error("%s: the object store did not take the last writes within %gs of "
+                      "closing; %d rows not written, dropped", self.prefix, timeout, lost)
 
     def _take(self) -> list[dict[str, Any]]:
         rows = []
@@ -99,14 +128,26 @@ class EventLog:
         while True:
             self._wake.wait(self._flush_seconds)
             self._wake.clear()
-            rows = self._take()
+            with self._settle_lock:
+                rows = self._take()
+                self._held += len(rows)
             for i in range(0, len(rows), self._batch_rows):
                 self._write(rows[i:i + self._batch_rows])
             if self._closing:
-                self._write(self._take())
+                with self._settle_lock:
+                    rows = self._take()
+                    self._held += len(rows)
+                self._write(rows)
                 return
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self._write_parts(rows)
+        finally:
+            with self._settle_lock:
+                self._held -= len(rows)
+
+    def _write_parts(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         parts: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -124,4 +165,6 @@ class EventLog:
                 self.files.append(key)
             except Exception:  # noqa: BLE001 - logging must never take the router down
                 log.exception("writing %s failed; %d rows dropped", key, len(part_rows))
-                metrics.LOG_DROPPED.labels(reason="write_failed").inc(len(part_rows))
+                with self._settle_lock:
+                    if not self._abandoned:  # else close() has counted them
+                        metrics.LOG_DROPPED.labels(reason="write_failed").inc(len(part_rows))
