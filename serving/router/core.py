@@ -3,7 +3,8 @@
 ``Router.recommend`` picks the variant (sticky by user), calls the model server(s), returns
 the list, and records the exposure; shadow mirrors go to ``serving.router.shadow`` (tasks on
 this event loop, or a worker process) and can neither delay nor fail the user's request;
-interleaving calls both model servers at once and merges their lists by team draft.
+interleaving calls both model servers at once and merges their lists by team draft (one
+that fails leaves the other's list; both failing is a 504 when both timed out, else a 502).
 ``Router.feedback`` credits clicks to the variant (or, for interleaved lists, to the team)
 that showed the item.
 """
@@ -24,7 +25,13 @@ from typing import Any
 from marquee.durable import write_text_atomic
 from serving.router import metrics
 from serving.router.assignment import assign
-from serving.router.errors import NotConfigured, UnknownRequest, UnknownVersion, UpstreamFailed
+from serving.router.errors import (
+    NotConfigured,
+    UnknownRequest,
+    UnknownVersion,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from serving.router.exposure import EventLog
 from serving.router.schema import (
     FeedbackRequest,
@@ -369,6 +376,8 @@ class Router:
             "candidate": (r.candidate_url, r.candidate.version),  # type: ignore[union-attr]
         }
 
+        failed: dict[str, UpstreamFailed] = {}
+
         async def one(variant: str) -> tuple[Prediction | None, float]:
             url, version = calls[variant]
             t = time.perf_counter()
@@ -379,6 +388,7 @@ class Router:
                 ms = (time.perf_counter() - t) * 1000
                 self.stats.request(variant, ms, error=True)
                 metrics.ERRORS.labels(variant, version, exc.reason).inc()
+                failed[variant] = exc
                 return None, ms
             ms = (time.perf_counter() - t) * 1000
             self.stats.request(variant, ms, error=False)
@@ -389,8 +399,15 @@ class Router:
                                                                 one("candidate"))
         versions = f"{r.baseline.version}+{r.candidate.version}"  # type: ignore[union-attr]
         if base is None and cand is None:
-            metrics.REQUESTS.labels("interleaved", versions, "502").inc()
-            raise UpstreamFailed("both model servers failed", variant="interleaved")
+            # 504 when both timed out (as one timed-out server is); any other failure on
+            # either side is a 502: a server that answered wrongly is not merely slow
+            both_timed_out = all(isinstance(e, UpstreamTimeout) for e in failed.values())
+            error = UpstreamTimeout if both_timed_out else UpstreamFailed
+            metrics.REQUESTS.labels("interleaved", versions, str(error.status_code)).inc()
+            raise error("both model servers failed: "
+                        f"{failed['baseline'].message}; {failed['candidate'].message}",
+                        reason="timeout" if both_timed_out else "error",
+                        variant="interleaved")
         if base is None or cand is None:  # serve the one that answered, not interleaved
             only = base or cand
             assert only is not None

@@ -10,6 +10,10 @@
     ├── UnknownVersion (422)      routing names a version without a known model server URL
     └── UpstreamFailed (502)      the model server answered an error, garbage, or not at all
         └── UpstreamTimeout (504) the model server did not answer in time
+
+Interleaving calls both model servers: when both fail, the answer is a 504 (variant
+``interleaved``) if both timed out, and a 502 if either failed otherwise (an error status, a
+bad body, a refused connection), since that server is broken rather than slow.
 """
 
 from __future__ import annotations

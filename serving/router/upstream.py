@@ -2,7 +2,8 @@
 
 ``POST {url}/v1/models/{model}:predict`` with ``{"instances": [{user_id, k, history, context}]}``
 → ``{"predictions": [{items, scores, model_version, cold_start, fallback, …}]}``. Any error
-status, a timeout, a refused connection or a body that is not such a prediction is an
+status, a timeout, a refused connection or a body that is not such a prediction (at most k
+distinct item ids in 1..2^63-1, one JSON number per item as its score) is an
 :class:`UpstreamFailed` (with ``reason``). A 4xx counts as the model server's failure too: the
 router has already checked the request against the model server's own schema
 (``serving.router.schema``), so a model server that refuses it is misconfigured or broken (a
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
+from serving.fields import INT64_MAX
 from serving.router.errors import UpstreamFailed, UpstreamTimeout
 from serving.router.schema import RecommendRequest
 
@@ -100,17 +102,42 @@ class UpstreamClient:
                                  variant=variant, upstream_status=status)
         try:
             pred = orjson.loads(content)["predictions"][0]
-            items = [int(x) for x in pred["items"]]
-            scores = [float(x) for x in pred["scores"]]
-            if len(scores) != len(items) or len(items) > instance["k"]:
+            items, scores = pred["items"], pred["scores"]
+            _check_list(items, instance["k"])
+            _check_scores(scores)
+            if len(scores) != len(items):
                 raise ValueError
-            return Prediction(items=items, scores=scores,
-                              model_version=str(pred.get("model_version", ""))[:128],
-                              cold_start=bool(pred.get("cold_start", False)),
-                              fallback=bool(pred.get("fallback", False)))
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
             raise UpstreamFailed(f"{variant} model server sent an invalid body",
                                  reason="bad_response", variant=variant) from None
+        return Prediction(items=items, scores=[float(x) for x in scores],
+                          model_version=str(pred.get("model_version", ""))[:128],
+                          cold_start=bool(pred.get("cold_start", False)),
+                          fallback=bool(pred.get("fallback", False)))
+
+
+def _check_list(items: Any, k: int) -> None:
+    """A prediction's ``items``: at most ``k`` distinct item ids, each a JSON integer in the
+    product API's range (``serving.fields.ItemId``: 1..2^63-1), as a client's feedback must
+    name them. Else ValueError: an id such as 0, 5.9, "7" or true was served as 0, 5, 7 or 1,
+    one past 2^63-1 made the router's own answer a 500, and a repeated item was shown twice."""
+    if not isinstance(items, list) or len(items) > k:
+        raise ValueError
+    for x in items:
+        if type(x) is not int or not 1 <= x <= INT64_MAX:
+            raise ValueError
+    if len(set(items)) != len(items):
+        raise ValueError
+
+
+def _check_scores(scores: Any) -> None:
+    """A prediction's ``scores``: JSON numbers (orjson refuses NaN and infinities), not
+    strings or booleans ("nan" was read as NaN and answered as null)."""
+    if not isinstance(scores, list):
+        raise ValueError
+    for x in scores:
+        if type(x) is not int and type(x) is not float:
+            raise ValueError
 
 
 def _error_text(content: bytes) -> str:
