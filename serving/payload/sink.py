@@ -5,8 +5,11 @@ POSTs every request and every response as a CloudEvent whose attributes travel i
 ``Ce-Id`` (shared by a request and its response), ``Ce-Type``
 (``org.kubeflow.serving.inference.request`` / ``…response``), ``Ce-Inferenceservicename``,
 ``Ce-Endpoint``, ``Ce-Time``. The sink pairs the two halves by ``Ce-Id`` and writes one row per
-instance through the same :class:`~serving.payload.logger.PayloadLogger`. Halves whose partner
-does not arrive within ``ttl_seconds`` are dropped and counted (``reason="unpaired"``).
+instance through the same :class:`~serving.payload.logger.PayloadLogger`. A ``Ce-Id`` follows
+the request-id rule below (else a 400 naming ``ce-id``): a row whose body carries no request
+id is ``<Ce-Id>-<i>``, shortened with a digest of the ``Ce-Id`` when that would pass 128.
+Halves whose partner does not arrive within ``ttl_seconds`` are dropped and counted
+(``reason="unpaired"``).
 
 Every value a row takes from the bodies is type-checked (a request id as the model servers
 hold one: ``serving.fields.REQUEST_ID_PATTERN``, at most ``REQUEST_ID_MAX_LENGTH``
@@ -32,6 +35,7 @@ model server mounts it only with ``MARQUEE_SERVING_PAYLOAD_SINK_ENABLED=true``
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
@@ -154,7 +158,7 @@ def _v1_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
                             f"expected an object or null (got {short_repr(features)})")
         rows.append(payload_row(
             request_id=_request_id(pred.get("request_id"), f"predictions.{i}.request_id")
-            or f"{ce_id}-{i}", ts=ts,
+            or _fallback_id(ce_id, i), ts=ts,
             model_version=_str(pred.get("model_version"), f"predictions.{i}.model_version")
             or fallback_version,
             variant=variant, user_id=_int(inst.get("user_id"), f"instances.{i}.user_id"),
@@ -199,7 +203,7 @@ def _v2_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
         scores = all_scores[i * width:(i + 1) * width]
         kept = [j for j, x in enumerate(items) if x != -1]  # -1 pads a list shorter than k
         rows.append(payload_row(
-            request_id=(ids[i] if i < len(ids) and ids[i] else f"{ce_id}-{i}"), ts=ts,
+            request_id=(ids[i] if i < len(ids) and ids[i] else _fallback_id(ce_id, i)), ts=ts,
             model_version=version, variant=variant,
             user_id=_int(user, f"inputs.user_id.data.{i}"), k=ks[i if len(ks) == n else 0],
             cold_start=None, fallback=None, status=200, latency_ms=None,
@@ -253,6 +257,17 @@ def _request_id(value: Any, field: str) -> str | None:
         raise SinkError(field, f"expected letters, digits and . _ : - only (got "
                         f"{short_repr(value)})")
     return value
+
+
+def _fallback_id(ce_id: str, i: int) -> str:
+    """The request id of instance ``i`` of a pair whose body gives none: ``<Ce-Id>-<i>``,
+    held to the same rule. A ``Ce-Id`` (itself within the rule) too long for the suffix keeps
+    its first characters and a digest of the whole, so the id stays unique to the event."""
+    suffix = f"-{i}"
+    if len(ce_id) + len(suffix) <= REQUEST_ID_MAX_LENGTH:
+        return ce_id + suffix
+    digest = hashlib.sha256(ce_id.encode()).hexdigest()[:16]
+    return f"{ce_id[:REQUEST_ID_MAX_LENGTH - len(suffix) - 17]}.{digest}{suffix}"
 
 
 def _bool(value: Any, field: str) -> bool | None:
@@ -342,6 +357,7 @@ class CloudEventPairer:
         ce_type = h.get("ce-type")
         if not ce_id:
             raise SinkError("ce-id", "header missing (CloudEvents binary mode)")
+        _request_id(ce_id, "ce-id")  # it names the rows whose bodies carry no request id
         if ce_type not in (REQUEST_TYPE, RESPONSE_TYPE):
             raise SinkError("ce-type", f"expected {REQUEST_TYPE} or {RESPONSE_TYPE}, "
                             f"got {ce_type!r}")
