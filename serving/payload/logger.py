@@ -1,6 +1,8 @@
 """Batched payload logging: a bounded queue in front of a background Parquet writer.
 
-``log(row)`` never blocks and never raises: when the queue is full the row is dropped and
+``log(row)`` never blocks and never raises: when the queue is full (``queue_size`` rows, or
+``queue_bytes`` of estimated row size: a row carries its request's and response's JSON, so a
+stalled store behind large requests would otherwise hold gigabytes) the row is dropped and
 ``marquee_serving_payload_log_dropped_total{reason="queue_full"}`` counts it. A background
 thread drains the queue, groups rows by partition (date, hour, model version) and writes one
 Parquet file per partition and batch through the object store's ``put_bytes``; a failed write
@@ -48,6 +50,25 @@ _MAX_LABEL_CHARS = 128  # a longer version is no bundle version: counted as "oth
 DROP_REPORT_SECONDS = 60.0
 
 
+#: Default bound of the queue in (estimated) bytes.
+QUEUE_BYTES = 128 * 2**20
+_ROW_OVERHEAD = 1024  # a row dict's own size in memory, roughly, besides its JSON and lists
+
+
+def row_bytes(row: Mapping[str, Any]) -> int:
+    """A payload row's size in memory, estimated: its JSON strings, its lists, a dict."""
+    size = _ROW_OVERHEAD
+    for key in ("request_json", "response_json"):
+        value = row.get(key)
+        if isinstance(value, str):
+            size += len(value)
+    for key in ("items", "scores"):
+        value = row.get(key)
+        if isinstance(value, list):
+            size += 40 * len(value)
+    return size
+
+
 class _VersionLabels:
     """The first ``limit`` versions seen keep their own label; every later one is "other"."""
 
@@ -76,10 +97,16 @@ class BlobWriter(Protocol):
 
 
 class PayloadLogger:
-    def __init__(self, store: BlobWriter, *, queue_size: int = 50_000, batch_rows: int = 2_000,
+    def __init__(self, store: BlobWriter, *, queue_size: int = 50_000,
+                 queue_bytes: int = QUEUE_BYTES, batch_rows: int = 2_000,
                  flush_seconds: float = 5.0, retries: int = 3) -> None:
         self._store = store
+        # (row, its estimated size) pairs; bounded in rows and, since a row carries the
+        # request and response JSON (up to the body limit each), in bytes too
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._max_bytes = queue_bytes
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
         self._retries = retries
@@ -105,12 +132,32 @@ class PayloadLogger:
         if self._closed.is_set():
             self._drop("closed")
             return False
-        try:
-            self._queue.put_nowait(row)
-        except queue.Full:
+        size = row_bytes(row)
+        with self._bytes_lock:
+            if self._queued_bytes + size > self._max_bytes:
+                full = True
+            else:
+                full = False
+                self._queued_bytes += size
+        if not full:
+            try:
+                self._queue.put_nowait((row, size))
+            except queue.Full:
+                full = True
+                self._unqueue(size)
+        if full:
             self._drop("queue_full")
             return False
         return True
+
+    def _unqueue(self, size: int) -> None:
+        with self._bytes_lock:
+            self._queued_bytes -= size
+
+    @property
+    def queued_bytes(self) -> int:
+        """The estimated size of the rows waiting in the queue."""
+        return self._queued_bytes
 
     def _drop(self, reason: str, n: int = 1) -> None:
         self.rows_dropped += n
@@ -199,7 +246,9 @@ class PayloadLogger:
             except queue.Empty:
                 return rows
             if item is not _STOP:
-                rows.append(item)
+                row, size = item
+                self._unqueue(size)
+                rows.append(row)
 
     def _run(self) -> None:
         batch: list[Mapping[str, Any]] = []
@@ -214,7 +263,9 @@ class PayloadLogger:
                 self._write(batch + self._take())
                 return
             if item is not None:
-                batch.append(item)
+                row, size = item
+                self._unqueue(size)
+                batch.append(row)
                 with self._settle_lock:
                     self._held += 1
             if len(batch) >= self._batch_rows or time.monotonic() >= deadline:
