@@ -17,8 +17,11 @@ so both runtimes answer the same request with the same status and body:
 * ``POST /v2/models/movie-recommender/infer`` (Open Inference, JSON): the body is validated
   by KServe's own V2 request model and the inputs by the KServe runtime's checks, and the
   response has the same outputs (``items``, ``scores``, ``cold_start``, ``fallback``,
-  ``request_id``), so a V2 client gets the same answer from either runtime; the binary data
-  extension is refused (a 400 naming ``inference-header-content-length``);
+  ``request_id``; a request's ``outputs`` selects some by name), so a V2 client gets the same
+  answer from either runtime; the binary data extension is refused (a 400 naming
+  ``inference-header-content-length``);
+* ``GET /v2/models/movie-recommender``: the model's V2 metadata (inputs and outputs), as the
+  KServe runtime answers it;
 * ``GET /marquee/model``, ``GET /``, ``GET /metrics`` and KServe's health and readiness
   paths (``/v2/health/live``, ``/v2/health/ready``, ``/v1/models/movie-recommender``,
   ``/v2/models/movie-recommender/ready``);
@@ -146,7 +149,7 @@ async def infer_v2(request: Request) -> Response:
     from kserve.protocol.rest.v2_datamodels import InferenceRequest, InferenceResponse
     from pydantic import ValidationError
 
-    from serving.kserve.model import _Parsed, _Result, _v2_instances, _v2_response
+    from serving.kserve.model import _Parsed, _Result, _v2_instances, _v2_response, v2_outputs
 
     started = time.perf_counter()
     service = _instance().service
@@ -165,6 +168,7 @@ async def infer_v2(request: Request) -> Response:
         infer = InferRequest.from_inference_request(parsed, MODEL_NAME)
         instances = _v2_instances(infer, service.max_instances)
         v2_id = request_id_from(infer.id, "id")
+        outputs = v2_outputs(infer)
         preds = await service.predict(instances, request_id_of(request.headers) or v2_id,
                                       started)
     except ServingError as exc:
@@ -172,7 +176,7 @@ async def infer_v2(request: Request) -> Response:
     except Exception:  # a bug, not a bad request: the traceback belongs in the log
         return _internal_error("v2_infer")
     response = _v2_response(MODEL_NAME, service.version,
-                            _Result(_Parsed("v2", instances, started, v2_id), preds))
+                            _Result(_Parsed("v2", instances, started, v2_id, outputs), preds))
     rest, _ = response.to_rest()
     # KServe answers with its pydantic response model: the same fields, unset ones as null.
     return _json(InferenceResponse.model_validate(rest).model_dump(mode="json"))
@@ -183,6 +187,14 @@ async def model_info(_: Request) -> Response:
     return _json({"ready": True, "name": MODEL_NAME, "model_version": rt.version,
                   "bundle_uri": rt.bundle_uri, "n_items": rt.n_items,
                   "candidates": rt.candidates, "index": rt.index_report.as_dict()})
+
+
+async def v2_model_metadata(_: Request) -> Response:
+    """The model's Open Inference metadata, as KServe's ``GET /v2/models/<name>`` answers."""
+    from serving.kserve.model import V2_INPUTS, V2_OUTPUTS
+
+    return _json({"name": MODEL_NAME, "versions": None, "platform": "",
+                  "inputs": list(V2_INPUTS), "outputs": list(V2_OUTPUTS)})
 
 
 async def alive(_: Request) -> Response:
@@ -234,6 +246,7 @@ def http_app() -> Starlette:
         routes=[Route(PREDICT_PATH, predict, methods=["POST"]),
                 Route(INFER_PATH, infer_v2, methods=["POST"]),
                 Route("/marquee/model", model_info, methods=["GET"]),
+                Route(f"/v2/models/{MODEL_NAME}", v2_model_metadata, methods=["GET"]),
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/", alive, methods=["GET"]),
                 *(Route(path, kserve_health, methods=["GET"]) for path in (

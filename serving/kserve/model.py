@@ -8,7 +8,10 @@ asks the shared service, ``postprocess`` encodes the protocol's response.
 V1: ``{"instances": [{"user_id": 42, "k": 10}]}`` → ``{"predictions": [{...}]}``.
 V2: inputs ``user_id`` (INT64 [n]) and optional ``k`` (INT64 [1] or [n], one value) →
 outputs ``items`` (INT64 [n, k], -1 padded), ``scores`` (FP64 [n, k]), ``cold_start``,
-``fallback`` (BOOL [n]) and ``request_id`` (BYTES [n]).
+``fallback`` (BOOL [n]) and ``request_id`` (BYTES [n]). A request's ``outputs`` selects some
+of them by name (the response holds those, in the request's order; absent, all five); a name
+the model has not, or one asked twice, is a 400 naming ``outputs.<name>``. The same inputs and
+outputs are the model's V2 metadata (``GET /v2/models/movie-recommender``).
 """
 
 from __future__ import annotations
@@ -40,12 +43,27 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+# The model's V2 tensors (its metadata): -1 is a dimension of any size.
+V2_INPUTS: tuple[dict[str, Any], ...] = (
+    {"name": "user_id", "datatype": "INT64", "shape": [-1]},
+    {"name": "k", "datatype": "INT64", "shape": [-1]},
+)
+V2_OUTPUTS: tuple[dict[str, Any], ...] = (
+    {"name": "items", "datatype": "INT64", "shape": [-1, -1]},
+    {"name": "scores", "datatype": "FP64", "shape": [-1, -1]},
+    {"name": "cold_start", "datatype": "BOOL", "shape": [-1]},
+    {"name": "fallback", "datatype": "BOOL", "shape": [-1]},
+    {"name": "request_id", "datatype": "BYTES", "shape": [-1]},
+)
+
+
 @dataclass(frozen=True)
 class _Parsed:
     protocol: str  # "v1" | "v2"
     instances: list[Instance]
     started: float
     v2_id: str | None = None
+    outputs: tuple[str, ...] | None = None  # V2: the requested outputs, None for all
 
 
 @dataclass(frozen=True)
@@ -77,8 +95,10 @@ class RecommenderModel(kserve.Model):
         service = self._service()
         if isinstance(payload, InferRequest):
             return _Parsed("v2", _v2_instances(payload, service.max_instances), started,
-                           request_id_from(payload.id, "id"))
-        if isinstance(payload, bytes | bytearray | str):  # no JSON content-type
+                           request_id_from(payload.id, "id"), v2_outputs(payload))
+        # bytes: no JSON content-type. A str is a decoded JSON string (no V1 body), never
+        # decoded a second time (BentoML refuses '"{\"instances\": ...}"' too).
+        if isinstance(payload, bytes | bytearray):
             try:
                 payload = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
@@ -98,6 +118,12 @@ class RecommenderModel(kserve.Model):
         if result.parsed.protocol == "v1":
             return {"predictions": result.predictions}
         return _v2_response(self.name, self._service().version, result)
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [dict(t) for t in V2_INPUTS]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [dict(t) for t in V2_OUTPUTS]
 
     def _service(self) -> RecommendService:
         if self.service is None or not self.ready:
@@ -167,6 +193,27 @@ def _v2_instances(req: InferRequest, max_instances: int) -> list[Instance]:
     return out
 
 
+def v2_outputs(req: InferRequest) -> tuple[str, ...] | None:
+    """The output names a V2 request selects (``outputs``), None when it selects none (all);
+    a name the model has not, or one given twice, is a 400 naming it."""
+    requested = req.request_outputs
+    if not requested:
+        return None
+    known = [t["name"] for t in V2_OUTPUTS]
+    names: list[str] = []
+    for out in requested:
+        name = out.name
+        if name not in known:
+            shown = name[:64]  # echoed: kept short
+            raise BadRequest(f"outputs.{shown}: unknown output (expected one of "
+                             f"{', '.join(known)})", field=f"outputs.{shown}")
+        if name in names:
+            raise BadRequest(f"outputs.{name}: requested more than once",
+                             field=f"outputs.{name}")
+        names.append(name)
+    return tuple(names)
+
+
 def _v2_response(model_name: str, version: str, result: _Result) -> InferResponse:
     preds = result.predictions
     n = len(preds)
@@ -184,5 +231,8 @@ def _v2_response(model_name: str, version: str, result: _Result) -> InferRespons
         InferOutput("fallback", [n], "BOOL", [bool(p["fallback"]) for p in preds]),
         InferOutput("request_id", [n], "BYTES", [p["request_id"] for p in preds]),
     ]
+    if result.parsed.outputs is not None:  # the request's selection, in its order
+        by_name = {o.name: o for o in outputs}
+        outputs = [by_name[name] for name in result.parsed.outputs]
     return InferResponse(response_id=result.parsed.v2_id or uuid.uuid4().hex,
                          model_name=model_name, infer_outputs=outputs, model_version=version)

@@ -158,6 +158,14 @@ class _DataPlane(DataPlane):
     JSON, as V1 bodies are and as the BentoML runtime reads them (KServe refused it with a 400
     about the extension's header)."""
 
+    def metadata(self) -> dict[str, Any]:
+        """KServe's server metadata without ``model_repository_extension``: its routes are
+        404s here (``_UNSERVED_ROUTES``), so a client must not be told they exist."""
+        meta = dict(super().metadata())
+        meta["extensions"] = [e for e in meta.get("extensions", [])
+                              if e != "model_repository_extension"]
+        return meta
+
     def decode_inference_request(self, body: Any, headers: Any, model_name: str) -> Any:
         if not isinstance(body, bytes):
             return super().decode_inference_request(body, headers, model_name)

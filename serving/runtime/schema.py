@@ -96,9 +96,21 @@ def parse_v1(body: Any, max_instances: int) -> V1Request:
         raise BadRequest(f"instances: at most {max_instances} per request "
                          f"(got {len(instances)})", field="instances")
     try:
-        return V1Request.model_validate(body)
+        request = V1Request.model_validate(body)
     except ValidationError as exc:
         raise bad_request_from(exc) from None
+    seen: dict[str, int] = {}
+    for i, inst in enumerate(request.instances):
+        # payload and feedback logs join on the request id: two answers under one id could
+        # not be told apart (feedback would count for both)
+        if inst.request_id is not None:
+            if inst.request_id in seen:
+                field = f"instances.{i}.request_id"
+                raise BadRequest(f"{field}: {inst.request_id!r} is also the request_id of "
+                                 f"instance {seen[inst.request_id]}; each answer needs its own",
+                                 field=field)
+            seen[inst.request_id] = i
+    return request
 
 
 def decode_v2_json(body: bytes) -> Any:
