@@ -221,19 +221,25 @@ def openapi_to_jsonschema(schema: dict[str, Any]) -> dict[str, Any]:
     """Make a CRD's structural OpenAPI v3 schema checkable with ``jsonschema`` (Draft 7), as
     ../shared/schemas/SOURCES.md says: ``nullable: true`` adds ``null`` to the type, and every
     object with ``properties`` and without ``x-kubernetes-preserve-unknown-fields`` gets
-    ``additionalProperties: false`` (the API server's strict field validation). OpenAPI's
-    boolean ``exclusiveMinimum``/``exclusiveMaximum`` become Draft 7 numbers."""
+    ``additionalProperties: false`` (the API server's strict field validation), except inside
+    ``anyOf``/``oneOf``/``allOf``/``not``, whose subschemas only constrain the fields they name
+    (else a ``not`` rule could never match). OpenAPI's boolean
+    ``exclusiveMinimum``/``exclusiveMaximum`` become Draft 7 numbers."""
     return _convert(copy.deepcopy(schema))
 
 
-def _convert(node: Any) -> Any:
+_JUNCTORS = ("anyOf", "oneOf", "allOf", "not")
+
+
+def _convert(node: Any, junction: bool = False) -> Any:
     if isinstance(node, list):
-        return [_convert(n) for n in node]
+        return [_convert(n, junction) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _convert(v) if k in _SCHEMA_KEYS else v for k, v in node.items()}
+    out = {k: _convert(v, junction or k in _JUNCTORS) if k in _SCHEMA_KEYS else v
+           for k, v in node.items()}
     if "properties" in out:
-        out["properties"] = {k: _convert(v) for k, v in out["properties"].items()}
+        out["properties"] = {k: _convert(v, junction) for k, v in out["properties"].items()}
     for bound, excl in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
         if isinstance(out.get(excl), bool):
             if out.pop(excl) and bound in out:
@@ -244,7 +250,7 @@ def _convert(node: Any) -> Any:
             out["type"] = [t, "null"]
         elif t is None and "enum" in out:
             out["enum"] = [*out["enum"], None]
-    if ("properties" in out and "additionalProperties" not in out
+    if ("properties" in out and "additionalProperties" not in out and not junction
             and not out.get("x-kubernetes-preserve-unknown-fields")):
         out["additionalProperties"] = False
     return out
