@@ -8,17 +8,28 @@ logged-model source) and the contract's tags describe it: ``bundle_uri``, ``metr
 the rollout controller is the only writer of ``production`` (through ``promote``).
 
 ``mlflow`` is imported only when a Registry is used, so the platform core imports without it.
+
+Only a writer creates a registry: on a ``sqlite:///`` URI whose file does not exist, a Registry
+made with ``create=False`` (every reader, through ``Registry.from_settings``: ``marquee serve``,
+``drift check``, ``skew check``, ``registry …``) names the path instead of letting MLflow create
+an empty database that answers "no such alias". A reader fails fast on an MLflow server that
+does not answer too: its requests are retried twice with a 30 s timeout (MLflow's default, 7
+retries with backoff, takes about 4 minutes) unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
+``MLFLOW_HTTP_REQUEST_TIMEOUT`` say otherwise. Writers keep MLflow's patient retries: the
+register step at the end of a long pipeline run rides out a short outage.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -32,7 +43,7 @@ from marquee.errors import (
     VersionNotFoundError,
     redact_uri,
 )
-from marquee.settings import MODEL_NAME
+from marquee.settings import MODEL_NAME, Settings
 
 __all__ = [
     "PRODUCTION",
@@ -137,21 +148,71 @@ def _is_uri(ref: str) -> bool:
     return "://" in ref or ref.startswith("/")
 
 
-class Registry:
-    """Versions of one registered model (default ``movie-recommender``) in MLflow."""
+#: MLflow's HTTP client settings for a reader when the environment does not set them: a
+#: server that does not answer fails a request within seconds (connection refused) or ~1.5
+#: minutes (no reply), not after MLflow's 7 retries with exponential backoff (about 4 minutes).
+#: MLflow reads them at every request, from the process environment.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
-    def __init__(self, tracking_uri: str, model_name: str = MODEL_NAME) -> None:
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other URIs and in-memory ones)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path)
+
+
+class Registry:
+    """Versions of one registered model (default ``movie-recommender``) in MLflow.
+
+    ``create=False`` (readers) refuses a ``sqlite:///`` registry whose file does not exist,
+    naming the path, and fails within seconds on an MLflow server that does not answer;
+    writers that set up the registry on first use (the pipeline's evaluate and register
+    steps) keep the default ``create=True`` and MLflow's own retries.
+    """
+
+    def __init__(self, tracking_uri: str, model_name: str = MODEL_NAME, *,
+                 create: bool = True) -> None:
         self.tracking_uri = tracking_uri
         self.model_name = model_name
+        self.create = create
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, create: bool = False) -> Registry:
+        """The registry that ``settings`` name, for a reader unless ``create``. A reader of an
+        explicit ``sqlite:///`` URI whose file does not exist gets an error naming the path;
+        the embedded default (no ``registry_uri``: SQLite under ``MARQUEE_HOME``) cannot be
+        mistyped and is created as needed, so a fresh home reads as an empty registry."""
+        return cls(settings.resolved_registry_uri, settings.model_name,
+                   create=create or settings.registry_uri is None)
 
     def __repr__(self) -> str:
         return f"Registry({redact_uri(self.tracking_uri)!r}, model_name={self.model_name!r})"
 
     @cached_property
     def client(self) -> Any:
+        self._check_location()
+        if not self.create and self.tracking_uri.startswith(("http://", "https://")):
+            for name, value in _HTTP_DEFAULTS.items():  # a user's own setting wins
+                os.environ.setdefault(name, value)
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def _check_location(self) -> None:
+        """A reader's SQLite registry must exist: MLflow would create the file (and its
+        directory), so a typo in the path answered "no such alias" from a new, empty one."""
+        path = _sqlite_path(self.tracking_uri)
+        if path is None or self.create:
+            return
+        if not path.parent.is_dir():
+            raise InvalidArgumentError("registry_uri", self.tracking_uri,
+                                       f"no such directory {path.parent}")
+        if not path.is_file():
+            raise InvalidArgumentError(
+                "registry_uri", self.tracking_uri,
+                f"no registry database {path} (nothing registered there yet, or a wrong path)")
 
     @contextmanager
     def _errors(self, what: str, not_found: Callable[[], MarqueeError] | None = None

@@ -58,10 +58,11 @@ def resolve_bundle_dir(ref: str, settings: Settings) -> tuple[Path, BundleManife
         if path.is_dir():
             return path, verify_bundle(path)
         uri = ref
-        if "://" not in ref and "/" not in ref:  # alias or version number: ask the registry
+        # alias, version number or models:/<name>@<alias> | /<version>: ask the registry
+        if ref.startswith("models:/") or ("://" not in ref and "/" not in ref):
             from marquee.registry import Registry
 
-            uri = Registry(settings.resolved_registry_uri, settings.model_name).resolve(ref)
+            uri = Registry.from_settings(settings).resolve(ref)  # a reader: no new registry
         cache = settings.home / "cache" / "bundles" / hashlib.sha256(uri.encode()).hexdigest()[:16]
         if (cache / "bundle.json").is_file():
             return cache, verify_bundle(cache)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import typer
 
-from marquee.errors import InvalidArgumentError, MarqueeError, redact_uri
+from marquee.errors import MarqueeError, redact_uri
 from marquee.registry import PRODUCTION, ModelVersionInfo, Registry
 from marquee.settings import Settings
 
@@ -23,22 +21,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 def _registry(settings: Settings) -> Registry:
     if settings.registry_uri is None:  # the embedded default: SQLite under MARQUEE_HOME
         settings.home.mkdir(parents=True, exist_ok=True)
-    elif settings.registry_uri.startswith("sqlite:///"):
-        # MLflow would create a missing directory and an empty registry in it, so a typo in
-        # MARQUEE_REGISTRY_URI would answer "no versions" instead of naming the mistake.
-        directory = Path(settings.registry_uri[len("sqlite:///"):]).parent
-        if not directory.is_dir():
-            raise InvalidArgumentError("registry_uri", settings.registry_uri,
-                                       f"no such directory {directory}")
-    # An interactive command: fail within seconds when an MLflow server does not answer
-    # (MLflow's defaults retry 7 times with backoff, about 4 minutes), unless set otherwise.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import mlflow  # noqa: F401 - configures its loggers on import; quieten them afterwards
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    return Registry(settings.resolved_registry_uri, settings.model_name)
+    # a reader: a sqlite registry URI naming no database is named, not created empty
+    return Registry.from_settings(settings)
 
 
 @contextmanager

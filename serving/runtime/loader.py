@@ -35,7 +35,8 @@ def resolve_bundle_uri(serving: ServingSettings, settings: Settings) -> str:
     from marquee.registry import Registry
 
     ref = str(serving.model_version or serving.alias or "production")
-    return Registry(settings.resolved_registry_uri, settings.model_name).resolve(ref)
+    # a reader: a sqlite registry URI naming no database is named, not created empty
+    return Registry.from_settings(settings).resolve(ref)
 
 
 def fetch_verified(uri: str, settings: Settings, cache_dir: Path) -> Path:
