@@ -266,7 +266,7 @@ def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunRe
     seconds = time.perf_counter() - started
     from marquee.registry import Registry
 
-    info = Registry(settings.resolved_registry_uri, settings.model_name).get_version(version)
+    info = Registry.from_settings(settings).get_version(version)
     return RunResult(run_id=info.tags.get("pipeline_run_id", ""), version=version,
                      gate=info.tags.get("gate.decision", ""), metrics=info.metrics,
                      bundle_uri=info.bundle_uri, seconds=seconds)

@@ -34,7 +34,7 @@ def _registry_table(settings) -> Table:
     table = Table(title=f"registry: {settings.model_name}")
     for col in ("version", "aliases", "ndcg@10", "recall@50", "map@10", "coverage@10", "gate"):
         table.add_column(col)
-    for info in Registry(settings.resolved_registry_uri, settings.model_name).list_versions():
+    for info in Registry.from_settings(settings).list_versions():
         m = info.metrics
         table.add_row(str(info.version), ",".join(info.aliases),
                       *(f"{m.get(k, float('nan')):.4f}" for k in

@@ -266,10 +266,11 @@ class KubeflowLauncher:
         return box["value"]
 
     def _registered(self, run_id: str) -> Any:
+        from marquee.errors import redact_uri
         from marquee.registry import Registry
 
-        uri = self.settings.resolved_registry_uri
-        registry = Registry(uri, self.settings.model_name)
+        registry = Registry.from_settings(self.settings)
+        uri = redact_uri(registry.tracking_uri)
         found = [v for v in registry.list_versions()
                  if v.tags.get("pipeline_run_uid") == run_id]
         if not found:

@@ -119,7 +119,8 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
     _log_in_utc()
     admin, source = _admin_and_source(settings, router_url, replicas)
     registry = MarqueeRegistry(settings.resolved_registry_uri,
-                               _get(store, name).rollout.spec.model_name)
+                               _get(store, name).rollout.spec.model_name,
+                               create=settings.registry_uri is None)
     controller = Controller(store, name, source, admin, registry)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -296,8 +297,9 @@ def controller(
 
         def registry(model_name: str) -> MarqueeRegistry:  # each rollout's own model
             if model_name not in registries:
-                registries[model_name] = MarqueeRegistry(settings.resolved_registry_uri,
-                                                         model_name)
+                registries[model_name] = MarqueeRegistry(
+                    settings.resolved_registry_uri, model_name,
+                    create=settings.registry_uri is None)
             return registries[model_name]
 
         manager = RolloutManager(store, source, admin, registry,

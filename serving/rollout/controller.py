@@ -57,10 +57,14 @@ class AliasRegistry(Protocol):
 
 
 class MarqueeRegistry:
-    """:class:`AliasRegistry` over ``marquee.registry.Registry`` (MLflow), built lazily."""
+    """:class:`AliasRegistry` over ``marquee.registry.Registry`` (MLflow), built lazily.
+    ``create=False`` (the CLI's, for an explicit registry URI): a mistyped sqlite path is an
+    error each tick names, not a new empty registry that fails the rollout for "no
+    production", and an MLflow server that does not answer fails the tick within seconds (the
+    next tick tries again) instead of blocking it for minutes."""
 
-    def __init__(self, tracking_uri: str, model_name: str) -> None:
-        self.tracking_uri, self.model_name = tracking_uri, model_name
+    def __init__(self, tracking_uri: str, model_name: str, *, create: bool = True) -> None:
+        self.tracking_uri, self.model_name, self.create = tracking_uri, model_name, create
         self._registry = None
 
     @property
@@ -68,7 +72,7 @@ class MarqueeRegistry:
         if self._registry is None:
             from marquee.registry import Registry
 
-            self._registry = Registry(self.tracking_uri, self.model_name)
+            self._registry = Registry(self.tracking_uri, self.model_name, create=self.create)
         return self._registry
 
     def get_alias(self, alias: str) -> str | None:
