@@ -52,10 +52,75 @@ def _check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
     if missing:
         raise ValueError(f"{name}: missing column(s) {missing} (has {list(frame.columns)})")
     if key is not None:
-        dup = frame[key].duplicated(keep=False)
+        dup = frame[key].duplicated(keep=False) & frame[key].notna()  # missing: see _ids
         if dup.any():
             raise ValueError(f"{name}: {key} must be unique, but {int(dup.sum())} rows share "
                              f"an id (e.g. {key} {frame[key][dup].iloc[0]})")
+
+
+def _ids(name: str, frame: pd.DataFrame, column: str) -> np.ndarray:
+    """``frame[column]`` (an id column) as int64, or a ValueError naming ``name.column``:
+    missing values (``<NA>`` of a nullable column, NaN, None) or values that are not whole
+    numbers (text, fractions, booleans). Any integer dtype, nullable or not, is accepted."""
+    col = frame[column]
+    missing = col.isna()
+    if missing.any():
+        raise ValueError(f"{name}.{column}: {int(missing.sum())} missing value(s) (e.g. at row "
+                         f"{int(np.flatnonzero(missing.to_numpy())[0])}); every row needs an id")
+    if pd.api.types.is_bool_dtype(col.dtype):
+        raise ValueError(f"{name}.{column}: expected integer ids, got dtype {col.dtype}")
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return col.to_numpy(np.int64)
+    values = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(
+        col.dtype) else col
+    bad = values.isna() | (values.astype("float64") % 1 != 0)
+    if bad.any():
+        raise ValueError(f"{name}.{column}: expected integer ids, got dtype {col.dtype} with "
+                         f"{int(bad.sum())} non-integer value(s) (e.g. "
+                         f"{col[bad.to_numpy()].iloc[0]!r})")
+    return values.to_numpy(np.int64)
+
+
+def _with_ids(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with its id ``columns`` as int64 (see ``_ids``); the frame itself, not a
+    copy, when they already are (20M interactions are not copied for nothing)."""
+    if all(frame[c].dtype == np.int64 for c in columns):
+        return frame
+    return frame.assign(**{c: _ids(name, frame, c) for c in columns})
+
+
+def _request_ids(uid: np.ndarray) -> np.ndarray:
+    """The one-dimensional ``user_ids`` of ``recommend`` as int64, or a ValueError naming
+    ``user_ids``: a missing id (``<NA>``, NaN, None), a fraction, a boolean, text that is not
+    a number, or an id outside int64 (each was silently turned into another user's id)."""
+    if uid.dtype.kind == "b":
+        raise ValueError("user_ids: expected integer user ids, got booleans")
+    if uid.dtype.kind in "OUS":
+        num = pd.to_numeric(pd.Series(uid, dtype=object), errors="coerce")
+        junk = num.isna().to_numpy() & ~pd.isna(uid)
+        if junk.any():
+            first = int(np.flatnonzero(junk)[0])
+            raise ValueError(f"user_ids: expected integer user ids, got "
+                             f"{uid.tolist()[first]!r} at position {first}")
+        if any(isinstance(v, (bool, np.bool_)) for v in uid):
+            raise ValueError("user_ids: expected integer user ids, got booleans")
+        uid = num.to_numpy()
+    if uid.dtype.kind == "f":
+        missing = np.isnan(uid)
+        if missing.any():
+            raise ValueError(f"user_ids: {int(missing.sum())} missing id(s), e.g. at position "
+                             f"{int(np.flatnonzero(missing)[0])}")
+        bad = ~np.isfinite(uid) | (uid % 1 != 0) | (np.abs(uid) >= 2.0 ** 63)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"user_ids: expected integer user ids, got {uid.tolist()[first]!r} "
+                             f"at position {first}")
+    if uid.dtype.kind == "u" and uid.size and uid.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"user_ids: id {int(uid.max())} is outside the int64 range")
+    try:
+        return uid.astype(np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"user_ids: expected integer user ids ({exc})") from None
 
 
 def _timestamps(interactions: pd.DataFrame) -> np.ndarray:
@@ -96,8 +161,12 @@ class Recommender:
     cold-start list) to the popularity ranking before it is cut to k. A rule gets item rows
     (``item_ids[row]`` is the raw id) and their scores and returns the rows it keeps with
     their scores; it may filter or re-score, never add an item (see ``recsys.rerank``). A rule
-    that filters works within the retrieved pool (``ranker.n_candidates``, for warm users), so
-    one that removes most of it can leave fewer than k items.
+    that filters works first within the retrieved pool (``ranker.n_candidates``, for warm
+    users); when it leaves fewer than k items there, the list is completed (``recommend`` and
+    the online ``rerank`` alike) with the next allowed items of the whole catalogue in
+    retrieval order, the rules applied to them too, after the pool's items and with scores
+    that do not rise above the last one. So every user gets k items whenever k items that
+    are unseen (with ``exclude_seen``), available and allowed by the rules exist.
     """
 
     def __init__(self, config: RecommenderConfig | dict | None = None):
@@ -114,9 +183,20 @@ class Recommender:
     # ------------------------------------------------------------------ fitting
     def _index(self, interactions: pd.DataFrame, users: pd.DataFrame,
                items: pd.DataFrame) -> pd.DataFrame:
-        _check_table("interactions", interactions, ("user_id", "item_id", "timestamp"))
+        # The ranker learns from the event kinds and ratings too (recsys.models.ranker).
+        _check_table("interactions", interactions, ("user_id", "item_id", "timestamp") + (
+            ("event", "rating") if self.config.ranker.enabled else ()))
         _check_table("users", users, ("user_id", *DEMO_COLUMNS), key="user_id")
         _check_table("items", items, ("item_id", "year", "genres"), key="item_id")
+        # Ids as int64 from any integer dtype (nullable Int64 or int32 too); a missing or
+        # non-integer id is refused naming its table and column before anything else runs.
+        interactions = _with_ids("interactions", interactions, ("user_id", "item_id"))
+        users = _with_ids("users", users, ("user_id",))
+        items = _with_ids("items", items, ("item_id",))
+        # Missing genres are no genres (as an empty string is), not pandas' "ambiguous NA".
+        genres = items["genres"]
+        if genres.isna().any():
+            items = items.assign(genres=genres.astype(object).where(genres.notna(), ""))
         self.items = items.sort_values("item_id").reset_index(drop=True)
         # Users with interactions but no row in ``users`` are users all the same, of unknown
         # demographics: their events train the model and are their seen items.
@@ -346,10 +426,7 @@ class Recommender:
         if uid.ndim != 1:
             raise ValueError(f"user_ids: expected a one-dimensional sequence of user ids, got "
                              f"{type(user_ids).__name__} of shape {uid.shape}")
-        try:
-            uid = uid.astype(np.int64)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ValueError(f"user_ids: expected integer user ids ({exc})") from None
+        uid = _request_ids(uid)
         k = int(k)
         frames = [self._recommend_chunk(uid[s:s + chunk], k, exclude_seen, stages)
                   for s in range(0, uid.size, chunk)]
@@ -394,8 +471,12 @@ class Recommender:
                     s_i = self.ranker.score_batch(self, w_rows[i:i + 1], uid[warm][i:i + 1],
                                                   c_i[None, :], s_i[None, :])[0]
             blocked = self._blocked(self.history.of(int(w_rows[i])) if exclude_seen else None)
-            answers[int(j)] = rerank_list(c_i, s_i, k, cfg, self.feature_ctx.genres,
-                                          self.feature_ctx.years, blocked, self.rules)
+            idx, scores = rerank_list(c_i, s_i, k, cfg, self.feature_ctx.genres,
+                                      self.feature_ctx.years, blocked, self.rules)
+            if idx.size < k and self.rules:
+                vec = self.user_vectors(w_rows[i:i + 1], uid[warm][i:i + 1])[0]
+                idx, scores = self._complete(idx, scores, k, vec, blocked)
+            answers[int(j)] = idx, scores
         items = [answers[j][0] for j in range(uid.size)]
         sizes = np.fromiter((a.size for a in items), dtype=np.int64, count=uid.size)
         return pd.DataFrame({
@@ -433,6 +514,34 @@ class Recommender:
             pool = int(min(np.searchsorted(np.cumsum(ok), k) + 1, c_i.size))
             out[int(i)] = (c_i[:pool], s_i[:pool])
         return out
+
+    def _complete(self, idx: np.ndarray, scores: np.ndarray, k: int, user_vec: np.ndarray,
+                  blocked: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """A re-ranked list ``idx``/``scores`` shorter than ``k`` (business rules removed
+        candidates of the pool) completed with the best items of the catalogue by retrieval
+        score (``user_vec`` against the item embeddings) that are not listed, not ``blocked``
+        and kept by the rules, appended after the list with scores clipped so that they never
+        rise along it. Offline (``recommend``) and online (``rerank``) share it."""
+        n_items = len(self.item_index)
+        if idx.size >= k or idx.size >= n_items:
+            return idx, scores
+        free = np.ones(n_items, dtype=bool)
+        free[idx] = False
+        if blocked is not None and len(blocked):
+            free[np.asarray(blocked, dtype=np.int64)] = False
+        rows = np.flatnonzero(free)
+        if not rows.size:
+            return idx, scores
+        sc = (self.item_embeddings()[rows] @ np.asarray(user_vec, dtype=np.float32)
+              ).astype(np.float32)
+        order = np.argsort(-sc, kind="stable")
+        rows, sc = apply_rules(rows[order], sc[order], self.rules)
+        order = np.argsort(-sc, kind="stable")[:k - idx.size]
+        extra, extra_sc = rows[order], sc[order]
+        if idx.size:
+            extra_sc = np.minimum(extra_sc, np.float32(scores[-1]))
+        return (np.concatenate([np.asarray(idx, dtype=np.int64), extra]),
+                np.concatenate([np.asarray(scores, dtype=np.float32), extra_sc]))
 
     def _blocked(self, seen: np.ndarray | None) -> np.ndarray | None:
         extra = self.item_index.lookup(self.config.rerank.exclude_items)
@@ -519,8 +628,15 @@ class Recommender:
 
     def rerank(self, state: UserState, cand_idx: np.ndarray, scores: np.ndarray, k: int
                ) -> tuple[np.ndarray, np.ndarray]:
-        return rerank_list(cand_idx, scores, k, self.config.rerank, self.feature_ctx.genres,
-                           self.feature_ctx.years, self._blocked(state.history), self.rules)
+        """The final top k of one request's ranked candidates (see ``rerank_list``); a list
+        the business rules left shorter than k is completed as ``recommend`` does it (see
+        the class docstring)."""
+        blocked = self._blocked(state.history)
+        idx, out = rerank_list(cand_idx, scores, k, self.config.rerank, self.feature_ctx.genres,
+                               self.feature_ctx.years, blocked, self.rules)
+        if idx.size < k and self.rules:
+            idx, out = self._complete(idx, out, k, self.user_embedding(state), blocked)
+        return idx, out
 
     def popular(self, state: UserState, k: int, exclude: set[int] | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recsys.data.errors import DataSourceError
+from recsys.data.errors import DataSourceError, DataValidationError
 from recsys.data.schema import RAW_TABLES, TABLES, Dataset, RawDataset, TableSpec, conform
 
 __all__ = [
@@ -55,8 +55,24 @@ def _read_all(directory: Path, specs: dict[str, TableSpec]) -> dict[str, pd.Data
         missing = [c for c in specs[name].names if c not in frame.columns]
         if missing:
             raise DataSourceError(f"{path}: missing column(s) {missing}")
-        out[name] = conform(frame, specs[name])
+        out[name] = _conform_checked(frame, specs[name], path)
     return out
+
+
+def _conform_checked(frame: pd.DataFrame, spec: TableSpec, path: Path) -> pd.DataFrame:
+    """``conform`` for a table read from disk: a value the contract dtype cannot hold (an
+    ``<NA>`` id of a nullable column, text in a number column) raises
+    :class:`DataValidationError` naming the table, the column and the rule it breaks, as
+    validation does, instead of pandas' cast error."""
+    try:
+        return conform(frame, spec)
+    except (ValueError, TypeError) as exc:
+        from recsys.data.validate import check_table
+
+        findings = [f for f in check_table(frame, spec) if f.rule != "dtype"]
+        if not findings:
+            raise
+        raise DataValidationError(findings, title=f"{path}: data validation failed") from exc
 
 
 def has_tables(directory: Path) -> bool:
