@@ -99,6 +99,10 @@ class ServingSettings(BaseSettings):
     # Payload logging ---------------------------------------------------------------------------
     payload_log_enabled: bool = Field(True, description="Write payload logs to the object store.")
     payload_log_queue_size: int = Field(50_000, ge=1, description="Rows buffered before drops.")
+    payload_log_queue_mib: int = Field(
+        128, ge=1,
+        description="Estimated MiB of rows buffered before drops (rows carry the request and "
+        "response JSON).")
     payload_log_batch_rows: int = Field(2_000, ge=1, description="Rows per Parquet file at most.")
     payload_log_flush_seconds: float = Field(5.0, gt=0, description="Flush at least this often.")
     variant: str = Field("", description="Variant label written to payload logs and metrics.")

@@ -118,6 +118,7 @@ def start_payload_logger(settings: Settings, serving: ServingSettings):  # -> Pa
 
     store = open_store(settings.resolved_store_uri, settings.s3_endpoint_url)
     return PayloadLogger(store, queue_size=serving.payload_log_queue_size,
+                         queue_bytes=serving.payload_log_queue_mib * 2**20,
                          batch_rows=serving.payload_log_batch_rows,
                          flush_seconds=serving.payload_log_flush_seconds).start()
 

@@ -48,3 +48,30 @@ def test_rows_past_the_byte_bound_are_dropped_while_the_store_hangs(
         assert metrics.PAYLOG_DROPPED.labels("queue_full")._value.get() - full == 6
         logger.close(timeout=0.2)
     assert logger.rows_dropped == 6 + 5  # 6 refused, then the 5 held at close
+
+
+def test_the_model_servers_setting_bounds_the_queue_in_mib(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """``MARQUEE_SERVING_PAYLOAD_LOG_QUEUE_MIB`` (the chart's ``payloadLogQueueMib``) reaches
+    the model server's payload logger."""
+    from marquee.settings import Settings
+    from serving.runtime.loader import start_payload_logger
+    from serving.settings import ServingSettings
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("MARQUEE_SERVING_PAYLOAD_LOG_QUEUE_MIB", "1")
+    monkeypatch.setenv("MARQUEE_SERVING_PAYLOAD_LOG_FLUSH_SECONDS", "0.05")
+    big = _row(0, history=35_000)  # ~315 KB of request JSON: 3 fit in 1 MiB, not 4
+    assert 2**20 / 4 < row_bytes(big) < 2**20 / 3
+    with silent_server() as url:
+        monkeypatch.setenv("MARQUEE_HOME", str(tmp_path))
+        monkeypatch.setenv("MARQUEE_STORE_URI", "s3://payload-mib/x")
+        monkeypatch.setenv("MARQUEE_S3_ENDPOINT_URL", url)
+        logger = start_payload_logger(Settings(), ServingSettings())
+        logger.log(big)
+        wait_until(lambda: logger.pending == 0, 60, what="first row taken by the stuck writer")
+        accepted = [logger.log(_row(i, history=35_000)) for i in range(1, 6)]
+        logger.close(timeout=0.2)
+    assert accepted == [True] * 3 + [False] * 2
