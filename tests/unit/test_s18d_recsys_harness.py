@@ -9,20 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from recsys.data.synth import generate
 from recsys.recommender import Recommender
+from tests.unit.small_recsys import SMALL, data  # noqa: F401 - a fixture
 
-SMALL = {"retrieval": {"dim": 8, "epochs": 1, "batch_size": 256, "history_len": 10},
-         "ranker": {"n_candidates": 10, "n_estimators": 5, "early_stopping_rounds": 0,
-                    "num_leaves": 3, "folds": 1}}
-
-
-@pytest.fixture(scope="module")
-def data():
-    torch.set_num_threads(1)
-    return generate(120, 60, 3000, seed=5)
 
 
 @pytest.fixture(scope="module")
