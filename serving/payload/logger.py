@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from serving import metrics
+from serving.logrows import DropReport, HeldRows
 from serving.payload.schema import partition_key, rows_to_table
 
 __all__ = ["BlobWriter", "PayloadLogger", "MAX_VERSION_LABELS", "OTHER_VERSION"]
@@ -46,8 +47,6 @@ _STOP = object()
 MAX_VERSION_LABELS = 20
 OTHER_VERSION = "other"
 _MAX_LABEL_CHARS = 128  # a longer version is no bundle version: counted as "other"
-#: Drops on the request path are reported in one warning per this many seconds at most.
-DROP_REPORT_SECONDS = 60.0
 
 
 #: Default bound of the queue in (estimated) bytes.
@@ -116,15 +115,8 @@ class PayloadLogger:
         self.rows_written = 0
         self.rows_dropped = 0
         self.files_written: list[str] = []
-        # rows taken from the queue and not yet written or dropped (each row settles once, in
-        # the same lock as its outcome); when close() gives up on a writer stuck on the store,
-        # they are counted lost there, and the writer's own late drop of them is not counted
-        # again (``_abandoned``)
-        self._held = 0
-        self._abandoned = False
-        self._settle_lock = threading.Lock()
-        self._unreported = 0
-        self._reported_at = -DROP_REPORT_SECONDS
+        self._held = HeldRows()  # taken from the queue, not yet written or dropped
+        self._drops = DropReport()
 
     # Producer side (request path) ----------------------------------------------------------------
     def log(self, row: Mapping[str, Any]) -> bool:
@@ -163,28 +155,20 @@ class PayloadLogger:
         self.rows_dropped += n
         metrics.PAYLOG_DROPPED.labels(reason).inc(n)
         if reason in ("queue_full", "closed"):  # the writer's own drops log their cause
-            self._unreported += n
-            now = time.monotonic()
-            if now - self._reported_at >= DROP_REPORT_SECONDS:
-                self._reported_at = now
-                n, self._unreported = self._unreported, 0
+            n = self._drops.add(n)
+            if n:
                 log.warning("payload log: %d rows dropped (%s) since the last report; %d rows "
                             "queued: the object store is not taking writes fast enough",
                             n, reason, self._queue.qsize())
 
     def _writer_drop(self, reason: str, n: int) -> None:
         """``n`` taken rows dropped by the writer, counted unless close() has counted them."""
-        with self._settle_lock:
-            self._held -= n
-            if not self._abandoned:
-                self._drop(reason, n)
+        if self._held.dropped(n):
+            self._drop(reason, n)
 
     def _take(self) -> list[Mapping[str, Any]]:
         """Everything queued now, held by the caller until it is written or dropped."""
-        with self._settle_lock:
-            rows = self._drain_nowait()
-            self._held += len(rows)
-        return rows
+        return self._held.take(self._drain_nowait)
 
     @property
     def pending(self) -> int:
@@ -224,9 +208,7 @@ class PayloadLogger:
     def _abandon(self, timeout: float) -> None:
         """The writer is still busy (the store down or hanging) when close() stops waiting:
         what it holds and what is still queued is lost with the process. Count it and say so."""
-        with self._settle_lock:
-            self._abandoned = True
-            lost = self._held + len(self._drain_nowait())
+        lost = self._held.abandon(self._drain_nowait)
         with contextlib.suppress(queue.Full):  # drained above: let the writer stop once it can
             self._queue.put_nowait(_STOP)
         if lost:
@@ -266,8 +248,7 @@ class PayloadLogger:
                 row, size = item
                 self._unqueue(size)
                 batch.append(row)
-                with self._settle_lock:
-                    self._held += 1
+                self._held.add(1)
             if len(batch) >= self._batch_rows or time.monotonic() >= deadline:
                 self._write(batch)
                 batch = []
@@ -315,8 +296,7 @@ class PayloadLogger:
                 if attempt < self._retries:
                     time.sleep(min(2.0, 0.1 * 2**attempt))
                 continue
-            with self._settle_lock:
-                self._held -= table.num_rows
+            self._held.written(table.num_rows)
             self.rows_written += table.num_rows
             self.files_written.append(key)
             metrics.PAYLOG_ROWS.labels(_version_label(version)).inc(table.num_rows)

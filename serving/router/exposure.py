@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import logging
 import threading
-import time
 import uuid
 from collections import defaultdict, deque
 from datetime import datetime, timezone
@@ -28,6 +27,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from serving.logrows import DropReport, HeldRows
 from serving.router import metrics
 
 __all__ = ["EventLog", "EXPOSURE_SCHEMA", "FEEDBACK_SCHEMA", "EXPOSURE_PREFIX", "FEEDBACK_PREFIX"]
@@ -49,10 +49,6 @@ FEEDBACK_SCHEMA = pa.schema([
     ("model_version", pa.string()),
 ])
 
-#: Rows dropped on the request path are reported in one warning per this many seconds at most.
-DROP_REPORT_SECONDS = 60.0
-
-
 class BlobWriter(Protocol):
     def put_bytes(self, key: str, data: bytes) -> str: ...
 
@@ -71,13 +67,8 @@ class EventLog:
         self._thread: threading.Thread | None = None
         self.rows_written = 0
         self.files: list[str] = []
-        # rows the writer has taken and not yet written or dropped; counted lost by close()
-        # when it stops waiting for a writer stuck on the store (then ``_abandoned``)
-        self._held = 0
-        self._abandoned = False
-        self._settle_lock = threading.Lock()
-        self._unreported = 0
-        self._reported_at = -DROP_REPORT_SECONDS
+        self._held = HeldRows()  # taken by the writer, not yet written or dropped
+        self._drops = DropReport()
 
     def start(self) -> EventLog:
         self._thread = threading.Thread(target=self._run, name=f"log-{self.prefix}", daemon=True)
@@ -88,11 +79,8 @@ class EventLog:
         n = len(self._rows)
         if n >= self._max_rows:
             metrics.LOG_DROPPED.labels(reason="queue_full").inc()
-            self._unreported += 1
-            now = time.monotonic()
-            if now - self._reported_at >= DROP_REPORT_SECONDS:
-                self._reported_at = now
-                dropped, self._unreported = self._unreported, 0
+            dropped = self._drops.add()
+            if dropped:
                 log.warning("%s: %d rows dropped since the last report, %d buffered: the "
                             "object store is not taking writes fast enough", self.prefix,
                             dropped, n)
@@ -109,9 +97,7 @@ class EventLog:
         thread, self._thread = self._thread, None
         thread.join(timeout)
         if thread.is_alive():  # stuck on the store: what it holds dies with the process
-            with self._settle_lock:
-                self._abandoned = True
-                lost = self._held + len(self._take())
+            lost = self._held.abandon(self._take)
             if lost:
                 metrics.LOG_DROPPED.labels(reason="shutdown").inc(lost)
             log.error("%s: the object store did not take the last writes within %gs of "
@@ -128,26 +114,19 @@ class EventLog:
         while True:
             self._wake.wait(self._flush_seconds)
             self._wake.clear()
-            with self._settle_lock:
-                rows = self._take()
-                self._held += len(rows)
+            rows = self._held.take(self._take)
             for i in range(0, len(rows), self._batch_rows):
                 self._write(rows[i:i + self._batch_rows])
             if self._closing:
-                with self._settle_lock:
-                    rows = self._take()
-                    self._held += len(rows)
-                self._write(rows)
+                self._write(self._held.take(self._take))
                 return
 
-    def _write(self, rows: list[dict[str, Any]]) -> None:
-        try:
-            self._write_parts(rows)
-        finally:
-            with self._settle_lock:
-                self._held -= len(rows)
+    @property
+    def held(self) -> int:
+        """Rows the writer has taken and not yet written or dropped."""
+        return self._held.count
 
-    def _write_parts(self, rows: list[dict[str, Any]]) -> None:
+    def _write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         parts: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -161,10 +140,11 @@ class EventLog:
                 buf = io.BytesIO()
                 pq.write_table(table, buf)
                 self.store.put_bytes(key, buf.getvalue())
-                self.rows_written += len(part_rows)
-                self.files.append(key)
             except Exception:  # noqa: BLE001 - logging must never take the router down
                 log.exception("writing %s failed; %d rows dropped", key, len(part_rows))
-                with self._settle_lock:
-                    if not self._abandoned:  # else close() has counted them
-                        metrics.LOG_DROPPED.labels(reason="write_failed").inc(len(part_rows))
+                if self._held.dropped(len(part_rows)):  # else close() has counted them
+                    metrics.LOG_DROPPED.labels(reason="write_failed").inc(len(part_rows))
+                continue
+            self._held.written(len(part_rows))
+            self.rows_written += len(part_rows)
+            self.files.append(key)

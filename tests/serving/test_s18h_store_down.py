@@ -174,7 +174,7 @@ def test_drops_on_a_hanging_store_are_reported_once_a_minute_and_counted_at_clos
         with caplog.at_level(logging.WARNING):
             payload.log(_row(0))
             feedback.log(dict(fb))
-            wait_until(lambda: payload.pending == 0 and feedback._held == 1, 60,
+            wait_until(lambda: payload.pending == 0 and feedback.held == 1, 60,
                        what="first rows taken by the hanging writers")
             accepted = [payload.log(_row(i)) for i in range(1, 24)]
             for _ in range(23):
