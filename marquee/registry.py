@@ -144,6 +144,12 @@ def _metric_value(key: str, value: object) -> float:
     return number
 
 
+def _is_number(ref: int | str) -> bool:
+    """A reference meant as a version number (``version_number`` then checks it): an int, or
+    digits with or without surrounding spaces, as typed or pasted (" 3")."""
+    return isinstance(ref, int) or str(ref).strip().isdigit()
+
+
 def _is_uri(ref: str) -> bool:
     return "://" in ref or ref.startswith("/")
 
@@ -284,7 +290,7 @@ class Registry:
 
     def resolve_version(self, ref: int | str) -> int:
         """A version number or an alias name -> an existing version number."""
-        if isinstance(ref, int) or str(ref).isdigit():
+        if _is_number(ref):
             return self.get_version(ref).version
         info = self.get_alias(str(ref))
         if info is None:
@@ -294,7 +300,7 @@ class Registry:
     def resolve(self, ref: int | str) -> str:
         """``production`` | ``candidate`` | ``previous`` | ``<int>`` | ``models:/…`` | a URI
         -> the bundle URI."""
-        if isinstance(ref, int) or str(ref).isdigit():
+        if _is_number(ref):
             return self.get_version(ref).bundle_uri
         ref = str(ref).strip()
         match = _MODELS_URI.fullmatch(ref)

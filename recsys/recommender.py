@@ -414,11 +414,13 @@ class Recommender:
         popular-in-segment answer when ``cold_start == "popular"``, as the model server does
         with its cold-start strategy ``popular``. ``stages="retrieval"`` stops after the
         two-tower model (for ablations). A ``k`` that is not an integer >= 0, another
-        ``stages`` or ``user_ids`` that are not a flat sequence of integers raise
-        ``ValueError`` naming the argument; no users or ``k=0`` give an empty frame of the
-        same columns and dtypes.
+        ``stages``, an ``exclude_seen`` that is not a bool or ``user_ids`` that are not a flat
+        sequence of integers raise ``ValueError`` naming the argument; no users or ``k=0``
+        give an empty frame of the same columns and dtypes.
         """
         _check_int("k", k, 0)
+        if not isinstance(exclude_seen, (bool, np.bool_)):  # "no" would exclude, None include
+            raise ValueError(f"exclude_seen: expected True or False, got {exclude_seen!r}")
         if stages not in ("full", "retrieval"):
             raise ValueError(f"stages: expected 'full' or 'retrieval', got {stages!r}")
         _check_int("chunk", chunk, 1)

@@ -98,6 +98,8 @@ def test_aliases_and_resolve(registry: Registry) -> None:
     assert registry.resolve("production").endswith("/b1")
     assert registry.resolve("candidate").endswith("/b2")
     assert registry.resolve(2).endswith("/b2") and registry.resolve("1").endswith("/b1")
+    # a version typed or pasted with spaces around it is that version, as an alias is
+    assert registry.resolve(" 2 ").endswith("/b2") and registry.resolve_version("1\n") == v1
     assert registry.resolve(f"models:/{NAME}@candidate").endswith("/b2")
     assert registry.resolve(f"models:/{NAME}/1").endswith("/b1")
     assert registry.resolve("s3://elsewhere/bundle") == "s3://elsewhere/bundle"

@@ -151,3 +151,13 @@ def test_an_item_with_missing_genres_is_an_item_without_genres(data):
     got = Recommender(SMALL).fit(data.interactions, data.users, na, progress=False)
     want = Recommender(SMALL).fit(data.interactions, data.users, empty, progress=False)
     pd.testing.assert_frame_equal(got.recommend(users, k=5), want.recommend(users, k=5))
+
+
+@pytest.mark.parametrize("flag", ["no", None, 0, 1, "False"])
+def test_exclude_seen_takes_a_bool_only(rec, data, flag):
+    """Session 20: ``exclude_seen="no"`` excluded seen items and ``None`` included them, both
+    in silence; a harness passing a string from a config file got the opposite of its intent."""
+    users = data.users["user_id"].to_numpy()[:3]
+    with pytest.raises(ValueError, match="exclude_seen"):
+        rec.recommend(users, k=5, exclude_seen=flag)
+    assert len(rec.recommend(users, k=5, exclude_seen=np.bool_(False))) == 15
