@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ServingError", "BadRequest", "PayloadTooLarge", "ModelNotLoaded", "InjectedFault",
-           "RuntimeLoadError", "error_body"]
+__all__ = ["ServingError", "BadRequest", "PayloadTooLarge", "ModelNotFound", "ModelNotLoaded",
+           "InjectedFault", "RuntimeLoadError", "error_body"]
 
 
 class ServingError(Exception):
@@ -34,6 +34,13 @@ class BadRequest(ServingError):
 class PayloadTooLarge(BadRequest):
     status_code = 413
     code = "payload_too_large"
+
+
+class ModelNotFound(ServingError):
+    """A model path naming a model this server does not hold (KServe's own 404 body)."""
+
+    status_code = 404
+    code = "model_not_found"
 
 
 class ModelNotLoaded(ServingError):

@@ -6,13 +6,14 @@ loads neither the runtime (faiss, torch) nor a web framework.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 __all__ = ["MAX_K", "MAX_HISTORY", "REQUEST_ID_PATTERN", "REQUEST_ID_MAX_LENGTH", "UserId",
            "ItemId", "TopK", "History", "ContextValue", "Context", "check_context", "INT64_MAX",
-           "Demographics", "short_repr", "flatten"]
+           "Demographics", "indexed_request_id", "short_repr", "flatten"]
 
 MAX_K = 500
 MAX_HISTORY = 1000
@@ -22,6 +23,20 @@ _TS_MAX = 4_102_444_800  # 2100-01-01: a context "ts" is unix seconds
 # echoed in responses and written to logs, so it is kept short and printable.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]+$"
 REQUEST_ID_MAX_LENGTH = 128
+
+
+def indexed_request_id(base: str, i: int) -> str:
+    """The request id of item ``i`` of a batch whose ids come from one id ``base`` (a model
+    server's ``x-request-id`` or V2 ``id``, the payload sink's ``Ce-Id``): ``<base>-<i>``.
+    A ``base`` (itself within the rule) too long for the suffix keeps its first characters
+    and a digest of the whole, so the id stays within ``REQUEST_ID_MAX_LENGTH`` and unique
+    to ``base``."""
+    suffix = f"-{i}"
+    if len(base) + len(suffix) <= REQUEST_ID_MAX_LENGTH:
+        return base + suffix
+    digest = hashlib.sha256(base.encode()).hexdigest()[:16]
+    return f"{base[:REQUEST_ID_MAX_LENGTH - len(suffix) - 17]}.{digest}{suffix}"
+
 
 # The field types of one request, shared with the router's product API so that a request
 # the router accepts is one the model server accepts.

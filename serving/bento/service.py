@@ -24,7 +24,10 @@ so both runtimes answer the same request with the same status and body:
   KServe runtime answers it;
 * ``GET /marquee/model``, ``GET /``, ``GET /metrics`` and KServe's health and readiness
   paths (``/v2/health/live``, ``/v2/health/ready``, ``/v1/models/movie-recommender``,
-  ``/v2/models/movie-recommender/ready``);
+  ``/v2/models/movie-recommender/ready``), its model lists (``GET /v1/models``,
+  ``/v2/models``) and server metadata (``GET /v2``, naming BentoML);
+* a model path naming another model is KServe's 404 ``model_not_found`` naming ``model``
+  (a V2 infer body is validated first, as KServe's FastAPI route does);
 * every 4xx is ``{"error": "<field>: <message>", "code": ..., "field": ...}`` (an unknown path
   is a 404 naming ``path``, a known path with another method a 405 naming ``method``) and is
   logged in one line at INFO.
@@ -51,7 +54,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
-from serving.errors import BadRequest, ServingError, error_body
+from serving.errors import BadRequest, ModelNotFound, ServingError, error_body
 from serving.runtime.middleware import ServingMiddleware, route_of
 from serving.runtime.schema import decode_v2_json, parse_v1, request_id_from
 
@@ -60,13 +63,12 @@ __all__ = ["MovieRecommender", "http_app"]
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "movie-recommender"
-PREDICT_PATH = f"/v1/models/{MODEL_NAME}:predict"
-INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
 _BINARY_HEADER = "inference-header-content-length"
 
 # Content types KServe decodes as JSON itself (``kserve.protocol.dataplane.JSON_HEADERS``):
 # its message for a malformed body differs between these and any other content type.
 _JSON_TYPES = ("application/json", "application/cloudevents+json", "application/ld+json")
+
 
 # Set by the worker's service instance; read by the middleware of the same worker.
 _LOADED: dict[str, Any] = {"version": "", "variant": "", "max_body_bytes": 65536}
@@ -120,6 +122,15 @@ def _instance() -> MovieRecommender:
     return bentoml.get_current_service()
 
 
+def _check_model(request: Request) -> None:
+    """The 404 KServe gives for a path naming a model other than the one served."""
+    name = request.path_params.get("name", MODEL_NAME)
+    if name != MODEL_NAME:
+        from kserve.errors import ModelNotFound as KServeModelNotFound
+
+        raise ModelNotFound(f"model: {KServeModelNotFound(name)}", field="model")
+
+
 def _internal_error(route: str) -> Response:
     """A 500 for a bug on ``route``, its traceback logged (call it from an ``except``)."""
     log.exception("500 POST %s (model_version=%s variant=%s)", route, _LOADED["version"],
@@ -132,6 +143,7 @@ async def predict(request: Request) -> Response:
     started = time.perf_counter()
     service = _instance().service
     try:
+        _check_model(request)
         body = _decode(await request.body(), request.headers.get("content-type"))
         instances = parse_v1(body, service.max_instances).instances
         preds = await service.predict(instances, request_id_of(request.headers), started)
@@ -155,6 +167,7 @@ async def infer_v2(request: Request) -> Response:
     service = _instance().service
     try:
         if request.headers.get(_BINARY_HEADER) is not None:
+            _check_model(request)
             raise BadRequest(f"{_BINARY_HEADER}: the binary data extension is not served by "
                              "the BentoML runtime; send the tensors as JSON",
                              field=_BINARY_HEADER)
@@ -165,6 +178,7 @@ async def infer_v2(request: Request) -> Response:
             err = exc.errors(include_url=False)[0]
             field = ".".join(str(p) for p in err["loc"]) or "body"
             return _error(request, BadRequest(f"{field}: {err['msg']}", field=field), 422)
+        _check_model(request)
         infer = InferRequest.from_inference_request(parsed, MODEL_NAME)
         instances = _v2_instances(infer, service.max_instances)
         v2_id = request_id_from(infer.id, "id")
@@ -189,16 +203,31 @@ async def model_info(_: Request) -> Response:
                   "candidates": rt.candidates, "index": rt.index_report.as_dict()})
 
 
-async def v2_model_metadata(_: Request) -> Response:
+async def v2_model_metadata(request: Request) -> Response:
     """The model's Open Inference metadata, as KServe's ``GET /v2/models/<name>`` answers."""
     from serving.kserve.model import V2_INPUTS, V2_OUTPUTS
 
+    try:
+        _check_model(request)
+    except ServingError as exc:
+        return _error(request, exc)
     return _json({"name": MODEL_NAME, "versions": None, "platform": "",
                   "inputs": list(V2_INPUTS), "outputs": list(V2_OUTPUTS)})
 
 
 async def alive(_: Request) -> Response:
     return _json({"status": "alive"})
+
+
+async def server_metadata(_: Request) -> Response:
+    """Open Inference server metadata (``GET /v2``): this server's name and version, and no
+    extensions (KServe's model repository is not served by either runtime)."""
+    return _json({"name": "bentoml", "version": bentoml.__version__, "extensions": []})
+
+
+async def models(_: Request) -> Response:
+    """The served models (KServe's ``GET /v1/models`` and ``GET /v2/models``)."""
+    return _json({"models": [MODEL_NAME]})
 
 
 async def kserve_health(request: Request) -> Response:
@@ -209,6 +238,10 @@ async def kserve_health(request: Request) -> Response:
         return _json({"live": True})
     if path == "/v2/health/ready":
         return _json({"ready": True})
+    try:
+        _check_model(request)
+    except ServingError as exc:
+        return _error(request, exc)
     return _json({"name": MODEL_NAME, "ready": True})
 
 
@@ -243,15 +276,17 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 def http_app() -> Starlette:
     """The service's HTTP API (mounted at ``/`` after BentoML's ``/readyz``, ``/livez``)."""
     return Starlette(
-        routes=[Route(PREDICT_PATH, predict, methods=["POST"]),
-                Route(INFER_PATH, infer_v2, methods=["POST"]),
+        routes=[Route("/v1/models/{name}:predict", predict, methods=["POST"]),
+                Route("/v2/models/{name}/infer", infer_v2, methods=["POST"]),
                 Route("/marquee/model", model_info, methods=["GET"]),
-                Route(f"/v2/models/{MODEL_NAME}", v2_model_metadata, methods=["GET"]),
+                Route("/v2/models/{name}", v2_model_metadata, methods=["GET"]),
                 Route("/metrics", metrics, methods=["GET"]),
                 Route("/", alive, methods=["GET"]),
+                Route("/v2", server_metadata, methods=["GET"]),
+                *(Route(path, models, methods=["GET"]) for path in ("/v1/models", "/v2/models")),
                 *(Route(path, kserve_health, methods=["GET"]) for path in (
-                    "/v2/health/live", "/v2/health/ready", f"/v1/models/{MODEL_NAME}",
-                    f"/v2/models/{MODEL_NAME}/ready")),
+                    "/v2/health/live", "/v2/health/ready", "/v1/models/{name}",
+                    "/v2/models/{name}/ready")),
                 Route("/{path:path}", not_found,
                       methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])],
         exception_handlers={HTTPException: _http_exception})

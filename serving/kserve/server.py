@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
 from typing import Any
 
 import kserve
@@ -56,15 +55,18 @@ __all__ = ["BoundConfig", "MarqueeModelServer"]
 log = logging.getLogger(__name__)
 
 
-# KServe routes this server does not serve: the model repository extension (anyone who can
-# reach the server could unload its one model, for good: it cannot be loaded back, and
-# /v2/health/ready stays true), explanations (no explainer) and versioned inference (KServe
-# answers both with a 501 and logs a traceback at ERROR). Each is a 4xx naming the path.
+# KServe routes this server does not serve, as (method, path): the model repository extension
+# (anyone who can reach the server could unload its one model, for good: it cannot be loaded
+# back, and /v2/health/ready stays true), explanations (no explainer) and model versions
+# (KServe answers versioned inference, metadata and readiness with a 501 and logs a traceback
+# at ERROR on every request). Each is a 404 naming the path, as on the BentoML runtime.
 _UNSERVED_ROUTES = frozenset({
-    "/v2/repository/models/{model_name}/load",
-    "/v2/repository/models/{model_name}/unload",
-    "/v1/models/{model_name}:explain",
-    "/v2/models/{model_name}/versions/{model_version}/infer",
+    ("POST", "/v2/repository/models/{model_name}/load"),
+    ("POST", "/v2/repository/models/{model_name}/unload"),
+    ("POST", "/v1/models/{model_name}:explain"),
+    ("POST", "/v2/models/{model_name}/versions/{model_version}/infer"),
+    ("GET", "/v2/models/{model_name}/versions/{model_version}"),
+    ("GET", "/v2/models/{model_name}/versions/{model_version}/ready"),
 })
 
 
@@ -312,8 +314,8 @@ class MarqueeModelServer(kserve.ModelServer):
         helper = _BoundRESTServer(app, self, host=self.host, port=self.http_port,
                                   grace_period=self.grace_period,
                                   timeout_keep_alive=self.timeout_keep_alive)
-        for path in _UNSERVED_ROUTES:  # before KServe's: the first route that matches wins
-            app.add_api_route(path, _unserved, methods=["POST"], include_in_schema=False)
+        for method, path in _UNSERVED_ROUTES:  # before KServe's: the first match wins
+            app.add_api_route(path, _unserved, methods=[method], include_in_schema=False)
         helper._register_endpoints(app)
         helper._add_exception_handlers(app)
         app.add_exception_handler(ServingError, _serving_error)

@@ -35,7 +35,6 @@ model server mounts it only with ``MARQUEE_SERVING_PAYLOAD_SINK_ENABLED=true``
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import re
@@ -56,6 +55,7 @@ from serving.fields import (
     REQUEST_ID_MAX_LENGTH,
     REQUEST_ID_PATTERN,
     flatten,
+    indexed_request_id,
     short_repr,
 )
 from serving.payload import metrics as sink_metrics
@@ -158,7 +158,7 @@ def _v1_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
                             f"expected an object or null (got {short_repr(features)})")
         rows.append(payload_row(
             request_id=_request_id(pred.get("request_id"), f"predictions.{i}.request_id")
-            or _fallback_id(ce_id, i), ts=ts,
+            or indexed_request_id(ce_id, i), ts=ts,
             model_version=_str(pred.get("model_version"), f"predictions.{i}.model_version")
             or fallback_version,
             variant=variant, user_id=_int(inst.get("user_id"), f"instances.{i}.user_id"),
@@ -203,7 +203,8 @@ def _v2_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
         scores = all_scores[i * width:(i + 1) * width]
         kept = [j for j, x in enumerate(items) if x != -1]  # -1 pads a list shorter than k
         rows.append(payload_row(
-            request_id=(ids[i] if i < len(ids) and ids[i] else _fallback_id(ce_id, i)), ts=ts,
+            request_id=ids[i] if i < len(ids) and ids[i] else indexed_request_id(ce_id, i),
+            ts=ts,
             model_version=version, variant=variant,
             user_id=_int(user, f"inputs.user_id.data.{i}"), k=ks[i if len(ks) == n else 0],
             cold_start=None, fallback=None, status=200, latency_ms=None,
@@ -257,17 +258,6 @@ def _request_id(value: Any, field: str) -> str | None:
         raise SinkError(field, f"expected letters, digits and . _ : - only (got "
                         f"{short_repr(value)})")
     return value
-
-
-def _fallback_id(ce_id: str, i: int) -> str:
-    """The request id of instance ``i`` of a pair whose body gives none: ``<Ce-Id>-<i>``,
-    held to the same rule. A ``Ce-Id`` (itself within the rule) too long for the suffix keeps
-    its first characters and a digest of the whole, so the id stays unique to the event."""
-    suffix = f"-{i}"
-    if len(ce_id) + len(suffix) <= REQUEST_ID_MAX_LENGTH:
-        return ce_id + suffix
-    digest = hashlib.sha256(ce_id.encode()).hexdigest()[:16]
-    return f"{ce_id[:REQUEST_ID_MAX_LENGTH - len(suffix) - 17]}.{digest}{suffix}"
 
 
 def _bool(value: Any, field: str) -> bool | None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from serving.errors import InjectedFault
+from serving.errors import BadRequest, InjectedFault
+from serving.fields import indexed_request_id
 from serving.payload.logger import PayloadLogger
 from serving.payload.schema import payload_row
 from serving.runtime.faults import FaultInjector
@@ -27,6 +28,27 @@ from serving.settings import ServingSettings
 __all__ = ["RecommendService"]
 
 log = logging.getLogger(__name__)
+
+
+def _request_ids(instances: Sequence[Instance], request_id: str | None) -> list[str]:
+    """Each instance's own ``request_id``, else one derived from the request's (the
+    ``x-request-id`` header or V2 ``id``: itself for one instance, ``<id>-<i>`` within the
+    length rule for a batch), else a generated one. Payload and feedback logs join on it, so
+    a derived id that another instance gives as its own is a 400 naming that instance's."""
+    if not request_id:
+        return [inst.request_id or uuid.uuid4().hex for inst in instances]
+    if len(instances) == 1:
+        return [instances[0].request_id or request_id]
+    derived = {indexed_request_id(request_id, i): i
+               for i, inst in enumerate(instances) if inst.request_id is None}
+    for i, inst in enumerate(instances):
+        if inst.request_id in derived:
+            field = f"instances.{i}.request_id"
+            raise BadRequest(f"{field}: {inst.request_id!r} is also the request_id derived for "
+                             f"instance {derived[inst.request_id]} from the request's id; each "
+                             "answer needs its own", field=field)
+    return [inst.request_id or indexed_request_id(request_id, i)
+            for i, inst in enumerate(instances)]
 
 
 class RecommendService:
@@ -56,9 +78,7 @@ class RecommendService:
                       started: float | None = None) -> list[dict[str, Any]]:
         """Recommendations for validated instances; logs each answered instance."""
         started = time.perf_counter() if started is None else started
-        ids = [inst.request_id
-               or (f"{request_id}-{i}" if len(instances) > 1 else request_id) if request_id
-               else inst.request_id or uuid.uuid4().hex for i, inst in enumerate(instances)]
+        ids = _request_ids(instances, request_id)
         try:
             await self.faults.apply()
         except InjectedFault:

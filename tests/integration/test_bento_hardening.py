@@ -167,11 +167,14 @@ def test_model_info_is_a_get_and_other_methods_and_paths_are_contract_errors(
     assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
     assert post.json() == {"error": "method: Method Not Allowed", "code": "bad_request",
                            "field": "method"}
-    get = bento.get(V1_PATH)
+    get = bento.get("/v2/models/movie-recommender/infer")
     assert get.status_code == 405 and get.json()["field"] == "method"
+    # a model path naming another model is KServe's model_not_found (test_s20g_*)
     missing = bento.post("/v1/models/nope:predict", json=OK)
     assert missing.status_code == 404
-    assert missing.json() == {"error": "path: Not Found", "code": "bad_request", "field": "path"}
+    assert missing.json() == {"error": "model: Model with name nope does not exist.",
+                              "code": "model_not_found", "field": "model"}
+    assert bento.get("/nope").json()["field"] == "path"
 
 
 # Finding 9: no raw paths in /metrics ------------------------------------------------------------

@@ -14,36 +14,16 @@ runtimes in process (KServe's app and ``TestClient(MovieRecommender.to_asgi())``
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
-from serving_support import V1_PATH, V2_PATH, bundle_dir, kserve_app  # noqa: E402, F401
+from serving_support import V1_PATH, V2_PATH, bundle_dir, clients  # noqa: E402, F401
 
 OUTPUTS = ["items", "scores", "cold_start", "fallback", "request_id"]
-
-
-@pytest.fixture(scope="module")
-def clients(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
-            ) -> Iterator[dict[str, TestClient]]:
-    from serving.bento.service import MovieRecommender
-
-    app, _, _ = kserve_app(bundle_dir, tmp_path_factory.mktemp("s19e-kserve"),
-                           payload_log_enabled=False)
-    with pytest.MonkeyPatch.context() as mp:
-        for key in [k for k in os.environ if k.startswith("MARQUEE_")]:
-            mp.delenv(key)
-        mp.setenv("MARQUEE_HOME", str(tmp_path_factory.mktemp("s19e-bento")))
-        mp.setenv("MARQUEE_SERVING_BUNDLE_URI", str(bundle_dir))
-        mp.setenv("MARQUEE_SERVING_PAYLOAD_LOG_ENABLED", "false")
-        with TestClient(app, raise_server_exceptions=False) as kserve, \
-                TestClient(MovieRecommender.to_asgi(), raise_server_exceptions=False) as bento:
-            yield {"kserve": kserve, "bentoml": bento}
 
 
 def _v2(client: TestClient, outputs: list[dict] | None, k: int = 3):

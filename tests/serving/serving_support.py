@@ -128,3 +128,25 @@ def kserve_app(bundle: Path, home: Path, **serving: object):
                                 sink_token=ss.sink_token)
     server.register_model(model)
     return server.create_application(), model, payload
+
+
+@pytest.fixture(scope="module")
+def clients(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Both runtimes in process on the shared bundle, payload logging off: KServe's app and
+    BentoML's ASGI app, as ``{"kserve": TestClient, "bentoml": TestClient}``; for tests that
+    send one request to both and compare the answers."""
+    from starlette.testclient import TestClient
+
+    from serving.bento.service import MovieRecommender
+
+    app, _, _ = kserve_app(bundle_dir, tmp_path_factory.mktemp("kserve"),
+                           payload_log_enabled=False)
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("MARQUEE_")]:
+            mp.delenv(key)
+        mp.setenv("MARQUEE_HOME", str(tmp_path_factory.mktemp("bento")))
+        mp.setenv("MARQUEE_SERVING_BUNDLE_URI", str(bundle_dir))
+        mp.setenv("MARQUEE_SERVING_PAYLOAD_LOG_ENABLED", "false")
+        with TestClient(app, raise_server_exceptions=False) as kserve, \
+                TestClient(MovieRecommender.to_asgi(), raise_server_exceptions=False) as bento:
+            yield {"kserve": kserve, "bentoml": bento}
