@@ -151,7 +151,8 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
 
 
 def _version_ref(ref: str) -> dict[str, str]:
-    """``--baseline``: a registry version number, else an alias (``@production`` too)."""
+    """``--baseline``, ``--candidate``: a registry version number, else an alias
+    (``@production`` too)."""
     return {"version": ref} if ref.isdigit() else {"alias": ref.removeprefix("@")}
 
 
@@ -161,7 +162,8 @@ def start(
     strategy: Annotated[str | None, typer.Option(
         help="shadow, canary, ab or interleave (instead of -f).")] = None,
     candidate: Annotated[str | None, typer.Option(
-        help="Candidate version (needed with --strategy; with -f it replaces the file's).")] = None,
+        help="Candidate version or alias (needed with --strategy; with -f it replaces the "
+        "file's).")] = None,
     baseline: Annotated[str | None, typer.Option(
         help="Baseline version or alias (default: the production alias; with -f it replaces "
         "the file's).")] = None,
@@ -198,9 +200,9 @@ def start(
         else:
             doc: dict[str, Any] = {
                 "apiVersion": "marquee.dev/v1alpha1", "kind": "ModelRollout",
-                "metadata": {"name": name or f"{strategy}-v{candidate}"},
+                "metadata": {"name": name or f"{strategy}-v{candidate.removeprefix('@')}"},
                 "spec": {"baseline": _version_ref(baseline or "production"),
-                         "candidate": {"version": candidate}, "strategy": strategy}}
+                         "candidate": _version_ref(candidate), "strategy": strategy}}
             rollout = parse_rollout(doc, "flags")
         # Flags given with -f replace the file's values (none is silently ignored).
         if name or interval is not None or (file is not None and (candidate or baseline)):
@@ -210,7 +212,7 @@ def start(
             if interval is not None:  # 0 too: the spec refuses it, it is not "not given"
                 body["spec"]["intervalSeconds"] = interval
             if candidate is not None:
-                body["spec"]["candidate"] = {"version": candidate}
+                body["spec"]["candidate"] = _version_ref(candidate)
             if baseline is not None:
                 body["spec"]["baseline"] = _version_ref(baseline)
             rollout = parse_rollout(body, "flags")

@@ -10,7 +10,8 @@ as often between its ticks. ``/healthz`` (503 once no pass over the store has en
 alive), ``/readyz`` (the store could be listed) and ``/metrics`` are served on the controller's
 port. In Kubernetes the store is the namespace's ModelRollout objects, and several replicas
 may run: ``leading`` (the Lease of :mod:`serving.rollout.lease`) lets only one of them tick
-rollouts or apply routing; the others stand by, ready.
+rollouts or apply routing; the others stand by, ready. A rollout whose spec no longer parses
+(edited by hand) is stopped once, with the reason in its status (:meth:`RolloutManager._refused`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from serving.rollout import metrics
 from serving.rollout.controller import AliasRegistry, Controller, apply_routing
 from serving.rollout.sources import MetricsSource, RouterAdmin
-from serving.rollout.status import RolloutStatus
+from serving.rollout.spec import SpecError
+from serving.rollout.status import Decision, Outcome, Phase, RolloutStatus, utcnow
 from serving.rollout.store import ControllerBusy, FileStatusStore, StatusStore
 
 __all__ = ["RolloutManager", "serve_health"]
@@ -74,6 +76,7 @@ class RolloutManager:
             return ticked
         active: dict[str, int] = {}
         finished: list[tuple[Any, str]] = []
+        frozen = False  # a running rollout whose spec is refused still holds the routing
         for name in names:
             if not self.leading():  # the lease lapsed during this pass: stop acting
                 break
@@ -106,13 +109,16 @@ class RolloutManager:
                 if len(new.decisions) > before or new.decisions[-1:] != status.decisions[-1:]:
                     metrics.DECISIONS.labels(spec.strategy, new.decisions[-1].outcome.value).inc()
                 metrics.CANDIDATE_WEIGHT.labels(spec.strategy).set(new.weights.candidate)
+            except SpecError as exc:
+                frozen = self._refused(name, exc) or frozen
             except Exception:  # noqa: BLE001 - one rollout must not stop the others
                 metrics.TICKS.labels("error").inc()
                 log.exception("rollout %s: tick failed", name)
         metrics.ACTIVE.clear()
         for strategy, n in active.items():
             metrics.ACTIVE.labels(strategy).set(n)
-        if not active and finished and self.router is not None and self.leading():
+        if not active and not frozen and finished and self.router is not None \
+                and self.leading():
             # No rollout running: keep the router on what the last one decided (a restarted
             # router replica starts from its configured baseline version).
             now = self.clock()
@@ -126,6 +132,43 @@ class RolloutManager:
                 except Exception:  # noqa: BLE001
                     log.exception("rollout %s: re-applying its final routing failed", name)
         return ticked
+
+    def _refused(self, name: str, exc: SpecError) -> bool:
+        """Stop a rollout whose spec ``spec.py`` refuses, once, saying why in its status: its
+        spec was edited in place (``kubectl edit``; the CRD cannot express every rule here,
+        e.g. a candidate equal to the baseline). A Pending one ends Failed, nothing routed or
+        moved. A running one is frozen: nothing to judge it by, so its weights, routing and
+        aliases stay as they are until the spec is fixed (the next tick then carries on and
+        replaces the message). Retrying with a traceback on every pass told nobody. Returns
+        whether it is still running (frozen): its routing stays in force."""
+        try:
+            with self._tick_lock(name):
+                status = self.store.get_status(name)
+                if status.phase.terminal:
+                    return False
+                if status.phase == Phase.PENDING:
+                    message = f"cannot start: {exc}"
+                    status = status.model_copy(update={
+                        "phase": Phase.FAILED, "message": message,
+                        "decisions": [*status.decisions, Decision(
+                            time=utcnow(), phase=Phase.FAILED, step=status.step,
+                            outcome=Outcome.FAILED, reason=message)]})
+                else:
+                    message = (f"frozen at its current weights, spec refused (fix it to carry "
+                               f"on): {exc}")
+                    if status.message == message:
+                        return True
+                    status = status.model_copy(update={"message": message})
+                self.store.save_status(name, status)
+        except ControllerBusy:  # a `marquee rollout run` process owns it
+            return True
+        except Exception:  # noqa: BLE001 - tried again at the next pass
+            metrics.TICKS.labels("error").inc()
+            log.exception("rollout %s: recording its refused spec failed", name)
+            return True
+        metrics.TICKS.labels("error").inc()
+        log.warning("rollout %s: %s", name, message)
+        return not status.phase.terminal
 
     def _registry(self, model_name: str) -> AliasRegistry | None:
         if callable(self.registry) and not hasattr(self.registry, "get_alias"):

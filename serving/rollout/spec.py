@@ -4,6 +4,11 @@ One schema for a local YAML file and the Kubernetes custom resource of the chart
 names are the contract's camelCase ones (``intervalSeconds``, ``failureLimit`` …); Python
 code uses snake_case attributes. Unknown fields are refused with an error that names them,
 so a typo never silently falls back to a default.
+
+A spec means the same here and in the CRD (``kubectl apply``): the models are strict, so a
+quoted number (``weight: "25"``), a quoted boolean (``autoPromote: "true"``) or a bare
+``candidate: 2`` is refused here as the CRD's JSON types refuse it, and every bound and enum
+of the CRD is one here (tests/rollout/test_s20f_spec_matches_crd.py).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "API_VERSION", "KIND", "Strategy", "MetricName", "VersionRef", "Pause", "CanaryStep",
-    "ShadowSpec", "ABSpec", "InterleaveSpec", "MetricCheck", "AnalysisSpec", "Limits",
+    "Alias", "ShadowSpec", "ABSpec", "InterleaveSpec", "MetricCheck", "AnalysisSpec", "Limits",
     "RolloutSpec", "Metadata", "ModelRollout", "load_rollout", "parse_rollout",
     "SpecError", "DEFAULT_STEPS",
 ]
@@ -48,24 +53,21 @@ class SpecError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              frozen=True)
+                              frozen=True, strict=True)
+
+
+#: The registry aliases a rollout may name: the ones the controller reads and moves (the
+#: CRD's enum).
+Alias = Literal["production", "candidate", "previous"]
 
 
 class VersionRef(_Model):
-    """A model version, by number or by registry alias (exactly one)."""
+    """A model version, by number or by registry alias (exactly one): ``{version: "2"}`` or
+    ``{alias: production}``. The number is a string, as in the CRD (a YAML ``2`` is refused,
+    not converted: the CRD refuses it too)."""
 
-    # A registry version number, as the ModelRollout CRD requires (pattern ^[0-9]+$).
     version: str | None = Field(None, pattern=r"^[0-9]+$", max_length=20)
-    alias: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _coerce(cls, data: Any) -> Any:
-        if isinstance(data, (int, str)):
-            return {"version": str(data)}
-        if isinstance(data, dict) and isinstance(data.get("version"), int):
-            return {**data, "version": str(data["version"])}
-        return data
+    alias: Alias | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> VersionRef:
@@ -83,6 +85,7 @@ class Pause(_Model):
 
 
 class CanaryStep(_Model):
+    # 0 is refused too (the CRD's minimum is 1), by _check_steps, with the reason
     weight: int | None = Field(None, ge=0, le=100, description="Percent of users on the candidate.")
     pause: Pause | None = None
 
@@ -126,7 +129,8 @@ class MetricCheck(_Model):
 class AnalysisSpec(_Model):
     failure_limit: int = Field(2, ge=1, description="Failed checks that roll the candidate back.")
     min_requests: int = Field(50, ge=1, description="Candidate requests before checks count.")
-    metrics: tuple[MetricCheck, ...] = (MetricCheck(name="errorRate", max=0.05),)
+    metrics: tuple[MetricCheck, ...] = Field((MetricCheck(name="errorRate", max=0.05),),
+                                             max_length=20, strict=False)
 
 
 class Limits(_Model):
@@ -140,7 +144,7 @@ class RolloutSpec(_Model):
     strategy: Strategy
     stickiness_salt: str | None = Field(None, max_length=253)
     interval_seconds: float = Field(30.0, gt=0, le=86_400)
-    steps: tuple[CanaryStep, ...] = ()
+    steps: tuple[CanaryStep, ...] = Field((), max_length=100, strict=False)  # a YAML list
     shadow: ShadowSpec = ShadowSpec()
     ab: ABSpec = ABSpec()
     interleave: InterleaveSpec = InterleaveSpec()
@@ -157,8 +161,7 @@ class RolloutSpec(_Model):
                                tuple(CanaryStep(weight=w) for w in DEFAULT_STEPS))
         if uses_canary and not any(s.weight for s in self.steps):
             raise ValueError("steps: a canary needs at least one step with weight > 0")
-        if uses_canary:
-            _check_steps_get_traffic(self.steps)
+        _check_steps(self.steps, canary=uses_canary)
         if self.baseline == self.candidate:
             raise ValueError(f"candidate: the same as the baseline ({self.candidate}); a "
                              "rollout needs two different versions")
@@ -168,12 +171,14 @@ class RolloutSpec(_Model):
         return self.stickiness_salt or rollout_name
 
 
-def _check_steps_get_traffic(steps: tuple[CanaryStep, ...]) -> None:
+def _check_steps(steps: tuple[CanaryStep, ...], canary: bool) -> None:
     """Refuse canary steps that can never pass: a step is judged by a *Successful* analysis
     of the candidate's own requests (a timed pause too: it ends at the first one once its
     time is up), and at weight 0 the candidate has none, so the rollout would wait until
     ``limits.maxDurationSeconds`` and then fail. A pause without seconds (a gate that only
-    ``marquee rollout promote`` opens) needs no analysis and stays allowed."""
+    ``marquee rollout promote`` opens) needs no analysis and stays allowed. Weight 0 is
+    refused whatever the strategy, as the CRD refuses it (steps a strategy does not use
+    included: ``kubectl apply`` would refuse the same file)."""
     weight = 0
     for i, step in enumerate(steps):
         if step.weight is not None:
@@ -181,7 +186,8 @@ def _check_steps_get_traffic(steps: tuple[CanaryStep, ...]) -> None:
                 raise ValueError(f"steps[{i}].weight: 0 sends the candidate no traffic, so "
                                  "its analysis can never pass; give a weight of 1 to 100")
             weight = step.weight
-        elif step.pause is not None and step.pause.seconds is not None and weight == 0:
+        elif canary and step.pause is not None and step.pause.seconds is not None \
+                and weight == 0:
             raise ValueError(f"steps[{i}].pause: a timed pause before any weight step can "
                              "never end (it waits for a passing analysis of a candidate "
                              "that gets no traffic); put a weight step first, or pause "

@@ -105,6 +105,7 @@ class StoredRollout:
 class StatusStore(Protocol):
     def create(self, rollout: ModelRollout) -> None: ...
     def get(self, name: str) -> StoredRollout: ...
+    def get_status(self, name: str) -> RolloutStatus: ...
     def list(self) -> list[str]: ...
     def save_status(self, name: str, status: RolloutStatus) -> None: ...
     def request(self, name: str, command: Command) -> None: ...
@@ -149,6 +150,21 @@ class FileStatusStore:
             raise RolloutUnreadable(f"{d / 'rollout.yaml'}: not valid YAML: "
                                     f"{' '.join(str(exc).split())}") from None
         rollout = parse_rollout(doc, str(d / "rollout.yaml"))
+        try:
+            created = (d / "rollout.yaml").stat().st_mtime  # written once, by create()
+        except OSError:
+            created = None
+        return StoredRollout(rollout, self._status(d), created)
+
+    def get_status(self, name: str) -> RolloutStatus:
+        """The status alone, the spec not parsed: readable when the spec no longer is."""
+        d = self._dir(name)
+        if not (d / "rollout.yaml").exists():
+            raise RolloutNotFound(name)
+        return self._status(d)
+
+    @staticmethod
+    def _status(d: Path) -> RolloutStatus:
         path = d / "status.json"
         try:
             data = json.loads(path.read_text())
@@ -156,11 +172,7 @@ class FileStatusStore:
             data = None
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise RolloutUnreadable(f"{path}: damaged, not JSON ({exc})") from None
-        try:
-            created = (d / "rollout.yaml").stat().st_mtime  # written once, by create()
-        except OSError:
-            created = None
-        return StoredRollout(rollout, _status_from(data, str(path)), created)
+        return _status_from(data, str(path))
 
     def list(self) -> list[str]:
         if not self.root.is_dir():
@@ -347,6 +359,13 @@ class KubernetesStatusStore:
         doc = {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
         return StoredRollout(parse_rollout(doc, f"{self.namespace}/{name}"), status,
                              _created(obj))
+
+    def get_status(self, name: str) -> RolloutStatus:
+        """The status alone, the spec not parsed: readable when the spec no longer is. A
+        later :meth:`save_status` is conditional on the object as read here."""
+        obj = self._object(name)
+        self._read[name] = self._version(obj)
+        return _status_from(obj.get("status"), f"{self.namespace}/{name}")
 
     def list(self) -> list[str]:
         objs = self._call(self.api.list_namespaced_custom_object)
