@@ -82,6 +82,20 @@ def _get(store: StatusStore, name: str) -> Any:
         raise _fail(f"{exc} (see `marquee rollout status`)") from None
 
 
+def _get_status(store: StatusStore, name: str) -> Any:
+    """A rollout's status alone, its spec not parsed (``_get``'s errors otherwise)."""
+    from serving.rollout.store import RolloutNotFound, RolloutUnreadable
+
+    try:
+        return store.get_status(name)
+    except RolloutNotFound:
+        raise _fail(f"no rollout named {name!r} (see `marquee rollout status`)") from None
+    except RolloutUnreadable as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:
+        raise _fail(f"{exc} (see `marquee rollout status`)") from None
+
+
 def _log_in_utc() -> None:
     """Log lines stamped in UTC and saying so, as the decisions are (``basicConfig``: a
     process that configured logging already keeps its own)."""
@@ -548,10 +562,12 @@ def _command(name: str, command: str, namespace: str | None) -> None:
     from serving.rollout.status import Phase
 
     store = _store(namespace)
-    stored = _get(store, name)
-    if stored.status.phase.terminal:
-        raise _fail(f"rollout {name} already ended ({stored.status.phase.value})")
-    if command == "promote" and stored.status.phase == Phase.PENDING:
+    # an abort needs no spec: it also stops a rollout whose spec was edited into one the
+    # controller refuses (frozen); a promote does (the spec names the model whose aliases move)
+    status = _get(store, name).status if command == "promote" else _get_status(store, name)
+    if status.phase.terminal:
+        raise _fail(f"rollout {name} already ended ({status.phase.value})")
+    if command == "promote" and status.phase == Phase.PENDING:
         # Nothing is resolved or analysed before the first tick: refused, not queued (the
         # controller would refuse it too, in the status).
         raise _fail(f"rollout {name} has not started yet (Pending: no controller tick so far, "

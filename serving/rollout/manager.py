@@ -30,8 +30,9 @@ from serving.rollout import metrics
 from serving.rollout.controller import AliasRegistry, Controller, apply_routing
 from serving.rollout.sources import MetricsSource, RouterAdmin
 from serving.rollout.spec import SpecError
-from serving.rollout.status import Decision, Outcome, Phase, RolloutStatus, utcnow
+from serving.rollout.status import Decision, Outcome, Phase, RolloutStatus, Weights, utcnow
 from serving.rollout.store import ControllerBusy, FileStatusStore, StatusStore
+from serving.router.schema import RoutingConfig, Upstream
 
 __all__ = ["RolloutManager", "serve_health"]
 
@@ -139,20 +140,28 @@ class RolloutManager:
         e.g. a candidate equal to the baseline). A Pending one ends Failed, nothing routed or
         moved. A running one is frozen: nothing to judge it by, so its weights, routing and
         aliases stay as they are until the spec is fixed (the next tick then carries on and
-        replaces the message). Retrying with a traceback on every pass told nobody. Returns
-        whether it is still running (frozen): its routing stays in force."""
+        replaces the message) or someone aborts it (``marquee rollout abort``: every request to
+        the baseline, RolledBack; not while Promoting, whose alias moves need the spec).
+        Retrying with a traceback on every pass told nobody. Returns whether it is still
+        running (frozen): its routing stays in force."""
         try:
             with self._tick_lock(name):
                 status = self.store.get_status(name)
                 if status.phase.terminal:
                     return False
+                aborted = self.store.pending_command(name) == "abort" \
+                    and status.phase != Phase.PROMOTING and status.baseline_version is not None
                 if status.phase == Phase.PENDING:
-                    message = f"cannot start: {exc}"
-                    status = status.model_copy(update={
-                        "phase": Phase.FAILED, "message": message,
-                        "decisions": [*status.decisions, Decision(
-                            time=utcnow(), phase=Phase.FAILED, step=status.step,
-                            outcome=Outcome.FAILED, reason=message)]})
+                    status = self._ended(status, Phase.FAILED, f"cannot start: {exc}")
+                    message = status.message
+                elif aborted:  # routing needs no spec: every request to the baseline
+                    routing = RoutingConfig(strategy="single", rollout=name, salt=name,
+                                            baseline=Upstream(version=status.baseline_version))
+                    if self.router is not None:
+                        self.router.apply(routing)  # fails: stays frozen, tried next pass
+                    status = self._ended(status, Phase.ROLLED_BACK,
+                                         f"aborted by user (spec refused: {exc})")
+                    message = status.message
                 else:
                     message = (f"frozen at its current weights, spec refused (fix it to carry "
                                f"on): {exc}")
@@ -160,6 +169,8 @@ class RolloutManager:
                         return True
                     status = status.model_copy(update={"message": message})
                 self.store.save_status(name, status)
+                if aborted:
+                    self.store.clear_command(name, "abort")
         except ControllerBusy:  # a `marquee rollout run` process owns it
             return True
         except Exception:  # noqa: BLE001 - tried again at the next pass
@@ -169,6 +180,16 @@ class RolloutManager:
         metrics.TICKS.labels("error").inc()
         log.warning("rollout %s: %s", name, message)
         return not status.phase.terminal
+
+    @staticmethod
+    def _ended(status: RolloutStatus, phase: Phase, message: str) -> RolloutStatus:
+        """``status`` ended in ``phase`` by the manager itself (no spec to tick with): all
+        traffic on the baseline, one failed decision saying why."""
+        return status.model_copy(update={
+            "phase": phase, "message": message, "weights": Weights(),
+            "decisions": [*status.decisions, Decision(
+                time=utcnow(), phase=phase, step=status.step, outcome=Outcome.FAILED,
+                reason=message)]})
 
     def _registry(self, model_name: str) -> AliasRegistry | None:
         if callable(self.registry) and not hasattr(self.registry, "get_alias"):

@@ -188,7 +188,7 @@ class FileStatusStore:
     def request(self, name: str, command: Command) -> None:
         if command not in _COMMANDS:
             raise ValueError(f"command must be one of {_COMMANDS}, got {command!r}")
-        self.get(name)
+        self.get_status(name)  # it exists (its spec may no longer parse: abort it all the same)
         write_text_atomic(self._dir(name) / "command", command)
 
     def pending_command(self, name: str) -> Command | None:
