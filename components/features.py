@@ -30,12 +30,10 @@ def features(dataset: Input[Dataset], train: Input[Dataset], reference: Output[D
 
     import pandas as pd
 
+    from components.common import check_params
     from recsys.reference import build_reference, write_reference
 
-    if max_rows < 1:  # a run started from the Kubeflow UI skips the client's argument check
-        raise ValueError(f"max_rows={max_rows}: must be 1 or more (the pipeline's "
-                         "reference_rows): an empty drift reference gives monitoring nothing "
-                         "to compare served requests with")
+    check_params(reference_rows=max_rows)  # ingest checked it; this step may run on its own
     base = Path(dataset.path)
     parts = [Path(train.path)] + ([Path(val.path)] if val is not None else [])
     inter = pd.concat([pd.read_parquet(p / "interactions.parquet") for p in parts],

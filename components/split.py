@@ -33,19 +33,18 @@ def split(dataset: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
 
     import pandas as pd
 
-    from components.common import SPLIT_MODES
+    from components.common import check_params
     from recsys.data.split import (per_user_random_split, per_user_temporal_split,
                                    temporal_split)
 
+    check_params(split_mode=mode)  # ingest checked it; this step may run on its own
     inter = pd.read_parquet(Path(dataset.path) / "interactions.parquet")
     if mode == "temporal":
         parts = temporal_split(inter, val_frac=val_frac, test_frac=test_frac)
     elif mode == "user_temporal":
         parts = per_user_temporal_split(inter, test_frac=test_frac, val_frac=val_frac)
-    elif mode == "user_random":
-        parts = per_user_random_split(inter, test_frac=test_frac, seed=seed, val_frac=val_frac)
     else:
-        raise ValueError(f"split mode {mode!r}: use one of {', '.join(SPLIT_MODES)}")
+        parts = per_user_random_split(inter, test_frac=test_frac, seed=seed, val_frac=val_frac)
     tr, va, te = parts.train, parts.val, parts.test
     if len(te) == 0:  # fail before training: evaluate could not score the model on nothing
         raise ValueError(

@@ -17,9 +17,9 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
         train: The interactions the trials are fitted on.
         val: The interactions the trials are scored on; with none the search fails the step
             (every trial would score 0).
-        n_trials: Number of trials; 0 or less skips the search and keeps the base.
-        timeout_seconds: Time budget of the whole search in seconds (1 or more when
-            n_trials > 0, else the step fails): no new trial starts after it.
+        n_trials: Number of trials, 0 or more; 0 skips the search and keeps the base.
+        timeout_seconds: Time budget of the whole search in seconds (1 or more, else the
+            step fails): no new trial starts after it.
         config_json: JSON object of recommender settings merged over the defaults: the base
             configuration the search varies; {} is the defaults.
         seed: Seed of the sampler, of the users scored for pruning and of the models.
@@ -31,18 +31,15 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
             record per trial, best_value, best_params, best_trial; zeros, an empty list
             and nulls when the search was skipped).
     """
-    from components.common import read_tables, recommender_config, write_json
+    from components.common import check_params, read_tables, recommender_config, write_json
     from recsys.tuning import empty_summary
 
+    # ingest checked them; this step may run on its own
+    check_params(n_trials=n_trials, tune_timeout_seconds=timeout_seconds)
     result: dict = {"params": {}, **empty_summary()}
     if n_trials > 0:
         from recsys.tuning import tune as run_study
 
-        if timeout_seconds < 1:  # a Kubeflow UI run skips the client's argument check
-            raise ValueError(
-                f"timeout_seconds={timeout_seconds}: must be 1 or more when n_trials={n_trials}: "
-                "no trial starts after the time budget, so the search would run none and "
-                "keep the base configuration; set n_trials=0 to skip the search")
         inter, users, items = read_tables(dataset.path, train.path)
         val_inter, _, _ = read_tables(dataset.path, val.path)
         if len(val_inter) == 0:  # every trial would score 0 and a random one would be kept

@@ -8,6 +8,7 @@ and is mirrored one to one by a documented Helm value.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,7 +81,8 @@ class Settings(BaseSettings):
     def _check_s3_endpoint_url(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():
             return None  # empty means AWS S3 (the chart's settings.s3EndpointUrl)
-        if v is not None and not v.startswith(("http://", "https://")):
+        if v is not None and (urlparse(v).scheme not in ("http", "https")
+                              or not urlparse(v).hostname):  # "http://", "localhost:9000"
             raise ValueError("s3_endpoint_url must be an http:// or https:// URL")
         return v
 
@@ -89,6 +91,9 @@ class Settings(BaseSettings):
     def _check_store_uri(cls, v: str | None) -> str | None:
         if v is not None and "://" in v and not v.startswith(("s3://", "file://")):
             raise ValueError("store_uri must be a directory or s3://bucket/prefix")
+        if v is not None and v.startswith("s3://") and not urlparse(v).netloc:
+            # refused by the store only when the register step publishes, after training
+            raise ValueError("store_uri must name a bucket: s3://bucket/prefix")
         return v
 
     # Derived locations -------------------------------------------------------------

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 __all__ = ["app"]
 
@@ -19,10 +21,30 @@ KEY_METRICS = ("ndcg_at_10", "recall_at_10", "recall_at_50", "map_at_10", "mrr",
                "ndcg_at_10.cold")
 
 
-def _params(source: str, split_mode: str, n_trials: int, config_json: str,
-            extra: list[str]) -> dict:
-    params: dict = {"source": source, "split_mode": split_mode, "n_trials": n_trials,
-                    "config_json": config_json}
+PIPELINE_DEFAULT = "Default: the pipeline's (below)."
+
+
+class PipelineParamsCommand(TyperCommand):
+    """A command whose help ends with every pipeline parameter and its default, read from
+    the pipeline itself when the help is shown (building it imports kfp: not at import)."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if not self.epilog:
+            from pipelines.training import build_pipeline
+
+            inputs = build_pipeline().component_spec.inputs or {}
+            self.epilog = "Pipeline parameters (--param NAME=VALUE) and their defaults:\n\n" + (
+                "\n".join(f"  {name} = {json.dumps(spec.default)}"
+                          for name, spec in inputs.items()))
+        super().format_help(ctx, formatter)
+
+
+def _params(source: str | None, split_mode: str | None, n_trials: int | None,
+            config_json: str | None, extra: list[str]) -> dict:
+    """The parameters given; one left out takes the pipeline's own default."""
+    params: dict = {k: v for k, v in {"source": source, "split_mode": split_mode,
+                                      "n_trials": n_trials, "config_json": config_json}.items()
+                    if v is not None}
     for item in extra:
         key, sep, value = item.partition("=")
         if not sep:
@@ -53,13 +75,17 @@ def compile_cmd(
     console.print(f"compiled [bold]{path}[/] (image {image or settings.pipeline_image})")
 
 
-@app.command("run")
+@app.command("run", cls=PipelineParamsCommand)
 def run_cmd(
     local: bool = typer.Option(True, "--local/--no-local", help="Run with kfp.local here."),
-    source: str = typer.Option("movielens-100k", help="movielens-100k[:PATH], synth:… or a dir."),
-    split_mode: str = typer.Option("user_temporal", help="user_temporal, temporal, user_random."),
-    n_trials: int = typer.Option(0, help="Optuna trials before training (0: defaults)."),
-    config_json: str = typer.Option("{}", help="RecommenderConfig overrides as JSON."),
+    source: Optional[str] = typer.Option(None, help="movielens-100k[:PATH], synth:… or a dir. "
+                                         + PIPELINE_DEFAULT),
+    split_mode: Optional[str] = typer.Option(None, help="user_temporal, temporal, user_random. "
+                                             + PIPELINE_DEFAULT),
+    n_trials: Optional[int] = typer.Option(None, help="Optuna trials before training (0: "
+                                           "defaults). " + PIPELINE_DEFAULT),
+    config_json: Optional[str] = typer.Option(None, help="RecommenderConfig overrides as JSON. "
+                                              + PIPELINE_DEFAULT),
     param: list[str] = typer.Option([], "--param", help="Any pipeline parameter, NAME=VALUE."),
 ) -> None:
     """Run the training pipeline on this machine and print the registered version."""
@@ -90,15 +116,19 @@ def run_cmd(
                   soft_wrap=True, highlight=False, markup=False)
 
 
-@app.command("submit")
+@app.command("submit", cls=PipelineParamsCommand)
 def submit_cmd(
     host: Optional[str] = typer.Option(None, help="Kubeflow Pipelines API (default: settings)."),
-    source: str = typer.Option("movielens-100k"),
-    split_mode: str = typer.Option("user_temporal"),
-    n_trials: int = typer.Option(4),
-    config_json: str = typer.Option("{}"),
-    param: list[str] = typer.Option([], "--param"),
-    experiment: str = typer.Option("marquee"),
+    source: Optional[str] = typer.Option(None, help="movielens-100k[:PATH], synth:… or a dir "
+                                         "(inside the step's pod). " + PIPELINE_DEFAULT),
+    split_mode: Optional[str] = typer.Option(None, help="user_temporal, temporal, user_random. "
+                                             + PIPELINE_DEFAULT),
+    n_trials: Optional[int] = typer.Option(None, help="Optuna trials before training (0: "
+                                           "defaults). " + PIPELINE_DEFAULT),
+    config_json: Optional[str] = typer.Option(None, help="RecommenderConfig overrides as JSON. "
+                                              + PIPELINE_DEFAULT),
+    param: list[str] = typer.Option([], "--param", help="Any pipeline parameter, NAME=VALUE."),
+    experiment: str = typer.Option("marquee", help="Kubeflow experiment of the run."),
 ) -> None:
     """Submit a run to a Kubeflow Pipelines host with kfp.Client."""
     from marquee.settings import Settings

@@ -156,10 +156,11 @@ def check_arguments(args: dict[str, Any]) -> None:
     its range (split fractions, gate tolerance, trial count, timeout, reference rows; no test
     split, or a search with no validation split to score its trials on), a
     ``source`` of an unknown form, a split mode the split step does not know, or a
-    ``config_json`` that the recommender would refuse: what a step would refuse later, refused
-    before any runs."""
-    from components.common import SPLIT_MODES, recommender_config
-    from marquee.gate import check_tolerance
+    ``config_json`` that the recommender would refuse, a store, registry or S3 endpoint URI of
+    no known form: what a step would refuse later, refused before any runs. The types are
+    checked here (the Kubeflow UI and kfp check them for a run started there); the values
+    by ``components.common.check_params``, the rules the ingest step applies again."""
+    from components.common import check_params
 
     args = {k: json.dumps(v) if k == "config_json" and isinstance(v, dict) else v
             for k, v in args.items()}  # as pipeline_arguments passes it
@@ -177,51 +178,7 @@ def check_arguments(args: dict[str, Any]) -> None:
         if kind == "String" and not isinstance(value, str):
             raise InvalidArgumentError(name, value, "must be a string")
     defaults = {name: spec.default for name, spec in known.items()}
-    full = {**defaults, **args}
-    for name in ("test_frac", "val_frac"):
-        if not 0 <= full[name] < 1:
-            raise InvalidArgumentError(name, full[name], "must be in [0, 1)")
-    if full["test_frac"] + full["val_frac"] >= 1:
-        raise InvalidArgumentError("val_frac", full["val_frac"],
-                                   f"test_frac + val_frac must be below 1 (test_frac is "
-                                   f"{full['test_frac']}): nothing would be left to train on")
-    if full["test_frac"] == 0:
-        raise InvalidArgumentError("test_frac", full["test_frac"],
-                                   "must be above 0: the evaluate step scores the model on the "
-                                   "test split, and an unscored model must not pass the gate")
-    for name, least in (("n_trials", 0), ("tune_timeout_seconds", 1), ("reference_rows", 1)):
-        if full[name] < least:
-            raise InvalidArgumentError(name, full[name], f"must be {least} or more")
-    if full["n_trials"] > 0 and full["val_frac"] == 0:
-        raise InvalidArgumentError("val_frac", full["val_frac"],
-                                   f"must be above 0 when n_trials={full['n_trials']}: the search "
-                                   "scores its trials on the validation split, and with none "
-                                   "every trial scores 0 and a random one would be kept")
-    if not full["gate_tolerance"] < 0:  # negative: the step's own setting; NaN is checked
-        check_tolerance(full["gate_tolerance"])
-    if full["split_mode"] not in SPLIT_MODES:
-        raise InvalidArgumentError("split_mode", full["split_mode"],
-                                   f"use one of {', '.join(SPLIT_MODES)}")
-    _check_source(full["source"])
-    recommender_config(full["config_json"], full["seed"])
-
-
-def _check_source(source: str) -> None:
-    """The forms the ingest step knows; a directory is the step's to find (in a cluster it is
-    a path inside the step's pod, not on this machine)."""
-    kind, sep, arg = source.partition(":")
-    if not source.strip():
-        raise InvalidArgumentError("source", source, "is empty: use movielens-100k[:PATH], "
-                                   "synth:users=N,items=N,events=N or a dataset directory")
-    if kind != "synth" or not sep:
-        return
-    for part in filter(None, arg.split(",")):
-        key, eq, value = part.partition("=")
-        if key not in ("users", "items", "events", "seed") or not eq or not value.isdigit():
-            raise InvalidArgumentError("source", source, f"{part!r} is not one of users=N, "
-                                       "items=N, events=N, seed=N")
-        if key != "seed" and int(value) < 1:
-            raise InvalidArgumentError("source", source, f"{part!r}: {key} must be 1 or more")
+    check_params(**{**defaults, **args})
 
 
 @contextlib.contextmanager

@@ -83,7 +83,13 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
         Returns:
             Output: The registry version number the trained model was registered as.
         """
-        ingested = c.ingest(source=source, home=home, seed=seed)
+        # ingest checks every parameter a later step consumes: a run from the UI fails first
+        ingested = c.ingest(source=source, home=home, seed=seed, split_mode=split_mode,
+                            test_frac=test_frac, val_frac=val_frac, n_trials=n_trials,
+                            tune_timeout_seconds=tune_timeout_seconds, config_json=config_json,
+                            gate_tolerance=gate_tolerance, reference_rows=reference_rows,
+                            store_uri=store_uri, registry_uri=registry_uri,
+                            s3_endpoint_url=s3_endpoint_url)
         checked = c.validate(dataset=ingested.outputs["dataset"])
         data = checked.outputs["validated"]
         parts = c.split(dataset=data, mode=split_mode, test_frac=test_frac, val_frac=val_frac,

@@ -131,12 +131,12 @@ def test_split_modes_are_leakage_safe(tmp_path, home):
                         val_frac=0.1, seed=0)
     train, val, test = (pd.read_parquet(Path(a.path) / "interactions.parquet") for a in (tr, va, te))
     assert train.timestamp.max() < val.timestamp.min() <= val.timestamp.max() < test.timestamp.min()
-    with pytest.raises(ValueError, match="split mode 'weekly'"):
+    with pytest.raises(InvalidArgumentError, match="split_mode='weekly': use one of"):
         C.split.python_func(dataset=ok, train=tr, val=va, test=te, mode="weekly")
 
 
 def test_ingest_rejects_unknown_source(tmp_path, home):
     with pytest.raises(ValueError, match="neither movielens-100k"):
         C.ingest.python_func(source="kaggle-netflix", dataset=art(Dataset, tmp_path, "d"))
-    with pytest.raises(ValueError, match="unknown synth option"):
+    with pytest.raises(InvalidArgumentError, match="'people=3' is not one of users=N"):
         C.ingest.python_func(source="synth:people=3", dataset=art(Dataset, tmp_path, "d"))

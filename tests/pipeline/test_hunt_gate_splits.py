@@ -168,6 +168,6 @@ def test_features_refuses_an_empty_drift_reference(tmp_path, home):
     ok = _validated(tmp_path, settings)
     tr, va, _ = _split(tmp_path, ok, test_frac=0.2, val_frac=0.1)
     ref = art(Dataset, tmp_path, "reference")
-    with pytest.raises(ValueError, match=r"max_rows=0: must be 1 or more"):
+    with pytest.raises(InvalidArgumentError, match=r"reference_rows=0: must be 1 or more"):
         C.features.python_func(dataset=ok, train=tr, val=va, reference=ref, max_rows=0, seed=1)
     assert not (Path(ref.path) / "features.parquet").exists()

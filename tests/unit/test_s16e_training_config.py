@@ -16,6 +16,7 @@ import pytest
 from kfp.dsl import Artifact, Dataset
 from pydantic import ValidationError
 
+from marquee.errors import InvalidArgumentError
 from recsys.config import RecommenderConfig
 from recsys.data.files import write_dataset
 from recsys.data.split import per_user_temporal_split
@@ -133,7 +134,8 @@ def test_tune_refuses_a_time_budget_that_runs_no_trial(tmp_path: Path) -> None:
     data.users.to_parquet(Path(dataset.path) / "users.parquet", index=False)
     data.items.to_parquet(Path(dataset.path) / "items.parquet", index=False)
     best = Artifact(name="best_params", uri=str(tmp_path / "best_params"))
-    with pytest.raises(ValueError, match="timeout_seconds=0: must be 1 or more when n_trials=2"):
+    with pytest.raises(InvalidArgumentError,
+                       match="timeout_seconds=0: must be 1 or more when n_trials=2"):
         tune(dataset=dataset, train=art(Dataset, "train", split.train),
              val=art(Dataset, "val", split.test), best_params=best, n_trials=2,
              timeout_seconds=0, config_json=json.dumps(TINY))
