@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from marquee.errors import InvalidKeyError, ObjectNotFoundError
+from marquee.errors import InvalidArgumentError, InvalidKeyError, ObjectNotFoundError
 
 __all__ = [
     "ObjectStore",
@@ -109,10 +109,18 @@ def sha256_file(path: Path | str) -> str:
 
 
 def _files_under(root: Path) -> Iterator[tuple[str, Path]]:
-    """(relative POSIX path, path) of every regular file under ``root``, sorted."""
+    """(relative POSIX path, path) of every regular file under ``root``, sorted.
+
+    A symlink is refused rather than followed: it may point anywhere (``/etc/passwd``, a
+    credentials file), and whatever it points at would be uploaded under the directory's name.
+    """
     for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            raise InvalidArgumentError("path", str(path),
+                                       f"{rel!r} is a symbolic link; put_dir uploads files only")
         if path.is_file():
-            yield path.relative_to(root).as_posix(), path
+            yield rel, path
 
 
 def temp_path_beside(target: Path) -> Path:
@@ -144,7 +152,8 @@ class StoreBase(ABC):
         root = Path(path)
         if not root.is_dir():
             raise NotADirectoryError(f"put_dir needs a directory, got {root}")
-        return {rel: self.put_file(join_key(prefix, rel), file) for rel, file in _files_under(root)}
+        files = list(_files_under(root))  # every refusal before the first upload
+        return {rel: self.put_file(join_key(prefix, rel), file) for rel, file in files}
 
     def get_dir(self, prefix: str, path: Path | str) -> dict[str, str]:
         """Download every object under the directory ``prefix`` into ``path``; return {rel: sha256}.

@@ -3,7 +3,9 @@
 * Credentials come only from boto3's default chain (environment, profile, instance role),
   never from arguments or files in the repository.
 * Large files go up and down in parallel parts (``TransferConfig``); every request is retried
-  with exponential backoff by botocore (``standard`` or ``adaptive`` retry mode).
+  with exponential backoff by botocore (``standard`` or ``adaptive`` retry mode), except that
+  an endpoint that cannot be connected to at all is given up on after ``connect_attempts``
+  tries (a few seconds), not botocore's full backoff of up to a minute.
 * The sha256 of every object is recorded as the user metadata ``sha256`` when it is stored
   and checked on every read: a mismatch raises ChecksumError naming the key, and a file that
   fails the check never appears at the destination path.
@@ -16,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from marquee.errors import ChecksumError, ObjectNotFoundError, StoreError
+from marquee.errors import ChecksumError, InvalidArgumentError, ObjectNotFoundError, StoreError
 from marquee.store.base import (
     StoreBase,
     check_key,
@@ -40,7 +42,9 @@ class S3Store(StoreBase):
 
     ``endpoint_url`` selects a non-AWS endpoint (path-style addressing is used then).
     ``create_bucket=True`` creates the bucket if it does not exist yet; otherwise a missing
-    bucket is an error.
+    bucket is an error. ``max_attempts`` bounds retries of throttling and server errors;
+    ``connect_attempts`` (at most ``max_attempts``) bounds tries against an endpoint that
+    refuses connections or never answers.
     """
 
     def __init__(
@@ -52,17 +56,22 @@ class S3Store(StoreBase):
         create_bucket: bool = False,
         retry_mode: Literal["standard", "adaptive"] = "standard",
         max_attempts: int = 8,  # in all, the first try included
+        connect_attempts: int = 3,
         multipart_threshold: int = 16 * MiB,
         multipart_chunksize: int = 16 * MiB,
         max_concurrency: int = 4,
     ) -> None:
         if not bucket or "/" in bucket:
             raise StoreError(f"invalid bucket name {bucket!r}")
+        if not 1 <= connect_attempts <= max_attempts:
+            raise InvalidArgumentError("connect_attempts", connect_attempts,
+                                       f"must be between 1 and max_attempts={max_attempts}")
         self.bucket = bucket
         self.prefix = check_key(prefix, allow_empty=True)
         self.endpoint_url = endpoint_url
         self.retry_mode = retry_mode
         self.max_attempts = max_attempts
+        self.connect_attempts = connect_attempts
         self.multipart_threshold = multipart_threshold
         self.multipart_chunksize = multipart_chunksize
         self.max_concurrency = max_concurrency
@@ -80,11 +89,28 @@ class S3Store(StoreBase):
 
         config = Config(
             retries={"mode": self.retry_mode, "total_max_attempts": self.max_attempts},
-            connect_timeout=10,
+            connect_timeout=5,
             read_timeout=60,
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
         )
-        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
+        client = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
+        client.meta.events.register_first("needs-retry.s3", self._give_up_on_unreachable)
+        return client
+
+    def _give_up_on_unreachable(self, attempts: int, caught_exception: Exception | None = None,
+                                **_: Any) -> None:
+        """End the retries once an unreachable endpoint has had ``connect_attempts`` tries.
+
+        botocore backs off up to 20 s between its attempts, which suits throttling and 5xx; a
+        refused or silent endpoint is almost always a wrong URL or a service that is down, and
+        a reader (a model server starting, ``marquee`` fetching) would wait ~a minute for the
+        same error. A ``needs-retry`` handler that raises stops botocore's loop at once.
+        """
+        from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError
+
+        if (isinstance(caught_exception, (EndpointConnectionError, ConnectTimeoutError))
+                and attempts >= self.connect_attempts):
+            raise caught_exception
 
     @cached_property
     def transfer_config(self) -> TransferConfig:
@@ -150,6 +176,13 @@ class S3Store(StoreBase):
 
     # Objects ----------------------------------------------------------------------------
     def put_file(self, key: str, path: Path | str) -> str:
+        """Upload ``path`` with its sha256 recorded; refuse a file that changes meanwhile.
+
+        The sha256 goes up as metadata before the bytes do (boto3 reads the file again to send
+        it), so a file still being written would be stored with the digest of other bytes and
+        refused by every reader. Hashing it again afterwards catches that: the object is
+        removed and nothing is stored.
+        """
         full = self._full(key)
         digest = sha256_file(path)
         try:
@@ -159,6 +192,10 @@ class S3Store(StoreBase):
             )
         except Exception as exc:  # noqa: BLE001 - translated
             self._raise(exc, key)
+        if sha256_file(path) != digest:
+            self.delete(key)
+            raise StoreError(f"{os.fspath(path)} changed while it was being uploaded to "
+                             f"{self.uri(key)}; nothing was stored")
         return digest
 
     def put_bytes(self, key: str, data: bytes) -> str:
