@@ -2,7 +2,9 @@
 
 Layout (docs/CONTRACTS.md): ``payload-logs/date=YYYY-MM-DD/hour=HH/model_version=V/part-*.parquet``.
 Only the hour partitions that overlap the window are listed, only the needed columns are
-read, and rows are kept when ``since <= ts < until``.
+read, and rows are kept when ``since <= ts < until``. A file that cannot be read, has no
+``ts`` or whose columns do not unify with the other files' (another schema) is skipped with
+a warning naming it: one odd file never hides the rest of the window.
 """
 
 from __future__ import annotations
@@ -121,6 +123,40 @@ def _inside(table: pa.Table, window: Window) -> pa.Table:
     return table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
 
 
+def _skip(key: str, why: str, skipped: list[str]) -> None:
+    log.warning("skipping a payload-log file that does not fit the window: %s: %s", key, why)
+    skipped.append(key)
+
+
+def _fitting(parts: list[tuple[str, pa.Table]], skipped: list[str]) -> list[pa.Table]:
+    """The parts whose columns unify with the window's (numbers widen: int64 to double); a
+    file of another schema (a feature logged as text) is skipped, not the whole window.
+    Files are taken largest first, so a small odd file is the one left out."""
+    kept: set[int] = set()
+    schema: pa.Schema | None = None
+    for i in sorted(range(len(parts)), key=lambda i: -parts[i][1].num_rows):
+        key, part = parts[i]
+        try:
+            schema = part.schema if schema is None else pa.unify_schemas(
+                [schema, part.schema], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            clash = next((f for f in part.schema if f.name in schema.names
+                          and not _unifies(schema.field(f.name), f)), None)
+            _skip(key, f"column {clash.name} is {clash.type}, the window's other files have "
+                       f"{schema.field(clash.name).type}" if clash else str(exc), skipped)
+            continue
+        kept.add(i)
+    return [part for i, (_, part) in enumerate(parts) if i in kept]  # in the keys' order
+
+
+def _unifies(a: pa.Field, b: pa.Field) -> bool:
+    try:
+        pa.unify_schemas([pa.schema([a]), pa.schema([b])], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return False
+    return True
+
+
 def read_window(store: ObjectStore, keys: Sequence[str], window: Window | None,
                 columns: Sequence[str] | None = None, dictionary: Sequence[str] = ()
                 ) -> pa.Table:
@@ -130,7 +166,7 @@ def read_window(store: ObjectStore, keys: Sequence[str], window: Window | None,
                           + (f" {window.since.isoformat()} .. {window.until.isoformat()}"
                              if window else ""))
     cols = None if columns is None else sorted(set(columns) | ({"ts"} if window else set()))
-    tables, unreadable = [], []
+    parts, unreadable = [], []
     with tempfile.TemporaryDirectory(prefix="marquee-window-") as tmp:
         for i, key in enumerate(keys):
             local = local_path_of(store.uri(key))
@@ -143,11 +179,15 @@ def read_window(store: ObjectStore, keys: Sequence[str], window: Window | None,
                 log.warning("skipping an unreadable payload-log file: %s", exc.message)
                 unreadable.append(key)
                 continue
-            tables.append(part if window is None else _inside(part, window))
+            if window is not None and "ts" not in part.column_names:
+                _skip(key, "it has no ts column", unreadable)
+                continue
+            parts.append((key, part if window is None else _inside(part, window)))
+        tables = _fitting(parts, unreadable)
         if not tables:
             raise NoDataError(f"none of the {len(keys)} payload-log files in the window could "
                               f"be read (first: {unreadable[0]})")
-        table = pa.concat_tables(tables, promote_options="default")
+        table = pa.concat_tables(tables, promote_options="permissive")
     if table.num_rows == 0:
         raise NoDataError(f"no payload-log rows in the window ({len(keys)} files)")
     return table

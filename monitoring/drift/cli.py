@@ -1,7 +1,8 @@
 """``marquee drift check``: the current window of payload logs against a bundle's reference.
 
 Exit codes: 0 no drift, 3 drift detected (data, prediction or embedding), 2 bad input
-(nothing in the window, no reference, bad configuration), 1 anything else.
+(nothing in the window, no reference, bad configuration), 1 anything else (the gauges not
+pushed included: the verdict is printed first).
 
 A bundle's verdict is taken on the rows that bundle's model version served, and published
 under that version: the window is restricted to its ``model_version`` (partitions and rows),
@@ -196,7 +197,7 @@ def _finish(settings: Settings, config: DriftConfig, t0: float, renderer,  # noq
     summary.timings_seconds["verdict"] = round(time.perf_counter() - t0, 3)
     metrics.export(summary, time.perf_counter() - t0)
     if pushgateway:
-        metrics.push(pushgateway, settings.namespace)
+        summary.push_error = metrics.push(pushgateway, settings.namespace)
     if renderer is not None:
         t = time.perf_counter()
         try:
@@ -222,11 +223,14 @@ def _print(console: Console, s: DriftSummary) -> None:
     for col in ("method", "score", "thr", "", "rows"):
         table.add_column(col, no_wrap=True, justify="right" if col in ("score", "rows") else
                          "left")
+    skipped = []
     for f in s.features:
+        if f.skipped is not None:
+            skipped.append(f"feature {f.name}: {f.skipped}")
+            continue
         mark = "[red]DRIFT[/red]" if f.drifted else ""
         table.add_row(f.name, f.method, f"{f.score:.4f}", f"{f.threshold:g}", mark,
                       f"{f.rows_current:,}" + ("" if f.exact else "*"))
-    skipped = []
     for p in s.prediction:
         if p.skipped:
             skipped.append(f"prediction {p.name}: {p.skipped}")
@@ -249,7 +253,8 @@ def _print(console: Console, s: DriftSummary) -> None:
         console.print(f"[yellow]skipped[/yellow] {line}")
     verdict = "[bold red]drift detected[/bold red]" if s.drift_detected else \
         "[bold green]no drift[/bold green]"
-    console.print(f"{verdict}: {len(s.drifted_features)}/{len(s.features)} features drifted "
+    judged = sum(f.skipped is None for f in s.features)
+    console.print(f"{verdict}: {len(s.drifted_features)}/{judged} features drifted "
                   f"({s.drift_share:.0%}, dataset drift at {s.drift_share_threshold:.0%})"
                   + (f": {', '.join(s.drifted_features)}" if s.drifted_features else ""))
     for name, uri in s.outputs.items():
@@ -327,8 +332,11 @@ def check(
                     sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
                 else:
                     _print(console, summary)
+                if summary.push_error:  # after the verdict, which stands
+                    typer.secho(f"error: {summary.push_error}", fg="red", err=True)
                 if every is None:
-                    raise SystemExit(EXIT_DRIFT if summary.drift_detected else 0)
+                    raise SystemExit(1 if summary.push_error else
+                                     EXIT_DRIFT if summary.drift_detected else 0)
             time.sleep(every)
     except MarqueeError as exc:
         typer.secho(f"error: {exc.message}", fg="red", err=True)
@@ -352,10 +360,9 @@ def _withdraw(exc: Exception, pushgateway: str | None, namespace: str | None) ->
                 "completes)", fg="red", err=True)
     metrics.withdraw()
     if pushgateway:
-        try:
-            metrics.push(pushgateway, namespace)
-        except OSError as push_exc:  # the gateway may be what is down
-            log.warning("withdrawn gauges not pushed to %s: %s", pushgateway, push_exc)
+        failed = metrics.push(pushgateway, namespace)
+        if failed:  # the gateway may be what is down
+            log.warning("withdrawn gauges: %s", failed)
 
 
 def main() -> None:  # python -m monitoring.drift.cli

@@ -6,6 +6,7 @@ reads the inputs, publishes the summary and the reports, and exports the gauges.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 
@@ -13,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from monitoring.drift.config import DriftConfig
+from monitoring.drift.config import DriftConfig, ResolvedFeature
 from monitoring.drift.embedding import EmbeddingSource, embedding_drift
 from monitoring.drift.prediction import ItemLookup, prediction_drift, top_scores
 from monitoring.drift.stats import (
@@ -31,7 +32,7 @@ from monitoring.drift.summary import (
     PredictionResult,
     WindowInfo,
 )
-from monitoring.errors import MonitoringInputError
+from monitoring.errors import MonitoringInputError, NoDataError
 from monitoring.reference import Reference
 
 __all__ = ["window_columns", "dictionary_columns", "check_features", "run_check"]
@@ -48,8 +49,20 @@ def dictionary_columns(config: DriftConfig) -> list[str]:
     return [f.column for f in config.resolved() if f.kind == "categorical"] + ["model_version"]
 
 
+def _too_few(config: DriftConfig, values: int) -> str | None:
+    """Why a feature with ``values`` logged values in the window gets no verdict, if so."""
+    if values >= config.min_rows:
+        return None
+    return (f"only {values:,} values in the window; a drift verdict needs at least "
+            f"{config.min_rows} (min_rows in the drift config)")
+
+
 def check_features(config: DriftConfig, reference: pa.Table, window: pa.Table,
                    rng: np.random.Generator) -> list[FeatureResult]:
+    """One result per configured feature. min_rows holds per feature as for the window:
+    a feature logged on a few rows only (payload files of an older schema without its
+    column, a serving path that leaves it null) is skipped, never judged on a handful of
+    values, which "drift" by chance."""
     out = []
     for f in config.resolved():
         if f.name not in reference.column_names:
@@ -61,12 +74,20 @@ def check_features(config: DriftConfig, reference: pa.Table, window: pa.Table,
             if f.kind == "categorical":
                 ref_c = value_counts(reference.column(f.name))
                 cur_c = value_counts(window.column(f.column))
+                skip = _too_few(config, sum(cur_c.values()))
+                if skip:
+                    out.append(_skipped(f, sum(ref_c.values()), sum(cur_c.values()), skip))
+                    continue
                 s = score_categorical(f.method, ref_c, cur_c, f.threshold,
                                       sample_rows=config.sample_rows, rng=rng)
                 hist = category_histogram(ref_c, cur_c)
             else:
                 ref_x = finite(to_float(reference.column(f.name)))
                 cur_x = finite(to_float(window.column(f.column)))
+                skip = _too_few(config, cur_x.size)
+                if skip:
+                    out.append(_skipped(f, ref_x.size, cur_x.size, skip))
+                    continue
                 s = score_numeric(f.method, ref_x, cur_x, f.threshold,
                                   sample_rows=config.sample_rows,
                                   exact_margin=config.exact_margin, rng=rng)
@@ -78,6 +99,13 @@ def check_features(config: DriftConfig, reference: pa.Table, window: pa.Table,
                                  rows_reference=s.rows_reference, rows_current=s.rows_current,
                                  exact=s.exact, histogram=hist))
     return out
+
+
+def _skipped(f: ResolvedFeature, reference_values: int, values: int, why: str
+             ) -> FeatureResult:
+    return FeatureResult(name=f.name, kind=f.kind, method=f.method, threshold=f.threshold,
+                         score=math.nan, drifted=False, rows_reference=reference_values,
+                         rows_current=values, exact=True, skipped=why)
 
 
 def category_histogram(ref: dict, cur: dict, top: int = 10) -> Histogram:
@@ -156,8 +184,14 @@ def run_check(config: DriftConfig, reference: Reference, window: pa.Table, windo
     t = time.perf_counter()
     features = check_features(config, reference.features, window, rng)
     timings["features"] = time.perf_counter() - t
-    drifted = [f.name for f in features if f.drifted]
-    share = len(drifted) / len(features)
+    judged = [f for f in features if f.skipped is None]
+    if not judged:
+        most = max(f.rows_current for f in features)
+        raise NoDataError(f"no feature has at least {config.min_rows} values in the window "
+                          f"(the most any has is {most:,}); a drift verdict needs at least "
+                          f"{config.min_rows} (min_rows in the drift config)")
+    drifted = [f.name for f in judged if f.drifted]
+    share = len(drifted) / len(judged)
     dataset_drift = share >= config.drift_share
 
     versions = window_info.model_versions or _version_counts(window)

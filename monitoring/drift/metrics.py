@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from monitoring.drift.summary import DriftSummary
 from monitoring.metrics import build, push_group
 
-__all__ = ["REGISTRY", "export", "withdraw", "push"]
+__all__ = ["REGISTRY", "export", "withdraw", "push", "push_failure"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 _NAMES = [
@@ -49,6 +49,8 @@ def export(s: DriftSummary, duration_seconds: float, now: float | None = None) -
     G["marquee_drift_share"].labels(model_version=v).set(s.drift_share)
     G["marquee_drift_share_threshold"].labels(model_version=v).set(s.drift_share_threshold)
     for f in s.features:
+        if f.skipped is not None:  # too few values: no verdict, and no NaN score pushed
+            continue
         G["marquee_drift_feature_score"].labels(model_version=v, feature=f.name).set(f.score)
         G["marquee_drift_feature_threshold"].labels(model_version=v, feature=f.name).set(
             f.threshold)
@@ -71,6 +73,26 @@ def export(s: DriftSummary, duration_seconds: float, now: float | None = None) -
     G["marquee_drift_last_run_timestamp_seconds"].set(time.time() if now is None else now)
 
 
-def push(gateway_url: str, namespace: str | None = None, job: str = "marquee-drift") -> None:
-    """Replace the job's group on the Pushgateway (grouped by ``namespace`` when set)."""
-    push_group(REGISTRY, gateway_url, job, namespace)
+def push(gateway_url: str, namespace: str | None = None, job: str = "marquee-drift"
+         ) -> str | None:
+    """Replace the job's group on the Pushgateway (grouped by ``namespace`` when set);
+    None, or why it failed (:func:`push_failure`)."""
+    try:
+        push_group(REGISTRY, gateway_url, job, namespace)
+    except OSError as exc:
+        return push_failure(gateway_url, exc)
+    return None
+
+
+def push_failure(gateway_url: str, exc: OSError) -> str:
+    """One line for a push that did not reach the Pushgateway (refused, timed out, an HTTP
+    error). The check's verdict stands (printed, published), but the alerts never see it, so
+    the command says so and exits 1 rather than a traceback that hides the verdict."""
+    from urllib.error import HTTPError, URLError
+
+    if isinstance(exc, HTTPError):
+        reason = f"HTTP {exc.code} {exc.reason}"
+    else:
+        reason = str(exc.reason if isinstance(exc, URLError) else exc)
+    return (f"the gauges were not pushed to {gateway_url} (the alerts do not see this "
+            f"verdict): {' '.join(reason.split())}")

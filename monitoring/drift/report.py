@@ -105,11 +105,14 @@ def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html")
     features = sorted(s.features, key=_worst_first)
     rows = "".join(
         f"<tr class={'drift' if f.drifted else 'ok'}><td>{e(f.name)}</td><td>{e(f.kind)}</td>"
-        f"<td>{e(f.method)}</td><td>{_score(f.score)}</td><td>{f.threshold:g}</td>"
-        f"<td>{_bar(f.method, f.score, f.threshold, f.drifted)}</td>"
-        f"<td>{'yes' if f.drifted else ''}</td>"
-        f"<td>{f.rows_current:,}{'' if f.exact else ' (sample)'}</td></tr>"
+        f"<td>{e(f.method)}</td>"
+        + (f"<td>{_score(f.score)}</td><td>{f.threshold:g}</td>"
+           f"<td>{_bar(f.method, f.score, f.threshold, f.drifted)}</td>"
+           f"<td>{'yes' if f.drifted else ''}</td>" if f.skipped is None else
+           f"<td colspan=4>skipped: {e(f.skipped)}</td>")
+        + f"<td>{f.rows_current:,}{'' if f.exact else ' (sample)'}</td></tr>"
         for f in features)
+    judged = sum(f.skipped is None for f in s.features)
     pred = "".join(
         f"<tr class={'drift' if p.drifted else 'ok'}><td>{e(p.name)}</td><td>{e(p.method)}</td>"
         + (f"<td>{_score(p.score)}</td><td>{p.threshold:g}</td>"
@@ -130,7 +133,8 @@ def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html")
         f"(threshold {f.threshold:g})</h3>{_svg(f.histogram)}</div>"
         for f in features if f.drifted)
     others = "".join(f"<div class=chart><h3>{e(f.name)} — {_score(f.score, '.3f')}</h3>"
-                     f"{_svg(f.histogram)}</div>" for f in features if not f.drifted)
+                     f"{_svg(f.histogram)}</div>" for f in features
+                     if not f.drifted and f.skipped is None)
     versions = ", ".join(f"{e(k)}: {v:,}" for k, v in s.window.model_versions.items())
     link = (f'<p>Distributions per feature (Evidently, on a sample): '
             f'<a href="{evidently_file}">{evidently_file}</a></p>' if evidently_file else "")
@@ -145,7 +149,7 @@ tr.drift td{{background:#fdecea}} .verdict{{font-size:1.4em;font-weight:bold;col
 .charts{{display:flex;flex-wrap:wrap;gap:1em}} .chart h3{{font-size:.9em;margin:.3em 0}}
 </style></head><body>
 <h1>Drift check — {e(s.model_name)} version {e(s.model_version)}</h1>
-<p class="verdict">{verdict}: {len(s.drifted_features)} of {len(s.features)} features drifted
+<p class="verdict">{verdict}: {len(s.drifted_features)} of {judged} features drifted
 ({s.drift_share:.0%}; dataset drift at {s.drift_share_threshold:.0%}){also}</p>
 <p>Window: {e(s.window.source)} — {s.window.rows:,} requests in {s.window.files} files
 {('from ' + s.window.since.isoformat() + ' to ' + s.window.until.isoformat()) if s.window.since and s.window.until else ''}

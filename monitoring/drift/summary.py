@@ -57,6 +57,9 @@ class FeatureResult(BaseModel):
     rows_current: int
     exact: bool = Field(description="False when the score comes from a sample of the window")
     histogram: Histogram | None = None
+    skipped: str | None = Field(None, description="Why the feature got no verdict (fewer "
+                                "values in the window than min_rows): no score, left out of "
+                                "the drift share")
 
     @field_validator("score", mode="before")
     @classmethod
@@ -110,3 +113,5 @@ class DriftSummary(BaseModel):
                                  "drift: what makes `marquee drift check` exit 3")
     timings_seconds: dict[str, float] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
+    push_error: str | None = Field(None, description="Why the gauges did not reach the "
+                                   "Pushgateway (the alerts do not see this verdict; exit 1)")

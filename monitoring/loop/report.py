@@ -77,8 +77,9 @@ def _drift_section(rec: dict[str, Any]) -> str:
         verdict = ("<span class='bad'>drift</span>" if s["drift_detected"]
                    else "<span class='ok'>no drift</span>")
         link = s.get("outputs", {}).get("report_html")
+        judged = sum(not f.get("skipped") for f in s["features"])  # skipped: too few values
         out.append(f"<p><b>{label}</b>: {verdict} — {len(s['drifted_features'])}/"
-                   f"{len(s['features'])} features drifted (share {s['drift_share']:.0%}, "
+                   f"{judged} features drifted (share {s['drift_share']:.0%}, "
                    f"alert at {s['drift_share_threshold']:.0%}) over {s['window']['rows']} "
                    f"requests vs {s['reference_rows']} reference rows"
                    + (f"; <span class='muted'>drift report {_e(link)}</span>" if link else "")
@@ -96,6 +97,9 @@ def _drift_section(rec: dict[str, Any]) -> str:
                 row.append(_td(""))
                 continue
             thr = f["threshold"]
+            if f.get("skipped"):
+                row.append(_td(_e(f["skipped"]), "muted"))
+                continue
             row.append(_td(_num(f["score"]), "num bad" if f["drifted"] else "num"))
         row.insert(1, _td(_e((by.get("normal") or by.get("drifted"))[n]["method"])))
         row.append(_td(_num(thr, "{:g}"), "num"))

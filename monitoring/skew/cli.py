@@ -1,6 +1,7 @@
 """``marquee skew check``: served features against the pipeline's feature code, per request.
 
-Exit codes: 0 no skew, 3 skew detected, 2 bad input, 1 anything else.
+Exit codes: 0 no skew, 3 skew detected, 2 bad input, 1 anything else (the gauges not pushed
+included: the verdict is printed first).
 
 As in ``marquee drift check``, a bundle's verdict is taken on the rows its own model version
 served and published under that version (``monitoring.drift.rows``): other versions' rows
@@ -68,7 +69,7 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
         store.put_bytes(f"{prefix}/summary.json", summary.model_dump_json(indent=2).encode())
     metrics.export(summary)
     if pushgateway:
-        metrics.push(pushgateway, settings.namespace)
+        summary.push_error = metrics.push(pushgateway, settings.namespace)
     return summary
 
 
@@ -133,4 +134,7 @@ def check(
         sys.stdout.write(summary.model_dump_json(indent=2) + "\n")
     else:
         _print(console, summary)
+    if summary.push_error:  # after the verdict, which stands
+        typer.secho(f"error: {summary.push_error}", fg="red", err=True)
+        raise SystemExit(1)
     raise SystemExit(EXIT_SKEW if summary.skew_detected else 0)

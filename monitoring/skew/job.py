@@ -92,6 +92,8 @@ class SkewSummary(BaseModel):
     skew_detected: bool
     timings_seconds: dict[str, float] = Field(default_factory=dict)
     outputs: dict[str, str] = Field(default_factory=dict)
+    push_error: str | None = Field(None, description="Why the gauges did not reach the "
+                                   "Pushgateway (the alerts do not see this verdict; exit 1)")
 
 
 def _request_instance(request_json: object) -> dict | None:

@@ -33,6 +33,14 @@ def export(s: SkewSummary, now: float | None = None) -> None:
     G["marquee_skew_last_run_timestamp_seconds"].set(time.time() if now is None else now)
 
 
-def push(gateway_url: str, namespace: str | None = None, job: str = "marquee-skew") -> None:
-    """Replace the job's group on the Pushgateway (grouped by ``namespace`` when set)."""
-    push_group(REGISTRY, gateway_url, job, namespace)
+def push(gateway_url: str, namespace: str | None = None, job: str = "marquee-skew"
+         ) -> str | None:
+    """Replace the job's group on the Pushgateway (grouped by ``namespace`` when set);
+    None, or why it failed (``monitoring.drift.metrics.push_failure``)."""
+    from monitoring.drift.metrics import push_failure
+
+    try:
+        push_group(REGISTRY, gateway_url, job, namespace)
+    except OSError as exc:
+        return push_failure(gateway_url, exc)
+    return None
