@@ -15,11 +15,13 @@ import asyncio
 import hashlib
 import logging
 import random
+import sys
 import time
 import uuid
-from collections import Counter, OrderedDict
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from marquee.durable import write_text_atomic
@@ -53,19 +55,31 @@ __all__ = ["Router", "RequestState"]
 log = logging.getLogger("marquee.router")
 
 _TEAM_VARIANT = {"a": "baseline", "b": "candidate"}
+_TEAMS = ("baseline", "candidate")  # RequestState.teams: 0, 1
 
 
 @dataclass(slots=True)
 class RequestState:
+    """What feedback needs of one served list. The router keeps ``request_state_max`` of
+    them (200,000 by default) in a memory limit of 512 MiB, so one list costs 8 bytes an item
+    and a few hundred bytes besides: a tuple of int objects, a dict of teams and a set took
+    7.7 KB for an interleaved list of 100 items (1.5 GB for the default count)."""
+
     user_id: int
     variant: str
     model_version: str
-    items: tuple[int, ...]
+    items: array[int]  # item ids (int64), in the order shown
     ts: float
-    teams: dict[int, str] | None = None   # item → "baseline" / "candidate" (interleaving)
+    teams: bytes | None = None  # interleaving: per position, the team (index in _TEAMS)
     at: BucketKey | None = None  # the stats bucket the list was counted in: its clicks go there
-    clicked: set[int] = field(default_factory=set)
+    clicked: int = 0  # bit i set: the item at position i was clicked
     winner: str | None = None
+
+    def position(self, item_id: int) -> int | None:
+        try:
+            return self.items.index(item_id)
+        except ValueError:
+            return None
 
 
 class Router:
@@ -251,7 +265,7 @@ class Router:
                                                timeout=self.settings.upstream_timeout_seconds)
         except UpstreamFailed as exc:
             elapsed = (time.perf_counter() - start) * 1000
-            self.stats.request(variant, elapsed, error=True)
+            self.stats.request(variant, elapsed, error=True, epoch=r.epoch)
             metrics.ERRORS.labels(variant, version, exc.reason).inc()
             metrics.REQUESTS.labels(variant, version, str(exc.status_code)).inc()
             log.warning("request %s variant=%s model_version=%s failed: %s", request_id,
@@ -259,7 +273,7 @@ class Router:
             raise
         elapsed_ms = (time.perf_counter() - start) * 1000
         self._served(request_id, req, variant, pred.model_version or version, pred, elapsed_ms,
-                     r.strategy, label=version)
+                     r.strategy, label=version, epoch=r.epoch)
         if r.strategy == "shadow" and r.candidate_url and random.random() < r.shadow_sample_rate:
             def mirror() -> None:
                 self._mirror(r, req, request_id, pred, elapsed_ms)
@@ -283,18 +297,24 @@ class Router:
 
     def _served(self, request_id: str, req: RecommendRequest, variant: str, version: str,
                 pred: Prediction, elapsed_ms: float, strategy: str,
-                teams: list[str] | None = None, *, label: str,
+                teams: list[str] | None = None, *, label: str, epoch: str,
                 upstream_ms: float | None = None) -> None:
         """Record a served list. ``version``: what the model server says it is (the bundle's
         version, logged); ``label``: the routing's version, the metrics' ``model_version``
         (the same label on errors, where no answer names a version). ``upstream_ms``: the
         list of one side of an interleaving whose other side failed; that side's call is
         already a request in the stats, and its latency is its own (not the wait for the
-        failed side, which must not count against the variant that answered)."""
+        failed side, which must not count against the variant that answered). ``epoch``: the
+        routing the request was assigned under; when another one was applied while the model
+        server answered, the list is that routing's, as its clicks will be (see
+        :meth:`feedback`): not in the new routing's per-user sums nor in the counters."""
         now = time.time()
+        current = epoch == self.stats.epoch
         if upstream_ms is None:
-            self.stats.request(variant, elapsed_ms, error=False)
-        at = self.stats.exposure(variant, self._tally(variant, req.user_id, clicked=False))
+            self.stats.request(variant, elapsed_ms, error=False, epoch=epoch)
+        at = self.stats.exposure(
+            variant, self._tally(variant, req.user_id, clicked=False) if current else None,
+            epoch=epoch)
         m = self._served_metrics.get((variant, label))
         if m is None:
             m = self._served_metrics[(variant, label)] = (
@@ -302,13 +322,15 @@ class Router:
                 metrics.EXPOSURES.labels(variant), metrics.CLICK_THROUGH.labels(variant))
         m[0].inc()
         m[1].observe((elapsed_ms if upstream_ms is None else upstream_ms) / 1000)
-        m[2].inc()
+        if current:
+            m[2].inc()
         ctr = self._ctr.setdefault(variant, [0, 0])
         ctr[0] += 1
         m[3].set(ctr[1] / ctr[0])
-        state = RequestState(req.user_id, variant, version, tuple(pred.items), now, at=at)
+        state = RequestState(req.user_id, variant, sys.intern(version), array("q", pred.items),
+                             now, at=at)
         if teams is not None:
-            state.teams = {item: _TEAM_VARIANT[t] for item, t in zip(pred.items, teams)}
+            state.teams = bytes(t == "b" for t in teams)
         self._remember(request_id, state)
         if self.exposures is not None:
             self.exposures.log({
@@ -386,12 +408,12 @@ class Router:
                                                 timeout=timeout)
             except UpstreamFailed as exc:
                 ms = (time.perf_counter() - t) * 1000
-                self.stats.request(variant, ms, error=True)
+                self.stats.request(variant, ms, error=True, epoch=r.epoch)
                 metrics.ERRORS.labels(variant, version, exc.reason).inc()
                 failed[variant] = exc
                 return None, ms
             ms = (time.perf_counter() - t) * 1000
-            self.stats.request(variant, ms, error=False)
+            self.stats.request(variant, ms, error=False, epoch=r.epoch)
             metrics.UPSTREAM_LATENCY.labels(variant).observe(ms / 1000)
             return p, ms
 
@@ -414,7 +436,7 @@ class Router:
             variant = "baseline" if base is not None else "candidate"
             elapsed = (time.perf_counter() - start) * 1000
             self._served(request_id, req, variant, only.model_version, only, elapsed,
-                         r.strategy, label=calls[variant][1],
+                         r.strategy, label=calls[variant][1], epoch=r.epoch,
                          upstream_ms=base_ms if base is not None else cand_ms)
             return self._response(request_id, req.user_id, only.items, only.scores, variant,
                                   only.model_version, only)
@@ -426,55 +448,61 @@ class Router:
                             fallback=base.fallback and cand.fallback)
         elapsed = (time.perf_counter() - start) * 1000
         self._served(request_id, req, "interleaved", versions, merged, elapsed, r.strategy,
-                     teams=il.teams, label=versions)
-        self.stats.interleaved()
+                     teams=il.teams, label=versions, epoch=r.epoch)
+        self.stats.interleaved(r.epoch)
         return self._response(request_id, req.user_id, merged.items, merged.scores,
                               "interleaved", versions, merged)
 
     # Feedback ------------------------------------------------------------------------------------
     def feedback(self, fb: FeedbackRequest) -> FeedbackResponse:
+        """Credit one feedback event to the list it is about. A list served under an earlier
+        routing (the previous step or rollout) counts in that routing's stats buckets only:
+        Prometheus windows the process-wide counters by time alone, so a late click counted
+        there would go to the variants now in force, whose candidate may be another model."""
         state = self._requests.get(fb.request_id)
         if state is None:
             raise UnknownRequest(f"request_id {fb.request_id!r} is unknown or expired",
                                  field="request_id")
         now = time.time()
         variant = state.variant
-        self.stats.feedback(variant, fb.event)
+        current = state.at is None or state.at[1] == self.stats.epoch
+        self.stats.feedback(variant, fb.event, at=state.at)
         metrics.FEEDBACK.labels(variant, fb.event).inc()
         if self.feedback_log is not None:
             self.feedback_log.log({"request_id": fb.request_id, "ts": now,
                                    "user_id": state.user_id, "item_id": fb.item_id,
                                    "event": fb.event, "variant": variant,
                                    "model_version": state.model_version})
-        shown = fb.item_id in state.items
+        pos = state.position(fb.item_id)
         credited = None
-        if state.teams is not None and shown:
-            credited = state.teams.get(fb.item_id)
-        elif shown:
-            credited = variant if variant in ("baseline", "candidate") else None
-        if fb.event != "click" or not shown or fb.item_id in state.clicked:
+        if pos is not None and state.teams is not None:
+            credited = _TEAMS[state.teams[pos]]
+        elif pos is not None:
+            credited = variant if variant in _TEAMS else None
+        if fb.event != "click" or pos is None or state.clicked >> pos & 1:
             return FeedbackResponse(request_id=fb.request_id, accepted=True, credited=credited)
         first = not state.clicked
-        state.clicked.add(fb.item_id)
+        state.clicked |= 1 << pos
         if first:
             # the per-user sums restart with each routing: a list served under an earlier one
             # has no place in them
-            same_routing = state.at is None or state.at[1] == self.stats.epoch
             self.stats.clicked_exposure(
-                variant, self._tally(variant, state.user_id, clicked=True) if same_routing
+                variant, self._tally(variant, state.user_id, clicked=True) if current
                 else None, at=state.at)
-            metrics.CLICKED_EXPOSURES.labels(variant).inc()
+            if current:
+                metrics.CLICKED_EXPOSURES.labels(variant).inc()
             ctr = self._ctr.setdefault(variant, [0, 0])
             ctr[1] += 1
             metrics.CLICK_THROUGH.labels(variant).set(ctr[1] / max(1, ctr[0]))
         if state.teams is not None:
-            counts = Counter(state.teams[i] for i in state.clicked if i in state.teams)
-            b, c = counts["baseline"], counts["candidate"]
+            c = sum(team for i, team in enumerate(state.teams) if state.clicked >> i & 1)
+            b = state.clicked.bit_count() - c
             new = "tie" if b == c else ("baseline" if b > c else "candidate")
             if new != state.winner:
                 self.stats.interleave_outcome(state.winner, new, at=state.at)
-                if state.winner is not None:
-                    metrics.INTERLEAVE_REVERSALS.labels(state.winner).inc()
-                metrics.INTERLEAVE_WINS.labels(new).inc()
+                if current:
+                    if state.winner is not None:
+                        metrics.INTERLEAVE_REVERSALS.labels(state.winner).inc()
+                    metrics.INTERLEAVE_WINS.labels(new).inc()
                 state.winner = new
         return FeedbackResponse(request_id=fb.request_id, accepted=True, credited=credited)

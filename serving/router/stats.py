@@ -143,9 +143,12 @@ class WindowedStats:
             "candidate": deque(maxlen=shadow_window_lists)}
 
     # Recording ---------------------------------------------------------------------------------
-    def key(self) -> BucketKey:
-        """The bucket what is recorded now goes to: (time bucket, routing epoch)."""
-        return (int(self.clock() // self.bucket_seconds), self.epoch)
+    def key(self, epoch: str | None = None) -> BucketKey:
+        """The bucket what is recorded now goes to: (time bucket, routing epoch). ``epoch``:
+        the routing a request was assigned under, which a model server's answer may outlive
+        (default: the routing in force)."""
+        return (int(self.clock() // self.bucket_seconds),
+                self.epoch if epoch is None else epoch)
 
     def _bucket(self, key: BucketKey | None = None) -> _Bucket:
         key = key or self.key()
@@ -163,19 +166,21 @@ class WindowedStats:
             del self._buckets[k]
         self._oldest = limit
 
-    def request(self, variant: str, latency_ms: float, error: bool) -> None:
-        v = self._bucket().v(variant)
+    def request(self, variant: str, latency_ms: float, error: bool,
+                epoch: str | None = None) -> None:
+        v = self._bucket(self.key(epoch)).v(variant)
         v.requests += 1
         v.errors += error
         if not error:
             v.latency.add(latency_ms)
 
-    def exposure(self, variant: str, tally: tuple[int, int, int] | None = None) -> BucketKey:
+    def exposure(self, variant: str, tally: tuple[int, int, int] | None = None,
+                 epoch: str | None = None) -> BucketKey:
         """A list served; ``tally``: the increments of the per-user sums
         (:meth:`serving.router.seen.UserTallies.exposure`). Returns the bucket it went to:
         what happens to the list later (its first click, the interleaving winner) is
         counted there too."""
-        key = self.key()
+        key = self.key(epoch)
         v = self._bucket(key).v(variant)
         v.exposures += 1
         if tally is not None:
@@ -198,8 +203,13 @@ class WindowedStats:
         if tally is not None:
             v.tally(tally)
 
-    def feedback(self, variant: str, event: str) -> None:
-        v = self._bucket().v(variant)
+    def feedback(self, variant: str, event: str, at: BucketKey | None = None) -> None:
+        """A feedback event about a list served in bucket ``at`` (counted there, as its
+        clicks are)."""
+        b = self._served_in(at)
+        if b is None:
+            return
+        v = b.v(variant)
         if event == "click":
             v.clicks += 1
         elif event == "watch":
@@ -235,8 +245,8 @@ class WindowedStats:
     def shadow_dropped(self) -> None:
         self._bucket().shadow.dropped += 1
 
-    def interleaved(self) -> None:
-        self._bucket().interleaved += 1
+    def interleaved(self, epoch: str | None = None) -> None:
+        self._bucket(self.key(epoch)).interleaved += 1
 
     def interleave_outcome(self, old: str | None, new: str | None,
                            at: BucketKey | None = None) -> None:
