@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import click
 import typer
@@ -22,6 +22,16 @@ KEY_METRICS = ("ndcg_at_10", "recall_at_10", "recall_at_50", "map_at_10", "mrr",
 
 
 PIPELINE_DEFAULT = "Default: the pipeline's (below)."
+
+# The options `run` and `submit` share; one left out takes the pipeline's own default.
+SplitModeOpt = Annotated[Optional[str], typer.Option(
+    help="user_temporal, temporal, user_random. " + PIPELINE_DEFAULT)]
+NTrialsOpt = Annotated[Optional[int], typer.Option(
+    help="Optuna trials before training (0: defaults). " + PIPELINE_DEFAULT)]
+ConfigJsonOpt = Annotated[Optional[str], typer.Option(
+    help="RecommenderConfig overrides as JSON. " + PIPELINE_DEFAULT)]
+ParamOpt = Annotated[list[str], typer.Option(
+    "--param", help="Any pipeline parameter, NAME=VALUE.")]
 
 
 class PipelineParamsCommand(TyperCommand):
@@ -80,13 +90,10 @@ def run_cmd(
     local: bool = typer.Option(True, "--local/--no-local", help="Run with kfp.local here."),
     source: Optional[str] = typer.Option(None, help="movielens-100k[:PATH], synth:… or a dir. "
                                          + PIPELINE_DEFAULT),
-    split_mode: Optional[str] = typer.Option(None, help="user_temporal, temporal, user_random. "
-                                             + PIPELINE_DEFAULT),
-    n_trials: Optional[int] = typer.Option(None, help="Optuna trials before training (0: "
-                                           "defaults). " + PIPELINE_DEFAULT),
-    config_json: Optional[str] = typer.Option(None, help="RecommenderConfig overrides as JSON. "
-                                              + PIPELINE_DEFAULT),
-    param: list[str] = typer.Option([], "--param", help="Any pipeline parameter, NAME=VALUE."),
+    split_mode: SplitModeOpt = None,
+    n_trials: NTrialsOpt = None,
+    config_json: ConfigJsonOpt = None,
+    param: ParamOpt = [],  # noqa: B006 - typer copies it
 ) -> None:
     """Run the training pipeline on this machine and print the registered version."""
     from marquee.settings import Settings
@@ -121,13 +128,10 @@ def submit_cmd(
     host: Optional[str] = typer.Option(None, help="Kubeflow Pipelines API (default: settings)."),
     source: Optional[str] = typer.Option(None, help="movielens-100k[:PATH], synth:… or a dir "
                                          "(inside the step's pod). " + PIPELINE_DEFAULT),
-    split_mode: Optional[str] = typer.Option(None, help="user_temporal, temporal, user_random. "
-                                             + PIPELINE_DEFAULT),
-    n_trials: Optional[int] = typer.Option(None, help="Optuna trials before training (0: "
-                                           "defaults). " + PIPELINE_DEFAULT),
-    config_json: Optional[str] = typer.Option(None, help="RecommenderConfig overrides as JSON. "
-                                              + PIPELINE_DEFAULT),
-    param: list[str] = typer.Option([], "--param", help="Any pipeline parameter, NAME=VALUE."),
+    split_mode: SplitModeOpt = None,
+    n_trials: NTrialsOpt = None,
+    config_json: ConfigJsonOpt = None,
+    param: ParamOpt = [],  # noqa: B006 - typer copies it
     experiment: str = typer.Option("marquee", help="Kubeflow experiment of the run."),
 ) -> None:
     """Submit a run to a Kubeflow Pipelines host with kfp.Client."""
