@@ -230,11 +230,13 @@ def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunRe
 
 
 def submit(settings: Settings, params: dict[str, Any] | None = None, host: str | None = None,
-           experiment: str = "marquee", client: Any = None) -> str:
+           experiment: str = "marquee", client: Any = None, run_name: str | None = None) -> str:
     """Submit a run to a Kubeflow Pipelines host; returns the run id.
 
     ``client`` defaults to ``kfp.Client(host=...)``; tests pass a recording client because
-    no Kubeflow host is reachable from this machine.
+    no Kubeflow host is reachable from this machine. ``run_name`` (the run's display name)
+    defaults to the pipeline's name and the time; the retrain trigger passes one made from
+    its own run id, so that it can find the run by it when it never got the run's id back.
     """
     host = host or settings.kubeflow_host
     if client is None:
@@ -247,7 +249,7 @@ def submit(settings: Settings, params: dict[str, Any] | None = None, host: str |
     run = client.create_run_from_pipeline_func(
         build_pipeline(settings.pipeline_image),
         arguments=pipeline_arguments(settings, params, local=False),
-        run_name=f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}",
+        run_name=run_name or f"{PIPELINE_NAME}-{time.strftime('%Y%m%d-%H%M%S')}",
         experiment_name=experiment,
     )
     return str(run.run_id)

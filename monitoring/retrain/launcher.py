@@ -8,7 +8,9 @@
   it ends and reads the version it registered, and that version's gate decision, from the
   registry (the version tagged ``pipeline_run_uid`` = the Kubeflow run's id). So a run in
   the cluster is "running" while Kubeflow runs it, and a version that passes the gate goes
-  into a shadow rollout as it does locally.
+  into a shadow rollout as it does locally. The run is named after the trigger's run
+  (``kubeflow_run_name``), so a trigger that never got the Kubeflow run's id back finds the
+  run by that name.
 * ``CommandLauncher`` runs a command (for example ``marquee pipeline run``) in a child
   process and waits for it; its last stdout line, when it is a JSON object, may carry
   ``run_id``, ``version`` and ``gate_decision``.
@@ -45,6 +47,7 @@ __all__ = [
     "KubeflowLauncher",
     "CommandLauncher",
     "KUBEFLOW_TERMINAL_STATES",
+    "kubeflow_run_name",
 ]
 
 log = logging.getLogger("marquee.retrain.launcher")
@@ -53,6 +56,13 @@ OUTPUT_TAIL = 400  # lines of a child's stdout and of its stderr kept for its re
 
 # kfp_server_api V2beta1RuntimeState values after which a run never changes again
 KUBEFLOW_TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
+
+
+def kubeflow_run_name(run_id: str) -> str:
+    """The display name of the Kubeflow run submitted for the trigger's run ``run_id``:
+    ``PIPELINE_NAME`` (``pipelines.training``, not imported here) and that id, 51 characters
+    (under Kubernetes' 63). Deterministic, so that the run can be found by it."""
+    return f"marquee-training-retrain-{run_id}"
 
 
 @dataclass(frozen=True)
@@ -155,10 +165,11 @@ class KubeflowLauncher:
     Every call to Kubeflow (making the client, which asks the API's health; submitting; each
     read of the run's state) gets ``api_timeout_seconds``: ``kfp.Client`` sets no timeout on
     its HTTP calls, so an API that stops answering would otherwise hang the trigger's worker
-    while its heartbeat thread keeps the run claimed. An unanswered submission fails the run
-    (whether Kubeflow created it is then unknown, and the error says so); an unanswered read
-    counts as a failed read (``max_poll_errors`` in a row fail the run, which releases the
-    claim).
+    while its heartbeat thread keeps the run claimed. An unanswered read counts as a failed
+    read (``max_poll_errors`` in a row fail the run, which releases the claim). After an
+    unanswered submission the run is looked up by its name (``find``): one Kubeflow created
+    all the same is followed; otherwise the run fails, and the error names the run to look
+    for in the UI (Kubeflow may still create it).
     """
 
     trains_requested_model = False  # the pipeline trains MARQUEE_MODEL_NAME
@@ -193,12 +204,85 @@ class KubeflowLauncher:
         from pipelines.run import submit
 
         params = {**self.params, **request.params}
+        name = kubeflow_run_name(request.run_id)
         try:
             run_id = str(self._bounded(lambda: submit(self.settings, params,
-                                                      client=self._client())))
+                                                      client=self._client(), run_name=name)))
         except TimeoutError as exc:
-            raise LaunchError(f"submitting the run: {exc}; whether Kubeflow created it is "
-                              "unknown (see its UI)") from exc
+            run_id = self._created_anyway(request.run_id, exc)
+        return self._hand_over(request, run_id)
+
+    def adopt(self, request: LaunchRequest) -> LaunchResult:
+        """Follow the Kubeflow run that ``launch`` submitted for ``request`` and whose id never
+        reached the trigger (it died between Kubeflow's answer and recording the id): found by
+        its name, recorded through ``request.on_submitted``, then followed as ``launch`` does.
+        What a restarted trigger calls for a running run without a pipeline run id. Raises
+        when Kubeflow has no such run (never submitted), or cannot be asked: that error names
+        the run to look for, which may exist all the same."""
+        name = kubeflow_run_name(request.run_id)
+        try:
+            found = self.find(request.run_id)
+        except LaunchError as exc:
+            raise LaunchError(f"{exc}; the pipeline run may exist all the same: look for run "
+                              f"{name} in the Kubeflow UI (the trigger neither follows it nor "
+                              "rolls out its version)") from exc
+        if found is None:
+            raise LaunchError(f"Kubeflow has no run named {name}: it was never submitted")
+        log.warning("run %s: its Kubeflow run %s (%s) was never recorded; following it",
+                    request.run_id, found, name)
+        return self._hand_over(request, found)
+
+    def find(self, run_id: str) -> str | None:
+        """The id of the Kubeflow run submitted for the trigger's run ``run_id``, looked up by
+        its display name; None when Kubeflow has none. Listing is retried as reading a run's
+        state is: ``max_poll_errors`` failures in a row raise ``LaunchError``."""
+        name = kubeflow_run_name(run_id)
+        query = json.dumps({"predicates": [
+            {"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
+        errors = 0
+        while True:
+            try:
+                page = self._bounded(lambda: self._client().list_runs(page_size=10,
+                                                                      filter=query))
+                break
+            except Exception as exc:  # noqa: BLE001 - the API may be briefly unreachable
+                errors += 1
+                log.warning("Kubeflow runs named %s: listing them failed (%d in a row): %s",
+                            name, errors, exc)
+                if errors >= self.max_poll_errors:
+                    raise LaunchError(f"Kubeflow runs named {name} could not be listed "
+                                      f"{errors} times in a row: {exc}") from exc
+            if self._stop.wait(self.poll_seconds):
+                raise LaunchError(f"the trigger stopped while looking for Kubeflow run {name}")
+        # the name is checked here too: another run must never be followed as this one
+        runs = [r for r in getattr(page, "runs", None) or []
+                if _first_attr(r, "display_name") == name]
+        if len(runs) > 1:
+            log.warning("%d Kubeflow runs are named %s; following the newest", len(runs), name)
+        if not runs:
+            return None
+        return _first_attr(max(runs, key=lambda r: str(getattr(r, "created_at", "") or "")),
+                           "run_id")
+
+    def _created_anyway(self, run_id: str, timeout: TimeoutError) -> str:
+        """The run that a submission which went unanswered created all the same (found by its
+        name); raises when Kubeflow lists none, or cannot be asked."""
+        name = kubeflow_run_name(run_id)
+        try:
+            found = self.find(run_id)
+        except LaunchError as exc:
+            raise LaunchError(f"submitting the run: {timeout}; whether Kubeflow created it is "
+                              f"unknown ({exc}): look for run {name} in its UI") from timeout
+        if found is None:
+            raise LaunchError(f"submitting the run: {timeout}; Kubeflow lists no run named "
+                              f"{name} (should one appear in its UI later, the trigger does "
+                              "not follow it)") from timeout
+        log.warning("run %s: its submission went unanswered (%s), but Kubeflow created it as "
+                    "%s; following it", run_id, timeout, found)
+        return found
+
+    def _hand_over(self, request: LaunchRequest, run_id: str) -> LaunchResult:
+        """Kubeflow run ``run_id`` to the trigger (``on_submitted``), then followed."""
         if request.on_submitted is not None:
             request.on_submitted(run_id)
         if not self.wait:

@@ -150,7 +150,10 @@ class RetrainTrigger:
     def _resume(self) -> None:
         """A run that an earlier trigger process submitted (to Kubeflow) and was following
         when it exited is followed again, instead of being marked failed: the pipeline run
-        goes on without the trigger, and its version still deserves its rollout."""
+        goes on without the trigger, and its version still deserves its rollout. A run whose
+        trigger died while submitting it (Kubeflow may have created it before its id was
+        recorded) is looked up by its name, on the worker (``adopt``): followed when found,
+        failed saying so when not."""
         follow = getattr(self.launcher, "follow", None)
         if not callable(follow):
             return
@@ -162,11 +165,16 @@ class RetrainTrigger:
                 run = self.store.load_run(flight.run_id)
             except (OSError, ValueError):  # gone or damaged: nothing to follow
                 return
-            if run.status is not RunStatus.RUNNING or not run.pipeline_run_id:
+            if run.status is not RunStatus.RUNNING or not (
+                    run.pipeline_run_id or callable(getattr(self.launcher, "adopt", None))):
                 return
             state.in_flight = InFlight.mine(run.run_id, run.model, flight.since, self._now())
-        log.warning("run %s: owner process %s is gone; following pipeline run %s again",
-                    run.run_id, flight.pid, run.pipeline_run_id)
+        if run.pipeline_run_id:
+            log.warning("run %s: owner process %s is gone; following pipeline run %s again",
+                        run.run_id, flight.pid, run.pipeline_run_id)
+        else:
+            log.warning("run %s: owner process %s is gone before it recorded a pipeline run; "
+                        "looking for the one it may have submitted", run.run_id, flight.pid)
         with self._cond:
             self._pending += 1
         self._queue.put((run, "follow", None))
@@ -568,7 +576,7 @@ class RetrainTrigger:
 
     def _execute(self, run: RunRecord, resume: bool = False) -> None:
         """Launch ``run`` and wait for the launcher; ``resume``: follow the pipeline run it
-        already submitted (``run.pipeline_run_id``)."""
+        already submitted (``run.pipeline_run_id``, else the one the launcher finds)."""
         if not resume:
             run.status, run.started_at = RunStatus.RUNNING, self._now()
             self.store.save_run(run)
@@ -584,14 +592,17 @@ class RetrainTrigger:
         try:
             if self._cancel_detail(run.run_id) is not None:
                 raise LaunchError("not launched")
-            if resume:
+            request = LaunchRequest(
+                run_id=run.run_id, model=run.model, reason=run.reason,
+                alerts=tuple(run.alerts), params=self.pipeline_params,
+                on_submitted=lambda rid: self._submitted(run, rid),
+                on_child=lambda pid: self._child_started(run.run_id, pid))
+            if resume and run.pipeline_run_id:
                 result = self.launcher.follow(run.pipeline_run_id)  # type: ignore[attr-defined]
+            elif resume:  # its trigger died before recording the pipeline run's id
+                result = self.launcher.adopt(request)  # type: ignore[attr-defined]
             else:
-                result = self.launcher.launch(LaunchRequest(
-                    run_id=run.run_id, model=run.model, reason=run.reason,
-                    alerts=tuple(run.alerts), params=self.pipeline_params,
-                    on_submitted=lambda rid: self._submitted(run, rid),
-                    on_child=lambda pid: self._child_started(run.run_id, pid)))
+                result = self.launcher.launch(request)
         except Exception as exc:  # noqa: BLE001 - any launcher failure ends the run as failed
             run.status, run.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             log.error("run %s failed: %s", run.run_id, run.error)
