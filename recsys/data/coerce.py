@@ -5,11 +5,14 @@ empty cells, and worse. :func:`coerce_raw_frame` casts one table to the contract
 raises :class:`DataValidationError` naming every value it could not cast (``integer``,
 ``numeric``, ``parseable timestamp``, ``missing column``). :func:`read_dataset_files` reads a
 directory of ``{interactions,users,items}.{parquet,csv,tsv}`` and returns what it could build plus
-the findings, so the caller can report everything at once.
+the findings, so the caller can report everything at once. A CSV/TSV file whose header names a
+contract column twice (``duplicate column``) or whose values span lines (``unclosed quote``) is
+refused whole: what it holds cannot be told apart from what it was meant to hold.
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -171,25 +174,85 @@ def coerce_raw_frame(frame: pd.DataFrame, table: str | TableSpec) -> pd.DataFram
     return coerced.astype(spec.dtypes)
 
 
+def _header(path: Path, sep: str) -> list[str]:
+    """The column names as the file's first line spells them: pandas renames a repeated name
+    (``title``, ``title.1``), which hides that the file has two."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return next(csv.reader(handle, delimiter=sep), [])
+
+
+#: What marks a missing number in exported files (R's NA, pandas' NaN and <NA>, SQL's NULL, …):
+#: pandas' own default list. In a text column these are text, a title "None" included.
+_NUMBER_NA = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+              "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
+def _missing_markers(spec: TableSpec, header: list[str]) -> dict[str, list[str]]:
+    """Per column, the cells read as missing: an empty one anywhere; in a number column
+    (ids, rating, timestamp, year, age) also the usual markers of a missing number."""
+    numeric = {c.name for c in spec.columns if c.dtype != "string"}
+    return {name: _NUMBER_NA if name in numeric else [""] for name in header}
+
+
+def _repeated_columns(path: Path, spec: TableSpec, header: list[str]) -> list[Finding]:
+    """A contract column named twice (an export that joined two tables): which copy holds the
+    data is not for the reader to guess."""
+    return [Finding(table=spec.name, column=name, rule="duplicate column", bad_count=0,
+                    detail=f"{path.name} has {header.count(name)} columns named {name!r}: "
+                           "keep one")
+            for name in spec.names if header.count(name) > 1]
+
+
+def _unclosed_quotes(path: Path, spec: TableSpec, frame: pd.DataFrame) -> list[Finding]:
+    """Values holding a line break. A value that starts with a quote runs to the next quote
+    in the file, however many lines later: the rows in between become part of it, and the row
+    takes the other values of the last one. Titles and labels never span lines, so such a
+    value is taken for that, not loaded."""
+    findings = []
+    for column in frame.columns:
+        if column not in spec.names:
+            continue
+        text = frame[column].astype("string")
+        bad = text.str.contains("[\r\n]", regex=True).fillna(False).astype(bool)
+        if bad.any():
+            findings.append(_bad(spec, column, "unclosed quote", bad, text.str.slice(0, 40),
+                                 f"a value in {path.name} spans lines: a quote opened at its "
+                                 "start and closed rows later joins those rows"))
+    return findings
+
+
 def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[Finding]]:
     """Read one CSV/TSV/Parquet file as text-or-native columns; empty or unreadable files
-    become findings rather than exceptions."""
+    become findings rather than exceptions. In a CSV/TSV text column only an empty cell is
+    missing ("NA", "None" or "null" are a title or a label as written); in a number column
+    the usual markers of a missing number are missing too (``_NUMBER_NA``)."""
     path = Path(path)
     if path.stat().st_size == 0:
         return None, [Finding(table=spec.name, column="*", rule="empty file", bad_count=0,
                               detail=f"{path.name} is empty (0 bytes)")]
+    sep = "\t" if path.suffix == ".tsv" else ","
     try:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str)
+            # pandas' metadata brings a column back as the index it was when written
+            # (``set_index("user_id").to_parquet(…)``): it is still one of the file's columns
+            if any(name is not None for name in frame.index.names):
+                frame = frame.reset_index()
+            return frame, []
+        header = _header(path, sep)
+        repeated = _repeated_columns(path, spec, header)
+        if repeated:
+            return None, repeated
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
+                            na_values=_missing_markers(spec, header))
     except pd.errors.EmptyDataError:
         return None, [Finding(table=spec.name, column="*", rule="empty file", bad_count=0,
                               detail=f"{path.name} has no header and no rows")]
     except Exception as exc:  # noqa: BLE001 - any reader error is a finding about the file
         return None, [Finding(table=spec.name, column="*", rule="readable file", bad_count=0,
                               detail=f"{path.name}: {type(exc).__name__}: {exc}"[:300])]
-    return frame, []
+    spanning = _unclosed_quotes(path, spec, frame)
+    return (None, spanning) if spanning else (frame, [])
 
 
 def _find_files(directory: Path, name: str) -> list[Path]:

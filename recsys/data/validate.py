@@ -7,7 +7,8 @@ Rules (the ``rule`` field of a finding):
 ``missing column``, ``dtype``, ``integer``, ``numeric``, ``not null``, ``non-empty``,
 ``positive id``, ``rating range``, ``timestamp range``, ``allowed values``, ``lower case``,
 ``year range``, ``unique key``, ``duplicate rows``, ``known user``, ``known item``; and, for raw
-files read through :mod:`recsys.data.coerce`, ``readable file``, ``empty file`` and
+files read through :mod:`recsys.data.coerce`, ``readable file``, ``empty file``,
+``missing file``, ``ambiguous file``, ``duplicate column``, ``unclosed quote`` and
 ``parseable timestamp``.
 """
 
