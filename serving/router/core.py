@@ -460,10 +460,12 @@ class Router:
         Prometheus windows the process-wide counters by time alone, so a late click counted
         there would go to the variants now in force, whose candidate may be another model."""
         state = self._requests.get(fb.request_id)
+        now = time.time()
+        if state is not None and now - state.ts > self.settings.request_state_ttl_seconds:
+            state = None  # expired: dropped lazily, when a later list is remembered
         if state is None:
             raise UnknownRequest(f"request_id {fb.request_id!r} is unknown or expired",
                                  field="request_id")
-        now = time.time()
         variant = state.variant
         current = state.at is None or state.at[1] == self.stats.epoch
         self.stats.feedback(variant, fb.event, at=state.at)

@@ -117,3 +117,16 @@ def test_a_request_in_flight_when_the_routing_changes_counts_for_the_routing_it_
         assert c.put("/admin/routing", json=r1).status_code == 200
         cand = c.get("/admin/stats", params={"since": 0}).json()["variants"]["candidate"]
         assert (cand["requests"], cand["errors"], cand["users"]) == (1, 1, 1), cand
+
+
+def test_feedback_after_the_time_to_live_is_refused_on_an_idle_router_too() -> None:
+    """Lists were dropped past ``requestStateTtlSeconds`` only when a later list was
+    remembered: on a quiet router a click hours later was still a 202 and counted."""
+    servers = FakeServers()
+    with client_for(servers, request_state_ttl_seconds=0.5) as c:
+        body = c.post("/recommend", json={"user_id": 1, "k": 3}).json()
+        click = {"request_id": body["request_id"], "item_id": body["items"][0],
+                 "event": "click"}
+        time.sleep(0.8)  # past the time to live, with no request in between
+        r = c.post("/feedback", json=click)
+        assert r.status_code == 404 and r.json()["field"] == "request_id", r.text
