@@ -11,6 +11,8 @@ boundary (the retrain webhook's exception handler, the commands' ``main`` functi
     ├── MalformedAlertError                        400  body is not JSON or not a v4 message
     │   └── BodyTooLargeError                      413  a body over the webhook's limit
     ├── LaunchError                                502  the pipeline launcher failed to start a run
+    │   └── StoppedFollowing                       502  the trigger stopped following a remote
+    │                                                   run, which goes on (handed over)
     ├── RunNotCancelableError                      409  exit 1: a cancel for a run that has ended,
     │                                                   or that another trigger process runs
     └── StateCorruptError                          503  exit 1: the retrain trigger's state file
@@ -32,6 +34,7 @@ __all__ = [
     "MalformedAlertError",
     "BodyTooLargeError",
     "LaunchError",
+    "StoppedFollowing",
     "RunNotCancelableError",
     "StateCorruptError",
 ]
@@ -65,6 +68,11 @@ class BodyTooLargeError(MalformedAlertError):
 
 class LaunchError(MonitoringError):
     status_code = 502
+
+
+class StoppedFollowing(LaunchError):
+    """``close`` stopped the wait for a remote run, which goes on without this process: the
+    trigger hands it over to the next trigger instead of failing it."""
 
 
 class RunNotCancelableError(MonitoringError):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from marquee.settings import Settings
-from monitoring.errors import LaunchError
+from monitoring.errors import LaunchError, StoppedFollowing
 from pipelines.logs import ANSI, exception_lines
 
 __all__ = [
@@ -222,6 +222,8 @@ class KubeflowLauncher:
         name = kubeflow_run_name(request.run_id)
         try:
             found = self.find(request.run_id)
+        except StoppedFollowing:
+            raise
         except LaunchError as exc:
             raise LaunchError(f"{exc}; the pipeline run may exist all the same: look for run "
                               f"{name} in the Kubeflow UI (the trigger neither follows it nor "
@@ -253,7 +255,8 @@ class KubeflowLauncher:
                     raise LaunchError(f"Kubeflow runs named {name} could not be listed "
                                       f"{errors} times in a row: {exc}") from exc
             if self._stop.wait(self.poll_seconds):
-                raise LaunchError(f"the trigger stopped while looking for Kubeflow run {name}")
+                raise StoppedFollowing(f"the trigger stopped while looking for Kubeflow run "
+                                       f"{name}")
         # the name is checked here too: another run must never be followed as this one
         runs = [r for r in getattr(page, "runs", None) or []
                 if _first_attr(r, "display_name") == name]
@@ -270,6 +273,8 @@ class KubeflowLauncher:
         name = kubeflow_run_name(run_id)
         try:
             found = self.find(run_id)
+        except StoppedFollowing:
+            raise
         except LaunchError as exc:
             raise LaunchError(f"submitting the run: {timeout}; whether Kubeflow created it is "
                               f"unknown ({exc}): look for run {name} in its UI") from timeout
@@ -315,8 +320,8 @@ class KubeflowLauncher:
                                   f"{self.timeout_seconds:.0f}s (MARQUEE_RETRAIN_KUBEFLOW_"
                                   "TIMEOUT_SECONDS); the trigger stopped waiting for it")
             if self._stop.wait(self.poll_seconds):
-                raise LaunchError(f"Kubeflow run {run_id}: the trigger stopped while it was "
-                                  f"{state or 'not started'}")
+                raise StoppedFollowing(f"Kubeflow run {run_id}: the trigger stopped while it "
+                                       f"was {state or 'not started'}")
         if state != "SUCCEEDED":
             error = getattr(run, "error", None)
             message = getattr(error, "message", None) or (str(error) if error else "")
@@ -364,7 +369,8 @@ class KubeflowLauncher:
         return found[-1]
 
     def close(self) -> None:
-        """Stop waiting (the run goes on in Kubeflow)."""
+        """Stop waiting: ``follow`` raises ``StoppedFollowing`` (the run goes on in Kubeflow,
+        and the trigger hands it over)."""
         self._stop.set()
 
     def stop(self, pipeline_run_id: str | None = None) -> bool:

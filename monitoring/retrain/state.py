@@ -77,6 +77,10 @@ class InFlight(BaseModel):
     heartbeat: datetime | None = Field(None, description="last renewal by the owner")
     child_pid: int | None = Field(None, description="the launcher's child process, leader "
                                   "of its own process group (command and kfp-local launchers)")
+    handed_over: datetime | None = Field(
+        None, description="when the owner stopped following the run, which goes on without "
+        "it (a clean shutdown, the run remote): the next trigger follows it without waiting "
+        "for the lease to run out")
 
     @classmethod
     def mine(cls, run_id: str, model: str, since: datetime, now: datetime) -> InFlight:
@@ -89,7 +93,9 @@ class InFlight(BaseModel):
         """Whether the process that owns the run may still be running it. This process: yes.
         Otherwise it must have renewed its heartbeat within ``lease_seconds`` (a process on
         another host, e.g. a replaced pod, is judged by that alone) and, on this host, its
-        pid must still exist and not be this process's own."""
+        pid must still exist and not be this process's own. A claim handed over: no one."""
+        if self.handed_over is not None:
+            return False
         if self.owner and self.owner == PROCESS_TOKEN:
             return True
         now = now or datetime.now(timezone.utc)

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
-from monitoring.errors import LaunchError, NoDataError, RunNotCancelableError
+from monitoring.errors import LaunchError, NoDataError, RunNotCancelableError, StoppedFollowing
 from monitoring.retrain import metrics
 from monitoring.retrain.launcher import LaunchRequest, PipelineLauncher
 from monitoring.retrain.models import (
@@ -130,12 +130,12 @@ class RetrainTrigger:
         if self._worker is None:
             self.store.problem()  # a corrupt state file is logged at start-up already
             try:
-                self._resume()
-                # A run whose trigger died (and that is not followed again) ends failed now,
-                # not whenever the next alert or request happens to arrive: until then it
-                # showed as running and held the in-flight slot.
+                # A run whose trigger is gone is settled now, not whenever the next alert or
+                # request happens to arrive: until then it showed as running and held the
+                # in-flight slot.
                 with self.store.transaction() as state:
-                    self._clear_stale(state)
+                    resumed = self._clear_stale(state)
+                self._follow_again(resumed)
                 self._resume_after_runs()
             except StateCorruptError:
                 pass  # nothing can be resumed or decided until the file is repaired
@@ -147,34 +147,16 @@ class RetrainTrigger:
             self._worker.start()
         return self
 
-    def _resume(self) -> None:
-        """A run that an earlier trigger process submitted (to Kubeflow) and was following
-        when it exited is followed again, instead of being marked failed: the pipeline run
-        goes on without the trigger, and its version still deserves its rollout. A run whose
-        trigger died while submitting it (Kubeflow may have created it before its id was
-        recorded) is looked up by its name, on the worker (``adopt``): followed when found,
-        failed saying so when not."""
-        follow = getattr(self.launcher, "follow", None)
-        if not callable(follow):
+    def _can_follow(self, run: RunRecord) -> bool:
+        """Whether the launcher can follow ``run`` again: a Kubeflow run by its recorded id,
+        else looked up by its name (``adopt``)."""
+        return callable(getattr(self.launcher, "follow", None)) and bool(
+            run.pipeline_run_id or callable(getattr(self.launcher, "adopt", None)))
+
+    def _follow_again(self, run: RunRecord | None) -> None:
+        """Queue ``run``, claimed by ``_clear_stale`` (and committed), to be followed."""
+        if run is None:
             return
-        with self.store.transaction() as state:
-            flight = state.in_flight
-            if flight is None or flight.owner_alive(self._now(), self.lease_seconds):
-                return
-            try:
-                run = self.store.load_run(flight.run_id)
-            except (OSError, ValueError):  # gone or damaged: nothing to follow
-                return
-            if run.status is not RunStatus.RUNNING or not (
-                    run.pipeline_run_id or callable(getattr(self.launcher, "adopt", None))):
-                return
-            state.in_flight = InFlight.mine(run.run_id, run.model, flight.since, self._now())
-        if run.pipeline_run_id:
-            log.warning("run %s: owner process %s is gone; following pipeline run %s again",
-                        run.run_id, flight.pid, run.pipeline_run_id)
-        else:
-            log.warning("run %s: owner process %s is gone before it recorded a pipeline run; "
-                        "looking for the one it may have submitted", run.run_id, flight.pid)
         with self._cond:
             self._pending += 1
         self._queue.put((run, "follow", None))
@@ -220,7 +202,8 @@ class RetrainTrigger:
     def close(self, timeout: float | None = None) -> None:
         """Stop the worker; the after-run step stops what it started (model servers,
         rollout controllers) first, and a launcher following a remote run stops waiting,
-        so a worker waiting on one of them returns."""
+        so a worker waiting on one of them returns. That run goes on: it is handed over to
+        the next trigger (``_hand_over``), not failed."""
         for part in (self.after_run, self.launcher):
             closer = getattr(part, "close", None)
             if callable(closer):
@@ -265,36 +248,60 @@ class RetrainTrigger:
         return datetime.fromtimestamp(self._clock(), tz=timezone.utc)
 
     # decisions ------------------------------------------------------------------------
-    def _clear_stale(self, state: TriggerState) -> None:
+    def _clear_stale(self, state: TriggerState) -> RunRecord | None:
+        """Settle a claim whose owner is gone: it died, or it stopped and handed its run over.
+        A run that goes on without it and that the launcher can follow (a Kubeflow run) is
+        claimed by this process and returned, to be followed once the state is committed
+        (``_follow_again``), instead of being marked failed: its version still deserves its
+        rollout, and no second run starts beside it. A run whose trigger died while
+        submitting it (Kubeflow may have created it before its id was recorded) is looked up
+        by its name on the worker (``adopt``): followed when found, failed saying so when
+        not. Any other run ends failed and the claim is released, unless the run's child
+        process group still runs."""
         flight = state.in_flight
-        if flight is not None and not flight.owner_alive(self._now(), self.lease_seconds):
-            if flight.child_running():  # its trigger died, its pipeline did not: still busy
-                log.warning("run %s: owner process %s is gone but its child process group "
-                            "%s still runs; the run stays in flight", flight.run_id,
-                            flight.pid, flight.child_pid)
-                return
-            log.warning("run %s: owner process %s is gone; no longer in flight",
-                        flight.run_id, flight.pid)
+        if flight is None or flight.owner_alive(self._now(), self.lease_seconds):
+            return None
+        if flight.child_running():  # its trigger died, its pipeline did not: still busy
+            log.warning("run %s: owner process %s is gone but its child process group "
+                        "%s still runs; the run stays in flight", flight.run_id,
+                        flight.pid, flight.child_pid)
+            return None
+        gone = "handed the run over" if flight.handed_over else "is gone"
+        try:
+            run = self.store.load_run(flight.run_id)
+        except FileNotFoundError:
+            run = None
+        except (OSError, ValueError) as exc:
+            # Damaged (a write cut short by a power loss): kept as it is for whoever looks
+            # into it, and the claim is released all the same. Before, the parse error
+            # escaped every decision (500s for good) and the trigger's start-up.
+            log.error("run %s: its record %s is unreadable (%s); left as it is",
+                      flight.run_id, self.store.runs_dir / f"{flight.run_id}.json",
+                      " ".join(str(exc).split())[:300])
+            run = None
+        if run is not None and run.status is RunStatus.RUNNING and self._can_follow(run):
+            state.in_flight = InFlight.mine(run.run_id, run.model, flight.since, self._now())
+            if run.pipeline_run_id:
+                log.warning("run %s: owner process %s %s; following pipeline run %s again",
+                            run.run_id, flight.pid, gone, run.pipeline_run_id)
+            else:
+                log.warning("run %s: owner process %s %s before it recorded a pipeline "
+                            "run; looking for the one it may have submitted", run.run_id,
+                            flight.pid, gone)
+            return run
+        log.warning("run %s: owner process %s %s; no longer in flight", flight.run_id,
+                    flight.pid, gone)
+        if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+            run.status, run.finished_at = RunStatus.FAILED, self._now()
+            run.error = f"owner process {flight.pid} exited during the run" + (
+                f" (it handed the run over, which the {getattr(self.launcher, 'name', '?')} "
+                "launcher cannot follow)" if flight.handed_over else "")
             try:
-                run = self.store.load_run(flight.run_id)
-            except FileNotFoundError:
-                run = None
-            except (OSError, ValueError) as exc:
-                # Damaged (a write cut short by a power loss): kept as it is for whoever looks
-                # into it, and the claim is released all the same. Before, the parse error
-                # escaped every decision (500s for good) and the trigger's start-up.
-                log.error("run %s: its record %s is unreadable (%s); left as it is",
-                          flight.run_id, self.store.runs_dir / f"{flight.run_id}.json",
-                          " ".join(str(exc).split())[:300])
-                run = None
-            if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
-                run.status, run.finished_at = RunStatus.FAILED, self._now()
-                run.error = f"owner process {flight.pid} exited during the run"
-                try:
-                    self.store.save_run(run)
-                except OSError as exc:
-                    log.error("run %s: not marked failed: %s", flight.run_id, exc)
-            state.in_flight = None
+                self.store.save_run(run)
+            except OSError as exc:
+                log.error("run %s: not marked failed: %s", flight.run_id, exc)
+        state.in_flight = None
+        return None
 
     def _refusal(self, state: TriggerState, model: str, now: datetime,
                  force: bool = False) -> tuple[DecisionKind, str] | None:
@@ -329,7 +336,7 @@ class RetrainTrigger:
         with self.store.transaction() as state:
             now = self._now()
             state.prune(now, self.dedup_ttl)
-            self._clear_stale(state)
+            resumed = self._clear_stale(state)
             started_here: dict[str, RunRecord] = {}
             firing = [a for a in message.alerts
                       if a.status == "firing" and a.labels.get("retrain") == "true"]
@@ -383,6 +390,7 @@ class RetrainTrigger:
                 state.covered[key] = (run.run_id, now)
                 decisions.append(Decision(decision=DecisionKind.STARTED, run_id=run.run_id,
                                           detail=f"run {run.run_id} queued", **base))
+        self._follow_again(resumed)
         self._record(decisions, runs)
         return decisions
 
@@ -392,7 +400,7 @@ class RetrainTrigger:
         runs: list[RunRecord] = []
         with self.store.transaction() as state:
             now = self._now()
-            self._clear_stale(state)
+            resumed = self._clear_stale(state)
             who = f" by {request.requested_by}" if request.requested_by else ""
             base = dict(time=now, source="manual", model=model)
             refusal = self._refusal(state, model, now, force=request.force)
@@ -409,6 +417,7 @@ class RetrainTrigger:
                                     detail=f"run {run.run_id} queued"
                                            + (" (cooldown skipped)" if request.force else ""),
                                     **base)
+        self._follow_again(resumed)
         self._record([decision], runs)
         return decision
 
@@ -447,8 +456,8 @@ class RetrainTrigger:
         decision = Decision(time=now, decision=DecisionKind.CANCELED, source="manual",
                             model=run.model, run_id=run_id,
                             detail=f"run {run_id} {detail}" + (
-                                "" if stopped else " (nothing was running to stop: not launched yet, "
-                                "or its launch has just ended)"))
+                                "" if stopped else " (nothing was running to stop: not launched "
+                                "yet, or its launch has just ended)"))
         self._record([decision], [])
         return decision
 
@@ -517,7 +526,11 @@ class RetrainTrigger:
     # the worker -------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self.lease_seconds / 5)
+            except queue.Empty:
+                self._pick_up()
+                continue
             if item is None:
                 return
             run, mode, mark = item
@@ -534,6 +547,23 @@ class RetrainTrigger:
                     self._pending -= 1
                     self._cond.notify_all()
 
+    def _pick_up(self) -> None:
+        """On the idle worker, every lease / 5: a claim another trigger left (handed over as
+        it stopped, or stale because it died) is settled by ``_clear_stale`` without waiting
+        for an alert. In a rolling update the new pod is up before the old one stops: this is
+        how it follows the run the old one hands over."""
+        try:
+            flight = self.store.read().in_flight
+            if flight is None or flight.owner_alive(self._now(), self.lease_seconds) or \
+                    flight.child_running():
+                return  # nothing to settle: the state is not rewritten
+            with self.store.transaction() as state:
+                resumed = self._clear_stale(state)
+        except (OSError, StateCorruptError) as exc:  # the next check, or decision, tries again
+            log.warning("the in-flight claim could not be checked: %s", exc)
+            return
+        self._follow_again(resumed)
+
     def _abandon(self, run: RunRecord) -> None:
         """After a failure outside the launcher (a full or broken state volume, a bug): mark
         the run failed and release this process's claim, so that later alerts can start runs
@@ -548,6 +578,17 @@ class RetrainTrigger:
                 self.store.save_run(run)
         except (OSError, StateCorruptError) as exc:
             log.error("run %s: its claim could not be released: %s", run.run_id, exc)
+
+    def _hand_over(self, run: RunRecord) -> None:
+        """The trigger stops while ``run`` goes on in Kubeflow: it stays running and its claim
+        is marked handed over, so the next trigger follows it (``_clear_stale``) at once
+        instead of after a lease, or failing it as a run whose owner died."""
+        with self.store.transaction() as state:
+            if state.in_flight is not None and state.in_flight.run_id == run.run_id:
+                state.in_flight.handed_over = self._now()
+        log.warning("run %s: the trigger stops while pipeline run %s goes on; handed over to "
+                    "the next trigger", run.run_id, run.pipeline_run_id or
+                    "(not recorded: it will be looked up by name)")
 
     def _release_claim(self, run_id: str) -> None:
         """Clear the in-flight record if it is still ``run_id``'s."""
@@ -586,6 +627,7 @@ class RetrainTrigger:
                                 name="retrain-heartbeat", daemon=True)
         beat.start()
         t0 = time.monotonic()
+        handed_over = False
         log.info("run %s: %s (%s) for %s: %s", run.run_id,
                  "following again" if resume else "launching", run.launcher, run.model,
                  run.reason)
@@ -604,8 +646,11 @@ class RetrainTrigger:
             else:
                 result = self.launcher.launch(request)
         except Exception as exc:  # noqa: BLE001 - any launcher failure ends the run as failed
-            run.status, run.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-            log.error("run %s failed: %s", run.run_id, run.error)
+            if isinstance(exc, StoppedFollowing) and self._cancel_detail(run.run_id) is None:
+                handed_over = True  # it goes on in Kubeflow: the next trigger follows it
+            else:
+                run.status, run.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+                log.error("run %s failed: %s", run.run_id, run.error)
         else:
             run.status = RunStatus.SUCCEEDED
             run.pipeline_run_id = result.pipeline_run_id or run.pipeline_run_id
@@ -619,15 +664,20 @@ class RetrainTrigger:
                 run.error = f"{canceled} ({run.error})"
             beating.set()
             beat.join()
-            run.finished_at = self._now()
-            if run.status is RunStatus.SUCCEEDED and canceled is None and \
-                    self.after_run is not None:
-                run.after_run = self._mark()  # cleared once the step's decision is logged
-            self.store.save_run(run)
-            self._release_claim(run.run_id)
             metrics.RUNS_IN_FLIGHT.set(0)
-            metrics.RUNS.labels(reason=run.status.value).inc()
-            metrics.RUN_DURATION.observe(time.monotonic() - t0)
+            if handed_over:
+                self._hand_over(run)
+            else:
+                run.finished_at = self._now()
+                if run.status is RunStatus.SUCCEEDED and canceled is None and \
+                        self.after_run is not None:
+                    run.after_run = self._mark()  # cleared once the step's decision is logged
+                self.store.save_run(run)
+                self._release_claim(run.run_id)
+                metrics.RUNS.labels(reason=run.status.value).inc()
+                metrics.RUN_DURATION.observe(time.monotonic() - t0)
+        if handed_over:
+            return
         if canceled is not None:
             with self._cond:
                 self._canceled.pop(run.run_id, None)
