@@ -211,7 +211,23 @@ class RetrainTrigger:
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(timeout)
+            if self._worker.is_alive():  # stuck in a call to Kubeflow (up to its API timeout)
+                self._hand_over_in_flight()
             self._worker = None
+
+    def _hand_over_in_flight(self) -> None:
+        """The worker did not return within ``close``'s timeout and the process is about to
+        exit: a remote run it follows is handed over here, as the worker would have done, so
+        the next trigger need not wait out the lease. A local run dies with the process."""
+        try:
+            flight = self.store.read().in_flight
+            if flight is None or flight.owner != PROCESS_TOKEN or flight.handed_over:
+                return  # another process's claim, or handed over already
+            run = self.store.load_run(flight.run_id)
+            if run.status is RunStatus.RUNNING and self._can_follow(run):
+                self._hand_over(run)
+        except (OSError, ValueError, StateCorruptError) as exc:
+            log.warning("the run in flight could not be handed over: %s", exc)
 
     @property
     def worker_alive(self) -> bool:

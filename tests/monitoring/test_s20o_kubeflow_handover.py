@@ -151,3 +151,40 @@ def test_a_local_command_run_still_fails_when_its_trigger_stops(tmp_path: Path) 
     assert run.status is RunStatus.FAILED
     assert "was stopped: the trigger is shutting down" in run.error, run.error
     assert store.read().in_flight is None
+
+
+def test_a_worker_stuck_in_a_kubeflow_call_still_hands_its_run_over_at_close(
+        tmp_path: Path, settings, registry: None) -> None:  # noqa: ANN001, F811
+    """``marquee trigger`` closes with a 5 s timeout; a worker inside a Kubeflow call (bounded
+    by the API timeout, 60 s) does not return by then, and the process exited with the claim
+    unmarked: the next trigger waited out the lease as after a crash. ``close`` marks it."""
+    import threading
+
+    class Stuck(StandInKubeflow):  # STAND-IN: a get_run that stops answering
+        def __init__(self, *a, **kw) -> None:  # noqa: ANN002, ANN003
+            super().__init__(*a, **kw)
+            self.release = threading.Event()
+
+        def get_run(self, run_id: str):  # noqa: ANN201
+            if self.polls.get(run_id, 0) >= 2:
+                self.polls[run_id] += 1
+                self.release.wait(30)
+            return super().get_run(run_id)
+
+    root = tmp_path / "retrain"
+    store = StateStore(root)
+    kubeflow = Stuck(settings, ["RUNNING"])
+    launcher = KubeflowLauncher(settings, client=kubeflow, poll_seconds=0.01,
+                                api_timeout_seconds=30.0)
+    first = RetrainTrigger(StateStore(root), launcher, default_model=MODEL,
+                           after_run=rollouts).start()
+    try:
+        run_id = running_in_kubeflow(kubeflow, first)
+        wait_until(lambda: kubeflow.polls["kfp-1"] >= 3, timeout=30, what="the stuck call")
+        first.close(0.5)
+        flight = store.read().in_flight
+        assert flight is not None and flight.run_id == run_id
+        assert flight.handed_over is not None
+        assert store.load_run(run_id).status is RunStatus.RUNNING
+    finally:
+        kubeflow.release.set()
