@@ -82,6 +82,14 @@ class RequestState:
             return None
 
 
+_STATE_OVERHEAD = 640  # bytes of a RequestState besides its items: the object, its key, …
+
+
+def _state_bytes(state: RequestState) -> int:
+    """A remembered list's size in memory, estimated: 8 bytes an item, 1 a team, overhead."""
+    return _STATE_OVERHEAD + 9 * len(state.items)
+
+
 class Router:
     def __init__(self, settings: RouterSettings, upstream: UpstreamClient, *,
                  stats: WindowedStats | None = None, exposures: EventLog | None = None,
@@ -102,6 +110,7 @@ class Router:
         self.feedback_log = feedback_log
         self.routing: RoutingState | None = None
         self._requests: OrderedDict[str, RequestState] = OrderedDict()
+        self._state_bytes = 0  # their estimated size (_state_bytes)
         self._seen_users = SeenUsers()
         self._tallies: dict[str, UserTallies] = {}
         self._sum_metrics: dict[str, tuple[Any, ...]] = {}
@@ -341,12 +350,21 @@ class Router:
                 "latency_ms": elapsed_ms})
 
     def _remember(self, request_id: str, state: RequestState) -> None:
+        """Keep ``state`` for feedback; drop the oldest lists past the count, the estimated
+        memory (``request_state_mib``: a client asking for k=500 makes each list ~8x one of
+        k=10, and the count alone let the router outgrow its memory limit) or the age bound."""
         reqs = self._requests
+        old = reqs.pop(request_id, None)
+        if old is not None:
+            self._state_bytes -= _state_bytes(old)
         reqs[request_id] = state
+        self._state_bytes += _state_bytes(state)
         ttl = self.settings.request_state_ttl_seconds
+        limit = self.settings.request_state_mib * 2**20
         while reqs and (len(reqs) > self.settings.request_state_max
+                        or self._state_bytes > limit
                         or next(iter(reqs.values())).ts < state.ts - ttl):
-            reqs.popitem(last=False)
+            self._state_bytes -= _state_bytes(reqs.popitem(last=False)[1])
 
     # Shadow --------------------------------------------------------------------------------------
     def _mirror(self, r: RoutingState, req: RecommendRequest, request_id: str,

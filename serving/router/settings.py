@@ -61,6 +61,9 @@ class RouterSettings(BaseSettings):
     request_state_max: int = Field(
         200_000, ge=100, description="Served requests remembered for feedback attribution.")
     request_state_ttl_seconds: float = Field(3600.0, gt=0, description="…and for how long.")
+    request_state_mib: int = Field(
+        256, ge=1, description="…and in at most this much memory, estimated (MiB): lists of "
+        "large k are fewer (a list of k items takes about 0.6 KB + 9 bytes an item).")
     # A secret: from router.adminAuth.existingSecret in the chart, never a plain value; left out
     # of model_dump() (so never in a log line or a child's environment).
     admin_token: SecretStr | None = Field(

@@ -61,3 +61,36 @@ def test_the_default_number_of_remembered_lists_of_k_100_fits_the_memory_limit()
         r = c.post("/feedback", json={"request_id": first["request_id"], "item_id": item,
                                       "event": "click"})
         assert r.status_code == 202 and r.json()["credited"] == "candidate"
+
+
+def test_lists_of_large_k_are_bounded_by_the_memory_setting_not_only_by_their_count() -> None:
+    """The bound was a count alone: 200,000 lists of k=500 (~5 KB each) are ~1 GB, twice the
+    chart's limit, for a client that always asks for k=500. ``request_state_mib`` bounds their
+    estimated size too; measured here, what is kept stays within it."""
+    servers = FakeServers()
+    k, mib = 500, 2
+    with client_for(servers, request_state_mib=mib) as c:
+        route(c, "single")
+        for u in range(1, 21):  # warm up, as above
+            c.post("/recommend", json={"user_id": u, "k": k})
+        router = c.app.state.router
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            served = []  # (request id, first item): the answers themselves would be traced
+            for u in range(1, 1001):
+                body = c.post("/recommend", json={"user_id": u, "k": k}).json()
+                served.append((body["request_id"], body["items"][0]))
+            gc.collect()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        kept = len(router._requests)
+        assert 100 < kept < 1000, kept  # some lists dropped for memory, not for the count
+        assert grown < 1.5 * mib * 2**20, f"{grown / 2**20:.1f} MiB kept for a {mib} MiB bound"
+        oldest, newest = served[0], served[-1]
+        for (request_id, item), status in ((oldest, 404), (newest, 202)):
+            r = c.post("/feedback", json={"request_id": request_id, "item_id": item,
+                                          "event": "click"})
+            assert r.status_code == status, r.text
