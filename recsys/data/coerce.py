@@ -7,11 +7,16 @@ raises :class:`DataValidationError` naming every value it could not cast (``inte
 directory of ``{interactions,users,items}.{parquet,csv,tsv}`` and returns what it could build plus
 the findings, so the caller can report everything at once. A CSV/TSV file whose header names a
 contract column twice (``duplicate column``) or whose values span lines (``unclosed quote``) is
-refused whole: what it holds cannot be told apart from what it was meant to hold.
+refused whole: what it holds cannot be told apart from what it was meant to hold. Files as
+spreadsheets and Spark save them are refused with what to change: not UTF-8 (``encoding``),
+another separator (``separator``), a compressed file or a directory of part files in place of
+the table's file (``missing file``). File names are matched ignoring case (``Interactions.CSV``),
+as a case-insensitive file system does.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 from pathlib import Path
 
@@ -19,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.errors import DataValidationError
-from recsys.data.findings import Finding, examples_of, rows_of
+from recsys.data.findings import Finding, examples_of, missing_columns, rows_of
 from recsys.data.schema import TABLES, TableSpec
 
 __all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "read_table_file",
@@ -114,13 +119,8 @@ def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | N
                                                                  list[Finding]]:
     """(frame cast as far as possible, findings). Values that could not be cast become missing
     and their column keeps a nullable dtype; ``None`` when a required column is absent."""
-    findings: list[Finding] = []
-    missing = [c for c in spec.names if c not in frame.columns]
-    for column in missing:
-        findings.append(Finding(
-            table=spec.name, column=column, rule="missing column", bad_count=len(frame),
-            detail=f"expected columns {spec.names}, found {list(map(str, frame.columns))}"))
-    if missing:
+    findings = missing_columns(spec.name, spec.names, frame.columns, len(frame))
+    if findings:
         return None, findings
     out: dict[str, object] = {}
     for col in spec.columns:
@@ -194,6 +194,70 @@ def _missing_markers(spec: TableSpec, header: list[str]) -> dict[str, list[str]]
     return {name: _NUMBER_NA if name in numeric else [""] for name in header}
 
 
+#: Separators spreadsheets write, as a message names them.
+_SEPARATORS = {",": "','", "\t": "tab", ";": "';'", "|": "'|'"}
+
+
+def _other_separator(path: Path, spec: TableSpec, header: list[str], sep: str) -> list[Finding]:
+    """A file written with another separator (European Excel uses ``;``) reads as one column
+    named after the whole header line: one finding saying so, rather than every contract
+    column missing."""
+    def known(names: list[str]) -> int:
+        return sum(name.strip().lower() in spec.names for name in names)
+
+    if all(name in header for name in spec.names):
+        return []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        line = handle.readline()
+    split = {other: next(csv.reader([line], delimiter=other), [])
+             for other in _SEPARATORS if other != sep}
+    other = max(split, key=lambda s: known(split[s]))
+    if known(split[other]) <= known(header):
+        return []
+    shown = line.rstrip("\r\n")
+    shown = shown if len(shown) <= 60 else shown[:60] + "…"
+    seen = (f"is one column {shown!r}" if len(header) == 1
+            else f"has {len(header)} columns, {shown!r}")
+    if other == "\t" and path.suffix.lower() == ".csv":
+        fix = f"name the file {spec.name}.tsv"
+    elif other == "," and path.suffix.lower() == ".tsv":
+        fix = f"name the file {spec.name}.csv"
+    else:
+        fix = "use ',' (.csv) or tab (.tsv)"
+    return [Finding(table=spec.name, column="*", rule="separator", bad_count=0,
+                    detail=f"the header of {path.name} {seen}: the separator looks like "
+                           f"{_SEPARATORS[other]}, {fix}")]
+
+
+def _not_utf8(path: Path, spec: TableSpec) -> Finding:
+    """Where the file stops being UTF-8, counted in the whole file (pandas' error counts in
+    the block it was decoding). Excel saves Latin-1 ("CSV") or UTF-16 ("Unicode Text")."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, lines, where = 0, 1, ""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+        handle.seek(0)
+        while not where:
+            chunk = handle.read(1 << 20)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                data = exc.object
+                lines += data[:exc.start].count(b"\n")
+                where = (f"byte 0x{data[exc.start]:02x} at offset {offset - pending + exc.start}"
+                         f", line {lines}")
+            if not chunk:
+                break
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+    if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        where += "; it starts like UTF-16, Excel's 'Unicode Text'"
+    return Finding(table=spec.name, column="*", rule="encoding", bad_count=0,
+                   detail=f"{path.name} is not UTF-8 ({where}): save it as UTF-8 "
+                          "(Excel: 'CSV UTF-8')")
+
+
 def _repeated_columns(path: Path, spec: TableSpec, header: list[str]) -> list[Finding]:
     """A contract column named twice (an export that joined two tables): which copy holds the
     data is not for the reader to guess."""
@@ -230,9 +294,10 @@ def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, l
     if path.stat().st_size == 0:
         return None, [Finding(table=spec.name, column="*", rule="empty file", bad_count=0,
                               detail=f"{path.name} is empty (0 bytes)")]
-    sep = "\t" if path.suffix == ".tsv" else ","
+    suffix = path.suffix.lower()
+    sep = "\t" if suffix == ".tsv" else ","
     try:
-        if path.suffix == ".parquet":
+        if suffix == ".parquet":
             frame = pd.read_parquet(path)
             # pandas' metadata brings a column back as the index it was when written
             # (``set_index("user_id").to_parquet(…)``): it is still one of the file's columns
@@ -240,11 +305,14 @@ def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, l
                 frame = frame.reset_index()
             return frame, []
         header = _header(path, sep)
-        repeated = _repeated_columns(path, spec, header)
-        if repeated:
-            return None, repeated
+        refused = _other_separator(path, spec, header, sep) or _repeated_columns(path, spec,
+                                                                                 header)
+        if refused:
+            return None, refused
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,
                             na_values=_missing_markers(spec, header))
+    except UnicodeDecodeError:
+        return None, [_not_utf8(path, spec)]
     except pd.errors.EmptyDataError:
         return None, [Finding(table=spec.name, column="*", rule="empty file", bad_count=0,
                               detail=f"{path.name} has no header and no rows")]
@@ -255,8 +323,35 @@ def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, l
     return (None, spanning) if spanning else (frame, [])
 
 
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst", ".7z")
+
+
+def _entries(directory: Path, name: str) -> list[Path]:
+    """What ``directory`` holds under the table's name (``interactions.*``), ignoring case."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.name.lower().startswith(f"{name}."))
+
+
 def _find_files(directory: Path, name: str) -> list[Path]:
-    return [p for p in (directory / f"{name}{suffix}" for suffix in FILE_SUFFIXES) if p.is_file()]
+    names = [f"{name}{suffix}" for suffix in FILE_SUFFIXES]
+    found = [p for p in _entries(directory, name) if p.name.lower() in names and p.is_file()]
+    return sorted(found, key=lambda p: names.index(p.name.lower()))
+
+
+def _not_read(directory: Path, name: str) -> list[str]:
+    """What the directory holds for a table whose file is missing, each with what to do."""
+    kinds = ", ".join(FILE_SUFFIXES[:-1]) + f" or {FILE_SUFFIXES[-1]}"
+    hints = []
+    for path in _entries(directory, name):
+        if path.is_dir():
+            hints.append(f"found {path.name}/, a directory (Spark writes one part file per "
+                         "task): write the table as one file")
+        elif path.name.lower().endswith(_COMPRESSED):
+            hints.append(f"found {path.name}: decompress it (plain {kinds})")
+        else:
+            hints.append(f"found {path.name}: save it as {kinds}")
+    return hints
 
 
 def read_dataset_files(directory: Path) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
@@ -269,7 +364,8 @@ def read_dataset_files(directory: Path) -> tuple[dict[str, pd.DataFrame], list[F
         if not paths:
             findings.append(Finding(
                 table=name, column="*", rule="missing file", bad_count=0,
-                detail=f"no {name}{{{','.join(FILE_SUFFIXES)}}} in {directory}"))
+                detail="; ".join([f"no {name}{{{','.join(FILE_SUFFIXES)}}} in {directory}",
+                                  *_not_read(directory, name)])))
             continue
         if len(paths) > 1:  # which one is the data? Not for us to pick silently
             findings.append(Finding(

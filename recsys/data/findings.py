@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Finding", "examples_of", "rows_of"]
+__all__ = ["Finding", "examples_of", "missing_columns", "rows_of"]
 
 MAX_EXAMPLES = 5
 
@@ -74,3 +76,27 @@ class Finding(BaseModel):
         if self.examples:
             text += f", e.g. {self.examples}"
         return text
+
+
+def _squashed(name: str) -> str:
+    return re.sub(r"[\s_.-]+", "", name).lower()
+
+
+def missing_columns(table: str, expected: list[str], found: Iterable[object],
+                    rows: int) -> list[Finding]:
+    """A ``missing column`` finding per expected name not in ``found``. A column whose name
+    differs only by case, spaces or underscores ("User_ID", " item_id", "UserID") is named
+    with the fix: in the lists of names the difference is easy to miss, a leading space cannot
+    be seen at all."""
+    names = [str(c) for c in found]
+    out = []
+    for column in expected:
+        if column in names:
+            continue
+        near = [n for n in names if _squashed(n) == _squashed(column)]
+        detail = (f"the columns include {near[0]!r}: rename it {column!r} (names are lower "
+                  "case, exactly as listed)" if near
+                  else f"expected columns {expected}, found {names}")
+        out.append(Finding(table=table, column=column, rule="missing column", bad_count=rows,
+                           detail=detail))
+    return out

@@ -7,9 +7,10 @@ Rules (the ``rule`` field of a finding):
 ``missing column``, ``dtype``, ``integer``, ``numeric``, ``not null``, ``non-empty``,
 ``positive id``, ``rating range``, ``timestamp range``, ``allowed values``, ``lower case``,
 ``year range``, ``unique key``, ``duplicate rows``, ``known user``, ``known item``; and, for raw
-files read through :mod:`recsys.data.coerce`, ``readable file``, ``empty file``,
-``missing file``, ``ambiguous file``, ``duplicate column``, ``unclosed quote`` and
-``parseable timestamp``.
+files read through :mod:`recsys.data.coerce`, ``readable file``, ``encoding``, ``separator``,
+``empty file``, ``missing file``, ``ambiguous file``, ``duplicate column``, ``unclosed quote``
+and ``parseable timestamp``. Where the cause is a common one, the finding's detail says what
+was seen and what to change (a close column name, milliseconds for seconds).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 
 from recsys.data.coerce import coerce_raw_frame, read_dataset_files
 from recsys.data.errors import DataValidationError
-from recsys.data.findings import Finding, examples_of, rows_of
+from recsys.data.findings import Finding, examples_of, missing_columns, rows_of
 from recsys.data.schema import (
     AGE_BUCKETS,
     EVENTS,
@@ -103,18 +104,28 @@ def _value_rules(now: float) -> dict[str, tuple[str, Callable[[pd.Series], pd.Se
     }
 
 
+def _unit_hint(stamps: pd.Series, now: float) -> str:
+    """What to do when every timestamp out of range is in range once divided by 1000, 10**6 or
+    10**9: Java and JavaScript clocks count milliseconds, Spark and Kafka micro- or
+    nanoseconds, and the contract seconds."""
+    if stamps.empty:
+        return ""
+    for unit, factor in (("milliseconds", 10**3), ("microseconds", 10**6),
+                         ("nanoseconds", 10**9)):
+        seconds = stamps / factor
+        if ((seconds >= MIN_TIMESTAMP) & (seconds <= int(now) + _DAY)).all():
+            return f"; the values look like {unit}: divide by {factor}"
+    return ""
+
+
 def check_table(frame: pd.DataFrame, spec: TableSpec, now: float | None = None) -> list[Finding]:
     """Findings for one table on its own (columns, dtypes, nulls, values, keys)."""
     now = time.time() if now is None else now
     if not isinstance(frame, pd.DataFrame):
         return [Finding(table=spec.name, column="*", rule="dtype", bad_count=0,
                         detail=f"expected a DataFrame, got {type(frame).__name__}")]
-    findings: list[Finding | None] = []
-    for column in spec.names:
-        if column not in frame.columns:
-            findings.append(Finding(
-                table=spec.name, column=column, rule="missing column", bad_count=len(frame),
-                detail=f"expected columns {spec.names}, found {list(map(str, frame.columns))}"))
+    findings: list[Finding | None] = [*missing_columns(spec.name, spec.names, frame.columns,
+                                                       len(frame))]
     if len(frame) == 0:
         findings.append(Finding(table=spec.name, column="*", rule="non-empty", bad_count=0,
                                 detail="the table has no rows"))
@@ -147,6 +158,8 @@ def check_table(frame: pd.DataFrame, spec: TableSpec, now: float | None = None) 
                 checked = view[valid] if col.dtype != "string" else view[valid].astype(str)
                 bad = pd.Series(False, index=series.index)
                 bad[valid] = np.asarray(predicate(checked), dtype=bool)
+                if col.name == "timestamp":
+                    detail += _unit_hint(view[bad], now)
                 findings.append(_finding(spec, col.name, rule, bad, series, detail))
     key = [c for c in spec.key if c in frame.columns]
     if len(key) == len(spec.key) and len(frame):
