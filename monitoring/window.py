@@ -33,6 +33,8 @@ PAYLOG_PREFIX = "payload-logs"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _VERSION_SEGMENT = re.compile(r"/model_version=([^/]+)/")
+#: The longest window: each of its hours is one listing of the store (366 days: 8,784).
+MAX_WINDOW = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class Window:
         if self.until <= self.since:
             raise MonitoringInputError(f"window: until {self.until.isoformat()} is not after "
                                        f"since {self.since.isoformat()}")
+        if self.until - self.since > MAX_WINDOW:
+            raise MonitoringInputError(
+                f"window: {self.since.isoformat()} .. {self.until.isoformat()} is longer than "
+                f"{MAX_WINDOW.days} days (one store listing per hour); a bare number is unix "
+                "seconds: for a duration give its unit (90m, 2h, 7d)")
 
 
 def parse_time(value: str, now: datetime) -> datetime:
@@ -63,7 +70,9 @@ def parse_time(value: str, now: datetime) -> datetime:
 
 
 def parse_window(since: str, until: str = "now", now: datetime | None = None) -> Window:
-    """``since`` is a time or a duration before ``until`` (``90m``, ``1h``, ``2d``)."""
+    """``since`` is a time or a duration before ``until`` (``90m``, ``1h``, ``2d``); a window
+    longer than ``MAX_WINDOW`` is refused (``--since 90`` is unix second 90: 56 years of
+    hourly listings before, not 90 minutes)."""
     now = now or datetime.now(timezone.utc)
     end = parse_time(until, now)
     m = _DURATION.match(since.strip())
