@@ -513,30 +513,43 @@ def status(
 ) -> None:
     """Phase, step, weights, metrics and the last decisions of a rollout."""
     from rich.console import Console
+    from rich.markup import escape
 
     store = _store(namespace)
     names = [name] if name else store.list()
     # One unreadable rollout is its own error line (exit 1 at the end): the others are shown.
+    # One whose spec is refused (edited by hand: the controller froze it) is shown from its
+    # status alone, after its error line: on call needs its phase, weights and message.
     readable: dict[str, Any] = {}
+    statuses: dict[str, Any] = {}
     for n in names:
         try:
             readable[n] = _get(store, n)
-        except typer.Exit:
-            if name:
-                raise
+            statuses[n] = readable[n].status
+        except typer.Exit as failed:
+            try:
+                statuses[n] = store.get_status(n)
+            except Exception:  # noqa: BLE001 - unreadable too: its error line is printed
+                if name:
+                    raise failed from None
     end = typer.Exit(code=1) if len(readable) < len(names) else None
     if output == "json":
         # the table's pending command too (a script polls for an abort it asked for)
-        typer.echo(json.dumps({n: {**stored.status.to_dict(),
-                                   "pendingCommand": store.pending_command(n)}
-                               for n, stored in readable.items()}, indent=2))
+        typer.echo(json.dumps({n: {**status.to_dict(), "pendingCommand": store.pending_command(n)}
+                               for n, status in statuses.items()}, indent=2))
     else:
         console = Console()
         if not names:
             console.print("no rollouts")
-        for n, stored in readable.items():
-            console.print(_status_table(n, stored))
-            console.print(_decisions_table(n, stored.status.decisions[-5:], "last decisions"))
+        for n, status in statuses.items():
+            if n in readable:
+                console.print(_status_table(n, readable[n]))
+            else:
+                console.print(escape(f"rollout {n}: phase {status.phase.value}, weights "
+                                     f"baseline {status.weights.baseline}% · candidate "
+                                     f"{status.weights.candidate}%; {status.message}"),
+                              highlight=False)
+            console.print(_decisions_table(n, status.decisions[-5:], "last decisions"))
             pending = store.pending_command(n)
             if pending:
                 console.print(f"pending command: [bold]{pending}[/] (next controller tick)")
@@ -551,11 +564,11 @@ def history(name: str, output: Annotated[OutputFormat, typer.Option(
     """Every decision of a rollout, with its statistics in JSON output."""
     from rich.console import Console
 
-    stored = _get(_store(namespace), name)
+    status = _get_status(_store(namespace), name)  # no spec needed: shown when it is refused
     if output == "json":
-        typer.echo(json.dumps(stored.status.to_dict()["decisions"], indent=2))
+        typer.echo(json.dumps(status.to_dict()["decisions"], indent=2))
         return
-    Console().print(_decisions_table(name, stored.status.decisions, f"rollout {name}: decisions"))
+    Console().print(_decisions_table(name, status.decisions, f"rollout {name}: decisions"))
 
 
 def _command(name: str, command: str, namespace: str | None) -> None:

@@ -69,3 +69,26 @@ def test_rollout_abort_accepts_a_rollout_whose_spec_is_refused(tmp_path: Path) -
     # a promote still needs the spec (it names the model whose aliases move): refused, named
     r = runner.invoke(app, ["promote", "r1"], env={"MARQUEE_HOME": str(tmp_path)})
     assert r.exit_code == 1 and "the same as the baseline" in r.output
+
+
+def test_status_and_history_show_a_rollout_whose_spec_is_refused(tmp_path: Path) -> None:
+    """``rollout status r1`` and ``history r1`` only printed the spec error: on call could not
+    see the phase, weights, the controller's message or the decisions of the frozen rollout."""
+    from serving.rollout.status import RolloutStatus, Weights
+
+    store = FileStatusStore(tmp_path / "rollouts")
+    store.create(parse_rollout(_doc("r1")))
+    store.save_status("r1", RolloutStatus(phase=Phase.PROGRESSING, step=1,
+                                          weights=Weights(baseline=90, candidate=10),
+                                          message="frozen at its current weights, spec refused"))
+    path = tmp_path / "rollouts" / "r1" / "rollout.yaml"
+    path.write_text(yaml.safe_dump(_doc("r1", baseline={"version": "2"})))
+    env = {"MARQUEE_HOME": str(tmp_path), "COLUMNS": "200"}
+    r = CliRunner().invoke(app, ["status", "r1"], env=env)
+    assert r.exit_code == 1  # the spec error is an error all the same
+    assert "the same as the baseline" in r.output
+    assert "Progressing" in r.output and "candidate 10%" in r.output and "frozen" in r.output
+    r = CliRunner().invoke(app, ["status", "r1", "-o", "json"], env=env)
+    assert '"phase": "Progressing"' in r.output
+    r = CliRunner().invoke(app, ["history", "r1"], env=env)
+    assert r.exit_code == 0, r.output
