@@ -50,9 +50,12 @@ def resolve_for_bento(settings: Settings, serving: ServingSettings) -> ServingSe
     return serving.model_copy(update={"bundle_uri": uri, "alias": None, "model_version": None})
 
 
-def bento_command(host: str, port: int) -> list[str]:
+def bento_command(host: str, port: int, grace_period_seconds: int) -> list[str]:
+    """``bentoml serve`` of the service; on SIGTERM its worker waits at most the grace period
+    for requests in flight, as KServe's uvicorn does (BentoML's default waits for every one)."""
     return [sys.executable, "-m", "bentoml", "serve", "serving.bento.service:MovieRecommender",
             "--host", host, "--port", str(port),
+            "--timeout-graceful-shutdown", str(grace_period_seconds),
             "--working-dir", str(Path(__file__).resolve().parents[1])]
 
 
@@ -98,9 +101,15 @@ def serve(
             sys.argv = argv
         run(settings, serving)
         return
+    from serving.runtime.loader import check_listen
+
     serving = resolve_for_bento(settings, serving)
+    check_listen(bind, serving.port)  # BentoML's own refusal is a 50-line traceback
     # the worker reads exactly these settings: no MARQUEE_SERVING_ALIAS left beside the URI
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_SERVING_")}
-    env.update(_env_of(serving), BENTOML_DO_NOT_TRACK="true")
-    cmd = bento_command(bind, serving.port)
+    # BENTOML_CONTAINERIZED: BentoML's own images set it. Its arbiter then does not restart a
+    # worker that fails to load (for ever, never ready) but exits non-zero, and the pod's
+    # restart policy takes over, as for the KServe runtime.
+    env.update(_env_of(serving), BENTOML_DO_NOT_TRACK="true", BENTOML_CONTAINERIZED="true")
+    cmd = bento_command(bind, serving.port, serving.grace_period_seconds)
     os.execvpe(cmd[0], cmd, env)  # keep the pid: the caller stops the server by it

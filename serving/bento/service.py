@@ -302,14 +302,27 @@ def http_app() -> Starlette:
 @bentoml.asgi_app(http_app(), path="/")
 class MovieRecommender:
     def __init__(self) -> None:
+        from marquee.errors import redact_uri
         from marquee.settings import Settings
-        from serving.runtime.loader import build_service, open_payload_logger
+        from serving.runtime.loader import build_service, log_serving, open_payload_logger
         from serving.settings import ServingSettings
 
+        logging.getLogger("serving").setLevel(logging.INFO)  # BentoML's root handler prints it
         settings = Settings()
         serving = ServingSettings()
         self.payload = open_payload_logger(settings, serving)
-        self.service = build_service(settings, serving, self.payload)
+        try:
+            self.service = build_service(settings, serving, self.payload)
+        except Exception as exc:
+            # one line naming the cause above uvicorn's traceback; ``marquee serve`` turned
+            # BentoML's restarts off, so the server exits non-zero instead of looping
+            log.error("cannot load the model: %s: %s", type(exc).__name__,
+                      redact_uri(str(exc)))
+            if self.payload is not None:
+                self.payload.close()
+            raise
+        log_serving(self.service.runtime, MODEL_NAME, serving.host or settings.bind_host,
+                    serving.port, "BentoML")
         importlib.import_module("serving.kserve.model")  # V2's codec: now, not on a request
         _LOADED.update(version=self.service.version, variant=serving.variant,
                        max_body_bytes=serving.max_body_bytes)

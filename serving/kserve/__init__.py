@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,15 +17,20 @@ def run(settings: Settings, serving: ServingSettings) -> None:
     from serving.kserve.model import RecommenderModel
     from serving.kserve.server import MarqueeModelServer
     from serving.payload.sink import sink_pairer
-    from serving.runtime.loader import build_service, open_payload_logger
+    from serving.runtime.loader import build_service, check_listen, open_payload_logger
 
+    _log_with_kserve()
     payload = open_payload_logger(settings, serving)
     try:
         model = RecommenderModel(settings.model_name,
                                  lambda: build_service(settings, serving, payload))
         model.load()
+        host = serving.host or settings.bind_host
+        check_listen(host, serving.port)  # one error line, not uvicorn's and exit 3
+        if serving.enable_grpc:
+            check_listen(host, serving.grpc_port, "grpc_port")
         server = MarqueeModelServer(
-            host=serving.host or settings.bind_host, http_port=serving.port,
+            host=host, http_port=serving.port,
             enable_grpc=serving.enable_grpc, grpc_port=serving.grpc_port,
             grace_period=serving.grace_period_seconds, max_body_bytes=serving.max_body_bytes,
             variant=serving.variant,
@@ -34,3 +40,18 @@ def run(settings: Settings, serving: ServingSettings) -> None:
     finally:
         if payload is not None:
             payload.close()
+
+
+def _log_with_kserve() -> None:
+    """Marquee's INFO lines (the start line, a 404 for another model, the sink's) through
+    KServe's handlers and format: KServe configures only its own and uvicorn's loggers, so
+    they reached no handler and were dropped."""
+    from kserve.logging import configure_logging
+    from kserve.logging import logger as kserve_log
+
+    configure_logging()  # KServe's, as its ModelServer would (a no-op once configured)
+    ours = logging.getLogger("serving")
+    ours.setLevel(logging.INFO)
+    for handler in kserve_log.handlers:
+        ours.addHandler(handler)
+    ours.propagate = False

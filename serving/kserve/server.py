@@ -47,6 +47,7 @@ from serving.errors import ServingError, error_body
 from serving.kserve.model import RecommenderModel
 from serving.payload.service import SINK_MAX_BODY_BYTES
 from serving.payload.sink import CloudEventPairer, sink_router
+from serving.runtime.loader import log_serving
 from serving.runtime.middleware import ServingMiddleware
 from serving.runtime.schema import decode_v2_json
 
@@ -360,5 +361,7 @@ class MarqueeModelServer(kserve.ModelServer):
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()
-        log.info("serving on http://%s:%d", self.host, self.http_port)
+        model = self._model()
+        if model is not None and model.service is not None:
+            log_serving(model.service.runtime, model.name, self.host, self.http_port, "KServe")
         asyncio.run(self._serve())

@@ -14,13 +14,15 @@ import logging
 import shutil
 from pathlib import Path
 
+from marquee.errors import InvalidArgumentError, redact_uri
 from marquee.settings import Settings
 from serving.runtime.online import history_source
 from serving.runtime.runtime import Runtime
 from serving.settings import ServingSettings
 
 __all__ = ["resolve_bundle_uri", "fetch_verified", "load_recommender", "load_runtime",
-           "open_payload_logger", "start_payload_logger", "build_service"]
+           "open_payload_logger", "start_payload_logger", "build_service", "log_serving",
+           "check_listen"]
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +97,37 @@ def load_runtime(settings: Settings, serving: ServingSettings) -> Runtime:
     runtime = Runtime.build(rec, serving, history=history, bundle_uri=uri,
                             bundle_dir=str(bundle_dir))
     runtime.warm_up()
-    log.info("loaded %s version %s from %s", settings.model_name, runtime.version, uri)
+    log.debug("loaded %s version %s from %s", settings.model_name, runtime.version,
+              redact_uri(uri))
     # The loaded model's objects are permanent: moved out of the collector's generations, so
     # a collection on the request path does not walk them (the tail of request latency).
     gc.collect()
     gc.freeze()
     return runtime
+
+
+def check_listen(host: str, port: int, what: str = "port") -> None:
+    """Refuse ``host:port`` with one error naming it when it cannot be listened on (taken, or
+    no address of this host), before a server is started on it: KServe exited 3 after
+    uvicorn's start-up lines, BentoML printed a 50-line traceback. Bound as uvicorn and
+    circus bind (``SO_REUSEADDR``), so a port in TIME_WAIT after the previous server is free."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise InvalidArgumentError(what, port, f"cannot listen on {host}:{port}: "
+                                       f"{exc.strerror or exc}") from None
+
+
+def log_serving(runtime: Runtime, name: str, host: str, port: int, server: str) -> None:
+    """The one line a model server logs when it starts serving: the version, the bundle (no
+    password in it) and the address, so a log shows what answered from where."""
+    log.info("serving %s version %s from %s on http://%s:%d (%s)", name, runtime.version,
+             redact_uri(runtime.bundle_uri or "-"), host, port, server)
 
 
 def open_payload_logger(settings: Settings, serving: ServingSettings):  # -> PayloadLogger | None
