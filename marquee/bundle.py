@@ -33,6 +33,7 @@ from marquee.errors import (
     DestinationExistsError,
     InvalidKeyError,
     ObjectNotFoundError,
+    validation_text,
 )
 from marquee.settings import NAME_PATTERN
 from marquee.store import (
@@ -201,10 +202,18 @@ def read_manifest(dir: Path | str) -> BundleManifest:
     path = Path(dir) / MANIFEST_NAME
     if not path.is_file():
         raise BundleNotFoundError(f"no {MANIFEST_NAME} in {Path(dir)}: not a model bundle")
+    data = path.read_bytes()
     try:
-        return BundleManifest.model_validate_json(path.read_bytes())
+        return BundleManifest.model_validate_json(data)
     except ValidationError as exc:
-        raise BundleError(f"invalid {path}: {exc}") from exc
+        version = next((e.get("input") for e in exc.errors()
+                        if e.get("loc") == ("schema_version",)), None)
+        if version is not None:  # a bundle written by another Marquee: say which
+            raise BundleError(f"invalid {path}: schema_version {version!r}; this Marquee reads "
+                              f"bundles of schema_version {SCHEMA_VERSION} (the bundle was "
+                              "written by another Marquee release: serve it with that one, or "
+                              "retrain)") from None
+        raise BundleError(f"invalid {path}: {validation_text(exc)}") from None
 
 
 def verify_bundle(dir: Path | str) -> BundleManifest:
