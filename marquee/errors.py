@@ -189,10 +189,12 @@ def error_text(exc: Exception) -> str:
 
 def validation_text(exc: Exception) -> str:
     """A pydantic ``ValidationError`` in one line: ``field.path: message (got value); …``
-    (JSON that does not parse is named without its input: that is the whole document)."""
+    (JSON that does not parse is named without its input: that is the whole document; a
+    URI's password is masked, as pydantic echoes a refused store or endpoint URI whole)."""
     return "; ".join(
         f"{'.'.join(str(x) for x in err.get('loc', ())) or 'value'}: {err.get('msg', '')}"
-        + ("" if err.get("type") == "json_invalid" else f" (got {err.get('input')!r})")
+        + ("" if err.get("type") == "json_invalid" else
+           f" (got {redact_uri(repr(err.get('input')))})")
         for err in exc.errors())  # type: ignore[attr-defined]
 
 

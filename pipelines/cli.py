@@ -107,7 +107,9 @@ def run_cmd(
                                      "(or use 'marquee pipeline submit --host URL')",
                                      param_hint="--no-local")
         run_id = submit(settings, params)
-        console.print(f"submitted run [bold]{run_id}[/] to {settings.kubeflow_host}")
+        from marquee.errors import redact_uri
+
+        console.print(f"submitted run [bold]{run_id}[/] to {redact_uri(settings.kubeflow_host)}")
         return
     result = run_local(settings, params)
     table = Table(title=f"{settings.model_name} v{result.version} — gate: {result.gate}")

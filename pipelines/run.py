@@ -41,7 +41,9 @@ STEP_LOG_TAIL = 400  # lines of the steps' streamed logs kept to name a failed s
 class _Tee(io.TextIOBase):
     """Writes through to ``out`` and keeps the last ``n`` lines, each cut to its last
     ``LINE_CHARS`` characters (kfp.local prints each step's log to ``sys.stdout``; the cause
-    of a failed step is in it; a progress bar redrawn with ``\\r`` is one long line)."""
+    of a failed step is in it; a progress bar redrawn with ``\\r`` is one long line). A URI's
+    password is masked: kfp.local logs each step's inputs (the registry URI among them) and
+    MLflow's errors quote the URI whole."""
 
     LINE_CHARS = 2000
 
@@ -51,8 +53,9 @@ class _Tee(io.TextIOBase):
         self._partial = ""
 
     def write(self, text: str) -> int:
-        self.out.write(text)
-        *done, partial = (self._partial + text).split("\n")
+        shown = redact_uri(text)  # kfp.local writes a step's log line by line
+        self.out.write(shown)
+        *done, partial = (self._partial + shown).split("\n")
         self.lines.extend(line[-self.LINE_CHARS:] for line in done)
         self._partial = partial[-self.LINE_CHARS:]
         return len(text)

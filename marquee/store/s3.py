@@ -18,7 +18,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from marquee.errors import ChecksumError, InvalidArgumentError, ObjectNotFoundError, StoreError
+from marquee.errors import (
+    ChecksumError,
+    InvalidArgumentError,
+    ObjectNotFoundError,
+    StoreError,
+    redact_uri,
+)
 from marquee.store.base import (
     StoreBase,
     check_key,
@@ -140,13 +146,16 @@ class S3Store(StoreBase):
             code = "NoSuchBucket"
         if code == "NoSuchBucket":
             raise StoreError(
-                f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS'} "
+                f"bucket {self.bucket!r} does not exist at "
+                f"{redact_uri(self.endpoint_url or 'AWS')} "
                 "(open the store with create_bucket=True to create it)"
             ) from exc
         if code in _NOT_FOUND:
             raise ObjectNotFoundError(key, self.uri()) from exc
         if isinstance(exc, (ClientError, BotoCoreError, S3UploadFailedError)):
-            raise StoreError(f"S3 request for key {key!r} in {self.uri()} failed: {exc}") from exc
+            # botocore quotes the endpoint URL whole, user info included
+            raise StoreError(redact_uri(f"S3 request for key {key!r} in {self.uri()} failed: "
+                                        f"{exc}")) from exc
         raise exc
 
     def _full(self, key: str) -> str:

@@ -15,6 +15,7 @@ import time
 
 from prometheus_client import CollectorRegistry
 
+from marquee.errors import redact_uri
 from monitoring.drift.summary import DriftSummary
 from monitoring.metrics import build, push_group
 
@@ -94,5 +95,5 @@ def push_failure(gateway_url: str, exc: OSError) -> str:
         reason = f"HTTP {exc.code} {exc.reason}"
     else:
         reason = str(exc.reason if isinstance(exc, URLError) else exc)
-    return (f"the gauges were not pushed to {gateway_url} (the alerts do not see this "
-            f"verdict): {' '.join(reason.split())}")
+    return (f"the gauges were not pushed to {redact_uri(gateway_url)} (the alerts do not see "
+            f"this verdict): {' '.join(reason.split())}")

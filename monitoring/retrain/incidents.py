@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
+from marquee.errors import redact_uri
 from monitoring.errors import MonitoringError
 from monitoring.retrain.models import Decision, RunRecord
 
@@ -59,7 +60,7 @@ def fetch_alerts(alertmanager_url: str, client: httpx.Client | None = None,
         resp.raise_for_status()
         alerts = [ActiveAlert.model_validate(a) for a in resp.json()]
     except (httpx.HTTPError, ValueError) as exc:
-        raise MonitoringError(f"cannot read alerts from {url}: {exc}") from exc
+        raise MonitoringError(redact_uri(f"cannot read alerts from {url}: {exc}")) from exc
     finally:
         if own:
             client.close()

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from marquee.errors import redact_uri
 from marquee.settings import Settings
 from monitoring.errors import LaunchError, StoppedFollowing
 from pipelines.logs import ANSI, exception_lines
@@ -292,7 +293,7 @@ class KubeflowLauncher:
             request.on_submitted(run_id)
         if not self.wait:
             return LaunchResult(pipeline_run_id=run_id, detail=f"submitted to "
-                                f"{self.settings.kubeflow_host}")
+                                f"{redact_uri(str(self.settings.kubeflow_host))}")
         return self.follow(run_id)
 
     def follow(self, run_id: str) -> LaunchResult:
@@ -331,7 +332,7 @@ class KubeflowLauncher:
         return LaunchResult(pipeline_run_id=run_id, model_version=str(info.version),
                             gate_decision=info.gate_decision,
                             detail=f"Kubeflow run {run_id} succeeded on "
-                                   f"{self.settings.kubeflow_host}")
+                                   f"{redact_uri(str(self.settings.kubeflow_host))}")
 
     def _bounded(self, call: Callable[[], Any]) -> Any:
         """``call()`` on a daemon thread, waited for at most ``api_timeout_seconds``; a hung
@@ -348,14 +349,14 @@ class KubeflowLauncher:
         worker.start()
         worker.join(self.api_timeout_seconds)
         if worker.is_alive():
-            raise TimeoutError(f"no answer from {self.settings.kubeflow_host or 'Kubeflow'} "
+            raise TimeoutError(f"no answer from "
+                               f"{redact_uri(self.settings.kubeflow_host or 'Kubeflow')} "
                                f"within {self.api_timeout_seconds:g}s")
         if "error" in box:
             raise box["error"]
         return box["value"]
 
     def _registered(self, run_id: str) -> Any:
-        from marquee.errors import redact_uri
         from marquee.registry import Registry
 
         registry = Registry.from_settings(self.settings)
@@ -413,7 +414,8 @@ class CommandLauncher:
         self.argv = list(argv)
         self.env = dict(env or {})
         self.timeout_seconds = timeout_seconds
-        self.label = label or " ".join(self.argv)  # how errors name the command
+        # how errors name the command (its arguments may hold a URI with a password)
+        self.label = label or redact_uri(" ".join(self.argv))
         self._lock = threading.Lock()
         self._running: subprocess.Popen | None = None
         self._closed = False
@@ -541,10 +543,11 @@ def _failure_lines(stdout: str, stderr: str) -> list[str]:
     """What a failed child said about its failure: its own one-line summary when it ends
     like a marquee command (``error: …``: ``python -m pipelines.run`` names the failed step
     and its cause there), else the last exception lines of its output (``ValueError: …``),
-    else the last 5 lines of stderr (of stdout when stderr is empty)."""
-    summary = [line[len("error: "):] for line in ANSI.sub("", stderr).splitlines()
+    else the last 5 lines of stderr (of stdout when stderr is empty); URIs' passwords masked,
+    as these lines go into the run's record."""
+    summary = [line[len("error: "):] for line in redact_uri(ANSI.sub("", stderr)).splitlines()
                if line.startswith("error: ")]
     if summary:
         return summary[-1:]
     return exception_lines(f"{stdout}\n{stderr}") or \
-        ANSI.sub("", stderr or stdout).strip().splitlines()[-5:]
+        redact_uri(ANSI.sub("", stderr or stdout)).strip().splitlines()[-5:]

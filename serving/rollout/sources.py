@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from marquee.errors import redact_uri
 from serving.router.schema import (
     InterleaveWindow,
     RoutingConfig,
@@ -29,7 +30,12 @@ __all__ = ["MetricsSource", "RouterStatsSource", "PrometheusSource", "RouterAdmi
 
 
 class SourceError(RuntimeError):
-    """The analysis source could not be read (this tick is skipped, not failed)."""
+    """The analysis source could not be read (this tick is skipped, not failed). The message
+    names the router or Prometheus URL, whose password is masked: it is logged and kept in the
+    rollout's status."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_uri(message))
 
 
 @runtime_checkable
