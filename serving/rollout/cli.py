@@ -603,5 +603,6 @@ def promote(name: str, namespace: NamespaceOpt = None) -> None:
 
 @app.command()
 def abort(name: str, namespace: NamespaceOpt = None) -> None:
-    """Roll back: all traffic to the baseline, aliases restored."""
+    """Roll back: all traffic to the baseline, aliases restored. Also ends a rollout frozen
+    on a spec the controller refuses (it needs only the status)."""
     _command(name, "abort", namespace)

@@ -32,8 +32,11 @@ def _parse_upstreams(values: list[str]) -> dict[str, str]:
 
 @app.command()
 def run(
-    port: Annotated[int | None, typer.Option(help="HTTP port (default 8090).")] = None,
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="HTTP port (default MARQUEE_ROUTER_PORT, 8090).")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="Bind address (default MARQUEE_ROUTER_HOST, else MARQUEE_BIND_HOST: "
+        "127.0.0.1).")] = None,
     upstream: Annotated[list[str] | None, typer.Option(
         help="VERSION=URL of a model server; repeat for each version.")] = None,
     baseline: Annotated[str | None, typer.Option(
