@@ -205,7 +205,8 @@ def redact_uri(text: str) -> str:
     return _URI_PASSWORD.sub(r"\1:***@", text)
 
 
-_URI_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/@]*@")
+# the password runs to the last "@" before the host: one typed with a raw "@" is masked whole
+_URI_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/]*@")
 
 
 def unwind_on_sigterm() -> None:

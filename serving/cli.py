@@ -66,7 +66,9 @@ def serve(
     model_version: Annotated[str | None, typer.Option(help="Registry version.")] = None,
     alias: Annotated[str | None, typer.Option(help="Registry alias, e.g. production.")] = None,
     bundle_uri: Annotated[str | None, typer.Option(help="Bundle directory or s3:// URI.")] = None,
-    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="Bind address (default MARQUEE_SERVING_HOST, else MARQUEE_BIND_HOST: "
+        "127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="HTTP port.")] = None,
     enable_grpc: Annotated[bool, typer.Option(help="Also start KServe's gRPC server.")] = False,
     variant: Annotated[str | None, typer.Option(help="Variant label for logs/metrics.")] = None,
