@@ -16,7 +16,8 @@ EXAMPLE = c.K8S / "examples" / "inferenceservice-canary.yaml"
 PREDICTOR_KEYS = ("serviceAccountName", "automountServiceAccountToken", "securityContext",
                   "volumes", "timeout")
 CONTAINER_KEYS = ("name", "image", "imagePullPolicy", "ports", "envFrom", "env",
-                  "securityContext", "volumeMounts", "readinessProbe", "livenessProbe")
+                  "securityContext", "volumeMounts", "startupProbe", "readinessProbe",
+                  "livenessProbe")
 
 
 def _chart_isvc() -> dict[str, Any]:

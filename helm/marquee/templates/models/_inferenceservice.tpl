@@ -112,6 +112,14 @@ spec:
           - name: STORAGE_URI
             value: {{ . | quote }}
           {{- end }}
+        {{- /* The HTTP server opens only once the bundle is loaded (a minute at 1M items):
+               liveness alone would restart a loading server in a loop. */}}
+        startupProbe:
+          httpGet:
+            path: /v2/health/live
+            port: {{ $.Values.modelServer.port }}
+          periodSeconds: 10
+          failureThreshold: {{ div (add (int $.Values.models.startupTimeoutSeconds) 9) 10 }}
         readinessProbe:
           httpGet:
             path: /v2/health/ready
