@@ -105,3 +105,27 @@ def test_a_budget_that_allows_no_disruption_fails_the_render(router: dict[str, A
     with pytest.raises(helm_python.HelmRenderError,
                        match=re.escape(f"router.pdb.minAvailable {value}")):
         c.render(values)
+
+
+def _predictors(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    isvcs = [o for o in objs if o["kind"] == "InferenceService"]
+    isvcs += [yaml.safe_load(o["data"]["inferenceservice.yaml"]) for o in objs
+              if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "marquee-trigger-isvc"]
+    return [(i["metadata"]["name"], i["spec"]["predictor"]) for i in isvcs]
+
+
+def test_a_stopping_model_server_has_time_to_drain_and_write_its_payload_log() -> None:
+    """On SIGTERM the server answers what is in flight (modelServer.gracePeriodSeconds, 20 s),
+    then writes its queued payload rows (PayloadLogger.close: up to 30 s): the pod's default
+    30 s killed it before the rows were written. RawDeployment only: Knative refuses the
+    field (its revision timeout applies)."""
+    from serving.payload.logger import PayloadLogger
+
+    close = PayloadLogger.close.__defaults__[0]
+    grace = c.chart_defaults()["modelServer"]["gracePeriodSeconds"]
+    predictors = _predictors(c.default_objects())
+    assert predictors
+    for name, predictor in predictors:
+        assert predictor.get("terminationGracePeriodSeconds", 30) > grace + close, name
+    for name, predictor in _predictors(c.objects({"models": {"deploymentMode": "Serverless"}})):
+        assert "terminationGracePeriodSeconds" not in predictor, name

@@ -69,6 +69,12 @@ spec:
     {{- end }}
     {{- with include "marquee.imagePullSecrets" $ | trim }}{{ . | nindent 4 }}{{ end }}
     {{- include "marquee.podSecurityContext" $ | nindent 4 }}
+    {{- if $raw }}
+    {{- /* On SIGTERM the server answers what is in flight (modelServer.gracePeriodSeconds),
+           then writes the queued payload rows (up to 30 s with a slow store): more than the
+           pod's default 30 s. Knative refuses the field; its revision timeout applies there. */}}
+    terminationGracePeriodSeconds: {{ add (int $.Values.modelServer.gracePeriodSeconds) 40 }}
+    {{- end }}
     {{- /* A shadow version also gets the shadow PriorityClass and prefers nodes without the
            serving versions' pods. */}}
     {{- $affinity := deepCopy ($.Values.affinity | default dict) }}
