@@ -142,47 +142,47 @@ async def replay_events(router_url: str, events: Sequence[Event], *, rate: float
     rng = random.Random(seed)
     report = report if report is not None else TrafficReport()
     seconds_before = report.seconds
-    sem = asyncio.Semaphore(concurrency)
     start = time.perf_counter()
     async with httpx.AsyncClient(base_url=router_url, timeout=timeout, trust_env=False,
                                  limits=httpx.Limits(max_connections=concurrency)) as client:
 
         async def one(ev: Event) -> None:
-            async with sem:
-                t0 = time.perf_counter()
-                try:
-                    r = await client.post("/recommend", json={
-                        "user_id": ev.user_id, "k": k, "context": {"ts": ev.ts}})
-                except httpx.HTTPError:
-                    report.requests += 1
-                    report.errors += 1
-                    return
+            t0 = time.perf_counter()
+            try:
+                r = await client.post("/recommend", json={
+                    "user_id": ev.user_id, "k": k, "context": {"ts": ev.ts}})
+            except httpx.HTTPError:
                 report.requests += 1
-                if r.status_code != 200:
-                    report.errors += 1
-                    return
-                report.latencies_ms.append((time.perf_counter() - t0) * 1e3)
-                body = r.json()
-                version = str(body.get("model_version", ""))
-                report.by_version[version] += 1
-                items = [int(i) for i in body.get("items", [])]
-                if keep_lists:
-                    report.responses.append((ev.user_id, items, ev.future, version))
-                hits = [i for i in items if i in ev.future and rng.random() < 0.9]
-                if hits:
-                    report.clicked += 1
-                    report.clicked_by_version[version] += 1
-                for item in hits:
-                    try:
-                        fb = await client.post("/feedback", json={
-                            "request_id": body["request_id"], "item_id": item,
-                            "event": "click"})
-                        report.clicks += fb.status_code == 202
-                    except httpx.HTTPError:
-                        pass
+                report.errors += 1
+                return
+            report.requests += 1
+            if r.status_code != 200:
+                report.errors += 1
+                return
+            report.latencies_ms.append((time.perf_counter() - t0) * 1e3)
+            body = r.json()
+            version = str(body.get("model_version", ""))
+            report.by_version[version] += 1
+            items = [int(i) for i in body.get("items", [])]
+            if keep_lists:
+                report.responses.append((ev.user_id, items, ev.future, version))
+            hits = [i for i in items if i in ev.future and rng.random() < 0.9]
+            if hits:
+                report.clicked += 1
+                report.clicked_by_version[version] += 1
+            for item in hits:
+                try:
+                    fb = await client.post("/feedback", json={
+                        "request_id": body["request_id"], "item_id": item,
+                        "event": "click"})
+                    report.clicks += fb.status_code == 202
+                except httpx.HTTPError:
+                    pass
 
+        # at most ``concurrency`` in flight: a slow router gets fewer requests, not a backlog
         await open_loop(lambda i, _t: one(events[i % len(events)]), rate=rate, start=start,
-                        requests=requests, duration=duration, stop=stop)
+                        requests=requests, duration=duration, stop=stop,
+                        concurrency=concurrency)
     report.seconds = seconds_before + time.perf_counter() - start
     return report
 

@@ -7,17 +7,28 @@ Users come from ``--holdout`` (a held-out interactions file) or from ``--interac
 per user in time (each user's last ``--test-frac`` events are their future). A user clicks a
 recommended item when it is among their future interactions (examined with position bias,
 clicked with probability ``--relevant-click``; ``--noise-click`` for the others).
+``--duration`` is wall-clock time: a router slower than ``--rate`` gets fewer requests (at most
+``--concurrency`` in flight), not a backlog. Ctrl-C or SIGTERM stops it: the requests in flight
+finish, the summary is printed, and the exit code is 128 + the signal.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from serving.fields import MAX_K
+
+if TYPE_CHECKING:
+    from serving.replay.engine import ReplayReport
 
 __all__ = ["app"]
 
@@ -58,6 +69,8 @@ def replay_command(
     from serving.replay.engine import run_replay
     from serving.replay.users import load_users
 
+    if not math.isfinite(rate):  # the option's minimum lets inf through: all due at 0 s
+        raise typer.BadParameter(f"must be a finite number, got {rate}", param_hint="'--rate'")
     if interactions is None and holdout is None:
         raise typer.BadParameter("give --interactions or --holdout", param_hint="--interactions")
     if interactions is not None and holdout is not None:  # one would be ignored
@@ -76,9 +89,51 @@ def replay_command(
         from serving.replay.users import sample_stream
 
         users = sample_stream(users, requests or len(users), seed=seed)
-    report = run_replay(router, users, rate=rate, requests=requests, duration=duration, k=k,
-                        position_bias=position_bias, relevant_click=relevant_click,
-                        noise_click=noise_click, concurrency=concurrency, seed=seed)
+    stop = threading.Event()
+    stopped_by: list[int] = []  # the signals received
+    with _stopped_by_signals(stop, stopped_by):
+        report = run_replay(router, users, rate=rate, requests=requests, duration=duration,
+                            k=k, position_bias=position_bias, relevant_click=relevant_click,
+                            noise_click=noise_click, concurrency=concurrency, seed=seed,
+                            stop=stop)
+    failed = _show(report, router, output)
+    if stopped_by:  # what it did is shown, but it did not finish: 128 + the signal
+        name = signal.Signals(stopped_by[0]).name
+        typer.echo(f"stopped by {name} after {report.requests} requests", err=True)
+        raise typer.Exit(128 + stopped_by[0])
+    if failed:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _stopped_by_signals(stop: threading.Event, stopped_by: list[int]) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` (the replay starts no more requests, finishes those in
+    flight and is reported) and are put in ``stopped_by``; a second one acts as it would
+    have without this (Ctrl-C aborts, SIGTERM unwinds)."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set them
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    before = {sig: signal.getsignal(sig) for sig in sigs}
+
+    def handle(signum: int, frame: object) -> None:
+        stopped_by.append(signum)
+        stop.set()
+        for sig in sigs:
+            signal.signal(sig, before[sig])
+
+    for sig in sigs:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig in sigs:
+            signal.signal(sig, before[sig])
+
+
+def _show(report: ReplayReport, router: str, output: str) -> bool:
+    """Print the summary (a table or JSON on stdout) and a warning for what failed; True,
+    with an error line instead of the table, when no request got a recommendation."""
     summary = report.summary()
     failed = bool(summary["requests"]) and summary["errors"] == summary["requests"]
     if output == "json":
@@ -87,14 +142,14 @@ def replay_command(
     if failed:  # nothing answered: not a replay, whatever the table says
         typer.secho(f"error: all {summary['requests']} requests to {router} failed: {why}",
                     fg="red", err=True)
-        raise typer.Exit(1)
+        return True
     if why:  # some requests failed, or clicks the router refused are missing from the CTR
         clicks = report.feedback_errors + sum(o.clicks for o in report.outcomes)
         typer.secho(f"warning: {summary['errors']} of {summary['requests']} requests failed, "
                     f"the router refused {report.feedback_errors} of {clicks} clicks (left out "
                     f"of the click-through rates): {why}", fg="yellow", err=True)
     if output == "json":
-        return
+        return False
     from rich.console import Console
     from rich.table import Table
 
@@ -107,6 +162,7 @@ def replay_command(
         t.add_row(variant, str(int(d["requests"])), str(int(d["errors"])),
                   str(int(d["clicked"])), f"{d['ctr']:.3f}")
     Console().print(t)
+    return False
 
 
 @app.command("users")

@@ -1,10 +1,12 @@
 """The replay load generator: users at a request rate against the router, with clicks.
 
-Open-loop: requests start on a fixed schedule (``rate`` per second) whatever the latency, with
+Open-loop: requests are due on a fixed schedule (``rate`` per second) whatever the latency, with
 at most ``concurrency`` in flight, so a slow candidate does not slow the offered load down. A
-request's latency counts from its scheduled start, so the time it waited for one of the
+request's latency counts from when it was due, so the time it waited for one of the
 ``concurrency`` slots is in it (no coordinated omission: a stalled server shows as the queue
-of late requests it causes, not as one slow answer).
+of late requests it causes, not as one slow answer). The queue is the schedule itself, not a
+task per late request: a target slower than the rate gets fewer requests, not a backlog that
+outlives ``duration`` (wall-clock seconds) or grows without bound.
 Each user's clicks are sent as ``POST /feedback`` right after the response. The report keeps
 per-request outcomes (variant, status, latency, clicks, interleaving credit, what went wrong),
 which the tests and benchmarks use. Clicks are drawn from a generator seeded by ``(seed, visit
@@ -15,6 +17,7 @@ come back in.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import Counter
@@ -123,29 +126,53 @@ def _failure(r: httpx.Response) -> tuple[str | None, str]:
     return None, f"{r.status_code}: {r.text[:200]}".rstrip(": ")
 
 
+_TICK = 0.05  # seconds: how long the pacer waits before it looks at ``stop`` again
+
+
 async def open_loop(launch: Callable[[int, float], Awaitable[None]], *, rate: float,
                     start: float, requests: int | None = None, duration: float | None = None,
-                    stop: Any = None) -> None:
+                    stop: Any = None, concurrency: int | None = None) -> None:
     """Start ``launch(i, t)`` at t = i / rate seconds after ``start`` (a perf_counter time),
-    whether or not earlier ones have finished (open loop), until ``requests`` or ``duration``
-    or ``stop.is_set()``; then wait for all of them."""
+    whether or not earlier ones have finished (open loop), until ``requests``, or ``duration``
+    seconds have passed, or ``stop.is_set()``; then wait for those in flight.
+
+    With ``concurrency``, a launch due while that many are in flight waits for one to end
+    (it starts late, its ``t`` unchanged), so a slow target never piles up tasks. Waits are
+    cut into slices of :data:`_TICK` seconds so that ``stop`` (set from a signal handler or
+    another thread) is seen promptly even at a low rate.
+
+    An exception raised by a launch ends the loop: no more are started, and it is raised
+    once the others in flight have ended (not left in a task nobody awaits)."""
     tasks: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+
+    def ended(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            failures.append(exc)
+
     i = 0
-    while True:
+    while not failures and not (stop is not None and stop.is_set()):
         t = i / rate
-        if (requests is not None and i >= requests) or (duration is not None and t >= duration):
+        now = time.perf_counter() - start
+        if (requests is not None and i >= requests) or \
+                (duration is not None and max(t, now) >= duration):
             break
-        if stop is not None and stop.is_set():
-            break
-        delay = start + t - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if t > now:
+            await asyncio.sleep(min(t - now, _TICK))
+            continue
+        if concurrency is not None and len(tasks) >= concurrency:
+            await asyncio.wait(tasks, timeout=_TICK, return_when=asyncio.FIRST_COMPLETED)
+            continue  # the ended ones have left ``tasks`` (``ended``)
         task = asyncio.create_task(launch(i, t))  # type: ignore[arg-type]
         tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        task.add_done_callback(ended)
         i += 1
     if tasks:
         await asyncio.wait(list(tasks))
+    if failures:
+        raise failures[0]
 
 
 async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
@@ -162,8 +189,8 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
     """
     if not users:
         raise ValueError("no users to replay")
-    if rate <= 0:
-        raise ValueError(f"rate must be > 0, got {rate}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a finite number > 0, got {rate}")
     if requests is None and duration is None:
         requests = len(users)
     click_model = ClickModel(position_bias, relevant_click, noise_click)
@@ -171,58 +198,57 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
     client = client or httpx.AsyncClient(
         base_url=router_url, timeout=timeout, trust_env=False,
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
-    sem = asyncio.Semaphore(concurrency)
     outcomes: list[Outcome] = []
     start = time.perf_counter()
 
     async def one(i: int, user: ReplayUser, t: float) -> None:
-        t0 = start + t  # the scheduled start: waiting for a slot is part of the latency
-        async with sem:
-            error = None
+        t0 = start + t  # when it was due: waiting for a slot is part of the latency
+        error = None
+        try:
+            r = await client.post("/recommend", json={"user_id": user.user_id, "k": k})
+            status = r.status_code
+        except httpx.HTTPError as exc:
+            status, r = 0, None
+            error = f"0 {type(exc).__name__}: {exc}".rstrip(": ")  # no answer at all
+        out = Outcome(user.user_id, t, status, (time.perf_counter() - t0) * 1000)
+        outcomes.append(out)
+        if status != 200 or r is None:
+            if r is not None:  # the router names the variant that failed, and why
+                out.variant, out.error = _failure(r)
+            else:
+                out.error = error
+            return
+        try:
+            body = r.json()
+            items = [int(x) for x in body["items"]]
+            request_id = str(body["request_id"])
+        except (ValueError, KeyError, TypeError):  # not the router's answer
+            out.error = f"200 not a recommendation: {r.text[:200]}".rstrip(": ")
+            return
+        out.variant, out.model_version = body.get("variant"), body.get("model_version")
+        # one generator per visit: clicks do not depend on the order answers arrive in
+        rng = random.Random(f"{seed}:{i}")
+        for item in click_model.clicks(items, user.future, rng):
             try:
-                r = await client.post("/recommend", json={"user_id": user.user_id, "k": k})
-                status = r.status_code
+                fb = await client.post("/feedback", json={
+                    "request_id": request_id, "item_id": item, "event": "click"})
             except httpx.HTTPError as exc:
-                status, r = 0, None
-                error = f"0 {type(exc).__name__}: {exc}".rstrip(": ")  # no answer at all
-            out = Outcome(user.user_id, t, status, (time.perf_counter() - t0) * 1000)
-            outcomes.append(out)
-            if status != 200 or r is None:
-                if r is not None:  # the router names the variant that failed, and why
-                    out.variant, out.error = _failure(r)
-                else:
-                    out.error = error
-                return
-            try:
-                body = r.json()
-                items = [int(x) for x in body["items"]]
-                request_id = str(body["request_id"])
-            except (ValueError, KeyError, TypeError):  # not the router's answer
-                out.error = f"200 not a recommendation: {r.text[:200]}".rstrip(": ")
-                return
-            out.variant, out.model_version = body.get("variant"), body.get("model_version")
-            # one generator per visit: clicks do not depend on the order answers arrive in
-            rng = random.Random(f"{seed}:{i}")
-            for item in click_model.clicks(items, user.future, rng):
-                try:
-                    fb = await client.post("/feedback", json={
-                        "request_id": request_id, "item_id": item, "event": "click"})
-                except httpx.HTTPError as exc:
-                    out.feedback_errors += 1
-                    out.feedback_error = f"0 {type(exc).__name__}: {exc}".rstrip(": ")
-                    continue
-                if fb.status_code == 202:
-                    out.clicks += 1
-                    team = fb.json().get("credited")
-                    if team:
-                        out.credited[team] += 1
-                else:  # a click the router did not take is not a click in the report
-                    out.feedback_errors += 1
-                    out.feedback_error = _failure(fb)[1]
+                out.feedback_errors += 1
+                out.feedback_error = f"0 {type(exc).__name__}: {exc}".rstrip(": ")
+                continue
+            if fb.status_code == 202:
+                out.clicks += 1
+                team = fb.json().get("credited")
+                if team:
+                    out.credited[team] += 1
+            else:  # a click the router did not take is not a click in the report
+                out.feedback_errors += 1
+                out.feedback_error = _failure(fb)[1]
 
     try:
         await open_loop(lambda i, t: one(i, users[i % len(users)], t), rate=rate, start=start,
-                        requests=requests, duration=duration, stop=stop)
+                        requests=requests, duration=duration, stop=stop,
+                        concurrency=concurrency)
     finally:
         if own:
             await client.aclose()

@@ -51,7 +51,8 @@ class ClickModel:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
 
     def examine(self, k: int) -> np.ndarray:
-        return 1.0 / np.arange(1, k + 1, dtype=float) ** self.position_bias
+        # (i + 1) ** -b, not 1 / (i + 1) ** b: a steep bias underflows to 0, not overflows
+        return np.arange(1, k + 1, dtype=float) ** -self.position_bias
 
     def probabilities(self, items: Sequence[int], future: frozenset[int]) -> np.ndarray:
         """P(click) of each position of ``items``."""
@@ -67,7 +68,7 @@ class ClickModel:
             if p <= 0:
                 continue
             if self.position_bias > 0:
-                p /= (pos + 1) ** self.position_bias
+                p *= (pos + 1.0) ** -self.position_bias  # see examine()
             if p >= 1 or rng.random() < p:
                 out.append(item)
         return out
