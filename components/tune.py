@@ -24,12 +24,17 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
             configuration the search varies; {} is the defaults.
         seed: Seed of the sampler, of the users scored for pruning and of the models.
 
+    A trial that fails (a parameter combination the model refuses) is recorded with its error
+    and the search goes on; a search in which no trial completed fails the step, naming the
+    commonest errors. Each finished trial logs a line: its outcome, the best so far and the
+    time used of the budget.
+
     Returns:
         best_params: JSON with params (the best trial's settings; empty when the search
-            was skipped or no trial completed; train applies them last, register records
-            them) and the search summary (n_trials, completed, pruned, failed, trials: one
-            record per trial, best_value, best_params, best_trial; zeros, an empty list
-            and nulls when the search was skipped).
+            was skipped; train applies them last, register records them) and the search
+            summary (n_trials, completed, pruned, failed, trials: one record per trial,
+            best_value, best_params, best_trial; zeros, an empty list and nulls when the
+            search was skipped).
     """
     from components.common import check_params, read_tables, recommender_config, write_json
     from recsys.tuning import empty_summary
@@ -50,6 +55,14 @@ def tune(dataset: Input[Dataset], train: Input[Dataset], val: Input[Dataset],
         base = recommender_config(config_json, seed)
         params, summary = run_study(inter, val_inter, users, items, n_trials=n_trials,
                                     timeout=timeout_seconds, seed=seed, base_config=base)
+        if summary["completed"] == 0:  # else train would go on unsearched, as if searched
+            from recsys.tuning import failure_reasons
+
+            why = failure_reasons(summary["trials"]) or "no error recorded"
+            raise RuntimeError(
+                f"n_trials={n_trials}: no trial of the search completed ({summary['failed']} "
+                f"failed, {summary['pruned']} pruned): {why}. Fix the cause, or set n_trials=0 "
+                "to train the config_json configuration without a search")
         result = {"params": params, **summary}
     write_json(best_params.path, result)
     best_params.metadata.update({"n_trials": n_trials})

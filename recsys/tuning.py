@@ -22,7 +22,7 @@ import pandas as pd
 from recsys.config import RecommenderConfig, RetrievalConfig
 from recsys.metrics import evaluate
 
-__all__ = ["apply_params", "search_space", "tune"]
+__all__ = ["apply_params", "empty_summary", "failure_reasons", "search_space", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +136,30 @@ def tune(train: pd.DataFrame, val: pd.DataFrame, users: pd.DataFrame, items: pd.
         return score
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    budget = "no time budget" if timeout is None else f"the {timeout:g} s budget"
+    study_started = time.perf_counter()
+
+    def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        # optuna's own per-trial lines are silenced above: this is the step log's progress
+        state = trial.state.name
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            outcome = f"{state} ndcg@10 {trial.value:.4f}"
+        elif trial.state == optuna.trial.TrialState.PRUNED:
+            outcome = f"{state} after epoch {(trial.last_step or 0) + 1}"
+        else:
+            outcome = f"{state} ({trial.user_attrs.get('error', 'see the warning above')})"
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        best = (f"best {study.best_value:.4f} (trial {study.best_trial.number})" if complete
+                else "no trial completed yet")
+        log.info("tune: trial %d/%d %s; %s; %.1f s of %s used", trial.number + 1, n_trials,
+                 outcome, best, time.perf_counter() - study_started, budget)
+
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(5, n_trials)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,))
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,),
+                   callbacks=[progress])
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     summary = empty_summary()
     summary.update(
@@ -150,9 +169,8 @@ def tune(train: pd.DataFrame, val: pd.DataFrame, users: pd.DataFrame, items: pd.
         trials=[{"number": t.number, "state": t.state.name, "value": t.value,
                  "params": t.params, **t.user_attrs} for t in study.trials])
     if not done:
-        reasons = Counter(t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs)
-        why = "; ".join(f"{n}x {text}" for text, n in reasons.most_common(3))
-        log.warning("tune: no trial completed%s; keeping the base configuration",
+        why = failure_reasons(summary["trials"])
+        log.warning("tune: no trial completed%s; no parameters to apply",
                     f" ({why})" if why else "")
         return {}, summary
     best = study.best_trial
@@ -165,6 +183,13 @@ def empty_summary() -> dict[str, Any]:
     """The search summary's shape before any trial: what a skipped search records too."""
     return {"n_trials": 0, "completed": 0, "pruned": 0, "failed": 0, "trials": [],
             "best_value": None, "best_params": {}, "best_trial": None}
+
+
+def failure_reasons(trials: list[dict[str, Any]]) -> str:
+    """The commonest errors of a summary's failed trials, counted ("2x ValueError: …"); ""
+    when none recorded one."""
+    reasons = Counter(t["error"] for t in trials if "error" in t)
+    return "; ".join(f"{n}x {text}" for text, n in reasons.most_common(3))
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
