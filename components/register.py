@@ -22,7 +22,9 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
         reference: The drift reference profile, copied into the bundle's reference/ with
             a prediction reference (top-10 recommendations of up to 2000 users).
         report: The evaluation report: the metrics registered and the gate decision.
-        best_params: The search result of tune, recorded as the best_params tag.
+        best_params: The search result of tune: its parameters recorded as the best_params
+            tag, its summary as tuning.* tags (search ran or skipped, n_trials, completed,
+            pruned, failed, best_value, best_trial).
         run_id: The pipeline run's name, recorded as pipeline_run_id in the bundle and
             the registry.
         run_uid: The pipeline run's id (in Kubeflow, the run id the retrain trigger follows and
@@ -82,6 +84,13 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
             "code_revision": manifest.code_revision, "pipeline_run_id": run_id}
     if run_uid:
         tags["pipeline_run_uid"] = run_uid
+    # the search behind best_params: how much of it ran (``{}`` alone cannot say whether a
+    # search ran, nor how many of its trials completed)
+    searched = int(tuned.get("n_trials") or 0) > 0
+    tags["tuning.search"] = "ran" if searched else "skipped (n_trials=0)"
+    if searched:
+        tags.update({f"tuning.{key}": str(tuned.get(key)) for key in (
+            "n_trials", "completed", "pruned", "failed", "best_value", "best_trial")})
     tags.update(GateDecision.model_validate(gate).tags())
     registry = Registry(settings.resolved_registry_uri, settings.model_name)
     if gate["decision"] == "promoted-first":

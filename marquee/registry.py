@@ -63,7 +63,7 @@ GATE_DECISIONS = ("promoted-first", "candidate", "rejected")
 _FIXED_TAGS = {"bundle_uri", "data_fingerprint", "params", "code_revision", "pipeline_run_id",
                "pipeline_run_uid", "best_params"}
 _JSON_TAGS = {"params", "best_params"}
-_TAG_PREFIXES = ("metric.", "gate.")
+_TAG_PREFIXES = ("metric.", "gate.", "tuning.")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))/?$")
 
@@ -116,7 +116,8 @@ def _check_tags(tags: Mapping[str, str]) -> dict[str, str]:
         if key not in _FIXED_TAGS and not key.startswith(_TAG_PREFIXES):
             raise InvalidArgumentError(
                 f"tags[{key!r}]", value, "unknown tag; allowed: "
-                f"{', '.join(sorted(_FIXED_TAGS))}, metric.<name>, gate.<name> (docs/CONTRACTS.md)")
+                f"{', '.join(sorted(_FIXED_TAGS))}, metric.<name>, gate.<name>, tuning.<name> "
+                "(docs/CONTRACTS.md)")
         if not isinstance(value, str):
             raise InvalidArgumentError(f"tags[{key!r}]", value, "tag values are strings")
         if key in _JSON_TAGS:

@@ -88,6 +88,11 @@ def test_local_run_tunes_and_registers_the_multi_stage_model(home):
     info = Registry(settings.resolved_registry_uri).get_version(result.version)
     tuned = json.loads(info.tags["best_params"])
     assert set(tuned) == {"retrieval", "ranker"}
+    # the search behind it, in the registry too (session 20: only best_params was)
+    assert info.tags["tuning.search"] == "ran" and info.tags["tuning.n_trials"] == "2"
+    assert int(info.tags["tuning.completed"]) + int(info.tags["tuning.pruned"]) \
+        + int(info.tags["tuning.failed"]) == 2
+    assert float(info.tags["tuning.best_value"]) > 0
     # searched around the base (half to twice its size), not the library defaults
     assert tuned["retrieval"]["dim"] in (8, 16, 32)
     assert 1 <= tuned["retrieval"]["epochs"] <= 4
@@ -122,6 +127,8 @@ def test_pipeline_with_store_on_s3(home, s3_env, monkeypatch):
     assert any(k.endswith("/model/retrieval.safetensors") for k in keys)
     uri = Registry(settings.resolved_registry_uri).resolve("production")
     assert uri == result.bundle_uri
+    info = Registry(settings.resolved_registry_uri).get_version(result.version)
+    assert info.tags["tuning.search"] == "skipped (n_trials=0)"  # {} alone could not say
     path, manifest = fetch_bundle(uri, home / "dl", s3_endpoint_url=s3_env)
     assert manifest.files and all(len(d) == 64 for d in manifest.files.values())
     recs = Recommender.load(path).recommend([1, 2], k=5)
