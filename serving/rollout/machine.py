@@ -30,6 +30,7 @@ Timing rules:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from serving.router.schema import RoutingConfig, Upstream
@@ -44,7 +45,7 @@ from serving.rollout.status import (
     Weights,
 )
 
-__all__ = ["next_status", "desired_routing", "awaiting_promotion", "current_step"]
+__all__ = ["next_status", "ended", "desired_routing", "awaiting_promotion", "current_step"]
 
 _ALL_BASELINE = Weights(baseline=100, candidate=0)
 _ALL_CANDIDATE = Weights(baseline=0, candidate=100)
@@ -135,6 +136,12 @@ def _ready(spec: RolloutSpec, status: RolloutStatus, analysis: Analysis, reason:
 def _end(status: RolloutStatus, analysis: Analysis, phase: Phase, outcome: Outcome,
          reason: str) -> RolloutStatus:
     return _enter(status, analysis, phase, status.step, _ALL_BASELINE, outcome, reason)
+
+
+def ended(status: RolloutStatus, phase: Phase, reason: str, time: datetime) -> RolloutStatus:
+    """``status`` ended in ``phase`` without a tick (the manager, when the spec no longer
+    parses): all traffic on the baseline, one failed decision saying why. Never mutates it."""
+    return _end(status.model_copy(deep=True), Analysis(time=time), phase, Outcome.FAILED, reason)
 
 
 def next_status(spec: RolloutSpec, status: RolloutStatus, analysis: Analysis) -> RolloutStatus:

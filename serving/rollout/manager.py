@@ -28,9 +28,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.rollout import metrics
 from serving.rollout.controller import AliasRegistry, Controller, apply_routing
+from serving.rollout.machine import ended
 from serving.rollout.sources import MetricsSource, RouterAdmin
 from serving.rollout.spec import SpecError
-from serving.rollout.status import Decision, Outcome, Phase, RolloutStatus, Weights, utcnow
+from serving.rollout.status import Phase, RolloutStatus, utcnow
 from serving.rollout.store import ControllerBusy, FileStatusStore, StatusStore
 from serving.router.schema import RoutingConfig, Upstream
 
@@ -152,15 +153,15 @@ class RolloutManager:
                 aborted = self.store.pending_command(name) == "abort" \
                     and status.phase != Phase.PROMOTING and status.baseline_version is not None
                 if status.phase == Phase.PENDING:
-                    status = self._ended(status, Phase.FAILED, f"cannot start: {exc}")
+                    status = ended(status, Phase.FAILED, f"cannot start: {exc}", utcnow())
                     message = status.message
                 elif aborted:  # routing needs no spec: every request to the baseline
                     routing = RoutingConfig(strategy="single", rollout=name, salt=name,
                                             baseline=Upstream(version=status.baseline_version))
                     if self.router is not None:
                         self.router.apply(routing)  # fails: stays frozen, tried next pass
-                    status = self._ended(status, Phase.ROLLED_BACK,
-                                         f"aborted by user (spec refused: {exc})")
+                    status = ended(status, Phase.ROLLED_BACK,
+                                   f"aborted by user (spec refused: {exc})", utcnow())
                     message = status.message
                 else:
                     message = (f"frozen at its current weights, spec refused (fix it to carry "
@@ -180,16 +181,6 @@ class RolloutManager:
         metrics.TICKS.labels("error").inc()
         log.warning("rollout %s: %s", name, message)
         return not status.phase.terminal
-
-    @staticmethod
-    def _ended(status: RolloutStatus, phase: Phase, message: str) -> RolloutStatus:
-        """``status`` ended in ``phase`` by the manager itself (no spec to tick with): all
-        traffic on the baseline, one failed decision saying why."""
-        return status.model_copy(update={
-            "phase": phase, "message": message, "weights": Weights(),
-            "decisions": [*status.decisions, Decision(
-                time=utcnow(), phase=phase, step=status.step, outcome=Outcome.FAILED,
-                reason=message)]})
 
     def _registry(self, model_name: str) -> AliasRegistry | None:
         if callable(self.registry) and not hasattr(self.registry, "get_alias"):
