@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from recsys.data.validate import validate_directory
+from tests.unit.own_tables import tables, write_csv
 
 
 def _marquee(*args: str, home: Path) -> subprocess.CompletedProcess:
@@ -23,26 +24,13 @@ def _marquee(*args: str, home: Path) -> subprocess.CompletedProcess:
 
 
 def _tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    inter = pd.DataFrame({
-        "user_id": [1, 1, 2, 2, 3, 3], "item_id": [10, 11, 10, 12, 11, 12],
-        "rating": [4.0, 5.0, 3.0, 2.0, 1.0, 0.0],
-        "timestamp": [1_000_000_000 + 1000 * i for i in range(6)], "event": ["rating"] * 6})
-    users = pd.DataFrame({
-        "user_id": [1, 2, 3], "age_bucket": ["18-24", "25-34", "unknown"],
-        "gender": ["M", "F", "U"], "occupation": ["student", "writer", "unknown"],
-        "region": ["US-1", "non-US", "unknown"]})
-    items = pd.DataFrame({
-        "item_id": [10, 11, 12], "title": ["A, the movie", "Amélie", "X"],
-        "year": [1995, 2001, 0], "genres": ["Action|Comedy", "Romance", "unknown"]})
-    return inter, users, items
+    t = tables()
+    return t["interactions"], t["users"], t["items"]
 
 
 def _write_csv(directory: Path, inter: pd.DataFrame, users: pd.DataFrame,
                items: pd.DataFrame) -> Path:
-    directory.mkdir(parents=True)
-    for name, frame in (("interactions", inter), ("users", users), ("items", items)):
-        frame.to_csv(directory / f"{name}.csv", index=False)
-    return directory
+    return write_csv(directory, {"interactions": inter, "users": users, "items": items})
 
 
 @pytest.mark.parametrize("unit", ["ms", "us"])

@@ -17,26 +17,14 @@ from typer.testing import CliRunner
 from components.factory import build_components
 from marquee.commands.data import app
 from recsys.data.errors import DataValidationError
+from tests.unit.own_tables import tables
 
 runner = CliRunner()
 C = build_components()
 
 
 def _tables() -> dict[str, pd.DataFrame]:
-    inter = pd.DataFrame({
-        "user_id": [1, 1, 2, 2, 3, 3], "item_id": [10, 11, 10, 12, 11, 15],
-        "rating": [4.0, 5.0, 3.0, 2.0, 1.0, 0.0],
-        "timestamp": [1_000_000_000 + 1000 * i for i in range(6)], "event": ["rating"] * 6})
-    users = pd.DataFrame({
-        "user_id": [1, 2, 3], "age_bucket": ["18-24", "25-34", "unknown"],
-        "gender": ["M", "F", "U"], "occupation": ["student", "writer", "unknown"],
-        "region": ["US-1", "non-US", "unknown"]})
-    items = pd.DataFrame({
-        "item_id": [10, 11, 12, 13, 14, 15], "title": ["A, the movie", "Amélie", "B", "C", "D",
-                                                         "E"],
-        "year": [1995, 2001, 1990, 1999, 1986, 0],
-        "genres": ["Action|Comedy", "Romance", "Comedy", "Drama", "Drama", "unknown"]})
-    return {"interactions": inter, "users": users, "items": items}
+    return tables(n_items=6)
 
 
 def _write(directory: Path, suffix: str = ".csv", **texts: str) -> Path:

@@ -17,31 +17,14 @@ import pytest
 from typer.testing import CliRunner
 
 from marquee.commands.data import app
+from tests.unit.own_tables import tables, write_csv
 
 runner = CliRunner()
 
 
-def _tables() -> dict[str, pd.DataFrame]:
-    inter = pd.DataFrame({
-        "user_id": [1, 1, 2, 2, 3, 3], "item_id": [10, 11, 10, 12, 11, 12],
-        "rating": [4.0, 5.0, 3.0, 2.0, 1.0, 0.0],
-        "timestamp": [1_000_000_000 + 1000 * i for i in range(6)], "event": ["rating"] * 6})
-    users = pd.DataFrame({
-        "user_id": [1, 2, 3], "age_bucket": ["18-24", "25-34", "unknown"],
-        "gender": ["M", "F", "U"], "occupation": ["student", "writer", "unknown"],
-        "region": ["US-1", "non-US", "unknown"]})
-    items = pd.DataFrame({
-        "item_id": [10, 11, 12], "title": ["A, the movie", "B", "Amélie"],
-        "year": [1995, 2001, 0], "genres": ["Action|Comedy", "Romance", "unknown"]})
-    return {"interactions": inter, "users": users, "items": items}
-
-
 def _write(directory: Path, **frames: pd.DataFrame) -> Path:
     """Good CSV tables, with the frames given replacing the good ones."""
-    directory.mkdir(parents=True)
-    for name, frame in {**_tables(), **frames}.items():
-        frame.to_csv(directory / f"{name}.csv", index=False)
-    return directory
+    return write_csv(directory, {**tables(), **frames})
 
 
 def _validate(directory: Path) -> tuple[int, str]:
@@ -50,7 +33,7 @@ def _validate(directory: Path) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("encoding,expected", [
-    ("latin-1", "items.csv is not UTF-8 (byte 0xe9 at offset 86, line 4): save it as UTF-8"),
+    ("latin-1", "items.csv is not UTF-8 (byte 0xe9 at offset 68, line 3): save it as UTF-8"),
     ("utf-16", "items.csv is not UTF-8 (byte 0xff at offset 0, line 1; it starts like "
                "UTF-16, Excel's 'Unicode Text'): save it as UTF-8"),
 ])
@@ -60,7 +43,7 @@ def test_a_file_not_in_utf8_is_refused_saying_so(tmp_path: Path, encoding: str,
     Before: ``readable file (items.csv: UnicodeDecodeError: 'utf-8' codec can't decode byte
     0xe9 in position 68: invalid continuation byte)``."""
     directory = _write(tmp_path / "data")
-    text = _tables()["items"].to_csv(index=False)
+    text = tables()["items"].to_csv(index=False)
     (directory / "items.csv").write_bytes(text.encode(encoding))
     code, out = _validate(directory)
     assert code == 1, out
@@ -81,7 +64,7 @@ def test_a_file_with_another_separator_is_one_finding_naming_it(
     each listing the single column ``user_id;item_id;…``."""
     directory = _write(tmp_path / "data")
     (directory / "interactions.csv").unlink()
-    _tables()["interactions"].to_csv(directory / f"interactions{suffix}", index=False, sep=sep)
+    tables()["interactions"].to_csv(directory / f"interactions{suffix}", index=False, sep=sep)
     code, out = _validate(directory)
     assert code == 1, out
     assert "1 problem(s)" in out, out
@@ -96,7 +79,7 @@ def test_a_column_named_in_another_case_is_refused_naming_the_file_s_name(
         tmp_path: Path, header: str, seen: str) -> None:
     """Before: "missing column" with the expected and found lists, the difference left to
     the eye (a leading space is invisible there)."""
-    inter = _tables()["interactions"].rename(columns={"user_id": header})
+    inter = tables()["interactions"].rename(columns={"user_id": header})
     code, out = _validate(_write(tmp_path / "data", interactions=inter))
     assert code == 1, out
     assert (f"interactions.user_id: missing column (the columns include {seen!r}: rename it "
@@ -119,7 +102,7 @@ def test_a_table_in_a_file_not_read_is_refused_naming_that_file(
     plain = directory / "interactions.csv"
     if found.endswith("/"):
         (directory / found).mkdir()
-        _tables()["interactions"].to_parquet(directory / found / "part-00000.snappy.parquet")
+        tables()["interactions"].to_parquet(directory / found / "part-00000.snappy.parquet")
         (directory / found / "_SUCCESS").touch()
     elif found.endswith(".gz"):
         (directory / found).write_bytes(gzip.compress(plain.read_bytes()))
@@ -140,7 +123,7 @@ def test_a_file_name_in_another_case_is_read(tmp_path: Path, name: str) -> None:
     (directory / "interactions.csv").rename(directory / name)
     code, out = _validate(directory)
     assert code == 0, out
-    _tables()["interactions"].to_csv(directory / "interactions.tsv", index=False, sep="\t")
+    tables()["interactions"].to_csv(directory / "interactions.tsv", index=False, sep="\t")
     code, out = _validate(directory)
     assert code == 1 and "interactions: ambiguous file" in out and name in out, out
 
@@ -151,7 +134,7 @@ def test_timestamps_in_milliseconds_are_refused_saying_so(tmp_path: Path, factor
                                                           unit: str) -> None:
     """Java and JavaScript clocks count milliseconds. Before: "timestamp range (unix seconds
     between …)" with 13-digit examples and no word on why."""
-    inter = _tables()["interactions"]
+    inter = tables()["interactions"]
     inter["timestamp"] *= factor
     code, out = _validate(_write(tmp_path / "data", interactions=inter))
     assert code == 1, out
@@ -161,7 +144,7 @@ def test_timestamps_in_milliseconds_are_refused_saying_so(tmp_path: Path, factor
 
 def test_seconds_out_of_range_get_no_unit_hint(tmp_path: Path) -> None:
     """The hint is only given when every bad value, so divided, is a time in range."""
-    inter = _tables()["interactions"]
+    inter = tables()["interactions"]
     inter.loc[0, "timestamp"] = 12
     code, out = _validate(_write(tmp_path / "data", interactions=inter))
     assert code == 1 and "timestamp range" in out, out
