@@ -27,7 +27,7 @@ from recsys.rerank import BusinessRule, apply_rules, isin_small
 from recsys.rerank import rerank as rerank_list
 from recsys.state import HistoryTable, UserState
 
-__all__ = ["Recommender", "UserState"]
+__all__ = ["NotFittedError", "Recommender", "UserState"]
 
 log = logging.getLogger(__name__)
 DEMO_COLUMNS = ("age_bucket", "gender", "occupation", "region")
@@ -35,6 +35,12 @@ MISSING_DEMO = {"age_bucket": "unknown", "gender": "U", "occupation": "unknown",
                 "region": "unknown"}
 YEAR_MIN, YEAR_STEP, YEAR_BUCKETS = 1920, 5, 24
 MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 in unix seconds; any later time is not in seconds
+
+
+class NotFittedError(ValueError, AttributeError):
+    """``recommend`` (or another use of the model) on a :class:`Recommender` not fitted yet.
+    A ValueError, as every refused call of the API is, and an AttributeError, as the missing
+    model used to be."""
 
 
 def year_buckets(years: np.ndarray) -> np.ndarray:
@@ -95,6 +101,8 @@ def _request_ids(uid: np.ndarray) -> np.ndarray:
     a number, or an id outside int64 (each was silently turned into another user's id)."""
     if uid.dtype.kind == "b":
         raise ValueError("user_ids: expected integer user ids, got booleans")
+    if uid.dtype.kind not in "iufOUS":  # datetimes, durations, complex numbers, records
+        raise ValueError(f"user_ids: expected integer user ids, got dtype {uid.dtype}")
     if uid.dtype.kind in "OUS":
         num = pd.to_numeric(pd.Series(uid, dtype=object), errors="coerce")
         junk = num.isna().to_numpy() & ~pd.isna(uid)
@@ -169,10 +177,15 @@ class Recommender:
     are unseen (with ``exclude_seen``), available and allowed by the rules exist.
     """
 
-    def __init__(self, config: RecommenderConfig | dict | None = None):
-        if isinstance(config, dict):
-            config = RecommenderConfig.model_validate(config)
-        self.config = config or RecommenderConfig()
+    def __init__(self, config: RecommenderConfig | Mapping | None = None):
+        if isinstance(config, Mapping):
+            config = RecommenderConfig.model_validate(dict(config))
+        elif config is None:
+            config = RecommenderConfig()
+        elif not isinstance(config, RecommenderConfig):  # "", 0 or a path: not a default
+            raise TypeError(f"config: expected a RecommenderConfig, a dict or None, got "
+                            f"{type(config).__name__}")
+        self.config = config
         self.version = "dev"
         self.ranker = None  # recsys.models.ranker.Ranker once fitted with the ranker on
         self.rank_ctx = None  # recsys.models.rank_features.RankContext, with the ranker
@@ -188,6 +201,11 @@ class Recommender:
             ("event", "rating") if self.config.ranker.enabled else ()))
         _check_table("users", users, ("user_id", *DEMO_COLUMNS), key="user_id")
         _check_table("items", items, ("item_id", "year", "genres"), key="item_id")
+        # Nothing to learn from: say which table is empty (the ranker, or the first
+        # recommend, would fail later with an error that names neither).
+        for name, frame in (("items", items), ("interactions", interactions)):
+            if not len(frame):
+                raise ValueError(f"{name}: no rows; fit needs at least one {name[:-1]}")
         # Ids as int64 from any integer dtype (nullable Int64 or int32 too); a missing or
         # non-integer id is refused naming its table and column before anything else runs.
         interactions = _with_ids("interactions", interactions, ("user_id", "item_id"))
@@ -231,6 +249,9 @@ class Recommender:
         if order is not None:
             inter = inter.iloc[order]
         dropped = int(((inter.user_row < 0) | (inter.item_row < 0)).sum())
+        if dropped == len(inter):
+            raise ValueError(f"interactions: none of the {dropped} events is of an item in items "
+                             f"(e.g. item_id {int(inter['item_id'].iloc[0])}); nothing to fit")
         if dropped:
             log.warning("fit: %d interactions reference items not in items; ignored", dropped)
         return inter[(inter.user_row >= 0) & (inter.item_row >= 0)]
@@ -254,7 +275,20 @@ class Recommender:
         ``distributed``: inside ``torchrun`` with an initialised process group (gloo), the
         two-tower model trains with DDP. ``on_epoch(epoch, loss)`` runs after each retrieval
         epoch, when ``recommend(..., stages="retrieval")`` already answers (for tuning).
+        A fit that raises leaves the model as it was (fitted or not): it never keeps half of
+        the new tables next to the old embeddings.
         """
+        before = dict(self.__dict__)  # every stage assigns new objects, none is changed in place
+        try:
+            return self._fit(interactions, users, items, progress, distributed, on_epoch)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, interactions: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
+             progress: bool, distributed: bool,
+             on_epoch: Callable[[int, float], None] | None) -> Recommender:
         torch.manual_seed(self.config.seed)
         inter = self._index(interactions, users, items)
         n_items, n_users = len(self.item_index), len(self.user_index)
@@ -418,6 +452,9 @@ class Recommender:
         sequence of integers raise ``ValueError`` naming the argument; no users or ``k=0``
         give an empty frame of the same columns and dtypes.
         """
+        if getattr(self, "history", None) is None:
+            raise NotFittedError("recommend: this Recommender is not fitted yet; call "
+                                 "fit(interactions, users, items) or Recommender.load first")
         _check_int("k", k, 0)
         if not isinstance(exclude_seen, (bool, np.bool_)):  # "no" would exclude, None include
             raise ValueError(f"exclude_seen: expected True or False, got {exclude_seen!r}")

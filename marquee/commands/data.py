@@ -23,6 +23,8 @@ from marquee.errors import error_text
 
 __all__ = ["app"]
 
+MAX_ROWS = 2 ** 31 - 2  # users and items of ``data synth``: int32 rows (recsys.data.synth)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fetch, synthesise and validate datasets.")
 fetch_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -79,10 +81,12 @@ def fetch_movielens(
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Directory for the three Parquet tables.")],
-    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 10_000,
-    items: Annotated[int, typer.Option(min=1, help="Number of items.")] = 2_000,
-    events: Annotated[int, typer.Option(min=1, help="Number of interactions.")] = 200_000,
-    seed: Annotated[int | None, typer.Option(help="Random seed (default: settings.seed).")] = None,
+    users: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Number of users.")] = 10_000,
+    items: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Number of items.")] = 2_000,
+    events: Annotated[int, typer.Option(
+        min=1, max=2 ** 63 - 1, help="Number of interactions.")] = 200_000,
+    seed: Annotated[int | None, typer.Option(
+        min=0, help="Random seed, >= 0 (default: settings.seed).")] = None,
     groups: Annotated[int, typer.Option(min=1, max=64, help="Taste groups.")] = 8,
     demographic_shift: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="Drift: fraction of users with shifted demographics.")] = 0.0,
@@ -96,9 +100,18 @@ def synth(
 
     settings = Settings()
     console = Console()
-    dataset = generate(users, items, events, seed=settings.seed if seed is None else seed,
-                       n_groups=groups, progress=console.is_terminal,
-                       drift=Drift(demographic_shift=demographic_shift, genre_shift=genre_shift))
+    try:
+        dataset = generate(users, items, events, seed=settings.seed if seed is None else seed,
+                           n_groups=groups, progress=console.is_terminal,
+                           drift=Drift(demographic_shift=demographic_shift,
+                                       genre_shift=genre_shift))
+    except ValueError as exc:  # a size or seed (settings.seed too) the generator cannot take
+        typer.secho(f"error: {error_text(exc)}", fg="red", err=True)
+        raise SystemExit(2) from exc
+    except MemoryError as exc:  # nothing is written: the tables are built before any file
+        typer.secho(f"error: not enough memory for {users:,} users, {items:,} items and "
+                    f"{events:,} events ({error_text(exc)}); ask for fewer", fg="red", err=True)
+        raise SystemExit(1) from exc
     write_dataset(dataset, out)
     _print_counts(console, "synthetic", dataset.counts(),
                   {"fingerprint": dataset.fingerprint(), "written to": str(out)})

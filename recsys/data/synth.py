@@ -59,6 +59,8 @@ _DAY = 86_400
 _WEEK = 7 * _DAY
 _N_AGES = len(AGE_BUCKETS) - 1  # the seven real buckets; "unknown" is added as noise
 _N_REGIONS = len(REGIONS) - 1
+_MAX_ROWS = 2 ** 31 - 2  # user and item rows are int32, their ids row + 1
+_MAX_EVENTS = 2 ** 63 - 1
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,13 @@ class SynthConfig:
     def __post_init__(self) -> None:
         if min(self.n_users, self.n_items) < 1 or self.n_events < 0:
             raise ValueError("n_users and n_items must be >= 1 and n_events >= 0")
+        # Rows are int32 internally (ids are row + 1), event counts go through numpy's C long.
+        for name, most in (("n_users", _MAX_ROWS), ("n_items", _MAX_ROWS),
+                           ("n_events", _MAX_EVENTS)):
+            if getattr(self, name) > most:
+                raise ValueError(f"{name} must be <= {most:,}, got {getattr(self, name):,}")
+        if self.seed < 0:  # numpy's SeedSequence takes non-negative integers only
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if not 1 <= self.n_groups <= 64:
             raise ValueError(f"n_groups must be in 1..64, got {self.n_groups}")
         if not 0.0 <= self.affinity <= 1.0:

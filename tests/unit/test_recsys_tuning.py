@@ -45,8 +45,7 @@ def test_two_trials_return_parameters_that_make_a_valid_config() -> None:
 def test_a_failed_trial_records_why(caplog) -> None:
     """A trial whose fit raised ValueError was counted in ``failed`` with no reason anywhere but
     optuna's own log line: the recorded summary (and the warning that the base configuration
-    is kept) did not say what went wrong. Here every trial fails: no item is known, so the
-    ranker has no held-out items among its candidates."""
+    is kept) did not say what went wrong. Here every trial fails: the items table is empty."""
     torch.set_num_threads(1)
     data = generate(150, 80, 5_000, seed=3)
     split = per_user_temporal_split(data.interactions, test_frac=0.2)
@@ -56,5 +55,5 @@ def test_a_failed_trial_records_why(caplog) -> None:
     assert params == {} and summary["failed"] == 1
     [trial] = summary["trials"]
     assert trial["state"] == "FAIL"
-    assert trial["error"].startswith("ValueError: ranker: too few users")
-    assert "no trial completed (1x ValueError: ranker: too few users" in caplog.text
+    assert trial["error"].startswith("ValueError: items: no rows")
+    assert "no trial completed (1x ValueError: items: no rows" in caplog.text
