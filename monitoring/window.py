@@ -74,11 +74,15 @@ def parse_window(since: str, until: str = "now", now: datetime | None = None) ->
     longer than ``MAX_WINDOW`` is refused (``--since 90`` is unix second 90: 56 years of
     hourly listings before, not 90 minutes)."""
     now = now or datetime.now(timezone.utc)
-    end = parse_time(until, now)
-    m = _DURATION.match(since.strip())
-    if m:
-        return Window(end - timedelta(seconds=float(m[1]) * _UNIT[m[2]]), end)
-    return Window(parse_time(since, now), end)
+    try:
+        end = parse_time(until, now)
+        m = _DURATION.match(since.strip())
+        if m:
+            return Window(end - timedelta(seconds=float(m[1]) * _UNIT[m[2]]), end)
+        return Window(parse_time(since, now), end)
+    except OverflowError:  # unix seconds or a duration past the calendar: 1e20, inf, 1e8h
+        raise MonitoringInputError(f"window {since!r} .. {until!r}: a time beyond the years "
+                                   "1..9999") from None
 
 
 def partition_prefixes(window: Window, prefix: str = PAYLOG_PREFIX) -> list[str]:

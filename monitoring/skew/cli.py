@@ -50,11 +50,11 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
     from monitoring.window import parse_window, read_window
 
     t0 = time.perf_counter()
+    win = parse_window(since, until)  # first: a mistyped window is refused before any fetch
     root, manifest = resolve_bundle_dir(bundle, settings)
     version = checked_version(bundle, manifest.version, model_version)
     kinds = feature_kinds()
     store = open_store(store_uri or settings.resolved_store_uri, settings.s3_endpoint_url)
-    win = parse_window(since, until)
     cols = ["request_id", "user_id", "ts", "request_json", "model_version",
             *(f"f_{n}" for n in kinds)]
     table = read_window(store, version_keys(store, win, version), win, cols)
