@@ -46,6 +46,7 @@ def _created(info: ModelVersionInfo) -> str:
 def list_versions() -> None:
     """Every version with its aliases, NDCG@10 and gate decision, newest first."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     settings = Settings()
@@ -53,17 +54,17 @@ def list_versions() -> None:
         registry = _registry(settings)
         versions = registry.list_versions()
     console = Console()
+    where = escape(redact_uri(registry.tracking_uri))
     if not versions:
-        console.print(f"no versions of {settings.model_name} in "
-                      f"{redact_uri(registry.tracking_uri)}")
+        console.print(f"no versions of {settings.model_name} in {where}")
         return
-    table = Table(title=f"{settings.model_name} ({redact_uri(registry.tracking_uri)})")
+    table = Table(title=f"{settings.model_name} ({where})")
     for column in ("version", "aliases", "ndcg@10", "gate decision", "created"):
         table.add_column(column, justify="right" if column in ("version", "ndcg@10") else "left")
     for info in reversed(versions):
         ndcg = info.metrics.get("ndcg_at_10")
         table.add_row(str(info.version), ", ".join(info.aliases) or "-",
-                      "-" if ndcg is None else f"{ndcg:.4f}", info.gate_decision or "-",
+                      "-" if ndcg is None else f"{ndcg:.4f}", escape(info.gate_decision or "-"),
                       _created(info))
     console.print(table)
 
@@ -72,6 +73,7 @@ def list_versions() -> None:
 def show(version: str = typer.Argument(..., help="A version number or an alias.")) -> None:
     """One version: bundle URI, aliases and every tag."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     settings = Settings()
@@ -81,12 +83,12 @@ def show(version: str = typer.Argument(..., help="A version number or an alias."
     table = Table(title=f"{settings.model_name} version {info.version}", show_header=True)
     table.add_column("field")
     table.add_column("value", overflow="fold")
-    table.add_row("bundle_uri", info.bundle_uri)
+    table.add_row("bundle_uri", escape(info.bundle_uri))
     table.add_row("aliases", ", ".join(info.aliases) or "-")
     table.add_row("created", _created(info))
-    for key in sorted(info.tags):
+    for key in sorted(info.tags):  # text, not rich markup: a tag set by hand may hold "[/x]"
         if key != "bundle_uri":
-            table.add_row(key, info.tags[key])
+            table.add_row(escape(key), escape(info.tags[key]))
     console = Console()
     console.print(table)
     # the URI once more on a line of its own, whole: the table folds a long one into pieces

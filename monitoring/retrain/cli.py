@@ -18,6 +18,7 @@ from typing import Optional
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from marquee.errors import MarqueeError, error_text, unwind_on_sigterm
 from marquee.settings import Settings
@@ -85,7 +86,7 @@ def trigger(
 
 def _print_decision(console: Console, d: Decision) -> None:
     colour = "green" if d.started else "yellow"
-    console.print(f"[{colour}]{d.decision.value}[/{colour}]: {d.detail}")
+    console.print(f"[{colour}]{d.decision.value}[/{colour}]: {escape(d.detail)}")
 
 
 def _retrain_through_trigger(console: Console, ts: TriggerSettings,
@@ -218,10 +219,10 @@ def _refusal(url: str, resp: httpx.Response) -> str:
 
 def _print_run(console: Console, run: RunRecord) -> None:
     colour = "green" if run.status is RunStatus.SUCCEEDED else "red"
-    console.print(f"run {run.run_id}: [{colour}]{run.status.value}[/{colour}]"
-                  + (f", version {run.model_version}" if run.model_version else "")
-                  + (f", gate {run.gate_decision}" if run.gate_decision else "")
-                  + (f" — {run.error}" if run.error else ""))
+    console.print(f"run {escape(run.run_id)}: [{colour}]{run.status.value}[/{colour}]"
+                  + (f", version {escape(run.model_version)}" if run.model_version else "")
+                  + (f", gate {escape(run.gate_decision)}" if run.gate_decision else "")
+                  + (f" — {escape(run.error)}" if run.error else ""))
 
 
 def incidents(
@@ -269,17 +270,23 @@ def _recent(settings: Settings, limit: int
         base, auth = ts.url.rstrip("/"), {"Authorization": f"Bearer {token}"}
         resp = httpx.get(base + "/runs", params={"limit": limit}, headers=auth, timeout=5.0)
         if resp.status_code == 200:
-            body = resp.json()
-            ready = httpx.get(base + "/readyz", timeout=5.0)
-            problem = None if ready.status_code == 200 else \
-                f"trigger at {ts.url} is not ready: {ready.json().get('reason', ready.text)}"
-            return ([RunRecord.model_validate(r) for r in body["runs"]],
-                    [Decision.model_validate(d) for d in body["decisions"]], problem,
-                    f"from the trigger at {ts.url}")
-        refused = _refusal(ts.url, resp)
+            try:
+                body = resp.json()
+                runs = [RunRecord.model_validate(r) for r in body["runs"]]
+                decisions = [Decision.model_validate(d) for d in body["decisions"]]
+            except (ValueError, TypeError, KeyError) as exc:  # not the trigger's /runs
+                refused = (f"{ts.url} answered 200 with no runs and decisions in it "
+                           f"({error_text(exc)}): is it the retrain trigger?")
+            else:
+                ready = httpx.get(base + "/readyz", timeout=5.0)
+                problem = None if ready.status_code == 200 else \
+                    f"trigger at {ts.url} is not ready: {ready.json().get('reason', ready.text)}"
+                return runs, decisions, problem, f"from the trigger at {ts.url}"
+        else:
+            refused = _refusal(ts.url, resp)
     except MarqueeError:  # no token to ask the trigger with
         local_because = "no trigger token (MARQUEE_RETRAIN_TOKEN[_FILE])"
-    except (httpx.HTTPError, ValueError, KeyError, AttributeError):
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError, KeyError, AttributeError):
         pass
     store = StateStore(state_dir(settings))
     problem = store.problem()

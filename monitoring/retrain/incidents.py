@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from marquee.errors import redact_uri
+from marquee.errors import error_text, redact_uri
 from monitoring.errors import MonitoringError
 from monitoring.retrain.models import Decision, RunRecord
 
@@ -58,9 +59,13 @@ def fetch_alerts(alertmanager_url: str, client: httpx.Client | None = None,
     try:
         resp = client.get(url, params=params)
         resp.raise_for_status()
-        alerts = [ActiveAlert.model_validate(a) for a in resp.json()]
-    except (httpx.HTTPError, ValueError) as exc:
-        raise MonitoringError(redact_uri(f"cannot read alerts from {url}: {exc}")) from exc
+        body = resp.json()
+        if not isinstance(body, list):  # another service on that port, a proxy's error page
+            raise ValueError(f"expected a JSON list of alerts, got {type(body).__name__}")
+        alerts = [ActiveAlert.model_validate(a) for a in body]
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+        raise MonitoringError(redact_uri(f"cannot read alerts from {url}: {error_text(exc)}")
+                              ) from exc
     finally:
         if own:
             client.close()
@@ -92,11 +97,14 @@ def _duration(run: RunRecord) -> str:
 def render_incidents(console: Console, alerts: list[ActiveAlert] | None,
                      runs: list[RunRecord], decisions: list[Decision],
                      alert_source: str, runs_source: str = "") -> None:
+    # Every text below comes from elsewhere (Alertmanager's labels and annotations, a run's
+    # reason and error, URLs): printed as text, never read as rich markup, in which "[x]"
+    # vanished and a "[/x]" ended the command in a MarkupError.
     now = datetime.now(timezone.utc)
     if alerts is None:
-        console.print(f"[yellow]Alerts: {alert_source}[/yellow]")
+        console.print(f"[yellow]Alerts: {escape(alert_source)}[/yellow]")
     else:
-        table = Table(title=f"Firing alerts ({alert_source})", title_justify="left")
+        table = Table(title=f"Firing alerts ({escape(alert_source)})", title_justify="left")
         table.add_column("severity", no_wrap=True)
         table.add_column("alert", no_wrap=True)
         table.add_column("where")
@@ -109,12 +117,13 @@ def render_incidents(console: Console, alerts: list[ActiveAlert] | None,
             where = " ".join(f"{k}={a.labels[k]}" for k in
                              ("namespace", "model_version", "variant", "feature", "strategy")
                              if k in a.labels)
-            sev = a.severity
+            sev = escape(a.severity)
             style = "bold red" if sev == "critical" else "yellow" if sev == "warning" else ""
             if a.status.state == "suppressed":
                 sev += " (silenced)" if a.status.silencedBy else " (inhibited)"
-            table.add_row(f"[{style}]{sev}[/{style}]" if style else sev, a.name, where,
-                          _ago(a.startsAt, now), a.annotations.get("summary", ""))
+            table.add_row(f"[{style}]{sev}[/{style}]" if style else sev, escape(a.name),
+                          escape(where), _ago(a.startsAt, now),
+                          escape(a.annotations.get("summary", "")))
             if a.annotations.get("runbook_url"):
                 runbooks.setdefault(a.name, a.annotations["runbook_url"])
         if not alerts:
@@ -123,10 +132,12 @@ def render_incidents(console: Console, alerts: list[ActiveAlert] | None,
         if runbooks:
             console.print("Runbooks:")
             for name, url in runbooks.items():  # whole URLs, never folded: on-call copies them
-                console.print(f"  {name}: {url}", soft_wrap=True, highlight=False)
+                console.print(f"  {escape(name)}: {escape(url)}", soft_wrap=True,
+                              highlight=False)
 
     if runs_source:  # whole, never folded: it names a directory or a URL
-        console.print(f"Runs and decisions: {runs_source}", soft_wrap=True, highlight=False)
+        console.print(f"Runs and decisions: {escape(runs_source)}", soft_wrap=True,
+                      highlight=False)
     table = Table(title="Recent retraining runs", title_justify="left")
     table.add_column("run", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -138,8 +149,9 @@ def render_incidents(console: Console, alerts: list[ActiveAlert] | None,
     for r in runs:
         colour = {"succeeded": "green", "failed": "red"}.get(r.status.value, "cyan")
         result = " / ".join(x for x in (r.model_version, r.gate_decision) if x)
-        table.add_row(r.run_id, f"[{colour}]{r.status.value}[/{colour}]", r.model,
-                      _ago(r.requested_at, now), _duration(r), result, r.error or r.reason)
+        table.add_row(escape(r.run_id), f"[{colour}]{r.status.value}[/{colour}]",
+                      escape(r.model), _ago(r.requested_at, now), _duration(r),
+                      escape(result), escape(r.error or r.reason))
     if not runs:
         table.add_row("", "none yet", "", "", "", "", "")
     console.print(table)
@@ -152,6 +164,6 @@ def render_incidents(console: Console, alerts: list[ActiveAlert] | None,
         table.add_column("alert")
         table.add_column("detail", ratio=1)
         for d in reversed(decisions):
-            table.add_row(_ago(d.time, now), d.decision.value, d.source, d.alertname or "",
-                          d.detail)
+            table.add_row(_ago(d.time, now), d.decision.value, escape(d.source),
+                          escape(d.alertname or ""), escape(d.detail))
         console.print(table)
