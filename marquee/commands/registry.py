@@ -115,3 +115,24 @@ def alias(
         number = registry.resolve_version(version)
         registry.set_alias(name, number)
     typer.echo(f"{settings.model_name}@{name} -> version {number}")
+
+
+@app.command()
+def unalias(
+    name: str = typer.Argument(..., help="Alias to remove: candidate, previous, …"),
+    force: bool = typer.Option(False, "--force",
+                               help="Allow removing 'production' (then nothing is production: "
+                                    "servers and rollouts that follow it have no version)."),
+) -> None:
+    """Remove alias NAME (a stale candidate, say); the version itself stays registered."""
+    if name == PRODUCTION and not force:
+        typer.echo("error: removing 'production' leaves no production version for servers and "
+                   "rollouts that follow it; pass --force to remove it anyway", err=True)
+        raise SystemExit(2)
+    settings = Settings()
+    with _errors_to_exit():
+        registry = _registry(settings)
+        was = registry.get_alias(name)
+        registry.delete_alias(name)
+    typer.echo(f"{settings.model_name}@{name} removed (was version {was.version})" if was
+               else f"{settings.model_name}@{name} was not set; nothing to remove")

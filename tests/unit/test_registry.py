@@ -207,3 +207,27 @@ def test_cli_alias_sets_aliases_and_guards_production(registry: Registry,
     assert forced.exit_code == 0 and registry.get_alias("production") is not None
     unknown = runner.invoke(app, ["alias", "candidate", "3"], env=cli_env)
     assert unknown.exit_code == 1 and "no version 3" in unknown.output
+
+
+def test_cli_unalias_removes_an_alias_and_guards_production(registry: Registry,
+                                                            cli_env: dict[str, str]) -> None:
+    """A stale ``candidate`` could be moved but never removed from the CLI."""
+    _register(registry, 1)
+    _register(registry, 2)
+    registry.promote(1)
+    registry.set_alias("candidate", 2)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["unalias", "candidate"], env=cli_env)
+    assert ok.exit_code == 0, ok.output
+    assert "candidate removed (was version 2)" in ok.output
+    assert registry.get_alias("candidate") is None
+    assert [v.version for v in registry.list_versions()] == [1, 2]  # the version stays
+    again = runner.invoke(app, ["unalias", "candidate"], env=cli_env)
+    assert again.exit_code == 0 and "was not set" in again.output
+    refused = runner.invoke(app, ["unalias", "production"], env=cli_env)
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert registry.get_alias("production").version == 1  # type: ignore[union-attr]
+    forced = runner.invoke(app, ["unalias", "production", "--force"], env=cli_env)
+    assert forced.exit_code == 0 and registry.get_alias("production") is None
+    bad = runner.invoke(app, ["unalias", "Not An Alias"], env=cli_env)
+    assert bad.exit_code != 0 and "alias" in bad.output and "Traceback" not in bad.output
