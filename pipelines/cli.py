@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand
 
@@ -82,7 +83,9 @@ def compile_cmd(
                                  "IR YAML)", param_hint="--output")
     settings = Settings()
     path = compile_pipeline(output, image or settings.pipeline_image)
-    console.print(f"compiled [bold]{path}[/] (image {image or settings.pipeline_image})")
+    # the path and image were given: text, not rich markup ("[/x]" was a MarkupError)
+    console.print(f"compiled [bold]{escape(str(path))}[/] "
+                  f"(image {escape(image or settings.pipeline_image)})")
 
 
 @app.command("run", cls=PipelineParamsCommand)
@@ -109,10 +112,11 @@ def run_cmd(
         run_id = submit(settings, params)
         from marquee.errors import redact_uri
 
-        console.print(f"submitted run [bold]{run_id}[/] to {redact_uri(settings.kubeflow_host)}")
+        console.print(f"submitted run [bold]{escape(run_id)}[/] to "
+                      f"{escape(redact_uri(settings.kubeflow_host))}")
         return
     result = run_local(settings, params)
-    table = Table(title=f"{settings.model_name} v{result.version} — gate: {result.gate}")
+    table = Table(title=escape(f"{settings.model_name} v{result.version} — gate: {result.gate}"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name in KEY_METRICS:
@@ -143,4 +147,4 @@ def submit_cmd(
     settings = Settings()
     run_id = submit(settings, _params(source, split_mode, n_trials, config_json, param), host,
                     experiment)
-    console.print(f"submitted run [bold]{run_id}[/]")
+    console.print(f"submitted run [bold]{escape(run_id)}[/]")

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from marquee.errors import error_text
@@ -35,8 +36,9 @@ app.add_typer(fetch_app, name="fetch")
 def _print_counts(console: Console, title: str, counts: dict[str, int],
                   extra: dict[str, str]) -> None:
     """Row counts as a table, then one ``key: value`` line each for the fingerprint and path:
-    whole, never cut to the console's width (a pipe's is 80), so they can be copied."""
-    table = Table(title=title, show_header=True)
+    whole, never cut to the console's width (a pipe's is 80), so they can be copied. The
+    title, which may name a directory given on the command line, is text, not rich markup."""
+    table = Table(title=escape(title), show_header=True)
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, n in counts.items():
@@ -134,14 +136,17 @@ def validate(
         if not console.is_terminal:  # pipes and CI logs: one plain line per finding
             console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         else:
-            table = Table(title=f"{directory}: {len(exc.report)} problem(s)", show_lines=False)
+            # the directory and the data's own column names and values are text, not rich
+            # markup: a value "[x]" vanished from its example, a "[/x]" was a MarkupError
+            table = Table(title=escape(f"{directory}: {len(exc.report)} problem(s)"),
+                          show_lines=False)
             for column in ("table", "column", "rule", "bad rows", "first rows", "examples",
                            "detail"):
                 table.add_column(column, overflow="fold")
             for f in exc.report:
-                table.add_row(f.table, f.column, f.rule, str(f.bad_count),
-                              ", ".join(map(str, f.rows)), ", ".join(map(repr, f.examples)),
-                              f.detail)
+                table.add_row(*map(escape, (f.table, f.column, f.rule, str(f.bad_count),
+                                            ", ".join(map(str, f.rows)),
+                                            ", ".join(map(repr, f.examples)), f.detail)))
             console.print(table)
         # the report above is on stdout; the command ends, like every other, with one line
         typer.secho(f"error: {directory}: data validation failed: {len(exc.report)} "

@@ -22,6 +22,7 @@ import typer
 from pyarrow import ArrowException
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from marquee.errors import MarqueeError, error_text
@@ -215,8 +216,11 @@ def _finish(settings: Settings, config: DriftConfig, t0: float, renderer,  # noq
 
 
 def _print(console: Console, s: DriftSummary) -> None:
-    table = Table(title=f"Drift: {s.model_name} {s.model_version} — {s.window.rows:,} requests "
-                        f"vs {s.reference_rows:,} reference rows", title_justify="left",
+    # Names, versions, reasons and URIs come from the bundle, the drift config, the data and
+    # the command line: text, not rich markup ("[x]" vanished, "[/x]" was a MarkupError).
+    table = Table(title=escape(f"Drift: {s.model_name} {s.model_version} — {s.window.rows:,} "
+                               f"requests vs {s.reference_rows:,} reference rows"),
+                  title_justify="left",
                   box=box.SIMPLE_HEAD, caption="* computed on a random sample of the window",
                   caption_justify="left")
     table.add_column("feature", no_wrap=True, min_width=23)
@@ -229,13 +233,14 @@ def _print(console: Console, s: DriftSummary) -> None:
             skipped.append(f"feature {f.name}: {f.skipped}")
             continue
         mark = "[red]DRIFT[/red]" if f.drifted else ""
-        table.add_row(f.name, f.method, f"{f.score:.4f}", f"{f.threshold:g}", mark,
+        table.add_row(escape(f.name), escape(f.method), f"{f.score:.4f}", f"{f.threshold:g}",
+                      mark,
                       f"{f.rows_current:,}" + ("" if f.exact else "*"))
     for p in s.prediction:
         if p.skipped:
             skipped.append(f"prediction {p.name}: {p.skipped}")
         else:
-            table.add_row(f"pred. {p.name}", p.method, f"{p.score:.4f}",
+            table.add_row(escape(f"pred. {p.name}"), escape(p.method), f"{p.score:.4f}",
                           f"{p.threshold:g}", "[red]DRIFT[/red]" if p.drifted else "",
                           f"{p.rows_current:,}")
     if s.embedding is not None:
@@ -243,22 +248,24 @@ def _print(console: Console, s: DriftSummary) -> None:
         if e.skipped:
             skipped.append(f"user embeddings: {e.skipped}")
         else:
-            table.add_row("user embeddings", e.method, f"{e.score:.4f}", f"{e.threshold:g}",
+            table.add_row("user embeddings", escape(e.method), f"{e.score:.4f}",
+                          f"{e.threshold:g}",
                           "[red]DRIFT[/red]" if e.drifted else "", f"{e.rows_current:,}")
     console.print(table)
     if s.window.rows_without_features:
         skipped.insert(0, f"{s.window.rows_without_features:,} payload rows without logged "
                           "features (every f_* null: KServe's logger sink)")
     for line in skipped:
-        console.print(f"[yellow]skipped[/yellow] {line}")
+        console.print(f"[yellow]skipped[/yellow] {escape(line)}")
     verdict = "[bold red]drift detected[/bold red]" if s.drift_detected else \
         "[bold green]no drift[/bold green]"
     judged = sum(f.skipped is None for f in s.features)
     console.print(f"{verdict}: {len(s.drifted_features)}/{judged} features drifted "
                   f"({s.drift_share:.0%}, dataset drift at {s.drift_share_threshold:.0%})"
-                  + (f": {', '.join(s.drifted_features)}" if s.drifted_features else ""))
+                  + (f": {escape(', '.join(s.drifted_features))}" if s.drifted_features
+                     else ""))
     for name, uri in s.outputs.items():
-        console.print(f"{name}: {uri}", soft_wrap=True, highlight=False)
+        console.print(f"{name}: {uri}", soft_wrap=True, highlight=False, markup=False)
     console.print(f"timings (s): {s.timings_seconds}", highlight=False)
 
 

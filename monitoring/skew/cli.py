@@ -18,6 +18,7 @@ from typing import Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from marquee.errors import MarqueeError, error_text
@@ -76,14 +77,17 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
 def _print(console: Console, s: SkewSummary) -> None:
     left_out = (f", {s.rows_without_features:,} rows without logged features left out"
                 if s.rows_without_features else "")
-    table = Table(title=f"Skew: {s.model_name} {s.model_version} — {s.joined:,} requests "
-                        f"joined ({s.unmatched} unmatched{left_out})", title_justify="left",
+    # Names, versions, served values and URIs come from the bundle, the payload logs and the
+    # command line: text, not rich markup ("[x]" vanished, "[/x]" was a MarkupError).
+    table = Table(title=escape(f"Skew: {s.model_name} {s.model_version} — {s.joined:,} "
+                               f"requests joined ({s.unmatched} unmatched{left_out})"),
+                  title_justify="left",
                   box=box.SIMPLE_HEAD)
     table.add_column("feature", no_wrap=True)
     for col in ("mismatch", "thr", "distance", ""):
         table.add_column(col, no_wrap=True, justify="right" if col else "left")
     for f in s.features:
-        table.add_row(f.name, f"{f.mismatch_rate:.2%}", f"{f.threshold:.0%}",
+        table.add_row(escape(f.name), f"{f.mismatch_rate:.2%}", f"{f.threshold:.0%}",
                       "" if f.distance is None else f"{f.distance:.3f}",
                       "[red]SKEW[/red]" if f.skewed else "")
     console.print(table)
@@ -91,12 +95,13 @@ def _print(console: Console, s: SkewSummary) -> None:
         if f.skewed:
             ex = "; ".join(f"{e.request_id}: served {e.served!r}, offline {e.offline!r}"
                            for e in f.examples)
-            console.print(f"[red]{f.name}[/red] e.g. {ex}", highlight=False)
+            console.print(f"[red]{escape(f.name)}[/red] e.g. {escape(ex)}", highlight=False)
     verdict = "[bold red]skew detected[/bold red]" if s.skew_detected else \
         "[bold green]no skew[/bold green]"
-    console.print(f"{verdict}: {', '.join(s.skewed_features) or 'every feature matches'}")
+    console.print(f"{verdict}: "
+                  f"{escape(', '.join(s.skewed_features)) or 'every feature matches'}")
     for name, uri in s.outputs.items():
-        console.print(f"{name}: {uri}", soft_wrap=True, highlight=False)
+        console.print(f"{name}: {uri}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

@@ -151,6 +151,7 @@ def _show(report: ReplayReport, router: str, output: str) -> bool:
     if output == "json":
         return False
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"replay: {summary['requests']} requests in {summary['seconds']}s "
@@ -159,7 +160,8 @@ def _show(report: ReplayReport, router: str, output: str) -> bool:
     for col in ("variant", "requests", "errors", "clicked lists", "CTR"):
         t.add_column(col)
     for variant, d in report.by_variant().items():
-        t.add_row(variant, str(int(d["requests"])), str(int(d["errors"])),
+        # the name is what the server at --router answered: text, not rich markup
+        t.add_row(escape(str(variant)), str(int(d["requests"])), str(int(d["errors"])),
                   str(int(d["clicked"])), f"{d['ctr']:.3f}")
     Console().print(t)
     return False
