@@ -208,7 +208,9 @@ def read_manifest(dir: Path | str) -> BundleManifest:
     except ValidationError as exc:
         version = next((e.get("input") for e in exc.errors()
                         if e.get("loc") == ("schema_version",)), None)
-        if version is not None:  # a bundle written by another Marquee: say which
+        # a bundle written by another Marquee (another number): say which; a schema_version
+        # of another type ("1", true, null) is a broken manifest, named as any other field
+        if isinstance(version, int) and not isinstance(version, bool):
             raise BundleError(f"invalid {path}: schema_version {version!r}; this Marquee reads "
                               f"bundles of schema_version {SCHEMA_VERSION} (the bundle was "
                               "written by another Marquee release: serve it with that one, or "

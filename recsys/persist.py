@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from safetensors.torch import load_file, save_file
 
 from recsys.config import RecommenderConfig
@@ -23,16 +29,102 @@ from recsys.state import HistoryTable
 if TYPE_CHECKING:
     from recsys.recommender import Recommender
 
-__all__ = ["FORMAT_VERSION", "save_recommender", "load_recommender"]
+__all__ = ["FORMAT_VERSION", "SavedMeta", "save_recommender", "load_recommender"]
 
 FORMAT_VERSION = 1
 DEMO_COLUMNS = ("age_bucket", "gender", "occupation", "region")
 GLOBAL_SEGMENT = "*"  # the global ranking's row in segment_popularity.parquet
 
 
+META_FILE = "config.json"  # written last: its ``files`` hold the sha256 of every other file
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class SavedMeta(BaseModel):
+    """``model/config.json``: what the arrays and tables of a saved recommender mean."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int
+    config: RecommenderConfig
+    user_buckets: int = Field(ge=1)
+    vocabs: dict[str, list[str]]
+    segments: list[str] = Field(default_factory=list)
+    has_ranker: bool
+    # sha256 of every other file of the model; absent in models saved before it was recorded
+    files: dict[str, str] | None = None
+
+    @field_validator("vocabs")
+    @classmethod
+    def _vocabs(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        missing = [c for c in DEMO_COLUMNS if c not in v]
+        if missing:
+            raise ValueError(f"no vocabulary for {missing}")
+        return v
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        for name, digest in (v or {}).items():
+            if not _FILE_NAME.fullmatch(name) or name == META_FILE:
+                raise ValueError(f"{name!r} is not a file name of the model")
+            if not _SHA256.fullmatch(digest):
+                raise ValueError(f"{name}: {digest!r} is not a sha256 hex digest")
+        return v
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def save_recommender(rec: Recommender, directory: str | Path) -> Path:
-    out = Path(directory) / "model"
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``rec`` to ``directory/model``, replacing what a previous save left there.
+
+    The files are written to a new directory next to it, ``config.json`` last, and put in
+    place only once all are written: a save that fails (full disk, an error mid-way) leaves
+    the model saved there before as it was, and a save never mixes its files with the
+    previous model's (a stale ``rank_item_item.npy`` would be loaded over the new sparse one).
+    """
+    from recsys.recommender import NotFittedError
+
+    if getattr(rec, "history", None) is None:
+        raise NotFittedError("save: this Recommender is not fitted yet; call "
+                             "fit(interactions, users, items) first (nothing was written)")
+    parent = Path(directory)
+    out = parent / "model"
+    for path in (parent, out):
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{path}: exists and is not a directory; a recommender is "
+                                     f"saved as the directory {out}")
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".model.{uuid.uuid4().hex}.part"
+    staging.mkdir()
+    try:
+        _write(rec, staging)
+        _replace_dir(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Put the directory ``new`` at ``out``; the one there before is removed only after."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = out.with_name(f".model.{uuid.uuid4().hex}.old")
+    os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write(rec: Recommender, out: Path) -> None:
     meta = {
         "format_version": FORMAT_VERSION,
         "config": rec.config.model_dump(),
@@ -41,7 +133,6 @@ def save_recommender(rec: Recommender, directory: str | Path) -> Path:
         "segments": sorted(rec.popularity.segments),
         "has_ranker": rec.ranker is not None,
     }
-    (out / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     state = {k: v.detach().contiguous() for k, v in rec.model.state_dict().items()}
     save_file(state, str(out / "retrieval.safetensors"))
     np.save(out / "item_embeddings.npy", rec.item_embeddings(), allow_pickle=False)
@@ -64,7 +155,8 @@ def save_recommender(rec: Recommender, directory: str | Path) -> Path:
     if rec.ranker is not None:
         rec.ranker.save(out)
         rec.rank_ctx.save(out)
-    return out
+    meta["files"] = {p.name: _sha256(p) for p in sorted(out.iterdir())}
+    (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
 
 @contextmanager
@@ -85,16 +177,47 @@ def load_recommender(cls: type[Recommender], directory: str | Path) -> Recommend
     if not (src / "config.json").is_file():
         raise FileNotFoundError(f"{directory}: no saved recommender in it "
                                 f"({src / 'config.json'} is missing)")
-    with _reading(src / "config.json"):
-        meta = json.loads((src / "config.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported format_version {meta.get('format_version')!r} "
+    with _reading(src / META_FILE):
+        raw = json.loads((src / META_FILE).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported format_version {raw.get('format_version')!r} "
                              f"(expected {FORMAT_VERSION})")
-        config = RecommenderConfig.model_validate(meta["config"])
-    return _load(cls, src, meta, config)
+        try:
+            meta = SavedMeta.model_validate(raw)
+        except ValidationError as exc:  # one line naming each field, not pydantic's block
+            raise ValueError("; ".join(
+                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+            ) from None
+    _verify_files(src, meta.files)
+    return _load(cls, src, meta, meta.config)
 
 
-def _load(cls: type[Recommender], src: Path, meta: dict, config: RecommenderConfig
+def _verify_files(src: Path, files: dict[str, str] | None) -> None:
+    """Every file of the model is the one ``save`` wrote, before any reader parses it: a
+    truncated ``ranker.txt`` aborts the process inside LightGBM, and a changed array loads
+    and answers wrongly. Models saved before the checksums were recorded are not checked."""
+    if files is None:
+        return
+    # hidden files (.DS_Store, editors' swap files) are no file of the model and never read
+    present = {p.name for p in src.iterdir() if p.name != META_FILE and not p.name.startswith(".")}
+    for name in sorted(set(files) | present):
+        path = src / name
+        if name not in present:
+            raise FileNotFoundError(f"{path}: missing from the saved recommender (listed in "
+                                    f"{src / META_FILE})")
+        with _reading(path):
+            if name not in files or not path.is_file():
+                raise ValueError(f"not listed in {src / META_FILE}; a saved recommender holds "
+                                 "only the files its save wrote")
+            digest = _sha256(path)
+            if digest != files[name]:
+                raise ValueError(f"sha256 {digest} differs from the {files[name]} recorded in "
+                                 f"{src / META_FILE}")
+
+
+def _load(cls: type[Recommender], src: Path, meta: SavedMeta, config: RecommenderConfig
           ) -> Recommender:
     rec = cls(config)
     with _reading(src / "items.parquet"):
@@ -104,8 +227,8 @@ def _load(cls: type[Recommender], src: Path, meta: dict, config: RecommenderConf
     rec.users = table.select(["user_id", *DEMO_COLUMNS]).to_pandas()
     rec.item_index = IdIndex(rec.items["item_id"].to_numpy())
     rec.user_index = IdIndex(rec.users["user_id"].to_numpy())
-    rec.vocabs = {c: Vocab(meta["vocabs"][c]) for c in DEMO_COLUMNS}
-    rec.user_buckets = int(meta["user_buckets"])
+    rec.vocabs = {c: Vocab(meta.vocabs[c]) for c in DEMO_COLUMNS}
+    rec.user_buckets = meta.user_buckets
     hist = table.column("history").combine_chunks()
     offsets = hist.offsets.to_numpy().astype(np.int64)
     flat = rec.item_index.lookup(hist.values.to_numpy())
@@ -122,17 +245,26 @@ def _load(cls: type[Recommender], src: Path, meta: dict, config: RecommenderConf
     counts = rec.train_counts.astype(np.float64)
     global_rank = segments.pop(GLOBAL_SEGMENT, np.argsort(-counts, kind="stable")[:1000])
     rec.popularity = SegmentPopularity(global_rank, segments, counts)
+    with _reading(src / "retrieval.safetensors"):
+        state = load_file(str(src / "retrieval.safetensors"))
+    rows = state["user_id.weight"].shape[0] if "user_id.weight" in state else rec.user_buckets
+    if rows != rec.user_buckets:  # checked before the tables are allocated at that size
+        raise ValueError(f"{src / META_FILE}: user_buckets {rec.user_buckets} does not match "
+                         f"the {rows} rows of user_id.weight in retrieval.safetensors")
     rec.model = rec._new_model()
     with _reading(src / "retrieval.safetensors"):
-        rec.model.load_state_dict(load_file(str(src / "retrieval.safetensors")))
+        rec.model.load_state_dict(state)
     rec.model.eval()
     with _reading(src / "item_embeddings.npy"):
         rec._item_emb = np.load(src / "item_embeddings.npy", allow_pickle=False)
-    if meta.get("has_ranker"):
+    if meta.has_ranker:
         from recsys.models.ranker import Ranker
 
         from recsys.models.rank_features import RankContext
 
+        with _reading(src / "ranker.txt"):  # LightGBM aborts the process on a cut-off model
+            if "\nend of trees\n" not in (src / "ranker.txt").read_text():
+                raise ValueError("the LightGBM model has no 'end of trees' line")
         with _reading(src / "ranker.*"):
             rec.ranker = Ranker.load(src, rec.config.ranker)
         with _reading(src / "rank_*"):

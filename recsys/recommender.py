@@ -17,7 +17,7 @@ import torch
 
 from recsys.config import RecommenderConfig
 from recsys.data.fingerprint import canonical_order
-from recsys.data.schema import INTERACTIONS
+from recsys.data.schema import EVENTS, INTERACTIONS
 from recsys.encoding import IdIndex, Vocab, stable_hash
 from recsys.features import FeatureContext
 from recsys.models.popularity import SegmentPopularity
@@ -62,6 +62,18 @@ def _check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
         if dup.any():
             raise ValueError(f"{name}: {key} must be unique, but {int(dup.sum())} rows share "
                              f"an id (e.g. {key} {frame[key][dup].iloc[0]})")
+
+
+def _check_events(interactions: pd.DataFrame) -> None:
+    """``interactions.event`` holds the contract's kinds only (docs/CONTRACTS.md): another
+    kind ("purchase") or a missing one was fitted on silently, as if it were one of them."""
+    col = interactions["event"]
+    bad = ~col.isin(EVENTS).to_numpy(bool)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"interactions.event: {int(bad.sum())} value(s) outside the contract "
+                         f"(e.g. {col.iloc[first]!r} at row {first}); allowed: "
+                         + ", ".join(EVENTS))
 
 
 def _ids(name: str, frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -201,6 +213,8 @@ class Recommender:
             ("event", "rating") if self.config.ranker.enabled else ()))
         _check_table("users", users, ("user_id", *DEMO_COLUMNS), key="user_id")
         _check_table("items", items, ("item_id", "year", "genres"), key="item_id")
+        if "event" in interactions:
+            _check_events(interactions)
         # Nothing to learn from: say which table is empty (the ranker, or the first
         # recommend, would fail later with an error that names neither).
         for name, frame in (("items", items), ("interactions", interactions)):
