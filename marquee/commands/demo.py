@@ -14,8 +14,12 @@ version, so a second run starts from the production version the first one promot
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
@@ -92,6 +96,65 @@ def _segment(text: str) -> dict[str, list[str]]:
     return seg
 
 
+def _check_pipeline_options(config: dict, n_trials: int) -> None:
+    """``--config-json`` and ``--n-trials`` as the training pipeline checks them, here: the
+    demo's pipeline run refused them only after the demo had started (a report of a failed run
+    left in the home), and a home with a production version trained nothing first, so the
+    retrain found them minutes later, with every server up."""
+    from components.common import check_params
+    from marquee.errors import InvalidArgumentError
+
+    try:  # these two alone: a registry or store the run cannot use is the run's to report
+        check_params(n_trials=n_trials, config_json=json.dumps(config))
+    except InvalidArgumentError as exc:
+        option = {"n_trials": "--n-trials", "config_json": "--config-json"}.get(exc.field)
+        if option is None:
+            raise
+        prefix = f"{exc.field}={exc.value!r}: "  # the option is named, its value was given
+        reason = exc.message.removeprefix(prefix)
+        raise typer.BadParameter(reason, param_hint=option) from None
+
+
+def _check_model_name(settings) -> None:  # noqa: ANN001
+    """The loop's processes serve, probe and alert on the default model name: with another
+    ``MARQUEE_MODEL_NAME`` the version trained for minutes under that name was then looked up
+    by the model server under the default one ("no version 1")."""
+    from marquee.errors import MarqueeError
+    from monitoring.loop.stack import MODEL
+
+    if settings.model_name != MODEL:
+        raise MarqueeError(f"MARQUEE_MODEL_NAME={settings.model_name!r}: the demo's loop serves "
+                           f"{MODEL!r}; unset it (or run with --train-only)")
+
+
+@contextmanager
+def _home_lock(settings) -> Iterator[None]:  # noqa: ANN001
+    """The home, created, for this demo alone: a second demo on the same home removed the
+    first one's routing file and retrain token and could take the first one's retraining
+    decision for its own."""
+    from marquee.errors import MarqueeError
+
+    home = settings.home.resolve()
+    if home.exists() and not home.is_dir():
+        raise MarqueeError(f"MARQUEE_HOME={home} is not a directory")
+    home.mkdir(parents=True, exist_ok=True)
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise MarqueeError(f"MARQUEE_HOME={home} is not writable")
+    fd = os.open(home / "demo.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            raise MarqueeError(f"another marquee demo (pid {holder}) is running on "
+                               f"MARQUEE_HOME={home}: wait for it, or use another home") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def demo(
     train_only: bool = typer.Option(False, "--train-only",
                                     help="Only train, evaluate, gate and register a version."),
@@ -104,7 +167,7 @@ def demo(
                                 help="The drifted population: user columns and values (JSON)."),
     alerting: str = typer.Option("auto", help="auto | prometheus | direct (post the alert to "
                                  "the trigger's webhook without Prometheus/Alertmanager)."),
-    drift_window: int = typer.Option(30, min=10, help="Drift job window, seconds."),
+    drift_window: int = typer.Option(30, min=10, max=600, help="Drift job window, seconds."),
 ) -> None:
     """Run the whole loop on MovieLens-100k locally and write an HTML report."""
     from marquee.errors import redact_uri
@@ -125,15 +188,19 @@ def demo(
     seg = _segment(segment)
     if alerting not in ("auto", "prometheus", "direct"):
         raise typer.BadParameter("auto, prometheus or direct", param_hint="--alerting")
+    _check_pipeline_options(config, n_trials)
     if train_only:
-        _train_only(settings, n_trials, config_json)
+        with _home_lock(settings):
+            _train_only(settings, n_trials, config_json)
         return
 
     from monitoring.loop.demo import DemoOptions, run_demo
 
+    _check_model_name(settings)
     options = DemoOptions(config=config, n_trials=n_trials, rate=rate, segment=seg,
                           alerting=alerting, drift_window_seconds=drift_window)
-    record, path, uri = run_demo(settings, options, console)
+    with _home_lock(settings):
+        record, path, uri = run_demo(settings, options, console)
     console.rule()
     colour = "green" if record.outcome == "Succeeded" else "yellow"
     console.print(f"[bold {colour}]{record.outcome}[/] in {record.wall_seconds:.0f}s — "

@@ -174,6 +174,15 @@ class Demo:
                         what=what)
 
     # pieces -----------------------------------------------------------------------------------
+    def _state_env(self) -> dict[str, str]:
+        """Where the demo's registry and store are, for every process it starts: the loop's
+        have no other ``MARQUEE_*`` (:func:`~monitoring.loop.procs.clean_env`), so with
+        ``MARQUEE_REGISTRY_URI`` set the first version was trained into that registry and
+        then looked up by the model server in the home's ("no version 1")."""
+        return {f"MARQUEE_{name.upper()}": value
+                for name in ("registry_uri", "store_uri", "s3_endpoint_url")
+                if (value := getattr(self.settings, name))}
+
     def registry(self):  # noqa: ANN201
         from marquee.registry import Registry
 
@@ -186,7 +195,8 @@ class Demo:
         cmd = marquee_cmd("pipeline", "run", "--source", self.opt.source, "--n-trials",
                           str(self.opt.n_trials), "--config-json", json.dumps(self.opt.config),
                           "--param", f"tune_timeout_seconds={self.opt.tune_timeout_seconds}")
-        env = {**os.environ, "MARQUEE_HOME": str(self.settings.home.resolve()),
+        env = {**os.environ, **self._state_env(),
+               "MARQUEE_HOME": str(self.settings.home.resolve()),
                "COLUMNS": "120"}
         with open(log, "wb") as fh, self.console.status(
                 "training pipeline (kfp.local): ingest → validate → split → features → tune → "
@@ -300,6 +310,7 @@ class Demo:
                 raise DemoFailed(f"--segment: {problem}")
 
         with LoopStack(self.settings.home, env={
+                **self._state_env(),
                 "MARQUEE_GATE_TOLERANCE": str(self.settings.gate_tolerance)}) as stack:
             self.stack = stack
             replayer: Replayer | None = None
@@ -431,8 +442,10 @@ class Demo:
                 self.say(f"Alertmanager startsAt {am_alert['startsAt']}, receivers "
                          + ", ".join(r["name"] for r in am_alert.get("receivers", [])))
             else:
+                # a timeout of the window's size: a fixed 120 s failed every window over 240 s
                 self.wait("a drifted window", lambda: time.time() - drift_from.timestamp()
-                          >= opt.drift_window_seconds / 2, timeout=120)
+                          >= opt.drift_window_seconds / 2,
+                          timeout=opt.drift_window_seconds / 2 + 60)
                 summary = self._drift_check(drift_from.timestamp(), "drifted")
                 if not summary or not summary["drift_detected"]:
                     raise DemoFailed("the drift check did not flag the drifted window")
