@@ -78,6 +78,11 @@ def serve(
     from serving.settings import ServingSettings
 
     settings = Settings()
+    refs = [f"--{k.replace('_', '-')}" for k, v in (("model_version", model_version),
+            ("alias", alias), ("bundle_uri", bundle_uri)) if v is not None]
+    if len(refs) > 1:  # the settings' own refusal read "value: Value error, set only one of …"
+        raise typer.BadParameter(f"give only one of --model-version, --alias, --bundle-uri "
+                                 f"(got {' and '.join(refs)})", param_hint=refs[-1])
     given = {"runtime": runtime, "model_version": model_version, "alias": alias,
              "bundle_uri": bundle_uri, "host": host, "port": port, "variant": variant}
     overrides = {k: v for k, v in given.items() if v is not None}
@@ -87,7 +92,23 @@ def serve(
         for key in ("model_version", "alias", "bundle_uri"):
             overrides.setdefault(key, None)
     serving = ServingSettings(**overrides)
+    # flags a runtime has no use for were ignored without a word: a server without the gRPC
+    # or the model asked for
+    if enable_grpc and serving.runtime != "kserve":
+        raise typer.BadParameter(f"only the kserve runtime serves gRPC (runtime "
+                                 f"{serving.runtime})", param_hint="--enable-grpc")
+    unused = [f"--{k.replace('_', '-')}" for k in ("model_version", "alias", "bundle_uri",
+                                                   "variant") if given[k] is not None]
+    if serving.runtime == "payload-sink" and unused:
+        raise typer.BadParameter("not used by the payload-sink runtime, which serves no "
+                                 "model", param_hint=unused[0])
     bind = serving.host or settings.bind_host
+    from serving.runtime.loader import check_listen
+
+    # before a model is fetched and loaded; uvicorn's own refusal (the sink's) is exit 3
+    check_listen(bind, serving.port)  # BentoML's own refusal is a 50-line traceback
+    if serving.enable_grpc and serving.runtime == "kserve":
+        check_listen(bind, serving.grpc_port, "grpc_port")
     if serving.omp_threads and "OMP_NUM_THREADS" not in os.environ:
         os.environ["OMP_NUM_THREADS"] = str(serving.omp_threads)  # before OpenMP loads
     if serving.runtime == "payload-sink":
@@ -103,10 +124,7 @@ def serve(
             sys.argv = argv
         run(settings, serving)
         return
-    from serving.runtime.loader import check_listen
-
     serving = resolve_for_bento(settings, serving)
-    check_listen(bind, serving.port)  # BentoML's own refusal is a 50-line traceback
     # the worker reads exactly these settings: no MARQUEE_SERVING_ALIAS left beside the URI
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARQUEE_SERVING_")}
     # BENTOML_CONTAINERIZED: BentoML's own images set it. Its arbiter then does not restart a

@@ -111,6 +111,7 @@ def check_listen(host: str, port: int, what: str = "port") -> None:
     no address of this host), before a server is started on it: KServe exited 3 after
     uvicorn's start-up lines, BentoML printed a 50-line traceback. Bound as uvicorn and
     circus bind (``SO_REUSEADDR``), so a port in TIME_WAIT after the previous server is free."""
+    import errno
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -119,7 +120,11 @@ def check_listen(host: str, port: int, what: str = "port") -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise InvalidArgumentError(what, port, f"cannot listen on {host}:{port}: "
+            # a host that is no name or no address of this machine is the host's fault, not
+            # the port's ("port=8080: … Name or service not known" sent the reader to the port)
+            bad_host = isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
+            raise InvalidArgumentError("host" if bad_host else what, host if bad_host else port,
+                                       f"cannot listen on {host}:{port}: "
                                        f"{exc.strerror or exc}") from None
 
 
