@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -43,7 +44,7 @@ def _registry_table(settings) -> Table:
         table.add_row(str(info.version), ",".join(info.aliases),
                       *(f"{m.get(k, float('nan')):.4f}" for k in
                         ("ndcg_at_10", "recall_at_50", "map_at_10", "coverage_at_10")),
-                      info.gate_decision or "")
+                      escape(info.gate_decision or ""))
     return table
 
 
@@ -56,7 +57,7 @@ def _train_only(settings, n_trials: int, config_json: str) -> None:
         result = run_local(settings, {"source": "movielens-100k", "n_trials": n_trials,
                                       "config_json": json.loads(config_json)})
     console.print(f"[bold green]registered version {result.version}[/] "
-                  f"(gate: {result.gate}) in {time.perf_counter() - started:.0f} s")
+                  f"(gate: {escape(str(result.gate))}) in {time.perf_counter() - started:.0f} s")
     console.print(f"bundle {result.bundle_uri}", soft_wrap=True, highlight=False,
                   markup=False)  # one line, as given
     console.print(_registry_table(settings))
@@ -174,9 +175,9 @@ def demo(
     from marquee.settings import Settings
 
     settings = Settings()
-    console.print(Panel.fit(f"Marquee demo — home {settings.home.resolve()}\n"
-                            f"store {redact_uri(settings.resolved_store_uri)}\n"
-                            f"registry {redact_uri(settings.resolved_registry_uri)}"))
+    console.print(Panel.fit(escape(f"Marquee demo — home {settings.home.resolve()}\n"
+                                   f"store {redact_uri(settings.resolved_store_uri)}\n"
+                                   f"registry {redact_uri(settings.resolved_registry_uri)}")))
     if config_json is None:
         from monitoring.loop.demo import DEMO_CONFIG
 
@@ -205,7 +206,8 @@ def demo(
     colour = "green" if record.outcome == "Succeeded" else "yellow"
     console.print(f"[bold {colour}]{record.outcome}[/] in {record.wall_seconds:.0f}s — "
                   f"version {record.baseline_version} → {record.new_version or '—'}")
-    console.print(f"report {path}" + (f"\n       {uri}" if uri else ""), highlight=False)
+    console.print(f"report {path}" + (f"\n       {uri}" if uri else ""), highlight=False,
+                  markup=False)
     if record.outcome == "interrupted":
         raise typer.Exit(code=130)
     if record.outcome == "failed":

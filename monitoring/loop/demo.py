@@ -200,7 +200,7 @@ class Demo:
                "COLUMNS": "120"}
         with open(log, "wb") as fh, self.console.status(
                 "training pipeline (kfp.local): ingest → validate → split → features → tune → "
-                f"train → evaluate → register  (log {log})"):
+                f"train → evaluate → register  (log {escape(str(log))})"):
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
                                     start_new_session=True)
             try:
@@ -224,7 +224,7 @@ class Demo:
                              env={**self.stack.env(), "COLUMNS": "120"})
         if out.returncode not in (0, 3):
             self.say(f"[yellow]drift check ({label}) failed (exit {out.returncode}): "
-                     f"{out.stdout[-300:]}{out.stderr[-300:]}[/yellow]")
+                     f"{escape(out.stdout[-300:] + out.stderr[-300:])}[/yellow]")
             return None
         summary = json.loads(out.stdout)
         self.rec.drift[label] = summary
@@ -250,7 +250,7 @@ class Demo:
                           f"{p['threshold']:g}", "[red]DRIFT[/red]" if p["drifted"] else "")
         self.console.print(t)
         if summary.get("outputs", {}).get("report_html"):
-            self.say(f"report {summary['outputs']['report_html']}")
+            self.say(f"report {escape(summary['outputs']['report_html'])}")
         return summary
 
     def _post_alert_directly(self, trigger_url: str, summary: dict[str, Any] | None) -> str:
@@ -414,7 +414,7 @@ class Demo:
             seg = ", ".join(f"{k} in {v}" for k, v in opt.segment.items())
             drift_from = datetime.now(timezone.utc)
             replayer.switch(population.events(opt.segment, seed=2), "drift")
-            self.say(f"traffic now comes only from users with {seg} "
+            self.say(f"traffic now comes only from users with {escape(seg)} "
                      f"({population.share(opt.segment):.0%} of held-out events normally)")
             rec.drift["segment"] = opt.segment
 
@@ -498,7 +498,7 @@ class Demo:
             g = info.tags
             self.say(f"[green]registered version {info.version}[/green] in "
                      f"{(run.finished_at - run.started_at).total_seconds():.0f}s — gate "
-                     f"[bold]{run.gate_decision}[/bold]: NDCG@10 "
+                     f"[bold]{escape(str(run.gate_decision))}[/bold]: NDCG@10 "
                      f"{g.get('gate.candidate_ndcg_at_10', '?')} vs production "
                      f"{g.get('gate.production_ndcg_at_10', '?')}")
 
@@ -507,7 +507,7 @@ class Demo:
                 self.settings.home, ("rollout-started", "rollout-skipped", "rollout-failed"),
                 timeout=1, after=started.time, source="auto-rollout"), interval=0.2)
             colour = "green" if decision.decision.value == "rollout-started" else "yellow"
-            self.say(f"[{colour}]{decision.decision.value}[/{colour}]: {decision.detail}")
+            self.say(f"[{colour}]{decision.decision.value}[/{colour}]: {escape(decision.detail)}")
             if decision.decision.value == "rollout-started":
                 self._follow_rollout(f"retrain-shadow-v{rec.new_version}")
             else:
@@ -542,10 +542,10 @@ class Demo:
                     colour = {"Successful": "green", "Failed": "red"}.get(d.outcome.value,
                                                                           "yellow")
                     self.say(f"rollout {d.phase.value:<11} step {d.step} "
-                             f"[{colour}]{d.outcome.value:<12}[/{colour}] {d.reason}")
+                             f"[{colour}]{d.outcome.value:<12}[/{colour}] {escape(d.reason)}")
                 shown = len(s.decisions)
                 status.update(f"rollout {name}: {s.phase.value}, weights "
-                              f"{s.weights.baseline}/{s.weights.candidate}, {s.message}")
+                              f"{s.weights.baseline}/{s.weights.candidate}, {escape(s.message)}")
                 if s.phase.terminal:
                     break
                 if time.monotonic() > deadline:
@@ -555,7 +555,7 @@ class Demo:
             by_alias=True, exclude_none=True, mode="json")["spec"], "status": s.to_dict()}
         self.rec.outcome = s.phase.value
         colour = "green" if s.phase.value == "Succeeded" else "red"
-        self.say(f"[{colour}]rollout {name}: {s.phase.value}[/{colour}] — {s.message}")
+        self.say(f"[{colour}]rollout {name}: {s.phase.value}[/{colour}] — {escape(s.message)}")
         if s.phase.value == "Succeeded":
             time.sleep(3.0)  # users on the new production for a moment
 
@@ -613,8 +613,8 @@ class Demo:
                 m = v["metrics"]
                 t.add_row(str(v["version"]), ",".join(v["aliases"]),
                           f"{m.get('ndcg_at_10', float('nan')):.4f}",
-                          f"{m.get('recall_at_50', float('nan')):.4f}", v["gate"] or "",
-                          v["pipeline_run_id"] or "")
+                          f"{m.get('recall_at_50', float('nan')):.4f}", escape(v["gate"] or ""),
+                          escape(v["pipeline_run_id"] or ""))
             self.console.print(t)
         return out
 
