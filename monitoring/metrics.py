@@ -253,7 +253,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "Sum over users of lists shown × clicked lists, for the A/B variance.",
                ("variant",), _ROUTER),
     MetricSpec("marquee_router_shadow_requests_total", "counter",
-               "Mirrored candidate calls by outcome (code: 200, 5xx, timeout, connect).",
+               "Mirrored candidate calls by outcome (code: 200, 4xx, 5xx, timeout, connect, "
+               "bad_response, error).",
                ("code",), _ROUTER),
     MetricSpec("marquee_router_shadow_dropped_total", "counter",
                "Mirrors skipped because too many were in flight.",

@@ -83,6 +83,14 @@ def serve(
     if len(refs) > 1:  # the settings' own refusal read "value: Value error, set only one of …"
         raise typer.BadParameter(f"give only one of --model-version, --alias, --bundle-uri "
                                  f"(got {' and '.join(refs)})", param_hint=refs[-1])
+    if variant is not None:  # a label of every series: named here in one short line
+        from serving.settings import variant_problem
+
+        problem = variant_problem(variant)
+        if problem:
+            got = (repr(variant) if len(variant) <= 40
+                   else f"{variant[:40]!r}… ({len(variant)} characters)")
+            raise typer.BadParameter(f"{problem}, got {got}", param_hint="--variant")
     given = {"runtime": runtime, "model_version": model_version, "alias": alias,
              "bundle_uri": bundle_uri, "host": host, "port": port, "variant": variant}
     overrides = {k: v for k, v in given.items() if v is not None}

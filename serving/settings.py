@@ -12,7 +12,24 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServingSettings", "Runtime"]
+__all__ = ["ServingSettings", "Runtime", "VARIANT_PATTERN", "VARIANT_MAX_LENGTH",
+           "variant_problem"]
+
+# A variant is a label value of every marquee_serving_* series and a payload-log column: one
+# short token (any text, newlines and 10 KB included, was taken and put on every series).
+VARIANT_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$"
+VARIANT_MAX_LENGTH = 63
+
+
+def variant_problem(value: str) -> str | None:
+    """Why ``value`` is no variant name (a sentence without the value), or None when it is."""
+    import re
+
+    if len(value) > VARIANT_MAX_LENGTH or not re.fullmatch(VARIANT_PATTERN, value):
+        return (f"expected a short name (letters, digits, '.', '_', '-', starting with a letter "
+                f"or digit; at most {VARIANT_MAX_LENGTH} characters)")
+    return None
+
 
 # payload-sink: no model, the CloudEvents payload-log sink alone (the chart's sink Deployment).
 Runtime = Literal["kserve", "bentoml", "payload-sink"]
@@ -105,7 +122,10 @@ class ServingSettings(BaseSettings):
         "response JSON).")
     payload_log_batch_rows: int = Field(2_000, ge=1, description="Rows per Parquet file at most.")
     payload_log_flush_seconds: float = Field(5.0, gt=0, description="Flush at least this often.")
-    variant: str = Field("", description="Variant label written to payload logs and metrics.")
+    variant: str = Field(
+        "", max_length=VARIANT_MAX_LENGTH, pattern=VARIANT_PATTERN,
+        description="Variant label written to payload logs and metrics: empty, or a short name "
+        "(letters, digits, '.', '_', '-'; at most 63 characters) such as blue or canary.")
     payload_sink_enabled: bool = Field(
         False,
         description="Also mount POST /payload-sink on the KServe model server, for KServe's "

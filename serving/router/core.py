@@ -45,7 +45,7 @@ from serving.router.schema import (
 )
 from serving.router.seen import SeenUsers, UserTallies
 from serving.router.settings import RouterSettings
-from serving.router.shadow import ShadowOutcome, make_mirror
+from serving.router.shadow import SHADOW_CODES, ShadowOutcome, make_mirror
 from serving.router.stats import BucketKey, WindowedStats
 from serving.router.upstream import Prediction, UpstreamClient
 from serving.stats import team_draft
@@ -379,7 +379,8 @@ class Router:
             self.stats.shadow_dropped()
             metrics.SHADOW_DROPPED.inc()
             return
-        metrics.SHADOW_REQUESTS.labels(code=o.code).inc()
+        # a closed set whatever came back (a worker's outcome crosses a socket)
+        metrics.SHADOW_REQUESTS.labels(code=o.code if o.code in SHADOW_CODES else "error").inc()
         if not o.ok:
             self.stats.shadow(ok=False, latency_ms=0.0, baseline_latency_ms=o.baseline_ms)
             return

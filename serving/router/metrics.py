@@ -65,8 +65,8 @@ AB_USER_SUMS = (
             "Sum over users of lists shown × clicked lists, for the A/B variance.", ["variant"]),
 )
 SHADOW_REQUESTS = Counter("marquee_router_shadow_requests_total",
-                          "Mirrored candidate calls by outcome (code: 200, 5xx, timeout, connect).",
-                          ["code"])
+                          "Mirrored candidate calls by outcome (code: 200, 4xx, 5xx, timeout, "
+                          "connect, bad_response, error).", ["code"])
 SHADOW_DROPPED = Counter("marquee_router_shadow_dropped_total",
                          "Mirrors skipped because too many were in flight.")
 SHADOW_LATENCY = Histogram("marquee_router_shadow_duration_seconds",

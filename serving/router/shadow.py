@@ -48,7 +48,8 @@ from serving.router.settings import RouterSettings
 from serving.router.upstream import UpstreamClient, make_upstream
 from serving.stats import kendall_tau_shared, rank_biased_overlap, topk_overlap
 
-__all__ = ["ShadowOutcome", "InlineMirror", "WorkerMirror", "make_mirror", "mirror_once"]
+__all__ = ["ShadowOutcome", "InlineMirror", "WorkerMirror", "make_mirror", "mirror_once",
+           "SHADOW_CODES", "shadow_code"]
 
 log = logging.getLogger("marquee.router.shadow")
 
@@ -72,11 +73,25 @@ def _datagrams(sock: socket.socket, buf: bytearray) -> Iterator[memoryview]:
             return
 
 
+#: Every ``code`` a mirror's outcome is counted under (``marquee_router_shadow_requests_total``):
+#: a closed set, since the candidate's answer must not name label values (one series per
+#: status it chose to send, 400 to 999).
+SHADOW_CODES = frozenset({"200", "4xx", "5xx", "timeout", "connect", "bad_response", "error"})
+
+
+def shadow_code(status: int | None, reason: str | None) -> str:
+    """The outcome code of a failed mirror: the candidate's error status by its class
+    (``4xx``/``5xx``), else the failure's reason, ``error`` when neither is one we know."""
+    if status:
+        return "5xx" if status >= 500 else "4xx"
+    return reason if reason in SHADOW_CODES else "error"
+
+
 @dataclass(slots=True)
 class ShadowOutcome:
-    """One mirror's result. ``code``: "200", a failure reason (timeout, connect, 5xx status,
-    bad_response, …) or "dropped" (not sent: an in-flight cap, a full socket buffer or no
-    worker)."""
+    """One mirror's result. ``code``: "200", a failure (one of :data:`SHADOW_CODES`: 4xx, 5xx,
+    timeout, connect, bad_response, error) or "dropped" (not sent: an in-flight cap, a full
+    socket buffer or no worker)."""
 
     code: str
     latency_ms: float = 0.0
@@ -104,9 +119,9 @@ async def mirror_once(upstream: UpstreamClient, url: str, instance: dict[str, An
         pred = await upstream.predict_instance(url, instance, request_id, variant="candidate",
                                                timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - a mirror's failure stays in the mirror
-        status = getattr(exc, "upstream_status", None)
-        code = str(status) if status else getattr(exc, "reason", "error")
-        return ShadowOutcome(code=code, baseline_ms=baseline_ms)
+        return ShadowOutcome(code=shadow_code(getattr(exc, "upstream_status", None),
+                                              getattr(exc, "reason", None)),
+                             baseline_ms=baseline_ms)
     ms = (time.perf_counter() - start) * 1000
     b, c = baseline_items, pred.items
     return ShadowOutcome(code="200", latency_ms=ms, baseline_ms=baseline_ms, baseline_items=b,
