@@ -93,23 +93,27 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
             "n_trials", "completed", "pruned", "failed", "best_value", "best_trial")})
     tags.update(GateDecision.model_validate(gate).tags())
     registry = Registry(settings.resolved_registry_uri, settings.model_name)
-    if gate["decision"] == "promoted-first":
-        # evaluate found no production; another run may have registered one since. This model
-        # was never compared with it, so it must not take its place (nor be registered as if
-        # it were the first).
-        production = registry.get_alias("production")
-        if production is not None:
-            raise RuntimeError(
-                f"{settings.model_name} version {production.version} became production after "
-                "this run's evaluation found none, so this model was not gated against it and "
-                f"is not registered (its bundle stays unregistered at {uri}): run the pipeline "
-                "again to gate it")
-    number = registry.register(uri, {k: v for k, v in metrics.items()
-                                     if "." not in k or k.endswith(".cold")}, tags)
-    if gate["decision"] == "promoted-first":
-        registry.promote(number)
-    elif gate["decision"] == "candidate":
-        registry.set_alias("candidate", number)
+    # the check, the registration and the promotion in one turn (on a SQLite registry): two
+    # runs that both found no production both passed the check, and both became
+    # "promoted-first", the second over the first without ever being gated against it
+    with registry.exclusive():
+        if gate["decision"] == "promoted-first":
+            # evaluate found no production; another run may have registered one since. This
+            # model was never compared with it, so it must not take its place (nor be
+            # registered as if it were the first).
+            production = registry.get_alias("production")
+            if production is not None:
+                raise RuntimeError(
+                    f"{settings.model_name} version {production.version} became production "
+                    "after this run's evaluation found none, so this model was not gated "
+                    f"against it and is not registered (its bundle stays unregistered at {uri}): "
+                    "run the pipeline again to gate it")
+        number = registry.register(uri, {k: v for k, v in metrics.items()
+                                         if "." not in k or k.endswith(".cold")}, tags)
+        if gate["decision"] == "promoted-first":
+            registry.promote(number)
+        elif gate["decision"] == "candidate":
+            registry.set_alias("candidate", number)
     write_json(registered.path, {"version": number, "bundle_uri": uri, "gate": gate})
     registered.metadata.update({"version": number, "bundle_uri": uri,
                                 "gate": gate["decision"]})

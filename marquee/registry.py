@@ -17,14 +17,24 @@ does not answer too: its requests are retried twice with a 30 s timeout (MLflow'
 retries with backoff, takes about 4 minutes) unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
 ``MLFLOW_HTTP_REQUEST_TIMEOUT`` say otherwise. Writers keep MLflow's patient retries: the
 register step at the end of a long pipeline run rides out a short outage.
+
+Two processes on one ``sqlite:///`` registry (two pipeline runs on one home, a promotion from
+the CLI while the controller promotes) take turns through an flock on ``<db>.lock`` beside the
+database: while MLflow creates or migrates its tables (two at once left a half-migrated
+database that no process could open again), in ``promote`` (a read-modify-write of two aliases),
+and in what a caller holds ``Registry.exclusive()`` around (the register step's "no production
+yet, so this one becomes the first"). An MLflow server has no such lock: its writers are not
+serialized.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -162,6 +172,41 @@ def _is_uri(ref: str) -> bool:
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
+#: Per lock file: a thread lock (flock is per open file, so a second flock by the same process
+#: would wait for itself) and how deep the holding thread is nested.
+_LOCKS: dict[Path, tuple[threading.RLock, list[int]]] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """Exclusive flock on ``path`` (created if it can be), re-entrant within a thread. A lock
+    file that cannot be opened (a read-only directory: no writer can work there) is skipped."""
+    with _LOCKS_GUARD:
+        rlock, depth = _LOCKS.setdefault(path, (threading.RLock(), [0]))
+    with rlock:
+        if depth[0]:
+            depth[0] += 1
+            try:
+                yield
+            finally:
+                depth[0] -= 1
+            return
+        try:
+            fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            depth[0] = 1
+            yield
+        finally:
+            depth[0] = 0
+            if fd is not None:
+                os.close(fd)  # releases the flock
+
+
 def _sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for other URIs and in-memory ones)."""
     if not uri.startswith("sqlite:///"):
@@ -205,7 +250,28 @@ class Registry:
                 os.environ.setdefault(name, value)
         from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        if _sqlite_path(self.tracking_uri) is None:
+            return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        # MLflow creates and migrates a database's tables when it opens its stores (the
+        # client opens the tracking store, the registry's is opened here): one process at a
+        # time, or they trip over each other's half-made tables
+        with self._errors("opening the registry"), self.exclusive():
+            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            client._get_registry_client().store  # noqa: B018 - opened now, under the lock
+        return client
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the registry against other writers on this machine: an flock on ``<db>.lock``
+        for a ``sqlite:///`` registry (nothing for an MLflow server). Re-entrant in a thread."""
+        path = _sqlite_path(self.tracking_uri)
+        if path is None:
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)  # MLflow would make it next
+        path = path.resolve()  # one thread lock per file, however its URI spells it
+        with _flock(path.with_name(path.name + ".lock")):
+            yield
 
     def _check_location(self) -> None:
         """A reader's SQLite registry must exist: MLflow would create the file (and its
@@ -379,8 +445,14 @@ class Registry:
         the new production is visible; if moving ``production`` fails, ``previous`` is put
         back. A ``candidate`` alias on the promoted version is removed. Promoting the version
         that is production already changes nothing but that last step, so promoting again
-        after a promotion cut short finishes it (``previous`` is not touched).
+        after a promotion cut short finishes it (``previous`` is not touched). Two promotions
+        at once on one SQLite registry take turns (``exclusive``), so ``previous`` is the
+        production the other one left, not the one both read before either moved it.
         """
+        with self.exclusive():
+            return self._promote(version)
+
+    def _promote(self, version: int | str) -> Promotion:
         target = self.get_version(version).version
         aliases = self._aliases()
         old, old_previous = aliases.get(PRODUCTION), aliases.get(PREVIOUS)
