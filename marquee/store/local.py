@@ -5,13 +5,21 @@ bundle as-is. The sha256 of each object is recorded when it is stored, in a mirr
 ``<root>/.marquee-store/sha256/<key>`` that keeps data directories clean; it is checked on
 every read. Writes go through a temporary file under ``<root>/.marquee-store/tmp`` and an
 atomic rename, so a reader never sees half an object.
+
+The checksum and the data are two files, so two writers of one key, or a reader during a
+write, could pair one object's checksum with the other's bytes: writers hold an exclusive
+flock on ``<root>/.marquee-store/lock`` while they swap both in, and a reader whose bytes do
+not match the checksum reads both again under a shared one before it calls the object damaged.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from marquee.errors import ChecksumError, ObjectNotFoundError, StoreError
@@ -69,6 +77,29 @@ class LocalStore(StoreBase):
         os.close(fd)
         return Path(name)
 
+    @contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        """The store's flock, held while a checksum and its data are swapped in (exclusive) or
+        read as a pair (shared). A store whose lock file cannot be made (a read-only store with
+        none yet) has no writers to wait for."""
+        path = self.root / RESERVED_SEGMENT / "lock"
+        fd: int | None = None
+        if exclusive:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        else:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                pass
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            if fd is not None:
+                os.close(fd)  # releases the flock
+
     def _recorded(self, key: str) -> str | None:
         try:
             return self._sum_path(key).read_text().strip() or None
@@ -83,8 +114,9 @@ class LocalStore(StoreBase):
             sum_tmp.write_text(digest + "\n")
             sum_path.parent.mkdir(parents=True, exist_ok=True)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(sum_tmp, sum_path)
-            os.replace(tmp, target)
+            with self._locked(exclusive=True):
+                os.replace(sum_tmp, sum_path)
+                os.replace(tmp, target)
         except OSError as exc:
             raise StoreError(f"cannot store key {key!r} under {self.root}: {exc}") from exc
         finally:
@@ -120,6 +152,10 @@ class LocalStore(StoreBase):
         try:
             actual = _copy_hashing(src, tmp)
             expected = self._recorded(key)
+            if expected != actual:  # damaged, or written meanwhile: read the pair again
+                with self._locked(exclusive=False):
+                    actual = _copy_hashing(src, tmp)
+                    expected = self._recorded(key)
             if expected != actual:
                 raise ChecksumError(key, expected, actual)
             os.replace(tmp, dest)
@@ -133,6 +169,10 @@ class LocalStore(StoreBase):
             raise ObjectNotFoundError(key, self.uri())
         data = src.read_bytes()
         expected, actual = self._recorded(key), sha256_bytes(data)
+        if expected != actual:  # damaged, or written meanwhile: read the pair again
+            with self._locked(exclusive=False):
+                data = src.read_bytes()
+                expected, actual = self._recorded(key), sha256_bytes(data)
         if expected != actual:
             raise ChecksumError(key, expected, actual)
         return data
@@ -161,5 +201,9 @@ class LocalStore(StoreBase):
 
     def delete(self, key: str) -> None:
         """Remove the object and its recorded checksum; a missing key is not an error."""
-        self._path(key).unlink(missing_ok=True)
-        self._sum_path(key).unlink(missing_ok=True)
+        target, sum_path = self._path(key), self._sum_path(key)
+        if not (target.exists() or sum_path.exists()):
+            return
+        with self._locked(exclusive=True):
+            target.unlink(missing_ok=True)
+            sum_path.unlink(missing_ok=True)
