@@ -201,12 +201,17 @@ def validation_text(exc: Exception) -> str:
 def redact_uri(text: str) -> str:
     """``text`` with the password of every URI's user info in it replaced by ``***``, for
     messages, logs and reprs (``postgresql://mlflow:secret@db/mlflow`` →
-    ``postgresql://mlflow:***@db/mlflow``; MLflow's own errors quote the URL whole)."""
-    return _URI_PASSWORD.sub(r"\1:***@", text)
+    ``postgresql://mlflow:***@db/mlflow``; MLflow's own errors quote the URL whole). An
+    http(s) URI's user info without a password is a token (``https://ghp_…@host``, as
+    MLflow, Git and HTTP services take one) and is masked whole: ``https://***@host``; the
+    bare user name of any other scheme (``postgresql://mlflow@db``) is kept."""
+    return _HTTP_TOKEN.sub(r"\1***@", _URI_PASSWORD.sub(r"\1:***@", text))
 
 
 # the password runs to the last "@" before the host: one typed with a raw "@" is masked whole
 _URI_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/]*@")
+# after the above, an http(s) user info with no ":" left in it is a token (git+https too)
+_HTTP_TOKEN = re.compile(r"(?i)\b((?:[a-z][a-z0-9.-]*\+)?https?://)[^\s/?#:]+@")
 
 
 def unwind_on_sigterm() -> None:
