@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["settings_from", "check_params", "check_source", "link_tree", "write_json",
-           "read_json", "read_tables", "recommender_config", "SPLIT_MODES", "REGISTRY_SCHEMES"]
+__all__ = ["settings_from", "check_params", "check_source", "check_local_source", "link_tree",
+           "write_json", "read_json", "read_tables", "recommender_config", "SPLIT_MODES",
+           "REGISTRY_SCHEMES"]
 
 SPLIT_MODES = ("user_temporal", "temporal", "user_random")  # the split step's ``mode``
 #: URI schemes MLflow keeps a registry on ("": a local path); "+driver" is allowed after the
@@ -103,6 +104,30 @@ def check_source(source: str) -> None:
                                        "items=N, events=N, seed=N")
         if key != "seed" and int(value) < 1:
             raise InvalidArgumentError("source", source, f"{part!r}: {key} must be 1 or more")
+
+
+def check_local_source(source: str) -> None:
+    """For a run on this machine (kfp.local), whose ingest step reads this machine's file
+    system: a dataset directory, or the copy of ``movielens-100k:PATH``, that is not here is
+    refused before the run starts (it failed only in the ingest step). Not for a Kubeflow
+    run, whose steps read a path inside their pods; a URI (``s3://…``) is not a local path
+    and is left to the step. The form itself is :func:`check_source`'s to check."""
+    from marquee.errors import InvalidArgumentError
+
+    kind, _, arg = source.partition(":")
+    if kind == "synth" or "://" in source:
+        return
+    if kind == "movielens-100k":
+        if arg and not os.path.exists(arg):
+            raise InvalidArgumentError("source", source, f"{arg}: no such directory or zip "
+                                       "file on this machine (a MovieLens-100k copy)")
+        return
+    if not os.path.isdir(source):
+        raise InvalidArgumentError(
+            "source", source, ("not a directory" if os.path.exists(source) else
+                               "no such directory on this machine")
+            + ": use movielens-100k[:PATH], synth:users=N,items=N,events=N or a directory "
+            "holding the dataset's tables")
 
 
 def check_params(*, source: str | None = None, split_mode: str | None = None,

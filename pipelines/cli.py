@@ -115,6 +115,15 @@ def run_cmd(
         console.print(f"submitted run [bold]{escape(run_id)}[/] to "
                       f"{escape(redact_uri(settings.kubeflow_host))}")
         return
+    if isinstance(params.get("source"), str):  # a usage error, before any run is created
+        from components.common import check_local_source
+        from marquee.errors import InvalidArgumentError
+
+        try:
+            check_local_source(params["source"])
+        except InvalidArgumentError as exc:
+            raise typer.BadParameter(str(exc).removeprefix("source="), param_hint=(
+                "--source" if source is not None else "--param source")) from None
     result = run_local(settings, params)
     table = Table(title=escape(f"{settings.model_name} v{result.version} — gate: {result.gate}"))
     table.add_column("metric")

@@ -109,7 +109,9 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
     chart sets them for the retrain trigger) are passed, so the run's steps write where the
     platform reads; what is not set is left to the pods' own ``MARQUEE_*`` environment (never
     this machine's local paths, which a pod cannot reach). A URI with a password in it is
-    refused: a run's parameters are shown to everyone who can see the run.
+    refused: a run's parameters are shown to everyone who can see the run. Locally, a
+    ``source`` directory that is not on this machine is refused too (the ingest step reads
+    it here); a Kubeflow run's source is a path in the step's pod.
 
     The evaluation gate's tolerance and the training seed (``MARQUEE_GATE_TOLERANCE``,
     ``MARQUEE_SEED``; the chart's ``settings.gateTolerance`` and ``settings.seed``, which it
@@ -147,6 +149,10 @@ def pipeline_arguments(settings: Settings, params: dict[str, Any] | None = None,
         if isinstance(args.get(key), dict):
             args[key] = json.dumps(args[key])
     check_arguments(args)
+    if local:  # a Kubeflow run's source is a path in the step's pod, not on this machine
+        from components.common import check_local_source
+
+        check_local_source(args.get("source", known["source"].default))
     for key, value in args.items():  # kfp refuses an int for a float parameter: 0 → 0.0
         if known[key].type == "Float" and isinstance(value, int) and not isinstance(value, bool):
             args[key] = float(value)

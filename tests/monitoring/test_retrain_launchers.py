@@ -190,15 +190,17 @@ def test_a_local_pipeline_run_reports_a_bad_source_as_a_failed_run(
 
     caplog.set_level(logging.INFO, logger="marquee.retrain.launcher")
 
-    launcher = KfpLocalLauncher(Settings(home=tmp_path), {"source": "no-such-source"},
+    empty = tmp_path / "empty-dataset"  # a directory without tables: ingest refuses it
+    empty.mkdir()
+    launcher = KfpLocalLauncher(Settings(home=tmp_path), {"source": str(empty)},
                                 timeout_seconds=300)
-    with pytest.raises(LaunchError, match="ValueError: source .no-such-source. is neither") as err:
+    with pytest.raises(LaunchError, match="DataValidationError: .*empty-dataset") as err:
         launcher.launch(LOCAL_REQUEST)
     # the child's one-line summary names the failed step, without ANSI codes
     assert "pipeline 'marquee-training' failed in step 'ingest'" in str(err.value)
     assert "\x1b[" not in str(err.value)
     logged = [r.getMessage() for r in caplog.records if r.name == "marquee.retrain.launcher"]
-    assert any(m.startswith("rt-2 stdout: ") and "no-such-source" in m for m in logged)
+    assert any(m.startswith("rt-2 stdout: ") and "empty-dataset" in m for m in logged)
 
 
 def _pids_alive(text: str) -> list[int]:

@@ -236,22 +236,24 @@ def test_submit_without_host_is_a_clear_error(monkeypatch):
 
 
 def test_a_failed_step_ends_the_command_with_its_step_and_cause(home):
-    """``marquee pipeline run`` with a source that does not exist: the ingest step fails,
-    and the command ends with one line naming the step and its cause (not kfp's traceback
-    with colour codes), exit 1, nothing registered."""
+    """``marquee pipeline run`` with a source directory that holds no tables: the ingest step
+    fails, and the command ends with one line naming the step and its cause (not kfp's
+    traceback with colour codes), exit 1, nothing registered. (A directory that does not exist
+    is refused before the run starts: tests/unit/test_s21i_pipeline_local_source.py.)"""
     import os
     import subprocess
     import sys
 
+    empty = home / "empty-dataset"
+    empty.mkdir(parents=True)
     out = subprocess.run([sys.executable, "-m", "marquee.cli", "pipeline", "run", "--local",
-                          "--source", str(home / "missing")],
+                          "--source", str(empty)],
                          env={**os.environ, "MARQUEE_HOME": str(home)}, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 1
-    assert out.stderr.strip().splitlines()[-1] == (
-        f"error: pipeline 'marquee-training' failed in step 'ingest': ValueError: source "
-        f"'{home / 'missing'}' is neither movielens-100k[:path], synth:… nor an existing "
-        "directory")
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        f"error: pipeline 'marquee-training' failed in step 'ingest': "
+        f"recsys.data.errors.DataValidationError: {empty}: data validation failed: ")
     assert "Traceback" not in out.stderr  # the step's own is in its log, on stdout
     assert Registry(Settings(home=home).resolved_registry_uri,
                     "movie-recommender").list_versions() == []
