@@ -218,13 +218,29 @@ def parquet_files(path: Path | str) -> list[Path]:
 
 def read_parquet_path(path: Path | str, columns: Sequence[str] | None = None,
                       dictionary: Sequence[str] = ()) -> pa.Table:
-    """A Parquet file, or every ``*.parquet`` under a directory (an ad-hoc window)."""
+    """A Parquet file, or every ``*.parquet`` under a directory (an ad-hoc window). As in
+    :func:`read_window`, a file that cannot be read, or whose columns do not unify with the
+    other files', is skipped with a warning naming it (one damaged file stopped the check,
+    whatever the others held); only when none can be read is the path refused, with the
+    first file's error."""
     p = Path(path)
     files = parquet_files(p)
     if not files:
         raise NoDataError(f"no Parquet files at {p}")
-    table = pa.concat_tables([_read_file(f, columns, dictionary) for f in files],
-                             promote_options="default")
+    parts, unreadable = [], []
+    for f in files:
+        try:
+            parts.append((str(f), _read_file(f, columns, dictionary)))
+        except MonitoringInputError as exc:
+            unreadable.append(exc)
+    if not parts:
+        if len(files) == 1:
+            raise unreadable[0]
+        raise NoDataError(f"none of the {len(files)} Parquet files at {p} could be read "
+                          f"(first: {unreadable[0].message})")
+    for exc in unreadable:  # one damaged file must not hide the rest
+        log.warning("skipping an unreadable Parquet file: %s", exc.message)
+    table = pa.concat_tables(_fitting(parts, []), promote_options="permissive")
     if table.num_rows == 0:
         raise NoDataError(f"{p} has no rows")
     return table
