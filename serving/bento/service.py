@@ -63,6 +63,8 @@ __all__ = ["MovieRecommender", "http_app"]
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "movie-recommender"
+#: A ``bentoml serve`` worker that cannot load its model exits with this code.
+EXIT_LOAD_FAILED = 3
 _BINARY_HEADER = "inference-header-content-length"
 
 # Content types KServe decodes as JSON itself (``kserve.protocol.dataplane.JSON_HEADERS``):
@@ -314,13 +316,21 @@ class MovieRecommender:
         try:
             self.service = build_service(settings, serving, self.payload)
         except Exception as exc:
-            # one line naming the cause above uvicorn's traceback; ``marquee serve`` turned
-            # BentoML's restarts off, so the server exits non-zero instead of looping
+            # one line naming the cause; ``marquee serve`` turned BentoML's restarts off, so
+            # the server exits non-zero instead of looping
             log.error("cannot load the model: %s: %s", type(exc).__name__,
                       redact_uri(str(exc)))
             if self.payload is not None:
                 self.payload.close()
-            raise
+            if bentoml.server_context.worker_index is None:  # in process (a test client)
+                raise
+            # a ``bentoml serve`` worker: exit here, with that line as the whole story. A
+            # raise was logged with its traceback twice more (BentoML's "Initializing
+            # service error", then uvicorn's "startup failed" repeating it); BentoML's
+            # arbiter still ends with its own "No active process found for watcher".
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(EXIT_LOAD_FAILED)
         log_serving(self.service.runtime, MODEL_NAME, serving.host or settings.bind_host,
                     serving.port, "BentoML")
         importlib.import_module("serving.kserve.model")  # V2's codec: now, not on a request
