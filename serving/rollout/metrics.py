@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
@@ -12,7 +14,8 @@ if TYPE_CHECKING:
     from serving.rollout.spec import RolloutSpec
 
 __all__ = ["TICKS", "DECISIONS", "LEADER", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
-           "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "export_status", "forget_rollouts"]
+           "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "FINISHED_KEPT", "export_status",
+           "forget_rollouts"]
 
 TICKS = Counter("marquee_rollout_ticks_total",
                 "Controller ticks by result (reason: ok, error).", ["reason"])
@@ -40,6 +43,15 @@ FAILURE_LIMIT = Gauge("marquee_rollout_failure_limit",
 STEP = Gauge("marquee_rollout_step", "Index of the rollout's current step.", _ROLLOUT)
 CANDIDATE_WEIGHT_RATIO = Gauge("marquee_rollout_candidate_weight_ratio",
                                "Share (0-1) of traffic routed to the candidate.", _ROLLOUT)
+_PER_ROLLOUT = (PHASE, FAILED_CHECKS, FAILURE_LIMIT, STEP, CANDIDATE_WEIGHT_RATIO)
+
+#: Finished rollouts whose series stay exported (their final phase, step and weight, as
+#: Flagger and Argo Rollouts keep showing a finished rollout's status); the series of older
+#: ones are removed, or a controller running for months exports every rollout it ever ran.
+#: Running rollouts are always exported.
+FINISHED_KEPT = 10
+_finished: OrderedDict[tuple[str, str], None] = OrderedDict()  # label sets, oldest first
+_lock = threading.Lock()
 
 
 def export_status(spec: RolloutSpec, status: RolloutStatus) -> None:
@@ -59,11 +71,27 @@ def export_status(spec: RolloutSpec, status: RolloutStatus) -> None:
             pass
     else:
         FAILED_CHECKS.labels(*labels).set(status.failed_checks)
+    _keep_finished(labels, status.phase.terminal)
+
+
+def _keep_finished(labels: tuple[str, str], finished: bool) -> None:
+    """Remember the order in which rollouts finished; drop the series of those finished
+    before the last :data:`FINISHED_KEPT` (a label set running again is not finished)."""
+    with _lock:
+        _finished.pop(labels, None)
+        if not finished:
+            return
+        _finished[labels] = None
+        while len(_finished) > FINISHED_KEPT:
+            version, strategy = _finished.popitem(last=False)[0]
+            for gauge in _PER_ROLLOUT:
+                gauge.remove_by_labels({"model_version": version, "strategy": strategy})
 
 
 def forget_rollouts() -> None:
     """Drop every per-rollout and per-strategy gauge: a controller that stands by must not
     keep exporting what it last saw as leader next to the leader's own series."""
-    for gauge in (ACTIVE, CANDIDATE_WEIGHT, PHASE, FAILED_CHECKS, FAILURE_LIMIT, STEP,
-                  CANDIDATE_WEIGHT_RATIO):
+    for gauge in (ACTIVE, CANDIDATE_WEIGHT, *_PER_ROLLOUT):
         gauge.clear()
+    with _lock:
+        _finished.clear()

@@ -118,6 +118,12 @@ class Router:
                                   inline=inline_shadow)
         self._ctr: dict[str, list[int]] = {}
         self._served_metrics: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # ``model_version`` labels of the routing in force, of earlier routings (oldest
+        # first), and of the routings requests still being answered were assigned under
+        # (epoch -> [requests, labels]): see :meth:`_retire_labels`.
+        self._labels: frozenset[str] = frozenset()
+        self._retired: OrderedDict[str, None] = OrderedDict()
+        self._in_flight: dict[str, list[Any]] = {}
         saved = self._load_routing()
         if saved is not None:
             try:
@@ -196,6 +202,7 @@ class Router:
         self._seen_users = SeenUsers()
         self._tallies = {}
         self.stats.epoch = epoch  # what is recorded from now on counts for this routing only
+        self._retire_labels(config)
         metrics.VARIANT_INFO.clear()
         metrics.VARIANT_INFO.labels("baseline", config.baseline.version).set(1)
         if config.candidate is not None:
@@ -211,6 +218,39 @@ class Router:
                  config.candidate.version if config.candidate else None,
                  config.candidate_weight, config.salt)
         return self.routing
+
+    def _retire_labels(self, config: RoutingConfig) -> None:
+        """Note the ``model_version`` labels of the routing now in force, and drop the request
+        and error series of versions routed before the last ``metrics_retired_versions``
+        routed since: every version a router ever served (a new one per rollout) would
+        otherwise be exported for as long as the process lives. A version still in the
+        routing keeps its series (the rollout analysis reads them), and so does one that
+        requests assigned under an earlier routing are still waiting for: they count in it
+        when answered, and it goes at a later routing (after a scrape, most likely). Clicks
+        arriving late count in series labelled by variant only."""
+        labels = {config.baseline.version}
+        if config.candidate is not None:
+            labels.add(config.candidate.version)
+            if config.strategy == "interleave":
+                labels.add(f"{config.baseline.version}+{config.candidate.version}")
+        for label in self._labels - labels:
+            self._retired[label] = None
+        for label in labels:
+            self._retired.pop(label, None)
+        self._labels = frozenset(labels)
+        self._prune_labels()
+
+    def _prune_labels(self) -> None:
+        excess = len(self._retired) - self.settings.metrics_retired_versions
+        if excess <= 0:
+            return
+        waited_for = set().union(*(labels for _, labels in self._in_flight.values()))
+        for label in [x for x in self._retired if x not in waited_for][:excess]:
+            del self._retired[label]
+            metrics.REQUESTS.remove_by_labels({"model_version": label})
+            metrics.ERRORS.remove_by_labels({"model_version": label})
+            for key in [k for k in self._served_metrics if k[1] == label]:
+                del self._served_metrics[key]  # the children just removed: made anew if used
 
     def register_upstream(self, version: str, url: str) -> None:
         """Where ``version``'s model server is (``PUT /admin/upstreams``). A version the
@@ -255,6 +295,20 @@ class Router:
         if r is None:
             raise NotConfigured("no routing configured: start the router with a baseline "
                                 "version or PUT /admin/routing")
+        # the routing's series stay exported until this request is counted (_prune_labels)
+        held = self._in_flight.get(r.epoch)
+        if held is None:
+            held = self._in_flight[r.epoch] = [0, self._labels]
+        held[0] += 1
+        try:
+            return await self._recommend(r, req, after)
+        finally:
+            held[0] -= 1
+            if not held[0]:
+                del self._in_flight[r.epoch]
+
+    async def _recommend(self, r: RoutingState, req: RecommendRequest,
+                         after: list[Callable[[], None]] | None) -> dict[str, Any]:
         start = time.perf_counter()
         request_id = uuid.uuid4().hex
         if r.strategy == "interleave":

@@ -71,6 +71,9 @@ class RouterSettings(BaseSettings):
         description="Bearer token every /admin/* call must carry (Authorization: Bearer "
         "<token>); the rollout controller sends the same variable. Unset: the admin API is open "
         "to whoever reaches the router (a warning at start-up).")
+    metrics_retired_versions: int = Field(
+        5, ge=0, description="Model versions no longer routed whose request and error series "
+        "/metrics keeps (the most recently routed); older ones are dropped.")
     stats_bucket_seconds: float = Field(1.0, gt=0, description="Resolution of /admin/stats.")
     stats_retention_seconds: float = Field(21_600.0, gt=0, description="History of /admin/stats.")
     exposure_log_enabled: bool = Field(True, description="Write exposure and feedback logs.")
