@@ -363,6 +363,8 @@ def run_split(split: str, data: Any, quick: bool, log: Callable[[str], None]
             f"({time.perf_counter() - t0:.0f}s)")
     chosen = max(val_scores, key=val_scores.get)
     cfg = marquee_candidates(quick)[chosen]
+    # the two longest fits of the split, silent until both are scored
+    log(f"  Marquee ({chosen}): fitting retrieval-only and full on the whole training split")
     t0 = time.perf_counter()
     retrieval_only = Marquee({**cfg, "ranker": {"enabled": False}}).fit(train, users, items)
     fit_retrieval = time.perf_counter() - t0
@@ -418,6 +420,8 @@ def run_cold(data: Any, config: dict[str, Any], quick: bool, log: Callable[[str]
     train = tr[limit.isna() | (pos < limit.fillna(0))].reset_index(drop=True)
     test = s.test[s.test["user_id"].isin(cohort)]
     n_items = len(data.items)
+    log(f"[cold] {cohort.size} test users keep their first 0-4 training events: fitting "
+        "popularity and Marquee")
     out: dict[str, Any] = {"users": int(cohort.size),
                            "events_kept": {int(k): int((keep_n == k).sum()) for k in range(5)}}
     pop_recs = Popularity().fit(train, data.users, data.items).recommend(cohort)

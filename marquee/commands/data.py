@@ -114,9 +114,15 @@ def synth(
         typer.secho(f"error: not enough memory for {users:,} users, {items:,} items and "
                     f"{events:,} events ({error_text(exc)}); ask for fewer", fg="red", err=True)
         raise SystemExit(1) from exc
-    write_dataset(dataset, out)
+    # the generator's bar ends with the events; writing and fingerprinting millions of them
+    # takes as long again (a spinner on a terminal only: a status prints nothing elsewhere)
+    with console.status(escape(f"writing {dataset.counts()['interactions']:,} interactions "
+                               f"to {out} …")):
+        write_dataset(dataset, out)
+    with console.status("fingerprinting the tables …"):
+        fingerprint = dataset.fingerprint()
     _print_counts(console, "synthetic", dataset.counts(),
-                  {"fingerprint": dataset.fingerprint(), "written to": str(out)})
+                  {"fingerprint": fingerprint, "written to": str(out)})
 
 
 @app.command()
@@ -131,7 +137,9 @@ def validate(
 
     console = Console()
     try:
-        dataset = validate_directory(directory)
+        # half a minute on 20 million events: a spinner on a terminal (nothing elsewhere)
+        with console.status(escape(f"reading and validating {directory} …")):
+            dataset = validate_directory(directory)
     except DataValidationError as exc:
         if not console.is_terminal:  # pipes and CI logs: one plain line per finding
             console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
@@ -152,5 +160,6 @@ def validate(
         typer.secho(f"error: {directory}: data validation failed: {len(exc.report)} "
                     "problem(s)", fg="red", err=True)
         raise SystemExit(1) from exc
-    _print_counts(console, f"{directory}: valid", dataset.counts(),
-                  {"fingerprint": dataset.fingerprint()})
+    with console.status("fingerprinting the tables …"):
+        fingerprint = dataset.fingerprint()
+    _print_counts(console, f"{directory}: valid", dataset.counts(), {"fingerprint": fingerprint})

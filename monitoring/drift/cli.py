@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -63,8 +64,10 @@ def run_once(settings: Settings, config: DriftConfig, *, bundle: str | None,
              reference_file: Path | None, window_path: Path | None, since: str, until: str,
              model_version: str | None, baseline_since: str | None, baseline_until: str,
              store_uri: str | None, publish: bool, html: bool, embeddings: bool,
-             pushgateway: str | None) -> DriftSummary:
-    """One drift check, end to end; returns the summary (outputs filled when published)."""
+             pushgateway: str | None, say: Callable[[str], None] = lambda what: None
+             ) -> DriftSummary:
+    """One drift check, end to end; returns the summary (outputs filled when published).
+    ``say`` is told each step as it starts (what a terminal's spinner shows)."""
     from monitoring.drift.report import EvidentlyRenderer
 
     t0 = time.perf_counter()
@@ -74,7 +77,7 @@ def run_once(settings: Settings, config: DriftConfig, *, bundle: str | None,
                       reference_file=reference_file, window_path=window_path, since=since,
                       until=until, model_version=model_version, baseline_since=baseline_since,
                       baseline_until=baseline_until, store_uri=store_uri, publish=publish,
-                      html=html, embeddings=embeddings, pushgateway=pushgateway)
+                      html=html, embeddings=embeddings, pushgateway=pushgateway, say=say)
     finally:
         if renderer is not None:
             renderer.cancel()
@@ -84,7 +87,8 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
            bundle: str | None, reference_file: Path | None, window_path: Path | None,
            since: str, until: str, model_version: str | None, baseline_since: str | None,
            baseline_until: str, store_uri: str | None, publish: bool, html: bool,
-           embeddings: bool, pushgateway: str | None) -> DriftSummary:
+           embeddings: bool, pushgateway: str | None,
+           say: Callable[[str], None]) -> DriftSummary:
     from monitoring.drift.embedding import RecommenderEmbeddings
     from monitoring.drift.job import dictionary_columns, run_check, window_columns
     from monitoring.drift.report import EvidentlyRenderer, prefetch_evidently
@@ -104,6 +108,7 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
         read_window,
     )
 
+    say("loading the reference")
     reference = load_reference(bundle, settings, features_path=reference_file)
     version = checked_version(bundle, reference.model_version, model_version)
     source = None
@@ -114,6 +119,7 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
     cols, dcols = window_columns(config), dictionary_columns(config)
     store = None
     if window_path is not None:
+        say(f"reading {window_path}")
         table = read_parquet_path(window_path, cols, dcols)
         info = WindowInfo(source=str(window_path), files=len(parquet_files(window_path)),
                           rows=table.num_rows)
@@ -123,6 +129,7 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
         store = open_store(store_uri or settings.resolved_store_uri, settings.s3_endpoint_url)
         win = parse_window(since, until)
         keys = version_keys(store, win, version)
+        say(f"reading {len(keys):,} payload-log files")
         table = read_window(store, keys, win, cols, dcols)
         info = WindowInfo(since=win.since, until=win.until, source=store.uri("payload-logs"),
                           files=len(keys), rows=table.num_rows)
@@ -153,13 +160,16 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
         store = store or open_store(store_uri or settings.resolved_store_uri,
                                     settings.s3_endpoint_url)
         bwin = parse_window(baseline_since, baseline_until)
+        say("reading the baseline window")
         baseline = read_window(store, list_window_keys(store, bwin, model_version), bwin,
                                ["ts", "items", "scores"])
 
     if renderer is not None:
         renderer.submit(config, reference.features, table)
     if loader is not None:
+        say("loading Evidently (embedding drift)")
         loader.join()
+    say(f"scoring drift on {table.num_rows:,} requests")
     summary = run_check(config, reference, table, info, embeddings=source,
                         prediction_reference=baseline, with_embedding=embeddings)
     summary.timings_seconds["read"] = round(t_read, 3)
@@ -173,16 +183,17 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
         try:
             renderer.submit(config, reference.features, table)
             return _finish(settings, config, t0, renderer, summary, store, store_uri, publish,
-                           pushgateway)
+                           pushgateway, say)
         finally:
             renderer.cancel()
     return _finish(settings, config, t0, renderer, summary, store, store_uri, publish,
-                   pushgateway)
+                   pushgateway, say)
 
 
 def _finish(settings: Settings, config: DriftConfig, t0: float, renderer,  # noqa: ANN001
             summary: DriftSummary, store, store_uri: str | None, publish: bool,  # noqa: ANN001
-            pushgateway: str | None) -> DriftSummary:
+            pushgateway: str | None, say: Callable[[str], None] = lambda what: None
+            ) -> DriftSummary:
     """Publish the verdict and the gauges, then Evidently's report when one is coming."""
     from monitoring.drift import metrics
     from monitoring.drift.report import publish as put
@@ -192,14 +203,17 @@ def _finish(settings: Settings, config: DriftConfig, t0: float, renderer,  # noq
     if publish:
         from marquee.store import open_store
 
+        say("publishing the verdict")
         store = store or open_store(store_uri or settings.resolved_store_uri,
                                     settings.s3_endpoint_url)
         put(store, summary, summary_html(summary, "evidently.html" if renderer else None))
     summary.timings_seconds["verdict"] = round(time.perf_counter() - t0, 3)
     metrics.export(summary, time.perf_counter() - t0)
     if pushgateway:
+        say("pushing the gauges")
         summary.push_error = metrics.push(pushgateway, settings.namespace)
     if renderer is not None:
+        say("waiting for Evidently's report")
         t = time.perf_counter()
         try:
             page = renderer.result()
@@ -322,14 +336,16 @@ def check(
             console.print(f"metrics on http://{settings.bind_host}:{metrics_port}/metrics")
         while True:
             try:
-                summary = run_once(
-                    settings, cfg, bundle=bundle, reference_file=reference, window_path=window,
-                    since=since, until=until, model_version=model_version,
-                    baseline_since=baseline_since, baseline_until=baseline_until,
-                    store_uri=store, publish=publish,
-                    html=(evidently or cfg.report.evidently) != "never",
-                    embeddings=embeddings,
-                    pushgateway=pushgateway)
+                # a spinner naming each step on a terminal (a status prints nothing elsewhere)
+                with console.status("drift check") as status:
+                    summary = run_once(
+                        settings, cfg, bundle=bundle, reference_file=reference,
+                        window_path=window, since=since, until=until,
+                        model_version=model_version, baseline_since=baseline_since,
+                        baseline_until=baseline_until, store_uri=store, publish=publish,
+                        html=(evidently or cfg.report.evidently) != "never",
+                        embeddings=embeddings, pushgateway=pushgateway,
+                        say=lambda what: status.update(escape(f"drift check: {what} …")))
             except (MarqueeError, OSError) as exc:
                 if every is None:
                     raise

@@ -18,17 +18,21 @@ import json
 import math
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import httpx
 import typer
 
 from serving.fields import MAX_K
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from serving.replay.engine import ReplayReport
+    from serving.replay.users import ReplayUser
 
 __all__ = ["app"]
 
@@ -66,6 +70,8 @@ def replay_command(
         "-o", "--output", help="table or json.")] = "table",
 ) -> None:
     """Replay users at a request rate; print requests, errors, latency and CTR per variant."""
+    from rich.console import Console
+
     from serving.replay.engine import run_replay
     from serving.replay.users import load_users
 
@@ -91,11 +97,20 @@ def replay_command(
         users = sample_stream(users, requests or len(users), seed=seed)
     stop = threading.Event()
     stopped_by: list[int] = []  # the signals received
+    options = dict(rate=rate, requests=requests, duration=duration, k=k,
+                   position_bias=position_bias, relevant_click=relevant_click,
+                   noise_click=noise_click, concurrency=concurrency, seed=seed, stop=stop)
+    progress = Console(stderr=True)  # stdout keeps the summary (and -o json) as it was
     with _stopped_by_signals(stop, stopped_by):
-        report = run_replay(router, users, rate=rate, requests=requests, duration=duration,
-                            k=k, position_bias=position_bias, relevant_click=relevant_click,
-                            noise_click=noise_click, concurrency=concurrency, seed=seed,
-                            stop=stop)
+        if progress.is_terminal:  # a replay lasts --duration, or --requests / --rate seconds
+            import asyncio
+
+            # the bar's total: --requests, or every user once when there is no --duration
+            total = requests if requests is not None or duration else len(users)
+            report = asyncio.run(_replay_with_progress(progress, router, users, total,
+                                                       duration, options))
+        else:
+            report = run_replay(router, users, **options)
     failed = _show(report, router, output)
     if stopped_by:  # what it did is shown, but it did not finish: 128 + the signal
         name = signal.Signals(stopped_by[0]).name
@@ -103,6 +118,68 @@ def replay_command(
         raise typer.Exit(128 + stopped_by[0])
     if failed:
         raise typer.Exit(1)
+
+
+class _Counting(httpx.AsyncBaseTransport):
+    """The replay client's transport, calling ``done(failed)`` when a /recommend request
+    ends: answered 200, answered otherwise, or not at all (``failed``)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, done: Callable[[bool], None]):
+        self._inner, self._done = inner, done
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        failed = True
+        try:
+            response = await self._inner.handle_async_request(request)
+            failed = response.status_code != 200
+            return response
+        finally:
+            if request.url.path.endswith("/recommend"):
+                self._done(failed)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def _replay_with_progress(console: Console, router: str, users: Sequence[ReplayUser],
+                                total: int | None, duration: float | None,
+                                options: dict[str, Any]) -> ReplayReport:
+    """:func:`~serving.replay.engine.replay` with a bar on ``console``: requests answered
+    (of ``total`` when the replay ends after a number of them) and how many failed. Its
+    client is the engine's own (same timeout, connection limits and no proxy from the
+    environment) with a transport that counts."""
+    import inspect
+
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from serving.replay.engine import replay
+
+    what = f"replay to {router}" + (f" for {duration:g}s" if duration and total is None else "")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("requests, {task.fields[failed]} failed"), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task(escape(what), total=total, failed=0)  # the URL is text
+        failed = 0
+
+        def done(bad: bool) -> None:
+            nonlocal failed
+            failed += bad
+            bar.update(task, advance=1, failed=failed)
+
+        limits = httpx.Limits(max_connections=options["concurrency"],
+                              max_keepalive_connections=options["concurrency"])
+        transport = _Counting(httpx.AsyncHTTPTransport(limits=limits, trust_env=False), done)
+        timeout = inspect.signature(replay).parameters["timeout"].default
+        async with httpx.AsyncClient(base_url=router, timeout=timeout, trust_env=False,
+                                     transport=transport) as client:
+            return await replay(router, users, client=client, **options)
 
 
 @contextmanager
