@@ -9,14 +9,21 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["settings_from", "check_params", "check_source", "check_local_source", "link_tree",
-           "write_json", "read_json", "read_tables", "recommender_config", "SPLIT_MODES",
-           "REGISTRY_SCHEMES"]
+           "write_json", "read_json", "read_tables", "recommender_config", "read_s3_source",
+           "SPLIT_MODES", "REGISTRY_SCHEMES", "S3_SOURCE_MAX_OBJECTS", "S3_SOURCE_MAX_BYTES"]
 
 SPLIT_MODES = ("user_temporal", "temporal", "user_random")  # the split step's ``mode``
 #: URI schemes MLflow keeps a registry on ("": a local path); "+driver" is allowed after the
 #: database ones (postgresql+psycopg2://…)
 REGISTRY_SCHEMES = ("", "file", "http", "https", "sqlite", "postgresql", "mysql", "mssql",
                     "databricks", "databricks-uc", "uc")
+#: The most objects an ``s3://`` source's directory may hold (its top level, as a local
+#: directory's listing), and the most bytes the ingest step downloads from it unless the
+#: step's ``MARQUEE_S3_SOURCE_MAX_BYTES`` says otherwise
+S3_SOURCE_MAX_OBJECTS = 10_000
+S3_SOURCE_MAX_BYTES = 2 * 1024**3
+_SOURCE_FORMS = ("use movielens-100k[:PATH], synth:users=N,items=N,events=N, a dataset "
+                 "directory or s3://bucket/prefix")
 
 
 def recommender_config(config_json: str | dict, seed: int = 42,
@@ -88,13 +95,37 @@ def settings_from(store_uri: str = "", registry_uri: str = "", s3_endpoint_url: 
 
 def check_source(source: str) -> None:
     """The forms the ingest step knows; a directory is the step's to find (in a cluster it is
-    a path inside the step's pod, not on this machine)."""
+    a path inside the step's pod, not on this machine), and so is an ``s3://`` prefix's
+    content (only its form is checked: a bucket, no user info, a prefix of plain segments)."""
     from marquee.errors import InvalidArgumentError
 
     kind, sep, arg = source.partition(":")
     if not source.strip():
-        raise InvalidArgumentError("source", source, "is empty: use movielens-100k[:PATH], "
-                                   "synth:users=N,items=N,events=N or a dataset directory")
+        raise InvalidArgumentError("source", source, f"is empty: {_SOURCE_FORMS}")
+    if source.startswith("s3://"):
+        import re
+
+        from marquee.errors import InvalidKeyError, redact_uri
+        from marquee.store import check_key
+
+        bucket, _, prefix = source[len("s3://"):].partition("/")
+        why = ("needs a bucket: s3://bucket/prefix" if not bucket else
+               "must not carry credentials: the step's S3 credentials come from its "
+               "environment (AWS_ACCESS_KEY_ID, AWS_PROFILE or the pod's role)" if "@" in bucket
+               else "a query or fragment (?, #) is not part of an S3 prefix"
+               if "?" in source or "#" in source else
+               f"{bucket!r} is not a bucket name" if not bucket.strip() or ":" in bucket
+               or any(c.isspace() for c in bucket) else "")
+        if not why:
+            try:
+                check_key(prefix, allow_empty=True)
+            except InvalidKeyError as exc:
+                why = f"the prefix {prefix!r}: " + exc.message.removeprefix(
+                    f"invalid object key {prefix!r}: ")
+        if why:  # user info in an s3:// URI is a key or a secret: masked whole
+            raise InvalidArgumentError("source", redact_uri(
+                re.sub(r"^s3://[^/]*@", "s3://***@", source)), why)
+        return
     if kind != "synth" or not sep:
         return
     for part in filter(None, arg.split(",")):
@@ -104,6 +135,80 @@ def check_source(source: str) -> None:
                                        "items=N, events=N, seed=N")
         if key != "seed" and int(value) < 1:
             raise InvalidArgumentError("source", source, f"{part!r}: {key} must be 1 or more")
+
+
+def read_s3_source(source: str, endpoint_url: str | None = None, *,
+                   max_objects: int = S3_SOURCE_MAX_OBJECTS, max_bytes: int | None = None):
+    """The :class:`Dataset` of ``s3://bucket/prefix``: its table files are downloaded into a
+    temporary directory, laid out as a local dataset directory is, and read and checked by
+    ``validate_directory`` exactly as one (findings name ``source``, not the temporary copy).
+
+    Only what a local directory's reading looks at is fetched: the objects directly under the
+    prefix named ``interactions|users|items`` + ``.parquet|.csv|.tsv`` (any case); other
+    objects named after a table (``items.csv.gz``) and "directories" (Spark's
+    ``interactions.parquet/part-…``) are stood for by an empty file or directory, so the
+    findings say what to change as they do locally. Nothing outside the prefix is read. A
+    prefix of more than ``max_objects`` entries, or table files over ``max_bytes`` in all
+    (default: the step's MARQUEE_S3_SOURCE_MAX_BYTES, else :data:`S3_SOURCE_MAX_BYTES`), is
+    refused. A missing bucket, an empty prefix, refused credentials or an unreachable
+    endpoint raise ``DataSourceError``, one line naming the source."""
+    import tempfile
+
+    from marquee.errors import InvalidArgumentError, MarqueeError, redact_uri
+    from marquee.store import open_store
+    from recsys.data.coerce import FILE_SUFFIXES
+    from recsys.data.errors import DataSourceError, DataValidationError
+    from recsys.data.files import TABLE_NAMES
+    from recsys.data.validate import validate_directory
+
+    check_source(source)
+    if max_bytes is None:
+        raw = os.environ.get("MARQUEE_S3_SOURCE_MAX_BYTES", "").strip()
+        if raw and not (raw.isdigit() and int(raw) > 0):
+            raise InvalidArgumentError("MARQUEE_S3_SOURCE_MAX_BYTES", raw,
+                                       "must be a whole number of bytes, 1 or more")
+        max_bytes = int(raw) if raw else S3_SOURCE_MAX_BYTES
+    shown = redact_uri(source)
+    readable = {f"{name}{suffix}" for name in TABLE_NAMES for suffix in FILE_SUFFIXES}
+
+    def of_a_table(name: str) -> bool:
+        return any(name.lower().startswith(f"{table}.") for table in TABLE_NAMES)
+
+    with tempfile.TemporaryDirectory(prefix="marquee-s3-source-") as tmp:
+        try:
+            store = open_store(source.rstrip("/") or source, endpoint_url)
+            files, dirs = store.list_dir(max_entries=max_objects)
+            if not files and not dirs:
+                raise DataSourceError(
+                    f"source {shown!r}: no objects under it at "
+                    f"{redact_uri(endpoint_url or 'AWS')} (an empty or mistyped prefix)")
+            fetch = {name: size for name, size in files.items() if name.lower() in readable}
+            total = sum(fetch.values())
+            if total > max_bytes:
+                raise DataSourceError(
+                    f"source {shown!r}: its table files ({', '.join(sorted(fetch))}) hold "
+                    f"{total} bytes, more than the {max_bytes} the ingest step downloads "
+                    "(raise MARQUEE_S3_SOURCE_MAX_BYTES in the step's environment)")
+            left = max_bytes
+            for name in sorted(fetch):
+                left -= store.get_foreign_file(name, Path(tmp, name), left)
+        except MarqueeError as exc:
+            raise DataSourceError(f"source {shown!r}: {redact_uri(exc.message)}") from None
+        for name in [*files, *dirs]:
+            if of_a_table(name) and name not in fetch:
+                try:
+                    if name in dirs:
+                        Path(tmp, name).mkdir(exist_ok=True)
+                    else:
+                        Path(tmp, name).touch()
+                except OSError:  # a name this file system cannot hold: never read anyway
+                    pass
+        try:
+            return validate_directory(tmp)
+        except DataValidationError as exc:
+            report = [f.model_copy(update={"detail": f.detail.replace(tmp, shown)})
+                      for f in exc.report]
+            raise DataValidationError(report, title=f"{shown}: data validation failed") from None
 
 
 def check_local_source(source: str) -> None:

@@ -23,8 +23,11 @@ def ingest(source: str, dataset: Output[Dataset], home: str = "", seed: int = 42
         source: movielens-100k (downloaded once and cached under the home directory),
             movielens-100k:<dir or zip> (a GroupLens or RecBole copy the user provides),
             synth:users=N,items=N,events=N[,seed=N] (the synthetic generator; 2000 users,
-            1000 items and 50000 events unless given) or a directory holding the contract
-            tables as .parquet, .csv or .tsv (coerced and checked on the way in).
+            1000 items and 50000 events unless given), a directory holding the contract
+            tables as .parquet, .csv or .tsv (coerced and checked on the way in), or
+            s3://bucket/prefix holding them as such a directory does (downloaded through
+            s3_endpoint_url with the step's own S3 credentials, then read as a directory;
+            MARQUEE_S3_SOURCE_MAX_BYTES bounds the download, 2 GiB unless set).
         home: Marquee home directory; MovieLens is cached under its data/movielens-100k.
             Empty: the step's MARQUEE_HOME, else .marquee.
         seed: Seed of the synthetic generator when source does not set seed=; the run's seed,
@@ -75,13 +78,18 @@ def ingest(source: str, dataset: Output[Dataset], home: str = "", seed: int = 42
         opts = {k: int(v) for k, v in (p.split("=") for p in arg.split(",") if p)}  # checked
         ds = generate(opts.get("users", 2000), opts.get("items", 1000),
                       opts.get("events", 50_000), seed=opts.get("seed", seed))
+    elif source.startswith("s3://"):
+        from components.common import read_s3_source
+
+        ds = read_s3_source(source, settings_from(s3_endpoint_url=s3_endpoint_url,
+                                                  home=home).s3_endpoint_url)
     elif Path(source).is_dir():
         from recsys.data.validate import validate_directory
 
         ds = validate_directory(Path(source))
     else:
-        raise ValueError(f"source {source!r} is neither movielens-100k[:path], synth:… "
-                         "nor an existing directory")
+        raise ValueError(f"source {source!r} is neither movielens-100k[:path], synth:…, "
+                         "s3://bucket/prefix nor an existing directory")
     write_dataset(ds, Path(dataset.path))
     dataset.metadata.update({"fingerprint": ds.fingerprint(), "source": source,
                              "interactions": len(ds.interactions), "users": len(ds.users),

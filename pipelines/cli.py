@@ -91,8 +91,8 @@ def compile_cmd(
 @app.command("run", cls=PipelineParamsCommand)
 def run_cmd(
     local: bool = typer.Option(True, "--local/--no-local", help="Run with kfp.local here."),
-    source: Optional[str] = typer.Option(None, help="movielens-100k[:PATH], synth:… or a dir. "
-                                         + PIPELINE_DEFAULT),
+    source: Optional[str] = typer.Option(None, help="movielens-100k[:PATH], synth:…, a dir or "
+                                         "s3://bucket/prefix. " + PIPELINE_DEFAULT),
     split_mode: SplitModeOpt = None,
     n_trials: NTrialsOpt = None,
     config_json: ConfigJsonOpt = None,
@@ -141,8 +141,9 @@ def run_cmd(
 @app.command("submit", cls=PipelineParamsCommand)
 def submit_cmd(
     host: Optional[str] = typer.Option(None, help="Kubeflow Pipelines API (default: settings)."),
-    source: Optional[str] = typer.Option(None, help="movielens-100k[:PATH], synth:… or a dir "
-                                         "(inside the step's pod). " + PIPELINE_DEFAULT),
+    source: Optional[str] = typer.Option(None, help="movielens-100k[:PATH], synth:…, a dir "
+                                         "(inside the step's pod) or s3://bucket/prefix. "
+                                         + PIPELINE_DEFAULT),
     split_mode: SplitModeOpt = None,
     n_trials: NTrialsOpt = None,
     config_json: ConfigJsonOpt = None,

@@ -289,3 +289,90 @@ class S3Store(StoreBase):
             self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
         except Exception as exc:  # noqa: BLE001 - translated
             self._raise(exc, key)
+
+    # Foreign objects (files Marquee did not write: a dataset's tables) ---------------------
+    def _raise_reading(self, exc: Exception, what: str) -> NoReturn:
+        """``_raise`` for a read of objects someone else wrote: a missing bucket, refused
+        credentials or an endpoint that cannot be reached are said in those words (the store's
+        own message suggests creating the bucket, which a reader must not do)."""
+        from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+        endpoint = redact_uri(self.endpoint_url or "AWS")
+        code = (str(exc.response.get("Error", {}).get("Code", ""))
+                if isinstance(exc, ClientError) else "")
+        if code == "NoSuchBucket":
+            raise StoreError(f"bucket {self.bucket!r} does not exist at {endpoint}") from exc
+        if code in _DENIED or (isinstance(exc, ClientError) and exc.response.get(
+                "ResponseMetadata", {}).get("HTTPStatusCode") == 403):
+            raise StoreError(f"access denied ({code or 403}) reading {what} at {endpoint}: "
+                             "check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                             "AWS_PROFILE or the pod's role) and the bucket policy") from exc
+        if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError)):
+            raise StoreError(f"cannot reach the S3 endpoint {endpoint}: "
+                             f"{type(exc).__name__}") from exc
+        self._raise(exc, what)
+
+    def list_dir(self, prefix: str = "", *, max_entries: int = 10_000
+                 ) -> tuple[dict[str, int], list[str]]:
+        """One level of the directory ``prefix`` (relative to the store's prefix), as a local
+        directory listing is: ``({file name: size}, [sub-directory names])``. Only names that
+        are plain file names are returned (never one with ``/``, ``.`` or ``..``: nothing
+        outside the directory); folder markers are skipped. More than ``max_entries``
+        entries raise StoreError naming the limit, after at most that many are listed."""
+        base = join_key(self.prefix, check_key(prefix, allow_empty=True))
+        base = f"{base}/" if base else ""
+        files: dict[str, int] = {}
+        dirs: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base, Delimiter="/")
+            for page in pages:
+                entries = [(o["Key"], o.get("Size", 0)) for o in page.get("Contents", [])]
+                entries += [(p["Prefix"].rstrip("/"), -1) for p in page.get("CommonPrefixes", [])]
+                for key, size in entries:
+                    name = key[len(base):] if key.startswith(base) else ""
+                    if name in ("", ".", "..") or "/" in name or "\x00" in name:
+                        continue
+                    if size < 0:
+                        dirs.append(name)
+                    else:
+                        files[name] = size
+                if len(files) + len(dirs) > max_entries:
+                    raise StoreError(f"{self.uri(prefix)} holds more than {max_entries} "
+                                     "objects; a dataset directory holds a few table files")
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated
+            self._raise_reading(exc, self.uri(prefix))
+        return files, sorted(dirs)
+
+    def get_foreign_file(self, key: str, path: Path | str, max_bytes: int) -> int:
+        """Download an object that Marquee did not write (no sha256 recorded with it) to
+        ``path``, streaming; refuse one of more than ``max_bytes`` bytes (StoreError), even
+        if it grew after it was listed. The file appears at ``path`` only once complete;
+        returns its size."""
+        dest = Path(path)
+        tmp = temp_path_beside(dest)
+        size = 0
+        try:
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+                with open(tmp, "wb") as fh:
+                    for chunk in iter(lambda: body.read(MiB), b""):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise StoreError(f"{self.uri(key)} is larger than {max_bytes} "
+                                             "bytes, the limit of a download")
+                        fh.write(chunk)
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - translated
+                self._raise_reading(exc, self.uri(key))
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return size
+
+
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled",
+           "InvalidToken", "ExpiredToken", "AccountProblem", "403", "Forbidden"}
