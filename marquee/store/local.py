@@ -100,6 +100,18 @@ class LocalStore(StoreBase):
             if fd is not None:
                 os.close(fd)  # releases the flock
 
+    @contextmanager
+    def _gone_as_not_found(self, key: str) -> Iterator[None]:
+        """An object deleted (or its directory replaced) after the existence check and before
+        the read is not found, like one that was never there."""
+        src = str(self._path(key))
+        try:
+            yield
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if str(exc.filename) != src:
+                raise
+            raise ObjectNotFoundError(key, self.uri()) from exc
+
     def _recorded(self, key: str) -> str | None:
         try:
             return self._sum_path(key).read_text().strip() or None
@@ -150,12 +162,13 @@ class LocalStore(StoreBase):
         dest = Path(path)
         tmp = temp_path_beside(dest)
         try:
-            actual = _copy_hashing(src, tmp)
-            expected = self._recorded(key)
-            if expected != actual:  # damaged, or written meanwhile: read the pair again
-                with self._locked(exclusive=False):
-                    actual = _copy_hashing(src, tmp)
-                    expected = self._recorded(key)
+            with self._gone_as_not_found(key):
+                actual = _copy_hashing(src, tmp)
+                expected = self._recorded(key)
+                if expected != actual:  # damaged, or written meanwhile: read the pair again
+                    with self._locked(exclusive=False):
+                        actual = _copy_hashing(src, tmp)
+                        expected = self._recorded(key)
             if expected != actual:
                 raise ChecksumError(key, expected, actual)
             os.replace(tmp, dest)
@@ -167,12 +180,13 @@ class LocalStore(StoreBase):
         src = self._path(key)
         if not src.is_file():
             raise ObjectNotFoundError(key, self.uri())
-        data = src.read_bytes()
-        expected, actual = self._recorded(key), sha256_bytes(data)
-        if expected != actual:  # damaged, or written meanwhile: read the pair again
-            with self._locked(exclusive=False):
-                data = src.read_bytes()
-                expected, actual = self._recorded(key), sha256_bytes(data)
+        with self._gone_as_not_found(key):
+            data = src.read_bytes()
+            expected, actual = self._recorded(key), sha256_bytes(data)
+            if expected != actual:  # damaged, or written meanwhile: read the pair again
+                with self._locked(exclusive=False):
+                    data = src.read_bytes()
+                    expected, actual = self._recorded(key), sha256_bytes(data)
         if expected != actual:
             raise ChecksumError(key, expected, actual)
         return data
