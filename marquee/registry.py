@@ -102,6 +102,10 @@ class Promotion(BaseModel):
     previous: int | None
 
 
+#: The largest version number a registry can hold: MLflow keeps it in a signed 64-bit column.
+_MAX_VERSION = 2**63 - 1
+
+
 def version_number(version: int | str) -> int:
     """A registry version number (1, 2, …) from an int or its text; anything else raises."""
     text = str(version).strip()
@@ -338,6 +342,8 @@ class Registry:
 
     def get_version(self, version: int | str) -> ModelVersionInfo:
         number = version_number(version)
+        if number > _MAX_VERSION:  # no store holds it (SQLite refuses to even look it up)
+            raise VersionNotFoundError(self.model_name, number)
         with self._errors(f"reading version {number}",
                           not_found=lambda: VersionNotFoundError(self.model_name, number)):
             mv = self.client.get_model_version(self.model_name, str(number))
