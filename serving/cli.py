@@ -83,6 +83,10 @@ def serve(
     if len(refs) > 1:  # the settings' own refusal read "value: Value error, set only one of …"
         raise typer.BadParameter(f"give only one of --model-version, --alias, --bundle-uri "
                                  f"(got {' and '.join(refs)})", param_hint=refs[-1])
+    if host is not None and not host.strip():  # not "fall back to MARQUEE_BIND_HOST"
+        raise typer.BadParameter(f"must not be empty, got {host!r} (leave the option out to "
+                                 "bind MARQUEE_SERVING_HOST or MARQUEE_BIND_HOST)",
+                                 param_hint="--host")
     if variant is not None:  # a label of every series: named here in one short line
         from serving.settings import variant_problem
 

@@ -167,6 +167,16 @@ class ServingSettings(BaseSettings):
                              "(--alias)") from None
         return v.strip()
 
+    @field_validator("host", mode="before")
+    @classmethod
+    def _host_not_empty(cls, v: object) -> object:
+        # empty fell back to MARQUEE_BIND_HOST without a word, while an empty MARQUEE_BIND_HOST
+        # is refused; the chart never sets this variable: unset it to use MARQUEE_BIND_HOST
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must not be empty (unset MARQUEE_SERVING_HOST to bind "
+                             "MARQUEE_BIND_HOST)")
+        return v
+
     @field_validator("payload_sink_token")
     @classmethod
     def _token_not_blank(cls, v: SecretStr | None) -> SecretStr | None:
