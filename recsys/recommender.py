@@ -44,8 +44,15 @@ class NotFittedError(ValueError, AttributeError):
 
 
 def year_buckets(years: np.ndarray) -> np.ndarray:
-    y = np.asarray(years, dtype=np.int64)
-    return np.where(y > 0, np.clip((y - YEAR_MIN) // YEAR_STEP + 1, 1, YEAR_BUCKETS - 1), 0)
+    """Release years -> year-embedding rows: 5-year buckets from YEAR_MIN, and 0 for a year
+    that is unknown: 0 (the contract's spelling), negative, or missing (NaN in a float column;
+    cast to int it was an "invalid value" warning and a platform-defined number)."""
+    y = np.asarray(years, dtype=np.float64)
+    known = np.isfinite(y) & (y >= 1)  # as the int cast truncated: 0.5 is 0, unknown
+    # clipped into range before the cast, so no value is too large for int64
+    y = np.where(known, np.clip(y, YEAR_MIN, YEAR_MIN + YEAR_STEP * YEAR_BUCKETS), YEAR_MIN)
+    buckets = np.clip((y.astype(np.int64) - YEAR_MIN) // YEAR_STEP + 1, 1, YEAR_BUCKETS - 1)
+    return np.where(known, buckets, 0)
 
 
 def _check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
