@@ -77,6 +77,9 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
 def _print(console: Console, s: SkewSummary) -> None:
     left_out = (f", {s.rows_without_features:,} rows without logged features left out"
                 if s.rows_without_features else "")
+    if s.rows_unreadable:  # a foreign or hand-made log: counted, not judged
+        left_out += (f", {s.rows_unreadable:,} rows that cannot be recomputed left out "
+                     f"(e.g. {s.unreadable_example})")
     # Names, versions, served values and URIs come from the bundle, the payload logs and the
     # command line: text, not rich markup ("[x]" vanished, "[/x]" was a MarkupError).
     table = Table(title=escape(f"Skew: {s.model_name} {s.model_version} — {s.joined:,} "

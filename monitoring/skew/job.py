@@ -15,7 +15,10 @@ user, history and timestamp, and each logged request is compared with its own re
 
 Rows without logged features (every ``f_*`` null: what KServe's logger writes through the
 payload sink) are left out and counted (``rows_without_features``): a null served value is
-not evidence of skew. A window of such rows only is no data.
+not evidence of skew. A window of such rows only is no data. So are sampled rows that cannot
+be recomputed, from a foreign or hand-made log: a ``user_id`` that is null or no integer, a
+``history`` item in the request body that is no item id (``rows_unreadable``, the first one
+named in ``unreadable_example``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ FeatureFn = Callable[[Mapping[str, object] | None, Sequence[int], float], Mappin
 Recompute = Callable[[pd.DataFrame], pd.DataFrame]
 
 DEMOGRAPHICS = ("age_bucket", "gender", "occupation", "region")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 class SkewConfig(BaseModel):
@@ -84,6 +88,11 @@ class SkewSummary(BaseModel):
     window_rows: int
     rows_without_features: int = Field(0, description="Window rows left out: every f_* null "
                                        "(KServe's logger sink logs no features).")
+    rows_unreadable: int = Field(0, description="Sampled rows left out: they cannot be "
+                                 "recomputed (user_id null or no integer, a history item that "
+                                 "is no item id: a foreign or hand-made log).")
+    unreadable_example: str | None = Field(None, description="The first of them: its request "
+                                           "id and what is wrong with it.")
     requests_sampled: int
     joined: int
     unmatched: int
@@ -110,11 +119,38 @@ def _request_instance(request_json: object) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+def _item_id(x: object) -> int:
+    # the model server's own rule (serving.fields.ItemId): a JSON integer, no text, no bool
+    if isinstance(x, bool) or not isinstance(x, int) or not _INT64[0] <= x <= _INT64[1]:
+        shown = repr(x) if len(repr(x)) <= 40 else f"{repr(x)[:40]}…"
+        raise ValueError(f"history item {shown} is not an item id")
+    return x
+
+
 def request_history(request_json: object) -> list[int] | None:
-    """The ``history`` a request carried (router or KServe V1 body), else None."""
+    """The ``history`` a request carried (router or KServe V1 body), else None; ValueError
+    naming an item that is no item id (an integer within int64)."""
     body = _request_instance(request_json)
     if body is not None and isinstance(body.get("history"), list):
-        return [int(x) for x in body["history"]]
+        return [_item_id(x) for x in body["history"]]
+    return None
+
+
+def _unreadable(user_id: object, request_json: object) -> str | None:
+    """Why a payload row cannot be recomputed offline, or None when it can."""
+    if user_id is None or (isinstance(user_id, float) and np.isnan(user_id)):
+        return "user_id is null"
+    try:
+        uid = int(user_id)  # type: ignore[call-overload]
+        if uid != user_id or not _INT64[0] <= uid <= _INT64[1]:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(user_id) if len(repr(user_id)) <= 40 else f"{repr(user_id)[:40]}…"
+        return f"user_id {shown} is not an integer"
+    try:
+        request_history(request_json)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -250,6 +286,21 @@ def run_skew(window: pa.Table, recompute: Recompute, kinds: Mapping[str, str], c
     # that grows with the square of the repeats.
     request_ids = served["request_id"].to_numpy(dtype=object, copy=True)
     served["request_id"] = np.arange(len(served)).astype(str)
+    # rows the offline side cannot recompute (a foreign or hand-made log) are left out and
+    # counted, as the rows without features are: a verdict on the others still stands
+    reasons = [_unreadable(u, b) for u, b in zip(
+        served["user_id"], served["request_json"] if "request_json" in served.columns
+        else [None] * len(served))]
+    bad = np.array([r is not None for r in reasons], dtype=bool)
+    unreadable, example = int(bad.sum()), None
+    if unreadable:
+        first = int(np.flatnonzero(bad)[0])
+        example = f"request {request_ids[first]}: {reasons[first]}"
+        if unreadable == len(served):
+            raise NoDataError(f"none of the {unreadable:,} sampled payload rows can be "
+                              f"recomputed offline (e.g. {example}); the skew check needs "
+                              "rows the model server logged")
+        served = served[~bad].reset_index(drop=True)
     t = time.perf_counter()
     offline = recompute(served[[c for c in ("request_id", "user_id", "ts", "request_json")
                                 if c in served.columns]])
@@ -265,6 +316,7 @@ def run_skew(window: pa.Table, recompute: Recompute, kinds: Mapping[str, str], c
     return SkewSummary(
         created=datetime.now(timezone.utc), model_name=model_name, model_version=model_version,
         window_rows=window.num_rows, rows_without_features=without,
+        rows_unreadable=unreadable, unreadable_example=example,
         requests_sampled=take.num_rows, joined=joined,
-        unmatched=take.num_rows - joined, features=results, skewed_features=skewed,
+        unmatched=take.num_rows - unreadable - joined, features=results, skewed_features=skewed,
         skew_detected=bool(skewed), timings_seconds=timings)
