@@ -11,43 +11,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import alertmanager_at, wait_until
 from test_retrain_cli import _env, _marquee
+from tests.stand_in_http import serving
 
 
-@contextmanager
-def answering(body: str) -> Iterator[str]:
+def answering(body: str):  # noqa: ANN201
     """A server on 127.0.0.1 that answers every GET with 200 and ``body`` as JSON."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            data = body.encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serving(lambda method, path, request: (200, body))
 
 
 @pytest.mark.parametrize(("body", "kind"), [("null", "NoneType"), ("42", "int"),

@@ -6,52 +6,17 @@ router with variants named by hand), answering /recommend and /feedback."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 from typer.testing import CliRunner
 
 from serving.replay.cli import app
+from tests.stand_in_http import replay_router, serving
 
 
-@contextmanager
-def stand_in_router(variants: list[str]) -> Iterator[str]:
-    turn = iter(range(10**6))
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            if self.path == "/recommend":
-                i = next(turn)
-                status, body = 200, {"items": [8, 9], "scores": [1.0, 0.5],
-                                     "request_id": f"r{i}", "model_version": "1",
-                                     "variant": variants[i % len(variants)]}
-            else:
-                status, body = 202, {"credited": None}
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+def stand_in_router(variants: list[str]):  # noqa: ANN201
+    return serving(replay_router(variant=lambda i: variants[i % len(variants)]))
 
 
 def test_variant_names_with_brackets_are_printed_as_given(tmp_path: Path) -> None:

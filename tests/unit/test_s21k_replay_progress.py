@@ -18,54 +18,18 @@ import os
 import re
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 from conftest import REPO
+from tests.stand_in_http import replay_router, serving
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-@contextmanager
-def stand_in_router(fail_every: int = 0) -> Iterator[str]:
+def stand_in_router(fail_every: int = 0):  # noqa: ANN201
     """/recommend answers a list (every ``fail_every``-th request a 503), /feedback a 202."""
-    turn = iter(range(10**6))
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers.get("content-length", 0)))
-            if self.path == "/recommend":
-                i = next(turn)
-                status, body = ((503, {"code": "unavailable", "message": "warming up"})
-                                if fail_every and i % fail_every == 0 else
-                                (200, {"items": [8, 9], "scores": [1.0, 0.5],
-                                       "request_id": f"r{i}", "model_version": "1",
-                                       "variant": "stable"}))
-            else:
-                status, body = 202, {"credited": None}
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    return serving(replay_router(fail_every=fail_every))
 
 
 def _holdout(tmp_path: Path) -> Path:
