@@ -5,6 +5,7 @@
     marquee rollout status [NAME]                     # phase, step, weights, metrics, decisions
     marquee rollout promote NAME | abort NAME         # picked up at the controller's next tick
     marquee rollout history NAME                      # every decision with its statistics
+    marquee rollout report NAME [-o FILE]             # the same as one HTML page with a chart
     marquee rollout run NAME                          # (re)start the controller of a rollout
                                                       # (local; in Kubernetes: `controller`)
     marquee rollout controller [--namespace NS]       # run every rollout (Kubernetes)
@@ -569,6 +570,39 @@ def history(name: str, output: Annotated[OutputFormat, typer.Option(
         typer.echo(json.dumps(status.to_dict()["decisions"], indent=2))
         return
     Console().print(_decisions_table(name, status.decisions, f"rollout {name}: decisions"))
+
+
+@app.command()
+def report(name: str, output: Annotated[str | None, typer.Option(
+               "-o", "--output", help="HTML file to write (default rollout-NAME.html here; "
+               "- for stdout).")] = None,
+           namespace: NamespaceOpt = None) -> None:
+    """A rollout as one self-contained HTML page: the candidate's traffic over time, each
+    analysis with its statistics, every decision."""
+    from marquee.durable import write_text_atomic
+    from serving.rollout.report import report_html
+    from serving.rollout.store import ROLLOUT_UNUSABLE
+
+    store = _store(namespace)
+    status = _get_status(store, name)  # no spec needed: a frozen rollout is reported too
+    spec, refused = None, None
+    try:
+        spec = store.get(name).rollout.spec
+    except ROLLOUT_UNUSABLE as exc:  # the spec no longer parses: said on the page
+        refused = str(exc)
+    page = report_html(name, status, spec, spec_error=refused,
+                       pending_command=store.pending_command(name))
+    if output == "-":
+        typer.echo(page, nl=False)
+        return
+    path = Path(output or f"rollout-{name}.html")
+    try:
+        # character references for what is not ASCII: the same page whatever the locale
+        write_text_atomic(path, page.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+    except OSError as exc:  # a directory, no permission, a full disk: the old file stays
+        raise _fail(f"cannot write {path}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {path} (rollout {name}: {status.phase.value}, "
+               f"{len(status.decisions)} decisions)")
 
 
 def _command(name: str, command: str, namespace: str | None) -> None:
