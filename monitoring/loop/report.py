@@ -206,6 +206,7 @@ def render(rec: dict[str, Any]) -> str:
                      f"{_e(ref(spec['candidate']))} against {_e(ref(spec['baseline']))} "
                      f"(version {_e(st.get('baselineVersion'))}); phase "
                      f"<b>{_e(st.get('phase'))}</b> — {_e(st.get('message'))}</p>")
+        parts.append(_rollout_chart(rollout))
         rows = []
         for d in st.get("decisions", []):
             oc = d.get("outcome")
@@ -275,3 +276,19 @@ def write_report(settings: Settings, record: Any, out_dir: Path) -> tuple[Path, 
     except Exception:  # noqa: BLE001 - the local copy is there; the store may be down
         uri = None
     return path, uri
+
+
+def _rollout_chart(rollout: dict[str, Any]) -> str:
+    """The chart of ``marquee rollout report`` (the candidate's traffic over time, each decision
+    marked), or nothing when the recorded rollout no longer parses (a record of an older
+    release): the table below still says everything."""
+    from serving.rollout.report import chart_svg
+    from serving.rollout.spec import parse_rollout
+    from serving.rollout.status import RolloutStatus
+
+    try:
+        spec = parse_rollout({"metadata": {"name": rollout["name"]},
+                              "spec": rollout["spec"]}).spec
+        return f"<div>{chart_svg(spec, RolloutStatus.from_dict(rollout['status']))}</div>"
+    except Exception:  # noqa: BLE001 - the chart is an extra; the record's table stands
+        return ""

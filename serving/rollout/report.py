@@ -200,6 +200,12 @@ def _chart(spec: RolloutSpec | None, status: RolloutStatus, width: int = 760,
             f'role="img" aria-label="candidate traffic share over time">{"".join(parts)}</svg>')
 
 
+def chart_svg(spec: RolloutSpec | None, status: RolloutStatus) -> str:
+    """The rollout's chart alone (inline SVG): the candidate's traffic share over time, a
+    marker per decision coloured by outcome, the final phase; for other pages (the demo's)."""
+    return _chart(spec, status)
+
+
 def _chart_note(spec: RolloutSpec | None, status: RolloutStatus) -> str:
     notes = []
     if any(d.phase == Phase.SHADOWING for d in status.decisions):

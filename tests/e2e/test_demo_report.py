@@ -97,3 +97,28 @@ def test_report_shows_every_section(tmp_path: Path) -> None:
 def test_report_of_an_interrupted_run_still_renders() -> None:
     page = render({"outcome": "interrupted", "notes": ["interrupted (Ctrl-C)"], "steps": []})
     assert "interrupted" in page and "no rollout" in page
+
+
+def test_report_draws_the_rollout_as_rollout_report_does() -> None:
+    """The demo's page carries the chart of ``marquee rollout report``: the candidate's traffic
+    over time with a marker per decision; a record it cannot parse keeps the table only."""
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).parents[2] / "k8s" / "examples" /
+                           "rollout-canary.yaml").read_text())["spec"]
+    decisions = [{"time": f"2026-11-24T00:0{i}:00Z", "phase": phase, "step": step,
+                  "outcome": outcome, "reason": reason, "statistics": {}}
+                 for i, (phase, step, outcome, reason) in enumerate([
+                     ("Progressing", 1, "Successful", "candidate weight 5%"),
+                     ("Progressing", 2, "Successful", "candidate weight 25%"),
+                     ("RolledBack", 2, "Failed", "errorRate 0.2 > max 0.05"),
+                 ])]
+    rollout = {"name": "recommender-v2", "spec": spec,
+               "status": {"phase": "RolledBack", "message": "rolled back",
+                          "decisions": decisions}}
+    page = render({"outcome": "RolledBack", "steps": [], "rollout": rollout})
+    assert page.count("<svg") == 1 and page.count('class="decision"') == 3
+    assert "candidate share of live traffic" in page
+    broken = render({"outcome": "RolledBack", "steps": [],
+                     "rollout": {**rollout, "spec": {**spec, "strategy": "blue-green"}}})
+    assert "<svg" not in broken and "errorRate 0.2 &gt; max 0.05" in broken
