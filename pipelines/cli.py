@@ -84,8 +84,9 @@ def compile_cmd(
     settings = Settings()
     path = compile_pipeline(output, image or settings.pipeline_image)
     # the path and image were given: text, not rich markup ("[/x]" was a MarkupError)
-    console.print(f"compiled [bold]{escape(str(path))}[/] "
-                  f"(image {escape(image or settings.pipeline_image)})")
+    console.print(f"compiled [bold]{escape(str(path))}[/] "  # one line: a path to copy
+                  f"(image {escape(image or settings.pipeline_image)})", soft_wrap=True,
+                  highlight=False)
 
 
 @app.command("run", cls=PipelineParamsCommand)

@@ -14,7 +14,8 @@ from pipelines.cli import app
 
 def test_compile_names_an_output_path_with_brackets_whole(tmp_path: Path) -> None:
     for part in ("[bold]", "[/x]"):
-        out = tmp_path / f"run {part}" / "p.yaml"
+        # longer than a pipe's 80 columns: the line is not wrapped inside the path either
+        out = tmp_path / ("pipelines-" * 9) / f"run {part}" / "p.yaml"
         out.parent.mkdir(parents=True, exist_ok=True)
         result = CliRunner().invoke(app, ["compile", "-o", str(out), "--image",
                                           "registry.local/marquee:[dev]"],
