@@ -19,7 +19,7 @@ def test_compile_names_an_output_path_with_brackets_whole(tmp_path: Path) -> Non
         out.parent.mkdir(parents=True, exist_ok=True)
         result = CliRunner().invoke(app, ["compile", "-o", str(out), "--image",
                                           "registry.local/marquee:[dev]"],
-                                    env={"COLUMNS": "400"})
+                                    env={"COLUMNS": "80"})  # a pipe's width
         assert result.exception is None, repr(result.exception)
         assert result.exit_code == 0, result.output
         assert "registry.local/marquee:[dev]" in out.read_text()
