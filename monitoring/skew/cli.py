@@ -48,6 +48,7 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
     from monitoring.skew import metrics
     from monitoring.skew.job import run_skew
     from monitoring.skew.offline import bundle_recompute
+    from monitoring.skew.report import summary_html
     from monitoring.window import parse_window, read_window
 
     t0 = time.perf_counter()
@@ -66,7 +67,9 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
     if publish:
         prefix = (f"monitoring/skew/{summary.model_name}/{summary.model_version}/"
                   f"{summary.created:%Y%m%dT%H%M%S.%fZ}")
-        summary.outputs = {"summary_json": store.uri(f"{prefix}/summary.json")}
+        summary.outputs = {"report_html": store.uri(f"{prefix}/report.html"),
+                           "summary_json": store.uri(f"{prefix}/summary.json")}
+        store.put_bytes(f"{prefix}/report.html", summary_html(summary, win).encode())
         store.put_bytes(f"{prefix}/summary.json", summary.model_dump_json(indent=2).encode())
     metrics.export(summary)
     if pushgateway:
