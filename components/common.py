@@ -297,11 +297,20 @@ def check_params(*, source: str | None = None, split_mode: str | None = None,
 
 
 def link_tree(src: str | Path, dst: str | Path) -> None:
-    """Copy a directory of artifacts, hard-linking files where the filesystem allows."""
+    """Copy a directory of artifacts, hard-linking files where the filesystem allows.
+
+    A model save killed mid-way (``recsys.persist.save``) leaves ``.model.<hex>.part`` or
+    ``.model.<hex>.old`` beside ``model/``: those, and what is in them, are not copied."""
+    from fnmatch import fnmatchcase
+
     src, dst = Path(src), Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     for path in src.rglob("*"):
-        target = dst / path.relative_to(src)
+        rel = path.relative_to(src)
+        if any(fnmatchcase(part, pattern) for part in rel.parts
+               for pattern in (".model.*.part", ".model.*.old")):
+            continue
+        target = dst / rel
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             continue

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import math
 import threading
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from monitoring.drift.summary import (
 )
 
 __all__ = ["prefetch_evidently", "summary_html", "evidently_html", "EvidentlyRenderer",
-           "publish", "put_evidently", "output_prefix"]
+           "publish", "put_evidently", "output_prefix", "newer_published"]
 
 _EVIDENTLY_MODULES = ("evidently", "evidently.metrics", "evidently.core.report",
                       "evidently.legacy.metrics.data_drift.embedding_drift_methods")
@@ -284,21 +285,20 @@ def _put_summary(store: ObjectStore, s: DriftSummary) -> None:
     body = s.model_dump_json(indent=2).encode()
     store.put_bytes(f"{output_prefix(s)}/summary.json", body)
     latest = f"monitoring/drift/{s.model_name}/{s.model_version}/latest.json"
-    if _newer_published(store, latest, s):
+    if newer_published(store, latest, s.created):
         return  # a later check published meanwhile (Evidently's report came after it)
     store.put_bytes(latest, body)
 
 
-def _newer_published(store: ObjectStore, latest: str, s: DriftSummary) -> bool:
-    """Whether ``latest`` holds a check created after ``s``: latest.json stays the newest
-    summary, whichever of two checks finishes writing last."""
+def newer_published(store: ObjectStore, latest: str, created: datetime) -> bool:
+    """Whether ``latest`` holds a check created after ``created``: latest.json stays the
+    newest summary, whichever of two checks finishes writing last (drift and skew alike)."""
     import json
-    from datetime import datetime
 
     from marquee.errors import MarqueeError
 
     try:
-        created = json.loads(store.get_bytes(latest))["created"]
-        return datetime.fromisoformat(created.replace("Z", "+00:00")) > s.created
+        stored = json.loads(store.get_bytes(latest))["created"]
+        return datetime.fromisoformat(stored.replace("Z", "+00:00")) > created
     except (MarqueeError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return False  # none yet, or unreadable: this summary replaces it

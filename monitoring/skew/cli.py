@@ -48,6 +48,7 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
     from monitoring.skew import metrics
     from monitoring.skew.job import run_skew
     from monitoring.skew.offline import bundle_recompute
+    from monitoring.drift.report import newer_published
     from monitoring.skew.report import summary_html
     from monitoring.window import parse_window, read_window
 
@@ -70,7 +71,11 @@ def _run(settings: Settings, cfg: SkewConfig, *, bundle: str, since: str, until:
         summary.outputs = {"report_html": store.uri(f"{prefix}/report.html"),
                            "summary_json": store.uri(f"{prefix}/summary.json")}
         store.put_bytes(f"{prefix}/report.html", summary_html(summary, win).encode())
-        store.put_bytes(f"{prefix}/summary.json", summary.model_dump_json(indent=2).encode())
+        body = summary.model_dump_json(indent=2).encode()
+        store.put_bytes(f"{prefix}/summary.json", body)
+        latest = f"monitoring/skew/{summary.model_name}/{summary.model_version}/latest.json"
+        if not newer_published(store, latest, summary.created):  # as the drift check's
+            store.put_bytes(latest, body)
     metrics.export(summary)
     if pushgateway:
         summary.push_error = metrics.push(pushgateway, settings.namespace)
