@@ -45,6 +45,13 @@ def genre_matrix(genres: Sequence[str] | pd.Series) -> np.ndarray:
     return out
 
 
+def known_years(year: pd.Series) -> np.ndarray:
+    """Release years as float32, a missing one (``<NA>`` in a nullable ``Int64`` column, NaN
+    in a float one) as 0, the contract's unknown year, which every use of years skips."""
+    y = year.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isfinite(y), y, 0.0).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class FeatureContext:
     """Item-side tables the features need, indexed by item row."""
@@ -57,7 +64,7 @@ class FeatureContext:
     @classmethod
     def build(cls, items: pd.DataFrame, train_counts: np.ndarray) -> FeatureContext:
         return cls(genres=genre_matrix(items["genres"].tolist()),
-                   years=items["year"].to_numpy(dtype=np.float32),
+                   years=known_years(items["year"]),
                    log_popularity=np.log1p(np.asarray(train_counts, dtype=np.float32)),
                    item_ids=items["item_id"].to_numpy(dtype=np.int64))
 

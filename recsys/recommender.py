@@ -400,7 +400,8 @@ class Recommender:
                            n_genres=self.feature_ctx.genres.shape[1], n_year_buckets=YEAR_BUCKETS)
         model = TwoTower(sizes, self.config.retrieval)
         model.set_item_features(self.feature_ctx.genres,
-                                year_buckets(self.items["year"].to_numpy()),
+                                year_buckets(self.items["year"].to_numpy(np.float64,
+                                                                         na_value=np.nan)),
                                 known=self.train_counts > 0)
         return model
 
