@@ -12,6 +12,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ __all__ = ["RunResult", "compile_pipeline", "run_local", "submit", "pipeline_arg
 log = logging.getLogger(__name__)
 
 _FAILED_STEP = re.compile(r"Inner task failed: '([^']+)'")
+# kfp.local.SubprocessRunner's warning about a base image without "python" in its name
+_NON_PYTHON_IMAGE = r"You may be attemping to run a task that uses custom or non-Python base image"
 STEP_LOG_TAIL = 400  # lines of the steps' streamed logs kept to name a failed step's cause
 
 
@@ -217,7 +220,12 @@ def run_local(settings: Settings, params: dict[str, Any] | None = None) -> RunRe
         # kfp.local's workspace and each step's own temporary files (its shell wrapper's
         # mktemp -d) go into one scratch directory that is removed with the run; they were
         # left in $TMPDIR, a directory per step
-        with _scratch_tmpdir() as scratch, contextlib.redirect_stdout(tee):
+        with _scratch_tmpdir() as scratch, contextlib.redirect_stdout(tee), \
+                warnings.catch_warnings():
+            # kfp.local warns, once per step, that an image whose name lacks "python" may not
+            # match this interpreter's packages. Not so here: the steps run in this venv,
+            # which has the project installed (the image is built from it), so it is noise.
+            warnings.filterwarnings("ignore", message=_NON_PYTHON_IMAGE, category=RuntimeWarning)
             kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False),
                            pipeline_root=str(settings.runs_dir.resolve()),
                            workspace_root=str(Path(scratch, "workspace")), raise_on_error=True)
