@@ -260,7 +260,7 @@ def test_deploy_settings_table_has_every_settings_value() -> None:
 # --- files ----------------------------------------------------------------------------------
 
 #: Object-store keys the docs describe (they live in the store, not the repository).
-STORE_KEYS = ("monitoring/drift/<model>",)
+STORE_KEYS = ("monitoring/drift/<model>", "monitoring/skew/<model>")  # keys in the store
 _PATH = re.compile(r"(?<![\w./<>:@-])((?:\.\./)?[A-Za-z_.][\w.{},*<>-]*(?:/[\w.{},*<>-]*)+)")
 
 
