@@ -18,12 +18,11 @@ import json
 import math
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import httpx
 import typer
 
 from serving.fields import MAX_K
@@ -31,8 +30,7 @@ from serving.fields import MAX_K
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from serving.replay.engine import ReplayReport
-    from serving.replay.users import ReplayUser
+    from serving.replay.engine import Outcome, ReplayReport
 
 __all__ = ["app"]
 
@@ -103,12 +101,10 @@ def replay_command(
     progress = Console(stderr=True)  # stdout keeps the summary (and -o json) as it was
     with _stopped_by_signals(stop, stopped_by):
         if progress.is_terminal:  # a replay lasts --duration, or --requests / --rate seconds
-            import asyncio
-
             # the bar's total: --requests, or every user once when there is no --duration
             total = requests if requests is not None or duration else len(users)
-            report = asyncio.run(_replay_with_progress(progress, router, users, total,
-                                                       duration, options))
+            with _progress_bar(progress, router, total, duration) as on_outcome:
+                report = run_replay(router, users, on_outcome=on_outcome, **options)
         else:
             report = run_replay(router, users, **options)
     failed = _show(report, router, output)
@@ -120,36 +116,11 @@ def replay_command(
         raise typer.Exit(1)
 
 
-class _Counting(httpx.AsyncBaseTransport):
-    """The replay client's transport, calling ``done(failed)`` when a /recommend request
-    ends: answered 200, answered otherwise, or not at all (``failed``)."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport, done: Callable[[bool], None]):
-        self._inner, self._done = inner, done
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        failed = True
-        try:
-            response = await self._inner.handle_async_request(request)
-            failed = response.status_code != 200
-            return response
-        finally:
-            if request.url.path.endswith("/recommend"):
-                self._done(failed)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-async def _replay_with_progress(console: Console, router: str, users: Sequence[ReplayUser],
-                                total: int | None, duration: float | None,
-                                options: dict[str, Any]) -> ReplayReport:
-    """:func:`~serving.replay.engine.replay` with a bar on ``console``: requests answered
-    (of ``total`` when the replay ends after a number of them) and how many failed. Its
-    client is the engine's own (same timeout, connection limits and no proxy from the
-    environment) with a transport that counts."""
-    import inspect
-
+@contextmanager
+def _progress_bar(console: Console, router: str, total: int | None, duration: float | None
+                  ) -> Iterator[Callable[[Outcome], None]]:
+    """A bar on ``console`` of the requests answered (of ``total`` when the replay ends after
+    a number of them) and how many failed; yields the replay's ``on_outcome``."""
     from rich.markup import escape
     from rich.progress import (
         BarColumn,
@@ -159,8 +130,6 @@ async def _replay_with_progress(console: Console, router: str, users: Sequence[R
         TimeElapsedColumn,
     )
 
-    from serving.replay.engine import replay
-
     what = f"replay to {router}" + (f" for {duration:g}s" if duration and total is None else "")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("requests, {task.fields[failed]} failed"), TimeElapsedColumn(),
@@ -168,18 +137,12 @@ async def _replay_with_progress(console: Console, router: str, users: Sequence[R
         task = bar.add_task(escape(what), total=total, failed=0)  # the URL is text
         failed = 0
 
-        def done(bad: bool) -> None:
+        def on_outcome(out: Outcome) -> None:
             nonlocal failed
-            failed += bad
+            failed += out.status != 200
             bar.update(task, advance=1, failed=failed)
 
-        limits = httpx.Limits(max_connections=options["concurrency"],
-                              max_keepalive_connections=options["concurrency"])
-        transport = _Counting(httpx.AsyncHTTPTransport(limits=limits, trust_env=False), done)
-        timeout = inspect.signature(replay).parameters["timeout"].default
-        async with httpx.AsyncClient(base_url=router, timeout=timeout, trust_env=False,
-                                     transport=transport) as client:
-            return await replay(router, users, client=client, **options)
+        yield on_outcome
 
 
 @contextmanager

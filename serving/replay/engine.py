@@ -180,10 +180,13 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
                  position_bias: float = 0.0, relevant_click: float = 1.0,
                  noise_click: float = 0.0, concurrency: int = 16, seed: int = 0,
                  timeout: float = 10.0, stop: Any = None,
-                 client: httpx.AsyncClient | None = None) -> ReplayReport:
+                 client: httpx.AsyncClient | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None) -> ReplayReport:
     """Replay ``users`` in order (cycling) at ``rate`` requests per second.
 
     ``stop``: anything with ``is_set()`` (an asyncio or threading Event) that ends it early.
+    ``on_outcome``: called with each request's outcome as soon as its answer (or failure) is
+    in, before its clicks are sent (what a progress bar counts).
     Clicks follow :class:`~serving.replay.users.ClickModel` (``position_bias``,
     ``relevant_click``, ``noise_click``).
     """
@@ -212,6 +215,8 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
             error = f"0 {type(exc).__name__}: {exc}".rstrip(": ")  # no answer at all
         out = Outcome(user.user_id, t, status, (time.perf_counter() - t0) * 1000)
         outcomes.append(out)
+        if on_outcome is not None:
+            on_outcome(out)
         if status != 200 or r is None:
             if r is not None:  # the router names the variant that failed, and why
                 out.variant, out.error = _failure(r)
