@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from safetensors.torch import load_file, save_file
 
+from marquee.store.base import sha256_file
 from recsys.config import RecommenderConfig
 from recsys.encoding import IdIndex, Vocab
 from recsys.features import FeatureContext
@@ -72,11 +72,6 @@ class SavedMeta(BaseModel):
             if not _SHA256.fullmatch(digest):
                 raise ValueError(f"{name}: {digest!r} is not a sha256 hex digest")
         return v
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def save_recommender(rec: Recommender, directory: str | Path) -> Path:
@@ -155,7 +150,7 @@ def _write(rec: Recommender, out: Path) -> None:
     if rec.ranker is not None:
         rec.ranker.save(out)
         rec.rank_ctx.save(out)
-    meta["files"] = {p.name: _sha256(p) for p in sorted(out.iterdir())}
+    meta["files"] = {p.name: sha256_file(p) for p in sorted(out.iterdir())}
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
 
@@ -211,7 +206,7 @@ def _verify_files(src: Path, files: dict[str, str] | None) -> None:
             if name not in files or not path.is_file():
                 raise ValueError(f"not listed in {src / META_FILE}; a saved recommender holds "
                                  "only the files its save wrote")
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != files[name]:
                 raise ValueError(f"sha256 {digest} differs from the {files[name]} recorded in "
                                  f"{src / META_FILE}")
