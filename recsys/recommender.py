@@ -399,9 +399,7 @@ class Recommender:
                            n_region=len(self.vocabs["region"]),
                            n_genres=self.feature_ctx.genres.shape[1], n_year_buckets=YEAR_BUCKETS)
         model = TwoTower(sizes, self.config.retrieval)
-        model.set_item_features(self.feature_ctx.genres,
-                                year_buckets(self.items["year"].to_numpy(np.float64,
-                                                                         na_value=np.nan)),
+        model.set_item_features(self.feature_ctx.genres, year_buckets(self.feature_ctx.years),
                                 known=self.train_counts > 0)
         return model
 
