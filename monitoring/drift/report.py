@@ -34,7 +34,7 @@ from monitoring.drift.summary import (
 )
 
 __all__ = ["prefetch_evidently", "summary_html", "evidently_html", "EvidentlyRenderer",
-           "publish", "put_evidently", "output_prefix", "newer_published"]
+           "publish", "put_evidently", "output_prefix", "newer_published", "check_page_css"]
 
 _EVIDENTLY_MODULES = ("evidently", "evidently.metrics", "evidently.core.report",
                       "evidently.legacy.metrics.data_drift.embedding_drift_methods")
@@ -96,6 +96,16 @@ def _svg(h: Histogram | None, width: int = 440, height: int = 150) -> str:
             f'red: current</text></svg>')
 
 
+def check_page_css(row_class: str, alarm: bool) -> str:
+    """The style the drift and skew checks' pages share: a verdict in red (``alarm``) or green,
+    rows of class ``row_class`` (the flagged features) shaded, and threshold bars."""
+    return f"""body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}
+table{{border-collapse:collapse}} td,th{{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:left}}
+tr.{row_class} td{{background:#fdecea}} .verdict{{font-size:1.4em;font-weight:bold;color:{'#c0392b' if alarm else '#27ae60'}}}
+.bar{{position:relative;width:12em;height:.8em;background:#eee}} .bar div{{height:100%}}
+.bar span{{position:absolute;top:-.2em;height:1.2em;border-left:2px solid #333}}"""
+
+
 def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html") -> str:
     e = html.escape
     verdict = "DRIFT" if s.drift_detected else "no drift"
@@ -142,11 +152,7 @@ def summary_html(s: DriftSummary, evidently_file: str | None = "evidently.html")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Drift: {e(s.model_name)} {e(s.model_version)}</title>
 <style>
-body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}
-table{{border-collapse:collapse}} td,th{{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:left}}
-tr.drift td{{background:#fdecea}} .verdict{{font-size:1.4em;font-weight:bold;color:{'#c0392b' if s.drift_detected else '#27ae60'}}}
-.bar{{position:relative;width:12em;height:.8em;background:#eee}} .bar div{{height:100%}}
-.bar span{{position:absolute;top:-.2em;height:1.2em;border-left:2px solid #333}}
+{check_page_css('drift', s.drift_detected)}
 .charts{{display:flex;flex-wrap:wrap;gap:1em}} .chart h3{{font-size:.9em;margin:.3em 0}}
 </style></head><body>
 <h1>Drift check — {e(s.model_name)} version {e(s.model_version)}</h1>

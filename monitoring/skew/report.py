@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import math
 
+from monitoring.drift.report import check_page_css
 from monitoring.skew.job import SkewFeatureResult, SkewSummary
 from monitoring.window import Window
 
@@ -72,11 +73,7 @@ def summary_html(s: SkewSummary, window: Window | None = None) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Skew: {e(s.model_name)} {e(s.model_version)}</title>
 <style>
-body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}
-table{{border-collapse:collapse}} td,th{{padding:.2em .7em;border-bottom:1px solid #ddd;text-align:left}}
-tr.skew td{{background:#fdecea}} .verdict{{font-size:1.4em;font-weight:bold;color:{'#c0392b' if s.skew_detected else '#27ae60'}}}
-.bar{{position:relative;width:12em;height:.8em;background:#eee}} .bar div{{height:100%}}
-.bar span{{position:absolute;top:-.2em;height:1.2em;border-left:2px solid #333}}
+{check_page_css('skew', s.skew_detected)}
 h3{{font-size:1em;margin:1em 0 .3em}}
 </style></head><body>
 <h1>Skew check — {e(s.model_name)} version {e(s.model_version)}</h1>
