@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitoring.drift.rows import no_logged_features, split_featured
 from monitoring.drift.stats import jensenshannon_counts, wasserstein_norm
 from monitoring.errors import MonitoringInputError, NoDataError
+from serving.fields import short_repr
 
 __all__ = ["FeatureFn", "Recompute", "SkewConfig", "SkewFeatureResult", "SkewSummary",
            "OfflineRecompute", "request_history", "request_demographics", "compare", "run_skew"]
@@ -122,8 +123,7 @@ def _request_instance(request_json: object) -> dict | None:
 def _item_id(x: object) -> int:
     # the model server's own rule (serving.fields.ItemId): a JSON integer, no text, no bool
     if isinstance(x, bool) or not isinstance(x, int) or not _INT64[0] <= x <= _INT64[1]:
-        shown = repr(x) if len(repr(x)) <= 40 else f"{repr(x)[:40]}…"
-        raise ValueError(f"history item {shown} is not an item id")
+        raise ValueError(f"history item {short_repr(x, 40)} is not an item id")
     return x
 
 
@@ -145,8 +145,7 @@ def _unreadable(user_id: object, request_json: object) -> str | None:
         if uid != user_id or not _INT64[0] <= uid <= _INT64[1]:
             raise ValueError
     except (TypeError, ValueError, OverflowError):
-        shown = repr(user_id) if len(repr(user_id)) <= 40 else f"{repr(user_id)[:40]}…"
-        return f"user_id {shown} is not an integer"
+        return f"user_id {short_repr(user_id, 40)} is not an integer"
     try:
         request_history(request_json)
     except ValueError as exc:
