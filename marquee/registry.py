@@ -29,7 +29,6 @@ serialized.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -44,6 +43,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from marquee import filelock
 from marquee.errors import (
     AliasNotFoundError,
     InvalidArgumentError,
@@ -197,18 +197,11 @@ def _flock(path: Path) -> Iterator[None]:
                 depth[0] -= 1
             return
         try:
-            fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            fd = None
-        try:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            depth[0] = 1
-            yield
+            with filelock.flock(path, optional=True):
+                depth[0] = 1
+                yield
         finally:
             depth[0] = 0
-            if fd is not None:
-                os.close(fd)  # releases the flock
 
 
 def _sqlite_path(uri: str) -> Path | None:

@@ -14,7 +14,6 @@ version, so a second run starts from the production version the first one promot
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -26,6 +25,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+
+from marquee.filelock import LockHeld, flock
 
 __all__ = ["demo"]
 
@@ -141,19 +142,12 @@ def _home_lock(settings) -> Iterator[None]:  # noqa: ANN001
     home.mkdir(parents=True, exist_ok=True)
     if not os.access(home, os.W_OK | os.X_OK):
         raise MarqueeError(f"MARQUEE_HOME={home} is not writable")
-    fd = os.open(home / "demo.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-            raise MarqueeError(f"another marquee demo (pid {holder}) is running on "
-                               f"MARQUEE_HOME={home}: wait for it, or use another home") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        yield
-    finally:
-        os.close(fd)  # and with it the lock
+        with flock(home / "demo.lock", wait=False, record_pid=True):
+            yield
+    except LockHeld as held:
+        raise MarqueeError(f"another marquee demo (pid {held.holder}) is running on "
+                           f"MARQUEE_HOME={home}: wait for it, or use another home") from None
 
 
 def demo(

@@ -14,7 +14,6 @@ not match the checksum reads both again under a shared one before it calls the o
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import tempfile
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from marquee.errors import ChecksumError, ObjectNotFoundError, StoreError
+from marquee.filelock import flock
 from marquee.store.base import (
     RESERVED_SEGMENT,
     StoreBase,
@@ -83,22 +83,8 @@ class LocalStore(StoreBase):
         read as a pair (shared). A store whose lock file cannot be made (a read-only store with
         none yet) has no writers to wait for."""
         path = self.root / RESERVED_SEGMENT / "lock"
-        fd: int | None = None
-        if exclusive:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        else:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                pass
-        try:
-            if fd is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        with flock(path, shared=not exclusive, optional=not exclusive):
             yield
-        finally:
-            if fd is not None:
-                os.close(fd)  # releases the flock
 
     @contextmanager
     def _gone_as_not_found(self, key: str) -> Iterator[None]:

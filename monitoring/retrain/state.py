@@ -18,7 +18,6 @@ someone repairs the file or moves it aside (monitoring/README.md, "Retrain trigg
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from marquee.durable import write_text_atomic
+from marquee.filelock import flock
 from monitoring.errors import StateCorruptError
 from monitoring.loop.procs import group_alive
 from monitoring.retrain.models import Decision, RunRecord
@@ -152,12 +152,8 @@ class StateStore:
     @contextmanager
     def _flock(self, name: str) -> Iterator[None]:
         self._ensure()
-        with self._thread_lock, open(self.root / name, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with self._thread_lock, flock(self.root / name):
+            yield
 
     @contextmanager
     def transaction(self) -> Iterator[TriggerState]:

@@ -15,10 +15,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import yaml
 
 from marquee.durable import write_text_atomic, write_text_exclusive
+from marquee.filelock import LockHeld, flock
 from serving.rollout.analysis import Command
 from serving.rollout.spec import ModelRollout, SpecError, parse_rollout
 from serving.rollout.status import Phase, RolloutStatus
@@ -212,30 +213,26 @@ class FileStatusStore:
 
 
 class ControllerLock:
-    """An exclusive flock on a file; released by the kernel if the holder dies."""
+    """An exclusive flock on a file, taken without waiting; released by the kernel if the
+    holder dies."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd: int | None = None
+        self._held: ExitStack | None = None
 
     def __enter__(self) -> ControllerLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ControllerBusy(f"another controller holds {self.path}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(flock(self.path, wait=False, record_pid=True))
+            except LockHeld:
+                raise ControllerBusy(f"another controller holds {self.path}") from None
+            self._held = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
 
 #: Seconds any one Kubernetes API call may take (the official client has no default).
