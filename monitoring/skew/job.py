@@ -11,6 +11,8 @@ user, history and timestamp, and each logged request is compared with its own re
   served distribution still looks plausible;
 * distance: the distribution distance between served and recomputed values (normed
   Wasserstein for numbers, Jensen-Shannon for categories), to tell a shift from a shuffle;
+  a number whose offline values are constant in the window is normed by the spread of both
+  sides instead (``wasserstein_pooled``, 0 to 2), not by Evidently's floor of 0.001;
 * examples: a few request ids with both values, for the engineer who fixes it.
 
 Rows without logged features (every ``f_*`` null: what KServe's logger writes through the
@@ -31,12 +33,12 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from monitoring.drift.rows import no_logged_features, split_featured
-from monitoring.drift.stats import jensenshannon_counts, wasserstein_norm
+from monitoring.drift.stats import finite, jensenshannon_counts, w1_sorted, wasserstein_norm
 from monitoring.errors import MonitoringInputError, NoDataError
-from serving.fields import short_repr
+from serving.fields import ItemId, short_repr
 
 __all__ = ["FeatureFn", "Recompute", "SkewConfig", "SkewFeatureResult", "SkewSummary",
            "OfflineRecompute", "request_history", "request_demographics", "compare", "run_skew"]
@@ -49,6 +51,10 @@ Recompute = Callable[[pd.DataFrame], pd.DataFrame]
 
 DEMOGRAPHICS = ("age_bucket", "gender", "occupation", "region")
 _INT64 = (-(2**63), 2**63 - 1)
+#: the model server's rule for a request's history items, not a third copy of it
+_ITEM_IDS = TypeAdapter(list[ItemId])
+#: the floor under the offline spread in Evidently's normed Wasserstein (monitoring.drift.stats)
+_SPREAD_FLOOR = 0.001
 
 
 class SkewConfig(BaseModel):
@@ -78,7 +84,10 @@ class SkewFeatureResult(BaseModel):
     threshold: float
     skewed: bool
     distance: float | None
-    distance_method: str
+    distance_method: str = Field(description="jensenshannon, wasserstein (normed by the "
+                                 "offline spread, as the drift check), or wasserstein_pooled "
+                                 "(the offline values are constant: normed by both sides' "
+                                 "spread, 0 to 2)")
     examples: list[SkewExample] = Field(default_factory=list)
 
 
@@ -120,19 +129,25 @@ def _request_instance(request_json: object) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
-def _item_id(x: object) -> int:
-    # the model server's own rule (serving.fields.ItemId): a JSON integer, no text, no bool
-    if isinstance(x, bool) or not isinstance(x, int) or not _INT64[0] <= x <= _INT64[1]:
-        raise ValueError(f"history item {short_repr(x, 40)} is not an item id")
-    return x
+def _item_ids(history: list) -> list[int]:
+    """``history`` checked by the model server's own rule (``serving.fields.ItemId``: a JSON
+    integer from 1 to int64's max, no text, no bool, no float), so that a row the model server
+    would have refused is not recomputed as if it had been served; ValueError naming the first
+    item that is no item id."""
+    try:
+        return _ITEM_IDS.validate_python(history)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"history item {short_repr(first.get('input'), 40)} is not an item "
+                         "id") from None
 
 
 def request_history(request_json: object) -> list[int] | None:
     """The ``history`` a request carried (router or KServe V1 body), else None; ValueError
-    naming an item that is no item id (an integer within int64)."""
+    naming an item that is no item id (``serving.fields.ItemId``)."""
     body = _request_instance(request_json)
     if body is not None and isinstance(body.get("history"), list):
-        return [_item_id(x) for x in body["history"]]
+        return _item_ids(body["history"])
     return None
 
 
@@ -216,12 +231,29 @@ def _distance(kind: str, served: pd.Series, offline: pd.Series) -> tuple[float |
             return jensenshannon_counts(offline.astype(str).value_counts().to_dict(),
                                         served.astype(str).value_counts().to_dict(),
                                         1.0).score, "jensenshannon"
-        s = pd.to_numeric(served, errors="coerce").to_numpy(np.float64)
-        o = pd.to_numeric(offline, errors="coerce").to_numpy(np.float64)
-        return wasserstein_norm(o, s, 1.0, sample_rows=10**9, exact_margin=0,
-                                rng=np.random.default_rng(0)).score, "wasserstein"
+        return _numeric_distance(pd.to_numeric(served, errors="coerce").to_numpy(np.float64),
+                                 pd.to_numeric(offline, errors="coerce").to_numpy(np.float64))
     except ValueError:
         return None, "wasserstein" if kind == "numeric" else "jensenshannon"
+
+
+def _numeric_distance(served: np.ndarray, offline: np.ndarray) -> tuple[float, str]:
+    """The drift check's normed Wasserstein (Evidently's: W1 / max(std(offline), 0.001)),
+    unless the offline values have no spread (a constant feature in the window: one hour of
+    day in a window within an hour, no history on any request). There Evidently's floor made
+    the distance W1 × 1000 (1000.0 for an hour of day off by one): a number on no scale, on
+    the report, in the alert's text and on the dashboard. W1 is then normed by the spread of
+    both sides together (``wasserstein_pooled``): 0 when they are the same constant, 2 when
+    served is another constant on every request, never above 2 while each request has a
+    finite value on both sides: the scale of the other features' distances. ValueError when
+    a side has no finite value.
+    """
+    o, s = finite(offline), finite(served)
+    if o.size == 0 or s.size == 0 or np.std(o) >= _SPREAD_FLOOR:
+        return wasserstein_norm(offline, served, 1.0, sample_rows=10**9, exact_margin=0,
+                                rng=np.random.default_rng(0)).score, "wasserstein"
+    norm = max(float(np.std(np.concatenate([o, s]))), _SPREAD_FLOOR)
+    return w1_sorted(np.sort(o), np.sort(s)) / norm, "wasserstein_pooled"
 
 
 def _jsonable(v: object) -> object:
