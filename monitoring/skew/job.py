@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from monitoring.drift.rows import no_logged_features, split_featured
 from monitoring.drift.stats import finite, jensenshannon_counts, w1_sorted, wasserstein_norm
 from monitoring.errors import MonitoringInputError, NoDataError
-from serving.fields import ItemId, short_repr
+from serving.fields import MAX_HISTORY, History, short_repr
 
 __all__ = ["FeatureFn", "Recompute", "SkewConfig", "SkewFeatureResult", "SkewSummary",
            "OfflineRecompute", "request_history", "request_demographics", "compare", "run_skew"]
@@ -52,7 +52,7 @@ Recompute = Callable[[pd.DataFrame], pd.DataFrame]
 DEMOGRAPHICS = ("age_bucket", "gender", "occupation", "region")
 _INT64 = (-(2**63), 2**63 - 1)
 #: the model server's rule for a request's history items, not a third copy of it
-_ITEM_IDS = TypeAdapter(list[ItemId])
+_HISTORY = TypeAdapter(History)
 #: the floor under the offline spread in Evidently's normed Wasserstein (monitoring.drift.stats)
 _SPREAD_FLOOR = 0.001
 
@@ -130,14 +130,17 @@ def _request_instance(request_json: object) -> dict | None:
 
 
 def _item_ids(history: list) -> list[int]:
-    """``history`` checked by the model server's own rule (``serving.fields.ItemId``: a JSON
-    integer from 1 to int64's max, no text, no bool, no float), so that a row the model server
-    would have refused is not recomputed as if it had been served; ValueError naming the first
-    item that is no item id."""
+    """``history`` checked by the model server's own rule (``serving.fields.History``: at
+    most ``MAX_HISTORY`` items, each a JSON integer from 1 to int64's max, no text, no bool, no
+    float), so that a row the model server would have refused is not recomputed as if it had
+    been served; ValueError naming the first item that is no item id, or the length."""
     try:
-        return _ITEM_IDS.validate_python(history)
+        return _HISTORY.validate_python(history)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] == "too_long":
+            raise ValueError(f"history of {len(history)} items is longer than the model "
+                             f"server's {MAX_HISTORY}") from None
         raise ValueError(f"history item {short_repr(first.get('input'), 40)} is not an item "
                          "id") from None
 
@@ -161,6 +164,8 @@ def _unreadable(user_id: object, request_json: object) -> str | None:
             raise ValueError
     except (TypeError, ValueError, OverflowError):
         return f"user_id {short_repr(user_id, 40)} is not an integer"
+    if uid < 1:  # the model server's rule (serving.fields.UserId): it refused this request
+        return f"user_id {uid} is not a user id (ids start at 1)"
     try:
         request_history(request_json)
     except ValueError as exc:
