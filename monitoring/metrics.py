@@ -12,7 +12,8 @@ the rollout controller create them with these names, labels and buckets (tests c
 both sides agree).
 
 Naming: ``marquee_<subsystem>_<thing>_<unit>``; labels only from the small fixed set in
-``docs/CONTRACTS.md`` § Metrics (plus ``event`` on feedback, see ``EXTRA_LABELS``).
+``docs/CONTRACTS.md`` § Metrics (plus ``event`` on feedback and ``rollout``, ``model`` on the
+rollout controller's per-rollout gauges, see ``EXTRA_LABELS``).
 
 Gauges that carry a verdict come with a ``*_threshold`` twin holding the threshold the job
 used, so an alert compares ``score >= threshold`` and the threshold lives in one place: the
@@ -52,8 +53,10 @@ ALLOWED_LABELS = frozenset(
     {"model_version", "variant", "route", "code", "stage", "feature", "strategy", "reason",
      "alertname"}
 )
-#: Labels used here beyond the contract's list (to be added to CONTRACTS.md).
-EXTRA_LABELS = frozenset({"event"})
+#: Labels beyond the first list, named in CONTRACTS.md § Metrics after it. ``rollout`` (the
+#: ModelRollout's name) and ``model`` (its modelName) tell apart rollouts whose candidates share
+#: a version number and a strategy; a rollout's name is unique within its namespace.
+EXTRA_LABELS = frozenset({"event", "rollout", "model"})
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 #: The router's own buckets (serving/router/metrics.py), finer than LATENCY_BUCKETS.
@@ -95,6 +98,8 @@ _RETRAIN = "monitoring.retrain"
 _SERVING = "serving"
 _ROUTER = "serving.router"
 _ROLLOUT = "serving.rollout"
+#: Labels of the rollout controller's per-rollout gauges (serving/rollout/metrics.py), in order.
+_PER_ROLLOUT = ("rollout", "model", "model_version", "strategy")
 
 CATALOGUE: tuple[MetricSpec, ...] = (
     # --- drift job (marquee drift check) ------------------------------------------------
@@ -206,22 +211,22 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "it (join on variant to show a variant's series per model version).",
                ("variant", "model_version"), _ROUTER),
     # --- rollout controller (serving/rollout) --------------------------------------------
+    # per rollout: ``rollout`` is the ModelRollout's name, ``model`` its modelName and
+    # ``model_version`` its candidate's version
     MetricSpec("marquee_rollout_phase", "gauge",
                "1 for the rollout's current phase (stage=Pending, Shadowing, Progressing, "
                "Paused, Promoting, Succeeded, RolledBack, Failed), 0 for the others.",
-               ("model_version", "strategy", "stage"), _ROLLOUT),
+               (*_PER_ROLLOUT, "stage"), _ROLLOUT),
     MetricSpec("marquee_rollout_failed_checks", "gauge",
-               "Failed analysis checks of the rollout of candidate model_version so far.",
-               ("model_version", "strategy"), _ROLLOUT),
+               "Failed analysis checks of the rollout so far (absent once it ended).",
+               _PER_ROLLOUT, _ROLLOUT),
     MetricSpec("marquee_rollout_failure_limit", "gauge",
                "Failed checks at which the controller rolls the candidate back "
-               "(spec.analysis.failureLimit).", ("model_version", "strategy"), _ROLLOUT),
+               "(spec.analysis.failureLimit).", _PER_ROLLOUT, _ROLLOUT),
     MetricSpec("marquee_rollout_step", "gauge",
-               "Index of the rollout's current step.", ("model_version", "strategy"),
-               _ROLLOUT),
+               "Index of the rollout's current step.", _PER_ROLLOUT, _ROLLOUT),
     MetricSpec("marquee_rollout_candidate_weight_ratio", "gauge",
-               "Share (0-1) of traffic routed to the candidate.",
-               ("model_version", "strategy"), _ROLLOUT),
+               "Share (0-1) of traffic routed to the candidate.", _PER_ROLLOUT, _ROLLOUT),
     # --- what the router and the controller also export (rollout analysis, dashboards) ----
     MetricSpec("marquee_router_errors_total", "counter",
                "Model-server calls that failed (reason: status_5xx, status_4xx, timeout, "

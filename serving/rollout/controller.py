@@ -296,7 +296,7 @@ class Controller:
                 new.last_decision.statistics["aliasesLeft"] = left
                 new.message += note
         self.store.save_status(self.name, new)
-        metrics.export_status(spec, new)
+        metrics.export_status(self.name, spec, new)
         if command is not None:
             self.store.clear_command(self.name, command)
         new = self._reconcile(spec, new)

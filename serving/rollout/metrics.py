@@ -30,9 +30,13 @@ CANDIDATE_WEIGHT = Gauge("marquee_rollout_candidate_weight_percent",
                          "Candidate weight the controller last applied, by strategy.",
                          ["strategy"])
 
-# Per rollout, labelled by the candidate's model version and the strategy: what the
-# RolloutFailing alert and the dashboard's rollout panels read (monitoring/metrics.py).
-_ROLLOUT = ["model_version", "strategy"]
+# Per rollout, labelled by the rollout's name (the ModelRollout's, unique in its namespace),
+# the model, the candidate's model version and the strategy, as Flagger labels its canary
+# metrics by name: two rollouts whose candidates share a version number and a strategy
+# (different models, or two ModelRollouts of one model) must not share, and overwrite, one
+# set of series. What the RolloutFailing alert and the dashboard's rollout panels read
+# (monitoring/metrics.py).
+_ROLLOUT = ["rollout", "model", "model_version", "strategy"]
 PHASE = Gauge("marquee_rollout_phase", "1 for the rollout's current phase (stage label), 0 for "
               "the others.", [*_ROLLOUT, "stage"])
 FAILED_CHECKS = Gauge("marquee_rollout_failed_checks",
@@ -50,13 +54,14 @@ _PER_ROLLOUT = (PHASE, FAILED_CHECKS, FAILURE_LIMIT, STEP, CANDIDATE_WEIGHT_RATI
 #: ones are removed, or a controller running for months exports every rollout it ever ran.
 #: Running rollouts are always exported.
 FINISHED_KEPT = 10
-_finished: OrderedDict[tuple[str, str], None] = OrderedDict()  # label sets, oldest first
+_finished: OrderedDict[tuple[str, ...], None] = OrderedDict()  # label sets, oldest first
 _lock = threading.Lock()
 
 
-def export_status(spec: RolloutSpec, status: RolloutStatus) -> None:
-    """Set the per-rollout gauges from a status the controller just saved."""
-    labels = (status.candidate_version or "pending", spec.strategy)
+def export_status(name: str, spec: RolloutSpec, status: RolloutStatus) -> None:
+    """Set the per-rollout gauges of rollout ``name`` from a status the controller just
+    saved (labels in the order of ``_ROLLOUT``)."""
+    labels = (name, spec.model_name, status.candidate_version or "pending", spec.strategy)
     for phase in Phase:
         PHASE.labels(*labels, phase.value).set(1.0 if phase == status.phase else 0.0)
     STEP.labels(*labels).set(status.step)
@@ -74,7 +79,7 @@ def export_status(spec: RolloutSpec, status: RolloutStatus) -> None:
     _keep_finished(labels, status.phase.terminal)
 
 
-def _keep_finished(labels: tuple[str, str], finished: bool) -> None:
+def _keep_finished(labels: tuple[str, ...], finished: bool) -> None:
     """Remember the order in which rollouts finished; drop the series of those finished
     before the last :data:`FINISHED_KEPT` (a label set running again is not finished)."""
     with _lock:
@@ -83,9 +88,9 @@ def _keep_finished(labels: tuple[str, str], finished: bool) -> None:
             return
         _finished[labels] = None
         while len(_finished) > FINISHED_KEPT:
-            version, strategy = _finished.popitem(last=False)[0]
+            oldest = dict(zip(_ROLLOUT, _finished.popitem(last=False)[0], strict=True))
             for gauge in _PER_ROLLOUT:
-                gauge.remove_by_labels({"model_version": version, "strategy": strategy})
+                gauge.remove_by_labels(oldest)
 
 
 def forget_rollouts() -> None:

@@ -205,3 +205,29 @@ def test_every_query_is_scoped_to_the_namespace_variable() -> None:
             assert NAMESPACE_MATCHER in (selector or ""), (name, selector, expr)
             checked += 1
     assert checked >= 40, checked  # 39 panel selectors, the annotation, the variables
+
+
+#: An aggregation and its ``by (...)`` labels (group 3), if any.
+_AGGREGATION = re.compile(r"\b(sum|min|max|avg|count|group|topk|bottomk|quantile)\s*"
+                          r"(by\s*\(([^)]*)\)|without\s*\([^)]*\))?\s*\(")
+#: The rollout controller's per-rollout gauges (serving/rollout/metrics.py).
+_PER_ROLLOUT_GAUGES = ("marquee_rollout_phase", "marquee_rollout_failed_checks",
+                       "marquee_rollout_failure_limit", "marquee_rollout_step",
+                       "marquee_rollout_candidate_weight_ratio")
+
+
+def test_rollout_panels_show_one_series_per_rollout() -> None:
+    """Two rollouts whose candidates share a version number and a strategy (two models) have
+    series of their own, told apart by ``rollout``: a rollout panel that aggregates it away
+    or leaves it out of the legend shows the two as one."""
+    targets = [t for p in _dashboard()["panels"] for t in p.get("targets", [])
+               if any(g in t["expr"] for g in _PER_ROLLOUT_GAUGES)]
+    assert len(targets) == 5, [t["expr"] for t in targets]
+    for t in targets:
+        assert "{{rollout}}" in t["legendFormat"], t
+        for m in _AGGREGATION.finditer(t["expr"]):
+            assert m[3] is not None and "rollout" in {g.strip() for g in m[3].split(",")}, t
+    for name in _PER_ROLLOUT_GAUGES:
+        assert {"rollout", "model", "model_version", "strategy"} <= set(
+            next(m for m in CATALOGUE if m.name == name).labels), name
+

@@ -126,7 +126,8 @@ def test_status_is_exported_for_the_rolloutfailing_alert(tmp_path: Path) -> None
     from prometheus_client import REGISTRY
 
     def value(name: str, **labels: str) -> float | None:
-        return REGISTRY.get_sample_value(name, {"model_version": "2", "strategy": "canary",
+        return REGISTRY.get_sample_value(name, {"rollout": "r1", "model": "movie-recommender",
+                                                "model_version": "2", "strategy": "canary",
                                                 **labels})
 
     store = FileStatusStore(tmp_path)
