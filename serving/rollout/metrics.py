@@ -55,6 +55,11 @@ _PER_ROLLOUT = (PHASE, FAILED_CHECKS, FAILURE_LIMIT, STEP, CANDIDATE_WEIGHT_RATI
 #: Running rollouts are always exported.
 FINISHED_KEPT = 10
 _finished: OrderedDict[tuple[str, ...], None] = OrderedDict()  # label sets, oldest first
+#: Each rollout's label set as last exported: when it changes (a candidate resolved after
+#: the rollout was exported as "pending", a rollout re-created under its name with another
+#: candidate or strategy), the series of the old set are removed unless it had finished, or a
+#: phantom Pending rollout stays on the dashboard for as long as the controller runs.
+_current: dict[str, tuple[str, ...]] = {}
 _lock = threading.Lock()
 
 
@@ -62,6 +67,7 @@ def export_status(name: str, spec: RolloutSpec, status: RolloutStatus) -> None:
     """Set the per-rollout gauges of rollout ``name`` from a status the controller just
     saved (labels in the order of ``_ROLLOUT``)."""
     labels = (name, spec.model_name, status.candidate_version or "pending", spec.strategy)
+    _forget_replaced(name, labels)
     for phase in Phase:
         PHASE.labels(*labels, phase.value).set(1.0 if phase == status.phase else 0.0)
     STEP.labels(*labels).set(status.step)
@@ -77,6 +83,18 @@ def export_status(name: str, spec: RolloutSpec, status: RolloutStatus) -> None:
     else:
         FAILED_CHECKS.labels(*labels).set(status.failed_checks)
     _keep_finished(labels, status.phase.terminal)
+
+
+def _forget_replaced(name: str, labels: tuple[str, ...]) -> None:
+    """Remove the series rollout ``name`` exported under another label set, unless that set
+    finished (finished rollouts stay, bounded by :data:`FINISHED_KEPT`)."""
+    with _lock:
+        old = _current.get(name)
+        _current[name] = labels
+        if old is None or old == labels or old in _finished:
+            return
+    for gauge in _PER_ROLLOUT:
+        gauge.remove_by_labels(dict(zip(_ROLLOUT, old, strict=True)))
 
 
 def _keep_finished(labels: tuple[str, ...], finished: bool) -> None:
@@ -100,3 +118,4 @@ def forget_rollouts() -> None:
         gauge.clear()
     with _lock:
         _finished.clear()
+        _current.clear()

@@ -72,9 +72,10 @@ def scrape(url: str) -> dict[str, dict[tuple[str, ...], float]]:
     return out
 
 
-def _rollout(name: str, model: str, steps: list[int], failure_limit: int) -> ModelRollout:
+def _rollout(name: str, model: str, steps: list[int], failure_limit: int,
+             version: str = VERSION) -> ModelRollout:
     body = {"modelName": model, "baseline": {"alias": "production"},
-            "candidate": {"version": VERSION}, "strategy": "canary", "intervalSeconds": 1,
+            "candidate": {"version": version}, "strategy": "canary", "intervalSeconds": 1,
             "steps": [{"weight": w} for w in steps],
             "analysis": {"failureLimit": failure_limit, "minRequests": 50,
                          "metrics": [{"name": "errorRate", "max": 0.05}]}}
@@ -119,3 +120,27 @@ def test_two_rollouts_of_one_version_and_strategy_have_their_own_series(
     assert series["marquee_rollout_candidate_weight_ratio"][b_] == pytest.approx(1.0)
     assert series["marquee_rollout_candidate_weight_ratio"][a_] == 0.0
     assert series["marquee_rollout_step"][b_] == 2.0
+
+
+def test_a_rollout_recreated_with_another_candidate_leaves_no_phantom_series(
+        tmp_path: Path, metrics_url: str) -> None:
+    """A running rollout deleted and applied again under its name with another candidate (a
+    `kubectl delete` and `apply` mid-canary): the series of the old candidate went on saying
+    Progressing at 10% beside the new one's for as long as the controller ran."""
+    import shutil
+
+    store = FileStatusStore(tmp_path)
+    store.create(_rollout("shop", "recs", steps=[10, 100], failure_limit=2))
+    first = Controller(store, "shop", ScriptedSource([0]),
+                       registry=AnyVersionRegistry(production="1"), clock=Clock())
+    assert first.tick().phase == Phase.PROGRESSING
+    shutil.rmtree(tmp_path / "shop")
+    store.create(_rollout("shop", "recs", steps=[10, 100], failure_limit=2, version="8401"))
+    second = Controller(store, "shop", ScriptedSource([0]),
+                        registry=AnyVersionRegistry(production="1"), clock=Clock())
+    assert second.tick().candidate_version == "8401"
+
+    text = httpx.get(f"{metrics_url}/metrics", timeout=5.0).raise_for_status().text
+    versions = {s.labels["model_version"] for f in text_string_to_metric_families(text)
+                if f.name in PER_ROLLOUT for s in f.samples if s.labels.get("rollout") == "shop"}
+    assert versions == {"8401"}
