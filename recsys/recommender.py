@@ -9,6 +9,7 @@ server builds on, request by request, with the same code.
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -104,6 +105,48 @@ def _ids(name: str, frame: pd.DataFrame, column: str) -> np.ndarray:
                          f"{int(bad.sum())} non-integer value(s) (e.g. "
                          f"{col[bad.to_numpy()].iloc[0]!r})")
     return values.to_numpy(np.int64)
+
+
+def _is_number(value: object) -> bool:
+    """A text or a number (not a bool): what ``pd.to_numeric`` may read as a number."""
+    return isinstance(value, str) or (isinstance(value, numbers.Number)
+                                      and not isinstance(value, (bool, np.bool_)))
+
+
+def _numbers(name: str, frame: pd.DataFrame, column: str, expected: str) -> pd.Series:
+    """``frame[column]`` (a number column: ``items.year``, ``interactions.rating``) as float64
+    numbers, so that a harness's ``convert_dtypes()``, Arrow-backed or ``category`` table fits
+    as the plain one does: text or categories are parsed ("1995" is 1995; a blank or missing
+    value stays missing, as an empty cell of a data file does). Booleans, dates and times, or
+    text that is not a number are a ValueError naming ``name.column`` (pandas' own error named
+    neither, and booleans or datetimes were silently taken as numbers)."""
+    col = frame[column]
+    if col.dtype.kind in "bmM":
+        raise ValueError(f"{name}.{column}: expected {expected}, got dtype {col.dtype}")
+    values = col.astype(object)
+    missing = values.isna().to_numpy(bool) | values.map(
+        lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    num = pd.to_numeric(values.where(~missing), errors="coerce")
+    bad = ~missing & (num.isna().to_numpy(bool) | ~values.map(_is_number).to_numpy(bool))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}.{column}: expected {expected}, got dtype {col.dtype} with "
+                         f"{int(bad.sum())} value(s) that are not numbers (e.g. "
+                         f"{values.iloc[first]!r} at row {first})")
+    return num.astype(np.float64)
+
+
+def _with_numbers(name: str, frame: pd.DataFrame, expected: Mapping[str, str]) -> pd.DataFrame:
+    """``frame`` with its number columns ``expected`` (column → what it holds) as numbers
+    (see ``_numbers``); the frame itself, not a copy, when each already has a numeric dtype
+    (nullable and Arrow ones included)."""
+    def plain(dtype) -> bool:
+        return pd.api.types.is_numeric_dtype(dtype) and dtype.kind not in "bmM"
+
+    todo = [c for c in expected if c in frame and not plain(frame[c].dtype)]
+    if not todo:
+        return frame
+    return frame.assign(**{c: _numbers(name, frame, c, expected[c]) for c in todo})
 
 
 def _with_ids(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -232,6 +275,10 @@ class Recommender:
         interactions = _with_ids("interactions", interactions, ("user_id", "item_id"))
         users = _with_ids("users", users, ("user_id",))
         items = _with_ids("items", items, ("item_id",))
+        # Years and ratings from any dtype holding numbers (text or categories of a harness's
+        # convert_dtypes() or Arrow-backed tables too); anything else refused naming the column.
+        items = _with_numbers("items", items, {"year": "release years (0 when unknown)"})
+        interactions = _with_numbers("interactions", interactions, {"rating": "ratings"})
         # Missing genres are no genres (as an empty string is), not pandas' "ambiguous NA".
         genres = items["genres"]
         if genres.isna().any():
