@@ -4,6 +4,7 @@
     ├── BadRequest (400)            a field is missing, has the wrong type or is out of range
     │   └── PayloadTooLarge (413)   the body is larger than ``max_body_bytes``
     ├── ModelNotLoaded (503)        the runtime is not ready yet
+    ├── ServerShuttingDown (503)    a request that arrived during the graceful shutdown (BentoML)
     ├── InjectedFault (500)         fault injection for rollout tests (never by default)
     └── RuntimeLoadError (500)      the bundle could not be loaded (raised at start, not per request)
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["ServingError", "BadRequest", "PayloadTooLarge", "ModelNotFound", "ModelNotLoaded",
-           "InjectedFault", "RuntimeLoadError", "error_body"]
+           "ServerShuttingDown", "InjectedFault", "RuntimeLoadError", "error_body"]
 
 
 class ServingError(Exception):
@@ -46,6 +47,13 @@ class ModelNotFound(ServingError):
 class ModelNotLoaded(ServingError):
     status_code = 503
     code = "not_ready"
+
+
+class ServerShuttingDown(ServingError):
+    """A request that arrived after the server began its graceful shutdown."""
+
+    status_code = 503
+    code = "shutting_down"
 
 
 class InjectedFault(ServingError):

@@ -54,6 +54,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from serving.bento.shutdown import DrainRefuser, listening_socket
 from serving.errors import BadRequest, ModelNotFound, ServingError, error_body
 from serving.runtime.middleware import ServingMiddleware, route_of
 from serving.runtime.schema import decode_v2_json, parse_v1, request_id_from
@@ -118,6 +119,12 @@ def _error(request: Request, exc: ServingError, status: int | None = None,
             route_of(request.url.path), exc.message, request_id, _LOADED["version"],
             _LOADED["variant"])
     return _json(error_body(exc), status, headers)
+
+
+def _log_refused(method: str, path: str) -> None:
+    """The one log line of a request refused because the worker is shutting down."""
+    log.info("503 %s %s: server shutting down (model_version=%s variant=%s)", method,
+             route_of(path), _LOADED["version"], _LOADED["variant"])
 
 
 def _instance() -> MovieRecommender:
@@ -333,14 +340,38 @@ class MovieRecommender:
             os._exit(EXIT_LOAD_FAILED)
         log_serving(self.service.runtime, MODEL_NAME, serving.host or settings.bind_host,
                     serving.port, "BentoML")
+        self.port = serving.port
+        self.refuser: DrainRefuser | None = None  # set by the startup hook in a worker
         importlib.import_module("serving.kserve.model")  # V2's codec: now, not on a request
         _LOADED.update(version=self.service.version, variant=serving.variant,
                        max_body_bytes=serving.max_body_bytes)
 
+    @bentoml.on_startup
+    def refuse_new_requests_while_draining(self) -> None:
+        """In a ``bentoml serve`` worker: a request that arrives after SIGTERM gets a 503 at
+        once, instead of hanging until the server exits (see :mod:`serving.bento.shutdown`)."""
+        if bentoml.server_context.worker_index is None:  # in process (a test client)
+            return
+        sock = listening_socket(self.port)
+        if sock is None:
+            log.warning("no listening socket on port %d in this worker: a request that "
+                        "arrives during the shutdown waits until the server exits", self.port)
+            return
+        refuser = DrainRefuser(sock, max_body_bytes=_LOADED["max_body_bytes"],
+                               on_refused=_log_refused)
+        if refuser.install():
+            self.refuser = refuser
+        else:
+            sock.close()
+
     @bentoml.on_shutdown
     def flush_payload_logs(self) -> None:
+        """After the requests in flight finished: their payload rows written, then no more
+        503s (the worker exits next)."""
         if self.payload is not None:
             self.payload.close()
+        if self.refuser is not None:
+            self.refuser.close()
 
 
 MovieRecommender.add_asgi_middleware(
