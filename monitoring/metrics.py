@@ -161,7 +161,8 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                "Unix time at which the last skew check completed.", (), _SKEW),
     # --- model servers (serving/metrics.py, scraped by the ServiceMonitor marquee-model) ---
     MetricSpec("marquee_serving_requests_total", "counter",
-               "Requests answered by the model server, by route and HTTP status code.",
+               "Requests answered by the model server, by route and HTTP status code (a gRPC "
+               "call's status as its HTTP equivalent, on the grpc_* routes).",
                ("model_version", "variant", "route", "code"), _SERVING),
     MetricSpec("marquee_serving_errors_total", "counter",
                "Requests answered with a 4xx or 5xx, by route and HTTP status code.",

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "REQUESTS", "ERRORS", "STAGE_LATENCY", "COLD_STARTS", "FALLBACKS", "SCORES",
     "PAYLOG_DROPPED", "PAYLOG_ROWS", "PAYLOG_FLUSH_ERRORS", "INDEX_RECALL", "MODEL_READY",
-    "STAGES",
+    "STAGES", "count_request",
 ]
 
 STAGES = ("features", "retrieve", "rank", "rerank", "total")
@@ -23,7 +23,8 @@ _SCORE_BUCKETS = (-10.0, -5.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.1, 0.2, 0.3, 0.4,
 
 REQUESTS = Counter(
     "marquee_serving_requests_total",
-    "Requests answered by the model server, by route and HTTP status code.",
+    "Requests answered by the model server, by route and HTTP status code (a gRPC call's "
+    "status as its HTTP equivalent, on the grpc_* routes).",
     ["model_version", "variant", "route", "code"],
 )
 ERRORS = Counter(
@@ -77,3 +78,11 @@ MODEL_READY = Gauge(
     "1 once the bundle is loaded and the index is built.",
     ["model_version"],
 )
+
+
+def count_request(model_version: str, variant: str, route: str, code: int) -> None:
+    """One answered request in ``REQUESTS`` (and ``ERRORS`` when ``code`` is a 4xx or 5xx):
+    REST and gRPC count through here, so both series keep one meaning for ``code``."""
+    REQUESTS.labels(model_version, variant, route, str(code)).inc()
+    if code >= 400:
+        ERRORS.labels(model_version, variant, route, str(code)).inc()

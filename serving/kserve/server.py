@@ -13,7 +13,9 @@ host), leaves gRPC off unless asked, and adds:
   repository's load/unload (UNIMPLEMENTED, as their REST routes are 404s), messages limited
   to ``max_body_bytes``, and a bad request answered INVALID_ARGUMENT naming the field (KServe
   answered INTERNAL and logged a traceback);
-* a body-size limit (413) and per-route request/error counters (``marquee_serving_*``);
+* a body-size limit (413) and per-route request/error counters (``marquee_serving_*``),
+  gRPC calls counted too (``route`` ``grpc_infer`` or ``grpc_other``, ``code`` the HTTP
+  status of the gRPC status, as :func:`_grpc_code` maps one to the other);
 * handlers that turn every validation failure into a 4xx naming the field;
 * ``POST /payload-sink`` (KServe's CloudEvents payload logger, bodies up to the sink
   service's 8 MiB; only when given a ``pairer``,
@@ -27,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import kserve
@@ -34,6 +37,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse
+from grpc_interceptor import AsyncServerInterceptor
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.dataplane import DataPlane
@@ -43,6 +47,7 @@ from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import RESTServer, _RefreshingServer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving import metrics
 from serving.errors import ServingError, error_body
 from serving.kserve.model import RecommenderModel
 from serving.payload.service import SINK_MAX_BODY_BYTES
@@ -251,16 +256,74 @@ class _StatusInterceptor(ExceptionToStatusInterceptor):
         await super().handle_exception(ex, request_or_iterator, context, method_name)
 
 
+# gRPC methods answered without being counted, as REST's health and metadata routes are not
+_GRPC_UNCOUNTED = frozenset({"ServerLive", "ServerReady", "ModelReady", "ServerMetadata",
+                             "ModelMetadata"})
+
+
+def _grpc_route(method_name: str) -> str | None:
+    """The ``route`` label of a gRPC method (``/inference.GRPCInferenceService/ModelInfer``):
+    ``grpc_infer`` for inference, ``grpc_other`` for the rest, None for health and metadata
+    (not counted, as their REST routes are not)."""
+    method = method_name.rsplit("/", 1)[-1]
+    if method == "ModelInfer":
+        return "grpc_infer"
+    return None if method in _GRPC_UNCOUNTED else "grpc_other"
+
+
+def _http_status(code: Any) -> int:
+    """The HTTP status a gRPC status stands for: the inverse of :func:`_grpc_code` (so a
+    ServingError is counted under the same code over REST and gRPC), the other statuses as
+    ``google.rpc.Code`` maps them. ``code`` is counted in HTTP terms on every route, so that
+    ``code=~"5.."`` selects the server errors of both protocols."""
+    import grpc
+
+    s = grpc.StatusCode
+    return {s.OK: 200, s.INVALID_ARGUMENT: 400, s.FAILED_PRECONDITION: 400, s.OUT_OF_RANGE: 400,
+            s.UNAUTHENTICATED: 401, s.PERMISSION_DENIED: 403, s.NOT_FOUND: 404,
+            s.ALREADY_EXISTS: 409, s.ABORTED: 409, s.RESOURCE_EXHAUSTED: 413,
+            s.CANCELLED: 499, s.UNIMPLEMENTED: 501, s.UNAVAILABLE: 503,
+            s.DEADLINE_EXCEEDED: 504}.get(code, 500)
+
+
+class _MetricsInterceptor(AsyncServerInterceptor):
+    """Counts every answered gRPC call in ``marquee_serving_requests_total`` (and
+    ``_errors_total``) as ServingMiddleware counts REST requests: without it a client on gRPC
+    was invisible to the dashboard and an error spike over gRPC showed nowhere. Outermost, so
+    it sees the status the client gets, after :class:`_StatusInterceptor` mapped the error."""
+
+    def __init__(self, version: Callable[[], str], variant: str) -> None:
+        self._version = version
+        self._variant = variant
+
+    async def intercept(self, method: Callable, request_or_iterator: Any, context: Any,
+                        method_name: str) -> Any:
+        import grpc
+
+        route = _grpc_route(method_name)
+        if route is None:
+            return await method(request_or_iterator, context)
+        ok = False
+        try:
+            response = await method(request_or_iterator, context)
+            ok = True
+            return response
+        finally:  # an abort sets the code and raises; an unset code after one is INTERNAL
+            code = context.code() or (grpc.StatusCode.OK if ok else grpc.StatusCode.INTERNAL)
+            metrics.count_request(self._version(), self._variant, route, _http_status(code))
+
+
 class _BoundGRPCServer(GRPCServer):
     """KServe's gRPC server bound to the configured host (KServe listens on ``[::]``, every
     interface, whatever the REST host), with :class:`_Servicer` and messages up to
     ``max_message_bytes``."""
 
     def __init__(self, host: str, port: int, dataplane: Any, *, max_message_bytes: int,
-                 grace_period: int) -> None:
+                 grace_period: int, version: Callable[[], str], variant: str) -> None:
         super().__init__(port, dataplane, None, kwargs={}, grace_period=grace_period)
         self._host = host
         self._max_message_bytes = max_message_bytes
+        self._metrics = _MetricsInterceptor(version, variant)
 
     async def start(self, max_workers: int) -> None:
         from concurrent import futures
@@ -271,7 +334,7 @@ class _BoundGRPCServer(GRPCServer):
 
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(_StatusInterceptor(),),
+            interceptors=(self._metrics, _StatusInterceptor()),
             options=[("grpc.max_send_message_length", MAX_GRPC_MESSAGE_LENGTH),
                      ("grpc.max_receive_message_length", self._max_message_bytes)])
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
@@ -357,7 +420,8 @@ class MarqueeModelServer(kserve.ModelServer):
         if self.enable_grpc:
             self._grpc_server = _BoundGRPCServer(self.host, self.grpc_port, self.dataplane,
                                                  max_message_bytes=self.max_body_bytes,
-                                                 grace_period=self.grace_period)
+                                                 grace_period=self.grace_period,
+                                                 version=self._version, variant=self.variant)
             self.servers.append(self._grpc_server.start(self.max_threads))
         self.setup_event_loop()
         self.register_signal_handler()

@@ -115,8 +115,5 @@ class ServingMiddleware:
     def _count(self, route: str, code: int) -> None:
         if route in ("metrics", "health"):
             return
-        version = self.version()
         variant = self.variant() if callable(self.variant) else self.variant
-        metrics.REQUESTS.labels(version, variant, route, str(code)).inc()
-        if code >= 400:
-            metrics.ERRORS.labels(version, variant, route, str(code)).inc()
+        metrics.count_request(self.version(), variant, route, code)
