@@ -9,7 +9,6 @@ server builds on, request by request, with the same code.
 from __future__ import annotations
 
 import logging
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -18,9 +17,11 @@ import torch
 
 from recsys.config import RecommenderConfig
 from recsys.data.fingerprint import canonical_order
-from recsys.data.schema import EVENTS, INTERACTIONS
+from recsys.data.schema import INTERACTIONS
 from recsys.encoding import IdIndex, Vocab, stable_hash
 from recsys.features import FeatureContext
+from recsys.inputs import (check_events, check_int, check_table, event_times, request_user_ids,
+                           with_ids, with_numbers)
 from recsys.models.popularity import SegmentPopularity
 from recsys.models.training import Examples, train_two_tower
 from recsys.models.two_tower import TowerSizes, TwoTower, UserBatch, time_features
@@ -35,7 +36,6 @@ DEMO_COLUMNS = ("age_bucket", "gender", "occupation", "region")
 MISSING_DEMO = {"age_bucket": "unknown", "gender": "U", "occupation": "unknown",
                 "region": "unknown"}
 YEAR_MIN, YEAR_STEP, YEAR_BUCKETS = 1920, 5, 24
-MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 in unix seconds; any later time is not in seconds
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -54,171 +54,6 @@ def year_buckets(years: np.ndarray) -> np.ndarray:
     y = np.where(known, np.clip(y, YEAR_MIN, YEAR_MIN + YEAR_STEP * YEAR_BUCKETS), YEAR_MIN)
     buckets = np.clip((y.astype(np.int64) - YEAR_MIN) // YEAR_STEP + 1, 1, YEAR_BUCKETS - 1)
     return np.where(known, buckets, 0)
-
-
-def _check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
-                 key: str | None = None) -> None:
-    """A clear error for a table ``fit`` cannot use: missing columns, or a key that repeats
-    (rows are matched to ids by position, so a repeated id would shift every later row)."""
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"{name}: expected a pandas DataFrame, got {type(frame).__name__}")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{name}: missing column(s) {missing} (has {list(frame.columns)})")
-    if key is not None:
-        dup = frame[key].duplicated(keep=False) & frame[key].notna()  # missing: see _ids
-        if dup.any():
-            raise ValueError(f"{name}: {key} must be unique, but {int(dup.sum())} rows share "
-                             f"an id (e.g. {key} {frame[key][dup].iloc[0]})")
-
-
-def _check_events(interactions: pd.DataFrame) -> None:
-    """``interactions.event`` holds the contract's kinds only (docs/CONTRACTS.md): another
-    kind ("purchase") or a missing one was fitted on silently, as if it were one of them."""
-    col = interactions["event"]
-    bad = ~col.isin(EVENTS).to_numpy(bool)
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"interactions.event: {int(bad.sum())} value(s) outside the contract "
-                         f"(e.g. {col.iloc[first]!r} at row {first}); allowed: "
-                         + ", ".join(EVENTS))
-
-
-def _ids(name: str, frame: pd.DataFrame, column: str) -> np.ndarray:
-    """``frame[column]`` (an id column) as int64, or a ValueError naming ``name.column``:
-    missing values (``<NA>`` of a nullable column, NaN, None) or values that are not whole
-    numbers (text, fractions, booleans). Any integer dtype, nullable or not, is accepted."""
-    col = frame[column]
-    missing = col.isna()
-    if missing.any():
-        raise ValueError(f"{name}.{column}: {int(missing.sum())} missing value(s) (e.g. at row "
-                         f"{int(np.flatnonzero(missing.to_numpy())[0])}); every row needs an id")
-    if pd.api.types.is_bool_dtype(col.dtype):
-        raise ValueError(f"{name}.{column}: expected integer ids, got dtype {col.dtype}")
-    if pd.api.types.is_integer_dtype(col.dtype):
-        return col.to_numpy(np.int64)
-    values = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(
-        col.dtype) else col
-    bad = values.isna() | (values.astype("float64") % 1 != 0)
-    if bad.any():
-        raise ValueError(f"{name}.{column}: expected integer ids, got dtype {col.dtype} with "
-                         f"{int(bad.sum())} non-integer value(s) (e.g. "
-                         f"{col[bad.to_numpy()].iloc[0]!r})")
-    return values.to_numpy(np.int64)
-
-
-def _is_number(value: object) -> bool:
-    """A text or a number (not a bool): what ``pd.to_numeric`` may read as a number."""
-    return isinstance(value, str) or (isinstance(value, numbers.Number)
-                                      and not isinstance(value, (bool, np.bool_)))
-
-
-def _numbers(name: str, frame: pd.DataFrame, column: str, expected: str) -> pd.Series:
-    """``frame[column]`` (a number column: ``items.year``, ``interactions.rating``) as float64
-    numbers, so that a harness's ``convert_dtypes()``, Arrow-backed or ``category`` table fits
-    as the plain one does: text or categories are parsed ("1995" is 1995; a blank or missing
-    value stays missing, as an empty cell of a data file does). Booleans, dates and times, or
-    text that is not a number are a ValueError naming ``name.column`` (pandas' own error named
-    neither, and booleans or datetimes were silently taken as numbers)."""
-    col = frame[column]
-    if col.dtype.kind in "bmM":
-        raise ValueError(f"{name}.{column}: expected {expected}, got dtype {col.dtype}")
-    values = col.astype(object)
-    missing = values.isna().to_numpy(bool) | values.map(
-        lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
-    num = pd.to_numeric(values.where(~missing), errors="coerce")
-    bad = ~missing & (num.isna().to_numpy(bool) | ~values.map(_is_number).to_numpy(bool))
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}.{column}: expected {expected}, got dtype {col.dtype} with "
-                         f"{int(bad.sum())} value(s) that are not numbers (e.g. "
-                         f"{values.iloc[first]!r} at row {first})")
-    return num.astype(np.float64)
-
-
-def _with_numbers(name: str, frame: pd.DataFrame, expected: Mapping[str, str]) -> pd.DataFrame:
-    """``frame`` with its number columns ``expected`` (column → what it holds) as numbers
-    (see ``_numbers``); the frame itself, not a copy, when each already has a numeric dtype
-    (nullable and Arrow ones included)."""
-    def plain(dtype) -> bool:
-        return pd.api.types.is_numeric_dtype(dtype) and dtype.kind not in "bmM"
-
-    todo = [c for c in expected if c in frame and not plain(frame[c].dtype)]
-    if not todo:
-        return frame
-    return frame.assign(**{c: _numbers(name, frame, c, expected[c]) for c in todo})
-
-
-def _with_ids(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    """``frame`` with its id ``columns`` as int64 (see ``_ids``); the frame itself, not a
-    copy, when they already are (20M interactions are not copied for nothing)."""
-    if all(frame[c].dtype == np.int64 for c in columns):
-        return frame
-    return frame.assign(**{c: _ids(name, frame, c) for c in columns})
-
-
-def _request_ids(uid: np.ndarray) -> np.ndarray:
-    """The one-dimensional ``user_ids`` of ``recommend`` as int64, or a ValueError naming
-    ``user_ids``: a missing id (``<NA>``, NaN, None), a fraction, a boolean, text that is not
-    a number, or an id outside int64 (each was silently turned into another user's id)."""
-    if uid.dtype.kind == "b":
-        raise ValueError("user_ids: expected integer user ids, got booleans")
-    if uid.dtype.kind not in "iufOUS":  # datetimes, durations, complex numbers, records
-        raise ValueError(f"user_ids: expected integer user ids, got dtype {uid.dtype}")
-    if uid.dtype.kind in "OUS":
-        num = pd.to_numeric(pd.Series(uid, dtype=object), errors="coerce")
-        junk = num.isna().to_numpy() & ~pd.isna(uid)
-        if junk.any():
-            first = int(np.flatnonzero(junk)[0])
-            raise ValueError(f"user_ids: expected integer user ids, got "
-                             f"{uid.tolist()[first]!r} at position {first}")
-        if any(isinstance(v, (bool, np.bool_)) for v in uid):
-            raise ValueError("user_ids: expected integer user ids, got booleans")
-        uid = num.to_numpy()
-    if uid.dtype.kind == "f":
-        missing = np.isnan(uid)
-        if missing.any():
-            raise ValueError(f"user_ids: {int(missing.sum())} missing id(s), e.g. at position "
-                             f"{int(np.flatnonzero(missing)[0])}")
-        bad = ~np.isfinite(uid) | (uid % 1 != 0) | (np.abs(uid) >= 2.0 ** 63)
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"user_ids: expected integer user ids, got {uid.tolist()[first]!r} "
-                             f"at position {first}")
-    if uid.dtype.kind == "u" and uid.size and uid.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"user_ids: id {int(uid.max())} is outside the int64 range")
-    try:
-        return uid.astype(np.int64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ValueError(f"user_ids: expected integer user ids ({exc})") from None
-
-
-def _timestamps(interactions: pd.DataFrame) -> np.ndarray:
-    """``interactions.timestamp`` as int64 unix seconds, or a ValueError naming the column:
-    not numbers (datetimes, strings), missing values, or values past 2100-01-01 (a time in
-    milliseconds, microseconds or nanoseconds, which would give every time feature, the
-    popularity decay and the request features nonsense, then fail on the request path)."""
-    col = interactions["timestamp"]
-    if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
-        raise ValueError(f"interactions.timestamp: expected unix seconds (integers), got dtype "
-                         f"{col.dtype}")
-    missing = col.isna()
-    if missing.any():
-        raise ValueError(f"interactions.timestamp: {int(missing.sum())} missing value(s); "
-                         "expected unix seconds")
-    ts = col.to_numpy(np.int64)
-    if ts.size and ts.max() > MAX_TIMESTAMP:
-        raise ValueError(f"interactions.timestamp: expected unix seconds, but values go up to "
-                         f"{int(ts.max())} (after 2100-01-01); timestamps in milliseconds (or "
-                         "finer) must be converted to seconds first")
-    return ts
-
-
-def _check_int(name: str, value: object, least: int) -> None:
-    """A ValueError naming ``name`` unless ``value`` is an integer (not a bool) >= least."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < least:
-        raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
 
 
 class Recommender:
@@ -259,12 +94,12 @@ class Recommender:
     def _index(self, interactions: pd.DataFrame, users: pd.DataFrame,
                items: pd.DataFrame) -> pd.DataFrame:
         # The ranker learns from the event kinds and ratings too (recsys.models.ranker).
-        _check_table("interactions", interactions, ("user_id", "item_id", "timestamp") + (
+        check_table("interactions", interactions, ("user_id", "item_id", "timestamp") + (
             ("event", "rating") if self.config.ranker.enabled else ()))
-        _check_table("users", users, ("user_id", *DEMO_COLUMNS), key="user_id")
-        _check_table("items", items, ("item_id", "year", "genres"), key="item_id")
+        check_table("users", users, ("user_id", *DEMO_COLUMNS), key="user_id")
+        check_table("items", items, ("item_id", "year", "genres"), key="item_id")
         if "event" in interactions:
-            _check_events(interactions)
+            check_events(interactions)
         # Nothing to learn from: say which table is empty (the ranker, or the first
         # recommend, would fail later with an error that names neither).
         for name, frame in (("items", items), ("interactions", interactions)):
@@ -272,13 +107,13 @@ class Recommender:
                 raise ValueError(f"{name}: no rows; fit needs at least one {name[:-1]}")
         # Ids as int64 from any integer dtype (nullable Int64 or int32 too); a missing or
         # non-integer id is refused naming its table and column before anything else runs.
-        interactions = _with_ids("interactions", interactions, ("user_id", "item_id"))
-        users = _with_ids("users", users, ("user_id",))
-        items = _with_ids("items", items, ("item_id",))
+        interactions = with_ids("interactions", interactions, ("user_id", "item_id"))
+        users = with_ids("users", users, ("user_id",))
+        items = with_ids("items", items, ("item_id",))
         # Years and ratings from any dtype holding numbers (text or categories of a harness's
         # convert_dtypes() or Arrow-backed tables too); anything else refused naming the column.
-        items = _with_numbers("items", items, {"year": "release years (0 when unknown)"})
-        interactions = _with_numbers("interactions", interactions, {"rating": "ratings"})
+        items = with_numbers("items", items, {"year": "release years (0 when unknown)"})
+        interactions = with_numbers("interactions", interactions, {"rating": "ratings"})
         # Missing genres are no genres (as an empty string is), not pandas' "ambiguous NA".
         genres = items["genres"]
         if genres.isna().any():
@@ -307,7 +142,7 @@ class Recommender:
         cfg = self.config.retrieval
         self.user_buckets = cfg.user_buckets or max(2 * len(self.user_index), 1024)
         inter = interactions.assign(
-            timestamp=_timestamps(interactions),
+            timestamp=event_times(interactions),
             user_row=self.user_index.lookup(interactions["user_id"].to_numpy()),
             item_row=self.item_index.lookup(interactions["item_id"].to_numpy()))
         # Events in the canonical order of the interactions table (user, time, item, event,
@@ -522,17 +357,17 @@ class Recommender:
         if getattr(self, "history", None) is None:
             raise NotFittedError("recommend: this Recommender is not fitted yet; call "
                                  "fit(interactions, users, items) or Recommender.load first")
-        _check_int("k", k, 0)
+        check_int("k", k, 0)
         if not isinstance(exclude_seen, (bool, np.bool_)):  # "no" would exclude, None include
             raise ValueError(f"exclude_seen: expected True or False, got {exclude_seen!r}")
         if stages not in ("full", "retrieval"):
             raise ValueError(f"stages: expected 'full' or 'retrieval', got {stages!r}")
-        _check_int("chunk", chunk, 1)
+        check_int("chunk", chunk, 1)
         uid = np.asarray(user_ids)
         if uid.ndim != 1:
             raise ValueError(f"user_ids: expected a one-dimensional sequence of user ids, got "
                              f"{type(user_ids).__name__} of shape {uid.shape}")
-        uid = _request_ids(uid)
+        uid = request_user_ids(uid)
         k = int(k)
         frames = [self._recommend_chunk(uid[s:s + chunk], k, exclude_seen, stages)
                   for s in range(0, uid.size, chunk)]

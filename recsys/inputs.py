@@ -1,0 +1,185 @@
+"""Checks and conversions of what callers hand :class:`recsys.Recommender`: its three tables
+(columns, id, number and time dtypes, event kinds) and the user ids of a request. Each refusal
+is a ValueError naming the table and column (or argument), never pandas' or numpy's own error.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.schema import EVENTS
+
+__all__ = ["MAX_TIMESTAMP", "check_events", "check_int", "check_table", "event_times",
+           "request_user_ids", "with_ids", "with_numbers"]
+
+#: 2100-01-01 in unix seconds; any later time is not in seconds
+MAX_TIMESTAMP = 4_102_444_800
+
+
+def check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
+                 key: str | None = None) -> None:
+    """A clear error for a table ``fit`` cannot use: missing columns, or a key that repeats
+    (rows are matched to ids by position, so a repeated id would shift every later row)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"{name}: expected a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {missing} (has {list(frame.columns)})")
+    if key is not None:
+        dup = frame[key].duplicated(keep=False) & frame[key].notna()  # missing: see _ids
+        if dup.any():
+            raise ValueError(f"{name}: {key} must be unique, but {int(dup.sum())} rows share "
+                             f"an id (e.g. {key} {frame[key][dup].iloc[0]})")
+
+
+def check_events(interactions: pd.DataFrame) -> None:
+    """``interactions.event`` holds the contract's kinds only (docs/CONTRACTS.md): another
+    kind ("purchase") or a missing one was fitted on silently, as if it were one of them."""
+    col = interactions["event"]
+    bad = ~col.isin(EVENTS).to_numpy(bool)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"interactions.event: {int(bad.sum())} value(s) outside the contract "
+                         f"(e.g. {col.iloc[first]!r} at row {first}); allowed: "
+                         + ", ".join(EVENTS))
+
+
+def _ids(name: str, frame: pd.DataFrame, column: str) -> np.ndarray:
+    """``frame[column]`` (an id column) as int64, or a ValueError naming ``name.column``:
+    missing values (``<NA>`` of a nullable column, NaN, None) or values that are not whole
+    numbers (text, fractions, booleans). Any integer dtype, nullable or not, is accepted."""
+    col = frame[column]
+    missing = col.isna()
+    if missing.any():
+        raise ValueError(f"{name}.{column}: {int(missing.sum())} missing value(s) (e.g. at row "
+                         f"{int(np.flatnonzero(missing.to_numpy())[0])}); every row needs an id")
+    if pd.api.types.is_bool_dtype(col.dtype):
+        raise ValueError(f"{name}.{column}: expected integer ids, got dtype {col.dtype}")
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return col.to_numpy(np.int64)
+    values = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(
+        col.dtype) else col
+    bad = values.isna() | (values.astype("float64") % 1 != 0)
+    if bad.any():
+        raise ValueError(f"{name}.{column}: expected integer ids, got dtype {col.dtype} with "
+                         f"{int(bad.sum())} non-integer value(s) (e.g. "
+                         f"{col[bad.to_numpy()].iloc[0]!r})")
+    return values.to_numpy(np.int64)
+
+
+def _is_number(value: object) -> bool:
+    """A text or a number (not a bool): what ``pd.to_numeric`` may read as a number."""
+    return isinstance(value, str) or (isinstance(value, numbers.Number)
+                                      and not isinstance(value, (bool, np.bool_)))
+
+
+def _numbers(name: str, frame: pd.DataFrame, column: str, expected: str) -> pd.Series:
+    """``frame[column]`` (a number column: ``items.year``, ``interactions.rating``) as float64
+    numbers, so that a harness's ``convert_dtypes()``, Arrow-backed or ``category`` table fits
+    as the plain one does: text or categories are parsed ("1995" is 1995; a blank or missing
+    value stays missing, as an empty cell of a data file does). Booleans, dates and times, or
+    text that is not a number are a ValueError naming ``name.column`` (pandas' own error named
+    neither, and booleans or datetimes were silently taken as numbers)."""
+    col = frame[column]
+    if col.dtype.kind in "bmM":
+        raise ValueError(f"{name}.{column}: expected {expected}, got dtype {col.dtype}")
+    values = col.astype(object)
+    missing = values.isna().to_numpy(bool) | values.map(
+        lambda v: isinstance(v, str) and not v.strip()).to_numpy(bool)
+    num = pd.to_numeric(values.where(~missing), errors="coerce")
+    bad = ~missing & (num.isna().to_numpy(bool) | ~values.map(_is_number).to_numpy(bool))
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}.{column}: expected {expected}, got dtype {col.dtype} with "
+                         f"{int(bad.sum())} value(s) that are not numbers (e.g. "
+                         f"{values.iloc[first]!r} at row {first})")
+    return num.astype(np.float64)
+
+
+def with_numbers(name: str, frame: pd.DataFrame, expected: Mapping[str, str]) -> pd.DataFrame:
+    """``frame`` with its number columns ``expected`` (column → what it holds) as numbers
+    (see ``_numbers``); the frame itself, not a copy, when each already has a numeric dtype
+    (nullable and Arrow ones included)."""
+    def plain(dtype) -> bool:
+        return pd.api.types.is_numeric_dtype(dtype) and dtype.kind not in "bmM"
+
+    todo = [c for c in expected if c in frame and not plain(frame[c].dtype)]
+    if not todo:
+        return frame
+    return frame.assign(**{c: _numbers(name, frame, c, expected[c]) for c in todo})
+
+
+def with_ids(name: str, frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with its id ``columns`` as int64 (see ``_ids``); the frame itself, not a
+    copy, when they already are (20M interactions are not copied for nothing)."""
+    if all(frame[c].dtype == np.int64 for c in columns):
+        return frame
+    return frame.assign(**{c: _ids(name, frame, c) for c in columns})
+
+
+def request_user_ids(uid: np.ndarray) -> np.ndarray:
+    """The one-dimensional ``user_ids`` of ``recommend`` as int64, or a ValueError naming
+    ``user_ids``: a missing id (``<NA>``, NaN, None), a fraction, a boolean, text that is not
+    a number, or an id outside int64 (each was silently turned into another user's id)."""
+    if uid.dtype.kind == "b":
+        raise ValueError("user_ids: expected integer user ids, got booleans")
+    if uid.dtype.kind not in "iufOUS":  # datetimes, durations, complex numbers, records
+        raise ValueError(f"user_ids: expected integer user ids, got dtype {uid.dtype}")
+    if uid.dtype.kind in "OUS":
+        num = pd.to_numeric(pd.Series(uid, dtype=object), errors="coerce")
+        junk = num.isna().to_numpy() & ~pd.isna(uid)
+        if junk.any():
+            first = int(np.flatnonzero(junk)[0])
+            raise ValueError(f"user_ids: expected integer user ids, got "
+                             f"{uid.tolist()[first]!r} at position {first}")
+        if any(isinstance(v, (bool, np.bool_)) for v in uid):
+            raise ValueError("user_ids: expected integer user ids, got booleans")
+        uid = num.to_numpy()
+    if uid.dtype.kind == "f":
+        missing = np.isnan(uid)
+        if missing.any():
+            raise ValueError(f"user_ids: {int(missing.sum())} missing id(s), e.g. at position "
+                             f"{int(np.flatnonzero(missing)[0])}")
+        bad = ~np.isfinite(uid) | (uid % 1 != 0) | (np.abs(uid) >= 2.0 ** 63)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"user_ids: expected integer user ids, got {uid.tolist()[first]!r} "
+                             f"at position {first}")
+    if uid.dtype.kind == "u" and uid.size and uid.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"user_ids: id {int(uid.max())} is outside the int64 range")
+    try:
+        return uid.astype(np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"user_ids: expected integer user ids ({exc})") from None
+
+
+def event_times(interactions: pd.DataFrame) -> np.ndarray:
+    """``interactions.timestamp`` as int64 unix seconds, or a ValueError naming the column:
+    not numbers (datetimes, strings), missing values, or values past 2100-01-01 (a time in
+    milliseconds, microseconds or nanoseconds, which would give every time feature, the
+    popularity decay and the request features nonsense, then fail on the request path)."""
+    col = interactions["timestamp"]
+    if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        raise ValueError(f"interactions.timestamp: expected unix seconds (integers), got dtype "
+                         f"{col.dtype}")
+    missing = col.isna()
+    if missing.any():
+        raise ValueError(f"interactions.timestamp: {int(missing.sum())} missing value(s); "
+                         "expected unix seconds")
+    ts = col.to_numpy(np.int64)
+    if ts.size and ts.max() > MAX_TIMESTAMP:
+        raise ValueError(f"interactions.timestamp: expected unix seconds, but values go up to "
+                         f"{int(ts.max())} (after 2100-01-01); timestamps in milliseconds (or "
+                         "finer) must be converted to seconds first")
+    return ts
+
+
+def check_int(name: str, value: object, least: int) -> None:
+    """A ValueError naming ``name`` unless ``value`` is an integer (not a bool) >= least."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < least:
+        raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
