@@ -87,6 +87,10 @@ class TriggerSettings(BaseSettings):
                                             "run is followed before it counts as failed.")
     kubeflow_poll_seconds: float = Field(30.0, gt=0, description="Interval between two reads "
                                          "of a followed Kubeflow run's state.")
+    kubeflow_create_grace_seconds: float = Field(
+        300.0, ge=0, description="After a submission Kubeflow did not answer, how long the "
+        "run is looked for by its name (every kubeflow_poll_seconds) before it counts as "
+        "failed: Kubeflow may create it late. 0: one look.")
 
     def read_token(self) -> str:
         """The bearer token; raise when none is configured (the trigger never runs open)."""
@@ -128,7 +132,8 @@ def make_launcher(settings: Settings, ts: TriggerSettings) -> PipelineLauncher:
     if kind == "kubeflow":
         return KubeflowLauncher(settings, ts.pipeline_params, wait=ts.kubeflow_wait,
                                 timeout_seconds=ts.kubeflow_timeout_seconds,
-                                poll_seconds=ts.kubeflow_poll_seconds)
+                                poll_seconds=ts.kubeflow_poll_seconds,
+                                create_grace_seconds=ts.kubeflow_create_grace_seconds)
     return KfpLocalLauncher(settings, ts.pipeline_params,
                             timeout_seconds=ts.command_timeout_seconds)
 

@@ -108,6 +108,10 @@ def _first_attr(obj: Any, *names: str) -> str | None:
     return None
 
 
+def _looks(n: int) -> str:
+    return f"{n} look" if n == 1 else f"{n} looks"
+
+
 def _result_of(result: Any) -> LaunchResult:
     """``pipelines.run.RunResult`` (or a dict of the same fields) → LaunchResult."""
     return LaunchResult(
@@ -168,9 +172,12 @@ class KubeflowLauncher:
     its HTTP calls, so an API that stops answering would otherwise hang the trigger's worker
     while its heartbeat thread keeps the run claimed. An unanswered read counts as a failed
     read (``max_poll_errors`` in a row fail the run, which releases the claim). After an
-    unanswered submission the run is looked up by its name (``find``): one Kubeflow created
-    all the same is followed; otherwise the run fails, and the error names the run to look
-    for in the UI (Kubeflow may still create it).
+    unanswered submission the run is looked up by its name (``find``), every ``poll_seconds``
+    for ``create_grace_seconds``: an API server that timed out on the create often persists
+    the run seconds later (the request was queued, not lost), and failing that run would
+    release the claim while it trains, so a later alert could start a second one. One that
+    appears is followed; when none has by the end, the run fails, and the error names the run
+    to look for in the UI (Kubeflow may still create it).
     """
 
     trains_requested_model = False  # the pipeline trains MARQUEE_MODEL_NAME
@@ -180,7 +187,8 @@ class KubeflowLauncher:
     def __init__(self, settings: Settings, params: Mapping[str, Any] | None = None,
                  client: Any = None, *, wait: bool = True, timeout_seconds: float = 12 * 3600,
                  poll_seconds: float = 30.0, max_poll_errors: int = 10,
-                 api_timeout_seconds: float = 60.0) -> None:
+                 api_timeout_seconds: float = 60.0,
+                 create_grace_seconds: float = 300.0) -> None:
         if not settings.kubeflow_host and client is None:
             raise LaunchError("the kubeflow launcher needs settings.kubeflow_host "
                               "(MARQUEE_KUBEFLOW_HOST)")
@@ -192,6 +200,7 @@ class KubeflowLauncher:
         self.poll_seconds = poll_seconds
         self.max_poll_errors = max_poll_errors
         self.api_timeout_seconds = api_timeout_seconds
+        self.create_grace_seconds = create_grace_seconds
         self._stop = threading.Event()
 
     def _client(self) -> Any:
@@ -269,22 +278,38 @@ class KubeflowLauncher:
                            "run_id")
 
     def _created_anyway(self, run_id: str, timeout: TimeoutError) -> str:
-        """The run that a submission which went unanswered created all the same (found by its
-        name); raises when Kubeflow lists none, or cannot be asked."""
+        """The run that a submission which went unanswered created all the same, found by its
+        name within ``create_grace_seconds`` (Kubeflow may persist a queued create late);
+        raises when Kubeflow lists none by then, or cannot be asked. The trigger stopping
+        meanwhile raises ``StoppedFollowing``: the run is handed over, and the next trigger
+        looks it up by name (``adopt``)."""
         name = kubeflow_run_name(run_id)
-        try:
-            found = self.find(run_id)
-        except StoppedFollowing:
-            raise
-        except LaunchError as exc:
-            raise LaunchError(f"submitting the run: {timeout}; whether Kubeflow created it is "
-                              f"unknown ({exc}): look for run {name} in its UI") from timeout
-        if found is None:
-            raise LaunchError(f"submitting the run: {timeout}; Kubeflow lists no run named "
-                              f"{name} (should one appear in its UI later, the trigger does "
-                              "not follow it)") from timeout
+        deadline = time.monotonic() + self.create_grace_seconds
+        looks = 0
+        while True:
+            try:
+                found = self.find(run_id)
+            except StoppedFollowing:
+                raise
+            except LaunchError as exc:
+                raise LaunchError(f"submitting the run: {timeout}; whether Kubeflow created "
+                                  f"it is unknown ({exc}): look for run {name} in its "
+                                  "UI") from timeout
+            looks += 1
+            if found is not None:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LaunchError(
+                    f"submitting the run: {timeout}; Kubeflow listed no run named {name} in "
+                    f"{self.create_grace_seconds:g}s of looking ({_looks(looks)}, "
+                    "MARQUEE_RETRAIN_KUBEFLOW_CREATE_GRACE_SECONDS); should one appear in its "
+                    "UI later, the trigger does not follow it") from timeout
+            if self._stop.wait(min(self.poll_seconds, left)):
+                raise StoppedFollowing(f"the trigger stopped while looking for Kubeflow run "
+                                       f"{name}, whose submission went unanswered")
         log.warning("run %s: its submission went unanswered (%s), but Kubeflow created it as "
-                    "%s; following it", run_id, timeout, found)
+                    "%s (found after %s); following it", run_id, timeout, found, _looks(looks))
         return found
 
     def _hand_over(self, request: LaunchRequest, run_id: str) -> LaunchResult:

@@ -226,7 +226,9 @@ def test_a_create_call_that_timed_out_and_created_nothing_names_the_run_to_look_
 
     released = threading.Event()
     kubeflow = Silent(settings, ["SUCCEEDED"], hang=released)
-    trig = trigger(tmp_path / "retrain", settings, kubeflow, api_timeout_seconds=1.0).start()
+    # looked for 0.2 s, not the default 5 min (test_s22e_kubeflow_late_run.py covers that wait)
+    trig = trigger(tmp_path / "retrain", settings, kubeflow, api_timeout_seconds=1.0,
+                   create_grace_seconds=0.2).start()
     try:
         decision = trig.handle_manual(ManualRequest(reason="drift on genre mix"))
         finish(trig)
