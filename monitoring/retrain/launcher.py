@@ -80,6 +80,9 @@ class LaunchRequest:
     on_submitted: Callable[[str], None] | None = field(default=None, compare=False)
     # called with a local child's pid (the leader of its own process group) once it runs
     on_child: Callable[[int], None] | None = field(default=None, compare=False)
+    # seconds since a resumed run was launched (by the trigger's clock), for how long a
+    # lookup of its Kubeflow run may still wait for a create Kubeflow had not answered
+    started_ago: float | None = None
 
 
 @dataclass(frozen=True)
@@ -230,8 +233,12 @@ class KubeflowLauncher:
         when Kubeflow has no such run (never submitted), or cannot be asked: that error names
         the run to look for, which may exist all the same."""
         name = kubeflow_run_name(request.run_id)
+        # its trigger may have died (or handed it over) while Kubeflow had not yet listed a
+        # create it had not answered: looked for up to create_grace_seconds after the launch
+        left = 0.0 if request.started_ago is None else \
+            self.create_grace_seconds - request.started_ago
         try:
-            found = self.find(request.run_id)
+            found, _ = self._look_for(request.run_id, left)
         except StoppedFollowing:
             raise
         except LaunchError as exc:
@@ -284,33 +291,39 @@ class KubeflowLauncher:
         meanwhile raises ``StoppedFollowing``: the run is handed over, and the next trigger
         looks it up by name (``adopt``)."""
         name = kubeflow_run_name(run_id)
-        deadline = time.monotonic() + self.create_grace_seconds
-        looks = 0
-        while True:
-            try:
-                found = self.find(run_id)
-            except StoppedFollowing:
-                raise
-            except LaunchError as exc:
-                raise LaunchError(f"submitting the run: {timeout}; whether Kubeflow created "
-                                  f"it is unknown ({exc}): look for run {name} in its "
-                                  "UI") from timeout
-            looks += 1
-            if found is not None:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise LaunchError(
-                    f"submitting the run: {timeout}; Kubeflow listed no run named {name} in "
-                    f"{self.create_grace_seconds:g}s of looking ({_looks(looks)}, "
-                    "MARQUEE_RETRAIN_KUBEFLOW_CREATE_GRACE_SECONDS); should one appear in its "
-                    "UI later, the trigger does not follow it") from timeout
-            if self._stop.wait(min(self.poll_seconds, left)):
-                raise StoppedFollowing(f"the trigger stopped while looking for Kubeflow run "
-                                       f"{name}, whose submission went unanswered")
+        try:
+            found, looks = self._look_for(run_id, self.create_grace_seconds)
+        except StoppedFollowing:
+            raise
+        except LaunchError as exc:
+            raise LaunchError(f"submitting the run: {timeout}; whether Kubeflow created it is "
+                              f"unknown ({exc}): look for run {name} in its UI") from timeout
+        if found is None:
+            raise LaunchError(
+                f"submitting the run: {timeout}; Kubeflow listed no run named {name} in "
+                f"{self.create_grace_seconds:g}s of looking ({_looks(looks)}, "
+                "MARQUEE_RETRAIN_KUBEFLOW_CREATE_GRACE_SECONDS); should one appear in its "
+                "UI later, the trigger does not follow it") from timeout
         log.warning("run %s: its submission went unanswered (%s), but Kubeflow created it as "
                     "%s (found after %s); following it", run_id, timeout, found, _looks(looks))
         return found
+
+    def _look_for(self, run_id: str, seconds: float) -> tuple[str | None, int]:
+        """``find``, then again every ``poll_seconds`` while Kubeflow lists no such run, for
+        up to ``seconds`` (one look when that is 0 or less): (the run's id or None, looks).
+        The trigger stopping meanwhile raises ``StoppedFollowing``."""
+        deadline = time.monotonic() + seconds
+        looks = 0
+        while True:
+            found = self.find(run_id)
+            looks += 1
+            left = deadline - time.monotonic()
+            if found is not None or left <= 0:
+                return found, looks
+            if self._stop.wait(min(self.poll_seconds, left)):
+                raise StoppedFollowing(f"the trigger stopped while looking for Kubeflow run "
+                                       f"{kubeflow_run_name(run_id)}, whose submission went "
+                                       "unanswered")
 
     def _hand_over(self, request: LaunchRequest, run_id: str) -> LaunchResult:
         """Kubeflow run ``run_id`` to the trigger (``on_submitted``), then followed."""

@@ -654,7 +654,9 @@ class RetrainTrigger:
                 run_id=run.run_id, model=run.model, reason=run.reason,
                 alerts=tuple(run.alerts), params=self.pipeline_params,
                 on_submitted=lambda rid: self._submitted(run, rid),
-                on_child=lambda pid: self._child_started(run.run_id, pid))
+                on_child=lambda pid: self._child_started(run.run_id, pid),
+                started_ago=self._clock() - run.started_at.timestamp() if run.started_at
+                else None)
             if resume and run.pipeline_run_id:
                 result = self.launcher.follow(run.pipeline_run_id)  # type: ignore[attr-defined]
             elif resume:  # its trigger died before recording the pipeline run's id

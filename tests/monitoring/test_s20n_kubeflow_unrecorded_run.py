@@ -176,7 +176,8 @@ def test_a_run_kubeflow_never_created_fails_saying_so(tmp_path: Path,
     store = StateStore(tmp_path / "retrain")
     run_id = unrecorded_run(store)
     kubeflow = StandInKubeflow(settings, ["SUCCEEDED"])
-    finish(trigger(store.root, settings, kubeflow).start())
+    # launched just now: looked for during the rest of a 0.3 s grace period (not 5 min)
+    finish(trigger(store.root, settings, kubeflow, create_grace_seconds=0.3).start())
     run = store.load_run(run_id)
     assert run.status is RunStatus.FAILED
     assert f"Kubeflow has no run named marquee-training-retrain-{run_id}" in run.error, run.error

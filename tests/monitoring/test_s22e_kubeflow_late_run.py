@@ -37,6 +37,7 @@ from tests.monitoring.test_s20n_kubeflow_unrecorded_run import (  # noqa: F401 -
     registry,
     rollouts,
     settings,
+    unrecorded_run,
 )
 
 API_TIMEOUT = 1.0  # the create call is abandoned after this long
@@ -181,3 +182,20 @@ def test_the_grace_period_is_a_trigger_setting(settings: Settings,
     monkeypatch.setenv("MARQUEE_RETRAIN_KUBEFLOW_CREATE_GRACE_SECONDS", "45")
     launcher = make_launcher(settings, TriggerSettings(launcher="kubeflow"))
     assert launcher.create_grace_seconds == 45.0
+
+
+def test_a_restarted_trigger_waits_the_rest_of_the_grace_period_for_an_unrecorded_run(
+        tmp_path: Path, settings: Settings, registry: None,  # noqa: F811
+        late: list[LateKubeflow]) -> None:
+    """The trigger died just after its create call went unanswered (or handed the run over
+    while looking): the restarted one adopts the run, and Kubeflow lists it only from the
+    third look. Before, ``adopt`` looked once and failed it ("never submitted") while it
+    trained; now it looks until the launch's grace period is over."""
+    store = StateStore(tmp_path / "retrain")
+    run_id = unrecorded_run(store)  # launched just now
+    kubeflow = stand_in(late, settings, ["SUCCEEDED"], appear_after=3)
+    kubeflow.queued.append(f"marquee-training-retrain-{run_id}")  # the dead trigger's create
+    finish(trigger(store.root, settings, kubeflow, grace=30.0).start())
+    run = store.load_run(run_id)
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.pipeline_run_id and kubeflow.looks_since_create >= 3
