@@ -17,6 +17,17 @@ there act on:
    start`` resumes it. The router reaches the version
    through its predictor URL template, so nothing is announced to it.
 
+At start-up (:meth:`ClusterAutoRollout.resync_started`, called by the trigger) the
+InferenceServices this step created (the versions of the trigger's own succeeded candidate
+runs, carrying the ``marquee.dev/started-by`` annotation) get the template's ``checksum/*`` pod
+annotations, so a ``helm upgrade`` that changes the settings or model-server ConfigMaps (which
+also restarts the trigger, whose template ConfigMap changed) restarts them too, as it does the
+chart's own. Only those annotations are patched, never the spec: once a version is added to
+``models.versions`` Helm owns its InferenceService with that entry's spec (no longer a shadow
+one), which the trigger's template would overwrite, while the checksums, computed from the
+ConfigMaps alone, are the same in both; spec-only changes (an image, resources) reach a
+candidate only through ``models.versions``.
+
 The decisions and their log lines are those of the local step (``rollout-started``,
 ``rollout-skipped``, ``rollout-failed``, source ``auto-rollout``). A candidate that never
 becomes ready gets no rollout (``rollout-failed``, naming KServe's condition); its
@@ -30,21 +41,28 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from monitoring.retrain.rollout import AfterRunRollout, AutoRolloutMode, rollout_document
+from monitoring.retrain.models import RunRecord, RunStatus
+from monitoring.retrain.rollout import (AfterRunRollout, AutoRolloutMode, rollout_document,
+                                        skip_reason)
 
-__all__ = ["ClusterAutoRollout", "VERSION_PLACEHOLDER", "render_inference_service"]
+__all__ = ["ClusterAutoRollout", "VERSION_PLACEHOLDER", "checksum_annotations",
+           "render_inference_service"]
 
 log = logging.getLogger("marquee.retrain.cluster")
 
 VERSION_PLACEHOLDER = "__MARQUEE_VERSION__"
 ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 STARTED_BY = {"marquee.dev/started-by": "retrain-trigger"}
+CHECKSUM_PREFIX = "checksum/"
+#: At most this many of the newest candidate versions are brought up to date at start-up, so a
+#: trigger with a long history does not spend its start on versions long deleted.
+RESYNC_LIMIT = 50
 
 
 def render_inference_service(template: str, version: str, namespace: str) -> dict[str, Any]:
@@ -63,6 +81,25 @@ def render_inference_service(template: str, version: str, namespace: str) -> dic
     meta["namespace"] = namespace
     meta["annotations"] = {**(meta.get("annotations") or {}), **STARTED_BY}
     return obj
+
+
+def checksum_annotations(isvc: Mapping[str, Any]) -> dict[str, str]:
+    """The ``checksum/*`` pod annotations of an InferenceService's predictor: the hashes of
+    the ConfigMaps its server reads through ``envFrom``, whose change must restart it."""
+    annotations = ((isvc.get("spec") or {}).get("predictor") or {}).get("annotations") or {}
+    return {k: str(v) for k, v in annotations.items() if k.startswith(CHECKSUM_PREFIX)}
+
+
+def candidate_versions(runs: Iterable[RunRecord], model_name: str) -> list[str]:
+    """The versions, newest first and once each, whose InferenceService the step created:
+    succeeded runs of ``model_name`` that the step did not skip, whatever the mode is now."""
+    out: list[str] = []
+    for run in runs:
+        if run.status is RunStatus.SUCCEEDED and \
+                skip_reason("shadow", model_name, run) is None and \
+                str(run.model_version) not in out:
+            out.append(str(run.model_version))
+    return out
 
 
 def _ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
@@ -180,6 +217,83 @@ class ClusterAutoRollout(AfterRunRollout):
                                    "was created")
             if self._closed.wait(self.poll_seconds):
                 raise RuntimeError("the trigger is stopping")
+
+    # the InferenceServices created before the last helm upgrade ---------------------------
+    def resync_started(self, runs: Callable[[], Iterable[RunRecord]]
+                       ) -> threading.Thread | None:
+        """Bring the InferenceServices this step created up to the template's checksum
+        annotations, on a thread (a slow API server must not hold up the trigger's start).
+        ``runs`` lists the trigger's runs, newest first; it is called on that thread."""
+        if not self.template:  # auto_rollout none without a template: nothing was created
+            return None
+        thread = threading.Thread(target=self._resync, args=(runs,), daemon=True,
+                                  name="retrain-isvc-resync")
+        thread.start()
+        return thread
+
+    def _resync(self, runs: Callable[[], Iterable[RunRecord]]) -> None:
+        """Every failure is a warning: the trigger works on with stale model servers."""
+        try:
+            versions = candidate_versions(runs(), self.model_name)
+        except Exception as exc:  # noqa: BLE001 - the state volume; the next start tries again
+            log.warning("the retrained versions' InferenceServices were not brought up to the "
+                        "current template: the trigger's runs could not be read: %s", exc)
+            return
+        if len(versions) > RESYNC_LIMIT:
+            log.warning("%d retrained versions; only the newest %d InferenceServices are "
+                        "brought up to the current template (versions %s are left as they are)",
+                        len(versions), RESYNC_LIMIT, ", ".join(versions[RESYNC_LIMIT:]))
+            versions = versions[:RESYNC_LIMIT]
+        outcomes: dict[str, list[str]] = {}
+        for version in versions:
+            if self._closed.is_set():
+                return
+            outcomes.setdefault(self._resync_one(version), []).append(version)
+        if versions:
+            log.info("InferenceServices of retrained versions against the current template's "
+                     "checksums: %s", "; ".join(f"{what}: {', '.join(vs)}"
+                                                for what, vs in outcomes.items()))
+
+    def _resync_one(self, version: str) -> str:
+        """Patch one version's checksum annotations if they are stale; what happened."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            want_obj = render_inference_service(self.template, version, self.namespace)
+        except ValueError as exc:  # a version the registry numbered oddly: not ours to guess
+            log.warning("version %s: its InferenceService not checked: %s", version, exc)
+            return "not checked"
+        name, want = want_obj["metadata"]["name"], checksum_annotations(want_obj)
+        try:
+            live = self._isvc("get_namespaced_custom_object", name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return "gone"
+            log.warning("InferenceService %s/%s not read, its checksums not checked (%s %s)",
+                        self.namespace, name, exc.status, exc.reason)
+            return "not checked"
+        except Exception as exc:  # noqa: BLE001 - unreachable API server: a warning
+            log.warning("InferenceService %s/%s not read, its checksums not checked: %s",
+                        self.namespace, name, exc)
+            return "not checked"
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        if any(annotations.get(k) != v for k, v in STARTED_BY.items()):
+            return "not created by the trigger, left alone"
+        have = checksum_annotations(live)
+        stale = {k: v for k, v in want.items() if have.get(k) != v}
+        if not stale:
+            return "up to date"
+        try:
+            self._isvc("patch_namespaced_custom_object", name,
+                       {"spec": {"predictor": {"annotations": stale}}})
+        except Exception as exc:  # noqa: BLE001 - e.g. 403: a Role without patch
+            said = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else str(exc)
+            log.warning("InferenceService %s/%s keeps its old configuration: patching %s "
+                        "failed (%s)", self.namespace, name, ", ".join(sorted(stale)), said)
+            return "patch failed"
+        log.info("InferenceService %s/%s: %s set to the current template's, so KServe restarts "
+                 "it with the current settings", self.namespace, name, ", ".join(sorted(stale)))
+        return "patched"
 
     def close(self) -> None:
         self._closed.set()

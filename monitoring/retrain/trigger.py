@@ -142,6 +142,9 @@ class RetrainTrigger:
             except OSError as exc:  # the next decision tries again
                 log.error("the state under %s could not be checked at start-up: %s",
                           self.store.root, exc)
+            resync = getattr(self.after_run, "resync_started", None)
+            if callable(resync):  # its InferenceServices, to a template a helm upgrade changed
+                resync(self.store.runs)
             self._worker = threading.Thread(target=self._work, name="retrain-worker",
                                             daemon=True)
             self._worker.start()

@@ -121,10 +121,11 @@ def test_controller_and_trigger_rbac_is_least_privilege() -> None:
         ("coordination.k8s.io", "leases"): {"create", "get@marquee-controller",
                                             "update@marquee-controller"},
     }
-    # the trigger creates and reads back; it never patches, deletes or lists
+    # the trigger creates and reads back, and patches the checksum annotations of the
+    # InferenceServices it created (a helm upgrade restarts them); it never deletes or lists
     assert _rules(roles["marquee-trigger"]) == {
         ("marquee.dev", "modelrollouts"): {"get", "create"},
-        ("serving.kserve.io", "inferenceservices"): {"get", "create"},
+        ("serving.kserve.io", "inferenceservices"): {"get", "create", "patch"},
     }
     bindings = {b["metadata"]["name"]: b for b in objs if b["kind"] == "RoleBinding"}
     assert set(bindings) == {"marquee-controller", "marquee-trigger"}
