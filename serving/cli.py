@@ -59,6 +59,24 @@ def bento_command(host: str, port: int, grace_period_seconds: int) -> list[str]:
             "--working-dir", str(Path(__file__).resolve().parents[1])]
 
 
+def _run_kserve(settings: Settings, serving: ServingSettings) -> None:
+    """The KServe runtime; a bundle it cannot load ends the command with the one ``error:``
+    line naming the bundle and the cause, and exit 1, as Marquee's own errors do (it was a
+    traceback when the cause was not Marquee's, such as a missing redis package)."""
+    from serving.errors import RuntimeLoadError
+
+    argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when imported
+    try:
+        from serving.kserve import run
+    finally:
+        sys.argv = argv
+    try:
+        run(settings, serving)
+    except RuntimeLoadError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
 def serve(
     runtime: Annotated[str, typer.Option(
         help="kserve, bentoml, or payload-sink (no model: the CloudEvents payload-log sink "
@@ -129,12 +147,7 @@ def serve(
         run_sink(settings, serving)
         return
     if serving.runtime == "kserve":
-        argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv when imported
-        try:
-            from serving.kserve import run
-        finally:
-            sys.argv = argv
-        run(settings, serving)
+        _run_kserve(settings, serving)
         return
     serving = resolve_for_bento(settings, serving)
     # the worker reads exactly these settings: no MARQUEE_SERVING_ALIAS left beside the URI

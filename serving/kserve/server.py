@@ -11,11 +11,12 @@ host), leaves gRPC off unless asked, and adds:
   runtime read it (KServe: a 400 asking for the binary extension's header);
 * gRPC (``enable_grpc``) on the same configured host, not ``[::]``, without the model
   repository's load/unload (UNIMPLEMENTED, as their REST routes are 404s), messages limited
-  to ``max_body_bytes``, and a bad request answered INVALID_ARGUMENT naming the field (KServe
-  answered INTERNAL and logged a traceback);
+  to ``max_body_bytes`` (RESOURCE_EXHAUSTED naming the sizes), and a bad request answered
+  INVALID_ARGUMENT naming the field (KServe answered INTERNAL and logged a traceback);
 * a body-size limit (413) and per-route request/error counters (``marquee_serving_*``),
   gRPC calls counted too (``route`` ``grpc_infer`` or ``grpc_other``, ``code`` the HTTP
-  status of the gRPC status, as :func:`_grpc_code` maps one to the other);
+  status of the gRPC status, as :func:`_grpc_code` maps one to the other), including a
+  message over the limit (413) and a method the server has not (``grpc_other`` 501);
 * handlers that turn every validation failure into a 4xx naming the field;
 * ``POST /payload-sink`` (KServe's CloudEvents payload logger, bodies up to the sink
   service's 8 MiB; only when given a ``pairer``,
@@ -290,11 +291,37 @@ class _MetricsInterceptor(AsyncServerInterceptor):
     """Counts every answered gRPC call in ``marquee_serving_requests_total`` (and
     ``_errors_total``) as ServingMiddleware counts REST requests: without it a client on gRPC
     was invisible to the dashboard and an error spike over gRPC showed nowhere. Outermost, so
-    it sees the status the client gets, after :class:`_StatusInterceptor` mapped the error."""
+    it sees the status the client gets, after :class:`_StatusInterceptor` mapped the error.
+
+    A method this server has not (grpc answers UNIMPLEMENTED before any interceptor runs) is
+    answered UNIMPLEMENTED here, counted as ``grpc_other`` 501, as REST counts an unknown path
+    under ``other``."""
 
     def __init__(self, version: Callable[[], str], variant: str) -> None:
         self._version = version
         self._variant = variant
+
+    async def intercept_service(self, continuation: Callable, handler_call_details: Any) -> Any:
+        handler = await super().intercept_service(continuation, handler_call_details)
+        if handler is not None:
+            return handler
+        import grpc
+
+        # stream-unary: answered at once, without waiting for a request message that a
+        # streaming client may never send (how grpc answers an unknown method itself)
+        return grpc.stream_unary_rpc_method_handler(
+            self._unimplemented(str(handler_call_details.method)))
+
+    def _unimplemented(self, method_name: str) -> Callable:
+        async def refuse(request_iterator: Any, context: Any) -> None:
+            import grpc
+
+            metrics.count_request(self._version(), self._variant, "grpc_other",
+                                  _http_status(grpc.StatusCode.UNIMPLEMENTED))
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                                f"method: {method_name[:120]!r} is not a method of this server")
+
+        return refuse
 
     async def intercept(self, method: Callable, request_or_iterator: Any, context: Any,
                         method_name: str) -> Any:
@@ -313,6 +340,35 @@ class _MetricsInterceptor(AsyncServerInterceptor):
             metrics.count_request(self._version(), self._variant, route, _http_status(code))
 
 
+class _SizeInterceptor(AsyncServerInterceptor):
+    """Refuses a request message larger than ``max_bytes`` with RESOURCE_EXHAUSTED naming the
+    sizes, inside :class:`_MetricsInterceptor` so the refusal is counted (413, as REST counts
+    its own). grpc's own limit (``max_receive_message_length``) refused before any interceptor
+    ran, uncounted: it is set ``_GRPC_COUNTED_EXCESS_BYTES`` higher, as the hard limit."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+
+    async def intercept(self, method: Callable, request_or_iterator: Any, context: Any,
+                        method_name: str) -> Any:
+        byte_size = getattr(request_or_iterator, "ByteSize", None)  # unary: a message
+        size = byte_size() if byte_size is not None else 0
+        if size > self._max_bytes:
+            import grpc
+
+            log.info("gRPC %s 413: message of %d bytes", method_name[:120], size)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"body: {size} bytes is more than the limit of "
+                                f"{self._max_bytes}")
+        return await method(request_or_iterator, context)
+
+
+# How far above max_body_bytes a gRPC message is still received, to be refused and counted by
+# _SizeInterceptor; a larger one grpc refuses itself, uncounted. One call makes the server hold
+# at most max_body_bytes + 1 MiB (grpc's own default limit is 4 MiB).
+_GRPC_COUNTED_EXCESS_BYTES = 1 << 20
+
+
 class _BoundGRPCServer(GRPCServer):
     """KServe's gRPC server bound to the configured host (KServe listens on ``[::]``, every
     interface, whatever the REST host), with :class:`_Servicer` and messages up to
@@ -324,6 +380,7 @@ class _BoundGRPCServer(GRPCServer):
         self._host = host
         self._max_message_bytes = max_message_bytes
         self._metrics = _MetricsInterceptor(version, variant)
+        self._size = _SizeInterceptor(max_message_bytes)
 
     async def start(self, max_workers: int) -> None:
         from concurrent import futures
@@ -334,9 +391,10 @@ class _BoundGRPCServer(GRPCServer):
 
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(self._metrics, _StatusInterceptor()),
+            interceptors=(self._metrics, self._size, _StatusInterceptor()),
             options=[("grpc.max_send_message_length", MAX_GRPC_MESSAGE_LENGTH),
-                     ("grpc.max_receive_message_length", self._max_message_bytes)])
+                     ("grpc.max_receive_message_length",
+                      self._max_message_bytes + _GRPC_COUNTED_EXCESS_BYTES)])
         grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
             _Servicer(self._data_plane, None), self._server)
         address = _grpc_address(self._host, self._port)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,3 +125,75 @@ def test_rest_and_grpc_count_the_same_refusal_under_the_same_code(
     for route in ("v2_infer", "grpc_infer"):
         assert after.get((route, "400"), 0.0) - before.get((route, "400"), 0.0) == 1.0, after
 
+
+
+# Refusals grpc made before any interceptor ran (helper J, session 22) ----------------------------
+def _delta(before: dict, after: dict, key: tuple[str, str]) -> float:
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_a_message_over_the_body_limit_is_counted_as_a_413(server: tuple[int, int]) -> None:
+    """grpc's own max_receive_message_length refused it uncounted; REST counts its 413."""
+    http_port, grpc_port = server
+    before = _counts(http_port, "marquee_serving_requests_total")
+    errors_before = _counts(http_port, "marquee_serving_errors_total")
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        with pytest.raises(grpc.RpcError) as err:  # ~120 KB, over the default 64 KiB
+            pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+                _infer(list(range(1_000_000, 1_040_000))))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "more than the limit of 65536" in err.value.details(), err.value.details()
+    after = _counts(http_port, "marquee_serving_requests_total")
+    assert _delta(before, after, ("grpc_infer", "413")) == 1.0, after
+    errors = _counts(http_port, "marquee_serving_errors_total")
+    assert _delta(errors_before, errors, ("grpc_infer", "413")) == 1.0, errors
+
+
+def test_a_message_far_over_the_limit_is_still_refused(server: tuple[int, int]) -> None:
+    """Beyond the counted excess grpc still refuses by itself: the limit holds at any size."""
+    _, grpc_port = server
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}",
+                               options=[("grpc.max_send_message_length", 8 << 20)]) as channel:
+        with pytest.raises(grpc.RpcError) as err:  # ~2.4 MB
+            pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+                _infer(list(range(1_000_000, 1_800_000))))
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_method_the_server_has_not_is_counted_as_grpc_other_501(
+        server: tuple[int, int]) -> None:
+    """grpc answered UNIMPLEMENTED before any interceptor ran, uncounted; REST counts an
+    unknown path under ``other``. A foreign service's ``ModelInfer`` is no inference call."""
+    http_port, grpc_port = server
+    before = _counts(http_port, "marquee_serving_requests_total")
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        for method in ("/inference.GRPCInferenceService/NoSuchMethod", "/other.Service/ModelInfer"):
+            with pytest.raises(grpc.RpcError) as err:
+                channel.unary_unary(method)(b"\x0a\x03abc", timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
+            assert method in err.value.details(), err.value.details()
+    after = _counts(http_port, "marquee_serving_requests_total")
+    assert _delta(before, after, ("grpc_other", "501")) == 2.0, after
+    assert _delta(before, after, ("grpc_infer", "501")) == 0.0, after
+
+
+def test_a_streaming_call_to_an_unknown_method_is_answered_at_once(
+        server: tuple[int, int]) -> None:
+    """A client that sends nothing before it reads is refused, not left waiting for a
+    request message (as grpc itself answers an unknown method)."""
+    _, grpc_port = server
+    done = threading.Event()
+
+    def nothing_yet() -> Iterator[bytes]:
+        done.wait(30)  # the stream stays open, with no message, until the answer came
+        yield from ()
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            call = channel.stream_stream("/inference.GRPCInferenceService/Chat")(
+                nothing_yet(), timeout=10)
+            with pytest.raises(grpc.RpcError) as err:
+                next(call)
+    finally:
+        done.set()
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # not DEADLINE_EXCEEDED
