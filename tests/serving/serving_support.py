@@ -76,28 +76,38 @@ def serving_env(home: Path, **serving: object) -> dict[str, str]:
 
 
 def start_server(runtime: str, bundle: Path, home: Path, port: int, log_path: Path,
-                 **serving: object):
-    """``marquee serve`` in a subprocess on 127.0.0.1, polled until it answers."""
+                 grpc_port: int | None = None, **serving: object):
+    """``marquee serve`` in a subprocess on 127.0.0.1, polled until it answers (and, with
+    ``grpc_port``, KServe's gRPC server is on too and listening there)."""
     import subprocess
     import sys
 
     import httpx
+    import psutil
 
     from conftest import wait_until
 
     cmd = [sys.executable, "-m", "marquee.cli", "serve", "--runtime", runtime,
            "--bundle-uri", str(bundle), "--host", "127.0.0.1", "--port", str(port)]
+    if grpc_port is not None:
+        cmd.append("--enable-grpc")
+        serving["grpc_port"] = grpc_port
     log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(cmd, env=serving_env(home, **serving), stdout=log,
                             stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
     ready = f"http://127.0.0.1:{port}" + ("/readyz" if runtime == "bentoml"
                                           else f"/v1/models/{MODEL}")
 
+    def listening() -> bool:
+        return grpc_port is None or grpc_port in {
+            c.laddr.port for c in psutil.Process(proc.pid).connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN}
+
     def up() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: "
                                f"{log_path.read_text()[-2000:]}")
-        return httpx.get(ready, timeout=2.0).status_code == 200
+        return listening() and httpx.get(ready, timeout=2.0).status_code == 200
 
     try:
         wait_until(up, timeout=120, interval=0.2, what=f"{runtime} server ready")

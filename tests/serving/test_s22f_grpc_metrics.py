@@ -14,14 +14,11 @@ scraping its own ``/metrics``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 pytest.importorskip("grpc")
@@ -31,8 +28,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb  # noqa: E402
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from conftest import free_port, stop_process, wait_until  # noqa: E402
-from serving_support import MODEL, V2_PATH, bundle_dir, serving_env  # noqa: E402,F401
+from conftest import free_port, stop_process  # noqa: E402
+from serving_support import MODEL, V2_PATH, bundle_dir, start_server  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[2]
 VARIANT = "candidate"
@@ -44,25 +41,9 @@ def server(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory  # noqa: F
     """(http_port, grpc_port) of a KServe model server with gRPC, variant ``candidate``."""
     home = tmp_path_factory.mktemp("grpc-metrics-home")
     http_port, grpc_port = free_port(), free_port()
-    log_path = home / "server.log"
-    cmd = [sys.executable, "-m", "marquee.cli", "serve", "--runtime", "kserve",
-           "--bundle-uri", str(bundle_dir), "--host", "127.0.0.1", "--port", str(http_port),
-           "--enable-grpc"]
-    env = serving_env(home, grpc_port=grpc_port, payload_log_enabled=False, variant=VARIANT)
-    env["OMP_NUM_THREADS"] = "1"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
-        listening = {c.laddr.port for c in psutil.Process(proc.pid).connections(kind="inet")
-                     if c.status == psutil.CONN_LISTEN}
-        return grpc_port in listening and httpx.get(
-            f"http://127.0.0.1:{http_port}/v1/models/{MODEL}", timeout=2.0).status_code == 200
-
+    proc = start_server("kserve", bundle_dir, home, http_port, home / "server.log",
+                        grpc_port=grpc_port, payload_log_enabled=False, variant=VARIANT)
     try:
-        wait_until(up, timeout=120, interval=0.2, what="kserve server with gRPC ready")
         yield http_port, grpc_port
     finally:
         stop_process(proc)
