@@ -176,7 +176,7 @@ def test_a_standby_manager_ticks_nothing(kube: FakeKubeAPI) -> None:
             raise AssertionError(f"a standby called the metrics source ({name})")
 
     metrics.ACTIVE.labels("canary").set(1)  # what it exported when it last led
-    metrics.FAILED_CHECKS.labels("2", "canary").set(1)
+    metrics.FAILED_CHECKS.labels("recommender-v2", "movie-recommender", "2", "canary").set(1)
     manager = RolloutManager(store, NoSource(), None, None, leading=lambda: False)
     assert manager.run_once() == {}
     exported = {s.name for m in (metrics.ACTIVE, metrics.FAILED_CHECKS) for s in
