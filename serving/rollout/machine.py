@@ -235,19 +235,20 @@ def next_status(spec: RolloutSpec, status: RolloutStatus, analysis: Analysis) ->
 
 
 def desired_routing(spec: RolloutSpec, status: RolloutStatus, name: str) -> RoutingConfig | None:
-    """The router configuration the status asks for (None before versions are known)."""
+    """The router configuration the status asks for (None before versions are known). It
+    names the rollout and its run (``status.run_id``): the router's epoch, which its stats and
+    feedback are kept by, is then this run's own, also when an earlier run of the same name
+    had the same spec."""
     base, cand = status.baseline_version, status.candidate_version
     if base is None or cand is None:
         return None
-    salt = spec.salt(name)
+    named: dict[str, Any] = {"salt": spec.salt(name), "rollout": name, "run": status.run_id}
     if status.phase in (Phase.PROMOTING, Phase.SUCCEEDED):
-        return RoutingConfig(strategy="single", baseline=Upstream(version=cand), salt=salt,
-                             rollout=name)
+        return RoutingConfig(strategy="single", baseline=Upstream(version=cand), **named)
     if status.phase in (Phase.PENDING, Phase.ROLLED_BACK, Phase.FAILED):
-        return RoutingConfig(strategy="single", baseline=Upstream(version=base), salt=salt,
-                             rollout=name)
+        return RoutingConfig(strategy="single", baseline=Upstream(version=base), **named)
     common: dict[str, Any] = {"baseline": Upstream(version=base),
-                              "candidate": Upstream(version=cand), "salt": salt, "rollout": name}
+                              "candidate": Upstream(version=cand), **named}
     if status.phase == Phase.SHADOWING:
         return RoutingConfig(strategy="shadow", shadow_sample_rate=spec.shadow.sample_rate,
                              **common)

@@ -157,6 +157,7 @@ class RolloutManager:
                     message = status.message
                 elif aborted:  # routing needs no spec: every request to the baseline
                     routing = RoutingConfig(strategy="single", rollout=name, salt=name,
+                                            run=status.run_id,
                                             baseline=Upstream(version=status.baseline_version))
                     if self.router is not None:
                         self.router.apply(routing)  # fails: stays frozen, tried next pass

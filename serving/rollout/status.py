@@ -96,6 +96,17 @@ class RolloutStatus(_Model):
         return start.time if start else None
 
     @property
+    def run_id(self) -> str | None:
+        """Which run of the rollout this is: its start time, in UTC to the microsecond. The
+        routing carries it (``RoutingConfig.run``) so that a rollout re-created under its name
+        with the same spec gets a routing epoch of its own; it is read from the persisted
+        start decision, so a restarted controller sends the same one (same epoch)."""
+        start = self.started_at
+        if start is None:
+            return None
+        return start.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+    @property
     def stage_started_at(self) -> datetime | None:
         """When the rollout entered its current phase and step."""
         since: datetime | None = None

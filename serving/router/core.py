@@ -179,7 +179,11 @@ class Router:
         write_text_atomic(path, SavedRouting(routing=config, upstreams=urls).model_dump_json())
 
     def apply(self, config: RoutingConfig, persist: bool = True) -> RoutingState:
-        """Put a routing configuration in force (idempotent for an unchanged one)."""
+        """Put a routing configuration in force (idempotent for an unchanged one). Its epoch
+        is a hash of the whole configuration, the rollout's ``run`` included: the controller
+        re-sends one run's routing every tick (the same epoch, a no-op), while a rollout run
+        again under its name with the same spec is another run, so another epoch, and the
+        lists and clicks of the first run never count for it."""
         base_url = self._url(config.baseline.version, config.baseline.url, "baseline.version")
         cand_url = (self._url(config.candidate.version, config.candidate.url, "candidate.version")
                     if config.candidate else None)

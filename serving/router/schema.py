@@ -104,6 +104,11 @@ class RoutingConfig(_Strict):
     shadow_sample_rate: float = Field(0.0, ge=0.0, le=1.0)
     salt: str = "marquee"
     rollout: str | None = None
+    # Which run of ``rollout`` this is (the controller sends its start time). It is part of
+    # the routing's epoch: a rollout started again under its name with the same spec (an
+    # aborted canary re-created) would otherwise get its first run's epoch, and the lists,
+    # stats buckets and late clicks of that run would count as the new run's.
+    run: str | None = Field(None, min_length=1, max_length=64)
 
     @model_validator(mode="after")
     def _candidate_needed(self) -> RoutingConfig:
