@@ -14,7 +14,7 @@ import pandas as pd
 from recsys.data.schema import EVENTS
 
 __all__ = ["MAX_TIMESTAMP", "check_events", "check_int", "check_table", "event_times",
-           "request_user_ids", "with_ids", "with_numbers"]
+           "genre_text", "request_user_ids", "with_ids", "with_numbers"]
 
 #: 2100-01-01 in unix seconds; any later time is not in seconds
 MAX_TIMESTAMP = 4_102_444_800
@@ -170,12 +170,33 @@ def event_times(interactions: pd.DataFrame) -> np.ndarray:
     if missing.any():
         raise ValueError(f"interactions.timestamp: {int(missing.sum())} missing value(s); "
                          "expected unix seconds")
-    ts = col.to_numpy(np.int64)
-    if ts.size and ts.max() > MAX_TIMESTAMP:
+    top = col.max() if len(col) else 0  # before the cast: a uint64 past int64 would wrap
+    if top > MAX_TIMESTAMP:
         raise ValueError(f"interactions.timestamp: expected unix seconds, but values go up to "
-                         f"{int(ts.max())} (after 2100-01-01); timestamps in milliseconds (or "
+                         f"{int(top)} (after 2100-01-01); timestamps in milliseconds (or "
                          "finer) must be converted to seconds first")
-    return ts
+    return col.to_numpy(np.int64)
+
+
+def genre_text(items: pd.DataFrame) -> pd.DataFrame:
+    """``items`` with ``genres`` as the contract's pipe-separated text: a list of names (an
+    Arrow ``list<string>`` column, Python lists or tuples) is joined with ``|``, and a missing
+    value is no genres (as an empty string is), not pandas' "ambiguous NA". The frame itself
+    when nothing needs changing. A list was read as one unknown genre name, so no genres."""
+    genres = items["genres"]
+    values = genres.astype(object)
+
+    def text(v: object) -> object:
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return "|".join(str(g) for g in v if g is not None and not pd.isna(g))
+        return v
+
+    listed = values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).to_numpy(bool)
+    missing = np.array([not listed[i] and bool(pd.isna(v)) for i, v in enumerate(values)],
+                       dtype=bool)
+    if not listed.any() and not missing.any():
+        return items
+    return items.assign(genres=values.map(text).where(~missing, ""))
 
 
 def check_int(name: str, value: object, least: int) -> None:

@@ -20,8 +20,8 @@ from recsys.data.fingerprint import canonical_order
 from recsys.data.schema import INTERACTIONS
 from recsys.encoding import IdIndex, Vocab, stable_hash
 from recsys.features import FeatureContext
-from recsys.inputs import (check_events, check_int, check_table, event_times, request_user_ids,
-                           with_ids, with_numbers)
+from recsys.inputs import (check_events, check_int, check_table, event_times, genre_text,
+                           request_user_ids, with_ids, with_numbers)
 from recsys.models.popularity import SegmentPopularity
 from recsys.models.training import Examples, train_two_tower
 from recsys.models.two_tower import TowerSizes, TwoTower, UserBatch, time_features
@@ -114,10 +114,8 @@ class Recommender:
         # convert_dtypes() or Arrow-backed tables too); anything else refused naming the column.
         items = with_numbers("items", items, {"year": "release years (0 when unknown)"})
         interactions = with_numbers("interactions", interactions, {"rating": "ratings"})
-        # Missing genres are no genres (as an empty string is), not pandas' "ambiguous NA".
-        genres = items["genres"]
-        if genres.isna().any():
-            items = items.assign(genres=genres.astype(object).where(genres.notna(), ""))
+        # Genres as pipe-separated text: lists joined, a missing value no genres.
+        items = genre_text(items)
         self.items = items.sort_values("item_id").reset_index(drop=True)
         # Users with interactions but no row in ``users`` are users all the same, of unknown
         # demographics: their events train the model and are their seen items.

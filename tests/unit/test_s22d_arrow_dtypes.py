@@ -137,3 +137,28 @@ def test_a_missing_user_id_in_a_nullable_series_is_refused(plain, dtype) -> None
     ids = pd.Series([1, None, 3], dtype=dtype)
     with pytest.raises(ValueError, match=r"^user_ids: 1 missing id\(s\), e\.g\. at position 1"):
         plain[0].recommend(ids, k=10)
+
+
+@pytest.mark.parametrize("how", ["arrow list", "python lists", "tuples"])
+def test_genres_as_lists_are_those_genres(data, plain, how) -> None:  # noqa: F811
+    """Genres as a list of names per item (an Arrow ``list<string>`` column): they were read
+    as one unknown genre name each, so every item had no genres, in silence."""
+    items = _numpy(data.items)
+    names = [g.split("|") if g else [] for g in items["genres"]]
+    if how == "arrow list":
+        genres = pd.Series(names, dtype=pd.ArrowDtype(pa.list_(pa.string())))
+    else:
+        genres = pd.Series([list(n) if how == "python lists" else tuple(n) for n in names],
+                           dtype=object)
+    rec = _fit(data, _numpy(data.interactions), _numpy(data.users),
+               items.assign(genres=genres))
+    pdt.assert_frame_equal(rec.recommend(_some_users(data), k=10), plain[1])
+
+
+def test_unsigned_timestamps_past_int64_are_refused_not_wrapped(data) -> None:  # noqa: F811
+    """A uint64 timestamp above int64's maximum wrapped to a negative time in silence."""
+    inter = data.interactions.astype({"timestamp": "uint64"})
+    inter.loc[inter.index[3], "timestamp"] = 2**63 + 5
+    with pytest.raises(ValueError, match=r"interactions.timestamp: expected unix seconds, "
+                                         rf"but values go up to {2**63 + 5} "):
+        _fit(data, inter)
