@@ -7,7 +7,8 @@
 * ``evidently.html``: Evidently's report, one ``ValueDrift`` per feature with the configured
   method and threshold, on a random sample (``report.sample_rows``) for the distribution
   plots; its scores are those of the sample. Rendered by a child process after the verdict
-  is out (``report.evidently``: never by default, on_drift, always).
+  is out (``report.evidently``: never by default, on_drift, always). Its embedded data is
+  made inert first (:func:`inert_evidently_data`): Evidently does not escape ``</script>``.
 
 Stored under ``monitoring/drift/<model>/<version>/<UTC stamp>/`` with ``latest.json`` beside.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +36,8 @@ from monitoring.drift.summary import (
 )
 
 __all__ = ["prefetch_evidently", "summary_html", "evidently_html", "EvidentlyRenderer",
-           "publish", "put_evidently", "output_prefix", "newer_published", "check_page_css"]
+           "publish", "put_evidently", "output_prefix", "newer_published", "check_page_css",
+           "inert_evidently_data"]
 
 _EVIDENTLY_MODULES = ("evidently", "evidently.metrics", "evidently.core.report",
                       "evidently.legacy.metrics.data_drift.embedding_drift_methods")
@@ -199,12 +202,42 @@ def _samples(config: DriftConfig, reference: pa.Table, window: pa.Table):  # noq
     return spec, ref, cur
 
 
+# Evidently 0.7 writes its report's data as two JSON literals in an inline <script>, one line
+# each (`var metric_<id> = {...};`, `var additional_graphs_metric_<id> = {...};`), and does not
+# escape "</script>" or "<!--" in them: a feature name or a category holding "</script><img
+# src=x onerror=...>" ended the script early and the rest ran as markup in the reader's
+# browser. JSON has "<", ">" and "&" only inside strings, where \u003c etc. read the same.
+_EVIDENTLY_DATA = re.compile(
+    r"^([ \t]*var (?:additional_graphs_)?metric_[0-9a-f]{32} = )(.*)$", re.MULTILINE)
+_JSON_IN_SCRIPT = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def inert_evidently_data(page: str) -> str:
+    """Evidently's page with its embedded data unable to close the <script> it sits in (what
+    the data says is unchanged). JSON escapes line breaks, so a value cannot start a line of
+    its own; a page whose data is not the two lines this expects is refused (RuntimeError:
+    the drift check then publishes its verdict without Evidently's report), not passed on."""
+    found: list[str] = []
+
+    def inert(m: re.Match[str]) -> str:
+        found.append(m.group(1).strip())
+        return m.group(1) + m.group(2).translate(_JSON_IN_SCRIPT)
+
+    out = _EVIDENTLY_DATA.sub(inert, page)
+    if len(found) != 2:
+        raise RuntimeError(
+            "Evidently's report does not hold its data as two lines `var metric_<id> = <JSON>;` "
+            f"(found {len(found)}: {found[:3]}); not published, as text from the data could "
+            "run as markup in it")
+    return out
+
+
 def evidently_html(config: DriftConfig, reference: pa.Table, window: pa.Table) -> str:
     """Evidently's report: ValueDrift per feature (configured method/threshold) on samples,
-    in this process."""
+    in this process (its data made inert: :func:`inert_evidently_data`)."""
     from monitoring.drift.evidently_worker import render
 
-    return render(*_samples(config, reference, window))
+    return inert_evidently_data(render(*_samples(config, reference, window)))
 
 
 class EvidentlyRenderer:
@@ -233,7 +266,8 @@ class EvidentlyRenderer:
         os.replace(self.dir / "request.part", self.dir / "request.json")
 
     def result(self, timeout: float = 600.0) -> str:
-        """The HTML; raises RuntimeError with the worker's output when it failed."""
+        """The HTML, its data made inert (:func:`inert_evidently_data`); raises RuntimeError
+        with the worker's output when it failed."""
         import shutil
         import subprocess
 
@@ -248,7 +282,7 @@ class EvidentlyRenderer:
             if code != 0 or not out.exists():
                 tail = (self.dir / "worker.log").read_text()[-1500:]
                 raise RuntimeError(f"Evidently report worker exited {code}: {tail}")
-            return out.read_text()
+            return inert_evidently_data(out.read_text())
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -80,8 +80,8 @@ def _drift_section(rec: dict[str, Any]) -> str:
         judged = sum(not f.get("skipped") for f in s["features"])  # skipped: too few values
         out.append(f"<p><b>{label}</b>: {verdict} — {len(s['drifted_features'])}/"
                    f"{judged} features drifted (share {s['drift_share']:.0%}, "
-                   f"alert at {s['drift_share_threshold']:.0%}) over {s['window']['rows']} "
-                   f"requests vs {s['reference_rows']} reference rows"
+                   f"alert at {s['drift_share_threshold']:.0%}) over {_e(s['window']['rows'])} "
+                   f"requests vs {_e(s['reference_rows'])} reference rows"
                    + (f"; <span class='muted'>drift report {_e(link)}</span>" if link else "")
                    + "</p>")
     names = [f["name"] for f in (normal or drifted)["features"]]
@@ -237,10 +237,12 @@ def render(rec: dict[str, Any]) -> str:
         for b, r in sorted(q.items())]))
     tr = rec.get("traffic") or {}
     if tr:
-        parts.append(f"<p class='muted'>Replayed {tr.get('requests')} requests "
-                     f"({tr.get('errors')} errors), p50 {tr.get('p50_ms')} ms, p99 "
-                     f"{tr.get('p99_ms')} ms; phases: "
-                     + ", ".join(f"{p['phase']} at {p['at']}" for p in tr.get("phases", []))
+        # escaped like every other value of the record: report.json is data, not markup
+        parts.append(f"<p class='muted'>Replayed {_e(tr.get('requests'))} requests "
+                     f"({_e(tr.get('errors'))} errors), p50 {_e(tr.get('p50_ms'))} ms, p99 "
+                     f"{_e(tr.get('p99_ms'))} ms; phases: "
+                     + ", ".join(f"{_e(p['phase'])} at {_e(p['at'])}"
+                                 for p in tr.get("phases", []))
                      + "</p>")
 
     parts.append("<h2>Processes</h2>")
