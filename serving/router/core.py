@@ -339,11 +339,11 @@ class Router:
                         variant, version, exc.message)
             raise
         elapsed_ms = (time.perf_counter() - start) * 1000
-        self._served(request_id, req, variant, pred.model_version or version, pred, elapsed_ms,
-                     r.strategy, label=version, epoch=r.epoch)
+        at = self._served(request_id, req, variant, pred.model_version or version, pred,
+                          elapsed_ms, r.strategy, label=version, epoch=r.epoch)
         if r.strategy == "shadow" and r.candidate_url and random.random() < r.shadow_sample_rate:
             def mirror() -> None:
-                self._mirror(r, req, request_id, pred, elapsed_ms)
+                self._mirror(r, req, request_id, pred, elapsed_ms, at)
             if after is None:
                 mirror()
             else:
@@ -365,7 +365,7 @@ class Router:
     def _served(self, request_id: str, req: RecommendRequest, variant: str, version: str,
                 pred: Prediction, elapsed_ms: float, strategy: str,
                 teams: list[str] | None = None, *, label: str, epoch: str,
-                upstream_ms: float | None = None) -> None:
+                upstream_ms: float | None = None) -> BucketKey:
         """Record a served list. ``version``: what the model server says it is (the bundle's
         version, logged); ``label``: the routing's version, the metrics' ``model_version``
         (the same label on errors, where no answer names a version). ``upstream_ms``: the
@@ -374,7 +374,8 @@ class Router:
         failed side, which must not count against the variant that answered). ``epoch``: the
         routing the request was assigned under; when another one was applied while the model
         server answered, the list is that routing's, as its clicks will be (see
-        :meth:`feedback`): not in the new routing's per-user sums nor in the counters."""
+        :meth:`feedback`): not in the new routing's per-user sums nor in the counters.
+        Returns the stats bucket the list was counted in (its shadow mirror's goes there)."""
         now = time.time()
         current = epoch == self.stats.epoch
         if upstream_ms is None:
@@ -406,6 +407,7 @@ class Router:
                 "items": pred.items, "scores": pred.scores,
                 "teams": [_TEAM_VARIANT[t] for t in teams] if teams else None,
                 "latency_ms": elapsed_ms})
+        return at
 
     def _remember(self, request_id: str, state: RequestState) -> None:
         """Keep ``state`` for feedback; drop the oldest lists past the count, the estimated
@@ -426,28 +428,41 @@ class Router:
 
     # Shadow --------------------------------------------------------------------------------------
     def _mirror(self, r: RoutingState, req: RecommendRequest, request_id: str,
-                baseline: Prediction, baseline_ms: float) -> None:
+                baseline: Prediction, baseline_ms: float, at: BucketKey) -> None:
+        """Mirror a served list; ``at``: the stats bucket it was counted in, where its
+        mirror's result (or drop) is counted whenever it comes back."""
         if not self.mirror.submit(r.candidate_url, req, request_id,  # type: ignore[arg-type]
-                                  baseline.items, baseline_ms):
-            self.shadow_outcome(ShadowOutcome(code="dropped"))
+                                  baseline.items, baseline_ms, at):
+            self.shadow_outcome(ShadowOutcome(code="dropped", at=at))
 
     def shadow_outcome(self, o: ShadowOutcome) -> None:
-        """Fold one mirror's result into the stats and metrics (called by the mirror)."""
+        """Fold one mirror's result into the stats and metrics (called by the mirror). It
+        counts for the routing its request was served under (``o.at``), as a late answer or
+        click does: a mirror still in flight when the controller moved on (shadow to canary,
+        a promotion, another rollout) belongs to the shadow, and one whose bucket expired
+        counts nowhere in the stats. Prometheus windows by time alone, so the agreement
+        series (top-k, RBO, tau: the comparison of two models) take only mirrors of the
+        routing in force; the mirror counters and latencies, like the request counters,
+        take every call made."""
+        current = o.at is None or o.at[1] == self.stats.epoch
         if o.code == "dropped":
-            self.stats.shadow_dropped()
+            self.stats.shadow_dropped(at=o.at)
             metrics.SHADOW_DROPPED.inc()
             return
         # a closed set whatever came back (a worker's outcome crosses a socket)
         metrics.SHADOW_REQUESTS.labels(code=o.code if o.code in SHADOW_CODES else "error").inc()
         if not o.ok:
-            self.stats.shadow(ok=False, latency_ms=0.0, baseline_latency_ms=o.baseline_ms)
+            self.stats.shadow(ok=False, latency_ms=0.0, baseline_latency_ms=o.baseline_ms,
+                              at=o.at)
             return
         self.stats.shadow(ok=True, latency_ms=o.latency_ms, baseline_latency_ms=o.baseline_ms,
                           topk=o.topk, rbo=o.rbo, tau=o.tau,
                           baseline_items=o.baseline_items or (),
-                          candidate_items=o.candidate_items or ())
+                          candidate_items=o.candidate_items or (), at=o.at)
         metrics.SHADOW_LATENCY.labels("candidate").observe(o.latency_ms / 1000)
         metrics.SHADOW_LATENCY.labels("baseline").observe(o.baseline_ms / 1000)
+        if not current:
+            return
         if o.topk is not None:
             metrics.SHADOW_TOPK.observe(o.topk)
         if o.rbo is not None:

@@ -19,7 +19,10 @@ candidate it raised it (+62% against +50%), because a mirror then costs more CPU
 bottleneck and whose pod has a spare core; that case was not measured here.
 
 Either way a mirror never delays or fails the user's request, and mirrors beyond
-``shadow_max_in_flight`` are dropped and counted, not queued.
+``shadow_max_in_flight`` are dropped and counted, not queued. Each mirror carries the stats
+bucket its request was served in (``at``) and its outcome hands it back unchanged, so the
+router counts the result for the routing the request was served under, not for whichever
+routing is in force when the candidate answers.
 
 Run as ``python -m serving.router.shadow --fd N …`` it is the worker (started by
 :class:`WorkerMirror`, not by hand).
@@ -45,6 +48,7 @@ import orjson
 
 from serving.router.schema import RecommendRequest
 from serving.router.settings import RouterSettings
+from serving.router.stats import BucketKey
 from serving.router.upstream import UpstreamClient, make_upstream
 from serving.stats import kendall_tau_shared, rank_biased_overlap, topk_overlap
 
@@ -91,7 +95,8 @@ def shadow_code(status: int | None, reason: str | None) -> str:
 class ShadowOutcome:
     """One mirror's result. ``code``: "200", a failure (one of :data:`SHADOW_CODES`: 4xx, 5xx,
     timeout, connect, bad_response, error) or "dropped" (not sent: an in-flight cap, a full
-    socket buffer or no worker)."""
+    socket buffer or no worker). ``at``: the stats bucket the mirrored request was served in,
+    as given to ``submit``."""
 
     code: str
     latency_ms: float = 0.0
@@ -101,6 +106,7 @@ class ShadowOutcome:
     topk: float | None = None
     rbo: float | None = None
     tau: float | None = None
+    at: BucketKey | None = None
 
     @property
     def ok(self) -> bool:
@@ -140,21 +146,24 @@ class InlineMirror:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, url: str, req: RecommendRequest, request_id: str,
-               baseline_items: list[int], baseline_ms: float) -> bool:
+               baseline_items: list[int], baseline_ms: float,
+               at: BucketKey | None = None) -> bool:
         """Start a mirror; False (dropped) when ``shadow_max_in_flight`` are in flight."""
         if len(self._tasks) >= self.settings.shadow_max_in_flight:
             return False
         task = asyncio.get_running_loop().create_task(self._run(
-            url, self.upstream.instance(req), request_id, baseline_items, baseline_ms))
+            url, self.upstream.instance(req), request_id, baseline_items, baseline_ms, at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
 
     async def _run(self, url: str, instance: dict[str, Any], request_id: str,
-                   baseline_items: list[int], baseline_ms: float) -> None:
-        self.on_outcome(await mirror_once(self.upstream, url, instance, request_id,
-                                          baseline_items, baseline_ms,
-                                          self.settings.shadow_timeout_seconds))
+                   baseline_items: list[int], baseline_ms: float,
+                   at: BucketKey | None) -> None:
+        outcome = await mirror_once(self.upstream, url, instance, request_id, baseline_items,
+                                    baseline_ms, self.settings.shadow_timeout_seconds)
+        outcome.at = at
+        self.on_outcome(outcome)
 
     async def drain(self, timeout: float = 5.0) -> None:
         if self._tasks:
@@ -233,8 +242,10 @@ class WorkerMirror:
 
     # Router side ---------------------------------------------------------------------------------
     def submit(self, url: str, req: RecommendRequest, request_id: str,
-               baseline_items: list[int], baseline_ms: float) -> bool:
-        """Hand a mirror to the worker; False (dropped) when it cannot take it now."""
+               baseline_items: list[int], baseline_ms: float,
+               at: BucketKey | None = None) -> bool:
+        """Hand a mirror to the worker; False (dropped) when it cannot take it now. ``at``
+        goes with it and comes back with its outcome."""
         if not self._alive():
             if self.proc is not None:
                 log.warning("shadow worker exited (code %s); restarting it",
@@ -242,7 +253,7 @@ class WorkerMirror:
             if not self._start():
                 return False
         msg = orjson.dumps({"u": url, "i": UpstreamClient.instance(req), "id": request_id,
-                            "b": baseline_items, "bms": baseline_ms})
+                            "b": baseline_items, "bms": baseline_ms, "at": at})
         try:
             self._sock.send(msg)  # type: ignore[union-attr]
         except OSError:  # buffer full (BlockingIOError), worker gone, or oversized
@@ -262,7 +273,10 @@ class WorkerMirror:
             self.answered += 1
             try:
                 outcome = ShadowOutcome(**orjson.loads(data))
-            except (orjson.JSONDecodeError, TypeError) as exc:
+                if outcome.at is not None:  # a JSON array: a bucket key is a tuple
+                    time_bucket, epoch = outcome.at
+                    outcome.at = (time_bucket, epoch)
+            except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
                 log.error("unreadable shadow result: %s", exc)
                 continue
             self.on_outcome(outcome)
@@ -306,8 +320,10 @@ async def _serve(sock: socket.socket, settings: RouterSettings) -> None:
             sock.send(orjson.dumps(asdict(outcome)))
 
     async def run(msg: dict[str, Any]) -> None:
-        reply(await mirror_once(upstream, msg["u"], msg["i"], msg["id"], msg["b"], msg["bms"],
-                                settings.shadow_timeout_seconds))
+        outcome = await mirror_once(upstream, msg["u"], msg["i"], msg["id"], msg["b"],
+                                    msg["bms"], settings.shadow_timeout_seconds)
+        outcome.at = msg.get("at")
+        reply(outcome)
 
     def on_readable() -> None:
         for data in _datagrams(sock, buf):
@@ -315,10 +331,11 @@ async def _serve(sock: socket.socket, settings: RouterSettings) -> None:
                 if not done.done():
                     done.set_result(None)
                 return
+            msg = orjson.loads(data)
             if len(tasks) >= settings.shadow_max_in_flight:
-                reply(ShadowOutcome(code="dropped"))
+                reply(ShadowOutcome(code="dropped", at=msg.get("at")))
                 continue
-            task = loop.create_task(run(orjson.loads(data)))
+            task = loop.create_task(run(msg))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 

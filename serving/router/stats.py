@@ -12,7 +12,10 @@ buckets. A window's edges are rounded out to whole buckets, so without this the 
 of a new step would count the traffic of the bucket before the switch: users assigned under
 the old weights, which looks like a sample-ratio mismatch. For the same reason a list's first click and its
 interleaving winner count in the bucket (time and epoch) where the list was served, not where
-the feedback arrives: a window never holds more clicked lists than lists.
+the feedback arrives: a window never holds more clicked lists than lists. So does a shadow
+mirror's result, which may come back after the controller moved on (shadow to canary, a
+promotion, another rollout): it belongs to the shadow it was sent for, and the recent mirrored
+lists behind shadow coverage and popularity bias are kept per epoch too.
 
 Everything runs on the router's event loop: no locks.
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +39,9 @@ BucketKey = tuple[int, str | None]
 _LAT_MIN_MS = 0.01
 _LAT_LOG_STEP = math.log(1.05)
 _LAT_BINS = 400  # 0.01 ms · 1.05^400 ≈ 3 000 s
+#: routings whose recent mirrored lists are kept: the one in force and the last other one
+#: written (mirrors may still come back for it after a switch)
+_SHADOW_LIST_EPOCHS = 2
 
 
 def _lat_bin(ms: float) -> int:
@@ -138,9 +144,10 @@ class WindowedStats:
         self._buckets: dict[tuple[int, str | None], _Bucket] = {}
         self.epoch: str | None = None  # the routing in force; buckets are written under it
         self._oldest = 0
-        self._shadow_lists: dict[str, deque[Sequence[int]]] = {
-            "baseline": deque(maxlen=shadow_window_lists),
-            "candidate": deque(maxlen=shadow_window_lists)}
+        self.shadow_window_lists = shadow_window_lists
+        # per routing epoch, the recent mirrored lists of each side (baseline, candidate)
+        self._shadow_lists: OrderedDict[str | None, dict[str, deque[Sequence[int]]]] = (
+            OrderedDict())
 
     # Recording ---------------------------------------------------------------------------------
     def key(self, epoch: str | None = None) -> BucketKey:
@@ -220,10 +227,32 @@ class WindowedStats:
     def user(self, variant: str) -> None:
         self._bucket().v(variant).users += 1
 
+    def _lists_of(self, epoch: str | None) -> dict[str, deque[Sequence[int]]]:
+        """The recent mirrored lists of routing ``epoch``, made on its first mirror (which
+        may come back after the next routing was applied). Past :data:`_SHADOW_LIST_EPOCHS`
+        routings, the least recently written one's lists go, never those of the routing in
+        force."""
+        lists = self._shadow_lists.get(epoch)
+        if lists is None:
+            lists = self._shadow_lists[epoch] = {
+                side: deque(maxlen=self.shadow_window_lists) for side in ("baseline", "candidate")}
+        self._shadow_lists.move_to_end(epoch)
+        if len(self._shadow_lists) > _SHADOW_LIST_EPOCHS:
+            old = next(e for e in self._shadow_lists if e != self.epoch)
+            del self._shadow_lists[old]
+        return lists
+
     def shadow(self, *, ok: bool, latency_ms: float, baseline_latency_ms: float,
                topk: float | None = None, rbo: float | None = None, tau: float | None = None,
-               baseline_items: Sequence[int] = (), candidate_items: Sequence[int] = ()) -> None:
-        s = self._bucket().shadow
+               baseline_items: Sequence[int] = (), candidate_items: Sequence[int] = (),
+               at: BucketKey | None = None) -> None:
+        """A mirror's result. ``at``: the bucket its request was served in (from
+        :meth:`exposure`); it counts there, for that routing, whenever the candidate answered,
+        and nowhere once that bucket has expired."""
+        b = self._served_in(at)
+        if b is None:
+            return
+        s = b.shadow
         s.mirrored += 1
         if not ok:
             s.errors += 1
@@ -239,11 +268,16 @@ class WindowedStats:
         if tau is not None:
             s.tau_sum += tau
             s.tau_n += 1
-        self._shadow_lists["baseline"].append(baseline_items)
-        self._shadow_lists["candidate"].append(candidate_items)
+        lists = self._lists_of(self.epoch if at is None else at[1])
+        lists["baseline"].append(baseline_items)
+        lists["candidate"].append(candidate_items)
 
-    def shadow_dropped(self) -> None:
-        self._bucket().shadow.dropped += 1
+    def shadow_dropped(self, at: BucketKey | None = None) -> None:
+        """A mirror not sent (or not answered: a worker's in-flight cap), counted as
+        :meth:`shadow` counts a result."""
+        b = self._served_in(at)
+        if b is not None:
+            b.shadow.dropped += 1
 
     def interleaved(self, epoch: str | None = None) -> None:
         self._bucket(self.key(epoch)).interleaved += 1
@@ -316,7 +350,8 @@ class WindowedStats:
             watches=v.watches, users=v.users, exposures_sq=v.exposures_sq,
             clicked_sq=v.clicked_sq, exposures_clicked=v.exposures_clicked)
             for name, v in variants.items()}
-        lists_b, lists_c = self._shadow_lists["baseline"], self._shadow_lists["candidate"]
+        sides = self._shadow_lists.get(self.epoch if epoch is None else epoch, {})
+        lists_b, lists_c = sides.get("baseline", ()), sides.get("candidate", ())
         shadow = ShadowWindow(
             mirrored=sh.mirrored, errors=sh.errors, dropped=sh.dropped,
             latency_p99_ms=sh.latency.quantile(0.99),
@@ -334,9 +369,10 @@ class WindowedStats:
                            interleave=il)
 
     def shadow_side_summary(self) -> dict[str, tuple[float | None, float | None]]:
-        """(coverage, gini) of the recent mirrored lists per side, for the gauges."""
+        """(coverage, gini) of the routing in force's recent mirrored lists per side, for the
+        gauges."""
         out: dict[str, tuple[float | None, float | None]] = {}
-        for side, lists in self._shadow_lists.items():
+        for side, lists in self._shadow_lists.get(self.epoch, {}).items():
             if lists:
                 out[side] = (coverage(lists), exposure_gini(Counter(i for x in lists for i in x)))
         return out
