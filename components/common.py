@@ -334,7 +334,9 @@ def read_tables(dataset_path: str | Path, *parts: str | Path):
     """users and items from the validated dataset and the concatenated interactions parts."""
     import pandas as pd
 
+    from recsys.data.parquet import read_parquet
+
     base = Path(dataset_path)
-    inter = pd.concat([pd.read_parquet(Path(p) / "interactions.parquet") for p in parts],
+    inter = pd.concat([read_parquet(Path(p) / "interactions.parquet") for p in parts],
                       ignore_index=True)
-    return inter, pd.read_parquet(base / "users.parquet"), pd.read_parquet(base / "items.parquet")
+    return inter, read_parquet(base / "users.parquet"), read_parquet(base / "items.parquet")

@@ -31,14 +31,15 @@ def features(dataset: Input[Dataset], train: Input[Dataset], reference: Output[D
     import pandas as pd
 
     from components.common import check_params
+    from recsys.data.parquet import read_parquet
     from recsys.reference import build_reference, write_reference
 
     check_params(reference_rows=max_rows)  # ingest checked it; this step may run on its own
     base = Path(dataset.path)
     parts = [Path(train.path)] + ([Path(val.path)] if val is not None else [])
-    inter = pd.concat([pd.read_parquet(p / "interactions.parquet") for p in parts],
+    inter = pd.concat([read_parquet(p / "interactions.parquet") for p in parts],
                       ignore_index=True)
-    ref, stats = build_reference(inter, pd.read_parquet(base / "users.parquet"),
-                                 pd.read_parquet(base / "items.parquet"), max_rows, seed)
+    ref, stats = build_reference(inter, read_parquet(base / "users.parquet"),
+                                 read_parquet(base / "items.parquet"), max_rows, seed)
     write_reference(ref, stats, Path(reference.path))
     reference.metadata.update({"rows": len(ref), "features": list(stats["features"])})

@@ -31,14 +31,14 @@ def split(dataset: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
     """
     from pathlib import Path
 
-    import pandas as pd
 
     from components.common import check_params
+    from recsys.data.parquet import read_parquet
     from recsys.data.split import (per_user_random_split, per_user_temporal_split,
                                    temporal_split)
 
     check_params(split_mode=mode)  # ingest checked it; this step may run on its own
-    inter = pd.read_parquet(Path(dataset.path) / "interactions.parquet")
+    inter = read_parquet(Path(dataset.path) / "interactions.parquet")
     if mode == "temporal":
         parts = temporal_split(inter, val_frac=val_frac, test_frac=test_frac)
     elif mode == "user_temporal":

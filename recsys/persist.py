@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from marquee.store.base import sha256_file
 from recsys.config import RecommenderConfig
+from recsys.data.parquet import read_parquet
 from recsys.encoding import IdIndex, Vocab
 from recsys.features import FeatureContext
 from recsys.models.popularity import SegmentPopularity
@@ -216,7 +217,7 @@ def _load(cls: type[Recommender], src: Path, meta: SavedMeta, config: Recommende
           ) -> Recommender:
     rec = cls(config)
     with _reading(src / "items.parquet"):
-        rec.items = pd.read_parquet(src / "items.parquet")
+        rec.items = read_parquet(src / "items.parquet")
     with _reading(src / "user_features.parquet"):
         table = pq.read_table(src / "user_features.parquet")
     rec.users = table.select(["user_id", *DEMO_COLUMNS]).to_pandas()
@@ -229,12 +230,12 @@ def _load(cls: type[Recommender], src: Path, meta: SavedMeta, config: Recommende
     flat = rec.item_index.lookup(hist.values.to_numpy())
     rec.history = HistoryTable(flat, offsets, table.column("last_ts").to_numpy())
     with _reading(src / "popularity.parquet"):
-        pop = pd.read_parquet(src / "popularity.parquet")
+        pop = read_parquet(src / "popularity.parquet")
     rec.train_counts = pop["count"].to_numpy(np.int64)
     rec.demo = rec._demo_array()
     rec.feature_ctx = FeatureContext.build(rec.items, rec.train_counts)
     with _reading(src / "segment_popularity.parquet"):
-        segs = pd.read_parquet(src / "segment_popularity.parquet")
+        segs = read_parquet(src / "segment_popularity.parquet")
     segments = {s: rec.item_index.lookup(part.sort_values("rank")["item_id"].to_numpy())
                 for s, part in segs.groupby("segment")}
     counts = rec.train_counts.astype(np.float64)

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     work = Path(argv[1])
     parent = os.getppid()
     import evidently.metrics  # noqa: F401 - the slow part, done while the parent works
-    import pandas as pd
+    from recsys.data.parquet import read_parquet
 
     request = work / "request.json"
     while not request.exists():
@@ -48,8 +48,8 @@ def main(argv: list[str]) -> int:
             return 1
         time.sleep(0.05)
     spec = json.loads(request.read_text())
-    html = render(spec["features"], pd.read_parquet(work / "reference.parquet"),
-                  pd.read_parquet(work / "current.parquet"))
+    html = render(spec["features"], read_parquet(work / "reference.parquet"),
+                  read_parquet(work / "current.parquet"))
     tmp = work / "evidently.html.part"
     tmp.write_text(html)
     os.replace(tmp, work / "evidently.html")

@@ -27,6 +27,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from recsys.data.parquet import read_parquet
 from serving.replay.engine import open_loop
 
 __all__ = ["Event", "Population", "TrafficReport", "replay_events", "run_replay_events",
@@ -85,9 +86,9 @@ class Population:
     def from_run(cls, run_dir: Path | str) -> Population:
         """``<runs>/<pipeline run>/``: the ingested users and the test split's events."""
         run = Path(run_dir)
-        users = pd.read_parquet(next(run.glob("ingest/*/users.parquet")))
-        holdout = pd.read_parquet(next(run.glob("split/test/interactions.parquet")),
-                                  columns=["user_id", "item_id", "timestamp"])
+        users = read_parquet(next(run.glob("ingest/*/users.parquet")))
+        holdout = read_parquet(next(run.glob("split/test/interactions.parquet")),
+                               columns=["user_id", "item_id", "timestamp"])
         return cls(users, holdout)
 
     def segment_users(self, where: Mapping[str, Sequence[str]]) -> set[int]:

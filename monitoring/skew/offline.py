@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pyarrow.parquet as pq
 
 from monitoring.errors import MonitoringInputError
@@ -21,14 +20,15 @@ __all__ = ["bundle_feature_fn", "bundle_recompute"]
 def bundle_feature_fn(bundle_dir: Path) -> FeatureFn:
     """``recsys.features.request_features`` bound to the bundle's items and popularity."""
     try:
+        from recsys.data.parquet import read_parquet
         from recsys.features import FeatureContext, request_features
     except ImportError as exc:
         raise MonitoringInputError(f"the pipeline's feature code is not importable: {exc}") \
             from exc
     model = Path(bundle_dir) / "model"
     try:
-        items = pd.read_parquet(model / "items.parquet")
-        pop = pd.read_parquet(model / "popularity.parquet", columns=["item_id", "count"])
+        items = read_parquet(model / "items.parquet")
+        pop = read_parquet(model / "popularity.parquet", columns=["item_id", "count"])
     except OSError as exc:
         raise MonitoringInputError(f"bundle {bundle_dir}: {exc}") from exc
     items = items.sort_values("item_id").reset_index(drop=True)

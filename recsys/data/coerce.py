@@ -25,6 +25,7 @@ import pandas as pd
 
 from recsys.data.errors import DataValidationError
 from recsys.data.findings import Finding, examples_of, missing_columns, rows_of
+from recsys.data.parquet import read_parquet
 from recsys.data.schema import TABLES, TableSpec
 
 __all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "read_table_file",
@@ -298,7 +299,7 @@ def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, l
     sep = "\t" if suffix == ".tsv" else ","
     try:
         if suffix == ".parquet":
-            frame = pd.read_parquet(path)
+            frame = read_parquet(path)
             # pandas' metadata brings a column back as the index it was when written
             # (``set_index("user_id").to_parquet(…)``): it is still one of the file's columns
             if any(name is not None for name in frame.index.names):

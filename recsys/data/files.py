@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.data.errors import DataSourceError, DataValidationError
+from recsys.data.parquet import read_parquet
 from recsys.data.schema import RAW_TABLES, TABLES, Dataset, RawDataset, TableSpec, conform
 
 __all__ = [
@@ -51,7 +52,7 @@ def _read_all(directory: Path, specs: dict[str, TableSpec]) -> dict[str, pd.Data
         path = directory / f"{name}.parquet"
         if not path.is_file():
             raise DataSourceError(f"{path} is missing")
-        frame = pd.read_parquet(path)
+        frame = read_parquet(path)
         missing = [c for c in specs[name].names if c not in frame.columns]
         if missing:
             raise DataSourceError(f"{path}: missing column(s) {missing}")

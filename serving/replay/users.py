@@ -99,12 +99,13 @@ def load_users(interactions: str | Path, holdout: str | Path | None = None,
         import pyarrow as pa
 
         from marquee.errors import InvalidArgumentError, error_text
+        from recsys.data.parquet import read_parquet
 
         p = Path(path)
         if p.is_dir():
             p = p / "interactions.parquet"
         try:
-            frame = pd.read_csv(p) if p.suffix == ".csv" else pd.read_parquet(p)
+            frame = pd.read_csv(p) if p.suffix == ".csv" else read_parquet(p)
         except (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError,
                 UnicodeDecodeError) as exc:  # named on one error line, not a traceback
             raise InvalidArgumentError(field, str(path), "not a readable Parquet or CSV "
