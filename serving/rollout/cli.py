@@ -382,15 +382,32 @@ def run(name: str, router: RouterOpt = DEFAULT_ROUTER, router_replicas: Replicas
 
 
 def _utc(t: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """A decision time in UTC, as the status stores it (a naive time is taken as UTC)."""
-    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    """A decision time in UTC, as the status stores it (a naive time is taken as UTC). One
+    whose UTC form falls outside years 1..9999 (edited by hand: an offset on 9999-12-31) is
+    shown as written, with its offset, rather than failing the whole command."""
+    try:
+        t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    except OverflowError:
+        return t.isoformat(sep=" ", timespec="seconds")
     return t.strftime(fmt)
+
+
+def _usable(x: Any) -> bool:
+    """A number the table can format: not a bool, finite and within float range (a
+    hand-edited status may hold any JSON value; ``math.isfinite`` raises on a 400-digit
+    int)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def _num(x: Any, unit: str = "", signed: bool = False) -> str:
     """A figure for the table: ``n/a`` when it is missing or not a finite number (a rollout
-    that has not ticked, a check that could not be measured)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+    that has not ticked, a check that could not be measured, a status edited by hand)."""
+    if not _usable(x):
         return "n/a"
     return (str(x) if isinstance(x, int) and not signed else f"{x:{'+' if signed else ''}.4g}"
             ) + unit
@@ -402,7 +419,8 @@ def _figures(stats: dict[str, Any]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     if stats.get("metricsUnavailable"):
         rows.append(("metrics", f"unavailable: {stats['metricsUnavailable']}"))
-    checks = stats.get("checks") or {}
+    checks = stats.get("checks")
+    checks = checks if isinstance(checks, dict) else {}  # free-form JSON: maybe not an object
     shown = [f"{k} {_num(v)}" + (f" (95% {_num(checks[k + 'Interval'][0])}.."
                                   f"{_num(checks[k + 'Interval'][1])})"
                                   if isinstance(checks.get(k + "Interval"), list)
@@ -453,13 +471,23 @@ def _figures(stats: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("signTest", f"candidate share {_num(st.get('share_b'))} of "
                                  f"{_num(st.get('n'))}, always-valid p {_num(st.get('p_value'))}"
                                  f" (alpha {_num(st.get('alpha'))})"))
-    w = stats.get("window")
-    if isinstance(w, dict) and all(isinstance(w.get(k), (int, float)) for k in ("since", "until")):
+    window = _window(stats.get("window"))
+    if window:
+        rows.append(("window", window))
+    return rows
+
+
+def _window(w: Any) -> str | None:
+    """The analysis window as UTC times (None when it holds no usable pair of unix seconds:
+    missing, not numbers, or out of the range a date can hold)."""
+    if not isinstance(w, dict) or not (_usable(w.get("since")) and _usable(w.get("until"))):
+        return None
+    try:
         since = datetime.fromtimestamp(w["since"], timezone.utc)
         until = datetime.fromtimestamp(w["until"], timezone.utc)
-        rows.append(("window", f"{_utc(since)} → {_utc(until)} UTC "
-                               f"({_num(w['until'] - w['since'], ' s')})"))
-    return rows
+    except (OverflowError, OSError, ValueError):  # e.g. -1e308: no such date
+        return None
+    return f"{_utc(since)} → {_utc(until)} UTC ({_num(w['until'] - w['since'], ' s')})"
 
 
 def _status_table(name: str, stored: Any) -> Any:
@@ -500,7 +528,8 @@ def _decisions_table(name: str, decisions: list[Any], title: str) -> Any:
     for d in decisions:
         rep = d.statistics.get("repeats")
         t.add_row(_utc(d.time), d.phase.value, str(d.step),
-                  f"[{colour[d.outcome.value]}]{d.outcome.value}[/]" + (f" ×{rep}" if rep else ""),
+                  f"[{colour[d.outcome.value]}]{d.outcome.value}[/]"
+                  + (escape(f" ×{rep}") if rep else ""),  # hand-edited: may hold "[/]"
                   escape(d.reason))
     return t
 

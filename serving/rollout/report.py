@@ -11,6 +11,11 @@ frozen on a refused spec is reported too, its weights then read from the decisio
 words). Nothing is invented: a figure missing from the statistics is shown as ``n/a`` or not
 at all. Every text that comes from the store is escaped. No scripts, no external CSS: the
 chart is inline SVG drawn here, as ``monitoring/drift/report.py`` draws its histograms.
+
+People edit a status by hand (``kubectl edit --subresource=status``, ``status.json``), and a
+decision's ``statistics`` is free-form JSON: any value may sit where a figure is expected. A
+value the page cannot use as a number is shown as ``n/a`` (the decision's full statistics
+are still printed as JSON in its row), one it cannot use as text is shown as its JSON.
 """
 
 from __future__ import annotations
@@ -29,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = ["report_html", "candidate_share", "mirrored_share"]
 
-_e = html.escape
 
 PHASE_COLOUR = {
     Phase.PENDING: "#7f8c8d", Phase.SHADOWING: "#8e44ad", Phase.PROGRESSING: "#2471a3",
@@ -45,15 +49,61 @@ _WEIGHT_WORDS = (re.compile(r"candidate weight (\d+)%"), re.compile(r"A/B test \
 _SHADOW_WORDS = re.compile(r"shadowing (\d+)% of requests")
 
 
+def _text(value: Any) -> str:
+    """A stored value as text: a string as it is, anything else (a hand-edited version that
+    is a number, a list, an object) as its JSON, so the page shows what the status holds."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _e(value: Any) -> str:
+    """HTML-escaped text of any stored value (``html.escape`` alone fails on a non-string)."""
+    return html.escape(_text(value))
+
+
 def _utc(t: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    """The time in UTC; one whose UTC form falls outside years 1..9999 (an offset on
+    9999-12-31, edited by hand) is shown as written, with its offset."""
+    try:
+        t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    except OverflowError:
+        return t.isoformat(sep=" ", timespec="seconds")
     return t.strftime(fmt)
 
 
+def _usable(x: Any) -> bool:
+    """A number the page can format and compute with: not a bool, finite, and within float
+    range (``math.isfinite`` raises on an int of 400 digits)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 def _num(x: Any, fmt: str = ".4g", unit: str = "") -> str:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+    if not _usable(x):
         return "n/a"
     return (str(x) if isinstance(x, int) and fmt == ".4g" else format(x, fmt)) + unit
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    """``a / b`` when both are usable numbers and the result is one (None otherwise)."""
+    if not (_usable(a) and _usable(b)) or b == 0:
+        return None
+    try:
+        return a / b
+    except OverflowError:  # int / int beyond float range
+        return None
+
+
+def _numbers(values: Any, fmt: str = ".4g") -> str:
+    """A list of figures joined by " / " (a single value, as an edited status may hold, is
+    shown alone)."""
+    items = values if isinstance(values, list) else [] if values is None else [values]
+    return " / ".join(_num(v, fmt) for v in items)
 
 
 def _outcome_colour(outcome: Outcome) -> str:
@@ -170,7 +220,8 @@ def _chart(spec: RolloutSpec | None, status: RolloutStatus, width: int = 760,
         w = shares[i]
         rep = d.statistics.get("repeats")
         tip = (f"{_utc(d.time)} UTC · {d.phase.value} step {d.step} · {d.outcome.value}"
-               + (f" ×{rep}" if rep else "") + f" · candidate {_num(w, unit='%')}: {d.reason}")
+               + (f" ×{_text(rep)}" if rep else "")
+               + f" · candidate {_num(w, unit='%')}: {d.reason}")
         fill, ring = ((_outcome_colour(d.outcome), "#fff") if w is not None else
                       ("#fff", _outcome_colour(d.outcome)))  # hollow: share not known
         parts.append(f'<circle class="decision" cx="{x(i):.1f}" cy="{y(w or 0):.1f}" r="5" '
@@ -231,7 +282,7 @@ def _threshold(spec: RolloutSpec | None, name: str) -> str:
 
 
 def _violates(spec: RolloutSpec | None, name: str, value: Any) -> bool:
-    if spec is None or _num(value) == "n/a":
+    if spec is None or not _usable(value):
         return False
     for check in spec.analysis.metrics:
         if check.name == name:
@@ -291,14 +342,13 @@ def _ab_section(ds: list[Decision]) -> str:
                 f"{_num(m.get('n_a'))} / {_num(m.get('n_b'))}",
                 _num(m.get("difference"), "+.4f"),
                 f"[{_num(m.get('ci_low'), '+.4f')}, {_num(m.get('ci_high'), '+.4f')}]",
-                _num(m.get("p_value"), ".3g"), _num(m.get("alpha")), _e(str(m.get("unit", "n/a"))),
+                _num(m.get("p_value"), ".3g"), _num(m.get("alpha")), _e(m.get("unit", "n/a")),
                 _e(d.outcome.value)]))
         s = d.statistics.get("srm")
         if isinstance(s, dict):
-            obs, exp = s.get("observed") or [], s.get("expected") or []
             srm_rows.append(("bad" if s.get("mismatch") else "ok", [
-                _e(_utc(d.time)), _e(" / ".join(_num(v) for v in obs)),
-                _e(" / ".join(_num(v, ".1f") for v in exp)), _num(s.get("chi2"), ".3g"),
+                _e(_utc(d.time)), _e(_numbers(s.get("observed"))),
+                _e(_numbers(s.get("expected"), ".1f")), _num(s.get("chi2"), ".3g"),
                 _num(s.get("p_value"), ".3g"), _num(s.get("threshold")),
                 "MISMATCH" if s.get("mismatch") else "no"]))
     if not rows and not srm_rows:
@@ -347,9 +397,9 @@ def _shadow_section(ds: list[Decision]) -> str:
         if not isinstance(sh, dict):
             continue
         cand, base = sh.get("latency_p99_ms"), sh.get("baseline_latency_p99_ms")
-        delta = (cand - base if _num(cand) != "n/a" and _num(base) != "n/a" else None)
+        delta = cand - base if _usable(cand) and _usable(base) else None
         mirrored, errors = sh.get("mirrored"), sh.get("errors")
-        rate = errors / mirrored if _num(errors) != "n/a" and mirrored else None
+        rate = _ratio(errors, mirrored)
         rows.append((_row_class(d), [
             _e(_utc(d.time)), _num(mirrored), f"{_num(errors)} ({_num(rate, '.2%')})",
             _num(sh.get("dropped")), _num(sh.get("topk_overlap_mean"), ".3f"),
@@ -382,15 +432,22 @@ def _figures(spec: RolloutSpec | None, ds: list[Decision]) -> str:
 
 
 # --- the decision table -------------------------------------------------------------------------
+def _scalar(value: Any) -> str:
+    """One statistic in the short summary: a number formatted, a bool as JSON writes it (not
+    ``n/a``: ``srm.mismatch=false`` is a finding), anything else as text."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return _num(value) if isinstance(value, (int, float)) else _text(value)
+
+
 def _flat(value: Any, prefix: str = "") -> list[str]:
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in _flat(v, f"{prefix}{k}.")]
     if value is None:
         return []
     if isinstance(value, list):
-        shown = ", ".join(_num(v) if isinstance(v, (int, float)) else str(v) for v in value)
-        return [f"{prefix[:-1]}=[{shown}]"]
-    return [f"{prefix[:-1]}={_num(value) if isinstance(value, (int, float)) else value}"]
+        return [f"{prefix[:-1]}=[{', '.join(_scalar(v) for v in value)}]"]
+    return [f"{prefix[:-1]}={_scalar(value)}"]
 
 
 def _compact(stats: dict[str, Any]) -> str:
@@ -414,7 +471,7 @@ def _decisions(ds: list[Decision]) -> str:
         rows.append((_row_class(d), [
             _e(_utc(d.time)), _e(d.phase.value), str(d.step),
             f"<b style='color:{_outcome_colour(d.outcome)}'>{_e(d.outcome.value)}</b>"
-            + (f" ×{_e(str(rep))}" if rep else ""),
+            + (f" ×{_e(rep)}" if rep else ""),
             _e(d.reason), _compact(d.statistics)]))
     return (f"<h2>Decisions ({len(ds)})</h2>"
             + _table(["time (UTC)", "phase", "step", "outcome", "reason", "statistics"], rows))
@@ -435,6 +492,11 @@ pre{font-size:11px;white-space:pre-wrap;max-width:640px}summary{cursor:pointer}
 """.strip()
 
 
+def _shown(value: Any) -> str:
+    """A resolved version from the start decision as text ("" when it holds none)."""
+    return "" if value is None or value == "" else _text(value)
+
+
 def report_html(name: str, status: RolloutStatus, spec: RolloutSpec | None = None,
                 spec_error: str | None = None, pending_command: str | None = None) -> str:
     """The page of rollout ``name``: ``spec`` None when it no longer parses (``spec_error``
@@ -445,12 +507,12 @@ def report_html(name: str, status: RolloutStatus, spec: RolloutSpec | None = Non
         strategy = spec.strategy + (f" → {spec.shadow.promote_to}"
                                     if spec.strategy == "shadow" else "")
         model = spec.model_name
-        baseline = status.baseline_version or str(spec.baseline)
-        candidate = status.candidate_version or str(spec.candidate)
+        baseline = _shown(status.baseline_version) or str(spec.baseline)
+        candidate = _shown(status.candidate_version) or str(spec.candidate)
     else:
         strategy = model = "n/a (spec refused)"
-        baseline = status.baseline_version or "n/a"
-        candidate = status.candidate_version or "n/a"
+        baseline = _shown(status.baseline_version) or "n/a"
+        candidate = _shown(status.candidate_version) or "n/a"
     started = status.started_at
     ended = ds[-1].time if ds and status.phase.terminal else None
     fields = [
