@@ -222,7 +222,7 @@ def test_start_keeps_printing_decisions_that_are_folded(tmp_path: Path) -> None:
                     "metadata: {name: watch}\n"
                     "spec: {baseline: {version: '1'}, candidate: {version: '2'}, "
                     "strategy: canary, intervalSeconds: 1, "
-                    "limits: {maxDurationSeconds: 5}}\n")
+                    "limits: {maxDurationSeconds: 8}}\n")  # 2+ ticks on a loaded machine
     out = marquee(home, "rollout", "start", "-f", str(spec), "--router", NOBODY, timeout=120)
     assert out.returncode == 1, out.stderr  # no decision within maxDurationSeconds: Failed
     lines = [x for x in out.stdout.splitlines() if "Inconclusive" in x]
