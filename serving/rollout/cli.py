@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import threading
 import time
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
+
+from serving.rollout.display import usable, utc
 
 if TYPE_CHECKING:
     from serving.rollout.status import RolloutStatus
@@ -148,7 +149,7 @@ def _run_controller(store: StatusStore, name: str, router_url: str,
             first -= 1  # the last one shown was folded into a newer "not yet" (×repeats)
         for d in ds[first:]:
             rep = d.statistics.get("repeats")
-            typer.echo(f"{_utc(d.time, '%H:%M:%SZ')} {d.phase.value:<11} step {d.step} "
+            typer.echo(f"{utc(d.time, '%H:%M:%SZ')} {d.phase.value:<11} step {d.step} "
                        f"{d.outcome.value + (f' ×{rep}' if rep else ''):<12} {d.reason}")
         seen[:] = [len(ds), ds[-1].time if ds else None]
 
@@ -381,33 +382,10 @@ def run(name: str, router: RouterOpt = DEFAULT_ROUTER, router_replicas: Replicas
         raise typer.Exit(code=1)
 
 
-def _utc(t: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """A decision time in UTC, as the status stores it (a naive time is taken as UTC). One
-    whose UTC form falls outside years 1..9999 (edited by hand: an offset on 9999-12-31) is
-    shown as written, with its offset, rather than failing the whole command."""
-    try:
-        t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-    except OverflowError:
-        return t.isoformat(sep=" ", timespec="seconds")
-    return t.strftime(fmt)
-
-
-def _usable(x: Any) -> bool:
-    """A number the table can format: not a bool, finite and within float range (a
-    hand-edited status may hold any JSON value; ``math.isfinite`` raises on a 400-digit
-    int)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:
-        return False
-
-
 def _num(x: Any, unit: str = "", signed: bool = False) -> str:
     """A figure for the table: ``n/a`` when it is missing or not a finite number (a rollout
     that has not ticked, a check that could not be measured, a status edited by hand)."""
-    if not _usable(x):
+    if not usable(x):
         return "n/a"
     return (str(x) if isinstance(x, int) and not signed else f"{x:{'+' if signed else ''}.4g}"
             ) + unit
@@ -480,14 +458,14 @@ def _figures(stats: dict[str, Any]) -> list[tuple[str, str]]:
 def _window(w: Any) -> str | None:
     """The analysis window as UTC times (None when it holds no usable pair of unix seconds:
     missing, not numbers, or out of the range a date can hold)."""
-    if not isinstance(w, dict) or not (_usable(w.get("since")) and _usable(w.get("until"))):
+    if not isinstance(w, dict) or not (usable(w.get("since")) and usable(w.get("until"))):
         return None
     try:
         since = datetime.fromtimestamp(w["since"], timezone.utc)
         until = datetime.fromtimestamp(w["until"], timezone.utc)
     except (OverflowError, OSError, ValueError):  # e.g. -1e308: no such date
         return None
-    return f"{_utc(since)} → {_utc(until)} UTC ({_num(w['until'] - w['since'], ' s')})"
+    return f"{utc(since)} → {utc(until)} UTC ({_num(w['until'] - w['since'], ' s')})"
 
 
 def _status_table(name: str, stored: Any) -> Any:
@@ -510,7 +488,7 @@ def _status_table(name: str, stored: Any) -> Any:
     t.add_row("failed checks", f"{s.failed_checks}/{spec.analysis.failure_limit}")
     last = s.last_decision
     if last is not None:
-        t.add_row("last analysis", f"{_utc(last.time)} UTC")
+        t.add_row("last analysis", f"{utc(last.time)} UTC")
         for field, value in _figures(last.statistics):
             t.add_row(field, escape(value))
     t.add_row("message", escape(s.message))
@@ -527,7 +505,7 @@ def _decisions_table(name: str, decisions: list[Any], title: str) -> Any:
     colour = {"Successful": "green", "Failed": "red", "Inconclusive": "yellow"}
     for d in decisions:
         rep = d.statistics.get("repeats")
-        t.add_row(_utc(d.time), d.phase.value, str(d.step),
+        t.add_row(utc(d.time), d.phase.value, str(d.step),
                   f"[{colour[d.outcome.value]}]{d.outcome.value}[/]"
                   + (escape(f" ×{rep}") if rep else ""),  # hand-edited: may hold "[/]"
                   escape(d.reason))

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from serving.rollout.display import usable, utc
 from serving.rollout.status import Decision, Outcome, Phase, RolloutStatus
 
 if TYPE_CHECKING:
@@ -62,36 +61,15 @@ def _e(value: Any) -> str:
     return html.escape(_text(value))
 
 
-def _utc(t: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """The time in UTC; one whose UTC form falls outside years 1..9999 (an offset on
-    9999-12-31, edited by hand) is shown as written, with its offset."""
-    try:
-        t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-    except OverflowError:
-        return t.isoformat(sep=" ", timespec="seconds")
-    return t.strftime(fmt)
-
-
-def _usable(x: Any) -> bool:
-    """A number the page can format and compute with: not a bool, finite, and within float
-    range (``math.isfinite`` raises on an int of 400 digits)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return False
-    try:
-        return math.isfinite(x)
-    except OverflowError:
-        return False
-
-
 def _num(x: Any, fmt: str = ".4g", unit: str = "") -> str:
-    if not _usable(x):
+    if not usable(x):
         return "n/a"
     return (str(x) if isinstance(x, int) and fmt == ".4g" else format(x, fmt)) + unit
 
 
 def _ratio(a: Any, b: Any) -> float | None:
     """``a / b`` when both are usable numbers and the result is one (None otherwise)."""
-    if not (_usable(a) and _usable(b)) or b == 0:
+    if not (usable(a) and usable(b)) or b == 0:
         return None
     try:
         return a / b
@@ -219,7 +197,7 @@ def _chart(spec: RolloutSpec | None, status: RolloutStatus, width: int = 760,
     for i, d in enumerate(ds):
         w = shares[i]
         rep = d.statistics.get("repeats")
-        tip = (f"{_utc(d.time)} UTC · {d.phase.value} step {d.step} · {d.outcome.value}"
+        tip = (f"{utc(d.time)} UTC · {d.phase.value} step {d.step} · {d.outcome.value}"
                + (f" ×{_text(rep)}" if rep else "")
                + f" · candidate {_num(w, unit='%')}: {d.reason}")
         fill, ring = ((_outcome_colour(d.outcome), "#fff") if w is not None else
@@ -234,8 +212,8 @@ def _chart(spec: RolloutSpec | None, status: RolloutStatus, width: int = 760,
                  f'<text class="final-phase" x="{last_x + 6:.1f}" y="{top + 12}" font-size="12" '
                  f'font-weight="bold" fill="{colour}">{_e(status.phase.value)}</text>')
     parts.append(f'<text x="{left}" y="{height - 22}" font-size="10" fill="#555">'
-                 f'{_e(_utc(ds[0].time))} UTC</text><text x="{left + pw}" y="{height - 22}" '
-                 f'font-size="10" text-anchor="end" fill="#555">{_e(_utc(ds[-1].time))} UTC'
+                 f'{_e(utc(ds[0].time))} UTC</text><text x="{left + pw}" y="{height - 22}" '
+                 f'font-size="10" text-anchor="end" fill="#555">{_e(utc(ds[-1].time))} UTC'
                  f'</text>')
     legend = [("#2471a3", "candidate share of live traffic")]
     if any(m is not None for m in mirrored):
@@ -282,7 +260,7 @@ def _threshold(spec: RolloutSpec | None, name: str) -> str:
 
 
 def _violates(spec: RolloutSpec | None, name: str, value: Any) -> bool:
-    if spec is None or not _usable(value):
+    if spec is None or not usable(value):
         return False
     for check in spec.analysis.metrics:
         if check.name == name:
@@ -319,7 +297,7 @@ def _checks_section(spec: RolloutSpec | None, ds: list[Decision]) -> str:
                        "outside" if _violates(spec, name, value) else
                        "not measured" if value is None else "within")
             cls = "bad" if verdict == "outside" else "wait" if value is None else "ok"
-            rows.append((cls, [_e(_utc(d.time)), _e(d.phase.value), str(d.step), _e(name),
+            rows.append((cls, [_e(utc(d.time)), _e(d.phase.value), str(d.step), _e(name),
                                _e(shown), _e(_threshold(spec, name)), _e(verdict),
                                f"<span style='color:{_outcome_colour(d.outcome)}'>"
                                f"{_e(d.outcome.value)}</span>"]))
@@ -338,7 +316,7 @@ def _ab_section(ds: list[Decision]) -> str:
         m = d.statistics.get("msprt")
         if isinstance(m, dict):
             rows.append((_row_class(d), [
-                _e(_utc(d.time)), _num(m.get("rate_a")), _num(m.get("rate_b")),
+                _e(utc(d.time)), _num(m.get("rate_a")), _num(m.get("rate_b")),
                 f"{_num(m.get('n_a'))} / {_num(m.get('n_b'))}",
                 _num(m.get("difference"), "+.4f"),
                 f"[{_num(m.get('ci_low'), '+.4f')}, {_num(m.get('ci_high'), '+.4f')}]",
@@ -347,7 +325,7 @@ def _ab_section(ds: list[Decision]) -> str:
         s = d.statistics.get("srm")
         if isinstance(s, dict):
             srm_rows.append(("bad" if s.get("mismatch") else "ok", [
-                _e(_utc(d.time)), _e(_numbers(s.get("observed"))),
+                _e(utc(d.time)), _e(_numbers(s.get("observed"))),
                 _e(_numbers(s.get("expected"), ".1f")), _num(s.get("chi2"), ".3g"),
                 _num(s.get("p_value"), ".3g"), _num(s.get("threshold")),
                 "MISMATCH" if s.get("mismatch") else "no"]))
@@ -376,7 +354,7 @@ def _interleave_section(ds: list[Decision]) -> str:
             continue
         st, il = st if isinstance(st, dict) else {}, il if isinstance(il, dict) else {}
         rows.append((_row_class(d), [
-            _e(_utc(d.time)), _num(il.get("impressions")), _num(il.get("baseline_wins")),
+            _e(utc(d.time)), _num(il.get("impressions")), _num(il.get("baseline_wins")),
             _num(il.get("candidate_wins")), _num(il.get("ties")), _num(st.get("share_b"), ".3f"),
             _num(st.get("p_value"), ".3g"), _num(d.statistics.get("fixedHorizonSignTestP"), ".3g"),
             _num(st.get("alpha")), _e(d.outcome.value)]))
@@ -397,11 +375,11 @@ def _shadow_section(ds: list[Decision]) -> str:
         if not isinstance(sh, dict):
             continue
         cand, base = sh.get("latency_p99_ms"), sh.get("baseline_latency_p99_ms")
-        delta = cand - base if _usable(cand) and _usable(base) else None
+        delta = cand - base if usable(cand) and usable(base) else None
         mirrored, errors = sh.get("mirrored"), sh.get("errors")
         rate = _ratio(errors, mirrored)
         rows.append((_row_class(d), [
-            _e(_utc(d.time)), _num(mirrored), f"{_num(errors)} ({_num(rate, '.2%')})",
+            _e(utc(d.time)), _num(mirrored), f"{_num(errors)} ({_num(rate, '.2%')})",
             _num(sh.get("dropped")), _num(sh.get("topk_overlap_mean"), ".3f"),
             _num(sh.get("rbo_mean"), ".3f"), _num(sh.get("kendall_tau_mean"), ".3f"),
             f"{_num(cand, '.1f', ' ms')} vs {_num(base, '.1f', ' ms')}",
@@ -469,7 +447,7 @@ def _decisions(ds: list[Decision]) -> str:
     for d in ds:
         rep = d.statistics.get("repeats")
         rows.append((_row_class(d), [
-            _e(_utc(d.time)), _e(d.phase.value), str(d.step),
+            _e(utc(d.time)), _e(d.phase.value), str(d.step),
             f"<b style='color:{_outcome_colour(d.outcome)}'>{_e(d.outcome.value)}</b>"
             + (f" ×{_e(rep)}" if rep else ""),
             _e(d.reason), _compact(d.statistics)]))
@@ -527,8 +505,8 @@ def report_html(name: str, status: RolloutStatus, spec: RolloutSpec | None = Non
                     + (" (decided; NOT applied)" if status.routing_error else "")),
         ("failed checks", f"{status.failed_checks}"
                           + (f"/{spec.analysis.failure_limit}" if spec is not None else "")),
-        ("started", f"{_e(_utc(started))} UTC" if started else "not yet"),
-        ("ended", f"{_e(_utc(ended))} UTC" if ended else
+        ("started", f"{_e(utc(started))} UTC" if started else "not yet"),
+        ("ended", f"{_e(utc(ended))} UTC" if ended else
                   "running" if not status.phase.terminal else "n/a"),
         ("message", _e(status.message) or "—"),
     ]
