@@ -475,6 +475,11 @@ class Router:
         await self.mirror.drain(timeout)
 
     def shadow_gauges(self) -> None:
+        """The coverage and popularity-bias gauges of the routing in force's recent mirrored
+        lists; none once it mirrors nothing (a canary step after the shadow), rather than the
+        last shadow's values for as long as the router runs."""
+        metrics.SHADOW_COVERAGE.clear()
+        metrics.SHADOW_GINI.clear()
         for side, (cov, gini) in self.stats.shadow_side_summary().items():
             if cov is not None:
                 metrics.SHADOW_COVERAGE.labels(side).set(cov)
@@ -539,9 +544,9 @@ class Router:
                             model_version=versions, cold_start=base.cold_start,
                             fallback=base.fallback and cand.fallback)
         elapsed = (time.perf_counter() - start) * 1000
-        self._served(request_id, req, "interleaved", versions, merged, elapsed, r.strategy,
-                     teams=il.teams, label=versions, epoch=r.epoch)
-        self.stats.interleaved(r.epoch)
+        at = self._served(request_id, req, "interleaved", versions, merged, elapsed,
+                          r.strategy, teams=il.teams, label=versions, epoch=r.epoch)
+        self.stats.interleaved(at)  # in the list's own bucket, not one read off the clock again
         return self._response(request_id, req.user_id, merged.items, merged.scores,
                               "interleaved", versions, merged)
 

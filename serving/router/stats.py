@@ -279,8 +279,12 @@ class WindowedStats:
         if b is not None:
             b.shadow.dropped += 1
 
-    def interleaved(self, epoch: str | None = None) -> None:
-        self._bucket(self.key(epoch)).interleaved += 1
+    def interleaved(self, at: BucketKey | None = None) -> None:
+        """An interleaved list, counted in the bucket it was served in (``at``, from
+        :meth:`exposure`), as its exposure was."""
+        b = self._served_in(at)
+        if b is not None:
+            b.interleaved += 1
 
     def interleave_outcome(self, old: str | None, new: str | None,
                            at: BucketKey | None = None) -> None:

@@ -172,3 +172,21 @@ def test_a_mirror_whose_bucket_has_expired_is_dropped(tmp_path: Path) -> None:
         _recommend(c, range(3, 4))  # a mirror served now is counted as ever
         wait_until(lambda: _shadow_stats(c)["mirrored"] == 1, timeout=30,
                    what="a new mirror counted")
+
+
+COVERAGE = 'marquee_router_shadow_coverage_ratio{variant="candidate"}'
+
+
+def test_the_shadow_gauges_go_when_the_routing_mirrors_nothing(tmp_path: Path) -> None:
+    """Coverage and popularity bias describe the routing in force's mirrored lists. After
+    shadow → canary they stayed at the shadow's last values for as long as the router ran, as
+    if the canary step were still being mirrored."""
+    candidate = Candidate()
+    candidate.released.set()  # answers at once
+    with _router(tmp_path, candidate, stats_bucket_seconds=3600) as c:
+        _route(c, SHADOW)
+        _recommend(c, range(1, 6))
+        wait_until(lambda: _metric(c, MIRRORED_OK) == 5, timeout=30, what="5 mirrors answered")
+        assert COVERAGE in c.get("/metrics").text
+        _route(c, CANARY)
+        assert COVERAGE not in c.get("/metrics").text
