@@ -20,13 +20,11 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from marquee.registry import Registry
 from marquee.settings import Settings
 from monitoring.retrain.cluster import ClusterAutoRollout
 from monitoring.retrain.launcher import KubeflowLauncher
@@ -34,7 +32,13 @@ from monitoring.retrain.models import ManualRequest, RunStatus
 from monitoring.retrain.state import StateStore
 from monitoring.retrain.trigger import RetrainTrigger
 from tests.k8s import chartlib as c
-from tests.monitoring.test_retrain_cluster import FakeKfpClient, custom_api, play_kserve
+from tests.monitoring.test_retrain_cluster import (  # noqa: F401 - fixtures
+    FakeKfpClient,
+    custom_api,
+    kube,
+    play_kserve,
+    settings,
+)
 from tests.rollout.fake_kube import FakeKubeAPI
 
 MODEL = "movie-recommender"
@@ -57,22 +61,6 @@ def template_file(tmp_path: Path, values: dict[str, Any] | None, label: str) -> 
     path = tmp_path / f"isvc-{label}.yaml"
     path.write_text(cm["data"]["inferenceservice.yaml"])
     return path
-
-
-@pytest.fixture()
-def settings(tmp_path: Path) -> Settings:
-    s = Settings(home=tmp_path / "home", kubeflow_host="http://kubeflow.invalid")
-    reg = Registry(s.resolved_registry_uri, MODEL)
-    reg.promote(reg.register("file:///bundles/first", {"ndcg_at_10": 0.25},
-                             {"gate.decision": "promoted-first"}))  # version 1: production
-    return s
-
-
-@pytest.fixture()
-def kube() -> Iterator[FakeKubeAPI]:
-    api = FakeKubeAPI().start()
-    yield api
-    api.stop()
 
 
 def trigger(tmp_path: Path, settings: Settings, kube_url: str, template: Path,
