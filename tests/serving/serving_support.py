@@ -36,6 +36,26 @@ def build_bundle(root: Path, version: str = "1", seed: int = 1) -> Path:
     return bundle
 
 
+def bundle_with_bad_config(bundle: Path, root: Path) -> Path:
+    """A copy of ``bundle`` under ``root`` whose model/config.json is not JSON, its checksums
+    recomputed: it passes the bundle's checks and fails when the model loads."""
+    import json
+    import shutil
+
+    from marquee.bundle import finalize_bundle
+
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    bad = root / "bad-bundle"
+    shutil.copytree(bundle, bad)
+    (bad / "bundle.json").unlink()
+    (bad / "model" / "config.json").write_text("{not json")
+    finalize_bundle(bad, manifest["name"], manifest["version"],
+                    training_config=manifest.get("training_config") or {},
+                    data_fingerprint=manifest.get("data_fingerprint") or "",
+                    metrics={"ndcg_at_10": 0.0}, code_revision="test")
+    return bad
+
+
 def shared_bundle(tmp_path_factory: pytest.TempPathFactory, version: str = "1") -> Path:
     """The bundle of this test session, built by whichever worker asks first."""
     import fcntl

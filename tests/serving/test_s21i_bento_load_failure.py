@@ -7,33 +7,21 @@ traceback: that one is BentoML's parent process, not the service's to silence.""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, free_port
-from serving_support import bundle_dir, serving_env  # noqa: F401
+from serving_support import bundle_dir, bundle_with_bad_config, serving_env  # noqa: F401
 
-from marquee.bundle import finalize_bundle
 
 
 @pytest.fixture()
 def bad_bundle(bundle_dir: Path, tmp_path: Path) -> Path:  # noqa: F811
     """The shared bundle with model/config.json replaced by bad JSON, checksums recomputed."""
-    manifest = json.loads((bundle_dir / "bundle.json").read_text())
-    bad = tmp_path / "bad-bundle"
-    shutil.copytree(bundle_dir, bad)
-    (bad / "bundle.json").unlink()
-    (bad / "model" / "config.json").write_text("{not json")
-    finalize_bundle(bad, manifest["name"], manifest["version"],
-                    training_config=manifest.get("training_config") or {},
-                    data_fingerprint=manifest.get("data_fingerprint") or "",
-                    metrics={"ndcg_at_10": 0.0}, code_revision="test")
-    return bad
+    return bundle_with_bad_config(bundle_dir, tmp_path)
 
 
 def test_a_model_that_fails_to_load_is_one_line_not_the_workers_tracebacks(

@@ -13,17 +13,14 @@ Each test runs the real ``marquee`` command in its own process on 127.0.0.1.
 from __future__ import annotations
 
 import importlib.util
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, free_port
-from serving_support import bundle_dir, serving_env  # noqa: F401
+from serving_support import bundle_dir, bundle_with_bad_config, serving_env  # noqa: F401
 
-from marquee.bundle import finalize_bundle
 
 REDIS_URL = "redis://:s3cret-pw@127.0.0.1:6399/0"  # nothing listens: the import fails first
 
@@ -75,15 +72,7 @@ def test_the_traceback_of_a_foreign_load_error_is_logged_at_debug(
 def test_a_model_config_that_is_not_json_is_one_error_line(
         bundle_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     """The bundle's checksums match (recomputed), but model/config.json is not JSON."""
-    manifest = json.loads((bundle_dir / "bundle.json").read_text())
-    bad = tmp_path / "bad-bundle"
-    shutil.copytree(bundle_dir, bad)
-    (bad / "bundle.json").unlink()
-    (bad / "model" / "config.json").write_text("{not json")
-    finalize_bundle(bad, manifest["name"], manifest["version"],
-                    training_config=manifest.get("training_config") or {},
-                    data_fingerprint=manifest.get("data_fingerprint") or "",
-                    metrics={"ndcg_at_10": 0.0}, code_revision="test")
+    bad = bundle_with_bad_config(bundle_dir, tmp_path)
     out = _serve(bad, tmp_path / "home")
     _assert_one_error_line(out, f"error: cannot load the model from bundle {bad}: ValueError: "
                                 f"{bad}/model/config.json: not a readable file of a saved "
