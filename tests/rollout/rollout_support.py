@@ -167,15 +167,17 @@ def start_model_server(bundle: Path, home: Path, logs: Path, **faults: object) -
 
 
 def start_router(upstreams: dict[str, str], baseline: str, home: Path, logs: Path,
-                 **settings: object) -> Proc:
-    """``marquee router`` on 127.0.0.1."""
+                 routing_file: Path | None = None, **settings: object) -> Proc:
+    """``marquee router`` on 127.0.0.1 (``routing_file``: its routing file, by default one of
+    its own in ``logs``)."""
     import json
 
     port = free_port()
     log = logs / f"router-{port}.log"
+    routing_file = routing_file or logs / f"routing-{port}.json"  # one per router
     cmd = [sys.executable, "-m", "marquee.cli", "router", "--port", str(port),
            "--host", "127.0.0.1", "--baseline", baseline, "--log-level", "warning",
-           "--routing-file", str(logs / f"routing-{port}.json")]  # one per router
+           "--routing-file", str(routing_file)]
     env = _env(home, "MARQUEE_ROUTER_", upstreams=json.dumps(upstreams), **settings)
     url = f"http://127.0.0.1:{port}"
     return Proc(_start(cmd, env, log, f"{url}/readyz"), url, log)

@@ -17,7 +17,6 @@ real one (file store, the router's admin API), with an in-memory registry.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +29,7 @@ from serving.rollout.sources import RouterAdmin, RouterStatsSource
 from serving.rollout.spec import parse_rollout
 from serving.rollout.status import Phase
 from serving.rollout.store import FileStatusStore
-from tests.conftest import free_port
-from tests.rollout.rollout_support import _env, spawn, stop_process, wait_ready
+from tests.rollout.rollout_support import start_router
 from tests.rollout.test_rollout_controller import DictRegistry
 from tests.stand_in_http import serving
 
@@ -54,20 +52,13 @@ def _router(tmp: Path, routing_file: Path) -> Iterator[httpx.Client]:
     2). One-hour stats buckets: a window then reads every bucket of its epoch, so a bucket
     of another run under the same epoch shows whatever the clock."""
     with serving(_model_server) as base, serving(_model_server) as cand:
-        port = free_port()
-        log = tmp / f"router-{port}.log"
-        cmd = [sys.executable, "-m", "marquee.cli", "router", "--port", str(port),
-               "--host", "127.0.0.1", "--baseline", "1", "--log-level", "warning",
-               "--routing-file", str(routing_file)]
-        env = _env(tmp, "MARQUEE_ROUTER_", upstreams=json.dumps({"1": base, "2": cand}),
-                   stats_bucket_seconds=3600)
-        url = f"http://127.0.0.1:{port}"
-        proc = wait_ready(spawn(cmd, env, log), cmd, log, f"{url}/readyz", timeout=60)
+        router = start_router({"1": base, "2": cand}, "1", tmp, tmp, routing_file,
+                              stats_bucket_seconds=3600)
         try:
-            with httpx.Client(base_url=url, timeout=10.0, trust_env=False) as client:
+            with httpx.Client(base_url=router.url, timeout=10.0, trust_env=False) as client:
                 yield client
         finally:
-            stop_process(proc)
+            router.stop()
 
 
 def _counter(c: httpx.Client, name: str, variant: str) -> float:

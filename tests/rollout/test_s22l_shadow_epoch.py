@@ -18,7 +18,6 @@ them, so the routing can change while the mirrors are in flight.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,8 +28,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_until
-from tests.rollout.rollout_support import _env, spawn, stop_process, wait_ready
+from tests.conftest import wait_until
+from tests.rollout.rollout_support import start_router
 from tests.stand_in_http import serving
 
 SHADOW = {"strategy": "shadow", "baseline": {"version": "1"}, "candidate": {"version": "2"},
@@ -69,20 +68,14 @@ def _router(tmp: Path, candidate: Candidate, **settings: Any) -> Iterator[httpx.
     """``marquee router`` on 127.0.0.1: baseline 1 answers at once, candidate 2 when
     released (released on the way out too, so no handler thread is left waiting)."""
     with serving(lambda m, p, b: _lists(b)) as base, serving(candidate.answer) as cand:
-        port = free_port()
-        log = tmp / f"router-{port}.log"
-        cmd = [sys.executable, "-m", "marquee.cli", "router", "--port", str(port),
-               "--host", "127.0.0.1", "--baseline", "1", "--log-level", "warning"]
-        env = _env(tmp, "MARQUEE_ROUTER_", upstreams=json.dumps({"1": base, "2": cand}),
-                   shadow_timeout_seconds=60, **settings)
-        url = f"http://127.0.0.1:{port}"
-        proc = wait_ready(spawn(cmd, env, log), cmd, log, f"{url}/readyz", timeout=60)
+        router = start_router({"1": base, "2": cand}, "1", tmp, tmp,
+                              shadow_timeout_seconds=60, **settings)
         try:
-            with httpx.Client(base_url=url, timeout=10.0, trust_env=False) as client:
+            with httpx.Client(base_url=router.url, timeout=10.0, trust_env=False) as client:
                 yield client
         finally:
             candidate.released.set()
-            stop_process(proc)
+            router.stop()
 
 
 def _route(c: httpx.Client, routing: dict[str, Any]) -> str:

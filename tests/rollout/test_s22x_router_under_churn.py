@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import threading
 import time
 import uuid
@@ -51,8 +50,8 @@ import httpx
 import pytest
 
 from serving.router.schema import RecommendResponse
-from tests.conftest import free_port, wait_until
-from tests.rollout.rollout_support import _env, spawn, stop_process, wait_ready
+from tests.conftest import wait_until
+from tests.rollout.rollout_support import start_router
 from tests.stand_in_http import Answer, serving
 
 pytestmark = [pytest.mark.integration]
@@ -126,19 +125,13 @@ def _router(tmp: Path, **settings: Any) -> Iterator[tuple[str, Path]]:
     with serving(_model_server("1", 1, 0.005)) as v1, \
             serving(_model_server("2", 2, 0.03)) as v2, \
             serving(_model_server("3", 3, 0.03)) as v3:
-        port = free_port()
-        log = tmp / f"router-{port}.log"
-        cmd = [sys.executable, "-m", "marquee.cli", "router", "--port", str(port),
-               "--host", "127.0.0.1", "--baseline", "1", "--log-level", "warning"]
-        env = _env(tmp, "MARQUEE_ROUTER_", upstreams=json.dumps({"1": v1, "2": v2, "3": v3}),
-                   **{"stats_bucket_seconds": 3600, "upstream_timeout_seconds": 20,
-                      "shadow_timeout_seconds": 20, **settings})
-        url = f"http://127.0.0.1:{port}"
-        proc = wait_ready(spawn(cmd, env, log), cmd, log, f"{url}/readyz", timeout=60)
+        router = start_router({"1": v1, "2": v2, "3": v3}, "1", tmp, tmp,
+                              **{"stats_bucket_seconds": 3600, "upstream_timeout_seconds": 20,
+                                 "shadow_timeout_seconds": 20, **settings})
         try:
-            yield url, log
+            yield router.url, router.log
         finally:
-            stop_process(proc)
+            router.stop()
 
 
 @dataclass
