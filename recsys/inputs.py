@@ -178,22 +178,23 @@ def event_times(interactions: pd.DataFrame) -> np.ndarray:
     return col.to_numpy(np.int64)
 
 
+_LISTS = (list, tuple, np.ndarray)  # genres as a list of names (Arrow list<string>: arrays)
+
+
 def genre_text(items: pd.DataFrame) -> pd.DataFrame:
     """``items`` with ``genres`` as the contract's pipe-separated text: a list of names (an
     Arrow ``list<string>`` column, Python lists or tuples) is joined with ``|``, and a missing
     value is no genres (as an empty string is), not pandas' "ambiguous NA". The frame itself
     when nothing needs changing. A list was read as one unknown genre name, so no genres."""
-    genres = items["genres"]
-    values = genres.astype(object)
+    values = items["genres"].astype(object)
 
     def text(v: object) -> object:
-        if isinstance(v, (list, tuple, np.ndarray)):
+        if isinstance(v, _LISTS):
             return "|".join(str(g) for g in v if g is not None and not pd.isna(g))
         return v
 
-    listed = values.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).to_numpy(bool)
-    missing = np.array([not listed[i] and bool(pd.isna(v)) for i, v in enumerate(values)],
-                       dtype=bool)
+    listed = values.map(lambda v: isinstance(v, _LISTS)).to_numpy(bool)
+    missing = values.isna().to_numpy(bool)  # a list is never missing, even an empty one
     if not listed.any() and not missing.any():
         return items
     return items.assign(genres=values.map(text).where(~missing, ""))
