@@ -42,12 +42,12 @@ def resolve_for_bento(settings: Settings, serving: ServingSettings) -> ServingSe
     """``serving`` naming the bundle by URI, after the reference resolved and the bundle
     verified here: a bad alias, version or bundle fails before BentoML starts (BentoML would
     restart a worker that fails to load, for ever), and the worker loads what was checked."""
-    from serving.runtime.loader import fetch_verified, resolve_bundle_uri
+    from serving.runtime.loader import fetch_verified, pinned, resolve_bundle_uri
 
     uri = resolve_bundle_uri(serving, settings)
     cache = Path(serving.cache_dir) if serving.cache_dir else settings.home / "bundles"
     fetch_verified(uri, settings, cache)  # the worker finds the verified copy in this cache
-    return serving.model_copy(update={"bundle_uri": uri, "alias": None, "model_version": None})
+    return pinned(serving, uri)
 
 
 def bento_command(host: str, port: int, grace_period_seconds: int) -> list[str]:

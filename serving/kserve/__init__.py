@@ -49,13 +49,13 @@ def run(settings: Settings, serving: ServingSettings) -> None:
 def _resolved(settings: Settings, serving: ServingSettings) -> ServingSettings:
     """``serving`` naming its bundle by URI, so that a load failure can name the bundle it
     could not load (an alias or version alone does not say which one that was)."""
-    from serving.runtime.loader import resolve_bundle_uri
+    from serving.runtime.loader import pinned, resolve_bundle_uri
 
     try:
         uri = resolve_bundle_uri(serving, settings)
     except Exception as exc:  # noqa: BLE001 - Marquee's own errors pass through unchanged
         raise _load_error(exc, _reference(serving)) from exc
-    return serving.model_copy(update={"bundle_uri": uri, "alias": None, "model_version": None})
+    return pinned(serving, uri)
 
 
 def _load(model: RecommenderModel, bundle_uri: str) -> None:

@@ -20,7 +20,7 @@ from serving.runtime.online import history_source
 from serving.runtime.runtime import Runtime
 from serving.settings import ServingSettings
 
-__all__ = ["resolve_bundle_uri", "fetch_verified", "load_recommender", "load_runtime",
+__all__ = ["resolve_bundle_uri", "pinned", "fetch_verified", "load_recommender", "load_runtime",
            "open_payload_logger", "start_payload_logger", "build_service", "log_serving",
            "check_listen"]
 
@@ -39,6 +39,12 @@ def resolve_bundle_uri(serving: ServingSettings, settings: Settings) -> str:
     ref = str(serving.model_version or serving.alias or "production")
     # a reader: a sqlite registry URI naming no database is named, not created empty
     return Registry.from_settings(settings).resolve(ref)
+
+
+def pinned(serving: ServingSettings, uri: str) -> ServingSettings:
+    """``serving`` naming its bundle by ``uri`` (the one its reference resolved to), with no
+    alias or version left to resolve again: what is loaded is what was resolved."""
+    return serving.model_copy(update={"bundle_uri": uri, "alias": None, "model_version": None})
 
 
 def fetch_verified(uri: str, settings: Settings, cache_dir: Path) -> Path:
