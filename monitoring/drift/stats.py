@@ -28,9 +28,11 @@ from scipy.spatial import distance
 
 __all__ = ["FeatureScore", "Counts", "wasserstein_norm", "jensenshannon_counts", "value_counts",
            "to_float", "score_numeric", "score_categorical", "w1_sorted",
-           "jensenshannon_numeric", "evidently_stattest", "finite"]
+           "jensenshannon_numeric", "evidently_stattest", "finite", "SPREAD_FLOOR"]
 
 Counts = Mapping[object, int]
+#: Evidently's floor under the reference's spread in the normed Wasserstein distance
+SPREAD_FLOOR = 0.001
 
 _MAX_INT_RANGE = 1_000_000
 
@@ -99,7 +101,7 @@ def wasserstein_norm(ref: np.ndarray, cur: np.ndarray, threshold: float, *,
                      rng: np.random.Generator) -> FeatureScore:
     """Evidently's normed Wasserstein distance (numeric features)."""
     ref, cur = _finite_sides(ref, cur)
-    norm = max(float(np.std(ref)), 0.001)
+    norm = max(float(np.std(ref)), SPREAD_FLOOR)
     grid = _integer_grid(ref, cur)
     if grid is not None:
         score = _w1_integer(ref, cur, *grid) / norm

@@ -36,7 +36,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from monitoring.drift.rows import no_logged_features, split_featured
-from monitoring.drift.stats import finite, jensenshannon_counts, w1_sorted, wasserstein_norm
+from monitoring.drift.stats import (SPREAD_FLOOR, finite, jensenshannon_counts, w1_sorted,
+                                    wasserstein_norm)
 from monitoring.errors import MonitoringInputError, NoDataError
 from serving.fields import MAX_HISTORY, History, short_repr
 
@@ -53,8 +54,6 @@ DEMOGRAPHICS = ("age_bucket", "gender", "occupation", "region")
 _INT64 = (-(2**63), 2**63 - 1)
 #: the model server's rule for a request's history items, not a third copy of it
 _HISTORY = TypeAdapter(History)
-#: the floor under the offline spread in Evidently's normed Wasserstein (monitoring.drift.stats)
-_SPREAD_FLOOR = 0.001
 
 
 class SkewConfig(BaseModel):
@@ -254,10 +253,10 @@ def _numeric_distance(served: np.ndarray, offline: np.ndarray) -> tuple[float, s
     a side has no finite value.
     """
     o, s = finite(offline), finite(served)
-    if o.size == 0 or s.size == 0 or np.std(o) >= _SPREAD_FLOOR:
+    if o.size == 0 or s.size == 0 or np.std(o) >= SPREAD_FLOOR:
         return wasserstein_norm(offline, served, 1.0, sample_rows=10**9, exact_margin=0,
                                 rng=np.random.default_rng(0)).score, "wasserstein"
-    norm = max(float(np.std(np.concatenate([o, s]))), _SPREAD_FLOOR)
+    norm = max(float(np.std(np.concatenate([o, s]))), SPREAD_FLOOR)
     return w1_sorted(np.sort(o), np.sort(s)) / norm, "wasserstein_pooled"
 
 
