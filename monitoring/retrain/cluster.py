@@ -93,13 +93,9 @@ def checksum_annotations(isvc: Mapping[str, Any]) -> dict[str, str]:
 def candidate_versions(runs: Iterable[RunRecord], model_name: str) -> list[str]:
     """The versions, newest first and once each, whose InferenceService the step created:
     succeeded runs of ``model_name`` that the step did not skip, whatever the mode is now."""
-    out: list[str] = []
-    for run in runs:
-        if run.status is RunStatus.SUCCEEDED and \
-                skip_reason("shadow", model_name, run) is None and \
-                str(run.model_version) not in out:
-            out.append(str(run.model_version))
-    return out
+    return list(dict.fromkeys(
+        str(run.model_version) for run in runs
+        if run.status is RunStatus.SUCCEEDED and skip_reason("shadow", model_name, run) is None))
 
 
 def _ready(obj: Mapping[str, Any]) -> tuple[bool, str]:
