@@ -124,6 +124,7 @@ class Router:
         self._labels: frozenset[str] = frozenset()
         self._retired: OrderedDict[str, None] = OrderedDict()
         self._in_flight: dict[str, list[Any]] = {}
+        self._unsaved = False  # the routing in force could not be written to routing_file
         saved = self._load_routing()
         if saved is not None:
             try:
@@ -170,13 +171,26 @@ class Router:
         return saved.routing
 
     def _save_routing(self, config: RoutingConfig, base_url: str, cand_url: str | None) -> None:
+        """Keep ``config`` in the routing file. Called once the routing is in force whole: a
+        write that fails (the volume full or read-only) is logged, not raised, as the file is
+        a convenience for restarts. Raised, it left a routing serving traffic with the stats
+        and series still on the one before, and the controller's retry of the same routing
+        was a no-op (same epoch)."""
         path = self.routing_file
         if not path:
             return
         urls = {config.baseline.version: base_url}
         if config.candidate is not None and cand_url:
             urls[config.candidate.version] = cand_url
-        write_text_atomic(path, SavedRouting(routing=config, upstreams=urls).model_dump_json())
+        try:
+            write_text_atomic(path, SavedRouting(routing=config,
+                                                 upstreams=urls).model_dump_json())
+        except OSError as exc:
+            self._unsaved = True  # tried again when the same routing is sent again
+            log.error("routing in force but not saved to %s (a restart would start from the "
+                      "one saved before): %s", path, exc)
+        else:
+            self._unsaved = False
 
     def apply(self, config: RoutingConfig, persist: bool = True) -> RoutingState:
         """Put a routing configuration in force (idempotent for an unchanged one). Its epoch
@@ -189,6 +203,8 @@ class Router:
                     if config.candidate else None)
         epoch = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
         if self.routing is not None and self.routing.epoch == epoch:
+            if persist and self._unsaved:  # its save failed: the controller re-sent it
+                self._save_routing(config, base_url, cand_url)
             if (self.routing.baseline_url, self.routing.candidate_url) != (base_url, cand_url):
                 # the same experiment (same epoch, assignment and stats) at a version's new
                 # model server URL, e.g. one registered again through PUT /admin/upstreams
@@ -201,8 +217,6 @@ class Router:
             return self.routing
         self.routing = RoutingState(**config.model_dump(), epoch=epoch, baseline_url=base_url,
                                     candidate_url=cand_url, applied_at=time.time())
-        if persist:
-            self._save_routing(config, base_url, cand_url)
         self._seen_users = SeenUsers()
         self._tallies = {}
         self.stats.epoch = epoch  # what is recorded from now on counts for this routing only
@@ -221,6 +235,8 @@ class Router:
                  epoch, config.strategy, config.baseline.version,
                  config.candidate.version if config.candidate else None,
                  config.candidate_weight, config.salt)
+        if persist:  # last: the routing is in force whole whether or not the file is written
+            self._save_routing(config, base_url, cand_url)
         return self.routing
 
     def _retire_labels(self, config: RoutingConfig) -> None:
