@@ -65,6 +65,18 @@ def awaiting_promotion(spec: RolloutSpec, status: RolloutStatus) -> bool:
     return step is None or step.pause is None
 
 
+def _repeats(value: Any) -> int:
+    """How many "not yet" decisions a folded one stands for. The status may have been edited
+    by hand (``"repeats": "many"``, a list, NaN): counted as one then, not an exception that
+    failed every tick and stopped the rollout where it stood (maxDurationSeconds and abort
+    included)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 1
+    return max(n, 1)
+
+
 def _record(status: RolloutStatus, analysis: Analysis, outcome: Outcome, reason: str,
             extra: dict[str, Any] | None = None) -> RolloutStatus:
     stats = {**analysis.statistics, **(extra or {})}
@@ -75,7 +87,7 @@ def _record(status: RolloutStatus, analysis: Analysis, outcome: Outcome, reason:
     if (outcome == Outcome.INCONCLUSIVE and len(d) >= 2 and d[-1].outcome == Outcome.INCONCLUSIVE
             and (d[-1].phase, d[-1].step) == key and (d[-2].phase, d[-2].step) == key):
         # Repeated "not yet" decisions in one stage are folded into one (count kept).
-        decision.statistics["repeats"] = int(d[-1].statistics.get("repeats", 1)) + 1
+        decision.statistics["repeats"] = _repeats(d[-1].statistics.get("repeats", 1)) + 1
         d[-1] = decision
     else:
         d.append(decision)

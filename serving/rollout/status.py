@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = ["Phase", "Outcome", "Weights", "Decision", "RolloutStatus", "TERMINAL_PHASES",
@@ -54,6 +54,16 @@ class Outcome(str, Enum):
     INCONCLUSIVE = "Inconclusive"
 
 
+def _version(value: Any) -> Any:
+    """A version the start decision records. The controller writes text; one edited by hand
+    may be a bare number (``candidateVersion: 3`` in ``kubectl edit``'s YAML, or in
+    ``status.json``), which is that version: as a number it failed every tick of the
+    controller (the routing's version is text) and the rollout stood still."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
@@ -70,6 +80,14 @@ class Decision(_Model):
     outcome: Outcome
     reason: str
     statistics: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, t: datetime) -> datetime:
+        """A time without an offset (edited by hand) is UTC, as the status commands show it:
+        naive, it failed every tick against the controller's aware clock (maxDurationSeconds)
+        and made the routing's run depend on the controller's local zone."""
+        return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
 
 
 class RolloutStatus(_Model):
@@ -104,7 +122,11 @@ class RolloutStatus(_Model):
         start = self.started_at
         if start is None:
             return None
-        return start.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        try:  # (naive times are made UTC when the status is read: Decision._aware)
+            start = start.astimezone(timezone.utc)
+        except OverflowError:  # edited by hand: its UTC form is outside years 1..9999
+            pass  # as written, with its offset: still one value per run
+        return start.isoformat(timespec="microseconds")
 
     @property
     def stage_started_at(self) -> datetime | None:
@@ -121,12 +143,12 @@ class RolloutStatus(_Model):
     @property
     def baseline_version(self) -> str | None:
         start = self.started
-        return start.statistics.get("baselineVersion") if start else None
+        return _version(start.statistics.get("baselineVersion")) if start else None
 
     @property
     def candidate_version(self) -> str | None:
         start = self.started
-        return start.statistics.get("candidateVersion") if start else None
+        return _version(start.statistics.get("candidateVersion")) if start else None
 
     @property
     def aliases_before(self) -> dict[str, str | None]:
