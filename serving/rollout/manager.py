@@ -76,6 +76,7 @@ class RolloutManager:
             self._applied.clear()
             metrics.forget_rollouts()
             return ticked
+        metrics.forget_deleted(names)  # a rollout deleted while it ran is ticked no more
         active: dict[str, int] = {}
         finished: list[tuple[Any, str]] = []
         frozen = False  # a running rollout whose spec is refused still holds the routing

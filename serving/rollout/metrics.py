@@ -11,11 +11,13 @@ from prometheus_client import Counter, Gauge
 from serving.rollout.status import Phase, RolloutStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from serving.rollout.spec import RolloutSpec
 
 __all__ = ["TICKS", "DECISIONS", "LEADER", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
            "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "FINISHED_KEPT", "export_status",
-           "forget_rollouts"]
+           "forget_deleted", "forget_rollouts"]
 
 TICKS = Counter("marquee_rollout_ticks_total",
                 "Controller ticks by result (reason: ok, error).", ["reason"])
@@ -109,6 +111,24 @@ def _keep_finished(labels: tuple[str, ...], finished: bool) -> None:
             oldest = dict(zip(_ROLLOUT, _finished.popitem(last=False)[0], strict=True))
             for gauge in _PER_ROLLOUT:
                 gauge.remove_by_labels(oldest)
+
+
+def forget_deleted(names: Iterable[str]) -> None:
+    """Drop the series of the rollouts exported here that are not in ``names`` (the store's
+    rollouts now): one deleted while it ran (``kubectl delete modelrollout``) is never
+    ticked again, and its last series (a failed check: RolloutFailing) would stay for as
+    long as the controller runs."""
+    keep = set(names)
+    with _lock:
+        gone = {labels for name, labels in _current.items() if name not in keep}
+        gone.update(labels for labels in _finished if labels[0] not in keep)  # earlier runs
+        for name in [name for name in _current if name not in keep]:
+            del _current[name]
+        for labels in gone:
+            _finished.pop(labels, None)
+    for labels in gone:
+        for gauge in _PER_ROLLOUT:
+            gauge.remove_by_labels(dict(zip(_ROLLOUT, labels, strict=True)))
 
 
 def forget_rollouts() -> None:
