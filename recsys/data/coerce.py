@@ -11,7 +11,17 @@ refused whole: what it holds cannot be told apart from what it was meant to hold
 spreadsheets and Spark save them are refused with what to change: not UTF-8 (``encoding``),
 another separator (``separator``), a compressed file or a directory of part files in place of
 the table's file (``missing file``). File names are matched ignoring case (``Interactions.CSV``),
-as a case-insensitive file system does.
+as a case-insensitive file system does. A NUL byte refuses a CSV/TSV file (``encoding``): pandas
+would end a value at it.
+
+Parquet from Spark, DuckDB, Polars or Hive is read by its types: timestamps of any unit and
+zone, dates (midnight UTC), dictionary-encoded and large strings, integers of any width,
+decimals; a ``genres`` list of names is joined with ``|``, bytes are decoded as UTF-8
+(``encoding`` where they are not). A contract column stored twice (``duplicate column``) or as a
+type that holds no such value, a list, struct, map or UUID (``column type``), refuses the file;
+ids and timestamps in a floating-point type beyond the whole numbers it holds exactly
+(float32: 2**24) are ``precision`` findings, since the writer may have rounded them. Text
+date-times without an offset are UTC, as Parquet timestamps without a zone are.
 """
 
 from __future__ import annotations
@@ -22,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from recsys.data.errors import DataValidationError
 from recsys.data.findings import Finding, examples_of, missing_columns, rows_of
-from recsys.data.parquet import read_parquet
+from recsys.data.parquet import read_parquet, read_parquet_schema
 from recsys.data.schema import TABLES, TableSpec
 
 __all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "read_table_file",
@@ -38,6 +49,11 @@ def _bad(spec: TableSpec, column: str, rule: str, mask: pd.Series, raw: pd.Serie
          detail: str) -> Finding:
     return Finding(table=spec.name, column=column, rule=rule, bad_count=int(mask.sum()),
                    examples=examples_of(raw[mask]), rows=rows_of(mask), detail=detail)
+
+
+#: The end of an ISO-8601 date-time that carries its offset: ``Z`` or ``±hh[[:]mm]`` after a
+#: time (a date alone, ``2001-09-09``, ends in a day, not an offset).
+_OFFSET = r"(?i)(?:z|[T ].*\d[+-]\d{2}(?::?\d{2})?)$"
 
 
 def _to_seconds(raw: pd.Series) -> pd.Series:
@@ -54,7 +70,13 @@ def _to_seconds(raw: pd.Series) -> pd.Series:
     numeric = pd.to_numeric(raw, errors="coerce")
     text = raw[numeric.isna() & raw.notna()].astype(str).str.strip()
     if len(text):
-        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+        # pandas' ISO-8601 parser gives a date-time without an offset the offset of the last
+        # one parsed before it that had one ("…T03:00+02:00" then "…T01:00" read as 23:00 UTC):
+        # the two kinds are parsed apart, so one without an offset is UTC wherever it stands
+        aware = text.str.contains(_OFFSET, regex=True)
+        parsed = pd.concat([pd.to_datetime(text[mask], utc=True, errors="coerce",
+                                           format="ISO8601") for mask in (aware, ~aware)
+                            if mask.any()]).reindex(text.index)
         seconds = pd.Series(np.nan, index=text.index)
         ok = parsed.notna()
         seconds[ok] = parsed[ok].dt.floor("s").dt.as_unit("s").astype("int64")
@@ -116,6 +138,29 @@ def _to_int64(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, pd.Series(junk, index=raw.index)
 
 
+def _rounded(spec: TableSpec, column: str, raw: pd.Series, findings: list[Finding]) -> pd.Series:
+    """Mask of the values of a binary floating-point column (Parquet ``float``/``double``)
+    from where its type no longer holds every whole number (2**24 in float32, 2**53 in float64):
+    the writer may have rounded them (user 16777217 saved as float32 is 16777216), so the
+    value meant is lost, and is reported (``precision``) rather than loaded as another id or
+    instant. Timestamps are checked in float32 and float16 only: float64 holds seconds exactly
+    far beyond now, and nanoseconds in it are found out of range with the unit to divide by."""
+    kind = raw.dtype.numpy_dtype if hasattr(raw.dtype, "numpy_dtype") else raw.dtype
+    no = pd.Series(False, index=raw.index)
+    if kind.kind != "f" or (column == "timestamp" and kind.itemsize > 4):
+        return no
+    bits = np.finfo(kind).nmant + 1
+    rounded = (raw.abs() >= 2 ** bits).fillna(False).astype(bool)
+    if not rounded.any():
+        return no
+    stored = "int64 seconds or a timestamp" if column == "timestamp" else "an integer type"
+    findings.append(_bad(spec, column, "precision", rounded, raw,
+                         f"stored as {kind}, which tells whole numbers apart only below "
+                         f"2**{bits} ({2 ** bits}): these may have been rounded when the file "
+                         f"was written, the values meant lost; store {column} as {stored}"))
+    return rounded
+
+
 def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | None,
                                                                  list[Finding]]:
     """(frame cast as far as possible, findings). Values that could not be cast become missing
@@ -135,12 +180,15 @@ def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | N
             if junk.any():
                 findings.append(_bad(spec, col.name, "parseable timestamp", junk, raw,
                                      "unix seconds or an ISO-8601 date-time"))
-            values = np.floor(values)
+            rounded = _rounded(spec, col.name, raw, findings)
+            values = np.floor(values.where(~rounded))
+            junk = junk | rounded
         elif col.dtype == "int64":
             values, junk = _to_int64(raw)
             if junk.any():
                 findings.append(_bad(spec, col.name, "integer", junk, raw,
                                      "ids and counts must be whole numbers"))
+            values = values.mask(_rounded(spec, col.name, raw, findings))
             if values.isna().any():
                 out[col.name] = values
             else:
@@ -254,6 +302,8 @@ def _not_utf8(path: Path, spec: TableSpec) -> Finding:
             lines += chunk.count(b"\n")
     if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         where += "; it starts like UTF-16, Excel's 'Unicode Text'"
+    elif b"\x00" in start:
+        where += "; it looks like UTF-16 without a byte-order mark, Excel's 'Unicode Text'"
     return Finding(table=spec.name, column="*", rule="encoding", bad_count=0,
                    detail=f"{path.name} is not UTF-8 ({where}): save it as UTF-8 "
                           "(Excel: 'CSV UTF-8')")
@@ -286,6 +336,148 @@ def _unclosed_quotes(path: Path, spec: TableSpec, frame: pd.DataFrame) -> list[F
     return findings
 
 
+def _nul_byte(path: Path, spec: TableSpec) -> list[Finding]:
+    """A NUL byte (0x00) is valid UTF-8 but no text holds one, and pandas' reader ends a value
+    at it: "Am\\x00lie" loads as "Am", "10000\\x0001000" as 10000. A file saved as UTF-16
+    without a byte-order mark (every other byte 0x00) loads as columns named "u", "Unnamed: 1".
+    Either way the file is not what it holds: refused, naming where."""
+    offset, lines = 0, 1
+    with path.open("rb") as handle:
+        start = handle.read(2)
+        handle.seek(0)
+        while chunk := handle.read(1 << 20):
+            at = chunk.find(b"\x00")
+            if at >= 0:
+                lines += chunk[:at].count(b"\n")
+                where = f"offset {offset + at}, line {lines}"
+                break
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+        else:
+            return []
+    hint = ("; it looks like UTF-16 without a byte-order mark, Excel's 'Unicode Text'"
+            if b"\x00" in start else "")
+    return [Finding(table=spec.name, column="*", rule="encoding", bad_count=0,
+                    detail=f"{path.name} holds a NUL byte (0x00) at {where}{hint}: save it as "
+                           "UTF-8 text (Excel: 'CSV UTF-8')")]
+
+
+def _arrow_storage(kind: pa.DataType) -> pa.DataType:
+    """The type a column's values are stored as: extension types (``arrow.uuid``) and
+    dictionary encoding (Spark, Polars' categoricals) unwrapped."""
+    while True:
+        if isinstance(kind, pa.BaseExtensionType):
+            kind = kind.storage_type
+        elif pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        else:
+            return kind
+
+
+# The types a Parquet file reads back as (view types never come out of a Parquet reader).
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _is_bytes(kind: pa.DataType) -> bool:
+    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+
+
+def _is_text_list(kind: pa.DataType) -> bool:
+    return ((pa.types.is_list(kind) or pa.types.is_large_list(kind)
+             or pa.types.is_fixed_size_list(kind)) and _is_text(_arrow_storage(kind.value_type)))
+
+
+_EXPECTED = {"int64": "whole numbers (an integer type)", "float32": "numbers",
+             "string": "text (a string type)"}
+
+
+def _column_type(path: Path, spec: TableSpec, name: str, kind: pa.DataType) -> Finding | None:
+    """A Parquet column whose type holds no value of the contract's kind: lists, structs, maps
+    (pandas would load their repr, a title "{'a': 1}", or compare a list of one id as the id)
+    and fixed-size bytes (a UUID is no integer id). ``genres`` may be a list of names, as
+    Spark, Polars and DuckDB write them: it is joined with "|"."""
+    stored = _arrow_storage(kind)
+    if name == "genres" and _is_text_list(stored):
+        return None
+    if not (pa.types.is_nested(stored) or pa.types.is_fixed_size_binary(stored)):
+        return None
+    expected = ("a timestamp, unix seconds or ISO-8601 text" if name == "timestamp"
+                else _EXPECTED[spec.column(name).dtype])
+    if name == "genres":
+        expected += " or a list of names"
+    return Finding(table=spec.name, column=name, rule="column type", bad_count=0,
+                   detail=f"{path.name} stores {name} as {kind}: expected {expected}")
+
+
+def _decoded(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(the values of a Parquet bytes column as text, mask of those not UTF-8). Writers that
+    store text without Parquet's UTF-8 annotation (Hive, Impala) give pandas bytes."""
+    bad = np.zeros(len(raw), dtype=bool)
+    out = []
+    for row, value in enumerate(raw.astype(object).tolist()):
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            try:
+                value = bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                value, bad[row] = None, True
+        out.append(value)
+    return pd.Series(out, index=raw.index, dtype=object), pd.Series(bad, index=raw.index)
+
+
+def _joined(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(a list-of-names column as pipe-separated text, mask of missing lists and of lists
+    holding a missing name). An empty list stays an empty text, refused as no genre."""
+    bad = np.zeros(len(raw), dtype=bool)
+    out: list[str | None] = []
+    for row, names in enumerate(raw.tolist()):
+        names = None if names is None else list(names)
+        if names is None or any(name is None for name in names):
+            out.append(None)
+            bad[row] = True
+        else:
+            out.append("|".join(names))
+    return pd.Series(out, index=raw.index, dtype=object), pd.Series(bad, index=raw.index)
+
+
+def _read_parquet_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None,
+                                                             list[Finding]]:
+    """A Parquet table as pandas columns, its schema checked first: a contract column stored
+    twice (``duplicate column``) or as a type that holds no such value (``column type``)
+    refuses the file; bytes are decoded as UTF-8 (``encoding`` where not) and a list of
+    genres joined. Only the contract columns are read when all are there: another column of a
+    type pandas cannot load does not stop a table that does not need it."""
+    schema = read_parquet_schema(path)
+    names = list(schema.names)
+    present = [name for name in spec.names if name in names]
+    refused = _repeated_columns(path, spec, names) or [
+        found for name in present
+        if (found := _column_type(path, spec, name, schema.field(name).type))]
+    if refused:
+        return None, refused
+    frame = read_parquet(path, columns=present if len(present) == len(spec.names) else None)
+    # pandas' metadata brings a column back as the index it was when written
+    # (``set_index("user_id").to_parquet(…)``): it is still one of the file's columns
+    if any(name is not None for name in frame.index.names):
+        frame = frame.reset_index()
+    findings = []
+    for name in present:
+        stored, raw = _arrow_storage(schema.field(name).type), frame[name]
+        if _is_bytes(stored):
+            frame[name], bad = _decoded(raw)
+            if bad.any():
+                findings.append(_bad(spec, name, "encoding", bad, raw,
+                                     f"{path.name} stores {name} as bytes that are not UTF-8 "
+                                     "text: write it as UTF-8 strings"))
+        elif name == "genres" and _is_text_list(stored):
+            frame[name], bad = _joined(raw)
+            if bad.any():
+                shown = raw.map(lambda names: None if names is None else str(list(names)))
+                findings.append(_bad(spec, name, "not null", bad, shown,
+                                     "a missing list of genres, or a missing name in one"))
+    return frame, findings
+
+
 def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[Finding]]:
     """Read one CSV/TSV/Parquet file as text-or-native columns; empty or unreadable files
     become findings rather than exceptions. In a CSV/TSV text column only an empty cell is
@@ -299,12 +491,7 @@ def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, l
     sep = "\t" if suffix == ".tsv" else ","
     try:
         if suffix == ".parquet":
-            frame = read_parquet(path)
-            # pandas' metadata brings a column back as the index it was when written
-            # (``set_index("user_id").to_parquet(…)``): it is still one of the file's columns
-            if any(name is not None for name in frame.index.names):
-                frame = frame.reset_index()
-            return frame, []
+            return _read_parquet_file(path, spec)
         header = _header(path, sep)
         refused = _other_separator(path, spec, header, sep) or _repeated_columns(path, spec,
                                                                                  header)
@@ -320,8 +507,8 @@ def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, l
     except Exception as exc:  # noqa: BLE001 - any reader error is a finding about the file
         return None, [Finding(table=spec.name, column="*", rule="readable file", bad_count=0,
                               detail=f"{path.name}: {type(exc).__name__}: {exc}"[:300])]
-    spanning = _unclosed_quotes(path, spec, frame)
-    return (None, spanning) if spanning else (frame, [])
+    refused = _nul_byte(path, spec) or _unclosed_quotes(path, spec, frame)
+    return (None, refused) if refused else (frame, [])
 
 
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst", ".7z")

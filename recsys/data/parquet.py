@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-__all__ = ["read_parquet"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["read_parquet", "read_parquet_schema"]
 
 
 def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -32,5 +36,20 @@ def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.D
                                filesystem=pafs.LocalFileSystem())
     except OSError:
         with path.open("rb"):  # raises the missing or unreadable file's error, naming it
+            pass
+        raise
+
+
+def read_parquet_schema(path: str | Path) -> pa.Schema:
+    """The Arrow schema of a local Parquet file (its footer only, no data), opened by Arrow
+    itself as :func:`read_parquet` does; the same OSError naming the file when it cannot be."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    try:
+        return pq.read_schema(str(path), filesystem=pafs.LocalFileSystem())
+    except OSError:
+        with path.open("rb"):
             pass
         raise

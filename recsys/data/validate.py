@@ -8,9 +8,10 @@ Rules (the ``rule`` field of a finding):
 ``positive id``, ``rating range``, ``timestamp range``, ``allowed values``, ``lower case``,
 ``year range``, ``unique key``, ``duplicate rows``, ``known user``, ``known item``; and, for raw
 files read through :mod:`recsys.data.coerce`, ``readable file``, ``encoding``, ``separator``,
-``empty file``, ``missing file``, ``ambiguous file``, ``duplicate column``, ``unclosed quote``
-and ``parseable timestamp``. Where the cause is a common one, the finding's detail says what
-was seen and what to change (a close column name, milliseconds for seconds).
+``empty file``, ``missing file``, ``ambiguous file``, ``duplicate column``, ``unclosed quote``,
+``column type``, ``precision`` and ``parseable timestamp``. Where the cause is a common one,
+the finding's detail says what was seen and what to change (a close column name, milliseconds
+for seconds).
 """
 
 from __future__ import annotations
