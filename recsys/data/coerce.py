@@ -14,14 +14,12 @@ the table's file (``missing file``). File names are matched ignoring case (``Int
 as a case-insensitive file system does. A NUL byte refuses a CSV/TSV file (``encoding``): pandas
 would end a value at it.
 
-Parquet from Spark, DuckDB, Polars or Hive is read by its types: timestamps of any unit and
-zone, dates (midnight UTC), dictionary-encoded and large strings, integers of any width,
-decimals; a ``genres`` list of names is joined with ``|``, bytes are decoded as UTF-8
-(``encoding`` where they are not). A contract column stored twice (``duplicate column``) or as a
-type that holds no such value, a list, struct, map or UUID (``column type``), refuses the file;
-ids and timestamps in a floating-point type beyond the whole numbers it holds exactly
-(float32: 2**24) are ``precision`` findings, since the writer may have rounded them. Text
-date-times without an offset are UTC, as Parquet timestamps without a zone are.
+Parquet from Spark, DuckDB, Polars or Hive is read by its types
+(:mod:`recsys.data.parquet_table`), then cast here: timestamps of any unit and zone, dates
+(midnight UTC), integers of any width, decimals. Ids and timestamps in a floating-point type
+beyond the whole numbers it holds exactly (float32: 2**24) are ``precision`` findings, since the
+writer may have rounded them. Text date-times without an offset are UTC, as Parquet timestamps
+without a zone are.
 """
 
 from __future__ import annotations
@@ -32,23 +30,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from recsys.data.errors import DataValidationError
-from recsys.data.findings import Finding, examples_of, missing_columns, rows_of
-from recsys.data.parquet import read_parquet, read_parquet_schema
+from recsys.data.findings import Finding, finding_of, missing_columns, repeated_columns
+from recsys.data.parquet_table import read_parquet_table
 from recsys.data.schema import TABLES, TableSpec
 
 __all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "read_table_file",
            "read_dataset_files"]
 
 FILE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".tsv")
-
-
-def _bad(spec: TableSpec, column: str, rule: str, mask: pd.Series, raw: pd.Series,
-         detail: str) -> Finding:
-    return Finding(table=spec.name, column=column, rule=rule, bad_count=int(mask.sum()),
-                   examples=examples_of(raw[mask]), rows=rows_of(mask), detail=detail)
 
 
 #: The end of an ISO-8601 date-time that carries its offset: ``Z`` or ``±hh[[:]mm]`` after a
@@ -154,10 +145,11 @@ def _rounded(spec: TableSpec, column: str, raw: pd.Series, findings: list[Findin
     if not rounded.any():
         return no
     stored = "int64 seconds or a timestamp" if column == "timestamp" else "an integer type"
-    findings.append(_bad(spec, column, "precision", rounded, raw,
-                         f"stored as {kind}, which tells whole numbers apart only below "
-                         f"2**{bits} ({2 ** bits}): these may have been rounded when the file "
-                         f"was written, the values meant lost; store {column} as {stored}"))
+    findings.append(finding_of(spec.name, column, "precision", rounded, raw,
+                               f"stored as {kind}, which tells whole numbers apart only "
+                               f"below 2**{bits} ({2 ** bits}): these may have been rounded when "
+                               f"the file was written, the values meant lost; store {column} as "
+                               f"{stored}"))
     return rounded
 
 
@@ -178,16 +170,16 @@ def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | N
             values = _to_seconds(raw)
             junk = values.isna() & raw.notna()
             if junk.any():
-                findings.append(_bad(spec, col.name, "parseable timestamp", junk, raw,
-                                     "unix seconds or an ISO-8601 date-time"))
+                findings.append(finding_of(spec.name, col.name, "parseable timestamp", junk, raw,
+                                           "unix seconds or an ISO-8601 date-time"))
             rounded = _rounded(spec, col.name, raw, findings)
             values = np.floor(values.where(~rounded))
             junk = junk | rounded
         elif col.dtype == "int64":
             values, junk = _to_int64(raw)
             if junk.any():
-                findings.append(_bad(spec, col.name, "integer", junk, raw,
-                                     "ids and counts must be whole numbers"))
+                findings.append(finding_of(spec.name, col.name, "integer", junk, raw,
+                                           "ids and counts must be whole numbers"))
             values = values.mask(_rounded(spec, col.name, raw, findings))
             if values.isna().any():
                 out[col.name] = values
@@ -198,7 +190,8 @@ def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | N
             values = pd.to_numeric(raw, errors="coerce").astype("float64")
             junk = values.isna() & raw.notna()
             if junk.any():
-                findings.append(_bad(spec, col.name, "numeric", junk, raw, "must be a number"))
+                findings.append(finding_of(spec.name, col.name, "numeric", junk, raw,
+                                           "must be a number"))
             values = values.where(~junk)
         if values.isna().any() or junk.any():
             out[col.name] = values.astype("Int64" if col.dtype == "int64" else "Float32")
@@ -216,8 +209,9 @@ def coerce_raw_frame(frame: pd.DataFrame, table: str | TableSpec) -> pd.DataFram
         for column in coerced.columns:
             nulls = coerced[column].isna()
             if nulls.any() and not any(f.column == column for f in findings):
-                findings.append(_bad(spec, column, "not null", nulls, frame[column].reset_index(
-                    drop=True), "a value is required"))
+                findings.append(finding_of(spec.name, column, "not null", nulls,
+                                           frame[column].reset_index(drop=True),
+                                           "a value is required"))
     if findings or coerced is None:
         raise DataValidationError(findings, title=f"{spec.name}: cannot coerce to the contract")
     return coerced.astype(spec.dtypes)
@@ -309,15 +303,6 @@ def _not_utf8(path: Path, spec: TableSpec) -> Finding:
                           "(Excel: 'CSV UTF-8')")
 
 
-def _repeated_columns(path: Path, spec: TableSpec, header: list[str]) -> list[Finding]:
-    """A contract column named twice (an export that joined two tables): which copy holds the
-    data is not for the reader to guess."""
-    return [Finding(table=spec.name, column=name, rule="duplicate column", bad_count=0,
-                    detail=f"{path.name} has {header.count(name)} columns named {name!r}: "
-                           "keep one")
-            for name in spec.names if header.count(name) > 1]
-
-
 def _unclosed_quotes(path: Path, spec: TableSpec, frame: pd.DataFrame) -> list[Finding]:
     """Values holding a line break. A value that starts with a quote runs to the next quote
     in the file, however many lines later: the rows in between become part of it, and the row
@@ -330,9 +315,10 @@ def _unclosed_quotes(path: Path, spec: TableSpec, frame: pd.DataFrame) -> list[F
         text = frame[column].astype("string")
         bad = text.str.contains("[\r\n]", regex=True).fillna(False).astype(bool)
         if bad.any():
-            findings.append(_bad(spec, column, "unclosed quote", bad, text.str.slice(0, 40),
-                                 f"a value in {path.name} spans lines: a quote opened at its "
-                                 "start and closed rows later joins those rows"))
+            findings.append(finding_of(spec.name, column, "unclosed quote", bad,
+                                       text.str.slice(0, 40),
+                                       f"a value in {path.name} spans lines: a quote opened at "
+                                       "its start and closed rows later joins those rows"))
     return findings
 
 
@@ -362,122 +348,6 @@ def _nul_byte(path: Path, spec: TableSpec) -> list[Finding]:
                            "UTF-8 text (Excel: 'CSV UTF-8')")]
 
 
-def _arrow_storage(kind: pa.DataType) -> pa.DataType:
-    """The type a column's values are stored as: extension types (``arrow.uuid``) and
-    dictionary encoding (Spark, Polars' categoricals) unwrapped."""
-    while True:
-        if isinstance(kind, pa.BaseExtensionType):
-            kind = kind.storage_type
-        elif pa.types.is_dictionary(kind):
-            kind = kind.value_type
-        else:
-            return kind
-
-
-# The types a Parquet file reads back as (view types never come out of a Parquet reader).
-def _is_text(kind: pa.DataType) -> bool:
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
-
-
-def _is_bytes(kind: pa.DataType) -> bool:
-    return pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
-
-
-def _is_text_list(kind: pa.DataType) -> bool:
-    return ((pa.types.is_list(kind) or pa.types.is_large_list(kind)
-             or pa.types.is_fixed_size_list(kind)) and _is_text(_arrow_storage(kind.value_type)))
-
-
-_EXPECTED = {"int64": "whole numbers (an integer type)", "float32": "numbers",
-             "string": "text (a string type)"}
-
-
-def _column_type(path: Path, spec: TableSpec, name: str, kind: pa.DataType) -> Finding | None:
-    """A Parquet column whose type holds no value of the contract's kind: lists, structs, maps
-    (pandas would load their repr, a title "{'a': 1}", or compare a list of one id as the id)
-    and fixed-size bytes (a UUID is no integer id). ``genres`` may be a list of names, as
-    Spark, Polars and DuckDB write them: it is joined with "|"."""
-    stored = _arrow_storage(kind)
-    if name == "genres" and _is_text_list(stored):
-        return None
-    if not (pa.types.is_nested(stored) or pa.types.is_fixed_size_binary(stored)):
-        return None
-    expected = ("a timestamp, unix seconds or ISO-8601 text" if name == "timestamp"
-                else _EXPECTED[spec.column(name).dtype])
-    if name == "genres":
-        expected += " or a list of names"
-    return Finding(table=spec.name, column=name, rule="column type", bad_count=0,
-                   detail=f"{path.name} stores {name} as {kind}: expected {expected}")
-
-
-def _decoded(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(the values of a Parquet bytes column as text, mask of those not UTF-8). Writers that
-    store text without Parquet's UTF-8 annotation (Hive, Impala) give pandas bytes."""
-    bad = np.zeros(len(raw), dtype=bool)
-    out = []
-    for row, value in enumerate(raw.astype(object).tolist()):
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            try:
-                value = bytes(value).decode("utf-8")
-            except UnicodeDecodeError:
-                value, bad[row] = None, True
-        out.append(value)
-    return pd.Series(out, index=raw.index, dtype=object), pd.Series(bad, index=raw.index)
-
-
-def _joined(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(a list-of-names column as pipe-separated text, mask of missing lists and of lists
-    holding a missing name). An empty list stays an empty text, refused as no genre."""
-    bad = np.zeros(len(raw), dtype=bool)
-    out: list[str | None] = []
-    for row, names in enumerate(raw.tolist()):
-        names = None if names is None else list(names)
-        if names is None or any(name is None for name in names):
-            out.append(None)
-            bad[row] = True
-        else:
-            out.append("|".join(names))
-    return pd.Series(out, index=raw.index, dtype=object), pd.Series(bad, index=raw.index)
-
-
-def _read_parquet_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None,
-                                                             list[Finding]]:
-    """A Parquet table as pandas columns, its schema checked first: a contract column stored
-    twice (``duplicate column``) or as a type that holds no such value (``column type``)
-    refuses the file; bytes are decoded as UTF-8 (``encoding`` where not) and a list of
-    genres joined. Only the contract columns are read when all are there: another column of a
-    type pandas cannot load does not stop a table that does not need it."""
-    schema = read_parquet_schema(path)
-    names = list(schema.names)
-    present = [name for name in spec.names if name in names]
-    refused = _repeated_columns(path, spec, names) or [
-        found for name in present
-        if (found := _column_type(path, spec, name, schema.field(name).type))]
-    if refused:
-        return None, refused
-    frame = read_parquet(path, columns=present if len(present) == len(spec.names) else None)
-    # pandas' metadata brings a column back as the index it was when written
-    # (``set_index("user_id").to_parquet(…)``): it is still one of the file's columns
-    if any(name is not None for name in frame.index.names):
-        frame = frame.reset_index()
-    findings = []
-    for name in present:
-        stored, raw = _arrow_storage(schema.field(name).type), frame[name]
-        if _is_bytes(stored):
-            frame[name], bad = _decoded(raw)
-            if bad.any():
-                findings.append(_bad(spec, name, "encoding", bad, raw,
-                                     f"{path.name} stores {name} as bytes that are not UTF-8 "
-                                     "text: write it as UTF-8 strings"))
-        elif name == "genres" and _is_text_list(stored):
-            frame[name], bad = _joined(raw)
-            if bad.any():
-                shown = raw.map(lambda names: None if names is None else str(list(names)))
-                findings.append(_bad(spec, name, "not null", bad, shown,
-                                     "a missing list of genres, or a missing name in one"))
-    return frame, findings
-
-
 def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, list[Finding]]:
     """Read one CSV/TSV/Parquet file as text-or-native columns; empty or unreadable files
     become findings rather than exceptions. In a CSV/TSV text column only an empty cell is
@@ -491,10 +361,10 @@ def read_table_file(path: Path, spec: TableSpec) -> tuple[pd.DataFrame | None, l
     sep = "\t" if suffix == ".tsv" else ","
     try:
         if suffix == ".parquet":
-            return _read_parquet_file(path, spec)
+            return read_parquet_table(path, spec)
         header = _header(path, sep)
-        refused = _other_separator(path, spec, header, sep) or _repeated_columns(path, spec,
-                                                                                 header)
+        refused = (_other_separator(path, spec, header, sep)
+                   or repeated_columns(spec.name, path.name, spec.names, header))
         if refused:
             return None, refused
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False,

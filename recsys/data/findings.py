@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Finding", "examples_of", "missing_columns", "rows_of"]
+__all__ = ["Finding", "examples_of", "finding_of", "missing_columns", "repeated_columns",
+           "rows_of"]
 
 MAX_EXAMPLES = 5
 
@@ -100,3 +101,21 @@ def missing_columns(table: str, expected: list[str], found: Iterable[object],
         out.append(Finding(table=table, column=column, rule="missing column", bad_count=rows,
                            detail=detail))
     return out
+
+
+def finding_of(table: str, column: str, rule: str, mask: pd.Series, raw: pd.Series,
+               detail: str) -> Finding:
+    """A finding for the values of ``raw`` where ``mask`` holds: their count, first rows and
+    examples."""
+    return Finding(table=table, column=column, rule=rule, bad_count=int(mask.sum()),
+                   examples=examples_of(raw[mask]), rows=rows_of(mask), detail=detail)
+
+
+def repeated_columns(table: str, file_name: str, expected: list[str],
+                     header: list[str]) -> list[Finding]:
+    """A contract column named twice (an export that joined two tables): which copy holds the
+    data is not for the reader to guess."""
+    return [Finding(table=table, column=name, rule="duplicate column", bad_count=0,
+                    detail=f"{file_name} has {header.count(name)} columns named {name!r}: "
+                           "keep one")
+            for name in expected if header.count(name) > 1]
