@@ -1,6 +1,7 @@
 """Checks and conversions of what callers hand :class:`recsys.Recommender`: its three tables
-(columns, id, number and time dtypes, event kinds) and the user ids of a request. Each refusal
-is a ValueError naming the table and column (or argument), never pandas' or numpy's own error.
+(columns, index, id, number and time dtypes, event kinds) and the user ids of a request. Each
+refusal is a ValueError naming the table and column (or argument), never pandas' or numpy's own
+error.
 """
 
 from __future__ import annotations
@@ -11,13 +12,39 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from recsys.data.schema import EVENTS
+from recsys.data.coerce import to_seconds
+from recsys.data.schema import EVENTS, TABLES
 
 __all__ = ["MAX_TIMESTAMP", "check_events", "check_int", "check_table", "event_times",
-           "genre_text", "request_user_ids", "with_ids", "with_numbers"]
+           "genre_text", "index_as_columns", "request_user_ids", "with_ids", "with_numbers"]
 
 #: 2100-01-01 in unix seconds; any later time is not in seconds
 MAX_TIMESTAMP = 4_102_444_800
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def index_as_columns(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (the table ``name`` of the contract) as ``fit`` reads it: an index level named
+    after a contract column the frame lacks is that column (``users.set_index("user_id")``,
+    ``interactions.set_index(["user_id", "item_id"])``), and an index level named like one of
+    its columns (``set_index(..., drop=False)``) is left out, the column being what the contract
+    reads: pandas refused such a frame ("'user_id' is both an index level and a column label,
+    which is ambiguous"), and an index named user_id was a missing column. The frame itself
+    when its index names no contract column; otherwise a shallow copy on a default index (the
+    rows are not copied). Anything but a DataFrame is returned as is, for check_table."""
+    if not isinstance(frame, pd.DataFrame):
+        return frame
+    contract = set(TABLES[name].names)
+    levels = [n for n in frame.index.names if n is not None and (
+        n in frame.columns or n in contract)]
+    if not levels:
+        return frame
+    out = frame.copy(deep=False)
+    out.index = pd.RangeIndex(len(frame))
+    lifted = [n for n in levels if n not in frame.columns]
+    for at, n in enumerate(lifted):  # first, as reset_index puts them; their dtypes kept
+        out.insert(at, n, frame.index.get_level_values(n))
+    return out
 
 
 def check_table(name: str, frame: pd.DataFrame, columns: tuple[str, ...],
@@ -60,15 +87,34 @@ def _ids(name: str, frame: pd.DataFrame, column: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(col.dtype):
         raise ValueError(f"{name}.{column}: expected integer ids, got dtype {col.dtype}")
     if pd.api.types.is_integer_dtype(col.dtype):
+        _check_int64_range(name, column, col)
         return col.to_numpy(np.int64)
     values = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(
         col.dtype) else col
-    bad = values.isna() | (values.astype("float64") % 1 != 0)
+    if pd.api.types.is_integer_dtype(values.dtype):  # text of whole numbers, read exactly
+        _check_int64_range(name, column, values)
+        return values.to_numpy(np.int64)
+    floats = values.astype("float64")
+    bad = values.isna() | (floats % 1 != 0)
     if bad.any():
         raise ValueError(f"{name}.{column}: expected integer ids, got dtype {col.dtype} with "
                          f"{int(bad.sum())} non-integer value(s) (e.g. "
                          f"{col[bad.to_numpy()].iloc[0]!r})")
+    outside = (floats >= 2.0 ** 63) | (floats < -2.0 ** 63)
+    if outside.any():
+        raise ValueError(f"{name}.{column}: id {col[outside.to_numpy()].iloc[0]!r} is outside "
+                         f"the int64 range ({int(outside.sum())} such id(s))")
     return values.to_numpy(np.int64)
+
+
+def _check_int64_range(name: str, column: str, col: pd.Series) -> None:
+    """A ValueError naming ``name.column`` for an unsigned id past int64's maximum (hashed
+    64-bit ids as uint64): cast, it wrapped to a negative id in silence, one that ``recommend``
+    then refused as outside the int64 range."""
+    top = col.max() if len(col) else 0
+    if int(top) > _INT64_MAX:
+        raise ValueError(f"{name}.{column}: id {int(top)} is outside the int64 range "
+                         f"({int((col > _INT64_MAX).sum())} such id(s))")
 
 
 def _is_number(value: object) -> bool:
@@ -159,23 +205,60 @@ def request_user_ids(uid: np.ndarray) -> np.ndarray:
 
 def event_times(interactions: pd.DataFrame) -> np.ndarray:
     """``interactions.timestamp`` as int64 unix seconds, or a ValueError naming the column:
-    not numbers (datetimes, strings), missing values, or values past 2100-01-01 (a time in
-    milliseconds, microseconds or nanoseconds, which would give every time feature, the
-    popularity decay and the request features nonsense, then fail on the request path)."""
+    neither numbers nor datetimes (text, objects, durations), missing values (NaN, ``<NA>``,
+    NaT), infinite ones, or times past 2100-01-01 (a time in milliseconds, microseconds or
+    nanoseconds, which would give every time feature, the popularity decay and the request
+    features nonsense, then fail on the request path).
+
+    Datetimes (what ``pd.to_datetime`` or a Parquet timestamp column give a pandas user) are
+    read as the pipeline's ingest reads them (``recsys.data.coerce``): naive ones are UTC,
+    tz-aware ones are converted to UTC, in any unit (ns, us, ms, s; numpy or Arrow), floored
+    to whole seconds. Text is refused rather than guessed at ("01/02/2023")."""
     col = interactions["timestamp"]
-    if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
-        raise ValueError(f"interactions.timestamp: expected unix seconds (integers), got dtype "
-                         f"{col.dtype}")
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return _datetime_seconds(col)
+    if not pd.api.types.is_numeric_dtype(col.dtype) or col.dtype.kind in "bmc":
+        raise ValueError(f"interactions.timestamp: expected unix seconds (integers) or "
+                         f"datetimes, got dtype {col.dtype}; convert it first, e.g. with "
+                         "pd.to_datetime(interactions['timestamp'], utc=True)")
     missing = col.isna()
     if missing.any():
         raise ValueError(f"interactions.timestamp: {int(missing.sum())} missing value(s); "
                          "expected unix seconds")
+    if col.dtype.kind == "f":
+        infinite = np.isinf(col.to_numpy(np.float64))
+        if infinite.any():
+            first = int(np.flatnonzero(infinite)[0])
+            raise ValueError(f"interactions.timestamp: {int(infinite.sum())} infinite value(s) "
+                             f"(e.g. {col.iloc[first]} at row {first}); expected unix seconds")
     top = col.max() if len(col) else 0  # before the cast: a uint64 past int64 would wrap
     if top > MAX_TIMESTAMP:
         raise ValueError(f"interactions.timestamp: expected unix seconds, but values go up to "
                          f"{int(top)} (after 2100-01-01); timestamps in milliseconds (or "
                          "finer) must be converted to seconds first")
     return col.to_numpy(np.int64)
+
+
+def _datetime_seconds(col: pd.Series) -> np.ndarray:
+    """A datetime ``interactions.timestamp`` as int64 unix seconds, by the conversion of the
+    pipeline's ingest (``recsys.data.coerce.to_seconds``), so that the same events fitted
+    through the API or through the pipeline have the same times."""
+    try:
+        seconds = to_seconds(col)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError) as exc:  # Arrow past 2262 in ns
+        raise ValueError(f"interactions.timestamp: a time out of range ({exc}); expected "
+                         "times before 2100-01-01") from None
+    missing = seconds.isna().to_numpy(bool)
+    if missing.any():
+        raise ValueError(f"interactions.timestamp: {int(missing.sum())} missing value(s) (NaT, "
+                         f"e.g. at row {int(np.flatnonzero(missing)[0])}); every event needs "
+                         "a time")
+    top = seconds.max() if len(seconds) else 0
+    if top > MAX_TIMESTAMP:
+        raise ValueError(f"interactions.timestamp: times go up to "
+                         f"{np.datetime64(int(top), 's')} (after 2100-01-01); expected the "
+                         "times the events happened")
+    return seconds.to_numpy(np.int64)
 
 
 _LISTS = (list, tuple, np.ndarray)  # genres as a list of names (Arrow list<string>: arrays)

@@ -21,7 +21,7 @@ from recsys.data.schema import INTERACTIONS
 from recsys.encoding import IdIndex, Vocab, stable_hash
 from recsys.features import FeatureContext
 from recsys.inputs import (check_events, check_int, check_table, event_times, genre_text,
-                           request_user_ids, with_ids, with_numbers)
+                           index_as_columns, request_user_ids, with_ids, with_numbers)
 from recsys.models.popularity import SegmentPopularity
 from recsys.models.training import Examples, train_two_tower
 from recsys.models.two_tower import TowerSizes, TwoTower, UserBatch, time_features
@@ -93,6 +93,10 @@ class Recommender:
     # ------------------------------------------------------------------ fitting
     def _index(self, interactions: pd.DataFrame, users: pd.DataFrame,
                items: pd.DataFrame) -> pd.DataFrame:
+        # Contract columns held in the index (set_index("user_id")) read as columns.
+        interactions = index_as_columns("interactions", interactions)
+        users = index_as_columns("users", users)
+        items = index_as_columns("items", items)
         # The ranker learns from the event kinds and ratings too (recsys.models.ranker).
         check_table("interactions", interactions, ("user_id", "item_id", "timestamp") + (
             ("event", "rating") if self.config.ranker.enabled else ()))

@@ -37,7 +37,7 @@ from recsys.data.parquet_table import read_parquet_table
 from recsys.data.schema import TABLES, TableSpec
 
 __all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "read_table_file",
-           "read_dataset_files"]
+           "read_dataset_files", "to_seconds"]
 
 FILE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".tsv")
 
@@ -47,7 +47,7 @@ FILE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".tsv")
 _OFFSET = r"(?i)(?:z|[T ].*\d[+-]\d{2}(?::?\d{2})?)$"
 
 
-def _to_seconds(raw: pd.Series) -> pd.Series:
+def to_seconds(raw: pd.Series) -> pd.Series:
     """Unix seconds (float, NaN where unparseable) from numbers, numeric text, ISO text or
     datetimes."""
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
@@ -167,7 +167,7 @@ def coerce_frame(frame: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame | N
             out[col.name] = raw.astype("string")
             continue
         if col.name == "timestamp":
-            values = _to_seconds(raw)
+            values = to_seconds(raw)
             junk = values.isna() & raw.notna()
             if junk.any():
                 findings.append(finding_of(spec.name, col.name, "parseable timestamp", junk, raw,
