@@ -4,14 +4,15 @@ Each rollout is ticked every ``intervalSeconds`` by a :class:`Controller`; a fai
 rollout is logged and counted, never fatal to the others. When none is running, the routing
 the last one ended with is re-applied every few seconds, so a restarted router replica does
 not fall back to its configured baseline version (all traffic on the registry's
-``production``, which follows a promotion made since the rollout ended); a running rollout's routing is re-applied
-as often between its ticks. ``/healthz`` (503 once no pass over the store has ended for
-``stall_seconds``: a hung call would otherwise leave every rollout unjudged while the pod looks
-alive), ``/readyz`` (the store could be listed) and ``/metrics`` are served on the controller's
-port. In Kubernetes the store is the namespace's ModelRollout objects, and several replicas
-may run: ``leading`` (the Lease of :mod:`serving.rollout.lease`) lets only one of them tick
-rollouts or apply routing; the others stand by, ready. A rollout whose spec no longer parses
-(edited by hand) is stopped once, with the reason in its status (:meth:`RolloutManager._refused`).
+``production``, which follows a promotion made since the rollout ended); a running rollout's
+routing is re-applied as often between its ticks. ``/healthz`` (503 once no pass over the
+store has ended for ``stall_seconds``: a hung call would otherwise leave every rollout
+unjudged while the pod looks alive), ``/readyz`` (the store could be listed) and
+``/metrics`` are served on the controller's port. In Kubernetes the store is the namespace's
+ModelRollout objects, and several replicas may run: ``leading`` (the Lease of
+:mod:`serving.rollout.lease`) lets only one of them tick rollouts or apply routing; the
+others stand by, ready. A rollout whose spec no longer parses (edited by hand) is stopped
+once, with the reason in its status (:meth:`RolloutManager._refused`).
 """
 
 from __future__ import annotations
@@ -144,8 +145,9 @@ class RolloutManager:
         aliases stay as they are until the spec is fixed (the next tick then carries on and
         replaces the message) or someone aborts it (``marquee rollout abort``: every request to
         the baseline, RolledBack; not while Promoting, whose alias moves need the spec).
-        Retrying with a traceback on every pass told nobody. Returns whether it is still
-        running (frozen): its routing stays in force."""
+        Retrying with a traceback on every pass told nobody. The per-rollout gauges follow
+        the saved status (a frozen one, still in force, keeps its failed checks exported).
+        Returns whether it is still running (frozen): its routing stays in force."""
         try:
             with self._tick_lock(name):
                 status = self.store.get_status(name)
@@ -172,6 +174,7 @@ class RolloutManager:
                         return True
                     status = status.model_copy(update={"message": message})
                 self.store.save_status(name, status)
+                metrics.export_unparsed(name, status)  # aborted: RolledBack, no failed checks
                 if aborted:
                     self.store.clear_command(name, "abort")
         except ControllerBusy:  # a `marquee rollout run` process owns it

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TICKS", "DECISIONS", "LEADER", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
            "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "FINISHED_KEPT", "export_status",
-           "forget_deleted", "forget_rollouts"]
+           "export_unparsed", "forget_deleted", "forget_rollouts"]
 
 TICKS = Counter("marquee_rollout_ticks_total",
                 "Controller ticks by result (reason: ok, error).", ["reason"])
@@ -70,10 +70,31 @@ def export_status(name: str, spec: RolloutSpec, status: RolloutStatus) -> None:
     saved (labels in the order of ``_ROLLOUT``)."""
     labels = (name, spec.model_name, status.candidate_version or "pending", spec.strategy)
     _forget_replaced(name, labels)
+    FAILURE_LIMIT.labels(*labels).set(spec.analysis.failure_limit)
+    _set(labels, status)
+
+
+def export_unparsed(name: str, status: RolloutStatus) -> None:
+    """Set the per-rollout gauges of rollout ``name`` from a status saved without a spec that
+    parses (``RolloutManager._refused``: frozen, aborted to its baseline, or failed to start),
+    under the label set it was last exported with while running (the spec gives the model
+    and strategy labels); its failure limit stays as exported. Nothing when it was not
+    exported as running: a rollout never ticked here (a controller started since) has no
+    series, and a finished run's series under the name must not be rewritten. Without this,
+    an aborted frozen rollout went on saying Progressing with its failed checks, and
+    RolloutFailing kept firing for a rollout already rolled back."""
+    with _lock:
+        labels = _current.get(name)
+        if labels is None or labels in _finished:
+            return
+    _set(labels, status)
+
+
+def _set(labels: tuple[str, ...], status: RolloutStatus) -> None:
+    """The gauges that follow the status alone (all but the failure limit)."""
     for phase in Phase:
         PHASE.labels(*labels, phase.value).set(1.0 if phase == status.phase else 0.0)
     STEP.labels(*labels).set(status.step)
-    FAILURE_LIMIT.labels(*labels).set(spec.analysis.failure_limit)
     total = status.weights.baseline + status.weights.candidate
     CANDIDATE_WEIGHT_RATIO.labels(*labels).set(status.weights.candidate / total if total else 0.0)
     if status.phase.terminal:
