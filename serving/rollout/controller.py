@@ -34,7 +34,7 @@ from serving.rollout.store import (
     StoredRollout,
     rollout_in_the_way,
 )
-from serving.router.schema import RoutingConfig, Upstream
+from serving.router.schema import RoutingConfig, Upstream, WindowStats
 
 __all__ = ["Controller", "AliasRegistry", "MarqueeRegistry", "ALIASES", "apply_routing"]
 
@@ -103,20 +103,31 @@ def apply_routing(store: StatusStore, name: str, router: RouterAdmin | None, spe
     """Put the status's routing (or ``routing``) in force; the status, with ``routing_error``
     saying whether that worked (saved when it changed, so ``rollout status`` tells the
     truth)."""
+    return _apply_routing(store, name, router, spec, status, routing)[0]
+
+
+def _apply_routing(store: StatusStore, name: str, router: RouterAdmin | None,
+                   spec: RolloutSpec, status: RolloutStatus, routing: RoutingConfig | None = None
+                   ) -> tuple[RolloutStatus, str | None]:
+    """:func:`apply_routing`, and the epoch the router gave the routing (None: nothing
+    applied, or a router that does not say; a replica that took it while another refused
+    it counts)."""
     if routing is None:
         routing = desired_routing(spec, status, name)
     if routing is None or router is None:
-        return status
+        return status, None
     error = ""
     try:
-        router.apply(routing)
+        answer = router.apply(routing)
     except SourceError as exc:
         log.error("rollout %s: routing not applied: %s", name, exc)
         error = str(exc)[:500]
+        answer = exc.answer
     if error != status.routing_error:
         status = status.model_copy(update={"routing_error": error})
         store.save_status(name, status)
-    return status
+    epoch = answer.get("epoch") if isinstance(answer, dict) else None
+    return status, epoch if isinstance(epoch, str) and epoch else None
 
 
 class Controller:
@@ -125,10 +136,36 @@ class Controller:
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.store, self.name, self.source = store, name, source
         self.router, self.registry, self.clock = router, registry, clock
+        self._epoch: str | None = None  # of the routing this tick last put in force
 
     # Effects -------------------------------------------------------------------------------------
     def _reconcile(self, spec: RolloutSpec, status: RolloutStatus) -> RolloutStatus:
-        return apply_routing(self.store, self.name, self.router, spec, status)
+        status, self._epoch = _apply_routing(self.store, self.name, self.router, spec, status)
+        return status
+
+    def _foreign(self, window: WindowStats, routing_error: str) -> str | None:
+        """Why the window is not this rollout's to judge; None when it is. ``GET /admin/stats``
+        answers for the routing in force, whoever put it there: after an apply that was
+        refused or lost (a router replica restarted on an older routing file, another
+        controller, a hand ``PUT /admin/routing``) that is another experiment's traffic, and
+        judging it promoted or rolled back this rollout on it. The stats say their routing's
+        epoch, the router's answer to this tick's apply says ours. A side that does not say
+        (Prometheus, whose series carry no epoch; an older router) is judged as before."""
+        if window.epoch is None:
+            return None
+        if self._epoch is not None:  # taken (by some replicas at least: routing_error)
+            if window.epoch == self._epoch:
+                return None
+            refused = f" (not applied everywhere: {routing_error[:200]})" if routing_error else ""
+            return (f"stats not judged: they are of routing epoch {window.epoch}, not of this "
+                    f"rollout's ({self._epoch}){refused}; another routing is in force where "
+                    f"they were read (a router restarted on an older routing file, another "
+                    f"controller, a hand PUT /admin/routing); routing re-applied")
+        if routing_error:
+            return (f"stats not judged: this rollout's routing was not applied "
+                    f"({routing_error[:200]}), and the router's stats are of routing epoch "
+                    f"{window.epoch}, which may be another experiment's; applying it again")
+        return None  # applied, but the router did not say its epoch: judged as before
 
     def _ended_routing(self, spec: RolloutSpec, status: RolloutStatus) -> RoutingConfig | None:
         """The routing an ended rollout keeps in force (the manager re-applies the last
@@ -283,7 +320,17 @@ class Controller:
                                     statistics={"metricsUnavailable": str(exc)[:300]},
                                     command=command)
             else:
-                analysis = evaluate(spec, status, window, now, command)
+                foreign = self._foreign(window, status.routing_error)
+                if foreign is None:
+                    analysis = evaluate(spec, status, window, now, command)
+                else:  # "not yet": no check passes or fails on another routing's traffic
+                    log.warning("rollout %s: %s", self.name, foreign)
+                    analysis = Analysis(
+                        time=now, outcome=Outcome.INCONCLUSIVE, reason=foreign, command=command,
+                        statistics={"routingMismatch": {
+                            "statsEpoch": window.epoch, "routingEpoch": self._epoch,
+                            "routingError": status.routing_error[:300] or None},
+                            "window": {"since": window.since, "until": window.until}})
         new = next_status(spec, status, analysis)
         if new.phase in (Phase.ROLLED_BACK, Phase.FAILED):
             left = self._restore_aliases(new)

@@ -32,10 +32,12 @@ __all__ = ["MetricsSource", "RouterStatsSource", "PrometheusSource", "RouterAdmi
 class SourceError(RuntimeError):
     """The analysis source could not be read (this tick is skipped, not failed). The message
     names the router or Prometheus URL, whose password is masked: it is logged and kept in the
-    rollout's status."""
+    rollout's status. ``answer``: from :meth:`RouterAdmin.apply`, the answer of a replica that
+    did take the routing while another refused it (None: none took it)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, answer: dict[str, Any] | None = None) -> None:
         super().__init__(redact_uri(message))
+        self.answer = answer
 
 
 @runtime_checkable
@@ -88,7 +90,8 @@ class RouterAdmin:
     def apply(self, config: RoutingConfig) -> dict[str, Any]:
         """PUT the routing to the router (every replica with ``replicas_url``); a replica
         that refuses or cannot be reached is a :class:`SourceError` naming it, after the
-        others have been tried."""
+        others have been tried. The answer is the routing in force, with its ``epoch``: the
+        one the stats of this routing carry."""
         body = config.model_dump_json()
         answers, failed = [], []
         for target in self._targets():
@@ -103,7 +106,7 @@ class RouterAdmin:
                 continue
             answers.append(r.json())
         if failed:
-            raise SourceError("; ".join(failed))
+            raise SourceError("; ".join(failed), answers[0] if answers else None)
         return answers[0]
 
     def routing(self) -> dict[str, Any] | None:
@@ -208,7 +211,8 @@ class PrometheusSource:
             variants[v] = VariantWindow(
                 requests=round(n), errors=round(errors.get(v, 0.0)),
                 latency_p99_ms=latency.get(v, upstream_latency.get(v)),
-                exposures=round(exposures.get(v, 0.0)), clicked_exposures=round(clicked.get(v, 0.0)),
+                exposures=round(exposures.get(v, 0.0)),
+                clicked_exposures=round(clicked.get(v, 0.0)),
                 impressions=round(impressions.get(v, 0.0)), clicks=round(clicks.get(v, 0.0)),
                 watches=round(watches.get(v, 0.0)), users=round(users.get(v, 0.0)),
                 exposures_sq=sums["lists_squared"].get(v, 0.0),
