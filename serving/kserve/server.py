@@ -287,6 +287,19 @@ def _http_status(code: Any) -> int:
             s.DEADLINE_EXCEEDED: 504}.get(code, 500)
 
 
+def _abandoned(context: Any) -> Any:
+    """The status of a call whose handler grpc cancelled: the client cancelled it, or its
+    deadline passed (``time_remaining`` 0) while the server was answering. Either is what the
+    client got (CANCELLED 499, DEADLINE_EXCEEDED 504), not an INTERNAL the server never sent:
+    counted as 500, a client that cancelled showed as a server error on the dashboard."""
+    import grpc
+
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
 class _MetricsInterceptor(AsyncServerInterceptor):
     """Counts every answered gRPC call in ``marquee_serving_requests_total`` (and
     ``_errors_total``) as ServingMiddleware counts REST requests: without it a client on gRPC
@@ -330,13 +343,16 @@ class _MetricsInterceptor(AsyncServerInterceptor):
         route = _grpc_route(method_name)
         if route is None:
             return await method(request_or_iterator, context)
-        ok = False
+        ended = grpc.StatusCode.INTERNAL  # an exception that set no code
         try:
             response = await method(request_or_iterator, context)
-            ok = True
+            ended = grpc.StatusCode.OK
             return response
-        finally:  # an abort sets the code and raises; an unset code after one is INTERNAL
-            code = context.code() or (grpc.StatusCode.OK if ok else grpc.StatusCode.INTERNAL)
+        except asyncio.CancelledError:
+            ended = _abandoned(context)
+            raise
+        finally:  # an abort sets the code and raises
+            code = context.code() or ended
             metrics.count_request(self._version(), self._variant, route, _http_status(code))
 
 
