@@ -115,6 +115,32 @@ def _looks(n: int) -> str:
     return f"{n} look" if n == 1 else f"{n} looks"
 
 
+#: A gateway's answers that say nothing of whether Kubeflow's API server created the run: it
+#: had the request and the gateway gave up on it (502 Bad Gateway, 504 Gateway Timeout).
+_GATEWAY_GAVE_UP = frozenset({502, 504})
+
+
+def _unanswered(exc: BaseException) -> str | None:
+    """What a failed create call said, in one line, when Kubeflow may have created the run all
+    the same: no answer within the API timeout, a gateway in front of the API server that gave
+    up on it (``ApiException`` 502 or 504: Istio's or ingress-nginx's upstream timeout), or a
+    connection that dropped mid-request (urllib3's ``ProtocolError``). None for any other
+    failure (Kubeflow's own refusal: the run was not created)."""
+    if isinstance(exc, TimeoutError):
+        return str(exc)
+    status = getattr(exc, "status", None)
+    dropped = False
+    try:
+        from urllib3.exceptions import ProtocolError
+
+        dropped = isinstance(exc, ProtocolError)
+    except ImportError:  # kfp's client brings urllib3; without it nothing raised this
+        pass
+    if (isinstance(status, int) and status in _GATEWAY_GAVE_UP) or dropped:
+        return f"{type(exc).__name__} {' '.join(str(exc).split())}"[:500]
+    return None
+
+
 def _result_of(result: Any) -> LaunchResult:
     """``pipelines.run.RunResult`` (or a dict of the same fields) → LaunchResult."""
     return LaunchResult(
@@ -175,12 +201,13 @@ class KubeflowLauncher:
     its HTTP calls, so an API that stops answering would otherwise hang the trigger's worker
     while its heartbeat thread keeps the run claimed. An unanswered read counts as a failed
     read (``max_poll_errors`` in a row fail the run, which releases the claim). After an
-    unanswered submission the run is looked up by its name (``find``), every ``poll_seconds``
-    for ``create_grace_seconds``: an API server that timed out on the create often persists
-    the run seconds later (the request was queued, not lost), and failing that run would
-    release the claim while it trains, so a later alert could start a second one. One that
-    appears is followed; when none has by the end, the run fails, and the error names the run
-    to look for in the UI (Kubeflow may still create it).
+    unanswered submission (no answer within ``api_timeout_seconds``, a gateway's 502 or 504,
+    a connection dropped mid-request: :func:`_unanswered`) the run is looked up by its name
+    (``find``), every ``poll_seconds`` for ``create_grace_seconds``: an API server that timed
+    out on the create often persists the run seconds later (the request was queued, not
+    lost), and failing that run would release the claim while it trains, so a later alert
+    could start a second one. One that appears is followed; when none has by the end, the run
+    fails, and the error names the run to look for in the UI (Kubeflow may still create it).
     """
 
     trains_requested_model = False  # the pipeline trains MARQUEE_MODEL_NAME
@@ -221,8 +248,11 @@ class KubeflowLauncher:
         try:
             run_id = str(self._bounded(lambda: submit(self.settings, params,
                                                       client=self._client(), run_name=name)))
-        except TimeoutError as exc:
-            run_id = self._created_anyway(request.run_id, exc)
+        except Exception as exc:  # noqa: BLE001 - only an unanswered create is looked for
+            said = _unanswered(exc)
+            if said is None:
+                raise
+            run_id = self._created_anyway(request.run_id, said, exc)
         return self._hand_over(request, run_id)
 
     def adopt(self, request: LaunchRequest) -> LaunchResult:
@@ -284,28 +314,28 @@ class KubeflowLauncher:
         return _first_attr(max(runs, key=lambda r: str(getattr(r, "created_at", "") or "")),
                            "run_id")
 
-    def _created_anyway(self, run_id: str, timeout: TimeoutError) -> str:
-        """The run that a submission which went unanswered created all the same, found by its
-        name within ``create_grace_seconds`` (Kubeflow may persist a queued create late);
-        raises when Kubeflow lists none by then, or cannot be asked. The trigger stopping
-        meanwhile raises ``StoppedFollowing``: the run is handed over, and the next trigger
-        looks it up by name (``adopt``)."""
+    def _created_anyway(self, run_id: str, said: str, cause: Exception) -> str:
+        """The run that a submission which went unanswered (``said``, raised as ``cause``)
+        created all the same, found by its name within ``create_grace_seconds`` (Kubeflow may
+        persist a queued create late); raises when Kubeflow lists none by then, or cannot be
+        asked. The trigger stopping meanwhile raises ``StoppedFollowing``: the run is handed
+        over, and the next trigger looks it up by name (``adopt``)."""
         name = kubeflow_run_name(run_id)
         try:
             found, looks = self._look_for(run_id, self.create_grace_seconds)
         except StoppedFollowing:
             raise
         except LaunchError as exc:
-            raise LaunchError(f"submitting the run: {timeout}; whether Kubeflow created it is "
-                              f"unknown ({exc}): look for run {name} in its UI") from timeout
+            raise LaunchError(f"submitting the run: {said}; whether Kubeflow created it is "
+                              f"unknown ({exc}): look for run {name} in its UI") from cause
         if found is None:
             raise LaunchError(
-                f"submitting the run: {timeout}; Kubeflow listed no run named {name} in "
+                f"submitting the run: {said}; Kubeflow listed no run named {name} in "
                 f"{self.create_grace_seconds:g}s of looking ({_looks(looks)}, "
                 "MARQUEE_RETRAIN_KUBEFLOW_CREATE_GRACE_SECONDS); should one appear in its "
-                "UI later, the trigger does not follow it") from timeout
+                "UI later, the trigger does not follow it") from cause
         log.warning("run %s: its submission went unanswered (%s), but Kubeflow created it as "
-                    "%s (found after %s); following it", run_id, timeout, found, _looks(looks))
+                    "%s (found after %s); following it", run_id, said, found, _looks(looks))
         return found
 
     def _look_for(self, run_id: str, seconds: float) -> tuple[str | None, int]:
