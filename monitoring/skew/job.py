@@ -251,13 +251,37 @@ def _numeric_distance(served: np.ndarray, offline: np.ndarray) -> tuple[float, s
     served is another constant on every request, never above 2 while each request has a
     finite value on both sides: the scale of the other features' distances. ValueError when
     a side has no finite value.
+
+    Values past about 1e154 overflow a spread's squares: there W1 and the spread are taken
+    of both sides divided by their largest magnitude, which leaves the distance as it is (a
+    constant served as 1e160 for an offline 0, the kind of serving bug this check is for,
+    read 0.0, as if the two agreed).
     """
     o, s = finite(offline), finite(served)
-    if o.size == 0 or s.size == 0 or np.std(o) >= SPREAD_FLOOR:
+    if o.size == 0 or s.size == 0 or _spread(o) >= SPREAD_FLOOR:
         return wasserstein_norm(offline, served, 1.0, sample_rows=10**9, exact_margin=0,
                                 rng=np.random.default_rng(0)).score, "wasserstein"
-    norm = max(float(np.std(np.concatenate([o, s]))), SPREAD_FLOOR)
-    return w1_sorted(np.sort(o), np.sort(s)) / norm, "wasserstein_pooled"
+    scale = 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = float(np.std(np.concatenate([o, s])))
+        w1 = w1_sorted(np.sort(o), np.sort(s))
+    if not (np.isfinite(norm) and np.isfinite(w1)):
+        scale = max(_magnitude(o), _magnitude(s))
+        o, s = o / scale, s / scale
+        norm, w1 = float(np.std(np.concatenate([o, s]))), w1_sorted(np.sort(o), np.sort(s))
+    return w1 / max(norm, SPREAD_FLOOR / scale), "wasserstein_pooled"
+
+
+def _magnitude(x: np.ndarray) -> float:
+    """The largest |value| of finite ``x`` (1.0 when all are 0): what to divide it by."""
+    return float(np.max(np.abs(x))) or 1.0
+
+
+def _spread(x: np.ndarray) -> float:
+    """The standard deviation of finite ``x``, without overflow or the rounding a constant of
+    large values shows (a constant 1e160 is 0, not 1e144: offline constant all the same)."""
+    m = _magnitude(x)
+    return float(np.std(x / m)) * m
 
 
 def _jsonable(v: object) -> object:
