@@ -13,12 +13,14 @@ Processes are started on 127.0.0.1, polled until ready and stopped by pid.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -181,3 +183,14 @@ def start_router(upstreams: dict[str, str], baseline: str, home: Path, logs: Pat
     env = _env(home, "MARQUEE_ROUTER_", upstreams=json.dumps(upstreams), **settings)
     url = f"http://127.0.0.1:{port}"
     return Proc(_start(cmd, env, log, f"{url}/readyz"), url, log)
+
+
+def stand_in_model(method: str, path: str, body: bytes) -> tuple[int, Any]:
+    """A stand-in KServe v1 predictor for ``tests.stand_in_http.serving``: items 1..k, each
+    scored 1.0, for whichever user asks (router tests that need an upstream, not a model)."""
+    inst = json.loads(body)["instances"][0]
+    user, k = inst["user_id"], inst["k"]
+    return 200, {"predictions": [{"user_id": user, "items": list(range(1, k + 1)),
+                                  "scores": [1.0] * k, "model_version": "x",
+                                  "request_id": "x", "cold_start": False,
+                                  "fallback": False}]}

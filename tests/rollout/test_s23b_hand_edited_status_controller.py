@@ -36,26 +36,17 @@ from serving.rollout.sources import RouterAdmin, RouterStatsSource
 from serving.rollout.spec import parse_rollout
 from serving.rollout.status import Phase
 from serving.rollout.store import FileStatusStore
-from tests.rollout.rollout_support import start_router
+from tests.rollout.rollout_support import stand_in_model, start_router
 from tests.rollout.test_rollout_controller import DictRegistry
 from tests.stand_in_http import serving
 
 NAME = "edited"
 
 
-def _model_server(method: str, path: str, body: bytes) -> tuple[int, Any]:
-    inst = json.loads(body)["instances"][0]
-    user, k = inst["user_id"], inst["k"]
-    return 200, {"predictions": [{"user_id": user, "items": list(range(1, k + 1)),
-                                  "scores": [1.0] * k, "model_version": "x",
-                                  "request_id": "x", "cold_start": False,
-                                  "fallback": False}]}
-
-
 @pytest.fixture(scope="module")
 def router_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("s23b-router")
-    with serving(_model_server) as base, serving(_model_server) as cand:
+    with serving(stand_in_model) as base, serving(stand_in_model) as cand:
         router = start_router({"1": base, "2": cand}, "1", tmp, tmp)
         try:
             yield router.url

@@ -17,24 +17,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from tests.rollout.rollout_support import start_router
+from tests.rollout.rollout_support import stand_in_model, start_router
 from tests.stand_in_http import serving
 
 CANARY = {"strategy": "canary", "baseline": {"version": "1"}, "candidate": {"version": "2"},
           "candidate_weight": 50, "salt": "s23b", "rollout": "rc", "run": "run-1"}
-
-
-def _model_server(method: str, path: str, body: bytes) -> tuple[int, Any]:
-    inst = json.loads(body)["instances"][0]
-    user, k = inst["user_id"], inst["k"]
-    return 200, {"predictions": [{"user_id": user, "items": list(range(1, k + 1)),
-                                  "scores": [1.0] * k, "model_version": "x",
-                                  "request_id": "x", "cold_start": False,
-                                  "fallback": False}]}
 
 
 def _exposures(c: httpx.Client) -> float:
@@ -55,7 +45,7 @@ def _put(c: httpx.Client) -> int | str:
 
 def test_a_routing_whose_file_cannot_be_written_is_in_force_whole(tmp_path: Path) -> None:
     routing_file = tmp_path / "routing.json"
-    with serving(_model_server) as base, serving(_model_server) as cand:
+    with serving(stand_in_model) as base, serving(stand_in_model) as cand:
         router = start_router({"1": base, "2": cand}, "1", tmp_path, tmp_path, routing_file,
                               stats_bucket_seconds=3600)
         try:
