@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -32,9 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT_VERSION", "SavedMeta", "save_recommender", "load_recommender"]
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 DEMO_COLUMNS = ("age_bucket", "gender", "occupation", "region")
 GLOBAL_SEGMENT = "*"  # the global ranking's row in segment_popularity.parquet
+#: the columns of ``items.parquet``: the contract's item table (``title`` only when given)
+ITEM_COLUMNS = ("item_id", "title", "year", "genres")
 
 
 META_FILE = "config.json"  # written last: its ``files`` hold the sha256 of every other file
@@ -132,7 +137,7 @@ def _write(rec: Recommender, out: Path) -> None:
     state = {k: v.detach().contiguous() for k, v in rec.model.state_dict().items()}
     save_file(state, str(out / "retrieval.safetensors"))
     np.save(out / "item_embeddings.npy", rec.item_embeddings(), allow_pickle=False)
-    rec.items.to_parquet(out / "items.parquet", index=False)
+    _item_table(rec.items).to_parquet(out / "items.parquet", index=False)
     users = rec.users[["user_id", *DEMO_COLUMNS]].copy()
     hist_ids = rec.item_ids[rec.history.flat]
     offsets = rec.history.offsets
@@ -153,6 +158,31 @@ def _write(rec: Recommender, out: Path) -> None:
         rec.rank_ctx.save(out)
     meta["files"] = {p.name: sha256_file(p) for p in sorted(out.iterdir())}
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def _item_table(items: pd.DataFrame) -> pd.DataFrame:
+    """The item table a saved model keeps: the contract's columns of the one ``fit`` was given,
+    ``title`` and ``genres`` as text. Loading, the model server and the skew and drift jobs
+    read only ``item_id``, ``year`` and ``genres`` of it; any other column ``fit`` accepted
+    (mixed Python objects, complex numbers, a name that is not text) made ``save`` fail in
+    Arrow after the fit ("Expected bytes, got a 'int' object"). Genres are written as
+    :func:`recsys.features.genre_matrix` reads them (a falsy value is no genres), so the
+    loaded model has the same item features and recommends the same lists."""
+    items = items.loc[:, ~items.columns.duplicated()]
+    kept = [c for c in ITEM_COLUMNS if c in items.columns]
+    dropped = [c for c in items.columns if c not in ITEM_COLUMNS]
+    if dropped:
+        log.info("save: items columns %s are not part of the saved model (it keeps %s)",
+                 [str(c) for c in dropped], kept)
+    out = items[kept]
+    fixed = {}
+    if "title" in out and not isinstance(out["title"].dtype, pd.StringDtype):
+        title = out["title"].astype(object)
+        fixed["title"] = title.map(str).where(title.notna(), None)  # missing stays missing
+    if "genres" in out and not isinstance(out["genres"].dtype, pd.StringDtype):
+        # fit's genre_text left no missing value: as genre_matrix, a falsy value is no genres
+        fixed["genres"] = out["genres"].astype(object).map(lambda v: str(v) if v else "")
+    return out.assign(**fixed)
 
 
 @contextmanager
