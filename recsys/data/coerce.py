@@ -51,6 +51,8 @@ def to_seconds(raw: pd.Series) -> pd.Series:
     """Unix seconds (float, NaN where unparseable) from numbers, numeric text, ISO text or
     datetimes."""
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        if isinstance(raw.dtype, pd.ArrowDtype):
+            raw = _numpy_datetimes(raw)
         # as_unit("s"), not astype(int64) // 10**9: a Parquet timestamp column reads in its own
         # unit (ms from pyarrow/pandas writers, us from Spark, DuckDB and Polars), not always ns
         stamps = pd.to_datetime(raw, utc=True).dt.floor("s").dt.as_unit("s")
@@ -74,6 +76,21 @@ def to_seconds(raw: pd.Series) -> pd.Series:
         numeric = numeric.astype("float64")
         numeric[text.index] = seconds
     return numeric.astype("float64")
+
+
+def _numpy_datetimes(raw: pd.Series) -> pd.Series:
+    """An Arrow-backed timestamp or date column (``timestamp[us][pyarrow]``: pandas' metadata
+    brings one back from a file written from an Arrow-backed frame) as numpy datetimes of its
+    own unit, naive in UTC (Arrow stores instants in UTC whatever the zone). pandas converts
+    them through nanoseconds, where a time past 2262 (the 9999-12-31 "no end" placeholder)
+    raised OutOfBoundsDatetime instead of being found out of range."""
+    import pyarrow as pa
+
+    values = pa.chunked_array(pa.array(raw.array)).combine_chunks()
+    if not pa.types.is_timestamp(values.type):  # date32, date64: midnight UTC
+        values = values.cast(pa.timestamp("s"))
+    values = values.cast(pa.timestamp(values.type.unit))  # its zone dropped, values in UTC
+    return pd.Series(values.to_numpy(zero_copy_only=False), index=raw.index)
 
 
 _INT64 = np.iinfo(np.int64)

@@ -27,13 +27,19 @@ __all__ = ["read_parquet", "read_parquet_schema"]
 def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """``pd.read_parquet(path, columns=…)`` for a local file, opened by Arrow itself. Arrow's
     errors for a file it cannot open do not name the file: then Python opens it, to raise the
-    OSError that does (FileNotFoundError, PermissionError, IsADirectoryError)."""
+    OSError that does (FileNotFoundError, PermissionError, IsADirectoryError).
+
+    Legacy INT96 timestamps (Spark, Hive, Impala) are read in microseconds: in Arrow's default
+    nanoseconds, a time past 2262 wraps in silence (the 9999-12-31 "no end" placeholder read
+    as 1816-03-29), which no later check can tell from a real time. Files without INT96 (every
+    table Marquee writes) read the same either way."""
     import pyarrow.fs as pafs
 
     path = Path(path)
     try:
         return pd.read_parquet(path, columns=list(columns) if columns is not None else None,
-                               filesystem=pafs.LocalFileSystem())
+                               filesystem=pafs.LocalFileSystem(),
+                               coerce_int96_timestamp_unit="us")
     except OSError:
         with path.open("rb"):  # raises the missing or unreadable file's error, naming it
             pass
