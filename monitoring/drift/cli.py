@@ -90,7 +90,12 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
            embeddings: bool, pushgateway: str | None,
            say: Callable[[str], None]) -> DriftSummary:
     from monitoring.drift.embedding import RecommenderEmbeddings
-    from monitoring.drift.job import dictionary_columns, run_check, window_columns
+    from monitoring.drift.job import (
+        dictionary_columns,
+        require_columns,
+        run_check,
+        window_columns,
+    )
     from monitoring.drift.report import EvidentlyRenderer, prefetch_evidently
     from monitoring.drift.rows import (
         checked_version,
@@ -164,7 +169,8 @@ def _check(settings: Settings, config: DriftConfig, t0: float, renderer, *,  # n
         baseline = read_window(store, list_window_keys(store, bwin, model_version), bwin,
                                ["ts", "items", "scores"])
 
-    if renderer is not None:
+    if renderer is not None:  # its samples select every feature: a missing one named first
+        require_columns(config, reference.features, table)
         renderer.submit(config, reference.features, table)
     if loader is not None:
         say("loading Evidently (embedding drift)")

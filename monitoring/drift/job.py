@@ -22,6 +22,7 @@ from monitoring.drift.stats import (
     score_categorical,
     score_numeric,
     to_float,
+    unit_scale,
     value_counts,
 )
 from monitoring.drift.summary import (
@@ -35,7 +36,8 @@ from monitoring.drift.summary import (
 from monitoring.errors import MonitoringInputError, NoDataError
 from monitoring.reference import Reference
 
-__all__ = ["window_columns", "dictionary_columns", "check_features", "run_check"]
+__all__ = ["window_columns", "dictionary_columns", "require_columns", "check_features",
+           "run_check"]
 
 
 def window_columns(config: DriftConfig) -> list[str]:
@@ -57,19 +59,26 @@ def _too_few(config: DriftConfig, values: int) -> str | None:
             f"{config.min_rows} (min_rows in the drift config)")
 
 
-def check_features(config: DriftConfig, reference: pa.Table, window: pa.Table,
-                   rng: np.random.Generator) -> list[FeatureResult]:
-    """One result per configured feature. min_rows holds per feature as for the window:
-    a feature logged on a few rows only (payload files of an older schema without its
-    column, a serving path that leaves it null) is skipped, never judged on a handful of
-    values, which "drift" by chance."""
-    out = []
+def require_columns(config: DriftConfig, reference: pa.Table, window: pa.Table) -> None:
+    """MonitoringInputError naming the first configured feature the reference or the window
+    lacks (before anything, Evidently's report worker included, selects them)."""
     for f in config.resolved():
         if f.name not in reference.column_names:
             raise MonitoringInputError(f"reference has no column {f.name!r} "
                                        f"(columns: {', '.join(reference.column_names)})")
         if f.column not in window.column_names:
             raise MonitoringInputError(f"payload logs have no column {f.column!r}")
+
+
+def check_features(config: DriftConfig, reference: pa.Table, window: pa.Table,
+                   rng: np.random.Generator) -> list[FeatureResult]:
+    """One result per configured feature. min_rows holds per feature as for the window:
+    a feature logged on a few rows only (payload files of an older schema without its
+    column, a serving path that leaves it null) is skipped, never judged on a handful of
+    values, which "drift" by chance."""
+    require_columns(config, reference, window)
+    out = []
+    for f in config.resolved():
         try:
             if f.kind == "categorical":
                 ref_c = value_counts(reference.column(f.name))
@@ -126,11 +135,15 @@ def category_histogram(ref: dict, cur: dict, top: int = 10) -> Histogram:
 
 def numeric_histogram(ref: np.ndarray, cur: np.ndarray, rng: np.random.Generator,
                       bins: int = 12, sample: int = 200_000) -> Histogram | None:
-    """Shares per bin over the central 99% of both (ends folded into the outer bins)."""
+    """Shares per bin over the central 99% of both (ends folded into the outer bins). Bins
+    of values past ~1e144 are taken on them scaled by a power of two (:func:`unit_scale`;
+    ``hi - lo`` of values near ±1.8e308 is inf: bins labelled nan and inf) and labelled
+    with the values themselves."""
     if ref.size == 0 or cur.size == 0:
         return None
     if cur.size > sample:
         cur = cur[rng.integers(0, cur.size, sample)]
+    ref, cur, scale = unit_scale(ref, cur)
     both = np.concatenate([ref, cur])
     lo, hi = np.quantile(both, [0.005, 0.995])
     if hi <= lo:
@@ -140,8 +153,8 @@ def numeric_histogram(ref: np.ndarray, cur: np.ndarray, rng: np.random.Generator
                     minlength=bins) / ref.size
     c = np.bincount(np.clip(np.searchsorted(edges, cur, "right") - 1, 0, bins - 1),
                     minlength=bins) / cur.size
-    return Histogram(labels=[f"{e:.3g}" for e in edges[:-1]], reference=r.tolist(),
-                     current=c.tolist())
+    return Histogram(labels=[f"{np.ldexp(e, scale):.3g}" for e in edges[:-1]],
+                     reference=r.tolist(), current=c.tolist())
 
 
 def _version_counts(window: pa.Table) -> dict[str, int]:

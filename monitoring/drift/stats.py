@@ -15,11 +15,15 @@ once from the cheapest sufficient statistic:
 * any other Evidently stat-test name: Evidently's own implementation, on the reference and
   a sample of the window.
 
-Verdicts follow Evidently: drifted when ``score >= threshold``.
+Verdicts follow Evidently: drifted when ``score >= threshold``. Both distances are scale-free:
+values past ~1e144, whose spread's squares or differences would overflow float64 (a normed
+Wasserstein of 0 or NaN, "no drift", for a window five spreads away), are scaled by one power
+of two first (:func:`unit_scale`), which changes neither score.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,13 +32,17 @@ from scipy.spatial import distance
 
 __all__ = ["FeatureScore", "Counts", "wasserstein_norm", "jensenshannon_counts", "value_counts",
            "to_float", "score_numeric", "score_categorical", "w1_sorted",
-           "jensenshannon_numeric", "evidently_stattest", "finite", "SPREAD_FLOOR"]
+           "jensenshannon_numeric", "evidently_stattest", "finite", "unit_scale",
+           "SPREAD_FLOOR"]
 
 Counts = Mapping[object, int]
 #: Evidently's floor under the reference's spread in the normed Wasserstein distance
 SPREAD_FLOOR = 0.001
 
 _MAX_INT_RANGE = 1_000_000
+#: Magnitude from which values are scaled down before a spread or a difference is taken:
+#: squares of deviations overflow float64 past ~1.3e154, and a sum of them sooner.
+_HUGE = 2.0 ** 480
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,17 @@ def _finite_sides(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndar
                              + (f" (all {n:,} values are NaN or ±inf)" if n else ""))
         kept.append(k)
     return kept[0], kept[1]
+
+
+def unit_scale(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Both (finite, non-empty) sides times 2**-e, and e, when their magnitude reaches
+    ``_HUGE`` (else as they are, e = 0). A power of two scales exactly, so W1 / std and the
+    histogram bins are the same as on the values themselves, without overflow."""
+    top = max(float(np.max(np.abs(ref))), float(np.max(np.abs(cur))))
+    if top < _HUGE:
+        return ref, cur, 0
+    e = math.frexp(top)[1]
+    return np.ldexp(ref, -e), np.ldexp(cur, -e), e
 
 
 def _integer_grid(ref: np.ndarray, cur: np.ndarray) -> tuple[float, int] | None:
@@ -101,7 +120,8 @@ def wasserstein_norm(ref: np.ndarray, cur: np.ndarray, threshold: float, *,
                      rng: np.random.Generator) -> FeatureScore:
     """Evidently's normed Wasserstein distance (numeric features)."""
     ref, cur = _finite_sides(ref, cur)
-    norm = max(float(np.std(ref)), SPREAD_FLOOR)
+    ref, cur, e = unit_scale(ref, cur)
+    norm = max(float(np.std(ref)), math.ldexp(SPREAD_FLOOR, -e))
     grid = _integer_grid(ref, cur)
     if grid is not None:
         score = _w1_integer(ref, cur, *grid) / norm
@@ -132,6 +152,7 @@ def jensenshannon_numeric(ref: np.ndarray, cur: np.ndarray, threshold: float) ->
     """Evidently's Jensen-Shannon distance for a numeric feature (its binning rule)."""
     ref, cur = _finite_sides(ref, cur)
     if np.unique(ref).size > 20:
+        ref, cur, _ = unit_scale(ref, cur)  # hi - lo of values near ±1.8e308 is inf
         lo, hi = min(ref.min(), cur.min()), max(ref.max(), cur.max())
         n_bins = int(np.ceil(np.log2(ref.size + cur.size) + 1.0)) if hi > lo else 1
         edges = np.linspace(lo, hi, n_bins + 1)
