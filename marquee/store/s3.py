@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
@@ -41,6 +42,9 @@ __all__ = ["S3Store"]
 
 MiB = 1024 * 1024
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+#: A bucket name botocore sends (its own check, which otherwise fails every request in a
+#: multi-line error quoting the name whole).
+_BUCKET = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
 
 
 class S3Store(StoreBase):
@@ -67,8 +71,14 @@ class S3Store(StoreBase):
         multipart_chunksize: int = 16 * MiB,
         max_concurrency: int = 4,
     ) -> None:
-        if not bucket or "/" in bucket:
-            raise StoreError(f"invalid bucket name {bucket!r}")
+        if "@" in bucket:  # s3://KEY:SECRET@bucket: botocore would quote the name whole
+            raise StoreError(
+                f"s3://***@{bucket.rpartition('@')[2]}: an s3:// URI holds no credentials; "
+                "S3 credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
+                "or the pod's role")
+        if not _BUCKET.fullmatch(bucket):  # botocore's rule, said in one line
+            raise StoreError(f"invalid bucket name {bucket!r}: letters, digits, '.', '-' and "
+                             "'_', 1 to 255 of them")
         if not 1 <= connect_attempts <= max_attempts:
             raise InvalidArgumentError("connect_attempts", connect_attempts,
                                        f"must be between 1 and max_attempts={max_attempts}")
@@ -85,7 +95,8 @@ class S3Store(StoreBase):
             self.ensure_bucket()
 
     def __repr__(self) -> str:
-        return f"S3Store({self.uri()!r}, endpoint_url={self.endpoint_url!r})"
+        endpoint = None if self.endpoint_url is None else redact_uri(self.endpoint_url)
+        return f"S3Store({self.uri()!r}, endpoint_url={endpoint!r})"
 
     # boto3 ------------------------------------------------------------------------------
     @cached_property
