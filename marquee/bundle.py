@@ -10,7 +10,6 @@ pickled or unpickled.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -293,7 +292,8 @@ def fetch_bundle(
 
     ``uri_or_key`` is a key in ``store`` (``models/<name>/<version>``), an ``s3://`` URI
     (``s3_endpoint_url`` for non-AWS endpoints), a ``file://`` URI or a local path. The bundle
-    lands at ``dest`` only after it verified; on failure ``dest`` is left untouched.
+    lands at ``dest`` only after it verified; on failure ``dest`` is left untouched. A fetch
+    that finds the same bundle put at ``dest`` by another fetch meanwhile returns that one.
     """
     target = Path(dest)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -315,12 +315,29 @@ def fetch_bundle(
             raise
         except BundleError as exc:  # an invalid manifest, named by its staging path
             raise BundleError(str(exc).replace(str(staging), str(uri_or_key))) from exc
-        if target.exists():
-            target.rmdir()
-        os.replace(staging, target)
+        try:
+            if target.exists():
+                target.rmdir()
+            os.replace(staging, target)
+        except OSError:
+            # Another fetch into ``dest`` (a drift and a skew check sharing a cache) finished
+            # first. Bundles are immutable: the one it left is as good, once it verifies.
+            if not (target.is_dir() and any(target.iterdir())):
+                raise
+            if not _holds(target, manifest):
+                raise DestinationExistsError(
+                    f"{target} exists and is not an empty directory") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target, manifest
+
+
+def _holds(dir: Path, manifest: BundleManifest) -> bool:
+    """Whether ``dir`` holds the bundle ``manifest`` describes, every file verified."""
+    try:
+        return verify_bundle(dir) == manifest
+    except BundleError:
+        return False
 
 
 # Arrays: safetensors and .npy, never pickle ------------------------------------------------
