@@ -599,13 +599,16 @@ def report(name: str, output: Annotated[str | None, typer.Option(
         refused = str(exc)
     page = report_html(name, status, spec, spec_error=refused,
                        pending_command=store.pending_command(name))
+    # character references for what is not ASCII: the same page whatever the locale, on
+    # stdout too (a latin-1 or cp1252 stdout cannot encode the page's arrows, and would not
+    # write the UTF-8 its <meta charset> declares)
+    page = page.encode("ascii", "xmlcharrefreplace").decode("ascii")
     if output == "-":
         typer.echo(page, nl=False)
         return
     path = Path(output or f"rollout-{name}.html")
     try:
-        # character references for what is not ASCII: the same page whatever the locale
-        write_text_atomic(path, page.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+        write_text_atomic(path, page)
     except OSError as exc:  # a directory, no permission, a full disk: the old file stays
         raise _fail(f"cannot write {path}: {exc.strerror or exc}") from None
     typer.echo(f"wrote {path} (rollout {name}: {status.phase.value}, "
