@@ -70,11 +70,17 @@ def replay_command(
     """Replay users at a request rate; print requests, errors, latency and CTR per variant."""
     from rich.console import Console
 
-    from serving.replay.engine import run_replay
+    from marquee.errors import redact_uri
+    from serving.replay.engine import check_router_url, run_replay
     from serving.replay.users import load_users
 
     if not math.isfinite(rate):  # the option's minimum lets inf through: all due at 0 s
         raise typer.BadParameter(f"must be a finite number, got {rate}", param_hint="'--rate'")
+    try:  # before the users are read: a typo in the URL is said at once
+        check_router_url(router)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--router'") from None
+    shown = redact_uri(router)  # what is printed of it: its password masked
     if interactions is None and holdout is None:
         raise typer.BadParameter("give --interactions or --holdout", param_hint="--interactions")
     if interactions is not None and holdout is not None:  # one would be ignored
@@ -103,11 +109,11 @@ def replay_command(
         if progress.is_terminal:  # a replay lasts --duration, or --requests / --rate seconds
             # the bar's total: --requests, or every user once when there is no --duration
             total = requests if requests is not None or duration else len(users)
-            with _progress_bar(progress, router, total, duration) as on_outcome:
+            with _progress_bar(progress, shown, total, duration) as on_outcome:
                 report = run_replay(router, users, on_outcome=on_outcome, **options)
         else:
             report = run_replay(router, users, **options)
-    failed = _show(report, router, output)
+    failed = _show(report, shown, output)
     if stopped_by:  # what it did is shown, but it did not finish: 128 + the signal
         name = signal.Signals(stopped_by[0]).name
         typer.echo(f"stopped by {name} after {report.requests} requests", err=True)

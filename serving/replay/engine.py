@@ -30,7 +30,7 @@ import numpy as np
 
 from serving.replay.users import ClickModel, ReplayUser
 
-__all__ = ["Outcome", "ReplayReport", "replay", "run_replay"]
+__all__ = ["Outcome", "ReplayReport", "replay", "run_replay", "check_router_url"]
 
 
 @dataclass(slots=True)
@@ -126,6 +126,24 @@ def _failure(r: httpx.Response) -> tuple[str | None, str]:
     return None, f"{r.status_code}: {r.text[:200]}".rstrip(": ")
 
 
+def check_router_url(url: str) -> httpx.URL:
+    """``url`` as the router's base URL, or a ValueError saying what is wrong with it (its
+    password masked): not an ``InvalidURL`` raised by httpx, or an ``OverflowError`` from the
+    socket at the first request for a port past 65535, as a traceback."""
+    from marquee.errors import redact_uri
+
+    shown = redact_uri(url)
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{shown!r} is not a URL: {redact_uri(str(exc))}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{shown!r} is not an http(s)://host[:port] URL")
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ValueError(f"{shown!r}: port {parsed.port} is not in 1..65535")
+    return parsed
+
+
 _TICK = 0.05  # seconds: how long the pacer waits before it looks at ``stop`` again
 
 
@@ -199,7 +217,7 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
     click_model = ClickModel(position_bias, relevant_click, noise_click)
     own = client is None
     client = client or httpx.AsyncClient(
-        base_url=router_url, timeout=timeout, trust_env=False,
+        base_url=check_router_url(router_url), timeout=timeout, trust_env=False,
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
     outcomes: list[Outcome] = []
     start = time.perf_counter()
@@ -243,8 +261,12 @@ async def replay(router_url: str, users: Sequence[ReplayUser], *, rate: float,
                 continue
             if fb.status_code == 202:
                 out.clicks += 1
-                team = fb.json().get("credited")
-                if team:
+                try:  # the interleaving credit, when the answer says (an empty or
+                    # non-JSON 202, e.g. from a proxy, is still an accepted click)
+                    team = fb.json().get("credited")
+                except (ValueError, AttributeError):
+                    team = None
+                if isinstance(team, str) and team:
                     out.credited[team] += 1
             else:  # a click the router did not take is not a click in the report
                 out.feedback_errors += 1

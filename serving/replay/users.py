@@ -22,8 +22,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.data.schema import INTERACTIONS, TableSpec
+
 __all__ = ["ReplayUser", "ClickModel", "users_from_holdout", "load_users", "sample_stream",
            "clicks_for"]
+
+
+#: The columns a replay reads, with the interactions contract's types.
+_COLUMNS = TableSpec("interactions", tuple(INTERACTIONS.column(c) for c in
+                                           ("user_id", "item_id", "timestamp")),
+                     key=("user_id", "item_id", "timestamp"),
+                     sort_keys=("user_id", "timestamp", "item_id"))
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,8 @@ def load_users(interactions: str | Path, holdout: str | Path | None = None,
         import pyarrow as pa
 
         from marquee.errors import InvalidArgumentError, error_text
+        from recsys.data.coerce import coerce_raw_frame
+        from recsys.data.errors import DataValidationError
         from recsys.data.parquet import read_parquet
 
         p = Path(path)
@@ -115,7 +126,13 @@ def load_users(interactions: str | Path, holdout: str | Path | None = None,
             raise InvalidArgumentError(
                 field, str(p), f"not an interactions table: no column "
                 f"{', '.join(missing)} (it has {', '.join(map(str, frame.columns))})")
-        return frame
+        # Ids and times as the data contract reads them (an ISO time or a Parquet timestamp
+        # is unix seconds): a value that is none of these, or missing, is named on one error
+        # line, not a traceback from int() or a user silently dropped by the grouping.
+        try:
+            return coerce_raw_frame(frame[list(_COLUMNS.names)], _COLUMNS)
+        except DataValidationError as exc:
+            raise InvalidArgumentError(field, str(p), " ".join(str(exc).split())) from None
 
     if holdout is not None:
         return users_from_holdout(read(holdout, "holdout"), order=order, seed=seed)
