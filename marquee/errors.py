@@ -203,8 +203,11 @@ def redact_uri(text: str) -> str:
     messages, logs and reprs (``postgresql://mlflow:secret@db/mlflow`` →
     ``postgresql://mlflow:***@db/mlflow``; MLflow's own errors quote the URL whole). An
     http(s) URI's user info without a password is a token (``https://ghp_…@host``, as
-    MLflow, Git and HTTP services take one) and is masked whole: ``https://***@host``; the
-    bare user name of any other scheme (``postgresql://mlflow@db``) is kept."""
+    MLflow, Git and HTTP services take one) and is masked whole: ``https://***@host``, as is
+    any user info of an object-store URI (``s3://TOKEN@bucket``: no bucket has a user, so it
+    is a key or a token); the bare user name of any other scheme (``postgresql://mlflow@db``)
+    is kept."""
+    text = _STORE_USER.sub(r"\1***@", text)
     return _HTTP_TOKEN.sub(r"\1***@", _URI_PASSWORD.sub(r"\1:***@", text))
 
 
@@ -212,6 +215,8 @@ def redact_uri(text: str) -> str:
 _URI_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):[^\s/]*@")
 # after the above, an http(s) user info with no ":" left in it is a token (git+https too)
 _HTTP_TOKEN = re.compile(r"(?i)\b((?:[a-z][a-z0-9.-]*\+)?https?://)[^\s/?#:]+@")
+# an object-store URI's user info, whole: a key id and its secret, or a token
+_STORE_USER = re.compile(r"(?i)\b((?:s3a?|gs)://)[^\s/?#]+@")
 
 
 def unwind_on_sigterm() -> None:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from marquee.bundle import BundleManifest, fetch_bundle, verify_bundle
-from marquee.errors import MarqueeError
+from marquee.errors import MarqueeError, redact_uri
 from marquee.settings import Settings
 from monitoring.errors import MonitoringInputError, NoDataError
 
@@ -71,7 +71,7 @@ def resolve_bundle_dir(ref: str, settings: Settings) -> tuple[Path, BundleManife
         store = open_store(settings.resolved_store_uri, settings.s3_endpoint_url)
         return fetch_bundle(uri, cache, store=store, s3_endpoint_url=settings.s3_endpoint_url)
     except MarqueeError as exc:
-        raise MonitoringInputError(f"bundle={ref!r}: {exc.message}") from exc
+        raise MonitoringInputError(f"bundle={redact_uri(ref)!r}: {exc.message}") from exc
 
 
 def _optional_table(path: Path) -> pa.Table | None:
