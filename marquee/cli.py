@@ -88,6 +88,7 @@ def main() -> None:
     from marquee.errors import MarqueeError, error_text, unwind_on_sigterm, validation_text
 
     unwind_on_sigterm()  # servers started by a command install their own
+    _replace_unencodable()
     try:
         # Typer bundles its own click: its exceptions are not click's, so the group's
         # standalone mode lets them through; map them here.
@@ -114,6 +115,21 @@ def main() -> None:
             raise
         click.echo(f"error: {exc.filename}: {exc.strerror}", err=True)
         sys.exit(1)
+
+
+def _replace_unencodable() -> None:
+    """Print what stdout and stderr cannot encode as "?" instead of failing on it: the tables
+    and lines hold arrows and dashes ("baseline 1 → candidate 2"), and on a stdout that is not
+    UTF-8 (a cp1252 console or redirect, a latin-1 or C locale without UTF-8 mode) the command
+    ended in a UnicodeEncodeError traceback with nothing shown. A UTF-8 stream is left as it
+    is."""
+    import codecs
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        if codecs.lookup(encoding).name != "utf-8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
 
 
 # The ClickException of the click that typer uses (its own bundled copy since typer 0.16,

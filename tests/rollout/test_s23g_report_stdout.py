@@ -57,3 +57,22 @@ def test_the_page_on_a_non_utf8_stdout_is_the_page_of_the_file(tmp_path: Path,
                        str(tmp_path / "page.html"))
     assert written.returncode == 0, written.stderr
     assert piped.stdout == (tmp_path / "page.html").read_bytes()
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "ascii"])
+@pytest.mark.parametrize("command", [("rollout", "status", "enc"), ("rollout", "status"),
+                                     ("rollout", "history", "enc")])
+def test_tables_on_a_non_utf8_stdout_are_printed_not_a_traceback(tmp_path: Path, encoding: str,
+                                                                 command: tuple[str, ...]
+                                                                 ) -> None:
+    """Session 23: rich printed the status table's "→" as it is, so `marquee rollout status`
+    on such a stdout ended in a UnicodeEncodeError traceback, nothing shown. The CLI replaces
+    what the stdout cannot encode."""
+    spec = tmp_path / "rollout.yaml"
+    spec.write_text(ROLLOUT)
+    created = _marquee(tmp_path / "home", "rollout", "start", "-f", str(spec), "--detach")
+    assert created.returncode == 0, created.stderr
+    shown = _marquee(tmp_path / "home", *command, encoding=encoding)
+    assert shown.returncode == 0, shown.stderr.decode(errors="replace")
+    assert b"Traceback" not in shown.stderr
+    assert b"enc" in shown.stdout
