@@ -547,12 +547,14 @@ class Router:
             only = base or cand
             assert only is not None
             variant = "baseline" if base is not None else "candidate"
+            # the routing's version when the model server names none, as a single answer is
+            version = only.model_version or calls[variant][1]
             elapsed = (time.perf_counter() - start) * 1000
-            self._served(request_id, req, variant, only.model_version, only, elapsed,
+            self._served(request_id, req, variant, version, only, elapsed,
                          r.strategy, label=calls[variant][1], epoch=r.epoch,
                          upstream_ms=base_ms if base is not None else cand_ms)
             return self._response(request_id, req.user_id, only.items, only.scores, variant,
-                                  only.model_version, only)
+                                  version, only)
         rng = random.Random(request_id)
         il = team_draft(base.items, cand.items, req.k, rng)
         score_of = {**dict(zip(cand.items, cand.scores)), **dict(zip(base.items, base.scores))}

@@ -3,11 +3,12 @@
 ``POST {url}/v1/models/{model}:predict`` with ``{"instances": [{user_id, k, history, context}]}``
 → ``{"predictions": [{items, scores, model_version, cold_start, fallback, …}]}``. Any error
 status, a timeout, a refused connection or a body that is not such a prediction (at most k
-distinct item ids in 1..2^63-1, one JSON number per item as its score) is an
-:class:`UpstreamFailed` (with ``reason``). A 4xx counts as the model server's failure too: the
-router has already checked the request against the model server's own schema
-(``serving.router.schema``), so a model server that refuses it is misconfigured or broken (a
-wrong URL or model name answers 404), and the rollout's error rate must see it.
+distinct item ids in 1..2^63-1, one JSON number per item as its score, for the ``user_id``
+asked about when it names one) is an :class:`UpstreamFailed` (with ``reason``). A 4xx
+counts as the model server's failure too: the router has already checked the request against
+the model server's own schema (``serving.router.schema``), so a model server that refuses it
+is misconfigured or broken (a wrong URL or model name answers 404), and the rollout's error
+rate must see it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from serving.fields import INT64_MAX
+from serving.fields import INT64_MAX, short_repr
 from serving.router.errors import UpstreamFailed, UpstreamTimeout
 from serving.router.schema import RecommendRequest
 
@@ -107,9 +108,17 @@ class UpstreamClient:
             _check_scores(scores)
             if len(scores) != len(items):
                 raise ValueError
+            echoed = pred.get("user_id", instance["user_id"])
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
             raise UpstreamFailed(f"{variant} model server sent an invalid body",
                                  reason="bad_response", variant=variant) from None
+        if echoed != instance["user_id"] or type(echoed) is not int:
+            # another user's personalised list (a mixed-up response, a cache keyed wrongly)
+            # must not be shown to this one, nor count as an answer
+            raise UpstreamFailed(f"{variant} model server sent the list of user_id "
+                                 f"{short_repr(echoed)}, asked for user_id "
+                                 f"{instance['user_id']}", reason="bad_response",
+                                 variant=variant)
         return Prediction(items=items, scores=[float(x) for x in scores],
                           model_version=str(pred.get("model_version", ""))[:128],
                           cold_start=bool(pred.get("cold_start", False)),
@@ -204,9 +213,11 @@ class AiohttpUpstream(UpstreamClient):
         except (TimeoutError, aiohttp.ServerTimeoutError):
             raise UpstreamTimeout(f"{variant} model server timed out", reason="timeout",
                                   variant=variant) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailed(f"{variant} model server unreachable: {type(exc).__name__}",
-                                 reason="connect", variant=variant) from None
+        except aiohttp.ClientError as exc:  # over https, a certificate refused is one
+            scheme = url.partition(":")[0]
+            raise UpstreamFailed(f"{variant} model server unreachable ({scheme}): "
+                                 f"{type(exc).__name__}", reason="connect",
+                                 variant=variant) from None
 
     async def aclose(self) -> None:
         await self.session.close()
@@ -214,19 +225,30 @@ class AiohttpUpstream(UpstreamClient):
 
 class RawUpstream(UpstreamClient):
     """Over :class:`~serving.router.rawhttp.RawHTTPPool`: the least CPU per call (measured:
-    0.12–0.17 ms vs aiohttp's 0.31–0.47 ms and httpx's 1.9 ms). The router's default."""
+    0.12–0.17 ms vs aiohttp's 0.31–0.47 ms and httpx's 1.9 ms). The router's default.
+
+    The pool speaks plain HTTP only: a model server at an ``https://`` URL (which the admin
+    API and the settings accept) is called through an :class:`AiohttpUpstream` made on first
+    use. Refused as unusable, every call to it was a 502 counted as that variant's failure,
+    so a rollout blamed a healthy candidate for its URL's scheme."""
 
     def __init__(self, model_name: str, max_connections: int, timeout: float) -> None:
         from serving.router.rawhttp import RawHTTPPool
 
         super().__init__(model_name)
         self.pool = RawHTTPPool(max_idle_per_host=max_connections)
+        self.max_connections = max_connections
         self.timeout = timeout
+        self._tls: AiohttpUpstream | None = None  # for https:// model servers
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str],
                     timeout: float | None, variant: str) -> tuple[int, bytes]:
         from serving.router.rawhttp import RawHTTPError
 
+        if url.startswith("https://"):
+            if self._tls is None:
+                self._tls = AiohttpUpstream(self.model_name, self.max_connections, self.timeout)
+            return await self._tls._post(url, body, headers, timeout, variant)
         try:
             return await self.pool.post(url, body, headers, timeout or self.timeout)
         except TimeoutError:
@@ -235,12 +257,14 @@ class RawUpstream(UpstreamClient):
         except (RawHTTPError, OSError) as exc:
             raise UpstreamFailed(f"{variant} model server unreachable: {exc}",
                                  reason="connect", variant=variant) from None
-        except ValueError as exc:  # a URL this client cannot call (https://)
+        except ValueError as exc:  # a URL this client cannot call
             raise UpstreamFailed(f"{variant} model server URL unusable: {exc}",
                                  reason="connect", variant=variant) from None
 
     async def aclose(self) -> None:
         self.pool.close()
+        if self._tls is not None:
+            await self._tls.aclose()
 
 
 def make_upstream(settings: RouterSettings,

@@ -86,9 +86,10 @@ def test_a_routing_upstream_url_must_be_an_http_url(url: str) -> None:
         assert c.get("/admin/routing").json() == before  # the routing in force is kept
 
 
-def test_an_url_the_raw_client_cannot_call_is_a_502_naming_the_variant() -> None:
-    """https:// passes ``PUT /admin/upstreams``; the raw client speaks plain HTTP only. It
-    fails before connecting, so nothing leaves this machine."""
+def test_an_https_model_server_not_reachable_is_a_502_naming_the_variant() -> None:
+    """https:// passes ``PUT /admin/upstreams``; the raw client hands it to aiohttp (session
+    23: before, it refused every https URL as unusable). Port 9 of 127.0.0.1 refuses the
+    connection, so nothing leaves this machine; the error names the scheme."""
     settings = RouterSettings(upstreams={"1": "https://127.0.0.1:9"}, baseline_version="1",
                               upstream_client="raw")
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
