@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from marquee.durable import new_dir
 from marquee.errors import (
     BundleError,
     BundleExistsError,
@@ -190,7 +190,9 @@ def finalize_bundle(
         raise BundleError(f"invalid bundle manifest: {exc}") from exc
     tmp = root / f".{MANIFEST_NAME}.{uuid.uuid4().hex}.part"
     try:
-        tmp.write_text(manifest.model_dump_json(indent=2) + "\n")
+        # UTF-8 whatever the locale (a title in the training config, a non-ASCII metric name):
+        # read_manifest reads the bytes as JSON, which is UTF-8
+        tmp.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, root / MANIFEST_NAME)
     finally:
         tmp.unlink(missing_ok=True)
@@ -299,7 +301,9 @@ def fetch_bundle(
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise DestinationExistsError(f"{target} exists and is not an empty directory")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".fetch", dir=target.parent))
+    # a plain mkdir's mode (not mkdtemp's 0700): the bundle is renamed into place as it is, and
+    # a cache shared with servers of another uid must stay readable by them
+    staging = new_dir(target.parent, prefix=f".{target.name}.", suffix=".fetch")
     try:
         try:
             _download(uri_or_key, staging, store, s3_endpoint_url)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from marquee.durable import new_file
 from marquee.errors import InvalidArgumentError, InvalidKeyError, ObjectNotFoundError
 
 __all__ = [
@@ -124,11 +124,13 @@ def _files_under(root: Path) -> Iterator[tuple[str, Path]]:
 
 
 def temp_path_beside(target: Path) -> Path:
-    """A fresh temporary file name in ``target``'s directory (same filesystem: atomic rename)."""
+    """A fresh temporary file in ``target``'s directory (same filesystem: atomic rename), with
+    the mode a plain ``open()`` gives (not mkstemp's 0600: a fetched file stays readable by the
+    others the umask lets read it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, path = new_file(target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(fd)
-    return Path(name)
+    return path
 
 
 class StoreBase(ABC):

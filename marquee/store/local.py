@@ -10,17 +10,24 @@ The checksum and the data are two files, so two writers of one key, or a reader 
 write, could pair one object's checksum with the other's bytes: writers hold an exclusive
 flock on ``<root>/.marquee-store/lock`` while they swap both in, and a reader whose bytes do
 not match the checksum reads both again under a shared one before it calls the object damaged.
+
+Objects, checksums and directories get the modes a plain ``open()``/``mkdir()`` gives under the
+writer's umask, so a store shared by users or pods of different uids stays readable by them. A
+writer killed mid-write leaves its temporary ``.part``; writers remove those untouched for
+:data:`STALE_PART_SECONDS`, which no live writer's part is (see :meth:`LocalStore._sweep`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from marquee.durable import new_file
 from marquee.errors import ChecksumError, ObjectNotFoundError, StoreError
 from marquee.filelock import flock
 from marquee.store.base import (
@@ -31,9 +38,14 @@ from marquee.store.base import (
     temp_path_beside,
 )
 
-__all__ = ["LocalStore", "find_local_store_root"]
+__all__ = ["LocalStore", "find_local_store_root", "STALE_PART_SECONDS"]
 
 _CHUNK = 1024 * 1024
+
+#: A ``.part`` in ``.marquee-store/tmp`` not modified for this long was left by a dead writer.
+STALE_PART_SECONDS = 24 * 3600
+#: How often one store object looks for such parts (a server writes for weeks).
+_SWEEP_EVERY_SECONDS = 3600.0
 
 
 def find_local_store_root(path: Path | str) -> Path | None:
@@ -59,6 +71,7 @@ class LocalStore(StoreBase):
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser().resolve()
+        self._next_sweep = 0.0  # time.monotonic() of the next look for dead writers' parts
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -73,9 +86,37 @@ class LocalStore(StoreBase):
     def _tmp(self) -> Path:
         tmp_dir = self.root / RESERVED_SEGMENT / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(suffix=".part", dir=tmp_dir)
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_EVERY_SECONDS
+            self._sweep(tmp_dir)
+        fd, path = new_file(tmp_dir, suffix=".part")
         os.close(fd)
-        return Path(name)
+        return path
+
+    @staticmethod
+    def _sweep(tmp_dir: Path) -> None:
+        """Remove the ``.part`` files of writers killed mid-write (nothing else removes them).
+
+        Only parts not modified for :data:`STALE_PART_SECONDS` go: a live writer's data part is
+        modified by every chunk it copies, and its checksum part is written whole at once and
+        renamed within the store lock's wait. Should a writer stall that long all the same, its
+        rename fails with a StoreError; nothing half-written is ever read. A part that cannot
+        be removed (another uid's, in a store without write access) is left alone.
+        """
+        cutoff = time.time() - STALE_PART_SECONDS
+        try:
+            entries = list(os.scandir(tmp_dir))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if (entry.name.endswith(".part") and stat.S_ISREG(info.st_mode)
+                        and info.st_mtime < cutoff):
+                    os.unlink(entry.path)
+            except OSError:
+                continue
 
     @contextmanager
     def _locked(self, exclusive: bool) -> Iterator[None]:
@@ -100,7 +141,9 @@ class LocalStore(StoreBase):
 
     def _recorded(self, key: str) -> str | None:
         try:
-            return self._sum_path(key).read_text().strip() or None
+            # a damaged (non-ASCII) checksum file is a mismatch, named as one by the caller
+            text = self._sum_path(key).read_text(encoding="ascii", errors="replace")
+            return text.strip() or None
         except (FileNotFoundError, NotADirectoryError):
             return None
 
@@ -109,7 +152,7 @@ class LocalStore(StoreBase):
         target, sum_path = self._path(key), self._sum_path(key)
         sum_tmp = self._tmp()
         try:
-            sum_tmp.write_text(digest + "\n")
+            sum_tmp.write_text(digest + "\n", encoding="ascii")
             sum_path.parent.mkdir(parents=True, exist_ok=True)
             target.parent.mkdir(parents=True, exist_ok=True)
             with self._locked(exclusive=True):
