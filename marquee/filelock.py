@@ -53,7 +53,7 @@ def flock(path: Path | str, *, shared: bool = False, wait: bool = True,
             fd = os.open(path, os.O_RDONLY)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask
     except OSError:
         if not optional:
             raise

@@ -18,7 +18,6 @@ someone repairs the file or moves it aside (monitoring/README.md, "Retrain trigg
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -235,7 +234,8 @@ class StateStore:
         """Decisions, oldest first (the last ``limit``), across the rotated files."""
         lines: list[str] = []
         for path in reversed(self._log_files()):
-            lines = [line for line in path.read_text().splitlines() if line.strip()] + lines
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines()
+                     if line.strip()] + lines
             if limit is not None and len(lines) >= limit:
                 break
         if limit is not None:
@@ -265,7 +265,7 @@ class StateStore:
         records = []
         for path in self.runs_dir.glob("*.json"):
             try:
-                records.append(RunRecord.model_validate(json.loads(path.read_text())))
+                records.append(RunRecord.model_validate_json(path.read_bytes()))  # UTF-8
             except (OSError, ValueError):
                 continue  # a record being replaced right now; the next listing has it
         records.sort(key=lambda r: r.requested_at, reverse=True)

@@ -144,7 +144,7 @@ class FileStatusStore:
     def get(self, name: str) -> StoredRollout:
         d = self._dir(name)
         try:
-            doc = yaml.safe_load((d / "rollout.yaml").read_text())
+            doc = yaml.safe_load((d / "rollout.yaml").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RolloutNotFound(name) from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -168,7 +168,7 @@ class FileStatusStore:
     def _status(d: Path) -> RolloutStatus:
         path = d / "status.json"
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_bytes())  # UTF-8 whatever the locale
         except FileNotFoundError:
             data = None
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
@@ -194,7 +194,7 @@ class FileStatusStore:
 
     def pending_command(self, name: str) -> Command | None:
         try:
-            text = (self._dir(name) / "command").read_text().strip()
+            text = (self._dir(name) / "command").read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
         return text if text in _COMMANDS else None  # type: ignore[return-value]

@@ -159,7 +159,7 @@ class Router:
         if not path:
             return None
         try:
-            with open(path) as fh:
+            with open(path, encoding="utf-8") as fh:
                 saved = SavedRouting.model_validate_json(fh.read())
         except FileNotFoundError:
             return None
