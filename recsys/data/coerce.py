@@ -36,8 +36,8 @@ from recsys.data.findings import Finding, finding_of, missing_columns, repeated_
 from recsys.data.parquet_table import read_parquet_table
 from recsys.data.schema import TABLES, TableSpec
 
-__all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "read_table_file",
-           "read_dataset_files", "to_seconds"]
+__all__ = ["FILE_SUFFIXES", "coerce_frame", "coerce_raw_frame", "find_table_file",
+           "read_table_file", "read_dataset_files", "to_seconds"]
 
 FILE_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".tsv")
 
@@ -429,25 +429,35 @@ def _not_read(directory: Path, name: str) -> list[str]:
     return hints
 
 
+def find_table_file(directory: Path, name: str) -> tuple[Path | None, list[Finding]]:
+    """(the file of table ``name`` in ``directory``, ``[]``) or (``None``, the finding that
+    says why there is none): ``missing file`` with what the directory holds instead, or
+    ``ambiguous file`` when it holds the table twice (``interactions.csv`` and ``.tsv``). Every
+    reader of a dataset directory finds its files here, so each accepts the same directory."""
+    directory = Path(directory)
+    paths = _find_files(directory, name)
+    if not paths:
+        return None, [Finding(
+            table=name, column="*", rule="missing file", bad_count=0,
+            detail="; ".join([f"no {name}{{{','.join(FILE_SUFFIXES)}}} in {directory}",
+                              *_not_read(directory, name)]))]
+    if len(paths) > 1:  # which one is the data? Not for us to pick silently
+        return None, [Finding(
+            table=name, column="*", rule="ambiguous file", bad_count=0,
+            detail=f"{' and '.join(p.name for p in paths)} both in {directory}: keep one")]
+    return paths[0], []
+
+
 def read_dataset_files(directory: Path) -> tuple[dict[str, pd.DataFrame], list[Finding]]:
     """({table: coerced frame} for every table that could be read, coercion findings)."""
     directory = Path(directory)
     tables: dict[str, pd.DataFrame] = {}
     findings: list[Finding] = []
     for name, spec in TABLES.items():
-        paths = _find_files(directory, name)
-        if not paths:
-            findings.append(Finding(
-                table=name, column="*", rule="missing file", bad_count=0,
-                detail="; ".join([f"no {name}{{{','.join(FILE_SUFFIXES)}}} in {directory}",
-                                  *_not_read(directory, name)])))
+        path, problems = find_table_file(directory, name)
+        findings += problems
+        if path is None:
             continue
-        if len(paths) > 1:  # which one is the data? Not for us to pick silently
-            findings.append(Finding(
-                table=name, column="*", rule="ambiguous file", bad_count=0,
-                detail=f"{' and '.join(p.name for p in paths)} both in {directory}: keep one"))
-            continue
-        path = paths[0]
         frame, problems = read_table_file(path, spec)
         findings += problems
         if frame is None:

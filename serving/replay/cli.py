@@ -41,8 +41,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.command("replay")
 def replay_command(
     interactions: Annotated[Path | None, typer.Option(
-        help="Interactions (Parquet/CSV, or a dataset directory).")] = None,
-    holdout: Annotated[Path | None, typer.Option(help="Held-out interactions instead.")] = None,
+        help="Interactions (Parquet/CSV/TSV, or a dataset directory).")] = None,
+    holdout: Annotated[Path | None, typer.Option(
+        help="Held-out interactions instead (the same kinds).")] = None,
     router: Annotated[str, typer.Option(envvar="MARQUEE_ROUTER_URL",
                                         help="Router URL.")] = "http://127.0.0.1:8090",
     rate: Annotated[float, typer.Option(min=0.001, help="Requests per second.")] = 20.0,
@@ -215,7 +216,8 @@ def _show(report: ReplayReport, router: str, output: str) -> bool:
 
 @app.command("users")
 def users_command(
-    interactions: Annotated[Path, typer.Option(help="Interactions (Parquet/CSV).")],
+    interactions: Annotated[Path, typer.Option(
+        help="Interactions (Parquet/CSV/TSV, or a dataset directory).")],
     test_frac: Annotated[float, typer.Option(min=0.01, max=0.99,
                                              help="Per-user held-out share.")] = 0.25,
 ) -> None:

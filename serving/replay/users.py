@@ -85,7 +85,29 @@ class ClickModel:
 
 def users_from_holdout(holdout: pd.DataFrame, *, order: str = "time",
                        seed: int = 0) -> list[ReplayUser]:
-    """One replayed user per user in the held-out interactions (in order of first event)."""
+    """One replayed user per user in the held-out interactions (in order of first event).
+
+    ``user_id``, ``item_id`` and ``timestamp`` are read as the data contract reads them (an
+    ISO time or a pandas timestamp is unix seconds): a value that is none of these, or is
+    missing, is a ValueError naming the column and the value, not a traceback from ``int()``
+    or a user silently dropped by the grouping."""
+    from recsys.data.coerce import coerce_raw_frame
+    from recsys.data.errors import DataValidationError
+
+    if holdout.empty:
+        return []
+    missing = _missing_columns(holdout)
+    if missing:
+        raise ValueError(f"holdout: {missing}")
+    try:
+        frame = coerce_raw_frame(holdout[list(_COLUMNS.names)], _COLUMNS)
+    except DataValidationError as exc:
+        raise ValueError(f"holdout: {_one_line(exc)}") from None
+    return _users(frame, order, seed)
+
+
+def _users(holdout: pd.DataFrame, order: str, seed: int) -> list[ReplayUser]:
+    """:func:`users_from_holdout` of a frame already cast to the contract."""
     if holdout.empty:
         return []
     grouped = holdout.groupby("user_id", sort=False)
@@ -101,45 +123,90 @@ def users_from_holdout(holdout: pd.DataFrame, *, order: str = "time",
     return users
 
 
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _missing_columns(frame: pd.DataFrame) -> str:
+    """What is wrong when ``frame`` lacks a column a replay reads ("" when none): the names
+    missing and those it has, with the rename for a name that differs only by case, spaces
+    or underscores (``User_ID``), as ``marquee data validate`` says it."""
+    from recsys.data.findings import missing_columns
+
+    names = list(_COLUMNS.names)
+    findings = missing_columns(_COLUMNS.name, names, frame.columns, len(frame))
+    if not findings:
+        return ""
+    renames = [f.detail for f in findings if not f.detail.startswith("expected columns")]
+    return "; ".join([f"not an interactions table: no column "
+                      f"{', '.join(sorted(f.column for f in findings))} (it has "
+                      f"{', '.join(map(str, frame.columns))})", *renames])
+
+
+def _table_file(path: Path, field: str) -> Path:
+    """The file ``--interactions`` or ``--holdout`` names: the path itself, or in a directory
+    the interactions file as ``marquee data validate DIR`` finds it
+    (``interactions.{parquet,csv,tsv}``, the name in any case)."""
+    from marquee.errors import InvalidArgumentError
+    from recsys.data.coerce import find_table_file
+
+    if not path.is_dir():
+        return path
+    found, problems = find_table_file(path, _COLUMNS.name)
+    if found is None:
+        raise InvalidArgumentError(field, str(path), "; ".join(f.describe() for f in problems))
+    return found
+
+
+def _read(path: str | Path, field: str) -> pd.DataFrame:
+    """The interactions in ``path`` (a file or a dataset directory) cast to the contract, read
+    as the data layer reads a user's files: a CSV or TSV by its name (UTF-8, its separator and
+    NUL bytes checked), anything else as Parquet by its Arrow types. Every problem is one
+    :class:`InvalidArgumentError` naming the option, the file, and the column and value."""
+    import pyarrow as pa
+
+    from marquee.errors import InvalidArgumentError, error_text
+    from recsys.data.coerce import coerce_raw_frame, read_table_file
+    from recsys.data.errors import DataValidationError
+    from recsys.data.parquet_table import read_parquet_table
+
+    file = _table_file(Path(path), field)
+    try:
+        frame, problems = (read_table_file(file, _COLUMNS)
+                           if file.suffix.lower() in (".csv", ".tsv", ".parquet")
+                           else read_parquet_table(file, _COLUMNS))
+    except pa.ArrowException as exc:  # any other name is read as Parquet: say so
+        raise InvalidArgumentError(field, str(file), "not a readable Parquet or CSV table: "
+                                   f"{error_text(exc)} (a name ending in .csv or .tsv is read "
+                                   "as text)") from None
+    if problems or frame is None:  # the file as a whole, or values the reader could not decode
+        reason = _one_line("; ".join(f.describe() for f in problems))
+        if frame is None:
+            reason = f"not a readable Parquet or CSV table: {reason}"
+        raise InvalidArgumentError(field, str(file), reason)
+    missing = _missing_columns(frame)
+    if missing:
+        raise InvalidArgumentError(field, str(file), missing)
+    # Ids and times as the data contract reads them (an ISO time or a Parquet timestamp is
+    # unix seconds): a value that is none of these, or missing, is named on one error line,
+    # not a traceback from int() or a user silently dropped by the grouping.
+    try:
+        return coerce_raw_frame(frame[list(_COLUMNS.names)], _COLUMNS)
+    except DataValidationError as exc:
+        raise InvalidArgumentError(field, str(file), _one_line(exc)) from None
+
+
 def load_users(interactions: str | Path, holdout: str | Path | None = None,
                test_frac: float = 0.25, order: str = "time", seed: int = 0) -> list[ReplayUser]:
-    """From a held-out file, or from all interactions split per user in time (last events)."""
-    def read(path: str | Path, field: str) -> pd.DataFrame:
-        import pyarrow as pa
-
-        from marquee.errors import InvalidArgumentError, error_text
-        from recsys.data.coerce import coerce_raw_frame
-        from recsys.data.errors import DataValidationError
-        from recsys.data.parquet import read_parquet
-
-        p = Path(path)
-        if p.is_dir():
-            p = p / "interactions.parquet"
-        try:
-            frame = pd.read_csv(p) if p.suffix == ".csv" else read_parquet(p)
-        except (pa.ArrowException, pd.errors.ParserError, pd.errors.EmptyDataError,
-                UnicodeDecodeError) as exc:  # named on one error line, not a traceback
-            raise InvalidArgumentError(field, str(path), "not a readable Parquet or CSV "
-                                       f"table: {error_text(exc)}") from None
-        missing = sorted({"user_id", "item_id", "timestamp"} - set(frame.columns))
-        if missing:
-            raise InvalidArgumentError(
-                field, str(p), f"not an interactions table: no column "
-                f"{', '.join(missing)} (it has {', '.join(map(str, frame.columns))})")
-        # Ids and times as the data contract reads them (an ISO time or a Parquet timestamp
-        # is unix seconds): a value that is none of these, or missing, is named on one error
-        # line, not a traceback from int() or a user silently dropped by the grouping.
-        try:
-            return coerce_raw_frame(frame[list(_COLUMNS.names)], _COLUMNS)
-        except DataValidationError as exc:
-            raise InvalidArgumentError(field, str(p), " ".join(str(exc).split())) from None
-
+    """From a held-out file, or from all interactions split per user in time (last events).
+    Either may be a CSV, TSV or Parquet file, or a dataset directory holding
+    ``interactions.{parquet,csv,tsv}``."""
     if holdout is not None:
-        return users_from_holdout(read(holdout, "holdout"), order=order, seed=seed)
+        return _users(_read(holdout, "holdout"), order, seed)
     from recsys.data.split import per_user_temporal_split
 
-    split = per_user_temporal_split(read(interactions, "interactions"), test_frac=test_frac)
-    return users_from_holdout(split.test, order=order, seed=seed)
+    split = per_user_temporal_split(_read(interactions, "interactions"), test_frac=test_frac)
+    return _users(split.test, order, seed)
 
 
 def sample_stream(users: Sequence[ReplayUser], n: int, seed: int = 0) -> list[ReplayUser]:

@@ -77,7 +77,7 @@ def test_iso_times_in_a_csv_are_read_as_times(tmp_path: Path) -> None:
     pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(path, index=False)
     asked: list[int] = []
     with _recording_router(asked) as router:
-        done = _replay("--interactions", path, router, "--requests", "2")
+        done = _replay("--interactions", path, router, "--requests", "2", "--concurrency", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(done.stdout)
     assert summary["requests"] == 2 and summary["errors"] == 0, summary
@@ -96,7 +96,7 @@ def test_a_parquet_timestamp_column_is_read_as_unix_seconds(tmp_path: Path) -> N
                   }).to_parquet(path)
     asked: list[int] = []
     with _recording_router(asked) as router:
-        done = _replay("--holdout", path, router, "--requests", "2")
+        done = _replay("--holdout", path, router, "--requests", "2", "--concurrency", "1")
     assert done.returncode == 0, done.stdout + done.stderr
     assert asked == [3, 7], asked  # user 3's event is the earlier one
     from serving.replay.users import load_users
