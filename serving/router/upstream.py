@@ -3,12 +3,12 @@
 ``POST {url}/v1/models/{model}:predict`` with ``{"instances": [{user_id, k, history, context}]}``
 → ``{"predictions": [{items, scores, model_version, cold_start, fallback, …}]}``. Any error
 status, a timeout, a refused connection or a body that is not such a prediction (at most k
-distinct item ids in 1..2^63-1, one JSON number per item as its score, for the ``user_id``
-asked about when it names one) is an :class:`UpstreamFailed` (with ``reason``). A 4xx
-counts as the model server's failure too: the router has already checked the request against
-the model server's own schema (``serving.router.schema``), so a model server that refuses it
-is misconfigured or broken (a wrong URL or model name answers 404), and the rollout's error
-rate must see it.
+distinct item ids in 1..2^63-1, one JSON number per item as its score, ``cold_start`` and
+``fallback`` JSON booleans when present, for the ``user_id`` asked about when it names one)
+is an :class:`UpstreamFailed` (with ``reason``). A 4xx counts as the model server's failure
+too: the router has already checked the request against the model server's own schema
+(``serving.router.schema``), so a model server that refuses it is misconfigured or broken (a
+wrong URL or model name answers 404), and the rollout's error rate must see it.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ class UpstreamClient:
             if len(scores) != len(items):
                 raise ValueError
             echoed = pred.get("user_id", instance["user_id"])
+            cold_start, fallback = _flag(pred, "cold_start"), _flag(pred, "fallback")
         except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError):
             raise UpstreamFailed(f"{variant} model server sent an invalid body",
                                  reason="bad_response", variant=variant) from None
@@ -121,8 +122,7 @@ class UpstreamClient:
                                  variant=variant)
         return Prediction(items=items, scores=[float(x) for x in scores],
                           model_version=str(pred.get("model_version", ""))[:128],
-                          cold_start=bool(pred.get("cold_start", False)),
-                          fallback=bool(pred.get("fallback", False)))
+                          cold_start=cold_start, fallback=fallback)
 
 
 def _check_list(items: Any, k: int) -> None:
@@ -147,6 +147,18 @@ def _check_scores(scores: Any) -> None:
     for x in scores:
         if type(x) is not int and type(x) is not float:
             raise ValueError
+
+
+def _flag(pred: dict[str, Any], name: str) -> bool:
+    """A prediction's ``cold_start`` or ``fallback``: a JSON boolean, or absent or null (False,
+    as a server without such a notion may send). Else ValueError: read with bool(), a string
+    "false" was served to the client as ``"fallback": true``."""
+    value = pred.get(name)
+    if value is None:
+        return False
+    if type(value) is not bool:
+        raise ValueError
+    return value
 
 
 def _error_text(content: bytes) -> str:
