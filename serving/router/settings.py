@@ -10,7 +10,8 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.router.schema import ModelVersion, UpstreamUrl
@@ -60,7 +61,9 @@ class RouterSettings(BaseSettings):
         2000, ge=10, description="Recent lists per side for shadow coverage and popularity bias.")
     request_state_max: int = Field(
         200_000, ge=100, description="Served requests remembered for feedback attribution.")
-    request_state_ttl_seconds: float = Field(3600.0, gt=0, description="…and for how long.")
+    request_state_ttl_seconds: float = Field(
+        3600.0, gt=0, description="…and for how long: at most what /admin/stats keeps "
+        "(stats_retention_seconds; unset, it is shortened to that).")
     request_state_mib: int = Field(
         256, ge=1, description="…and in at most this much memory, estimated (MiB): lists of "
         "large k are fewer (a list of k items takes about 0.6 KB + 9 bytes an item).")
@@ -91,3 +94,34 @@ class RouterSettings(BaseSettings):
         if v is not None and not v.get_secret_value().strip():
             raise ValueError("is blank: unset it to run the admin API without authentication")
         return v
+
+    @model_validator(mode="after")
+    def _feedback_within_stats(self) -> RouterSettings:
+        """Feedback is accepted for ``request_state_ttl_seconds`` and counted in the stats
+        bucket its list was served in, which ``/admin/stats`` keeps for whole buckets of
+        ``stats_bucket_seconds`` up to ``stats_retention_seconds``. A longer TTL accepted a
+        late click (202, in the feedback log and Prometheus) that no ``/admin/stats`` window
+        ever counted. Given explicitly, such a TTL is refused; left at its default, it is
+        shortened to what the stats keep."""
+        bucket, ttl = self.stats_bucket_seconds, self.request_state_ttl_seconds
+        buckets = int(self.stats_retention_seconds / bucket)  # as WindowedStats expires them
+        if ttl / bucket <= buckets + 1e-9:
+            return self
+        kept = buckets * bucket
+        if kept > 0 and "request_state_ttl_seconds" not in self.model_fields_set:
+            self.request_state_ttl_seconds = kept
+            return self
+        kept_text = (f"stats_retention_seconds={self.stats_retention_seconds:g} in whole "
+                     f"stats_bucket_seconds={bucket:g} buckets: {kept:g} s")
+        advice = (f"set request_state_ttl_seconds to at most {kept:g} or raise "
+                  "stats_retention_seconds" if kept > 0 else
+                  "raise stats_retention_seconds to at least stats_bucket_seconds")
+        # An error naming this field and its value only (pydantic-core keeps a ValidationError
+        # raised in a validator as it is): a model-level error's input is every setting
+        # given, the admin token included, and the CLI's error line echoes it.
+        raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+            type=PydanticCustomError("ttl_beyond_stats", (
+                f"longer than /admin/stats keeps a list's clicks ({kept_text}): feedback on an "
+                f"older list would be accepted but counted in no /admin/stats window; "
+                f"{advice}")),
+            loc=("request_state_ttl_seconds",), input=ttl)])
