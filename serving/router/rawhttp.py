@@ -80,7 +80,8 @@ class _Conn(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def send(self, data: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[tuple[int, bytes]]:
+    def send(self, data: bytes,
+             loop: asyncio.AbstractEventLoop) -> asyncio.Future[tuple[int, bytes]]:
         self.parser = httptools.HttpResponseParser(self)
         self.chunks = []
         self.got_bytes = False
@@ -96,9 +97,10 @@ class RawHTTPPool:
     def __init__(self, max_idle_per_host: int = 64) -> None:
         self.max_idle = max_idle_per_host
         self._idle: dict[tuple[str, int], list[_Conn]] = {}
-        self._targets: dict[str, tuple[str, int, bytes]] = {}
+        self._targets: dict[str, tuple[str, int, bytes, bytes]] = {}
 
-    def _target(self, url: str) -> tuple[str, int, bytes]:
+    def _target(self, url: str) -> tuple[str, int, bytes, bytes]:
+        """``(host, port, path, Host header value)`` of ``url``."""
         t = self._targets.get(url)
         if t is None:
             parts = urlsplit(url)
@@ -107,7 +109,9 @@ class RawHTTPPool:
             path = parts.path or "/"
             if parts.query:
                 path += "?" + parts.query
-            t = self._targets[url] = (parts.hostname, parts.port or 80, path.encode())
+            host, port = parts.hostname, parts.port or 80
+            t = self._targets[url] = (host, port, path.encode(),
+                                      _host_header(host, port).encode())
         return t
 
     async def _connect(self, host: str, port: int,
@@ -121,8 +125,8 @@ class RawHTTPPool:
     async def post(self, url: str, body: bytes, headers: dict[str, str],
                    timeout: float) -> tuple[int, bytes]:
         """``(status, body)``; raises ``TimeoutError`` or :class:`RawHTTPError`."""
-        host, port, path = self._target(url)
-        head = [b"POST ", path, b" HTTP/1.1\r\nHost: ", f"{host}:{port}".encode(),
+        host, port, path, host_header = self._target(url)
+        head = [b"POST ", path, b" HTTP/1.1\r\nHost: ", host_header,
                 b"\r\nContent-Length: ", str(len(body)).encode(), b"\r\n"]
         for k, v in headers.items():
             head += [k.encode(), b": ", v.encode(), b"\r\n"]
@@ -169,6 +173,13 @@ class RawHTTPPool:
             for c in conns:
                 c.close()
         self._idle.clear()
+
+
+def _host_header(host: str, port: int) -> str:
+    """The ``Host`` header of ``host:port``: an IPv6 literal in brackets (RFC 7230 5.4, RFC
+    3986 3.2.2), as the URL has it; ``urlsplit`` drops them, and ``Host: ::1:8080`` names no
+    host a server can parse."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _expire(fut: asyncio.Future[tuple[int, bytes]]) -> None:
