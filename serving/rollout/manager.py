@@ -147,7 +147,16 @@ class RolloutManager:
         the baseline, RolledBack; not while Promoting, whose alias moves need the spec).
         Retrying with a traceback on every pass told nobody. The per-rollout gauges follow
         the saved status (a frozen one, still in force, keeps its failed checks exported).
-        Returns whether it is still running (frozen): its routing stays in force."""
+        Returns whether it is still running (frozen): its routing stays in force. What the
+        stored spec document still says (unvalidated) names the series of a controller that
+        never saw the spec parse (restarted, or a new leader) and the abort's salt."""
+        read: list[dict[str, Any]] = []
+
+        def document() -> dict[str, Any]:  # read once, and only when needed
+            if not read:
+                read.append(self._document(name))
+            return read[0]
+
         try:
             with self._tick_lock(name):
                 status = self.store.get_status(name)
@@ -158,8 +167,12 @@ class RolloutManager:
                 if status.phase == Phase.PENDING:
                     status = ended(status, Phase.FAILED, f"cannot start: {exc}", utcnow())
                     message = status.message
-                elif aborted:  # routing needs no spec: every request to the baseline
-                    routing = RoutingConfig(strategy="single", rollout=name, salt=name,
+                elif aborted:  # routing needs no spec: every request to the baseline, as
+                    # desired_routing has it for RolledBack (same salt: same router epoch as
+                    # the ended routing re-applied once the spec parses again)
+                    salt = document().get("stickinessSalt")
+                    routing = RoutingConfig(strategy="single", rollout=name,
+                                            salt=salt if isinstance(salt, str) and salt else name,
                                             run=status.run_id,
                                             baseline=Upstream(version=status.baseline_version))
                     if self.router is not None:
@@ -170,11 +183,14 @@ class RolloutManager:
                 else:
                     message = (f"frozen at its current weights, spec refused (fix it to carry "
                                f"on): {exc}")
-                    if status.message == message:
+                    if status.message == message:  # exported on every pass: the series
+                        # of one frozen before this controller started, or became leader
+                        metrics.export_unparsed(name, status, document)
                         return True
                     status = status.model_copy(update={"message": message})
                 self.store.save_status(name, status)
-                metrics.export_unparsed(name, status)  # aborted: RolledBack, no failed checks
+                # aborted: RolledBack, no failed checks (RolloutFailing resolves)
+                metrics.export_unparsed(name, status, document)
                 if aborted:
                     self.store.clear_command(name, "abort")
         except ControllerBusy:  # a `marquee rollout run` process owns it
@@ -186,6 +202,20 @@ class RolloutManager:
         metrics.TICKS.labels("error").inc()
         log.warning("rollout %s: %s", name, message)
         return not status.phase.terminal
+
+    def _document(self, name: str) -> dict[str, Any]:
+        """The ``spec`` of rollout ``name`` as stored, not validated (``{}`` when it cannot
+        be read, or the store cannot say): a spec refused for one field still names its
+        model, strategy and salt."""
+        read = getattr(self.store, "spec_document", None)
+        if read is None:
+            return {}
+        try:
+            spec = read(name)
+        except Exception as exc:  # noqa: BLE001 - labels and salt then fall back
+            log.debug("rollout %s: its spec document could not be read: %s", name, exc)
+            return {}
+        return spec if isinstance(spec, dict) else {}
 
     def _registry(self, model_name: str) -> AliasRegistry | None:
         if callable(self.registry) and not hasattr(self.registry, "get_alias"):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, get_args
 
 from prometheus_client import Counter, Gauge
 
+from serving.rollout.spec import AnalysisSpec, RolloutSpec, Strategy
 from serving.rollout.status import Phase, RolloutStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-    from serving.rollout.spec import RolloutSpec
 
 __all__ = ["TICKS", "DECISIONS", "LEADER", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
            "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "FINISHED_KEPT", "export_status",
@@ -74,20 +74,60 @@ def export_status(name: str, spec: RolloutSpec, status: RolloutStatus) -> None:
     _set(labels, status)
 
 
-def export_unparsed(name: str, status: RolloutStatus) -> None:
+def export_unparsed(name: str, status: RolloutStatus,
+                    document: Callable[[], Mapping[str, Any]] | None = None) -> None:
     """Set the per-rollout gauges of rollout ``name`` from a status saved without a spec that
-    parses (``RolloutManager._refused``: frozen, aborted to its baseline, or failed to start),
-    under the label set it was last exported with while running (the spec gives the model
-    and strategy labels); its failure limit stays as exported. Nothing when it was not
-    exported as running: a rollout never ticked here (a controller started since) has no
-    series, and a finished run's series under the name must not be rewritten. Without this,
-    an aborted frozen rollout went on saying Progressing with its failed checks, and
-    RolloutFailing kept firing for a rollout already rolled back."""
+    parses (``RolloutManager._refused``: frozen, aborted to its baseline, or failed to start).
+    Without this, an aborted frozen rollout went on saying Progressing with its failed checks,
+    and RolloutFailing kept firing for a rollout already rolled back.
+
+    The labels are those this run was last exported with while its spec parsed (its failure
+    limit stays as exported). A controller that never saw that (restarted, or the new
+    leader, since the spec was refused) labels a run that started from what can still be
+    read: the candidate version of the status's start decision, the model, strategy and
+    failure limit from ``document()``, the stored spec unvalidated (:func:`_unparsed_labels`).
+    Without that, a frozen rollout still in force with a failing candidate exported nothing
+    after a restart and RolloutFailing resolved. A run that never started (refused while
+    Pending, nothing routed) exports nothing, as before."""
+    version = status.candidate_version or "pending"
     with _lock:
         labels = _current.get(name)
-        if labels is None or labels in _finished:
+        if labels in _finished or (labels is not None and labels[2] != version):
+            labels = None  # an earlier run's (a finished run's series are kept)
+    if labels is None:
+        if status.started is None or document is None:
             return
+        labels, limit = _unparsed_labels(name, version, document() or {})
+        _forget_replaced(name, labels)
+        if limit is not None:
+            FAILURE_LIMIT.labels(*labels).set(limit)
     _set(labels, status)
+
+
+#: Label value for what a refused spec document does not say usably (a strategy it names
+#: wrongly, a modelName that is not text).
+UNKNOWN = "unknown"
+
+
+def _unparsed_labels(name: str, version: str, spec: Mapping[str, Any]
+                     ) -> tuple[tuple[str, ...], int | None]:
+    """The label set and failure limit of a rollout whose spec document ``spec`` fails
+    validation, as :func:`export_status` would label it were it valid: ``modelName`` and
+    ``failureLimit`` when absent are the spec's defaults (what the controller ran it with);
+    a value that is not usable is :data:`UNKNOWN` (the failure limit: not exported, the
+    alert's text then names none). The series are there either way: one with a failing
+    candidate still in force must page."""
+    model = spec.get("modelName", RolloutSpec.model_fields["model_name"].default)
+    model = model if isinstance(model, str) and model else UNKNOWN
+    strategy = spec.get("strategy")
+    strategy = strategy if isinstance(strategy, str) and strategy in get_args(Strategy) \
+        else UNKNOWN
+    analysis = spec.get("analysis", {})
+    limit = analysis.get("failureLimit", AnalysisSpec.model_fields["failure_limit"].default) \
+        if isinstance(analysis, Mapping) else None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        limit = None
+    return (name, model, version, strategy), limit
 
 
 def _set(labels: tuple[str, ...], status: RolloutStatus) -> None:

@@ -157,6 +157,12 @@ class FileStatusStore:
             created = None
         return StoredRollout(rollout, self._status(d), created)
 
+    def spec_document(self, name: str) -> Any:
+        """The rollout's ``spec`` as stored, not validated (what a spec refused for one field
+        still says: its model, strategy, salt)."""
+        doc = yaml.safe_load((self._dir(name) / "rollout.yaml").read_text(encoding="utf-8"))
+        return doc.get("spec") if isinstance(doc, dict) else None
+
     def get_status(self, name: str) -> RolloutStatus:
         """The status alone, the spec not parsed: readable when the spec no longer is."""
         d = self._dir(name)
@@ -348,6 +354,10 @@ class KubernetesStatusStore:
 
     def _object(self, name: str) -> dict[str, Any]:
         return self._call(self.api.get_namespaced_custom_object, name, name=name)
+
+    def spec_document(self, name: str) -> Any:
+        """The object's ``spec`` as the API has it, not validated."""
+        return self._object(name).get("spec")
 
     def get(self, name: str) -> StoredRollout:
         obj = self._object(name)
