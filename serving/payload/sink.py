@@ -8,8 +8,8 @@ POSTs every request and every response as a CloudEvent whose attributes travel i
 instance through the same :class:`~serving.payload.logger.PayloadLogger`. A ``Ce-Id`` follows
 the request-id rule below (else a 400 naming ``ce-id``): a row whose body carries no request
 id is ``<Ce-Id>-<i>``, shortened with a digest of the ``Ce-Id`` when that would pass 128.
-Halves whose partner does not arrive within ``ttl_seconds`` are dropped and counted
-(``reason="unpaired"``).
+Halves whose partner does not arrive within ``ttl_seconds``, or has not arrived when the sink
+shuts down, are dropped and counted (``reason="unpaired"``).
 
 Every value a row takes from the bodies is type-checked (a request id as the model servers
 hold one: ``serving.fields.REQUEST_ID_PATTERN``, at most ``REQUEST_ID_MAX_LENGTH``
@@ -195,6 +195,10 @@ def _v2_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
     ids = _list(ids, "outputs.request_id.data") if ids is not None else []
     for j, rid in enumerate(ids):
         _request_id(rid, f"outputs.request_id.data.{j}")
+    # the model servers answer both flags per user; a request that selected other outputs
+    # leaves them unknown (null), never false
+    cold = _bool_list(outputs.get("cold_start"), "outputs.cold_start.data", n)
+    fell = _bool_list(outputs.get("fallback"), "outputs.fallback.data", n)
     version = _str(response.get("model_version"), "model_version") or fallback_version
     width = len(all_items) // n if n else 0
     rows = []
@@ -207,7 +211,8 @@ def _v2_rows(ce_id: str, ts: float, variant: str, fallback_version: str,
             ts=ts,
             model_version=version, variant=variant,
             user_id=_int(user, f"inputs.user_id.data.{i}"), k=ks[i if len(ks) == n else 0],
-            cold_start=None, fallback=None, status=200, latency_ms=None,
+            cold_start=cold[i] if cold else None, fallback=fell[i] if fell else None,
+            status=200, latency_ms=None,
             items=[items[j] for j in kept],
             scores=[scores[j] for j in kept] if scores else scores,
             request_json=_dumps({"user_id": user}, f"inputs.user_id.data.{i}"),
@@ -266,6 +271,18 @@ def _bool(value: Any, field: str) -> bool | None:
     return value
 
 
+def _bool_list(value: Any, field: str, n: int) -> list[bool] | None:
+    """A V2 output of one boolean per user, or None when the response does not carry it."""
+    flat = _flat(value, field, optional=True)
+    if flat is None:
+        return None
+    if len(flat) != n:
+        raise SinkError(field, f"expected {n} values (got {len(flat)})")
+    for x in flat:
+        _bool(x, field)
+    return flat
+
+
 def _flat(value: Any, field: str, optional: bool) -> list[Any] | None:
     """A list, nested lists flattened (V2 ``data`` may be nested to the tensor's shape)."""
     if value is None and optional:
@@ -294,7 +311,8 @@ def _number_list(value: Any, field: str, *, optional: bool = False) -> list[floa
         try:
             out.append(float(x))
         except OverflowError:
-            raise SinkError(field, f"expected numbers within float64 (got {short_repr(x)})") from None
+            raise SinkError(field, "expected numbers within float64 "
+                            f"(got {short_repr(x)})") from None
     return out
 
 
@@ -385,6 +403,19 @@ class CloudEventPairer:
                 break
             self._bytes -= self._pending.pop(oldest_id).size
             metrics.PAYLOG_DROPPED.labels("unpaired").inc()
+
+    def close(self) -> int:
+        """The process is stopping: every half still waiting for its pair is dropped, counted
+        (``reason="unpaired"``) and named in an error line, as the time limit would; how many."""
+        with self._lock:
+            n = len(self._pending)
+            self._pending.clear()
+            self._bytes = 0
+        if n:
+            metrics.PAYLOG_DROPPED.labels("unpaired").inc(n)
+            log.error("payload sink: %d unpaired events dropped at shutdown (their pair had "
+                      "not arrived); their rows are not written", n)
+        return n
 
     @property
     def pending(self) -> int:
