@@ -25,6 +25,7 @@ def run(settings: Settings, serving: ServingSettings) -> None:
     _log_with_kserve()
     serving = _resolved(settings, serving)
     payload = open_payload_logger(settings, serving)
+    pairer = None
     try:
         model = RecommenderModel(settings.model_name,
                                  lambda: build_service(settings, serving, payload))
@@ -38,10 +39,12 @@ def run(settings: Settings, serving: ServingSettings) -> None:
             enable_grpc=serving.enable_grpc, grpc_port=serving.grpc_port,
             grace_period=serving.grace_period_seconds, max_body_bytes=serving.max_body_bytes,
             variant=serving.variant,
-            pairer=sink_pairer(serving, payload),
+            pairer=(pairer := sink_pairer(serving, payload)),
             sink_token=serving.sink_token)
         server.start([model])
     finally:
+        if pairer is not None:  # halves whose pair never came: counted, not lost in silence
+            pairer.close()
         if payload is not None:
             payload.close()
 

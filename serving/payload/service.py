@@ -33,23 +33,27 @@ SINK_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 def build_sink_service(logger: PayloadLogger, ttl_seconds: float = 60.0,
                        token: str | None = None) -> FastAPI:
-    """The sink application; the logger is flushed and closed when the application stops.
+    """The sink application; when it stops, the halves still waiting for their pair are
+    counted as dropped and the logger is flushed and closed.
     With ``token``, ``POST /payload-sink`` needs it (``serving.payload.sink``); the probes
     and ``/metrics`` stay open."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     from serving.runtime.middleware import ServingMiddleware
 
+    pairer = CloudEventPairer(logger, ttl_seconds=ttl_seconds)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            pairer.close()  # halves whose pair never came: counted, not lost in silence
             logger.close()
 
     app = FastAPI(title="marquee payload sink", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)
-    app.include_router(sink_router(CloudEventPairer(logger, ttl_seconds=ttl_seconds), token))
+    app.include_router(sink_router(pairer, token))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
