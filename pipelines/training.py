@@ -90,6 +90,12 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
                             gate_tolerance=gate_tolerance, reference_rows=reference_rows,
                             store_uri=store_uri, registry_uri=registry_uri,
                             s3_endpoint_url=s3_endpoint_url)
+        # Kubeflow caches a task whose inputs it has seen (kfp's default): a retraining run
+        # with the last run's parameters (the same s3:// prefix, new events in it) got the
+        # old dataset, so every later step hit the cache too and the old model was registered
+        # again. The steps that read what changes between runs (the source; the registry's
+        # production) or write (register) always run; the rest follow their inputs.
+        ingested.set_caching_options(False)
         checked = c.validate(dataset=ingested.outputs["dataset"])
         data = checked.outputs["validated"]
         parts = c.split(dataset=data, mode=split_mode, test_frac=test_frac, val_frac=val_frac,
@@ -107,6 +113,7 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
                                model=trained.outputs["model"], tolerance=gate_tolerance,
                                store_uri=store_uri, registry_uri=registry_uri,
                                s3_endpoint_url=s3_endpoint_url, home=home)
+        evaluated.set_caching_options(False)
         registered = c.register(dataset=data, model=trained.outputs["model"],
                                 reference=reference.outputs["reference"],
                                 report=evaluated.outputs["report"],
@@ -115,6 +122,7 @@ def build_pipeline(base_image: str = DEFAULT_IMAGE) -> Callable:
                                 run_uid=dsl.PIPELINE_JOB_ID_PLACEHOLDER, store_uri=store_uri,
                                 registry_uri=registry_uri, s3_endpoint_url=s3_endpoint_url,
                                 home=home)
+        registered.set_caching_options(False)
         return registered.outputs["Output"]
 
     return training_pipeline
