@@ -14,7 +14,12 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
     The first version becomes ``production``; a version that passes the gate becomes
     ``candidate``; a rejected one is registered with no alias. A model that evaluate found no
     production for, while one exists now (registered by another run since), fails the step
-    unregistered: it was never gated against that production.
+    unregistered: it was never gated against that production (and nothing is published when
+    that is known before publishing).
+
+    The step run again in the same pipeline run (a Kubeflow retry, same ``run_uid``) after
+    its version was registered publishes and registers nothing more: it finishes that
+    version's alias move and returns it.
 
     Args:
         dataset: The validated contract tables; their data fingerprint is recorded.
@@ -60,6 +65,46 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
     evaluation = read_json(report.path)
     gate = evaluation["gate"]
     tuned = read_json(best_params.path)
+    registry = Registry(settings.resolved_registry_uri, settings.model_name)
+
+    def check_first(own: int | None, published: str = "") -> None:
+        if gate["decision"] != "promoted-first":
+            return
+        # evaluate found no production; another run may have registered one since. This
+        # model was never compared with it, so it must not take its place (nor be
+        # registered as if it were the first).
+        production = registry.get_alias("production")
+        if production is not None and production.version != own:
+            left = f" (its bundle stays unregistered at {published})" if published else ""
+            raise RuntimeError(
+                f"{settings.model_name} version {production.version} became production "
+                "after this run's evaluation found none, so this model was not gated "
+                f"against it and is not registered{left}: run the pipeline again to gate it")
+
+    def move_alias(number: int) -> None:
+        if gate["decision"] == "promoted-first":
+            registry.promote(number)
+        elif gate["decision"] == "candidate":
+            registry.set_alias("candidate", number)
+
+    # this step run again in the same run (a Kubeflow retry keeps the run's id and name)
+    # after it had registered, then failed: a second bundle and a second version of the one
+    # model were registered, the first left without its alias. Both must match: kfp.local's
+    # run id is a random 8-digit number, its name holds the start time.
+    earlier = [v for v in registry.list_versions()
+               if v.tags.get("pipeline_run_uid") == run_uid
+               and v.tags.get("pipeline_run_id") == run_id] if run_uid else []
+    if earlier:
+        number, uri = earlier[-1].version, earlier[-1].bundle_uri
+        with registry.exclusive():
+            check_first(number)
+            if not registry.get_version(number).aliases:  # moved by the first try, or later
+                move_alias(number)
+        write_json(registered.path, {"version": number, "bundle_uri": uri, "gate": gate})
+        registered.metadata.update({"version": number, "bundle_uri": uri,
+                                    "gate": gate["decision"]})
+        return number
+    check_first(None)  # before publishing: a model refused here leaves no bundle behind
     version = new_bundle_version()
     with tempfile.TemporaryDirectory() as tmp:
         bundle = Path(tmp) / "bundle"
@@ -92,28 +137,14 @@ def register(dataset: Input[Dataset], model: Input[Model], reference: Input[Data
         tags.update({f"tuning.{key}": str(tuned.get(key)) for key in (
             "n_trials", "completed", "pruned", "failed", "best_value", "best_trial")})
     tags.update(GateDecision.model_validate(gate).tags())
-    registry = Registry(settings.resolved_registry_uri, settings.model_name)
     # the check, the registration and the promotion in one turn (on a SQLite registry): two
     # runs that both found no production both passed the check, and both became
     # "promoted-first", the second over the first without ever being gated against it
     with registry.exclusive():
-        if gate["decision"] == "promoted-first":
-            # evaluate found no production; another run may have registered one since. This
-            # model was never compared with it, so it must not take its place (nor be
-            # registered as if it were the first).
-            production = registry.get_alias("production")
-            if production is not None:
-                raise RuntimeError(
-                    f"{settings.model_name} version {production.version} became production "
-                    "after this run's evaluation found none, so this model was not gated "
-                    f"against it and is not registered (its bundle stays unregistered at {uri}): "
-                    "run the pipeline again to gate it")
+        check_first(None, uri)
         number = registry.register(uri, {k: v for k, v in metrics.items()
                                          if "." not in k or k.endswith(".cold")}, tags)
-        if gate["decision"] == "promoted-first":
-            registry.promote(number)
-        elif gate["decision"] == "candidate":
-            registry.set_alias("candidate", number)
+        move_alias(number)
     write_json(registered.path, {"version": number, "bundle_uri": uri, "gate": gate})
     registered.metadata.update({"version": number, "bundle_uri": uri,
                                 "gate": gate["decision"]})
