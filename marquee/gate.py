@@ -62,9 +62,11 @@ def decide(candidate: float, production: float | None, tolerance: float,
     floor = production * (1.0 - tolerance)
     ok = candidate >= floor
     verb = "≥" if ok else "<"
+    # the tolerance as given, not to a whole percent (0.005 read "0%", 0.015 "2%")
+    shown = f"{tolerance * 100:g}%"
     return GateDecision(
         decision="candidate" if ok else "rejected", candidate_score=candidate,
         production_score=production, production_version=production_version,
         tolerance=tolerance,
         reason=f"ndcg@10 {candidate:.4f} {verb} {floor:.4f} "
-               f"(production v{production_version} {production:.4f} − {tolerance:.0%})")
+               f"(production v{production_version} {production:.4f} − {shown})")
