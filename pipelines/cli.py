@@ -56,15 +56,40 @@ def _params(source: str | None, split_mode: str | None, n_trials: int | None,
     params: dict = {k: v for k, v in {"source": source, "split_mode": split_mode,
                                       "n_trials": n_trials, "config_json": config_json}.items()
                     if v is not None}
+    types = {} if not extra else _param_types()
     for item in extra:
         key, sep, value = item.partition("=")
         if not sep:
             raise typer.BadParameter(f"--param {item!r}: expected NAME=VALUE", param_hint="--param")
-        try:
-            params[key] = json.loads(value) if value[:1] in "0123456789-[{" else value
-        except json.JSONDecodeError:
-            params[key] = value  # a string; the pipeline's parameter types judge it
+        params[key] = _param_value(value, types.get(key))
     return params
+
+
+def _param_types() -> dict[str, str]:
+    """Each pipeline parameter's declared type (``String``, ``Integer``, ``Float``)."""
+    from pipelines.training import build_pipeline
+
+    inputs = build_pipeline().component_spec.inputs or {}
+    return {name: str(spec.type) for name, spec in inputs.items()}
+
+
+def _param_value(value: str, kind: str | None) -> object:
+    """A ``--param`` value as the parameter's type reads it: text for a String parameter
+    (``home=2024`` is a directory name), Python's number syntax for a number (``.2``, ``1e3``,
+    ``+5``, which JSON refuses: they were passed on as text and refused as "must be a
+    number"). A value that is not such a number stays text, for the pipeline's own checks
+    to refuse naming it; an unknown name keeps the JSON reading, for them to refuse too."""
+    if kind == "String":
+        return value
+    if kind in ("Integer", "Float"):
+        try:
+            return int(value) if kind == "Integer" else float(value)
+        except ValueError:
+            return value
+    try:
+        return json.loads(value) if value[:1] in "0123456789-[{" else value
+    except json.JSONDecodeError:
+        return value
 
 
 @app.command("compile")
