@@ -47,7 +47,11 @@ Names. Every object name is cut to 63 characters (DNS label), with any trailing 
 {{- end -}}
 
 {{/*
-Labels. Call with (dict "ctx" $ "component" "router").
+Labels. Call with (dict "ctx" $ "component" "router"), and "extra" for an object's own labels
+(serviceMonitor.labels …), which win over commonLabels. Each key is written once: a key given
+twice in one mapping is refused by kubectl and kustomize, and which value wins is unspecified.
+commonLabels and extra may replace the chart's descriptive labels (app.kubernetes.io/part-of
+…) but not the selector labels, by which Deployments and Services find their pods.
 */}}
 {{- define "marquee.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "marquee.name" .ctx }}
@@ -56,14 +60,29 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
 {{- define "marquee.labels" -}}
-helm.sh/chart: {{ include "marquee.chart" .ctx }}
-{{ include "marquee.selectorLabels" . }}
-app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
-app.kubernetes.io/part-of: marquee
-app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
-{{- with .ctx.Values.commonLabels }}
-{{ toYaml . }}
+{{- $own := merge (deepCopy (.extra | default dict)) (.ctx.Values.commonLabels | default dict) -}}
+{{- range $key := list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/component" }}
+{{- if hasKey $own $key }}
+{{- fail (printf "%s is a selector label the chart sets on every object (Deployments and Services find their pods by it): remove it from commonLabels and the *.labels values" $key) }}
 {{- end }}
+{{- end }}
+{{- $lines := list (include "marquee.selectorLabels" .) -}}
+{{- if not (hasKey $own "helm.sh/chart") -}}
+{{- $lines = prepend $lines (printf "helm.sh/chart: %s" (include "marquee.chart" .ctx)) -}}
+{{- end -}}
+{{- if not (hasKey $own "app.kubernetes.io/version") -}}
+{{- $lines = append $lines (printf "app.kubernetes.io/version: %s" (.ctx.Chart.AppVersion | quote)) -}}
+{{- end -}}
+{{- if not (hasKey $own "app.kubernetes.io/part-of") -}}
+{{- $lines = append $lines "app.kubernetes.io/part-of: marquee" -}}
+{{- end -}}
+{{- if not (hasKey $own "app.kubernetes.io/managed-by") -}}
+{{- $lines = append $lines (printf "app.kubernetes.io/managed-by: %s" .ctx.Release.Service) -}}
+{{- end -}}
+{{- with $own -}}
+{{- $lines = append $lines (toYaml . | trimSuffix "\n") -}}
+{{- end -}}
+{{- join "\n" $lines -}}
 {{- end -}}
 
 {{/* Selects every pod of this release (for NetworkPolicy peers). */}}
@@ -172,6 +191,22 @@ Settings. The URI of the model registry: the value, else the in-chart MLflow Ser
 
 {{- define "marquee.pipelineImage" -}}
 {{- default (include "marquee.image" (dict "ctx" . "repository" .Values.image.pipelineRepository "digest" .Values.image.pipelineDigest)) .Values.settings.pipelineImage -}}
+{{- end -}}
+
+{{/* A value as the string of an environment variable. Helm reads the numbers of a values file
+     as floats, and toString prints a whole one from a million up in exponent form ("1e+06"),
+     which the int fields of the settings classes refuse at start (router.requestStateMax,
+     modelServer.maxBodyBytes …): whole numbers are printed as integers. */}}
+{{- define "marquee.envString" -}}
+{{- if and (kindIs "float64" .) (lt . 1e18) (gt . -1e18) -}}
+{{- if eq . (floor .) -}}
+{{- . | int64 | toString -}}
+{{- else -}}
+{{- . | toString -}}
+{{- end -}}
+{{- else -}}
+{{- . | toString -}}
+{{- end -}}
 {{- end -}}
 
 {{/* MARQUEE_ROUTER_ADMIN_TOKEN from router.adminAuth.existingSecret (nothing when it is empty):
