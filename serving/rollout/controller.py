@@ -281,6 +281,21 @@ class Controller:
                 self.registry.set_alias(alias, want)
         return left
 
+    def restore_aliases(self, status: RolloutStatus) -> None:
+        """Roll the aliases of a rollout that just ended rolled back or failed (``status``,
+        not saved yet) back to its start (:meth:`_restore_aliases`); those left because
+        someone else moved them are named in its last decision (``aliasesLeft``) and message.
+        A tick ends a rollout this way, and so does the manager's abort of one whose spec it
+        refuses (``RolloutManager._refused``)."""
+        left = self._restore_aliases(status)
+        if left and status.last_decision is not None:
+            said = ", ".join(f"{a} {v if v is not None else '(unset)'}" for a, v in left.items())
+            note = (f"; aliases moved by someone else since the start left as they are "
+                    f"({said}; this rollout's candidate is {status.candidate_version})")
+            status.last_decision.reason += note
+            status.last_decision.statistics["aliasesLeft"] = left
+            status.message += note
+
     # One tick ------------------------------------------------------------------------------------
     def tick(self) -> RolloutStatus:
         stored = self.store.get(self.name)
@@ -333,15 +348,7 @@ class Controller:
                             "window": {"since": window.since, "until": window.until}})
         new = next_status(spec, status, analysis)
         if new.phase in (Phase.ROLLED_BACK, Phase.FAILED):
-            left = self._restore_aliases(new)
-            if left and new.last_decision is not None:
-                said = ", ".join(f"{a} {v if v is not None else '(unset)'}"
-                                 for a, v in left.items())
-                note = (f"; aliases moved by someone else since the start left as they are "
-                        f"({said}; this rollout's candidate is {new.candidate_version})")
-                new.last_decision.reason += note
-                new.last_decision.statistics["aliasesLeft"] = left
-                new.message += note
+            self.restore_aliases(new)
         self.store.save_status(self.name, new)
         metrics.export_status(self.name, spec, new)
         if command is not None:

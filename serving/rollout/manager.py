@@ -12,7 +12,8 @@ unjudged while the pod looks alive), ``/readyz`` (the store could be listed) and
 ModelRollout objects, and several replicas may run: ``leading`` (the Lease of
 :mod:`serving.rollout.lease`) lets only one of them tick rollouts or apply routing; the
 others stand by, ready. A rollout whose spec no longer parses (edited by hand) is stopped
-once, with the reason in its status (:meth:`RolloutManager._refused`).
+once, with the reason in its status (:meth:`RolloutManager._refused`); a running one is frozen
+where it is, its routing still re-applied, until the spec is fixed or it is aborted.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from serving.rollout import metrics
 from serving.rollout.controller import AliasRegistry, Controller, apply_routing
 from serving.rollout.machine import ended
 from serving.rollout.sources import MetricsSource, RouterAdmin
-from serving.rollout.spec import SpecError
+from serving.rollout.spec import RolloutSpec, SpecError, parse_rollout
 from serving.rollout.status import Phase, RolloutStatus, utcnow
 from serving.rollout.store import ControllerBusy, FileStatusStore, StatusStore
 from serving.router.schema import RoutingConfig, Upstream
@@ -114,7 +115,7 @@ class RolloutManager:
                     metrics.DECISIONS.labels(spec.strategy, new.decisions[-1].outcome.value).inc()
                 metrics.CANDIDATE_WEIGHT.labels(spec.strategy).set(new.weights.candidate)
             except SpecError as exc:
-                frozen = self._refused(name, exc) or frozen
+                frozen = self._refused(name, exc, active, finished) or frozen
             except Exception:  # noqa: BLE001 - one rollout must not stop the others
                 metrics.TICKS.labels("error").inc()
                 log.exception("rollout %s: tick failed", name)
@@ -130,92 +131,176 @@ class RolloutManager:
                 self._last[""] = now
                 name = max(finished)[1]
                 try:
-                    model = self.store.get(name).rollout.spec.model_name
-                    Controller(self.store, name, self.source, self.router,
-                               self._registry(model)).tick()
+                    self._reapply_ended(name)
                 except Exception:  # noqa: BLE001
                     log.exception("rollout %s: re-applying its final routing failed", name)
         return ticked
 
-    def _refused(self, name: str, exc: SpecError) -> bool:
+    def _refused(self, name: str, exc: SpecError, active: dict[str, int],
+                 finished: list[tuple[Any, str]]) -> bool:
         """Stop a rollout whose spec ``spec.py`` refuses, once, saying why in its status: its
         spec was edited in place (``kubectl edit``; the CRD cannot express every rule here,
         e.g. a candidate equal to the baseline). A Pending one ends Failed, nothing routed or
         moved. A running one is frozen: nothing to judge it by, so its weights, routing and
         aliases stay as they are until the spec is fixed (the next tick then carries on and
         replaces the message) or someone aborts it (``marquee rollout abort``: every request to
-        the baseline, RolledBack; not while Promoting, whose alias moves need the spec).
-        Retrying with a traceback on every pass told nobody. The per-rollout gauges follow
-        the saved status (a frozen one, still in force, keeps its failed checks exported).
-        Returns whether it is still running (frozen): its routing stays in force. What the
-        stored spec document still says (unvalidated) names the series of a controller that
-        never saw the spec parse (restarted, or a new leader) and the abort's salt."""
-        read: list[dict[str, Any]] = []
+        the baseline and the registry aliases restored, RolledBack; not while Promoting, whose
+        alias moves need the spec). Retrying with a traceback on every pass told nobody. The
+        per-rollout gauges follow the saved status (a frozen one, still in force, keeps its
+        failed checks exported).
 
-        def document() -> dict[str, Any]:  # read once, and only when needed
+        Returns whether it is still running (frozen): it then counts in ``active`` under the
+        strategy its document names, and its routing, rebuilt from the status and the stored
+        spec document (:func:`_frozen_spec`), is re-applied like a running rollout's, so a
+        router replica that restarts joins it instead of falling back to its configured
+        baseline; when that document no longer says it usably, the message says what is
+        missing. One that ended (aborted while frozen, or edited after it ended) goes into
+        ``finished``: its routing is the one to keep in force. What the stored spec document
+        still says (unvalidated) also names the series of a controller that never saw the
+        spec parse (restarted, or a new leader), the abort's salt and the model whose aliases
+        the abort restores."""
+        read: list[dict[str, Any] | None] = []
+
+        def document() -> dict[str, Any] | None:  # read once, and only when needed
             if not read:
                 read.append(self._document(name))
             return read[0]
+
+        def running() -> bool:
+            strategy = metrics.unparsed_strategy(document())
+            active[strategy] = active.get(strategy, 0) + 1
+            return True
 
         try:
             with self._tick_lock(name):
                 status = self.store.get_status(name)
                 if status.phase.terminal:
+                    if status.last_decision is not None and status.started is not None:
+                        finished.append((status.last_decision.time, name))
                     return False
                 aborted = self.store.pending_command(name) == "abort" \
                     and status.phase != Phase.PROMOTING and status.baseline_version is not None
+                spec: RolloutSpec | None = None
                 if status.phase == Phase.PENDING:
                     status = ended(status, Phase.FAILED, f"cannot start: {exc}", utcnow())
                     message = status.message
-                elif aborted:  # routing needs no spec: every request to the baseline, as
-                    # desired_routing has it for RolledBack (same salt: same router epoch as
-                    # the ended routing re-applied once the spec parses again)
-                    salt = document().get("stickinessSalt")
-                    routing = RoutingConfig(strategy="single", rollout=name,
-                                            salt=salt if isinstance(salt, str) and salt else name,
-                                            run=status.run_id,
-                                            baseline=Upstream(version=status.baseline_version))
-                    if self.router is not None:
-                        self.router.apply(routing)  # fails: stays frozen, tried next pass
-                    status = ended(status, Phase.ROLLED_BACK,
-                                   f"aborted by user (spec refused: {exc})", utcnow())
+                elif aborted:
+                    status = self._abort_unparsed(name, status, exc, document())
                     message = status.message
                 else:
+                    spec, missing = _frozen_spec(name, status, document())
                     message = (f"frozen at its current weights, spec refused (fix it to carry "
                                f"on): {exc}")
+                    if spec is None:
+                        message += (f"; its routing is not re-applied (a router replica that "
+                                    f"restarts falls back to its configured baseline): "
+                                    f"{missing}")
                     if status.message == message:  # exported on every pass: the series
                         # of one frozen before this controller started, or became leader
                         metrics.export_unparsed(name, status, document)
-                        return True
+                        if spec is not None:
+                            self._reapply(name, spec, status, self.clock())
+                        return running()
                     status = status.model_copy(update={"message": message})
                 self.store.save_status(name, status)
                 # aborted: RolledBack, no failed checks (RolloutFailing resolves)
                 metrics.export_unparsed(name, status, document)
                 if aborted:
                     self.store.clear_command(name, "abort")
+                    if status.started is not None and status.last_decision is not None:
+                        finished.append((status.last_decision.time, name))
+                elif spec is not None:
+                    self._reapply(name, spec, status, self.clock())
         except ControllerBusy:  # a `marquee rollout run` process owns it
-            return True
+            return running()
         except Exception:  # noqa: BLE001 - tried again at the next pass
             metrics.TICKS.labels("error").inc()
             log.exception("rollout %s: recording its refused spec failed", name)
-            return True
+            return running()
         metrics.TICKS.labels("error").inc()
         log.warning("rollout %s: %s", name, message)
-        return not status.phase.terminal
+        return False if status.phase.terminal else running()
 
-    def _document(self, name: str) -> dict[str, Any]:
-        """The ``spec`` of rollout ``name`` as stored, not validated (``{}`` when it cannot
-        be read, or the store cannot say): a spec refused for one field still names its
-        model, strategy and salt."""
+    def _abort_unparsed(self, name: str, status: RolloutStatus, exc: SpecError,
+                        document: dict[str, Any] | None) -> RolloutStatus:
+        """Carry out ``marquee rollout abort`` for a frozen rollout, without its spec: the
+        registry aliases back as they were at its start (``Controller.restore_aliases``, as a
+        rollback does; the model named by the document's ``modelName``), then every request to
+        the baseline, as ``desired_routing`` has it for RolledBack (same salt: same router
+        epoch as the ended routing re-applied, :meth:`_reapply_ended`). The status it ends
+        with, not saved yet. A registry or router that fails raises: it stays frozen and is
+        tried again at the next pass (both steps are idempotent)."""
+        status = ended(status, Phase.ROLLED_BACK, f"aborted by user (spec refused: {exc})",
+                       utcnow())
+        registry, unknown = self._unparsed_registry(document)
+        if unknown:
+            before = ", ".join(f"{a} {v if v is not None else '(unset)'}"
+                               for a, v in status.aliases_before.items())
+            note = (f"; registry aliases not restored: {unknown} (at its start: "
+                    f"{before or 'not recorded'})")
+            status.message += note
+            if status.last_decision is not None:
+                status.last_decision.reason += note
+        else:
+            Controller(self.store, name, self.source, self.router,
+                       registry).restore_aliases(status)
+        routing = RoutingConfig(strategy="single", rollout=name, salt=_salt(name, document),
+                                run=status.run_id,
+                                baseline=Upstream(version=status.baseline_version))
+        if self.router is not None:
+            self.router.apply(routing)
+        return status
+
+    def _reapply_ended(self, name: str) -> None:
+        """Keep the routing of ended rollout ``name`` in force (its ``Controller.tick``: all
+        traffic on the version it ended on, or on ``production`` if that moved since). One
+        whose spec is refused (aborted while frozen, or edited after it ended) has the same
+        routing, of which the spec gives only the salt, read as its abort read it."""
+        try:
+            model = self.store.get(name).rollout.spec.model_name
+        except SpecError:
+            pass
+        else:
+            Controller(self.store, name, self.source, self.router, self._registry(model)).tick()
+            return
+        status = self.store.get_status(name)
+        document = self._document(name)
+        registry, _ = self._unparsed_registry(document)  # None: the rollout's own version
+        # desired_routing reads nothing but the salt of an ended rollout's spec
+        spec = RolloutSpec.model_construct(stickiness_salt=_salt(name, document))
+        controller = Controller(self.store, name, self.source, self.router, registry)
+        apply_routing(self.store, name, self.router, spec, status,
+                      controller._ended_routing(spec, status))
+
+    def _unparsed_registry(self, document: dict[str, Any] | None
+                           ) -> tuple[AliasRegistry | None, str]:
+        """The registry of the model a refused spec document names (its ``modelName``, the
+        spec's default when absent), and "" ; or None and why it is not known (a registry per
+        model, and a document that does not name one usably)."""
+        if self.registry is None or hasattr(self.registry, "get_alias"):
+            return self._registry(""), ""  # none, or one registry for every model
+        if document is None:
+            return None, "the rollout's spec could not be read to name its model"
+        model = document.get("modelName", RolloutSpec.model_fields["model_name"].default)
+        if not isinstance(model, str) or not 1 <= len(model) <= 253:
+            return None, (f"its spec's modelName ({model!r}) does not name a model, so whose "
+                          f"aliases to restore is not known; set them with `marquee registry "
+                          f"alias` / `unalias`")
+        return self._registry(model), ""
+
+    def _document(self, name: str) -> dict[str, Any] | None:
+        """The ``spec`` of rollout ``name`` as stored, not validated (None when it cannot be
+        read, or the store cannot say): a spec refused for one field still names its model,
+        strategy and salt."""
         read = getattr(self.store, "spec_document", None)
         if read is None:
-            return {}
+            return None
         try:
             spec = read(name)
         except Exception as exc:  # noqa: BLE001 - labels and salt then fall back
             log.debug("rollout %s: its spec document could not be read: %s", name, exc)
-            return {}
-        return spec if isinstance(spec, dict) else {}
+            return None
+        return spec if isinstance(spec, dict) else None
 
     def _registry(self, model_name: str) -> AliasRegistry | None:
         if callable(self.registry) and not hasattr(self.registry, "get_alias"):
@@ -249,6 +334,41 @@ class RolloutManager:
                 log.exception("listing rollouts failed")
             self._heartbeat = time.monotonic()
             stop.wait(poll_seconds)
+
+
+def _salt(name: str, document: dict[str, Any] | None) -> str:
+    """The stickiness salt of a rollout whose spec is refused, for the all-baseline routing of
+    its abort and the ended routing re-applied after: the document's ``stickinessSalt``, or
+    the rollout's name (``RolloutSpec.salt``)."""
+    salt = (document or {}).get("stickinessSalt")
+    return salt if isinstance(salt, str) and salt else name
+
+
+def _frozen_spec(name: str, status: RolloutStatus, document: dict[str, Any] | None
+                 ) -> tuple[RolloutSpec | None, str]:
+    """A spec for the routing of frozen rollout ``name`` (``desired_routing``), or None and
+    what is missing. The routing needs the versions (the status's start decision), the phase,
+    step and weights (the status), the strategy, the stickiness salt, and in a shadow stage
+    the shadow block (sample rate, promoteTo): those three only the stored spec document still
+    says (the status does not record them), so they are validated as the spec's own fields
+    and taken as written; whatever else it says is not read. Nothing is guessed: an unusable
+    value among them means no routing."""
+    if status.baseline_version is None or status.candidate_version is None:
+        return None, "its status records no start decision with both versions"
+    if document is None:
+        return None, "its spec could not be read"
+    body: dict[str, Any] = {"baseline": {"version": status.baseline_version},
+                            "candidate": {"version": status.candidate_version}}
+    fields = ["strategy", "stickinessSalt"]
+    if status.phase == Phase.SHADOWING or document.get("strategy") == "shadow":
+        fields.append("shadow")
+    body.update({key: document[key] for key in fields if key in document})
+    try:
+        rollout = parse_rollout({"metadata": {"name": name}, "spec": body},
+                                f"its routing fields ({', '.join(fields)})")
+    except SpecError as exc:
+        return None, str(exc)
+    return rollout.spec, ""
 
 
 def serve_health(host: str, port: int, ready: Callable[[], bool],

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TICKS", "DECISIONS", "LEADER", "ACTIVE", "CANDIDATE_WEIGHT", "PHASE", "FAILED_CHECKS",
            "FAILURE_LIMIT", "STEP", "CANDIDATE_WEIGHT_RATIO", "FINISHED_KEPT", "export_status",
-           "export_unparsed", "forget_deleted", "forget_rollouts"]
+           "export_unparsed", "unparsed_strategy", "forget_deleted", "forget_rollouts"]
 
 TICKS = Counter("marquee_rollout_ticks_total",
                 "Controller ticks by result (reason: ok, error).", ["reason"])
@@ -119,15 +119,21 @@ def _unparsed_labels(name: str, version: str, spec: Mapping[str, Any]
     candidate still in force must page."""
     model = spec.get("modelName", RolloutSpec.model_fields["model_name"].default)
     model = model if isinstance(model, str) and model else UNKNOWN
-    strategy = spec.get("strategy")
-    strategy = strategy if isinstance(strategy, str) and strategy in get_args(Strategy) \
-        else UNKNOWN
+    strategy = unparsed_strategy(spec)
     analysis = spec.get("analysis", {})
     limit = analysis.get("failureLimit", AnalysisSpec.model_fields["failure_limit"].default) \
         if isinstance(analysis, Mapping) else None
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
         limit = None
     return (name, model, version, strategy), limit
+
+
+def unparsed_strategy(spec: Mapping[str, Any] | None) -> str:
+    """The ``strategy`` label of a rollout whose spec document ``spec`` fails validation (None:
+    it could not be read): the strategy it names, or :data:`UNKNOWN`. A frozen rollout is
+    still running, and counts in :data:`ACTIVE` under it."""
+    strategy = spec.get("strategy") if spec is not None else None
+    return strategy if isinstance(strategy, str) and strategy in get_args(Strategy) else UNKNOWN
 
 
 def _set(labels: tuple[str, ...], status: RolloutStatus) -> None:
