@@ -23,9 +23,9 @@ def rerank(cand: np.ndarray, scores: np.ndarray, k: int, cfg: RerankConfig,
     list is built greedily by maximal marginal relevance over genre overlap. The scores
     returned are the ones the list is ordered by, so they never increase along it.
 
-    ``rules`` only filter or re-score: whatever a rule returns is checked (as many scores as
-    items, only items it was given) and deduplicated again, so no rule can bring back a
-    blocked item or a duplicate.
+    ``rules`` only filter or re-score: whatever a rule returns is checked (as many finite
+    scores as items, only items it was given) and deduplicated again, so no rule can bring
+    back a blocked item or a duplicate.
     """
     cand = np.asarray(cand, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.float32)
@@ -48,7 +48,8 @@ def rerank(cand: np.ndarray, scores: np.ndarray, k: int, cfg: RerankConfig,
 def apply_rules(cand: np.ndarray, scores: np.ndarray, rules: list[BusinessRule] | None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """``rules`` applied in turn to distinct candidates and their scores, each rule's output
-    checked as ``rerank`` documents (as many scores as items, only items it was given)."""
+    checked as ``rerank`` documents (as many finite scores as items, only items it was
+    given)."""
     for rule in rules or ():
         cand, scores = _apply_rule(rule, cand, scores)
     return cand, scores
@@ -68,12 +69,24 @@ def _unique(cand: np.ndarray, scores: np.ndarray, blocked: np.ndarray | None
 def _apply_rule(rule: BusinessRule, cand: np.ndarray, scores: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     name = getattr(rule, "__name__", repr(rule))
-    out_cand, out_scores = rule(cand.copy(), scores.copy())
+    result = rule(cand.copy(), scores.copy())
+    try:  # a rule that forgot its ``return`` failed here, naming no rule
+        out_cand, out_scores = result
+    except (TypeError, ValueError):
+        raise ValueError(f"business rule {name}: expected (item rows, scores) back, got "
+                         f"{type(result).__name__}") from None
     out_cand = np.asarray(out_cand, dtype=np.int64).reshape(-1)
     out_scores = np.asarray(out_scores, dtype=np.float32).reshape(-1)
     if out_cand.size != out_scores.size:
         raise ValueError(f"business rule {name}: returned {out_cand.size} items but "
                          f"{out_scores.size} scores")
+    # A NaN or infinite score made every score of the list NaN once freshness (the scores'
+    # spread) or diversity (their range) used it, and is no number in a JSON answer either.
+    bad = ~np.isfinite(out_scores)
+    if bad.any():
+        raise ValueError(f"business rule {name}: returned {int(bad.sum())} score(s) that are "
+                         f"not finite numbers (e.g. {out_scores[bad][0]} for item row "
+                         f"{int(out_cand[bad][0])}); to drop an item, leave it out")
     foreign = ~isin_small(out_cand, cand)
     if foreign.any():
         raise ValueError(f"business rule {name}: returned items that were not among its "

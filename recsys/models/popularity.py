@@ -78,11 +78,22 @@ class SegmentPopularity:
 
     def top(self, seg: str | None, k: int, exclude: set[int] | np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k item rows of the segment (global when unknown) and decreasing scores."""
+        """Top-k item rows of the segment (global when unknown) and decreasing scores.
+
+        The rankings hold the first ``top`` items (1,000) only; when excluded items leave
+        fewer than k of them, the rest of the catalogue follows by training count, so that
+        a cold user gets k items whenever k items that are not excluded exist (as warm
+        users do), not fewer or none."""
         ranked = self.segments.get(seg or "", self.global_rank)
+        ex = None
         if exclude is not None and len(exclude):
             ex = np.fromiter(exclude, dtype=np.int64) if isinstance(exclude, set) else exclude
-            ranked = ranked[~np.isin(ranked, ex)]
-        picked = ranked[:k]
+        picked = ranked[~np.isin(ranked, ex)][:k] if ex is not None else ranked[:k]
+        if picked.size < k and ranked.size < self.counts.size:
+            rest = np.argsort(-self.counts, kind="stable")
+            rest = rest[~np.isin(rest, ranked)]
+            if ex is not None:
+                rest = rest[~np.isin(rest, ex)]
+            picked = np.concatenate([picked, rest[:k - picked.size]]).astype(np.int64)
         scores = (1.0 / np.log2(np.arange(picked.size) + 2.0)).astype(np.float32)
         return picked, scores
