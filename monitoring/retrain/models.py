@@ -51,6 +51,21 @@ class WebhookAlert(BaseModel):
             raise ValueError("labels must contain a non-empty 'alertname'")
         return v
 
+    @field_validator("startsAt")
+    @classmethod
+    def _in_utc(cls, v: datetime) -> datetime:
+        """In UTC, so that one instant is one dedup key: a time without an offset is UTC, not
+        this process's zone (a trigger restarted in another zone took a re-send for a new
+        alert and started a second run). A time UTC cannot hold (9999-12-31T23:00:00-12:00)
+        is refused here, naming it; before, the dedup key overflowed into a 500 that
+        Alertmanager retries for ever."""
+        if v.tzinfo is None:
+            return v.replace(tzinfo=timezone.utc)
+        try:
+            return v.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError(f"{v.isoformat()} is out of the range of dates in UTC") from None
+
     @property
     def alertname(self) -> str:
         return self.labels["alertname"]
