@@ -104,9 +104,21 @@ def _retrain_through_trigger(console: Console, ts: TriggerSettings,
         raise SystemExit(2) from None
     try:
         decision = _ask_service(ts.url, token, req, cancel)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.ConnectTimeout):
         typer.secho(f"error: no trigger answers at {ts.url} (MARQUEE_RETRAIN_URL; a "
                     f"port-forward down?); {nothing}", fg="red", err=True)
+        raise SystemExit(1) from None
+    except httpx.InvalidURL as exc:
+        typer.secho(f"error: --url / MARQUEE_RETRAIN_URL {ts.url!r} is not a valid URL "
+                    f"({exc}); {nothing}", fg="red", err=True)
+        raise SystemExit(2) from None
+    except httpx.HTTPError as exc:
+        # connected, then no answer (a timeout, a port-forward whose pod went away): the
+        # request may have reached the trigger, so whether it acted is not known here
+        what = "canceled the run" if cancel else "started a run"
+        typer.secho(f"error: the trigger at {ts.url} did not answer ({type(exc).__name__}: "
+                    f"{error_text(exc)}); it may or may not have {what}: check `marquee "
+                    "incidents`", fg="red", err=True)
         raise SystemExit(1) from None
     except MarqueeError as exc:
         _fail(console, exc)
