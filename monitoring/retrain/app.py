@@ -77,7 +77,7 @@ def create_app(trigger: RetrainTrigger, token: str) -> FastAPI:
     """The ASGI app around ``trigger``; every mutating route needs ``Bearer <token>``."""
     if not token:
         raise ValueError("the retrain trigger needs a non-empty bearer token")
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
     app = FastAPI(title="Marquee retrain trigger", docs_url=None, redoc_url=None,
                   openapi_url=None)
 
@@ -85,7 +85,11 @@ def create_app(trigger: RetrainTrigger, token: str) -> FastAPI:
         header = request.headers.get("authorization")
         if header is None:
             raise UnauthorizedError("missing Authorization: Bearer <token> header")
-        if not hmac.compare_digest(header.encode(), expected):
+        # the scheme is case-insensitive (RFC 9110 11.1): Alertmanager sends its
+        # authorization.type as written, and "bearer" was refused with every alert it sent
+        scheme, _, credentials = header.strip().partition(" ")
+        if not hmac.compare_digest(credentials.strip().encode(), expected) or \
+                scheme.lower() != "bearer":
             raise UnauthorizedError("wrong bearer token")
 
     @app.exception_handler(MarqueeError)
