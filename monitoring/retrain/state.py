@@ -234,8 +234,10 @@ class StateStore:
         """Decisions, oldest first (the last ``limit``), across the rotated files."""
         lines: list[str] = []
         for path in reversed(self._log_files()):
-            lines = [line for line in path.read_text(encoding="utf-8").splitlines()
-                     if line.strip()] + lines
+            # errors="replace": a line cut inside a multi-byte character by a crash mid-write
+            # fails to parse below and is skipped, instead of failing the whole read
+            lines = [line for line in path.read_text(encoding="utf-8", errors="replace")
+                     .splitlines() if line.strip()] + lines
             if limit is not None and len(lines) >= limit:
                 break
         if limit is not None:

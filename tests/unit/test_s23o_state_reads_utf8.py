@@ -67,3 +67,19 @@ def test_a_lock_file_gets_the_umask_mode_so_a_group_can_share_the_store(tmp_path
     finally:
         os.umask(old)
     assert (tmp_path / "lock").stat().st_mode & 0o777 == 0o664
+
+
+def test_a_decision_line_cut_inside_a_character_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """A crash mid-append can cut the log's last line inside a multi-byte character: reading
+    the log raised UnicodeDecodeError (``marquee incidents`` and ``/runs`` failed, and so did
+    the trigger's start-up recovery) instead of skipping that line as a cut line is skipped."""
+    store = StateStore(tmp_path / "retrain")
+    now = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    store.append_decisions([Decision(time=now, decision="started", source="manual",
+                                     run_id="r1", detail="first")])
+    torn = Decision(time=now, decision="started", source="manual", run_id="r2",
+                    detail=REASON).model_dump_json().encode()
+    cut = torn.index("→".encode()) + 1  # inside the arrow's three bytes
+    with store.decisions_path.open("ab") as fh:
+        fh.write(torn[:cut])
+    assert [d.run_id for d in store.decisions()] == ["r1"]
