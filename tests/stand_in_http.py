@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 #: ``answer(method, path, request body) -> (status, body)``: a str body is sent as it is,
@@ -16,11 +19,16 @@ Answer = Callable[[str, str, bytes], tuple[int, Any]]
 
 
 @contextmanager
-def serving(answer: Answer) -> Iterator[str]:
-    """Serve ``answer`` for GET and POST on 127.0.0.1; yields the base URL."""
+def serving(answer: Answer, *, host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None,
+            headers: list[dict[str, str]] | None = None) -> Iterator[str]:
+    """Serve ``answer`` for GET and POST on ``host`` (a loopback address: 127.0.0.1 or ::1);
+    yields the base URL. ``tls``: (certificate, key) files, served over HTTPS. ``headers``:
+    each request's headers are appended to it."""
 
     class Handler(BaseHTTPRequestHandler):
         def _reply(self) -> None:
+            if headers is not None:
+                headers.append({k.lower(): v for k, v in self.headers.items()})
             body = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
             status, out = answer(self.command, self.path, body)
             data = (out if isinstance(out, str) else json.dumps(out)).encode()
@@ -35,11 +43,19 @@ def serving(answer: Answer) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = Server((host, 0), Handler)
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    shown = f"[{host}]" if ":" in host else host
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://{shown}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

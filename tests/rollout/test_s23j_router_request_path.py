@@ -14,12 +14,7 @@ A real ``marquee router`` on 127.0.0.1 in front of stand-in model servers:
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +22,7 @@ import httpx
 import pytest
 
 from tests.rollout.rollout_support import start_router
-from tests.stand_in_http import Answer, serving
+from tests.stand_in_http import serving
 
 
 def _lists(body: bytes, *, offset: int = 0, user_shift: int = 0,
@@ -41,38 +36,6 @@ def _lists(body: bytes, *, offset: int = 0, user_shift: int = 0,
     if version is not None:
         pred["model_version"] = version
     return 200, {"predictions": [pred]}
-
-
-@contextmanager
-def _tls_serving(answer: Answer, cert: Path, key: Path) -> Iterator[str]:
-    """``answer`` over HTTPS on 127.0.0.1 (a self-signed certificate for 127.0.0.1)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
-            status, out = answer(self.command, self.path, body)
-            data = json.dumps(out).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def _self_signed(tmp: Path) -> tuple[Path, Path]:
@@ -97,7 +60,7 @@ def test_a_candidate_at_an_https_url_is_served_not_failed(
     cert, key = _self_signed(tmp_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the router's environment (start_router)
     with serving(lambda m, p, b: _lists(b)) as base, \
-            _tls_serving(lambda m, p, b: _lists(b, offset=100, version="2"), cert, key) as cand:
+            serving(lambda m, p, b: _lists(b, offset=100, version="2"), tls=(cert, key)) as cand:
         router = start_router({"1": base, "2": cand}, "1", tmp_path, tmp_path)
         try:
             with httpx.Client(base_url=router.url, timeout=10.0, trust_env=False) as c:

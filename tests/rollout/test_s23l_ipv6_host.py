@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +26,7 @@ pytest.importorskip("httptools", reason="the raw upstream pool needs httptools")
 
 from serving.router.rawhttp import RawHTTPPool  # noqa: E402
 from tests.rollout.rollout_support import start_router  # noqa: E402
+from tests.stand_in_http import serving  # noqa: E402
 
 
 def _has_ipv6_loopback() -> bool:
@@ -41,41 +41,21 @@ def _has_ipv6_loopback() -> bool:
 pytestmark = pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback (::1)")
 
 
-class _V6Server(ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-
-
 @contextmanager
 def _recording() -> Iterator[tuple[str, list[str]]]:
     """A KServe V1 stand-in on [::1] that records each request's Host header."""
+    seen: list[dict[str, str]] = []
     hosts: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            hosts.append(self.headers.get("host", "<none>"))
-            inst = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            inst = inst["instances"][0]
-            data = json.dumps({"predictions": [{
-                "user_id": inst["user_id"], "items": [5, 6], "scores": [0.5, 0.4],
-                "model_version": "1", "cold_start": False, "fallback": False}]}).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(method: str, path: str, body: bytes) -> tuple[int, Any]:
+        hosts.append(seen[-1].get("host", "<none>"))
+        inst = json.loads(body)["instances"][0]
+        return 200, {"predictions": [{
+            "user_id": inst["user_id"], "items": [5, 6], "scores": [0.5, 0.4],
+            "model_version": "1", "cold_start": False, "fallback": False}]}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = _V6Server(("::1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://[::1]:{server.server_address[1]}", hosts
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(answer, host="::1", headers=seen) as url:
+        yield url, hosts
 
 
 def test_the_pool_sends_an_ipv6_host_in_brackets() -> None:

@@ -17,39 +17,16 @@ The command runs as ``python -m marquee.cli`` in a subprocess (its ``main`` maps
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import REPO
 from typer.testing import CliRunner
 
 from serving.replay.users import users_from_holdout
-from tests.stand_in_http import serving
+from tests.rollout.test_s23g_replay_input import _recording_router, _replay
 from tests.unit.own_tables import tables
-
-
-def _replay(option: str, path: Path, router: str = "http://127.0.0.1:9", *args: str
-            ) -> subprocess.CompletedProcess:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NO_PROXY": "*"}
-    return subprocess.run(
-        [sys.executable, "-m", "marquee.cli", "traffic", "replay", option, str(path),
-         "--router", router, "--rate", "200", "--requests", "1", "-o", "json", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-
-
-def _recording_router(asked: list[int]):  # noqa: ANN202
-    def answer(method: str, path: str, body: bytes) -> tuple[int, Any]:
-        if path != "/recommend":
-            return 202, {"credited": None}
-        asked.append(json.loads(body)["user_id"])
-        return 200, {"items": [8, 9], "scores": [1.0, 0.5], "request_id": f"r{len(asked)}",
-                     "model_version": "1", "variant": "stable"}
-    return serving(answer)
 
 
 def _one_error_line(done: subprocess.CompletedProcess) -> str:

@@ -20,19 +20,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from kfp.dsl import Dataset
 from typer.testing import CliRunner
 
-from components.factory import build_components
 from marquee.commands.data import app
 from recsys import Recommender
 from recsys.data.errors import DataValidationError
-from recsys.data.files import read_dataset
 from tests.unit.own_tables import tables
 from tests.unit.small_recsys import SMALL, data  # noqa: F401  (the fixture)
+from tests.unit.test_s23c_foreign_files import _ingest
 
 runner = CliRunner()
-C = build_components()
 PLACEHOLDER = 253_402_214_400  # 9999-12-31T00:00:00Z in unix seconds
 
 
@@ -41,14 +38,6 @@ def _validate(directory: Path) -> tuple[int, str]:
     assert result.exception is None or isinstance(result.exception, SystemExit), \
         repr(result.exception)
     return result.exit_code, " ".join(result.output.split())
-
-
-def _ingest(directory: Path, tmp_path: Path) -> dict[str, pd.DataFrame]:
-    """The contract tables the pipeline's ingest step writes for ``directory``, read back."""
-    out = tmp_path / "out"
-    C.ingest.python_func(source=str(directory), home=str(tmp_path / "home"),
-                         dataset=Dataset(name="dataset", uri=str(out)))
-    return read_dataset(out).tables()
 
 
 def _times(seconds: list[int]) -> list[dt.datetime]:
