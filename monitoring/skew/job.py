@@ -26,6 +26,7 @@ named in ``unreadable_example``).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -36,8 +37,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from monitoring.drift.rows import no_logged_features, split_featured
-from monitoring.drift.stats import (SPREAD_FLOOR, finite, jensenshannon_counts, w1_sorted,
-                                    wasserstein_norm)
+from monitoring.drift.stats import (SPREAD_FLOOR, finite, jensenshannon_counts, unit_scale,
+                                    w1_sorted, wasserstein_norm)
 from monitoring.errors import MonitoringInputError, NoDataError
 from serving.fields import MAX_HISTORY, History, short_repr
 
@@ -252,24 +253,19 @@ def _numeric_distance(served: np.ndarray, offline: np.ndarray) -> tuple[float, s
     finite value on both sides: the scale of the other features' distances. ValueError when
     a side has no finite value.
 
-    Values past about 1e154 overflow a spread's squares: there W1 and the spread are taken
-    of both sides divided by their largest magnitude, which leaves the distance as it is (a
-    constant served as 1e160 for an offline 0, the kind of serving bug this check is for,
-    read 0.0, as if the two agreed).
+    Values past about 1e154 overflow a spread's squares: W1 and the spread are taken of both
+    sides scaled by a power of two (the drift check's ``unit_scale``), which leaves the
+    distance as it is (a constant served as 1e160 for an offline 0, the kind of serving bug
+    this check is for, read 0.0, as if the two agreed).
     """
     o, s = finite(offline), finite(served)
     if o.size == 0 or s.size == 0 or _spread(o) >= SPREAD_FLOOR:
         return wasserstein_norm(offline, served, 1.0, sample_rows=10**9, exact_margin=0,
                                 rng=np.random.default_rng(0)).score, "wasserstein"
-    scale = 1.0
-    with np.errstate(over="ignore", invalid="ignore"):
-        norm = float(np.std(np.concatenate([o, s])))
-        w1 = w1_sorted(np.sort(o), np.sort(s))
-    if not (np.isfinite(norm) and np.isfinite(w1)):
-        scale = max(_magnitude(o), _magnitude(s))
-        o, s = o / scale, s / scale
-        norm, w1 = float(np.std(np.concatenate([o, s]))), w1_sorted(np.sort(o), np.sort(s))
-    return w1 / max(norm, SPREAD_FLOOR / scale), "wasserstein_pooled"
+    o, s, e = unit_scale(o, s)  # the drift check's guard: huge values by a power of two
+    norm = float(np.std(np.concatenate([o, s])))
+    return (w1_sorted(np.sort(o), np.sort(s)) / max(norm, math.ldexp(SPREAD_FLOOR, -e)),
+            "wasserstein_pooled")
 
 
 def _magnitude(x: np.ndarray) -> float:
